@@ -1,0 +1,135 @@
+// Bundles a function's handler together with runtime-node into one ES module with an inline
+// source map: the artifact every driver runs.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { KubefnError } from '@kubefn/platform';
+
+export interface BundleOptions {
+  /** The function's directory (where fn.yaml lives); imports resolve from here. */
+  dir: string;
+  /** Handler module, relative to `dir`. */
+  handler: string;
+  /** Where to write the bundle; default `<dir>/.kubefn/build`. */
+  outDir?: string;
+  minify?: boolean;
+}
+
+export interface Bundle {
+  /** Absolute path of the bundled module. */
+  file: string;
+  /** sha256 of the bundle's bytes: "sha256:<hex>". */
+  digest: string;
+  bytes: number;
+  warnings: string[];
+}
+
+const runtimeSpecifier = 'kubefn:runtime';
+const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
+
+// esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this.
+const banner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
+  'const require = __kubefnCreateRequire(import.meta.url);';
+
+export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
+  const dir = path.resolve(options.dir);
+  const handlerPath = path.resolve(dir, options.handler);
+  const rel = path.relative(dir, handlerPath);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new KubefnError('BUILD_FAILED', `handler "${options.handler}" is outside the function directory ${dir}`, {
+      hint: 'point `handler` in fn.yaml at a file inside the function directory',
+    });
+  }
+  const found = await stat(handlerPath).catch(() => null);
+  if (!found?.isFile()) {
+    throw new KubefnError('BUILD_FAILED', `handler file not found: ${handlerPath}`, {
+      hint: 'check `handler` in fn.yaml, or run `fn init` to scaffold one',
+    });
+  }
+  const outDir = path.resolve(options.outDir ?? path.join(dir, '.kubefn', 'build'));
+  const outFile = path.join(outDir, 'fn.mjs');
+  const entry = [
+    `import * as handlerModule from ${JSON.stringify('./' + rel.split(path.sep).join('/'))};`,
+    `import { run } from ${JSON.stringify(runtimeSpecifier)};`,
+    'run(handlerModule);',
+  ].join('\n');
+
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
+  try {
+    result = await esbuild.build({
+      stdin: { contents: entry, resolveDir: dir, sourcefile: 'kubefn-entry.js', loader: 'js' },
+      absWorkingDir: dir,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      sourcemap: 'inline',
+      sourcesContent: false,
+      minify: options.minify ?? false,
+      keepNames: true,
+      legalComments: 'none',
+      banner: { js: banner },
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+      outfile: outFile,
+      plugins: [runtimePlugin, nativeAddonPlugin],
+    });
+  } catch (err) {
+    const failure = err as esbuild.BuildFailure;
+    if (Array.isArray(failure.errors)) {
+      throw new KubefnError('BUILD_FAILED', `build failed:\n${formatMessages(failure.errors, dir)}`, {
+        cause: err,
+        hint: 'fix the errors above; paths are file:line:column relative to the function directory',
+      });
+    }
+    throw err;
+  }
+  const output = result.outputFiles?.find((f) => f.path === outFile);
+  if (!output) throw new KubefnError('INTERNAL', 'esbuild produced no output');
+  await mkdir(outDir, { recursive: true });
+  // Skip the write when unchanged so file watchers and mtimes stay quiet.
+  const previous = await readFile(outFile).catch(() => null);
+  if (!previous?.equals(output.contents)) await writeFile(outFile, output.contents);
+  return {
+    file: outFile,
+    digest: `sha256:${createHash('sha256').update(output.contents).digest('hex')}`,
+    bytes: output.contents.byteLength,
+    warnings: result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : [],
+  };
+}
+
+const runtimePlugin: esbuild.Plugin = {
+  name: 'kubefn-runtime',
+  setup(build) {
+    build.onResolve({ filter: /^kubefn:runtime$/ }, () => ({ path: runtimeEntry }));
+  },
+};
+
+const nativeAddonPlugin: esbuild.Plugin = {
+  name: 'kubefn-native-addons',
+  setup(build) {
+    build.onResolve({ filter: /\.node$/ }, (args) => ({
+      errors: [
+        {
+          text: `native addon "${args.path}" cannot be bundled: kubefn functions must be pure JavaScript or WebAssembly`,
+        },
+      ],
+    }));
+  },
+};
+
+function formatMessages(messages: esbuild.Message[], dir: string): string {
+  return messages
+    .map((m) => {
+      const loc = m.location;
+      if (!loc) return `error: ${m.text}`;
+      const file = path.isAbsolute(loc.file) ? path.relative(dir, loc.file) : loc.file;
+      const caret = `    ${loc.lineText}\n    ${' '.repeat(loc.column)}^`;
+      return `${file}:${loc.line}:${loc.column + 1}: ${m.text}\n${caret}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,96 @@
+// The Driver: how kubefn runs replicas of a function, on our own types. Every driver passes the
+// conformance suite in ./testing.
+
+import type { FunctionSpec } from './spec.js';
+
+export interface FunctionStatus {
+  spec: FunctionSpec;
+  /** Replicas the driver is asked to run. */
+  replicas: number;
+  /** Replicas that passed readiness and are in endpoints(). */
+  readyReplicas: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** One ready replica the gateway may send requests to. */
+export interface Endpoint {
+  /** Unique per replica for the life of the driver, e.g. "hello-3". */
+  id: string;
+  /** Base URL of the function port, e.g. "http://127.0.0.1:40123". */
+  url: string;
+  /** Base URL of the admin port (health, readiness, metrics). */
+  adminUrl: string;
+}
+
+/** A live view of a function's ready replicas. */
+export interface EndpointSet {
+  current(): readonly Endpoint[];
+  /** Calls `listener` with the new list on every change; returns the unsubscribe function. */
+  subscribe(listener: (endpoints: readonly Endpoint[]) => void): () => void;
+}
+
+export interface LogLine {
+  name: string;
+  /** Replica id. */
+  instance: string;
+  /** RFC 3339 time the line was written. */
+  timestamp: string;
+  text: string;
+  stream: 'stdout' | 'stderr' | 'system';
+}
+
+export interface LogOptions {
+  follow?: boolean;
+  /** Last N lines of the history (default: all kept). */
+  tail?: number;
+  since?: Date;
+}
+
+export interface Driver {
+  /** "process", "podman", "kubernetes". */
+  readonly kind: string;
+  /** Creates or updates a function; starts max(min, initial) replicas on create. */
+  deploy(spec: FunctionSpec): Promise<FunctionStatus>;
+  /** Stops every replica and forgets the function. NOT_FOUND if unknown. */
+  remove(name: string): Promise<void>;
+  list(): Promise<FunctionStatus[]>;
+  /** NOT_FOUND if unknown. */
+  get(name: string): Promise<FunctionStatus>;
+  /** Sets the desired replica count; returns before the replicas are ready. */
+  scale(name: string, replicas: number): Promise<void>;
+  /** Live ready replicas; empty (and later filled) for a name not deployed yet. */
+  endpoints(name: string): EndpointSet;
+  /** Log lines, oldest first; with `follow` it ends only when `signal` aborts or the function goes. */
+  logs(name: string, options: LogOptions, signal: AbortSignal): AsyncIterable<LogLine>;
+  /** Stops every replica (draining) and releases resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A small EndpointSet implementation drivers can share. */
+export class MutableEndpointSet implements EndpointSet {
+  #endpoints: readonly Endpoint[] = [];
+  readonly #listeners = new Set<(endpoints: readonly Endpoint[]) => void>();
+
+  current(): readonly Endpoint[] {
+    return this.#endpoints;
+  }
+
+  subscribe(listener: (endpoints: readonly Endpoint[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  set(endpoints: readonly Endpoint[]): void {
+    this.#endpoints = Object.freeze([...endpoints]);
+    for (const l of this.#listeners) l(this.#endpoints);
+  }
+
+  add(endpoint: Endpoint): void {
+    this.set([...this.#endpoints.filter((e) => e.id !== endpoint.id), endpoint]);
+  }
+
+  remove(id: string): void {
+    if (this.#endpoints.some((e) => e.id === id)) this.set(this.#endpoints.filter((e) => e.id !== id));
+  }
+}

@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './duration.js';
+export * from './spec.js';
+export * from './driver.js';

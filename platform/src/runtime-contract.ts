@@ -1,0 +1,51 @@
+// What a replica's runtime and whoever starts it agree on: environment in, readiness out.
+// Imported by runtime-node, so it must stay dependency-free.
+
+/** Environment variables the platform sets on every replica. */
+export const runtimeEnv = {
+  /** Function port; "0" lets the runtime pick a free one and report it. Default 8080. */
+  port: 'PORT',
+  /** Admin port (healthz, readyz, metrics); "0" picks one. Default 8081. */
+  adminPort: 'ADMIN_PORT',
+  /** Function name, for logs and metrics. */
+  functionName: 'KUBEFN_FUNCTION',
+  /** Replica id, for logs. */
+  instance: 'KUBEFN_INSTANCE',
+  /** Per-call deadline in ms (504 and the AbortSignal fire after it). Default 30000. */
+  timeoutMs: 'KUBEFN_TIMEOUT_MS',
+  /** Max in-flight calls per replica; 0 = no cap. Default 0. */
+  concurrency: 'KUBEFN_CONCURRENCY',
+  /** Max time to finish in-flight calls after SIGTERM, in ms. Default timeout + 5000. */
+  drainMs: 'KUBEFN_DRAIN_MS',
+  /** Largest request body in bytes. Default 6 MiB. */
+  maxBodyBytes: 'KUBEFN_MAX_BODY_BYTES',
+  /** Address to bind, default 0.0.0.0. */
+  host: 'KUBEFN_HOST',
+} as const;
+
+/** Sent over the Node IPC channel (when there is one) once init() finished and both ports listen. */
+export interface ReadyMessage {
+  type: 'kubefn:ready';
+  port: number;
+  adminPort: number;
+}
+
+/** Sent over IPC when SIGTERM arrives and the replica stops taking new calls. */
+export interface DrainingMessage {
+  type: 'kubefn:draining';
+}
+
+export type RuntimeMessage = ReadyMessage | DrainingMessage;
+
+/** Admin-port paths. */
+export const adminPaths = { health: '/healthz', ready: '/readyz', metrics: '/metrics' } as const;
+
+/** Headers on the runtime <-> gateway hop. */
+export const runtimeHeaders = {
+  callId: 'x-call-id',
+  startTime: 'x-start-time',
+  /** Set on a 503 the runtime sent without running the handler: safe to retry elsewhere. */
+  overloaded: 'x-kubefn-overloaded',
+  /** Set on a 503 from a draining replica: safe to retry elsewhere. */
+  draining: 'x-kubefn-draining',
+} as const;

@@ -1,0 +1,212 @@
+// The FunctionSpec: one schema (fn.yaml, the management API, later the CRD), validated once at the boundary.
+
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
+import { durationPattern, parseDuration } from './duration.js';
+import { KubefnError, type FieldError } from './errors.js';
+
+/** DNS-1123 label: what Kubernetes accepts as a Service name. */
+export const namePattern = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+const envKeyPattern = '^[A-Za-z_][A-Za-z0-9_]*$';
+const quantityPattern = '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$';
+
+const Duration = (def: string, description: string) =>
+  Type.String({ pattern: durationPattern, default: def, description });
+const Quantity = (description: string) => Type.String({ pattern: quantityPattern, description });
+const strict = { additionalProperties: false } as const;
+
+export const ScaleSchema = Type.Object(
+  {
+    min: Type.Integer({ minimum: 0, maximum: 1000, default: 0, description: 'replicas kept when idle; 0 allows scale to zero' }),
+    max: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'upper bound on replicas' }),
+    initial: Type.Integer({ minimum: 0, maximum: 1000, default: 1, description: 'replicas started on deploy (never below min)' }),
+    metric: Type.Union([Type.Literal('concurrency'), Type.Literal('rps')], { default: 'concurrency' }),
+    target: Type.Number({ exclusiveMinimum: 0, maximum: 100_000, default: 100, description: 'in-flight requests (or req/s) per replica to aim for' }),
+    targetUtilizationPercent: Type.Number({ minimum: 1, maximum: 100, default: 70 }),
+    containerConcurrency: Type.Integer({ minimum: 0, maximum: 10_000, default: 0, description: 'hard cap on in-flight requests per replica; 0 = no cap' }),
+    stableWindow: Duration('60s', 'averaging window for scaling decisions'),
+    panicWindowPercent: Type.Number({ minimum: 1, maximum: 100, default: 10 }),
+    panicThresholdPercent: Type.Number({ minimum: 110, maximum: 1000, default: 200 }),
+    maxScaleUpRate: Type.Number({ exclusiveMinimum: 1, default: 1000 }),
+    maxScaleDownRate: Type.Number({ exclusiveMinimum: 1, default: 2 }),
+    scaleDownDelay: Duration('0s', 'hold the highest recent decision this long before scaling down'),
+    scaleToZeroGrace: Duration('30s', 'idle time after the stable window before the last replica goes'),
+  },
+  { ...strict, default: {} },
+);
+
+export const TriggerSchema = Type.Object(
+  {
+    type: Type.Union([Type.Literal('http'), Type.Literal('nats'), Type.Literal('cron')]),
+    subject: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    stream: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    durable: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    maxDeliver: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    output: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    body: Type.Optional(Type.String({ maxLength: 65_536 })),
+  },
+  strict,
+);
+
+export const TolerationSchema = Type.Object(
+  {
+    key: Type.Optional(Type.String({ maxLength: 316 })),
+    operator: Type.Optional(Type.Union([Type.Literal('Equal'), Type.Literal('Exists')])),
+    value: Type.Optional(Type.String({ maxLength: 63 })),
+    effect: Type.Optional(
+      Type.Union([Type.Literal('NoSchedule'), Type.Literal('PreferNoSchedule'), Type.Literal('NoExecute')]),
+    ),
+    tolerationSeconds: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  strict,
+);
+
+export const FunctionSpecSchema = Type.Object(
+  {
+    name: Type.String({ pattern: namePattern, minLength: 1, maxLength: 63, description: 'DNS-1123 label' }),
+    handler: Type.String({ minLength: 1, maxLength: 1024, default: 'handler.js', description: 'handler module, relative to fn.yaml' }),
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'what replicas run; set by `fn deploy`' })),
+    env: Type.Optional(Type.Record(Type.String({ pattern: envKeyPattern }), Type.String({ maxLength: 32_768 }))),
+    secrets: Type.Optional(Type.Array(Type.String({ pattern: namePattern, maxLength: 253 }), { maxItems: 64 })),
+    labels: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
+    annotations: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 65_536 }))),
+    resources: Type.Optional(
+      Type.Object(
+        {
+          cpu: Type.Optional(Quantity('CPU limit, e.g. "500m" or "2"')),
+          memory: Type.Optional(Quantity('memory limit, e.g. "256Mi"')),
+          gpu: Type.Optional(Type.Integer({ minimum: 0, maximum: 16, description: 'whole GPUs (nvidia.com/gpu)' })),
+        },
+        strict,
+      ),
+    ),
+    placement: Type.Optional(
+      Type.Object(
+        {
+          nodeSelector: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
+          tolerations: Type.Optional(Type.Array(TolerationSchema, { maxItems: 32 })),
+        },
+        strict,
+      ),
+    ),
+    timeout: Duration('30s', 'per-call deadline; the handler sees its AbortSignal fire'),
+    scale: ScaleSchema,
+    triggers: Type.Array(TriggerSchema, { maxItems: 32, default: [{ type: 'http' }] }),
+  },
+  strict,
+);
+
+export type FunctionSpec = Static<typeof FunctionSpecSchema>;
+export type ScaleSpec = Static<typeof ScaleSchema>;
+export type TriggerSpec = Static<typeof TriggerSchema>;
+/** What a user may write: everything but the name has a default. */
+export type FunctionSpecInput = Partial<Omit<FunctionSpec, 'scale'>> & { name: string; scale?: Partial<ScaleSpec> };
+
+const checker = TypeCompiler.Compile(FunctionSpecSchema);
+
+/** Environment variables the runtime owns; a spec may not set them. */
+export const reservedEnv = new Set(['PORT', 'ADMIN_PORT', 'NODE_OPTIONS']);
+const reservedEnvPrefix = 'KUBEFN_';
+
+/**
+ * Validates and fills defaults. Throws INVALID_SPEC naming every bad field, e.g.
+ * `scale.min: must be <= scale.max (5 > 2)`.
+ */
+export function parseFunctionSpec(input: unknown): FunctionSpec {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new KubefnError('INVALID_SPEC', 'function spec must be an object', {
+      fields: [{ field: '', message: 'must be an object' }],
+    });
+  }
+  const value = Value.Default(FunctionSpecSchema, structuredClone(input)) as unknown;
+  const fields = schemaErrors(checker.Errors(value));
+  if (fields.length === 0) fields.push(...semanticErrors(value as FunctionSpec));
+  if (fields.length > 0) {
+    const summary = fields.map((f) => `${f.field || '(root)'}: ${f.message}`).join('; ');
+    const name = (input as { name?: unknown }).name;
+    const who = typeof name === 'string' ? ` for function "${name}"` : '';
+    throw new KubefnError('INVALID_SPEC', `invalid spec${who}: ${summary}`, { fields });
+  }
+  return value as FunctionSpec;
+}
+
+/** Checks one function name, for routes and CLI arguments. */
+export function validateName(name: string): void {
+  if (name.length === 0 || name.length > 63 || !new RegExp(namePattern).test(name)) {
+    throw new KubefnError('INVALID_NAME', `invalid function name ${JSON.stringify(name)}`, {
+      hint: 'use 1-63 lower-case letters, digits and "-", starting and ending with a letter or digit (e.g. "hello-world")',
+    });
+  }
+}
+
+interface TypeBoxError {
+  path: string;
+  message: string;
+  schema: TSchema;
+  value: unknown;
+}
+
+function schemaErrors(errors: Iterable<TypeBoxError>): FieldError[] {
+  const seen = new Set<string>();
+  const out: FieldError[] = [];
+  for (const e of errors) {
+    const field = e.path.replace(/^\//, '').split('/').filter(Boolean).join('.');
+    if (seen.has(field)) continue;
+    seen.add(field);
+    out.push({ field, message: describe(e) });
+    if (out.length >= 20) break;
+  }
+  return out;
+}
+
+function describe(e: TypeBoxError): string {
+  const s = e.schema as Record<string, unknown>;
+  if (e.message.startsWith('Unexpected property')) return 'unknown field';
+  if (e.value === undefined && e.message.startsWith('Expected required')) return 'is required';
+  if (s.pattern === durationPattern) return `must be a duration like "500ms", "30s" or "2m" (got ${JSON.stringify(e.value)})`;
+  if (s.pattern === namePattern) {
+    return `must be a DNS-1123 label: lower-case letters, digits and "-", starting and ending with a letter or digit (got ${JSON.stringify(e.value)})`;
+  }
+  if (s.pattern === quantityPattern) return `must be a quantity like "500m", "2", "256Mi" (got ${JSON.stringify(e.value)})`;
+  if (s.pattern === envKeyPattern) return 'must be a valid environment variable name';
+  if (Array.isArray(s.anyOf)) {
+    const allowed = (s.anyOf as { const?: unknown }[]).map((x) => JSON.stringify(x.const)).join(', ');
+    return `must be one of ${allowed} (got ${JSON.stringify(e.value)})`;
+  }
+  return `${e.message.toLowerCase()} (got ${JSON.stringify(e.value)})`;
+}
+
+function semanticErrors(spec: FunctionSpec): FieldError[] {
+  const out: FieldError[] = [];
+  const s = spec.scale;
+  if (s.min > s.max) out.push({ field: 'scale.min', message: `must be <= scale.max (${s.min} > ${s.max})` });
+  if (s.initial > s.max) out.push({ field: 'scale.initial', message: `must be <= scale.max (${s.initial} > ${s.max})` });
+  if (parseDuration(s.stableWindow) < 6000 || parseDuration(s.stableWindow) > 3_600_000) {
+    out.push({ field: 'scale.stableWindow', message: 'must be between 6s and 1h' });
+  }
+  const timeoutMs = parseDuration(spec.timeout);
+  if (timeoutMs < 1 || timeoutMs > 3_600_000) out.push({ field: 'timeout', message: 'must be between 1ms and 1h' });
+  for (const key of Object.keys(spec.env ?? {})) {
+    if (reservedEnv.has(key) || key.startsWith(reservedEnvPrefix)) {
+      out.push({ field: `env.${key}`, message: `is reserved for the runtime (PORT, ADMIN_PORT, NODE_OPTIONS, ${reservedEnvPrefix}*)` });
+    }
+  }
+  if (spec.handler.includes('\0')) out.push({ field: 'handler', message: 'must be a file path' });
+  spec.triggers.forEach((t, i) => {
+    const at = `triggers.${i}`;
+    if (t.type === 'nats' && !t.subject) out.push({ field: `${at}.subject`, message: 'is required for a nats trigger' });
+    if (t.type === 'cron' && !t.schedule) out.push({ field: `${at}.schedule`, message: 'is required for a cron trigger' });
+    if (t.type === 'http' && (t.subject || t.schedule)) {
+      out.push({ field: at, message: 'an http trigger takes no subject or schedule' });
+    }
+  });
+  return out;
+}
+
+/** Numbers the runtime and gateway need, derived once from a valid spec. */
+export function timeoutMs(spec: FunctionSpec): number {
+  return parseDuration(spec.timeout);
+}
