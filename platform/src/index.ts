@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './duration.js';
 export * from './spec.js';
 export * from './driver.js';
+export * from './runtime-contract.js';

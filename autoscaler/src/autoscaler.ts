@@ -1,0 +1,189 @@
+// The autoscaler loop: collects per-second samples from the gateways, decides every 2 s (and at
+// once on a cold poke), and sets replica counts through the scale target.
+
+import type { ScaleSpec } from '@kubefn/platform';
+import { systemClock, type Clock } from './clock.js';
+import { decide, initialDeciderState, type Decision, type DeciderState } from './decider.js';
+import { settingsFromSpec } from './settings.js';
+import { MetricWindow } from './window.js';
+
+/** One function's traffic over the last collection interval, from one gateway. */
+export interface FunctionSample {
+  name: string;
+  /** Time-weighted mean in-flight requests over the interval. */
+  concurrency: number;
+  /** Requests that started in the interval. */
+  requests: number;
+}
+
+/** What the autoscaler needs from a gateway (in-process, or scraped over HTTP). */
+export interface StatsSource {
+  collect(now: number): FunctionSample[] | Promise<FunctionSample[]>;
+}
+
+export interface ScaledFunction {
+  spec: { name: string; scale: ScaleSpec };
+  replicas: number;
+  readyReplicas: number;
+}
+
+/** What the autoscaler needs from a driver. */
+export interface ScaleTarget {
+  list(): Promise<ScaledFunction[]>;
+  scale(name: string, replicas: number): Promise<void>;
+}
+
+export interface AutoscalerLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface AutoscalerOptions {
+  target: ScaleTarget;
+  sources: StatsSource[];
+  clock?: Clock;
+  /** How often samples are collected, ms. */
+  tickMs?: number;
+  /** How often decisions are made, ms. */
+  decideEveryMs?: number;
+  logger?: AutoscalerLogger;
+}
+
+interface Tracked {
+  window: MetricWindow;
+  state: DeciderState;
+  last?: Decision;
+}
+
+/** Longest window kept per function: Knative's maximum stable window. */
+const maxWindowMs = 3_600_000;
+
+export class Autoscaler {
+  readonly #target: ScaleTarget;
+  readonly #sources: StatsSource[];
+  readonly #clock: Clock;
+  readonly #tickMs: number;
+  readonly #decideEveryMs: number;
+  readonly #log: AutoscalerLogger | undefined;
+  readonly #tracked = new Map<string, Tracked>();
+  readonly #pokes = new Map<string, Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #lastDecideAt = 0;
+  #ticking: Promise<void> | undefined;
+
+  constructor(options: AutoscalerOptions) {
+    this.#target = options.target;
+    this.#sources = options.sources;
+    this.#clock = options.clock ?? systemClock;
+    this.#tickMs = options.tickMs ?? 1000;
+    this.#decideEveryMs = options.decideEveryMs ?? 2000;
+    this.#log = options.logger;
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      // Skip a tick rather than pile them up when a scale call is slow.
+      this.#ticking ??= this.tick()
+        .catch((err: unknown) => this.#log?.warn('autoscaler tick failed', { err: String(err) }))
+        .finally(() => (this.#ticking = undefined));
+    }, this.#tickMs);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#ticking;
+  }
+
+  /** One collection, and a decision round when one is due. Public for tests. */
+  async tick(): Promise<void> {
+    const now = this.#clock.now();
+    const functions = await this.#target.list();
+    const samples = (await Promise.all(this.#sources.map((s) => s.collect(now)))).flat();
+    const byName = new Map<string, { concurrency: number; requests: number }>();
+    for (const s of samples) {
+      const acc = byName.get(s.name) ?? { concurrency: 0, requests: 0 };
+      acc.concurrency += s.concurrency;
+      acc.requests += s.requests;
+      byName.set(s.name, acc);
+    }
+    const live = new Set<string>();
+    for (const fn of functions) {
+      live.add(fn.spec.name);
+      const t = this.#trackedFor(fn.spec.name);
+      const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0 };
+      // The sample covers the second that just ended.
+      t.window.add(now - this.#tickMs, s.concurrency, s.requests);
+    }
+    for (const name of this.#tracked.keys()) if (!live.has(name)) this.#tracked.delete(name);
+    if (now - this.#lastDecideAt >= this.#decideEveryMs) {
+      this.#lastDecideAt = now;
+      await Promise.all(functions.map((fn) => this.#decideAndScale(fn, now)));
+    }
+  }
+
+  /**
+   * A request found `name` with no ready replica: scale from zero now instead of at the next
+   * round. Concurrent pokes share one scale call.
+   */
+  poke(name: string): Promise<void> {
+    const pending = this.#pokes.get(name);
+    if (pending) return pending;
+    const p = (async () => {
+      const fn = (await this.#target.list()).find((f) => f.spec.name === name);
+      if (!fn || fn.replicas > 0) return;
+      const t = this.#trackedFor(name);
+      // Restart the grace period, so the replica started for this request is not culled by a
+      // decision made on samples from before it arrived.
+      t.state = { ...t.state, zeroSince: this.#clock.now() };
+      const n = Math.max(1, fn.spec.scale.min);
+      this.#log?.info('scaling from zero', { function: name, replicas: n });
+      await this.#target.scale(name, n);
+    })().finally(() => this.#pokes.delete(name));
+    this.#pokes.set(name, p);
+    return p;
+  }
+
+  /** The last decision per function, for status and debugging. */
+  lastDecision(name: string): Decision | undefined {
+    return this.#tracked.get(name)?.last;
+  }
+
+  #trackedFor(name: string): Tracked {
+    let t = this.#tracked.get(name);
+    if (!t) {
+      t = { window: new MetricWindow(maxWindowMs), state: initialDeciderState() };
+      this.#tracked.set(name, t);
+    }
+    return t;
+  }
+
+  async #decideAndScale(fn: ScaledFunction, now: number): Promise<void> {
+    const t = this.#trackedFor(fn.spec.name);
+    const settings = settingsFromSpec(fn.spec.scale);
+    const { decision, state } = decide(
+      t.state,
+      {
+        stableValue: t.window.average(now, settings.stableWindowMs, settings.metric),
+        panicValue: t.window.average(now, settings.panicWindowMs, settings.metric),
+        readyReplicas: fn.readyReplicas,
+        currentReplicas: fn.replicas,
+      },
+      settings,
+      now,
+    );
+    t.state = state;
+    t.last = decision;
+    if (decision.desired === undefined || decision.desired === fn.replicas) return;
+    if (this.#pokes.has(fn.spec.name)) return;
+    this.#log?.info('scaling', {
+      function: fn.spec.name,
+      from: fn.replicas,
+      to: decision.desired,
+      panicking: decision.panicking,
+    });
+    await this.#target.scale(fn.spec.name, decision.desired);
+  }
+}

@@ -1,0 +1,5 @@
+export * from './clock.js';
+export * from './window.js';
+export * from './decider.js';
+export * from './settings.js';
+export * from './autoscaler.js';

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MetricWindow } from './window.js';
+
+describe('MetricWindow', () => {
+  it('averages over a partial window by the seconds it has', () => {
+    const w = new MetricWindow(60_000);
+    for (let t = 0; t < 3000; t += 1000) w.add(t, 10, 5);
+    assert.equal(w.average(2500, 60_000, 'concurrency'), 10);
+    assert.equal(w.average(2500, 60_000, 'rps'), 5);
+  });
+
+  it('counts missing seconds inside the span as zero and drops old buckets', () => {
+    const w = new MetricWindow(10_000);
+    w.add(0, 10, 0);
+    w.add(3000, 10, 0);
+    assert.equal(w.average(3500, 60_000, 'concurrency'), 5); // 20 over 4 seconds
+    w.add(20_000, 0, 0);
+    assert.equal(w.size, 1);
+    assert.equal(w.average(20_500, 6000, 'concurrency'), 0);
+    assert.equal(w.lastActive(), undefined);
+  });
+
+  it('sums samples from several gateways in one second', () => {
+    const w = new MetricWindow(60_000);
+    w.add(1000, 2, 1);
+    w.add(1400, 3, 1);
+    assert.equal(w.average(1500, 6000, 'concurrency'), 5);
+  });
+
+  it('has no average without data in the window', () => {
+    const w = new MetricWindow(60_000);
+    assert.equal(w.average(1000, 6000, 'concurrency'), undefined);
+    w.add(0, 1, 1);
+    assert.equal(w.average(100_000, 6000, 'concurrency'), undefined);
+  });
+});

@@ -1,0 +1,75 @@
+// A bounded series of 1-second metric buckets and the averages the decider reads.
+
+/** One second of one function's traffic, as a gateway measured it. */
+export interface Bucket {
+  /** Start of the second, ms since the epoch (a multiple of 1000). */
+  t: number;
+  /** Time-weighted mean of in-flight requests over the second. */
+  concurrency: number;
+  /** Requests that started in the second. */
+  requests: number;
+}
+
+/**
+ * Keeps the buckets of the last `capacityMs` and averages over the most recent part.
+ * Several gateways add into the same second: their values sum, as each saw a share of the traffic.
+ */
+export class MetricWindow {
+  #buckets: Bucket[] = [];
+  constructor(private readonly capacityMs: number) {}
+
+  add(t: number, concurrency: number, requests: number): void {
+    const second = Math.floor(t / 1000) * 1000;
+    const last = this.#buckets.at(-1);
+    if (last && last.t === second) {
+      last.concurrency += concurrency;
+      last.requests += requests;
+    } else if (!last || second > last.t) {
+      this.#buckets.push({ t: second, concurrency, requests });
+    } else {
+      // A late sample for an older second: fold it into that second if kept.
+      const b = this.#buckets.find((x) => x.t === second);
+      if (b) {
+        b.concurrency += concurrency;
+        b.requests += requests;
+      }
+    }
+    const oldest = second - this.capacityMs;
+    while (this.#buckets.length > 0 && this.#buckets[0]!.t <= oldest) this.#buckets.shift();
+  }
+
+  /**
+   * Mean per second over the buckets in (now - windowMs, now], or undefined with no data.
+   * A window that started recently averages over the seconds it has, as Knative does:
+   * 3 s of data at concurrency 10 in a 60 s window gives 10, not 0.5.
+   */
+  average(now: number, windowMs: number, metric: 'concurrency' | 'rps'): number | undefined {
+    const from = now - windowMs;
+    let sum = 0;
+    let first = Infinity;
+    let n = 0;
+    for (const b of this.#buckets) {
+      if (b.t <= from || b.t > now) continue;
+      sum += metric === 'concurrency' ? b.concurrency : b.requests;
+      first = Math.min(first, b.t);
+      n++;
+    }
+    if (n === 0) return undefined;
+    // Seconds without a bucket inside the covered span count as zero traffic.
+    const span = Math.max(n, Math.floor((now - first) / 1000) + 1);
+    return sum / Math.min(span, Math.ceil(windowMs / 1000));
+  }
+
+  /** Time of the newest bucket with any traffic, or undefined. */
+  lastActive(): number | undefined {
+    for (let i = this.#buckets.length - 1; i >= 0; i--) {
+      const b = this.#buckets[i]!;
+      if (b.concurrency > 0 || b.requests > 0) return b.t;
+    }
+    return undefined;
+  }
+
+  get size(): number {
+    return this.#buckets.length;
+  }
+}

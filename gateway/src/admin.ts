@@ -1,0 +1,169 @@
+// The management API under /system, shaped like the OpenFaaS gateway's where the concepts match.
+
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { KubefnError, parseFunctionSpec, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
+import { checkToken } from './auth.js';
+import type { GatewayContext } from './context.js';
+import { namespace, specInputFromBody, statusBody } from './openfaas.js';
+
+const NameParams = Type.Object({ name: Type.String({ maxLength: 253 }) });
+const NamespaceQuery = Type.Object({ namespace: Type.Optional(Type.String({ maxLength: 253 })) });
+const DigestParams = Type.Object({ digest: Type.String({ pattern: '^sha256:[a-f0-9]{64}$' }) });
+const LogsQuery = Type.Object({
+  name: Type.String({ maxLength: 253 }),
+  namespace: Type.Optional(Type.String({ maxLength: 253 })),
+  instance: Type.Optional(Type.String({ maxLength: 253 })),
+  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+  follow: Type.Optional(Type.Boolean()),
+  since: Type.Optional(Type.String({ format: 'date-time' })),
+});
+
+export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const token = ctx.options.token;
+  if (token) app.addHook('onRequest', async (request) => checkToken(request, token));
+
+  app.get('/system/info', async () => {
+    const version = { release: ctx.options.version, sha: 'unknown' };
+    return {
+      provider: { provider: 'kubefn', orchestration: ctx.driver.kind, version },
+      version,
+      arch: process.arch,
+    };
+  });
+
+  app.get('/system/namespaces', async () => [namespace]);
+
+  app.get('/system/functions', { schema: { querystring: NamespaceQuery } }, async (request) => {
+    checkNamespace(request.query.namespace);
+    const all = await ctx.driver.list();
+    return all.map((s) => statusBody(s, ctx.invocations.get(s.spec.name) ?? 0));
+  });
+
+  app.get('/system/function/:name', { schema: { params: NameParams, querystring: NamespaceQuery } }, async (request) => {
+    checkNamespace(request.query.namespace);
+    validateName(request.params.name);
+    const s = await ctx.driver.get(request.params.name);
+    return statusBody(s, ctx.invocations.get(s.spec.name) ?? 0);
+  });
+
+  const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionSpec> => {
+    const spec = parseFunctionSpec(specInputFromBody(body));
+    if (!spec.image) {
+      throw new KubefnError('INVALID_SPEC', `function "${spec.name}" has no image to run`, {
+        fields: [{ field: 'image', message: 'is required' }],
+        hint: '`fn deploy` builds and uploads one for you',
+      });
+    }
+    const exists = (await ctx.catalog.get(spec.name)) !== undefined;
+    if (mode === 'update' && !exists) throw new KubefnError('NOT_FOUND', `no function named "${spec.name}" to update`, { hint: 'create it with POST' });
+    if (mode === 'create' && exists) throw new KubefnError('ALREADY_EXISTS', `function "${spec.name}" already exists`, { hint: 'update it with PUT' });
+    const status = await ctx.driver.deploy(spec);
+    ctx.catalog.set(spec.name, status.spec);
+    ctx.routers.get(status.spec);
+    return status.spec;
+  };
+  app.post('/system/functions', async (request, reply) => {
+    await deploy(request.body, 'create');
+    return reply.code(202).send();
+  });
+  app.put('/system/functions', async (request, reply) => {
+    await deploy(request.body, 'update');
+    return reply.code(200).send();
+  });
+
+  app.delete(
+    '/system/functions',
+    { schema: { body: Type.Object({ functionName: Type.String({ maxLength: 253 }), namespace: Type.Optional(Type.String()) }), querystring: NamespaceQuery } },
+    async (request, reply) => {
+      checkNamespace(request.body.namespace ?? request.query.namespace);
+      const name = request.body.functionName;
+      validateName(name);
+      await ctx.driver.remove(name);
+      ctx.catalog.set(name, undefined);
+      ctx.routers.remove(name);
+      ctx.invocations.delete(name);
+      return reply.code(200).send();
+    },
+  );
+
+  app.post(
+    '/system/scale-function/:name',
+    {
+      schema: {
+        params: NameParams,
+        querystring: NamespaceQuery,
+        body: Type.Object({
+          serviceName: Type.Optional(Type.String()),
+          namespace: Type.Optional(Type.String()),
+          replicas: Type.Integer({ minimum: 0, maximum: 1000 }),
+        }),
+      },
+    },
+    async (request, reply) => {
+      checkNamespace(request.body.namespace ?? request.query.namespace);
+      validateName(request.params.name);
+      await ctx.driver.scale(request.params.name, request.body.replicas);
+      return reply.code(202).send();
+    },
+  );
+
+  app.get('/system/logs', { schema: { querystring: LogsQuery } }, async (request, reply) => {
+    const q = request.query;
+    checkNamespace(q.namespace);
+    validateName(q.name);
+    await ctx.driver.get(q.name); // 404 before the stream starts
+    const aborter = new AbortController();
+    reply.raw.once('close', () => aborter.abort());
+    const options: { follow: boolean; tail?: number; since?: Date } = { follow: q.follow ?? false };
+    if (q.tail !== undefined) options.tail = q.tail;
+    if (q.since) options.since = new Date(q.since);
+    const lines = ctx.driver.logs(q.name, options, aborter.signal);
+    const ndjson = async function* () {
+      for await (const line of lines as AsyncIterable<LogLine>) {
+        if (q.instance && line.instance !== q.instance) continue;
+        yield JSON.stringify({ name: line.name, namespace, instance: line.instance, timestamp: line.timestamp, text: line.text, stream: line.stream }) + '\n';
+      }
+    };
+    reply.header('content-type', 'application/x-ndjson').header('cache-control', 'no-cache');
+    return reply.send(Readable.from(ndjson(), { objectMode: false }));
+  });
+
+  // Bundles: content-addressed uploads the process driver runs (`image: bundle:sha256:...`).
+  app.register(async (raw) => {
+    raw.removeAllContentTypeParsers();
+    raw.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+    const typed = raw.withTypeProvider<TypeBoxTypeProvider>();
+    typed.head('/system/bundles/:digest', { schema: { params: DigestParams } }, async (request, reply) => {
+      const store = requireBundles(ctx);
+      return reply.code((await store.has(request.params.digest)) ? 200 : 404).send();
+    });
+    typed.put('/system/bundles/:digest', { schema: { params: DigestParams } }, async (request, reply) => {
+      const store = requireBundles(ctx);
+      const { digest } = request.params;
+      const length = Number(request.headers['content-length'] ?? 0);
+      if (length > ctx.options.maxBundleBytes) {
+        throw new KubefnError('BODY_TOO_LARGE', `bundle of ${length} bytes is over the ${ctx.options.maxBundleBytes} byte limit`);
+      }
+      if (!(await store.has(digest))) await store.put(digest, request.raw, { maxBytes: ctx.options.maxBundleBytes });
+      return reply.code(201).send({ image: `bundle:${digest}` });
+    });
+  });
+}
+
+function checkNamespace(ns: string | undefined): void {
+  if (ns && ns !== namespace) {
+    throw new KubefnError('NOT_FOUND', `namespace "${ns}" is not served here`, { hint: `use "${namespace}" or omit it` });
+  }
+}
+
+function requireBundles(ctx: GatewayContext) {
+  if (!ctx.bundles) {
+    throw new KubefnError('NOT_SUPPORTED', `the ${ctx.driver.kind} driver does not take bundle uploads`, {
+      hint: 'deploy an OCI image instead',
+    });
+  }
+  return ctx.bundles;
+}

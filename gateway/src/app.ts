@@ -1,0 +1,94 @@
+// Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
+
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { isKubefnError, KubefnError, type ErrorBody } from '@kubefn/platform';
+import { adminPlugin } from './admin.js';
+import { FunctionCatalog } from './catalog.js';
+import type { GatewayContext, GatewayOptions } from './context.js';
+import { invokePlugin } from './invoke.js';
+import { GatewayMetrics } from './metrics.js';
+import { RouterPool } from './router-pool.js';
+import { ConcurrencyStats } from './stats.js';
+
+export interface Gateway {
+  app: FastifyInstance;
+  stats: ConcurrencyStats;
+  context: GatewayContext;
+  /** Set later when the autoscaler exists. */
+  onNoReplica: (name: string) => void;
+  close(): Promise<void>;
+}
+
+export function createGateway(options: GatewayOptions): Gateway {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // Management bodies are small JSON; invocation and bundle bodies stream past this limit.
+    bodyLimit: 1024 * 1024,
+    keepAliveTimeout: 65_000,
+    requestIdHeader: false,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
+  });
+  const gateway: Gateway = {
+    app,
+    stats: new ConcurrencyStats(),
+    context: undefined as unknown as GatewayContext,
+    onNoReplica: options.onNoReplica ?? (() => {}),
+    close: async () => {
+      routers.close();
+      await app.close();
+    },
+  };
+  const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
+  const ctx: GatewayContext = {
+    driver: options.driver,
+    bundles: options.bundles,
+    catalog: new FunctionCatalog(options.driver),
+    routers,
+    stats: gateway.stats,
+    metrics: new GatewayMetrics(() => routers.queueDepths()),
+    invocations: new Map(),
+    options: {
+      token: options.token,
+      maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
+      maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
+      version: options.version ?? '0.1.0',
+    },
+  };
+  gateway.context = ctx;
+
+  app.setErrorHandler((err: FastifyError | KubefnError, request, reply) => {
+    const callId = reply.getHeader('x-call-id') as string | undefined;
+    let status: number;
+    let body: ErrorBody;
+    if (isKubefnError(err)) {
+      status = err.status;
+      body = (err as KubefnError).toJSON();
+      if (status >= 500 && !(err as KubefnError).userFault) request.log.warn({ err }, err.message);
+    } else if ((err as FastifyError).validation) {
+      status = 400;
+      body = { code: 'BAD_REQUEST', message: err.message };
+    } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
+      status = (err as FastifyError).statusCode!;
+      body = { code: status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', message: err.message };
+    } else {
+      status = 500;
+      body = { code: 'INTERNAL', message: 'internal gateway error' };
+      request.log.error({ err }, 'unhandled gateway error');
+    }
+    if (callId) body.callId = callId;
+    if (status === 401) reply.header('www-authenticate', 'Basic realm="Restricted"');
+    return reply.code(status).type('application/json').send(body);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  app.get('/healthz', async () => 'OK');
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
+  );
+  app.register(async (scope) => invokePlugin(scope, ctx));
+  app.register(async (scope) => adminPlugin(scope, ctx));
+  app.addHook('onClose', async () => routers.close());
+  return gateway;
+}

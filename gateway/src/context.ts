@@ -1,0 +1,49 @@
+// What the gateway's plugins share.
+
+import type { Driver } from '@kubefn/platform';
+import type { FunctionCatalog } from './catalog.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { RouterPool } from './router-pool.js';
+import type { ConcurrencyStats } from './stats.js';
+
+/** Where uploaded bundles go (the process driver's store). */
+export interface BundleSink {
+  has(digest: string): Promise<boolean>;
+  put(digest: string, source: AsyncIterable<Uint8Array>, options: { maxBytes: number }): Promise<void>;
+}
+
+export interface GatewayOptions {
+  driver: Driver;
+  /** Enables /system/bundles; without it, deploys must name images the driver can run. */
+  bundles?: BundleSink;
+  /** Protects /system/*; without it the management API is open (only for tests). */
+  token?: string;
+  /** Requests waiting per function before 503 "queue full". Default 1000. */
+  maxQueuePerFunction?: number;
+  /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
+  maxBodyBytes?: number;
+  /** Largest bundle upload, bytes. Default 256 MiB. */
+  maxBundleBytes?: number;
+  /** Called when a request finds a function with no ready replica (the autoscaler's poke). */
+  onNoReplica?: (name: string) => void;
+  /** fastify logger option; default off. */
+  logger?: boolean | Record<string, unknown>;
+  version?: string;
+}
+
+export interface GatewayContext {
+  driver: Driver;
+  bundles: BundleSink | undefined;
+  catalog: FunctionCatalog;
+  routers: RouterPool;
+  stats: ConcurrencyStats;
+  metrics: GatewayMetrics;
+  /** Invocations per function since the gateway started. */
+  invocations: Map<string, number>;
+  options: {
+    token: string | undefined;
+    maxBodyBytes: number;
+    maxBundleBytes: number;
+    version: string;
+  };
+}

@@ -1,0 +1,5 @@
+export * from './app.js';
+export * from './context.js';
+export * from './stats.js';
+export * from './router.js';
+export * from './openfaas.js';

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import {
+  KubefnError,
+  MutableEndpointSet,
+  parseFunctionSpec,
+  type Driver,
+  type FunctionSpec,
+  type FunctionStatus,
+  type LogLine,
+} from '@kubefn/platform';
+import { createGateway, type Gateway } from './app.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = (r: Response): Promise<any> => r.json();
+
+/** A driver whose one replica is a plain HTTP server the test controls (the gateway's peer). */
+class OneServerDriver implements Driver {
+  readonly kind = 'test';
+  readonly specs = new Map<string, FunctionSpec>();
+  readonly sets = new Map<string, MutableEndpointSet>();
+  constructor(private readonly url: string) {}
+  async deploy(spec: FunctionSpec): Promise<FunctionStatus> {
+    this.specs.set(spec.name, spec);
+    this.endpoints(spec.name).set([{ id: `${spec.name}-1`, url: this.url, adminUrl: this.url }]);
+    return this.get(spec.name);
+  }
+  async remove(name: string) {
+    if (!this.specs.delete(name)) throw new KubefnError('NOT_FOUND', name);
+    this.endpoints(name).set([]);
+  }
+  async list() {
+    return Promise.all([...this.specs.keys()].map((n) => this.get(n)));
+  }
+  async get(name: string): Promise<FunctionStatus> {
+    const spec = this.specs.get(name);
+    if (!spec) throw new KubefnError('NOT_FOUND', `no function ${name}`);
+    const t = new Date(0).toISOString();
+    return { spec, replicas: 1, readyReplicas: 1, createdAt: t, updatedAt: t };
+  }
+  async scale() {}
+  endpoints(name: string): MutableEndpointSet {
+    let s = this.sets.get(name);
+    if (!s) this.sets.set(name, (s = new MutableEndpointSet()));
+    return s;
+  }
+  async *logs(): AsyncIterable<LogLine> {}
+  async close() {}
+}
+
+describe('gateway invoke and management API', () => {
+  let upstream: http.Server;
+  let gateway: Gateway;
+  let base: string;
+  const token = 'secret-token';
+
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      if (req.url === '/redirect') {
+        res.writeHead(302, { location: '/elsewhere' }).end();
+        return;
+      }
+      if (req.url === '/crash') {
+        req.socket.destroy();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ method: req.method, url: req.url, callId: req.headers['x-call-id'], body: Buffer.concat(chunks).toString() }));
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const driver = new OneServerDriver(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    await driver.deploy(parseFunctionSpec({ name: 'echo', image: 'x' }));
+    gateway = createGateway({ driver, token, maxBodyBytes: 1024 });
+    base = await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+  after(async () => {
+    await gateway.close();
+    upstream.close();
+  });
+
+  it('passes method, sub-path, query and body through and stamps call headers', async () => {
+    const res = await fetch(`${base}/function/echo/a/b%20c?x=1&y=2`, { method: 'PATCH', body: 'hi', headers: { 'x-call-id': 'call-1' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await json(res), { method: 'PATCH', url: '/a/b%20c?x=1&y=2', callId: 'call-1', body: 'hi' });
+    assert.equal(res.headers.get('x-call-id'), 'call-1');
+    assert.match(res.headers.get('x-start-time') ?? '', /^\d{19}$/);
+    assert.match(res.headers.get('x-duration-seconds') ?? '', /^\d+\.\d+$/);
+    const root = await json((await fetch(`${base}/function/echo?q=1`)));
+    assert.equal(root.url, '/?q=1');
+  });
+
+  it('does not follow redirects', async () => {
+    const res = await fetch(`${base}/function/echo/redirect`, { redirect: 'manual' });
+    assert.equal(res.status, 302);
+    assert.equal(res.headers.get('location'), '/elsewhere');
+  });
+
+  it('answers 404 for an unknown function and 400 for an invalid name', async () => {
+    const missing = await fetch(`${base}/function/nope`);
+    assert.equal(missing.status, 404);
+    assert.equal((await json(missing)).code, 'NOT_FOUND');
+    assert.equal((await fetch(`${base}/function/Bad_Name`)).status, 400);
+  });
+
+  it('answers 502 when the replica drops the connection', async () => {
+    const res = await fetch(`${base}/function/echo/crash`, { method: 'POST', body: 'x' });
+    assert.equal(res.status, 502);
+    const body = await json(res);
+    assert.equal(body.code, 'REPLICA_FAILED');
+    assert.ok(body.callId);
+  });
+
+  it('refuses a body over the limit with 413', async () => {
+    const res = await fetch(`${base}/function/echo`, { method: 'POST', body: 'x'.repeat(2048) });
+    assert.equal(res.status, 413);
+  });
+
+  it('protects /system with the token (Bearer or Basic) but not /healthz', async () => {
+    const none = await fetch(`${base}/system/functions`);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get('www-authenticate') ?? '', /Basic/);
+    assert.equal((await fetch(`${base}/system/functions`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
+    const bearer = await fetch(`${base}/system/functions`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(bearer.status, 200);
+    const list = await json(bearer);
+    assert.equal(list[0].name, 'echo');
+    assert.equal(list[0].labels.faas_function, 'echo');
+    const basic = Buffer.from(`admin:${token}`).toString('base64');
+    assert.equal((await fetch(`${base}/system/info`, { headers: { authorization: `Basic ${basic}` } })).status, 200);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+
+  it('rejects a bad spec naming the field', async () => {
+    const res = await fetch(`${base}/system/functions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'ok', image: 'x', scale: { min: -1 } }),
+    });
+    assert.equal(res.status, 400);
+    const body = await json(res);
+    assert.equal(body.code, 'INVALID_SPEC');
+    assert.equal(body.fields[0].field, 'scale.min');
+  });
+
+  it('accepts an OpenFaaS FunctionDeployment, answers 409 on a second create and 404 on updating an unknown one', async () => {
+    const post = (method: string, body: unknown) =>
+      fetch(`${base}/system/functions`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const fd = { service: 'of-fn', image: 'img', envVars: { A: '1' }, labels: { 'com.openfaas.scale.max': '3' }, limits: { memory: '128Mi' } };
+    assert.equal((await post('POST', fd)).status, 202);
+    assert.equal((await post('POST', fd)).status, 409);
+    assert.equal((await post('PUT', { ...fd, service: 'unknown-fn' })).status, 404);
+    const one = await json((await fetch(`${base}/system/function/of-fn`, { headers: { authorization: `Bearer ${token}` } })));
+    assert.deepEqual(one.envVars, { A: '1' });
+    assert.equal(one.spec.scale.max, 3);
+    assert.equal(one.limits.memory, '128Mi');
+  });
+});

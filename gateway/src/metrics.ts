@@ -1,0 +1,42 @@
+// The gateway's Prometheus metrics, on a private registry.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'kubefn_gateway_requests_total',
+    help: 'Function invocations by function and HTTP status code.',
+    labelNames: ['function', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'kubefn_gateway_request_duration_seconds',
+    help: 'Time from a request arriving at the gateway to its response headers, by function.',
+    labelNames: ['function'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly coldStart = new Histogram({
+    name: 'kubefn_gateway_cold_start_seconds',
+    help: 'How long requests that found no ready replica waited for one.',
+    labelNames: ['function'] as const,
+    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly queued: Gauge<'function'>;
+
+  constructor(queueDepths: () => Iterable<[string, number]>) {
+    this.queued = new Gauge({
+      name: 'kubefn_gateway_queued_requests',
+      help: 'Requests waiting for a replica, by function.',
+      labelNames: ['function'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [fn, n] of queueDepths()) this.set({ function: fn }, n);
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
