@@ -1,0 +1,99 @@
+// `fn up`: runs the embedded platform in the foreground until Ctrl-C.
+
+import { KubefnError } from '@kubefn/platform';
+import { startEmbedded, type EmbeddedPlatform } from './embedded.js';
+
+export interface UpOptions {
+  port: number;
+  home: string;
+  host: string;
+  token?: string;
+  /** Print one JSON object per event instead of human lines. */
+  json?: boolean;
+  /** Function directories to deploy once the platform is up. */
+  deploy?: string[];
+  /** Deploys a function directory against the running gateway (the `fn deploy` path). */
+  deployer?: (dir: string, gateway: string, token: string) => Promise<void>;
+}
+
+type Fields = Record<string, unknown>;
+
+function makeLogger(json: boolean) {
+  const line = (level: string, msg: string, fields: Fields = {}) => {
+    if (json) {
+      process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
+      return;
+    }
+    const time = new Date().toTimeString().slice(0, 8);
+    const extra = Object.entries(fields)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join(' ');
+    process.stderr.write(`${time} ${level === 'info' ? '' : level.toUpperCase() + ' '}${msg}${extra ? ' ' + extra : ''}\n`);
+  };
+  return {
+    info: (msg: string, fields?: Fields) => line('info', msg, fields),
+    warn: (msg: string, fields?: Fields) => line('warn', msg, fields),
+  };
+}
+
+/** Runs until SIGINT/SIGTERM; resolves with the exit code. */
+export async function runUp(options: UpOptions): Promise<number> {
+  const log = makeLogger(options.json ?? false);
+  let platform: EmbeddedPlatform;
+  platform = await startEmbedded({
+    home: options.home,
+    port: options.port,
+    host: options.host,
+    logger: log,
+    ...(options.token ? { token: options.token } : {}),
+  });
+  const functions = await platform.driver.list();
+  if (options.json) {
+    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name) });
+  } else {
+    process.stderr.write(
+      [
+        `kubefn is up: gateway ${platform.url}`,
+        `  state     ${options.home}` + (functions.length ? ` (${functions.length} function(s) restored)` : ''),
+        `  token     ${options.home}/token (the CLI reads it from there)`,
+        `  deploy    fn deploy examples/hello`,
+        `  invoke    curl ${platform.url}/function/hello`,
+        'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  const stopped = new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        log.warn('second signal: exiting without draining');
+        resolve(130);
+        return;
+      }
+      log.info('stopping: draining replicas', { signal });
+      platform.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.warn('stop failed', { err: String(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+
+  for (const dir of options.deploy ?? []) {
+    if (!options.deployer) throw new KubefnError('NOT_SUPPORTED', '--deploy needs the CLI deployer');
+    try {
+      await options.deployer(dir, platform.url, platform.token);
+    } catch (err) {
+      log.warn('deploy failed', { dir, err: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  if (options.deploy?.length) log.info('ready', { url: platform.url });
+  return stopped;
+}
