@@ -45,7 +45,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     catalog: new FunctionCatalog(options.driver),
     routers,
     stats: gateway.stats,
-    metrics: new GatewayMetrics(() => routers.queueDepths()),
+    metrics: new GatewayMetrics(() => routers.queueDepths(), () => gateway.stats.inFlightAll()),
     invocations: new Map(),
     options: {
       token: options.token,

@@ -25,8 +25,19 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
   readonly queued: Gauge<'function'>;
+  readonly inFlight: Gauge<'function'>;
 
-  constructor(queueDepths: () => Iterable<[string, number]>) {
+  constructor(queueDepths: () => Iterable<[string, number]>, inFlight: () => Iterable<[string, number]>) {
+    this.inFlight = new Gauge({
+      name: 'kubefn_gateway_in_flight_requests',
+      help: 'Requests in the gateway (queued or at a replica), by function.',
+      labelNames: ['function'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [fn, n] of inFlight()) this.set({ function: fn }, n);
+      },
+    });
     this.queued = new Gauge({
       name: 'kubefn_gateway_queued_requests',
       help: 'Requests waiting for a replica, by function.',

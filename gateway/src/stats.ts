@@ -31,6 +31,11 @@ export class ConcurrencyStats implements StatsSource {
     c.inFlight = Math.max(0, c.inFlight - 1);
   }
 
+  /** In-flight requests per function right now. */
+  *inFlightAll(): Iterable<[string, number]> {
+    for (const [name, c] of this.#fns) yield [name, c.inFlight];
+  }
+
   inFlight(name: string): number {
     return this.#fns.get(name)?.inFlight ?? 0;
   }

@@ -1,6 +1,7 @@
 // The Driver: how kubefn runs replicas of a function, on our own types. Every driver passes the
 // conformance suite in ./testing.
 
+import type { ErrorBody } from './errors.js';
 import type { FunctionSpec } from './spec.js';
 
 export interface FunctionStatus {
@@ -11,6 +12,11 @@ export interface FunctionStatus {
   readyReplicas: number;
   createdAt: string;
   updatedAt: string;
+  /**
+   * Why replicas are missing, when the driver knows: the last failed start (START_FAILED) or
+   * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready.
+   */
+  lastError?: ErrorBody;
 }
 
 /** One ready replica the gateway may send requests to. */

@@ -1,0 +1,298 @@
+// A small typed client for the kubefn gateway's management API and function routes, mapping HTTP errors to KubefnError.
+
+import { errorFromBody, isKubefnError, KubefnError, type FunctionSpec } from '@kubefn/platform';
+import { CliError, isAbort } from './errors.js';
+
+/** One function as GET /system/functions and /system/function/<name> return it (OpenFaaS shape + spec). */
+export interface FunctionInfo {
+  name: string;
+  image: string;
+  namespace?: string;
+  envVars?: Record<string, string>;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** Replicas asked for. */
+  replicas: number;
+  /** Replicas ready to take requests. */
+  availableReplicas: number;
+  invocationCount: number;
+  /** RFC 3339. */
+  createdAt?: string;
+  spec: FunctionSpec;
+}
+
+/** GET /system/info. */
+export interface GatewayInfo {
+  provider: { provider: string; orchestration: string; version: { release: string; sha: string } };
+  version?: { release?: string; sha?: string; commit_message?: string };
+  arch?: string;
+}
+
+/** One NDJSON line of GET /system/logs. */
+export interface LogEntry {
+  name: string;
+  namespace?: string;
+  instance: string;
+  /** RFC 3339. */
+  timestamp: string;
+  text: string;
+}
+
+export interface LogQuery {
+  follow?: boolean;
+  /** Last N lines of history. */
+  tail?: number;
+  since?: Date;
+}
+
+export interface InvokeRequest {
+  method?: string;
+  /** Sub-path after /function/<name>, e.g. "/users/7". */
+  path?: string;
+  query?: readonly (readonly [string, string])[];
+  headers?: readonly (readonly [string, string])[];
+  body?: Uint8Array | string;
+  signal?: AbortSignal;
+}
+
+export interface GatewayClientOptions {
+  /** Base URL, e.g. "http://127.0.0.1:8080" (no trailing slash needed). */
+  gateway: string;
+  /** Sent as `Authorization: Bearer <token>` on /system/* calls only, never to functions. */
+  token?: string | undefined;
+  userAgent?: string;
+  /** Defaults to the global fetch. */
+  fetch?: typeof fetch;
+}
+
+export const unauthorizedHint =
+  'run `fn up` on this machine (it writes the token to ~/.kubefn/token), or pass --token <token> / set KUBEFN_TOKEN';
+
+const functionNotFoundHint = 'run `fn list` to see deployed functions, or `fn deploy` to create it';
+
+export class GatewayClient {
+  readonly gateway: string;
+  readonly #token: string | undefined;
+  readonly #userAgent: string;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: GatewayClientOptions) {
+    this.gateway = options.gateway.replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#userAgent = options.userAgent ?? 'kubefn-cli';
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  /** The public URL of a function, e.g. "http://127.0.0.1:8080/function/hello". */
+  functionUrl(name: string): string {
+    return `${this.gateway}/function/${encodeURIComponent(name)}`;
+  }
+
+  async info(signal?: AbortSignal): Promise<GatewayInfo> {
+    return (await this.#system('GET', '/system/info', { signal })).json() as Promise<GatewayInfo>;
+  }
+
+  async listFunctions(signal?: AbortSignal): Promise<FunctionInfo[]> {
+    return (await this.#system('GET', '/system/functions', { signal })).json() as Promise<FunctionInfo[]>;
+  }
+
+  /** NOT_FOUND if the function does not exist. */
+  async getFunction(name: string, signal?: AbortSignal): Promise<FunctionInfo> {
+    const res = await this.#system('GET', `/system/function/${encodeURIComponent(name)}`, { signal, notFoundHint: functionNotFoundHint });
+    return res.json() as Promise<FunctionInfo>;
+  }
+
+  /** Updates the function (PUT), or creates it (POST) when the gateway does not know it yet. */
+  async deployFunction(spec: FunctionSpec, signal?: AbortSignal): Promise<{ created: boolean }> {
+    try {
+      await this.#system('PUT', '/system/functions', { json: spec, signal });
+      return { created: false };
+    } catch (err) {
+      if (!isKubefnError(err, 'NOT_FOUND')) throw err;
+    }
+    await this.#system('POST', '/system/functions', { json: spec, signal });
+    return { created: true };
+  }
+
+  async deleteFunction(name: string, signal?: AbortSignal): Promise<void> {
+    await this.#system('DELETE', '/system/functions', { json: { functionName: name }, signal, notFoundHint: functionNotFoundHint });
+  }
+
+  async scaleFunction(name: string, replicas: number, signal?: AbortSignal): Promise<void> {
+    await this.#system('POST', `/system/scale-function/${encodeURIComponent(name)}`, {
+      json: { serviceName: name, replicas },
+      signal,
+      notFoundHint: functionNotFoundHint,
+    });
+  }
+
+  /** Whether the gateway already stores the bundle with this digest ("sha256:<hex>"). */
+  async hasBundle(digest: string, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.#send('HEAD', `/system/bundles/${digest}`, { signal, auth: true });
+    if (res.status === 404) return false;
+    if (res.ok) return true;
+    throw await this.#errorFrom(res);
+  }
+
+  /** Stores a bundle under its digest; returns the image reference the gateway assigned. */
+  async uploadBundle(digest: string, bytes: Uint8Array, signal?: AbortSignal): Promise<{ image: string }> {
+    const res = await this.#system('PUT', `/system/bundles/${digest}`, {
+      body: bytes,
+      contentType: 'application/octet-stream',
+      signal,
+    });
+    const body = (await res.json().catch(() => ({}))) as { image?: unknown };
+    return { image: typeof body.image === 'string' ? body.image : `bundle:${digest}` };
+  }
+
+  /**
+   * Streams a function's log lines (NDJSON) as they arrive. With `follow` it ends only when
+   * `signal` aborts (rejecting with an AbortError) or the gateway closes the stream.
+   */
+  async *logs(name: string, query: LogQuery, signal?: AbortSignal): AsyncGenerator<LogEntry> {
+    for await (const line of this.logLines(name, query, signal)) yield parseLogLine(line, name);
+  }
+
+  /** The same stream as `logs`, each NDJSON line as the gateway sent it. */
+  async *logLines(name: string, query: LogQuery, signal?: AbortSignal): AsyncGenerator<string> {
+    const params = new URLSearchParams({ name });
+    if (query.follow) params.set('follow', 'true');
+    if (query.tail !== undefined) params.set('tail', String(query.tail));
+    if (query.since) params.set('since', query.since.toISOString());
+    const res = await this.#system('GET', `/system/logs?${params}`, { signal, notFoundHint: functionNotFoundHint });
+    if (!res.body) return;
+    yield* ndjsonLines(res.body);
+  }
+
+  /**
+   * Calls a function. Resolves with the response whatever its status (the caller streams the
+   * body); rejects only when the gateway cannot be reached or `signal` aborts.
+   */
+  async invoke(name: string, request: InvokeRequest = {}): Promise<Response> {
+    const sub = request.path ? (request.path.startsWith('/') ? request.path : `/${request.path}`) : '';
+    const url = new URL(this.functionUrl(name) + sub);
+    for (const [k, v] of request.query ?? []) url.searchParams.append(k, v);
+    const headers = new Headers();
+    for (const [k, v] of request.headers ?? []) headers.append(k, v);
+    if (!headers.has('user-agent')) headers.set('user-agent', this.#userAgent);
+    return this.#fetchOrUnreachable(url.href, {
+      method: request.method ?? (request.body === undefined ? 'GET' : 'POST'),
+      headers,
+      body: request.body,
+      signal: request.signal,
+      redirect: 'manual',
+    });
+  }
+
+  async #system(
+    method: string,
+    path: string,
+    options: { json?: unknown; body?: Uint8Array; contentType?: string; signal?: AbortSignal | undefined; notFoundHint?: string },
+  ): Promise<Response> {
+    const res = await this.#send(method, path, { ...options, auth: true });
+    if (!res.ok) throw await this.#errorFrom(res, options.notFoundHint);
+    return res;
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    options: { json?: unknown; body?: Uint8Array; contentType?: string; signal?: AbortSignal | undefined; auth: boolean },
+  ): Promise<Response> {
+    const headers = new Headers({ 'user-agent': this.#userAgent, accept: 'application/json' });
+    if (options.auth && this.#token) headers.set('authorization', `Bearer ${this.#token}`);
+    let body: string | Uint8Array | undefined = options.body;
+    if (options.json !== undefined) {
+      body = JSON.stringify(options.json);
+      headers.set('content-type', 'application/json');
+    } else if (options.contentType) {
+      headers.set('content-type', options.contentType);
+    }
+    return this.#fetchOrUnreachable(this.gateway + path, { method, headers, body, signal: options.signal });
+  }
+
+  async #fetchOrUnreachable(url: string, init: RequestInit): Promise<Response> {
+    try {
+      return await this.#fetch(url, init);
+    } catch (err) {
+      if (isAbort(err) || init.signal?.aborted) throw err;
+      if (!isNetworkFailure(err)) throw err;
+      const why = networkCause(err);
+      throw new CliError('GATEWAY_UNREACHABLE', `cannot reach the kubefn gateway at ${this.gateway}${why ? ` (${why})` : ''}: is \`fn up\` running?`, {
+        hint: 'start a local gateway with `fn up`, or point at a running one with --gateway <url> or KUBEFN_GATEWAY',
+        cause: err,
+      });
+    }
+  }
+
+  /** Turns a non-2xx response into the KubefnError its body describes, adding hints the CLI can give. */
+  async #errorFrom(res: Response, notFoundHint?: string): Promise<KubefnError> {
+    const text = await res.text().catch(() => '');
+    let body: unknown = text;
+    try {
+      body = text ? JSON.parse(text) : `${res.status} ${res.statusText}`;
+    } catch {
+      // Not JSON (a proxy's HTML page, a plain-text error): errorFromBody keeps the text.
+    }
+    const err = errorFromBody(res.status, body);
+    if (res.status === 401) {
+      const what = this.#token ? `the gateway at ${this.gateway} rejected the token` : `the gateway at ${this.gateway} requires a token`;
+      return new KubefnError('UNAUTHORIZED', `${what}: ${err.message}`, { hint: unauthorizedHint, cause: err });
+    }
+    if (err.code === 'NOT_FOUND' && !err.hint && notFoundHint) {
+      return new KubefnError('NOT_FOUND', err.message, { hint: notFoundHint, ...(err.fields ? { fields: err.fields } : {}) });
+    }
+    return err;
+  }
+}
+
+/** Splits a byte stream into non-empty, trimmed lines; a last line without "\n" counts too. */
+export async function* ndjsonLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for await (const chunk of body) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line) yield line;
+    }
+  }
+  buffered += decoder.decode();
+  if (buffered.trim()) yield buffered.trim();
+}
+
+/** A line that is not a JSON log entry is kept as its text rather than failing the whole stream. */
+function parseLogLine(line: string, name: string): LogEntry {
+  try {
+    const v = JSON.parse(line) as Partial<LogEntry>;
+    if (typeof v === 'object' && v !== null && typeof v.text === 'string') {
+      const entry: LogEntry = {
+        name: typeof v.name === 'string' ? v.name : name,
+        instance: typeof v.instance === 'string' ? v.instance : '',
+        timestamp: typeof v.timestamp === 'string' ? v.timestamp : '',
+        text: v.text,
+      };
+      if (typeof v.namespace === 'string') entry.namespace = v.namespace;
+      return entry;
+    }
+  } catch {
+    // fall through
+  }
+  return { name, instance: '', timestamp: '', text: line };
+}
+
+/** undici rejects with TypeError("fetch failed") and the socket error as `cause`. */
+function isNetworkFailure(err: unknown): boolean {
+  return err instanceof TypeError && (err.message === 'fetch failed' || err.cause !== undefined);
+}
+
+function networkCause(err: unknown): string | undefined {
+  const cause = (err as { cause?: unknown }).cause as { code?: unknown; message?: unknown; errors?: unknown[] } | undefined;
+  if (!cause) return undefined;
+  if (typeof cause.code === 'string') return cause.code;
+  const first = Array.isArray(cause.errors) ? (cause.errors[0] as { code?: unknown } | undefined) : undefined;
+  if (typeof first?.code === 'string') return first.code;
+  return typeof cause.message === 'string' ? cause.message : undefined;
+}

@@ -1,0 +1,61 @@
+// waitForFunction: polls until ready, tolerates "not found yet", stops at its deadline or on abort.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
+import type { FunctionInfo, GatewayClient } from './client.js';
+import { waitForFunction } from './deploy.js';
+
+/** A client whose getFunction answers from a script, one entry per call (the last repeats). */
+function scripted(answers: (Partial<FunctionInfo> | Error)[]): { client: GatewayClient; calls: () => number } {
+  let calls = 0;
+  const client = {
+    async getFunction(name: string): Promise<FunctionInfo> {
+      const answer = answers[Math.min(calls++, answers.length - 1)];
+      if (answer instanceof Error) throw answer;
+      return { name, image: '', replicas: 1, availableReplicas: 0, invocationCount: 0, spec: parseFunctionSpec({ name }), ...answer };
+    },
+  };
+  return { client: client as unknown as GatewayClient, calls: () => calls };
+}
+
+const notFound = new KubefnError('NOT_FOUND', 'function "hello" not found');
+
+describe('waitForFunction', () => {
+  it('keeps polling through NOT_FOUND and unready replicas until one is available', async () => {
+    const { client, calls } = scripted([notFound, { availableReplicas: 0 }, { availableReplicas: 1 }]);
+    const info = await waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 5000 });
+    assert.equal(info.availableReplicas, 1);
+    assert.equal(calls(), 3);
+  });
+
+  it('returns at once when no replica is required (scale from zero)', async () => {
+    const { client, calls } = scripted([{ availableReplicas: 0, replicas: 0 }]);
+    assert.equal((await waitForFunction(client, 'hello', { minReady: 0, timeoutMs: 5000 })).replicas, 0);
+    assert.equal(calls(), 1);
+  });
+
+  it('gives up at the deadline with the last state and a hint', async () => {
+    const { client } = scripted([{ availableReplicas: 0, replicas: 1 }]);
+    const started = performance.now();
+    await assert.rejects(waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 400 }), (err: KubefnError) => {
+      assert.equal(err.code, 'DEADLINE_EXCEEDED');
+      assert.match(err.message, /not ready after 400ms \(0\/1 replicas ready\)/);
+      assert.match(err.hint ?? '', /fn logs hello/);
+      return true;
+    });
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 400 && elapsed < 2000, `waited ${elapsed}ms`);
+  });
+
+  it('stops on abort and passes other errors through', async () => {
+    const controller = new AbortController();
+    const { client } = scripted([notFound]);
+    const waiting = waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 60_000, signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    await assert.rejects(waiting, { name: 'AbortError' });
+
+    const failing = scripted([new KubefnError('UNAUTHORIZED', 'no token')]);
+    await assert.rejects(waitForFunction(failing.client, 'hello', { minReady: 1, timeoutMs: 5000 }), { code: 'UNAUTHORIZED' });
+  });
+});

@@ -1,0 +1,126 @@
+// `fn list`, `fn describe`, `fn delete`, `fn scale`: reading and changing deployed functions.
+
+import type { Command } from 'commander';
+import { validateName, type FunctionSpec } from '@kubefn/platform';
+import type { App } from './app.js';
+import { parseCount } from './args.js';
+import type { FunctionInfo } from './client.js';
+import { checkArg } from './errors.js';
+import { ageSince, formatTable, shortImage } from './output.js';
+
+export const listHeaders = ['NAME', 'REPLICAS', 'READY', 'INVOCATIONS', 'IMAGE', 'AGE'] as const;
+
+/** The rows of `fn list`, sorted by name. */
+export function listRows(functions: readonly FunctionInfo[], nowMs: number): string[][] {
+  return [...functions]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((f) => [
+      f.name,
+      String(f.replicas ?? 0),
+      String(f.availableReplicas ?? 0),
+      String(f.invocationCount ?? 0),
+      shortImage(f.image || f.spec?.image),
+      ageSince(f.createdAt, nowMs),
+    ]);
+}
+
+/** `fn describe` text: "Key:  value" lines, kubectl style. */
+export function describeFunction(f: FunctionInfo, url: string, nowMs: number): string {
+  const spec: Partial<FunctionSpec> = f.spec ?? {};
+  const rows: [string, string][] = [
+    ['Name', f.name],
+    ['URL', url],
+    ['Image', f.image || spec.image || '<none>'],
+  ];
+  if (f.namespace) rows.push(['Namespace', f.namespace]);
+  rows.push(
+    ['Created', f.createdAt ? `${f.createdAt} (${ageSince(f.createdAt, nowMs)} ago)` : '<unknown>'],
+    ['Replicas', `${f.availableReplicas ?? 0} ready / ${f.replicas ?? 0} desired`],
+    ['Invocations', String(f.invocationCount ?? 0)],
+  );
+  if (spec.handler) rows.push(['Handler', spec.handler]);
+  if (spec.timeout) rows.push(['Timeout', spec.timeout]);
+  const s = spec.scale;
+  if (s) {
+    const cap = s.containerConcurrency > 0 ? `at most ${s.containerConcurrency} in flight per replica` : 'no per-replica cap';
+    rows.push(
+      ['Scale', `min ${s.min}, max ${s.max}, initial ${s.initial}`],
+      ['Target', `${s.target} ${s.metric === 'rps' ? 'req/s' : 'in-flight'} per replica at ${s.targetUtilizationPercent}% utilization; ${cap}`],
+      ['Windows', `stable ${s.stableWindow}, panic ${s.panicWindowPercent}% of it above ${s.panicThresholdPercent}% of target`],
+      ['Scale down', `max rate ${s.maxScaleDownRate}x, delay ${s.scaleDownDelay}, to zero after ${s.scaleToZeroGrace} idle`],
+    );
+  }
+  if (spec.triggers?.length) rows.push(['Triggers', spec.triggers.map(describeTrigger).join('; ')]);
+  if (spec.resources) {
+    const r = spec.resources;
+    const parts = [r.cpu && `cpu ${r.cpu}`, r.memory && `memory ${r.memory}`, r.gpu && `gpu ${r.gpu}`].filter(Boolean);
+    if (parts.length) rows.push(['Resources', parts.join(', ')]);
+  }
+  const env = f.envVars ?? spec.env ?? {};
+  for (const [i, [k, v]] of Object.entries(env).entries()) rows.push([i === 0 ? 'Env' : '', `${k}=${v}`]);
+  for (const [i, [k, v]] of Object.entries(f.labels ?? spec.labels ?? {}).entries()) rows.push([i === 0 ? 'Labels' : '', `${k}=${v}`]);
+  if (spec.secrets?.length) rows.push(['Secrets', spec.secrets.join(', ')]);
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, v]) => `${(k ? `${k}:` : '').padEnd(width)}${v}`).join('\n') + '\n';
+}
+
+function describeTrigger(t: FunctionSpec['triggers'][number]): string {
+  if (t.type === 'http') return 'http';
+  if (t.type === 'cron') return `cron "${t.schedule ?? ''}"`;
+  const extra = [t.queue && `queue ${t.queue}`, t.stream && `stream ${t.stream}`, t.output && `-> ${t.output}`].filter(Boolean);
+  return `nats ${t.subject ?? ''}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
+export function registerFunctions(program: Command, app: App): void {
+  program
+    .command('list')
+    .alias('ls')
+    .description('list deployed functions')
+    .option('--json', 'print the functions as a JSON array')
+    .addHelpText('after', '\nExamples:\n  $ fn list\n  $ fn ls --json | jq -r \'.[].name\'')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const functions = await app.client(command).listFunctions(app.io.signal);
+      if (opts.json) return app.json(functions);
+      if (functions.length === 0) return app.note('no functions deployed; run `fn deploy` in a function directory');
+      app.io.stdout.write(formatTable(listHeaders, listRows(functions, app.io.now())));
+    });
+
+  program
+    .command('describe')
+    .description('show one function: URL, image, replicas, scale settings, triggers, env')
+    .argument('<name>', 'function name')
+    .option('--json', 'print the function as JSON')
+    .addHelpText('after', '\nExamples:\n  $ fn describe hello\n  $ fn describe hello --json | jq .spec.scale')
+    .action(async (name: string, opts: { json?: boolean }, command: Command) => {
+      checkArg(() => validateName(name));
+      const client = app.client(command);
+      const info = await client.getFunction(name, app.io.signal);
+      if (opts.json) return app.json(info);
+      app.io.stdout.write(describeFunction(info, client.functionUrl(name), app.io.now()));
+    });
+
+  program
+    .command('delete')
+    .alias('rm')
+    .description('delete a function and stop its replicas')
+    .argument('<name>', 'function name')
+    .addHelpText('after', '\nExamples:\n  $ fn delete hello\n  $ fn rm hello')
+    .action(async (name: string, _opts: unknown, command: Command) => {
+      checkArg(() => validateName(name));
+      await app.client(command).deleteFunction(name, app.io.signal);
+      app.out(`deleted function "${name}"`);
+    });
+
+  program
+    .command('scale')
+    .description("set a function's replica count now (the autoscaler may change it later)")
+    .argument('<name>', 'function name')
+    .argument('<replicas>', 'number of replicas, 0 or more')
+    .addHelpText('after', '\nExamples:\n  $ fn scale hello 3\n  $ fn scale hello 0     # scale to zero now')
+    .action(async (name: string, replicasText: string, _opts: unknown, command: Command) => {
+      checkArg(() => validateName(name));
+      const replicas = parseCount(replicasText, 'replicas');
+      await app.client(command).scaleFunction(name, replicas, app.io.signal);
+      app.out(`scaling "${name}" to ${replicas} replica${replicas === 1 ? '' : 's'}`);
+    });
+}

@@ -1,0 +1,125 @@
+// The `fn` program: global options, every command, and main(argv) returning the exit code.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { App, processIo, type Io } from './app.js';
+import { parseCount } from './args.js';
+import { GatewayClient } from './client.js';
+import { registerBuild } from './build.js';
+import { defaultGateway, envVars } from './config.js';
+import { deployFunction, registerDeploy } from './deploy.js';
+import { exitCodeFor, formatError } from './errors.js';
+import { registerFunctions } from './functions.js';
+import { registerInit } from './init.js';
+import { registerInvoke } from './invoke.js';
+import { registerLogs } from './logs.js';
+import type { UpOptions } from './up.js';
+
+export const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Builds the commander program; errors surface as thrown CommanderError (exitOverride), never process.exit. */
+export function createProgram(app: App): Command {
+  const { io } = app;
+  const program = new Command('fn')
+    .description('kubefn: deploy JavaScript/TypeScript functions and call them over HTTP; they scale from zero')
+    .version(version, '--version', 'print the fn version')
+    .helpOption('-h, --help', 'show help')
+    .option('--gateway <url>', `gateway URL (env ${envVars.gateway}; default ${defaultGateway})`)
+    .option('--token <token>', `management API token (env ${envVars.token}; default: read <home>/token written by \`fn up\`)`)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => void io.stdout.write(s),
+      writeErr: (s) => void io.stderr.write(s),
+    })
+    .showHelpAfterError('(run with --help for usage)')
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      `
+Getting started:
+  $ fn up &                      # gateway on http://127.0.0.1:8080, token in ~/.kubefn/token
+  $ fn init hello && cd hello
+  $ fn deploy
+  $ fn invoke hello -q name=Ada
+  $ fn logs hello -f
+
+Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.kubefn).`,
+    );
+
+  registerInit(program, app);
+  registerBuild(program, app);
+  registerDeploy(program, app);
+  registerInvoke(program, app);
+  registerFunctions(program, app);
+  registerLogs(program, app);
+  registerUp(program, app);
+  return program;
+}
+
+function registerUp(program: Command, app: App): void {
+  program
+    .command('up')
+    .description('run kubefn on this machine: gateway, autoscaler and functions as local processes')
+    .option('--port <port>', 'gateway port', '8080')
+    .option('--host <host>', 'address to bind', '127.0.0.1')
+    .option('--home <dir>', `state directory: bundles, token (env ${envVars.home}; default ~/.kubefn)`)
+    .option('--deploy <dir...>', 'deploy these function directories once the gateway is up')
+    .option('--json', 'log one JSON object per event on stdout')
+    .addHelpText(
+      'after',
+      `
+Runs until Ctrl-C; deployed functions come back on the next \`fn up\`.
+
+Examples:
+  $ fn up
+  $ fn up --port 9090 --home ./.kubefn-dev
+  $ fn up --deploy examples/hello examples/json-api
+  $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
+    )
+    .action(async (opts: { port: string; host: string; home?: string; deploy?: string[]; json?: boolean }, command: Command) => {
+      const port = parseCount(opts.port, '--port', 0, 65_535);
+      const config = app.config(command);
+      const options: UpOptions = {
+        port,
+        host: opts.host,
+        home: opts.home ? path.resolve(app.io.cwd, opts.home) : config.home,
+        json: opts.json === true,
+      };
+      // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
+      if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;
+      if (opts.deploy?.length) {
+        options.deploy = opts.deploy.map((dir) => path.resolve(app.io.cwd, dir));
+        options.deployer = async (dir, gateway, token) => {
+          const client = new GatewayClient({ gateway, token, userAgent: `kubefn-cli/${version}` });
+          const result = await deployFunction(client, dir);
+          if (!opts.json) app.note(`deployed ${result.name}: ${result.url}`);
+        };
+      }
+      // Loaded on demand: the local platform (gateway, autoscaler, driver) is only needed here,
+      // and every other command starts faster without it.
+      const { runUp } = await import('./up.js');
+      app.exitCode = await runUp(options);
+    });
+}
+
+/**
+ * Runs `fn` with `argv` (as process.argv: node, script, args...). Returns the exit code:
+ * 0 ok, 1 failed, 2 usage error, 130 interrupted.
+ */
+export async function main(argv: readonly string[] = process.argv, io?: Io): Promise<number> {
+  const real = io ? undefined : processIo();
+  const theIo = io ?? (real as { io: Io }).io;
+  const app = new App(theIo, version);
+  try {
+    await createProgram(app).parseAsync([...argv], { from: 'node' });
+    return app.exitCode;
+  } catch (err) {
+    // Commander already printed its message (and the help hint) through configureOutput.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    theIo.stderr.write(formatError(err, { stack: Boolean(theIo.env.KUBEFN_DEBUG) }));
+    return exitCodeFor(err);
+  } finally {
+    real?.dispose();
+  }
+}

@@ -1,0 +1,69 @@
+// What a process replica is started from: its bundle file, its environment, and the key that
+// says when a spec change needs new replicas.
+
+import { parseBundleImageRef, type BundleStore } from './bundle-store.js';
+import { KubefnError } from './errors.js';
+import { runtimeEnv } from './runtime-contract.js';
+import { timeoutMs, type FunctionSpec } from './spec.js';
+
+/** The bundle file a spec's `image` names, or the error that says why the process driver cannot run it. */
+export async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec): Promise<string> {
+  if (!spec.image) {
+    throw new KubefnError('BAD_REQUEST', `function "${spec.name}" has no image to run`, {
+      hint: '`fn deploy` builds the bundle, uploads it and sets the image',
+    });
+  }
+  const digest = parseBundleImageRef(spec.image);
+  if (!digest) {
+    throw new KubefnError('NOT_SUPPORTED', `the process driver cannot run image "${spec.image}"`, {
+      hint: 'the process driver runs bundles built by `fn deploy`; use the podman driver for OCI images',
+    });
+  }
+  if (spec.secrets?.length) {
+    throw new KubefnError('NOT_SUPPORTED', `the process driver has no secret store (function "${spec.name}" lists secrets)`, {
+      hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
+    });
+  }
+  if (!(await bundles.has(digest))) {
+    throw new KubefnError('BAD_REQUEST', `bundle ${digest} for function "${spec.name}" is not in the bundle store`, {
+      hint: 'upload the bundle before deploying the spec that names it; `fn deploy` does both',
+    });
+  }
+  return bundles.path(digest);
+}
+
+/** Taken from the driver's own environment; everything else a replica sees comes from its spec. */
+const passedThrough = ['PATH', 'HOME', 'TZ', 'LANG'];
+
+/** The environment of replica `instance`: a few basics, the spec's env, then the runtime contract. */
+export function replicaEnv(spec: FunctionSpec, instance: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of passedThrough) {
+    const value = process.env[key];
+    if (value !== undefined) env[key] = value;
+  }
+  Object.assign(env, spec.env ?? {});
+  env[runtimeEnv.port] = '0';
+  env[runtimeEnv.adminPort] = '0';
+  env[runtimeEnv.host] = '127.0.0.1';
+  env[runtimeEnv.functionName] = spec.name;
+  env[runtimeEnv.instance] = instance;
+  env[runtimeEnv.timeoutMs] = String(timeoutMs(spec));
+  env[runtimeEnv.concurrency] = String(spec.scale.containerConcurrency);
+  return env;
+}
+
+/** What a replica's process depends on: a change means a rolling restart; scale bounds, triggers and labels do not. */
+export function replicaTemplateKey(spec: FunctionSpec): string {
+  const { image, handler, env, secrets, resources, timeout } = spec;
+  return canonicalJson({ image, handler, env, secrets, resources, timeout, concurrency: spec.scale.containerConcurrency });
+}
+
+/** JSON with object keys sorted, so equal values give equal strings. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}

@@ -1,0 +1,4 @@
+// Helpers for testing kubefn drivers and the code around them: `@kubefn/platform/testing`.
+
+export * from './driver-conformance.js';
+export * from './wait-for.js';

@@ -1,0 +1,116 @@
+// `npm run bench`: the hello example through the embedded gateway, next to calling its runtime
+// directly, measured side by side in one run. Prints a table and writes JSON.
+
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { bundleFunction } from '@kubefn/builder';
+import { Api } from '../support/api.js';
+import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
+import { waitFor } from '../support/wait.js';
+
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
+const coldTries = Number(args.get('cold-tries') ?? 20);
+const seconds = Number(args.get('seconds') ?? 10);
+const hello = path.join(repoRoot, 'examples', 'hello');
+
+interface LoadResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function load(url: string, connections: number): Promise<LoadResult> {
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1 });
+  return {
+    rps: Math.round(r.requests.average),
+    p50ms: r.latency.p50,
+    p99ms: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+  };
+}
+
+const percentile = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+
+/** Starts the bundled runtime on its own, as a replica would run, and returns its URL. */
+async function startDirect(bundleFile: string) {
+  const child = spawn(process.execPath, ['--enable-source-maps', bundleFile], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    env: { PATH: process.env.PATH, PORT: '0', ADMIN_PORT: '0', KUBEFN_HOST: '127.0.0.1', KUBEFN_FUNCTION: 'hello' },
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.on('message', (m: { type?: string; port?: number }) => m.type === 'kubefn:ready' && resolve(m.port!));
+    child.once('exit', (code) => reject(new Error(`runtime exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/`, stop: () => child.kill('SIGTERM') };
+}
+
+async function main() {
+  const home = await newHome();
+  const platform = await startPlatform(home);
+  const api = new Api(platform.url, platform.token);
+  try {
+    const image = await api.upload(hello, 'handler.js');
+
+    // Cold start: a fresh function at zero replicas, first request timed end to end.
+    const cold: number[] = [];
+    for (let i = 0; i < coldTries; i++) {
+      await api.deploy({ name: 'hello-cold', image, scale: { initial: 0 } });
+      await waitFor(async () => (await api.status('hello-cold')).replicas === 0, { what: 'hello-cold at zero' });
+      const t0 = performance.now();
+      const res = await fetch(`${platform.url}/function/hello-cold`);
+      await res.text();
+      cold.push(performance.now() - t0);
+      if (res.status !== 200) throw new Error(`cold request answered ${res.status}`);
+      await api.ok('DELETE', '/system/functions', { functionName: 'hello-cold' });
+    }
+
+    await api.deploy({ name: 'hello', image, scale: { min: 1 } });
+    await waitFor(async () => (await api.status('hello')).availableReplicas >= 1, { what: 'hello ready' });
+    const bundle = await bundleFunction({ dir: hello, handler: 'handler.js' });
+    const direct = await startDirect(bundle.file);
+    const viaGateway = `${platform.url}/function/hello`;
+    // Warm both paths up before measuring.
+    await autocannon({ url: viaGateway, connections: 8, amount: 2000 });
+    await autocannon({ url: direct.url, connections: 8, amount: 2000 });
+
+    const results = {
+      machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+      settings: { coldTries, seconds },
+      coldStartMs: { p50: percentile(cold, 50), max: Math.max(...cold), all: cold.map((x) => Math.round(x * 10) / 10) },
+      c1: { gateway: await load(viaGateway, 1), direct: await load(direct.url, 1) },
+      c32: { gateway: await load(viaGateway, 32), direct: await load(direct.url, 32) },
+    };
+    direct.stop();
+
+    const row = (label: string, g: LoadResult, d: LoadResult) =>
+      `| ${label} | ${g.rps} | ${d.rps} | ${(g.rps / d.rps).toFixed(2)} | ${g.p50ms} / ${g.p99ms} | ${d.p50ms} / ${d.p99ms} | ${g.errors + g.non2xx} |`;
+    const table = [
+      `Cold start through the gateway (${coldTries} tries): p50 ${results.coldStartMs.p50.toFixed(1)} ms, max ${results.coldStartMs.max.toFixed(1)} ms`,
+      '',
+      '| load | gateway req/s | direct req/s | ratio | gateway p50 / p99 ms | direct p50 / p99 ms | gateway errors |',
+      '|---|---|---|---|---|---|---|',
+      row('concurrency 1', results.c1.gateway, results.c1.direct),
+      row('concurrency 32', results.c32.gateway, results.c32.direct),
+    ].join('\n');
+    console.log(table);
+    const out = path.join(repoRoot, 'bench-results');
+    await mkdir(out, { recursive: true });
+    await writeFile(path.join(out, 'gateway.json'), JSON.stringify(results, null, 2) + '\n');
+    console.log(JSON.stringify(results));
+  } finally {
+    await platform.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,68 @@
+// Starts the real `fn up` in a child process on a free port, for end-to-end tests and benchmarks.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const fnBin = path.join(repoRoot, 'cli', 'bin', 'fn.js');
+
+export interface RunningPlatform {
+  url: string;
+  token: string;
+  home: string;
+  child: ChildProcess;
+  /** Every line the platform printed, for assertions and failure reports. */
+  output: string[];
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function newHome(): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), 'kubefn-home-'));
+}
+
+/** Starts `fn up --json` and resolves once it reports where it listens. */
+export async function startPlatform(home: string, options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunningPlatform> {
+  const child = spawn(process.execPath, [fnBin, 'up', '--port', '0', '--host', '127.0.0.1', '--home', home, '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  const output: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  createInterface({ input: child.stderr! }).on('line', (l) => output.push(l));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fn up did not start within ${options.timeoutMs ?? 30_000} ms:\n${output.join('\n')}`)), options.timeoutMs ?? 30_000);
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      output.push(l);
+      try {
+        const ev = JSON.parse(l) as { msg?: string; url?: string };
+        if (ev.msg === 'listening' && ev.url) {
+          clearTimeout(timer);
+          resolve(ev.url);
+        }
+      } catch {
+        // not JSON: keep it in the output only
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`fn up exited with ${code} before listening:\n${output.join('\n')}`));
+    });
+  });
+  const token = (await readFile(path.join(home, 'token'), 'utf8')).trim();
+  return {
+    url,
+    token,
+    home,
+    child,
+    output,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
