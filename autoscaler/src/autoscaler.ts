@@ -114,8 +114,9 @@ export class Autoscaler {
       live.add(fn.spec.name);
       const t = this.#trackedFor(fn.spec.name);
       const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0 };
-      // The sample covers the second that just ended.
-      t.window.add(now - this.#tickMs, s.concurrency, s.requests);
+      // The sample covers the interval ending now; it is filed under the current second, so a
+      // window of N seconds ending now holds the last N samples.
+      t.window.add(now, s.concurrency, s.requests);
     }
     for (const name of this.#tracked.keys()) if (!live.has(name)) this.#tracked.delete(name);
     if (now - this.#lastDecideAt >= this.#decideEveryMs) {

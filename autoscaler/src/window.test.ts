@@ -35,3 +35,11 @@ describe('MetricWindow', () => {
     assert.equal(w.average(100_000, 6000, 'concurrency'), undefined);
   });
 });
+
+describe('MetricWindow with samples filed at collection time', () => {
+  it('a 1-second window holds the newest sample', () => {
+    const w = new MetricWindow(60_000);
+    w.add(5_321, 4, 2);
+    assert.equal(w.average(5_321, 1000, 'concurrency'), 4);
+  });
+});

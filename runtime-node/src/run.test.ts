@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RuntimeChild, call, withDeadline, type RawResponse } from './testkit.js';
+
+describe('run() in a real child process', () => {
+  it('runs init() once, then reports ready over IPC and on stdout', async (t) => {
+    const replica = new RuntimeChild('replica.mjs');
+    t.after(() => replica.kill());
+    const ready = await replica.waitForMessage('kubefn:ready');
+    assert.ok(ready.port > 0 && ready.adminPort > 0 && ready.port !== ready.adminPort);
+
+    const readyLine = await replica.logs.waitFor((l) => l.msg === 'ready', 'the ready log line');
+    assert.equal(readyLine.level, 'info');
+    assert.equal(readyLine.port, ready.port);
+    assert.equal(readyLine.adminPort, ready.adminPort);
+    assert.equal(readyLine.function, 'fixture');
+    assert.equal(readyLine.instance, 'fixture-0');
+    const initIndex = replica.logs.lines.findIndex((l) => l.msg === 'init ran');
+    assert.ok(initIndex >= 0 && initIndex < replica.logs.lines.indexOf(readyLine), 'init() finished before ready');
+
+    assert.deepEqual(JSON.parse((await call(ready.port)).body), { inits: 1 });
+    assert.equal((await call(ready.adminPort, { path: '/readyz' })).status, 200);
+  });
+
+  it('drains on SIGTERM: every call in flight completes, new calls are refused, exit 0', async (t) => {
+    const replica = new RuntimeChild('replica.mjs');
+    t.after(() => replica.kill());
+    const { port, adminPort } = await replica.waitForMessage('kubefn:ready');
+
+    const n = 8;
+    const calls = Array.from({ length: n }, () => call(port, { path: '/slow' }));
+    await replica.logs.waitForCount((l) => l.msg === 'started', n, `${n} calls to start`);
+    replica.child.kill('SIGTERM');
+    await replica.waitForMessage('kubefn:draining');
+
+    // The listener is closed: a new connection is refused (or, if one slips in, answered 503 draining).
+    const late = await call(port, { path: '/' }).then(
+      (res): RawResponse | Error => res,
+      (err: Error) => err,
+    );
+    if (late instanceof Error) {
+      assert.match((late as NodeJS.ErrnoException).code ?? '', /ECONNREFUSED|ECONNRESET/);
+    } else {
+      assert.equal(late.status, 503);
+      assert.equal(late.headers['x-kubefn-draining'], '1');
+    }
+    const readyz = await call(adminPort, { path: '/readyz' }).catch((err: Error) => err);
+    if (!(readyz instanceof Error)) assert.equal(readyz.status, 503);
+
+    for (const res of await Promise.all(calls)) {
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'done');
+    }
+    const exit = await withDeadline(replica.exited, 'the child to exit');
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(replica.logs.lines.some((l) => l.msg === 'stopped'));
+  });
+
+  it('exits non-zero without ever being ready when init() throws', async (t) => {
+    const replica = new RuntimeChild('init-fails.mjs');
+    t.after(() => replica.kill());
+    const exit = await withDeadline(replica.exited, 'the child to exit');
+    assert.equal(exit.code, 1);
+    assert.equal(replica.messages.length, 0, 'no IPC message at all');
+    assert.ok(!replica.logs.lines.some((l) => l.msg === 'ready'));
+    const failure = replica.logs.lines.find((l) => l.level === 'error');
+    assert.equal(failure?.msg, 'init() failed');
+    assert.match((failure?.err as { stack: string }).stack, /init boom: database unreachable/);
+  });
+
+  it('exits 1 with a clear message when the module has no handler', async (t) => {
+    const replica = new RuntimeChild('no-handler.mjs');
+    t.after(() => replica.kill());
+    const exit = await withDeadline(replica.exited, 'the child to exit');
+    assert.equal(exit.code, 1);
+    assert.equal(replica.messages.length, 0);
+    const failure = replica.logs.lines.find((l) => l.level === 'error');
+    assert.match(failure?.msg ?? '', /default export that is a function .* or an object with a `fetch\(request, context\)` method/);
+  });
+
+  it('exits 1 with a clear message on a bad environment', async (t) => {
+    const replica = new RuntimeChild('replica.mjs', { KUBEFN_TIMEOUT_MS: 'soon' });
+    t.after(() => replica.kill());
+    const exit = await withDeadline(replica.exited, 'the child to exit');
+    assert.equal(exit.code, 1);
+    assert.match(replica.logs.lines.find((l) => l.level === 'error')?.msg ?? '', /KUBEFN_TIMEOUT_MS="soon"/);
+  });
+
+  for (const [path, text, msg] of [
+    ['/crash-later', 'background boom', 'uncaught exception'],
+    ['/reject-later', 'unhandled boom', 'unhandled promise rejection'],
+  ] as const) {
+    it(`exits non-zero on ${msg} in a handler's background work`, async (t) => {
+      const replica = new RuntimeChild('replica.mjs');
+      t.after(() => replica.kill());
+      const { port } = await replica.waitForMessage('kubefn:ready');
+      // The crash may win the race with the response; either way the process must go.
+      await call(port, { path }).catch(() => undefined);
+      const exit = await withDeadline(replica.exited, 'the child to exit');
+      assert.equal(exit.code, 1);
+      const crash = replica.logs.lines.find((l) => l.msg === msg);
+      assert.ok(crash, `a "${msg}" log line`);
+      assert.equal(crash.level, 'error');
+      assert.match((crash.err as { stack: string }).stack, new RegExp(`Error: ${text}\\n\\s+at `));
+    });
+  }
+});

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Context } from './handler.js';
+import { connect, deferred, readUntilClose, startRuntime, withDeadline } from './testkit.js';
+
+describe('concurrency cap', () => {
+  it('a call over the cap gets 503 OVERLOADED at once and never runs', async () => {
+    let runs = 0;
+    const started = deferred();
+    const release = deferred();
+    const { server, base } = await startRuntime(
+      {
+        async default() {
+          runs++;
+          started.resolve();
+          await release.promise;
+          return 'first';
+        },
+      },
+      { concurrency: 1 },
+    );
+    try {
+      const first = fetch(base);
+      await withDeadline(started.promise, 'the first call to start');
+      const second = await fetch(base);
+      assert.equal(second.status, 503);
+      assert.equal(second.headers.get('x-kubefn-overloaded'), '1');
+      assert.equal(((await second.json()) as { code: string }).code, 'OVERLOADED');
+      assert.equal(runs, 1);
+      release.resolve();
+      assert.equal(await (await first).text(), 'first');
+      // The slot was released when the first response ended.
+      assert.equal((await fetch(base)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('drain', () => {
+  it('finishes in-flight calls, refuses new ones, then closes', async () => {
+    const release = deferred();
+    let started = 0;
+    const allStarted = deferred();
+    const { server, base } = await startRuntime({
+      async default(request: Request) {
+        if (new URL(request.url).pathname === '/fast') return 'fast';
+        if (++started === 3) allStarted.resolve();
+        await release.promise;
+        return 'finished';
+      },
+    });
+    const inFlight = [1, 2, 3].map(() => fetch(`${base}/slow`));
+    await withDeadline(allStarted.promise, 'three calls in flight');
+    // A connection with half a request on it: not idle, so the drain does not close it.
+    const late = await connect(server.port);
+    const lateText = readUntilClose(late);
+    late.write('GET /fast HTTP/1.1\r\nHost: x\r\n');
+    // A round trip on another connection: by the time it returns the server has read the half request.
+    assert.equal(await (await fetch(`${base}/fast`, { headers: { connection: 'close' } })).text(), 'fast');
+
+    const drained = server.drain();
+    const readyz = await fetch(`http://127.0.0.1:${server.adminPort}/readyz`);
+    assert.equal(readyz.status, 503);
+
+    late.write('\r\n');
+    const refused = await withDeadline(lateText, 'the late call to be refused');
+    assert.match(refused, /^HTTP\/1.1 503/);
+    assert.match(refused, /x-kubefn-draining: 1/i);
+    assert.match(refused, /SHUTTING_DOWN/);
+
+    release.resolve();
+    for (const res of await Promise.all(inFlight)) {
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'finished');
+    }
+    await withDeadline(drained, 'the drain');
+    await assert.rejects(fetch(base), 'the port is closed');
+    await server.close();
+  });
+
+  it('cuts calls still running at drainMs', async () => {
+    const aborted = deferred();
+    const started = deferred();
+    const { server, base } = await startRuntime(
+      {
+        default: (_request: Request, context: Context) => {
+          context.signal.addEventListener('abort', () => aborted.resolve());
+          started.resolve();
+          return new Promise(() => {});
+        },
+      },
+      { drainMs: 100 },
+    );
+    const stuck = fetch(base).catch((err: unknown) => err);
+    await withDeadline(started.promise, 'the call to start');
+    await withDeadline(server.drain(), 'the drain');
+    await withDeadline(aborted.promise, 'the handler to be aborted');
+    assert.ok((await stuck) instanceof Error);
+  });
+
+  it('close() is idempotent', async () => {
+    const { server } = await startRuntime({ default: () => 'x' });
+    await Promise.all([server.close(), server.close()]);
+    await server.close();
+  });
+});

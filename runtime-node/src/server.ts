@@ -1,0 +1,126 @@
+// The function port: admits or refuses each call (draining, concurrency cap, body size), tracks in-flight calls, drains.
+
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { runtimeHeaders } from '@kubefn/platform/runtime-contract';
+import { Call, type CallHost } from './call.js';
+import type { RuntimeConfig } from './config.js';
+import type { Handler } from './handler.js';
+import type { RootLogger } from './logger.js';
+import type { RuntimeMetrics, RuntimeStats } from './metrics.js';
+import { writeError } from './response.js';
+
+// An incoming call id longer than this is replaced: it ends up in every log line of the call.
+const maxCallIdLength = 200;
+
+export class FunctionServer implements CallHost, RuntimeStats {
+  readonly http: Server;
+  inFlight = 0;
+  abandoned = 0;
+  draining = false;
+  private metrics: RuntimeMetrics | undefined;
+  private whenIdle: (() => void) | undefined;
+  private drained: Promise<void> | undefined;
+
+  constructor(
+    readonly config: RuntimeConfig,
+    readonly logger: RootLogger,
+    readonly invoke: Handler,
+  ) {
+    this.http = createServer((req, res) => this.onRequest(req, res, false));
+    // With this listener node:http leaves "Expect: 100-continue" to us: the client is told to send its
+    // body only once the call is admitted, so a refused upload never leaves the client.
+    this.http.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+  }
+
+  /** Metrics read the server's counters, so they are attached after construction. */
+  setMetrics(metrics: RuntimeMetrics): void {
+    this.metrics = metrics;
+  }
+
+  callEnded(status: number, startedAt: number): void {
+    this.inFlight--;
+    this.metrics?.observe(status, (performance.now() - startedAt) / 1000);
+    if (this.inFlight === 0 && this.whenIdle !== undefined) this.whenIdle();
+  }
+
+  abandon(delta: 1 | -1): void {
+    this.abandoned += delta;
+  }
+
+  /**
+   * Refuses new calls, lets in-flight ones finish (up to drainMs, then cuts their connections),
+   * closes idle keep-alive connections, and resolves once every connection is gone.
+   */
+  drain(): Promise<void> {
+    return (this.drained ??= this.runDrain());
+  }
+
+  /** Cuts every connection now; in-flight handlers see their signal abort. */
+  closeNow(): Promise<void> {
+    const closed = this.drain();
+    this.http.closeAllConnections();
+    return closed;
+  }
+
+  private async runDrain(): Promise<void> {
+    this.draining = true;
+    // Stops accepting; node:http also closes the keep-alive connections that are idle right now.
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const deadline = setTimeout(() => {
+      this.logger.warn('drain deadline passed; closing the remaining connections', {
+        drainMs: this.config.drainMs,
+        inFlight: this.inFlight,
+      });
+      this.http.closeAllConnections();
+    }, this.config.drainMs);
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
+    this.whenIdle = undefined;
+    // Connections whose last response went out during the drain are idle now.
+    this.http.closeIdleConnections();
+    await closed;
+    clearTimeout(deadline);
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const startedAt = performance.now();
+    const incoming = req.headers[runtimeHeaders.callId];
+    const callId =
+      typeof incoming === 'string' && incoming !== '' && incoming.length <= maxCallIdLength ? incoming : randomUUID();
+
+    // A call can still arrive during a drain on a connection that was mid-request when the drain began.
+    if (this.draining) {
+      const headers = [runtimeHeaders.callId, callId, runtimeHeaders.draining, '1', 'connection', 'close'];
+      return this.refuse(res, 503, 'SHUTTING_DOWN', 'this replica is shutting down; retry on another', callId, headers, startedAt);
+    }
+    const cap = this.config.concurrency;
+    if (cap > 0 && this.inFlight >= cap) {
+      const headers = [runtimeHeaders.callId, callId, runtimeHeaders.overloaded, '1'];
+      const message = `this replica is at its concurrency limit of ${cap}; retry on another`;
+      return this.refuse(res, 503, 'OVERLOADED', message, callId, headers, startedAt);
+    }
+    const length = req.headers['content-length'];
+    if (length !== undefined && Number(length) > this.config.maxBodyBytes) {
+      // Answer before reading a byte of the body, and close: the body is still on its way.
+      const headers = [runtimeHeaders.callId, callId, 'connection', 'close'];
+      const message = `request body is larger than ${this.config.maxBodyBytes} bytes`;
+      return this.refuse(res, 413, 'BODY_TOO_LARGE', message, callId, headers, startedAt);
+    }
+    this.inFlight++;
+    if (expectsContinue) res.writeContinue();
+    new Call(this, req, res, callId, startedAt).run();
+  }
+
+  private refuse(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    callId: string,
+    headers: string[],
+    startedAt: number,
+  ): void {
+    writeError(res, status, { code, message, callId }, headers);
+    this.metrics?.observe(status, (performance.now() - startedAt) / 1000);
+  }
+}
