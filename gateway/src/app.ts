@@ -28,14 +28,28 @@ export function createGateway(options: GatewayOptions): Gateway {
     requestIdHeader: false,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
   });
+  let closing = false;
+  // While closing, answers ask the client to reconnect rather than reuse this connection.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
   const gateway: Gateway = {
     app,
     stats: new ConcurrencyStats(),
     context: undefined as unknown as GatewayContext,
     onNoReplica: options.onNoReplica ?? (() => {}),
     close: async () => {
-      routers.close();
-      await app.close();
+      closing = true;
+      // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
+      // the close for the whole keep-alive timeout.
+      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reaper);
+        routers.close();
+      }
     },
   };
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
