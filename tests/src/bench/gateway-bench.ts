@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { Pool } from 'undici';
 import { bundleFunction } from '@kubefn/builder';
 import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
@@ -32,6 +33,26 @@ async function load(url: string, connections: number): Promise<LoadResult> {
     errors: r.errors + r.timeouts,
     non2xx: r.non2xx,
   };
+}
+
+/** Sequential requests on one keep-alive connection, timed each with a µs clock. */
+async function sequentialLatency(url: string, n: number): Promise<{ p50ms: number; p99ms: number }> {
+  const pool = new Pool(new URL(url).origin, { connections: 1 });
+  const path = new URL(url).pathname + new URL(url).search;
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const res = await pool.request({ path, method: 'GET' });
+      await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`answered ${res.statusCode}`);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    await pool.close();
+  }
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return { p50ms: round(percentile(times, 50)), p99ms: round(percentile(times, 99)) };
 }
 
 const percentile = (xs: number[], p: number) => {
@@ -86,6 +107,7 @@ async function main() {
       settings: { coldTries, seconds },
       coldStartMs: { p50: percentile(cold, 50), max: Math.max(...cold), all: cold.map((x) => Math.round(x * 10) / 10) },
       c1: { gateway: await load(viaGateway, 1), direct: await load(direct.url, 1) },
+      c1Latency: { gateway: await sequentialLatency(viaGateway, 3000), direct: await sequentialLatency(direct.url, 3000) },
       c32: { gateway: await load(viaGateway, 32), direct: await load(direct.url, 32) },
     };
     direct.stop();
@@ -99,6 +121,9 @@ async function main() {
       '|---|---|---|---|---|---|---|',
       row('concurrency 1', results.c1.gateway, results.c1.direct),
       row('concurrency 32', results.c32.gateway, results.c32.direct),
+      '',
+      `Warm latency at concurrency 1 (3000 sequential calls, µs clock): gateway p50 ${results.c1Latency.gateway.p50ms} ms / p99 ${results.c1Latency.gateway.p99ms} ms; ` +
+        `direct p50 ${results.c1Latency.direct.p50ms} ms / p99 ${results.c1Latency.direct.p99ms} ms`,
     ].join('\n');
     console.log(table);
     const out = path.join(repoRoot, 'bench-results');
