@@ -1,0 +1,84 @@
+// The `fn` binary end to end against the real embedded platform: deploy, invoke, list,
+// describe, scale, logs, delete, and a bad fn.yaml.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { fnBin, newHome, repoRoot, startPlatform, type RunningPlatform } from './support/platform-process.js';
+
+const exec = promisify(execFile);
+
+describe('fn CLI against fn up', () => {
+  let platform: RunningPlatform;
+  let env: NodeJS.ProcessEnv;
+  let fnDir: string;
+
+  before(async () => {
+    const home = await newHome();
+    platform = await startPlatform(home);
+    env = { ...process.env, KUBEFN_HOME: home, KUBEFN_GATEWAY: platform.url };
+    // A copy, so the build output lands outside the repository's examples.
+    fnDir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-fn-')), 'hello');
+    await cp(path.join(repoRoot, 'examples', 'hello'), fnDir, { recursive: true });
+  });
+  after(async () => {
+    await platform?.stop();
+  });
+
+  const fn = async (...args: string[]) => {
+    try {
+      const r = await exec(process.execPath, [fnBin, ...args], { env, cwd: fnDir });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  };
+
+  it('deploys, invokes, lists, describes, scales, reads logs and deletes', async () => {
+    const deployed = await fn('deploy', fnDir);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.match(deployed.stdout + deployed.stderr, /function\/hello/);
+
+    const invoked = await fn('invoke', 'hello', '--query', 'name=Ada');
+    assert.equal(invoked.code, 0, invoked.stderr);
+    assert.equal(invoked.stdout, 'Hello, Ada!\n');
+
+    const list = JSON.parse((await fn('list', '--json')).stdout) as { name: string; invocationCount: number }[];
+    assert.equal(list.find((f) => f.name === 'hello')?.invocationCount, 1);
+
+    const described = JSON.parse((await fn('describe', 'hello', '--json')).stdout) as { spec: { handler: string } };
+    assert.equal(described.spec.handler, 'handler.js');
+
+    assert.equal((await fn('scale', 'hello', '2')).code, 0);
+    const logs = await fn('logs', 'hello', '--tail', '100');
+    assert.equal(logs.code, 0);
+    assert.match(logs.stdout, /ready/);
+
+    // Redeploying unchanged source uploads nothing.
+    const again = await fn('deploy', fnDir, '--json');
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /"uploaded":\s*false|unchanged/);
+
+    assert.equal((await fn('delete', 'hello')).code, 0);
+    const gone = await fn('invoke', 'hello');
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /404|no function/);
+  });
+
+  it('refuses a bad fn.yaml naming the file and the field, deploying nothing', async () => {
+    const bad = await mkdtemp(path.join(tmpdir(), 'kubefn-bad-'));
+    await writeFile(path.join(bad, 'fn.yaml'), 'name: bad-fn\nscale:\n  min: 5\n  max: 2\n');
+    await writeFile(path.join(bad, 'handler.js'), 'export default () => "x";\n');
+    const r = await fn('deploy', bad);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /fn\.yaml/);
+    assert.match(r.stderr, /scale\.min/);
+    const list = JSON.parse((await fn('list', '--json')).stdout) as { name: string }[];
+    assert.ok(!list.some((f) => f.name === 'bad-fn'));
+  });
+});
