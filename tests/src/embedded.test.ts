@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Api } from './support/api.js';
 import { newHome, repoRoot, startPlatform, type RunningPlatform } from './support/platform-process.js';
-import { waitFor } from './support/wait.js';
+import { waitFor } from '@kubefn/platform/testing';
 
 const fixture = path.join(repoRoot, 'tests', 'fixtures', 'e2e');
 
@@ -94,7 +94,7 @@ describe('embedded platform (fn up)', () => {
     await api.deploy({ name: 'idle', image, scale: { initial: 0, stableWindow: '6s', scaleToZeroGrace: '1s' } });
     assert.equal((await invoke('idle')).status, 200);
     assert.equal((await api.status('idle')).replicas, 1);
-    await waitFor(async () => (await api.status('idle')).replicas === 0, { what: 'idle at zero', timeoutMs: 60_000, intervalMs: 250 });
+    await waitFor(async () => (await api.status('idle')).replicas === 0, { what: 'idle at zero', timeoutMs: 60_000, maxIntervalMs: 250 });
     // And it comes back on the next request.
     assert.equal((await invoke('idle')).status, 200);
   });

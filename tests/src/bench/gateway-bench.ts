@@ -9,7 +9,7 @@ import { Pool } from 'undici';
 import { bundleFunction } from '@kubefn/builder';
 import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
-import { waitFor } from '../support/wait.js';
+import { waitFor } from '@kubefn/platform/testing';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const coldTries = Number(args.get('cold-tries') ?? 20);
