@@ -57,6 +57,13 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
         hint: '`fn deploy` builds and uploads one for you',
       });
     }
+    const unserved = spec.triggers.find((t) => t.type !== 'http');
+    if (unserved) {
+      throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" has a ${unserved.type} trigger, which this gateway does not serve yet`, {
+        fields: [{ field: `triggers.${spec.triggers.indexOf(unserved)}.type`, message: 'only "http" is served' }],
+        hint: 'remove the trigger, or invoke the function over HTTP',
+      });
+    }
     const exists = (await ctx.catalog.get(spec.name)) !== undefined;
     if (mode === 'update' && !exists) throw new KubefnError('NOT_FOUND', `no function named "${spec.name}" to update`, { hint: 'create it with POST' });
     if (mode === 'create' && exists) throw new KubefnError('ALREADY_EXISTS', `function "${spec.name}" already exists`, { hint: 'update it with PUT' });

@@ -148,6 +148,18 @@ describe('gateway invoke and management API', () => {
     assert.equal(body.fields[0].field, 'scale.min');
   });
 
+  it('refuses a trigger it does not serve with 501, naming the field', async () => {
+    const res = await fetch(`${base}/system/functions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'evented', image: 'x', triggers: [{ type: 'http' }, { type: 'nats', subject: 'orders' }] }),
+    });
+    assert.equal(res.status, 501);
+    const body = await json(res);
+    assert.equal(body.code, 'NOT_SUPPORTED');
+    assert.equal(body.fields[0].field, 'triggers.1.type');
+  });
+
   it('accepts an OpenFaaS FunctionDeployment, answers 409 on a second create and 404 on updating an unknown one', async () => {
     const post = (method: string, body: unknown) =>
       fetch(`${base}/system/functions`, {
