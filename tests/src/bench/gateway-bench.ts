@@ -60,6 +60,19 @@ const percentile = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
 
+/** How long this machine takes to start a bare Node process that answers over IPC: the floor under any cold start. */
+async function nodeStartMs(tries: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < tries; i++) {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, ['-e', 'process.send("up", () => process.exit(0))'], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    await new Promise((resolve) => child.once('message', resolve));
+    out.push(performance.now() - t0);
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+  return out;
+}
+
 /** Starts the bundled runtime on its own, as a replica would run, and returns its URL. */
 async function startDirect(bundleFile: string) {
   const child = spawn(process.execPath, ['--enable-source-maps', bundleFile], {
@@ -93,6 +106,8 @@ async function main() {
       await api.ok('DELETE', '/system/functions', { functionName: 'hello-cold' });
     }
 
+    const nodeStart = await nodeStartMs(coldTries);
+
     await api.deploy({ name: 'hello', image, scale: { min: 1 } });
     await waitFor(async () => (await api.status('hello')).availableReplicas >= 1, { what: 'hello ready' });
     const bundle = await bundleFunction({ dir: hello, handler: 'handler.js' });
@@ -106,6 +121,7 @@ async function main() {
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       settings: { coldTries, seconds },
       coldStartMs: { p50: percentile(cold, 50), max: Math.max(...cold), all: cold.map((x) => Math.round(x * 10) / 10) },
+      bareNodeStartMs: { p50: percentile(nodeStart, 50), max: Math.max(...nodeStart) },
       c1: { gateway: await load(viaGateway, 1), direct: await load(direct.url, 1) },
       c1Latency: { gateway: await sequentialLatency(viaGateway, 3000), direct: await sequentialLatency(direct.url, 3000) },
       c32: { gateway: await load(viaGateway, 32), direct: await load(direct.url, 32) },
@@ -116,6 +132,7 @@ async function main() {
       `| ${label} | ${g.rps} | ${d.rps} | ${(g.rps / d.rps).toFixed(2)} | ${g.p50ms} / ${g.p99ms} | ${d.p50ms} / ${d.p99ms} | ${g.errors + g.non2xx} |`;
     const table = [
       `Cold start through the gateway (${coldTries} tries): p50 ${results.coldStartMs.p50.toFixed(1)} ms, max ${results.coldStartMs.max.toFixed(1)} ms`,
+      `Bare Node process start with IPC on this machine (${coldTries} tries): p50 ${results.bareNodeStartMs.p50.toFixed(1)} ms, max ${results.bareNodeStartMs.max.toFixed(1)} ms`,
       '',
       '| load | gateway req/s | direct req/s | ratio | gateway p50 / p99 ms | direct p50 / p99 ms | gateway errors |',
       '|---|---|---|---|---|---|---|',
