@@ -1,7 +1,7 @@
 // Writes an image as an OCI image-layout tar archive (what `podman load` and skopeo read).
 
-import { pack as tarPack } from 'tar-stream';
 import type { AssembledImage } from './oci-image.js';
+import { writeTar } from './oci-layer.js';
 
 export interface ArchiveBlob {
   digest: string;
@@ -30,17 +30,9 @@ export async function writeOciArchive(image: AssembledImage, layers: ArchiveBlob
     ['index.json', Buffer.from(JSON.stringify(index))],
     ...[...blobs.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([d, c]) => [`blobs/sha256/${d.slice('sha256:'.length)}`, c] as [string, Uint8Array]),
   ];
-  const pack = tarPack();
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
-  });
-  const header = { mtime: new Date(0), uid: 0, gid: 0, uname: '', gname: '' };
-  for (const dir of ['blobs/', 'blobs/sha256/']) pack.entry({ ...header, name: dir, type: 'directory', mode: 0o755 });
-  for (const [name, content] of files) pack.entry({ ...header, name, type: 'file', mode: 0o644, size: content.length }, Buffer.from(content));
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
+  return writeTar([
+    { name: 'blobs/', mode: 0o755 },
+    { name: 'blobs/sha256/', mode: 0o755 },
+    ...files.map(([name, content]) => ({ name, mode: 0o644, content })),
+  ]);
 }

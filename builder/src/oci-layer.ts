@@ -52,33 +52,43 @@ export async function buildLayer(files: readonly LayerFile[]): Promise<Layer> {
     if (entries.has(d)) throw new KubefnError('BUILD_FAILED', `layer has "${d}" as both a file and a directory`);
   }
   // Byte-wise order, directories as "<dir>/" so each comes right before its contents.
-  const ordered = [
-    ...[...dirs].map((d) => ({ key: `${d}/`, dir: d })),
-    ...[...entries.keys()].map((f) => ({ key: f, file: entries.get(f)! })),
-  ].sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
+  const ordered: TarEntry[] = [
+    ...[...dirs].map((d) => ({ name: `${d}/`, mode: 0o755 })),
+    ...[...entries.values()].map((f) => ({ name: f.path, mode: f.mode ?? 0o644, content: f.content })),
+  ].sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
+  const tar = await writeTar(ordered);
+  const blob = gzipSync(tar, { level: 9 });
+  blob[9] = gzipOsUnix;
+  return { blob, digest: sha256(blob), diffId: sha256(tar), tarBytes: tar.length };
+}
 
+export interface TarEntry {
+  /** A name ending in "/" is a directory. */
+  name: string;
+  mode: number;
+  content?: Uint8Array;
+}
+
+/** A tar of `entries` in the order given, with the fixed time and owner of every kubefn tar. */
+export async function writeTar(entries: readonly TarEntry[]): Promise<Buffer> {
   const pack = tarPack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
     pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', resolve);
+    pack.on('end', () => resolve());
     pack.on('error', reject);
   });
   const header = { mtime: fixedMtime, uid: 0, gid: 0, uname: '', gname: '' };
-  for (const e of ordered) {
-    if ('dir' in e && e.dir !== undefined) {
-      pack.entry({ ...header, name: `${e.dir}/`, type: 'directory', mode: 0o755 });
-    } else if ('file' in e && e.file) {
-      const content = Buffer.from(e.file.content);
-      pack.entry({ ...header, name: e.file.path, type: 'file', mode: e.file.mode ?? 0o644, size: content.length }, content);
+  for (const e of entries) {
+    if (e.name.endsWith('/')) pack.entry({ ...header, name: e.name, type: 'directory', mode: e.mode });
+    else {
+      const content = Buffer.from(e.content ?? new Uint8Array());
+      pack.entry({ ...header, name: e.name, type: 'file', mode: e.mode, size: content.length }, content);
     }
   }
   pack.finalize();
   await done;
-  const tar = Buffer.concat(chunks);
-  const blob = gzipSync(tar, { level: 9 });
-  blob[9] = gzipOsUnix;
-  return { blob, digest: sha256(blob), diffId: sha256(tar), tarBytes: tar.length };
+  return Buffer.concat(chunks);
 }
 
 function checkPath(raw: string): string {
