@@ -60,15 +60,6 @@ export class MetricWindow {
     return sum / Math.min(span, Math.ceil(windowMs / 1000));
   }
 
-  /** Time of the newest bucket with any traffic, or undefined. */
-  lastActive(): number | undefined {
-    for (let i = this.#buckets.length - 1; i >= 0; i--) {
-      const b = this.#buckets[i]!;
-      if (b.concurrency > 0 || b.requests > 0) return b.t;
-    }
-    return undefined;
-  }
-
   get size(): number {
     return this.#buckets.length;
   }

@@ -1,7 +1,7 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform';
-import { startEmbedded, type EmbeddedPlatform } from './embedded.js';
+import { startEmbedded } from './embedded.js';
 
 export interface UpOptions {
   port: number;
@@ -39,8 +39,7 @@ function makeLogger(json: boolean) {
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function runUp(options: UpOptions): Promise<number> {
   const log = makeLogger(options.json ?? false);
-  let platform: EmbeddedPlatform;
-  platform = await startEmbedded({
+  const platform = await startEmbedded({
     home: options.home,
     port: options.port,
     host: options.host,

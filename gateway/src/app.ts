@@ -28,38 +28,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     requestIdHeader: false,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
   });
-  let closing = false;
-  // While closing, answers ask the client to reconnect rather than reuse this connection.
-  app.addHook('onSend', async (_request, reply, payload) => {
-    if (closing) reply.header('connection', 'close');
-    return payload;
-  });
-  const gateway: Gateway = {
-    app,
-    stats: new ConcurrencyStats(),
-    context: undefined as unknown as GatewayContext,
-    onNoReplica: options.onNoReplica ?? (() => {}),
-    close: async () => {
-      closing = true;
-      // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
-      // the close for the whole keep-alive timeout.
-      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
-      try {
-        await app.close();
-      } finally {
-        clearInterval(reaper);
-        routers.close();
-      }
-    },
-  };
+  const stats = new ConcurrencyStats();
+  // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
   const ctx: GatewayContext = {
     driver: options.driver,
     bundles: options.bundles,
     catalog: new FunctionCatalog(options.driver),
     routers,
-    stats: gateway.stats,
-    metrics: new GatewayMetrics(() => routers.queueDepths(), () => gateway.stats.inFlightAll()),
+    stats,
+    metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
     invocations: new Map(),
     options: {
       token: options.token,
@@ -68,7 +46,22 @@ export function createGateway(options: GatewayOptions): Gateway {
       version: options.version ?? '0.1.0',
     },
   };
-  gateway.context = ctx;
+  const gateway: Gateway = {
+    app,
+    stats,
+    context: ctx,
+    onNoReplica: options.onNoReplica ?? (() => {}),
+    close: async () => {
+      // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
+      // the close for the whole keep-alive timeout; new requests meanwhile get fastify's 503.
+      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reaper);
+      }
+    },
+  };
 
   app.setErrorHandler((err: FastifyError | KubefnError, request, reply) => {
     const callId = reply.getHeader('x-call-id') as string | undefined;

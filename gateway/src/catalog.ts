@@ -1,7 +1,7 @@
 // A short-lived cache of function specs in front of the driver, so the invoke path does not
 // ask the driver on every request.
 
-import { isKubefnError, type Driver, type FunctionSpec } from '@kubefn/platform';
+import { isKubefnError, timeoutMs, type Driver, type FunctionSpec } from '@kubefn/platform';
 
 export interface CatalogOptions {
   /** How long a known spec is trusted, ms. */
@@ -12,8 +12,14 @@ export interface CatalogOptions {
   maxEntries?: number;
 }
 
+/** A known function and what the invoke path derives from its spec, computed once per entry. */
+export interface CatalogEntry {
+  spec: FunctionSpec;
+  timeoutMs: number;
+}
+
 interface Entry {
-  spec: FunctionSpec | undefined;
+  fn: CatalogEntry | undefined;
   at: number;
 }
 
@@ -32,25 +38,26 @@ export class FunctionCatalog {
     this.#maxEntries = options.maxEntries ?? 10_000;
   }
 
-  /** The spec of `name`, or undefined if no such function. */
-  async get(name: string): Promise<FunctionSpec | undefined> {
+  /** The function called `name`, or undefined if there is none. */
+  async get(name: string): Promise<CatalogEntry | undefined> {
     const now = Date.now();
     const e = this.#entries.get(name);
-    if (e && now - e.at < (e.spec ? this.#ttlMs : this.#negativeTtlMs)) return e.spec;
+    if (e && now - e.at < (e.fn ? this.#ttlMs : this.#negativeTtlMs)) return e.fn;
     let spec: FunctionSpec | undefined;
     try {
       spec = (await this.driver.get(name)).spec;
     } catch (err) {
       if (!isKubefnError(err, 'NOT_FOUND')) throw err;
     }
-    this.set(name, spec);
-    return spec;
+    return this.set(name, spec);
   }
 
-  set(name: string, spec: FunctionSpec | undefined): void {
+  set(name: string, spec: FunctionSpec | undefined): CatalogEntry | undefined {
+    const fn = spec && { spec, timeoutMs: timeoutMs(spec) };
     this.#entries.delete(name);
-    this.#entries.set(name, { spec, at: Date.now() });
+    this.#entries.set(name, { fn, at: Date.now() });
     if (this.#entries.size > this.#maxEntries) this.#entries.delete(this.#entries.keys().next().value!);
+    return fn;
   }
 
   invalidate(name: string): void {

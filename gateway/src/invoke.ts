@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
-import { KubefnError, runtimeHeaders, timeoutMs, validateName, type FunctionSpec } from '@kubefn/platform';
+import { KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
 import { endToEnd } from './headers.js';
 import type { Lease } from './router.js';
@@ -42,8 +42,8 @@ async function invoke(ctx: GatewayContext, agent: Agent, request: FastifyRequest
   reply.header('x-call-id', callId).header('x-start-time', startNs.toString());
 
   const name = functionName(rawName);
-  const spec = await ctx.catalog.get(name);
-  if (!spec) throw new KubefnError('NOT_FOUND', `no function named "${name}"`, { hint: 'see `fn list`' });
+  const fn = await ctx.catalog.get(name);
+  if (!fn) throw new KubefnError('NOT_FOUND', `no function named "${name}"`, { hint: 'see `fn list`' });
 
   const limit = ctx.options.maxBodyBytes;
   const length = Number(request.headers['content-length'] ?? 0);
@@ -51,24 +51,18 @@ async function invoke(ctx: GatewayContext, agent: Agent, request: FastifyRequest
     throw new KubefnError('BODY_TOO_LARGE', `request body of ${length} bytes is over the ${limit} byte limit`);
   }
 
-  const router = ctx.routers.get(spec);
+  const router = ctx.routers.get(fn.spec);
   const aborter = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) aborter.abort(new Error('client disconnected'));
-  });
-
   ctx.stats.begin(name);
   ctx.invocations.set(name, (ctx.invocations.get(name) ?? 0) + 1);
-  let finished = false;
-  const finish = (code: number) => {
-    if (finished) return;
-    finished = true;
+  // One listener ends the call's accounting, and aborts the replica call if the caller left early.
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) aborter.abort(new Error('client disconnected'));
     ctx.stats.end(name);
-    ctx.metrics.requests.inc({ function: name, code: String(code) });
-  };
-  reply.raw.once('close', () => finish(reply.raw.statusCode));
+    ctx.metrics.requests.inc({ function: name, code: String(reply.raw.statusCode) });
+  });
 
-  const fnTimeoutMs = timeoutMs(spec);
+  const fnTimeoutMs = fn.timeoutMs;
   const hasBody = !bodiless.has(request.method) && (length > 0 || request.headers['transfer-encoding'] !== undefined);
   const headers = endToEnd(request.headers);
   headers['x-call-id'] = callId;
@@ -165,4 +159,3 @@ function replicaError(name: string, lease: Lease, err: unknown, fnTimeoutMs: num
   });
 }
 
-export type { FunctionSpec };

@@ -28,26 +28,22 @@ export class GatewayMetrics {
   readonly inFlight: Gauge<'function'>;
 
   constructor(queueDepths: () => Iterable<[string, number]>, inFlight: () => Iterable<[string, number]>) {
-    this.inFlight = new Gauge({
-      name: 'kubefn_gateway_in_flight_requests',
-      help: 'Requests in the gateway (queued or at a replica), by function.',
-      labelNames: ['function'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [fn, n] of inFlight()) this.set({ function: fn }, n);
-      },
-    });
-    this.queued = new Gauge({
-      name: 'kubefn_gateway_queued_requests',
-      help: 'Requests waiting for a replica, by function.',
-      labelNames: ['function'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [fn, n] of queueDepths()) this.set({ function: fn }, n);
-      },
-    });
+    this.inFlight = this.#perFunctionGauge('kubefn_gateway_in_flight_requests', 'Requests in the gateway (queued or at a replica), by function.', inFlight);
+    this.queued = this.#perFunctionGauge('kubefn_gateway_queued_requests', 'Requests waiting for a replica, by function.', queueDepths);
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A gauge read from `source` at scrape time, so the request path never touches it. */
+  #perFunctionGauge(name: string, help: string, source: () => Iterable<[string, number]>): Gauge<'function'> {
+    return new Gauge({
+      name,
+      help,
+      labelNames: ['function'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [fn, n] of source()) this.set({ function: fn }, n);
+      },
+    });
   }
 }

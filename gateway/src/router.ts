@@ -55,6 +55,7 @@ export class FunctionRouter {
   }
 
   set containerConcurrency(n: number) {
+    if (n === this.#containerConcurrency) return;
     this.#containerConcurrency = n;
     this.#dispatch();
   }

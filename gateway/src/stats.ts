@@ -46,12 +46,13 @@ export class ConcurrencyStats implements StatsSource {
     for (const [name, c] of this.#fns) {
       this.#advance(c, now);
       const span = now - c.since;
-      out.push({ name, concurrency: span > 0 ? c.area / span : c.inFlight, requests: c.requests });
+      const sample = { name, concurrency: span > 0 ? c.area / span : c.inFlight, requests: c.requests };
+      out.push(sample);
       c.area = 0;
       c.since = now;
       c.requests = 0;
       // Forget functions that have gone quiet, so the map stays bounded by live traffic.
-      if (c.inFlight === 0 && out.at(-1)!.requests === 0 && out.at(-1)!.concurrency === 0) this.#fns.delete(name);
+      if (c.inFlight === 0 && sample.requests === 0 && sample.concurrency === 0) this.#fns.delete(name);
     }
     return out;
   }

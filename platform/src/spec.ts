@@ -134,8 +134,10 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
 }
 
 /** Checks one function name, for routes and CLI arguments. */
+const nameRegExp = new RegExp(namePattern);
+
 export function validateName(name: string): void {
-  if (name.length === 0 || name.length > 63 || !new RegExp(namePattern).test(name)) {
+  if (name.length === 0 || name.length > 63 || !nameRegExp.test(name)) {
     throw new KubefnError('INVALID_NAME', `invalid function name ${JSON.stringify(name)}`, {
       hint: 'use 1-63 lower-case letters, digits and "-", starting and ending with a letter or digit (e.g. "hello-world")',
     });
