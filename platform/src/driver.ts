@@ -82,6 +82,11 @@ export class MutableEndpointSet implements EndpointSet {
     return this.#endpoints;
   }
 
+  /** How many listeners are subscribed, so a driver can drop sets nobody watches. */
+  get listenerCount(): number {
+    return this.#listeners.size;
+  }
+
   subscribe(listener: (endpoints: readonly Endpoint[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

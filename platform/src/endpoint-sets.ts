@@ -1,33 +1,13 @@
 // Live endpoint sets by function name, for drivers: one set per name, handed out before a deploy too.
 
-import { MutableEndpointSet, type Endpoint } from './driver.js';
-
-/** A MutableEndpointSet that knows whether anyone subscribed, so idle ones can be dropped. */
-export class CountedEndpointSet extends MutableEndpointSet {
-  #listeners = 0;
-
-  get listeners(): number {
-    return this.#listeners;
-  }
-
-  override subscribe(listener: (endpoints: readonly Endpoint[]) => void): () => void {
-    const off = super.subscribe(listener);
-    let done = false;
-    this.#listeners++;
-    return () => {
-      if (!done) this.#listeners--;
-      done = true;
-      off();
-    };
-  }
-}
+import { MutableEndpointSet } from './driver.js';
 
 /**
  * The sets a driver hands out from endpoints(name). A caller may ask for any name, deployed or
  * not, so past `maxIdle` sets the ones for unknown names that nobody subscribed to are dropped.
  */
 export class EndpointSets {
-  readonly #sets = new Map<string, CountedEndpointSet>();
+  readonly #sets = new Map<string, MutableEndpointSet>();
   readonly #isKnown: (name: string) => boolean;
   readonly #maxIdle: number;
 
@@ -36,13 +16,13 @@ export class EndpointSets {
     this.#maxIdle = maxIdle;
   }
 
-  get(name: string): CountedEndpointSet {
+  get(name: string): MutableEndpointSet {
     let set = this.#sets.get(name);
     if (set) return set;
     if (this.#sets.size >= this.#maxIdle) {
-      for (const [n, s] of this.#sets) if (s.listeners === 0 && !this.#isKnown(n)) this.#sets.delete(n);
+      for (const [n, s] of this.#sets) if (s.listenerCount === 0 && !this.#isKnown(n)) this.#sets.delete(n);
     }
-    set = new CountedEndpointSet();
+    set = new MutableEndpointSet();
     this.#sets.set(name, set);
     return set;
   }

@@ -9,4 +9,3 @@ export * from './replica-plan.js';
 export * from './function-store.js';
 export * from './process-driver.js';
 export * from './endpoint-sets.js';
-export * from './process-launch.js';

@@ -116,10 +116,10 @@ export class ProcessDriver implements Driver {
     this.#checkOpen();
     const spec = parseFunctionSpec(input);
     return this.#serial(spec.name, async () => {
-      const bundleFile = await resolveBundleFile(this.#bundles, spec);
       const existing = this.#functions.get(spec.name);
       const specJson = canonicalJson(spec);
       if (existing?.specJson === specJson) return this.#status(existing);
+      const bundleFile = await resolveBundleFile(this.#bundles, spec);
       const now = new Date().toISOString();
       const createdAt = existing?.createdAt ?? now;
       await this.#store?.save({ spec, createdAt, updatedAt: now });

@@ -14,15 +14,13 @@ import { bundleFunction } from '@kubefn/builder';
 import {
   BundleStore,
   bundleImageRef,
-  isKubefnError,
   parseFunctionSpec,
   ProcessDriver,
-  type ErrorCode,
   type FunctionSpecInput,
   type LogLine,
   type ProcessDriverOptions,
 } from '@kubefn/platform';
-import { driverConformance, waitFor } from '@kubefn/platform/testing';
+import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
 
 const fixturesDir = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const waitTimeoutMs = 90_000;
@@ -277,9 +275,3 @@ function readFileSyncOrEmpty(file: string): string {
   }
 }
 
-async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isKubefnError(err, code), `expected ${code}, got ${(err as Error)?.stack ?? String(err)}`);
-    return true;
-  });
-}
