@@ -1,5 +1,7 @@
 // The kubefn error catalogue: one class, matched on `code`, mapped to HTTP only at the edge.
 
+import type { ErrorBody } from './runtime-contract.js';
+
 export const errorCatalogue = {
   INVALID_SPEC: { status: 400, userFault: true },
   INVALID_NAME: { status: 400, userFault: true },
@@ -60,13 +62,7 @@ export class KubefnError extends Error {
   }
 }
 
-export interface ErrorBody {
-  code: string;
-  message: string;
-  hint?: string;
-  fields?: FieldError[];
-  callId?: string;
-}
+export type { ErrorBody };
 
 /** Matches on `code`, so errors that crossed a package or process boundary still match. */
 export function isKubefnError(err: unknown, code?: ErrorCode): err is KubefnError {

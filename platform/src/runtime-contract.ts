@@ -37,6 +37,15 @@ export interface DrainingMessage {
 
 export type RuntimeMessage = ReadyMessage | DrainingMessage;
 
+/** The JSON body of an error answer, from the runtime or the gateway (errors.ts builds it). */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  hint?: string;
+  fields?: { field: string; message: string }[];
+  callId?: string;
+}
+
 /** Admin-port paths. */
 export const adminPaths = { health: '/healthz', ready: '/readyz', metrics: '/metrics' } as const;
 

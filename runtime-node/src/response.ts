@@ -1,14 +1,11 @@
 // Writes replies to a node:http ServerResponse: plain bodies in one write, Web Responses streamed with back-pressure.
 
 import type { ServerResponse } from 'node:http';
+import type { ErrorBody } from '@kubefn/platform/runtime-contract';
 import { PlainReply } from './handler.js';
 
-/** The JSON body of every error the runtime itself answers with. */
-export interface ErrorBody {
-  code: string;
-  message: string;
-  callId?: string;
-}
+/** The JSON body of every error the runtime itself answers with: the platform's error shape. */
+export type { ErrorBody };
 
 /**
  * `extra` is a flat [name, value, ...] list (x-call-id, connection); writeHead takes it as is,

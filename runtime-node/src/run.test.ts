@@ -44,8 +44,9 @@ describe('run() in a real child process', () => {
       assert.equal(late.status, 503);
       assert.equal(late.headers['x-kubefn-draining'], '1');
     }
-    const readyz = await call(adminPort, { path: '/readyz' }).catch((err: Error) => err);
-    if (!(readyz instanceof Error)) assert.equal(readyz.status, 503);
+    // The calls are held, so the drain is still under way: readiness says no.
+    assert.equal((await call(adminPort, { path: '/readyz' })).status, 503);
+    replica.child.send('release');
 
     for (const res of await Promise.all(calls)) {
       assert.equal(res.status, 200);

@@ -1,10 +1,11 @@
-// A replica for the process tests: counts init() runs, holds /slow calls until SIGTERM, crashes on request.
+// A replica for the process tests: counts init() runs, holds /slow calls until the test says
+// "release" over IPC, crashes on request.
 import { run } from '../dist/index.js';
 
 let inits = 0;
-let terminated;
-const sigterm = new Promise((resolve) => (terminated = resolve));
-process.on('SIGTERM', () => terminated());
+let released;
+const release = new Promise((resolve) => (released = resolve));
+process.on('message', (m) => m === 'release' && released());
 
 run({
   async init() {
@@ -16,9 +17,8 @@ run({
     const path = new URL(request.url).pathname;
     if (path === '/slow') {
       context.logger.info('started');
-      // Finish only after the drain began, so the call is certainly in flight at SIGTERM.
-      await sigterm;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Finish only when the test releases it, so the call is certainly in flight during the drain.
+      await release;
       return 'done';
     }
     if (path === '/crash-later') {
