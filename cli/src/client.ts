@@ -246,12 +246,18 @@ export class GatewayClient {
   }
 }
 
+/** Longest NDJSON line accepted, in characters: log lines are capped well below this. */
+const maxLineChars = 1024 * 1024;
+
 /** Splits a byte stream into non-empty, trimmed lines; a last line without "\n" counts too. */
 export async function* ndjsonLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffered = '';
   for await (const chunk of body) {
     buffered += decoder.decode(chunk, { stream: true });
+    if (buffered.length > maxLineChars && !buffered.includes('\n')) {
+      throw new KubefnError('BAD_REQUEST', `the gateway sent a line over ${maxLineChars} characters`);
+    }
     let newline: number;
     while ((newline = buffered.indexOf('\n')) >= 0) {
       const line = buffered.slice(0, newline).trim();

@@ -4,7 +4,7 @@ import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { errorFromBody, isKubefnError, validateName } from '@kubefn/platform';
+import { errorFromBody, isKubefnError, KubefnError, validateName } from '@kubefn/platform';
 import type { App, Io } from './app.js';
 import { collect, pairs } from './args.js';
 import { checkArg, usageError } from './errors.js';
@@ -43,9 +43,20 @@ function stdinIsPiped(io: Io): boolean {
   }
 }
 
+/** The gateway's default body limit: a larger body would be refused anyway, so stop reading there. */
+const maxBodyBytes = 32 * 1024 * 1024;
+
 async function readAll(stream: AsyncIterable<unknown>): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array));
+  let bytes = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+    bytes += b.length;
+    if (bytes > maxBodyBytes) {
+      throw new KubefnError('BODY_TOO_LARGE', `the request body is over ${maxBodyBytes} bytes`, { hint: 'send a smaller body' });
+    }
+    chunks.push(b);
+  }
   return Buffer.concat(chunks);
 }
 

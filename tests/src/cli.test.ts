@@ -31,7 +31,7 @@ describe('fn CLI against fn up', () => {
 
   const fn = async (...args: string[]) => {
     try {
-      const r = await exec(process.execPath, [fnBin, ...args], { env, cwd: fnDir });
+      const r = await exec(process.execPath, [fnBin, ...args], { env, cwd: fnDir, timeout: 120_000 });
       return { code: 0, stdout: r.stdout, stderr: r.stderr };
     } catch (err) {
       const e = err as { code: number; stdout: string; stderr: string };
@@ -42,7 +42,7 @@ describe('fn CLI against fn up', () => {
   it('deploys, invokes, lists, describes, scales, reads logs and deletes', async () => {
     const deployed = await fn('deploy', fnDir);
     assert.equal(deployed.code, 0, deployed.stderr);
-    assert.match(deployed.stdout + deployed.stderr, /function\/hello/);
+    assert.equal(deployed.stdout, `${platform.url}/function/hello\n`);
 
     const invoked = await fn('invoke', 'hello', '--query', 'name=Ada');
     assert.equal(invoked.code, 0, invoked.stderr);

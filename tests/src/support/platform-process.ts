@@ -15,7 +15,7 @@ export interface RunningPlatform {
   token: string;
   home: string;
   child: ChildProcess;
-  /** Every line the platform printed, for assertions and failure reports. */
+  /** The last lines the platform printed (at most 500), for assertions and failure reports. */
   output: string[];
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -32,12 +32,16 @@ export async function startPlatform(home: string, options: { timeoutMs?: number;
     env: { ...process.env, ...options.env },
   });
   const output: string[] = [];
+  const keep = (l: string) => {
+    output.push(l);
+    if (output.length > 500) output.shift();
+  };
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  createInterface({ input: child.stderr! }).on('line', (l) => output.push(l));
+  createInterface({ input: child.stderr! }).on('line', keep);
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fn up did not start within ${options.timeoutMs ?? 30_000} ms:\n${output.join('\n')}`)), options.timeoutMs ?? 30_000);
     createInterface({ input: child.stdout! }).on('line', (l) => {
-      output.push(l);
+      keep(l);
       try {
         const ev = JSON.parse(l) as { msg?: string; url?: string };
         if (ev.msg === 'listening' && ev.url) {
