@@ -1,14 +1,21 @@
-// A small typed caller of the management API for tests and benchmarks.
+// The management API for tests and benchmarks: the CLI's GatewayClient, plus raw calls for
+// asserting on status codes.
 
 import { readFile } from 'node:fs/promises';
 import { bundleFunction } from '@kubefn/builder';
-import type { FunctionSpecInput } from '@kubefn/platform';
+import { GatewayClient, type FunctionInfo } from '@kubefn/cli';
+import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
 
 export class Api {
+  /** The CLI's client, for everything but raw status checks. */
+  readonly client: GatewayClient;
+
   constructor(
     readonly url: string,
     readonly token: string,
-  ) {}
+  ) {
+    this.client = new GatewayClient({ gateway: url, token });
+  }
 
   async call(method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
@@ -33,19 +40,15 @@ export class Api {
   /** Bundles a function directory and uploads it; returns the image reference. */
   async upload(dir: string, handler: string): Promise<string> {
     const bundle = await bundleFunction({ dir, handler });
-    const bytes = await readFile(bundle.file);
-    const res = await this.call('PUT', `/system/bundles/${bundle.digest}`, undefined, bytes);
-    if (res.status !== 201) throw new Error(`upload: ${res.status} ${await res.text()}`);
-    return ((await res.json()) as { image: string }).image;
+    return (await this.client.uploadBundle(bundle.digest, await readFile(bundle.file))).image;
   }
 
+  /** Creates or updates, as `fn deploy` does. */
   async deploy(spec: FunctionSpecInput & { image: string }): Promise<void> {
-    const res = await this.call('PUT', '/system/functions', spec);
-    if (res.status === 404) await this.ok('POST', '/system/functions', spec);
-    else if (!res.ok) throw new Error(`deploy: ${res.status} ${await res.text()}`);
+    await this.client.deployFunction(parseFunctionSpec(spec));
   }
 
-  async status(name: string): Promise<{ replicas: number; availableReplicas: number; invocationCount: number }> {
-    return (await this.ok('GET', `/system/function/${name}`)) as { replicas: number; availableReplicas: number; invocationCount: number };
+  async status(name: string): Promise<FunctionInfo> {
+    return this.client.getFunction(name);
   }
 }
