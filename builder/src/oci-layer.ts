@@ -9,9 +9,12 @@ import { KubefnError } from '@kubefn/platform';
 export interface LayerFile {
   /** Path inside the image, relative to /, with "/" separators: "app/fn.mjs". */
   path: string;
+  /** File bytes; empty for a directory. */
   content: Uint8Array;
-  /** File mode; default 0o644. */
+  /** File mode; default 0o644 (0o755 for a directory). */
   mode?: number;
+  /** A directory entry (content ignored); parent directories are implied anyway, with mode 0o755. */
+  directory?: boolean;
 }
 
 export interface Layer {
@@ -43,17 +46,25 @@ export async function buildLayer(files: readonly LayerFile[]): Promise<Layer> {
     if (entries.has(p)) throw new KubefnError('BUILD_FAILED', `layer has "${p}" twice`);
     entries.set(p, { ...f, path: p });
   }
-  const dirs = new Set<string>();
+  const dirs = new Map<string, number>();
   for (const p of entries.keys()) {
     const parts = p.split('/');
-    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
+    for (let i = 1; i < parts.length; i++) dirs.set(parts.slice(0, i).join('/'), 0o755);
   }
-  for (const d of dirs) {
-    if (entries.has(d)) throw new KubefnError('BUILD_FAILED', `layer has "${d}" as both a file and a directory`);
+  for (const d of dirs.keys()) {
+    if (entries.has(d) && !entries.get(d)!.directory) {
+      throw new KubefnError('BUILD_FAILED', `layer has "${d}" as both a file and a directory`);
+    }
+  }
+  for (const f of entries.values()) {
+    if (f.directory) {
+      dirs.set(f.path, f.mode ?? 0o755);
+      entries.delete(f.path);
+    }
   }
   // Byte-wise order, directories as "<dir>/" so each comes right before its contents.
   const ordered: TarEntry[] = [
-    ...[...dirs].map((d) => ({ name: `${d}/`, mode: 0o755 })),
+    ...[...dirs].map(([d, mode]) => ({ name: `${d}/`, mode })),
     ...[...entries.values()].map((f) => ({ name: f.path, mode: f.mode ?? 0o644, content: f.content })),
   ].sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
   const tar = await writeTar(ordered);

@@ -9,3 +9,5 @@ export * from './replica-plan.js';
 export * from './function-store.js';
 export * from './process-driver.js';
 export * from './endpoint-sets.js';
+export * from './replica.js';
+export * from './replica-driver.js';

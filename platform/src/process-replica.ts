@@ -3,43 +3,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
+import { isPort, StderrTail, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
 import type { RuntimeMessage } from './runtime-contract.js';
 
-export type ReplicaState = 'starting' | 'ready' | 'draining' | 'exited';
-
-export interface ReplicaExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** State the replica was in when it went: 'starting' means it never became ready. */
-  phase: ReplicaState;
-  /** Set when the driver (not the process itself) ended it: a stop, or the start timeout. */
-  requested: 'stop' | 'start-timeout' | undefined;
-  /** Set when the process could not be spawned at all. */
-  error: Error | undefined;
-  /** Last meaningful stderr lines, for failure messages. */
-  stderrTail: string[];
-}
-
-export interface ProcessReplicaOptions {
-  id: string;
-  /** Order of creation within the function; higher is newer. */
-  seq: number;
-  /** Identifies the spec this replica runs, so a rolling update can tell old from new. */
-  templateKey: string;
+export interface ProcessReplicaOptions extends ReplicaStart {
   nodePath: string;
   args: string[];
   env: NodeJS.ProcessEnv;
-  startTimeoutMs: number;
-  /** Time a stopping replica gets between SIGTERM and SIGKILL. */
-  drainMs: number;
-  onLine(replica: ProcessReplica, stream: 'stdout' | 'stderr', text: string): void;
-  onReady(replica: ProcessReplica): void;
-  /** The replica stopped taking calls before the driver asked: it sent `kubefn:draining`, or its process is gone. */
-  onUnroutable(replica: ProcessReplica, why: 'draining' | 'exited'): void;
-  onExit(replica: ProcessReplica, exit: ReplicaExit): void;
 }
 
-const stderrTailLines = 20;
 /** How long to wait after 'exit' for the last stdio bytes (a grandchild may hold the pipes open). */
 const stdioFlushMs = 1000;
 
@@ -57,7 +29,7 @@ function trackChild(child: ChildProcess): void {
   });
 }
 
-export class ProcessReplica {
+export class ProcessReplica implements Replica {
   readonly id: string;
   readonly seq: number;
   readonly templateKey: string;
@@ -70,7 +42,7 @@ export class ProcessReplica {
 
   readonly #options: ProcessReplicaOptions;
   readonly #child: ChildProcess | undefined;
-  readonly #stderrTail: string[] = [];
+  readonly #stderrTail = new StderrTail();
   #requested: ReplicaExit['requested'];
   /** The process is gone, though its last output may still be arriving. */
   #processExited = false;
@@ -102,6 +74,10 @@ export class ProcessReplica {
     return this.#child?.pid;
   }
 
+  describe(): string {
+    return `pid ${this.pid ?? 'none'}`;
+  }
+
   /** True once the driver asked it to go (stop or start timeout). */
   get stopRequested(): boolean {
     return this.#requested !== undefined;
@@ -121,7 +97,7 @@ export class ProcessReplica {
   #wire(child: ChildProcess): void {
     const out = new LineSplitter((text) => this.#options.onLine(this, 'stdout', text));
     const err = new LineSplitter((text) => {
-      this.#rememberStderr(text);
+      this.#stderrTail.add(text);
       this.#options.onLine(this, 'stderr', text);
     });
     child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
@@ -177,14 +153,6 @@ export class ProcessReplica {
     this.#child?.kill('SIGKILL');
   }
 
-  #rememberStderr(text: string): void {
-    // Keep lines that say what went wrong, not the stack frames and banner around them.
-    const t = text.trim();
-    if (!t || /^at\s/.test(t) || /^Node\.js v\d/.test(t) || /^\^+$/.test(t)) return;
-    this.#stderrTail.push(t.length > 500 ? `${t.slice(0, 500)}...` : t);
-    if (this.#stderrTail.length > stderrTailLines) this.#stderrTail.shift();
-  }
-
   #finish(code: number | null, signal: NodeJS.Signals | null, error: Error | undefined): void {
     if (this.state === 'exited') return;
     const phase = this.state;
@@ -192,41 +160,8 @@ export class ProcessReplica {
     clearTimeout(this.#startTimer);
     clearTimeout(this.#killTimer);
     if (this.#child) liveChildren.delete(this.#child);
-    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: [...this.#stderrTail] };
+    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines() };
     this.#resolveExited(exit);
     this.#options.onExit(this, exit);
   }
-}
-
-function isPort(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value < 65536;
-}
-
-/** "exited with code 3", "was killed by SIGKILL", "could not be started: spawn node ENOENT". */
-export function describeExit(exit: ReplicaExit): string {
-  if (exit.error) return `could not be started: ${exit.error.message}`;
-  if (exit.signal) return `was killed by ${exit.signal}`;
-  return `exited with code ${exit.code ?? 'unknown'}`;
-}
-
-/**
- * Why a replica the driver did not stop has gone: START_FAILED if it never became ready (with
- * the last stderr lines, which usually hold the error), REPLICA_FAILED if it crashed later.
- */
-export function describeFailure(
-  replica: ProcessReplica,
-  exit: ReplicaExit,
-  startTimeoutMs: number,
-  upMs: number | undefined,
-): { code: 'START_FAILED' | 'REPLICA_FAILED'; message: string } {
-  if (exit.requested === 'start-timeout' || exit.phase === 'starting') {
-    const why =
-      exit.requested === 'start-timeout'
-        ? `did not report ready within ${startTimeoutMs} ms and was killed`
-        : `${describeExit(exit)} before it was ready`;
-    const tail = exit.stderrTail.slice(-3).join(' | ');
-    return { code: 'START_FAILED', message: `replica ${replica.id} failed to start: ${why}${tail ? `; last stderr: ${tail}` : ''}` };
-  }
-  const upS = Math.round((upMs ?? 0) / 1000);
-  return { code: 'REPLICA_FAILED', message: `replica ${replica.id} crashed: ${describeExit(exit)} after ${upS} s ready` };
 }

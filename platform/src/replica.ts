@@ -1,0 +1,120 @@
+// One replica of a function as the replica driver sees it, whatever runs it (a child process,
+// a container): how it starts, becomes ready, stops, and why it went.
+
+import type { Endpoint } from './driver.js';
+import type { FunctionSpec } from './spec.js';
+
+export type ReplicaState = 'starting' | 'ready' | 'draining' | 'exited';
+
+export interface ReplicaExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** State the replica was in when it went: 'starting' means it never became ready. */
+  phase: ReplicaState;
+  /** Set when the driver (not the replica itself) ended it: a stop, or the start timeout. */
+  requested: 'stop' | 'start-timeout' | undefined;
+  /** Set when the replica could not be started at all. */
+  error: Error | undefined;
+  /** Last meaningful stderr lines, for failure messages. */
+  stderrTail: string[];
+}
+
+export interface Replica {
+  readonly id: string;
+  /** Order of creation within the function; higher is newer. */
+  readonly seq: number;
+  /** Identifies the spec this replica runs, so a rolling update can tell old from new. */
+  readonly templateKey: string;
+  readonly startedAtMs: number;
+  readonly state: ReplicaState;
+  /** Set once ready. */
+  readonly endpoint: Endpoint | undefined;
+  readonly readyAtMs: number | undefined;
+  /** Resolves once the replica is gone and its output read. */
+  readonly exited: Promise<ReplicaExit>;
+  /** True once the driver asked it to go (stop or start timeout). */
+  readonly stopRequested: boolean;
+  /** Asks it to drain, kills it after the drain deadline; resolves when it is gone. */
+  stop(): Promise<ReplicaExit>;
+  /** For the function's log: "pid 4242", "container kubefn-hello-3". */
+  describe(): string;
+}
+
+/** What the driver hands a launcher for each replica it starts. */
+export interface ReplicaStart {
+  id: string;
+  seq: number;
+  templateKey: string;
+  spec: FunctionSpec;
+  startTimeoutMs: number;
+  /** Time a stopping replica gets to finish its calls before it is killed. */
+  drainMs: number;
+  onLine(replica: Replica, stream: 'stdout' | 'stderr', text: string): void;
+  onReady(replica: Replica): void;
+  /** The replica stopped taking calls before the driver asked: it is draining, or it is gone. */
+  onUnroutable(replica: Replica, why: 'draining' | 'exited'): void;
+  /** Called exactly once, also when the replica could not be started. */
+  onExit(replica: Replica, exit: ReplicaExit): void;
+}
+
+/** How one kind of replica is started. `A` is what a spec resolves to: a bundle file, an image. */
+export interface ReplicaLauncher<A> {
+  /** The driver kind: "process", "podman". */
+  readonly kind: string;
+  /** Resolves what replicas of `spec` run, or throws the KubefnError that says why it cannot. */
+  prepare(spec: FunctionSpec): Promise<A>;
+  start(artifact: A, start: ReplicaStart): Replica;
+  /** Called once after the driver stopped every replica. */
+  close?(): Promise<void>;
+}
+
+const stderrTailLines = 20;
+
+/** Keeps the last stderr lines that say what went wrong, not the stack frames and banner around them. */
+export class StderrTail {
+  readonly #lines: string[] = [];
+
+  add(text: string): void {
+    const t = text.trim();
+    if (!t || /^at\s/.test(t) || /^Node\.js v\d/.test(t) || /^\^+$/.test(t)) return;
+    this.#lines.push(t.length > 500 ? `${t.slice(0, 500)}...` : t);
+    if (this.#lines.length > stderrTailLines) this.#lines.shift();
+  }
+
+  lines(): string[] {
+    return [...this.#lines];
+  }
+}
+
+/** "exited with code 3", "was killed by SIGKILL", "could not be started: spawn node ENOENT". */
+export function describeExit(exit: ReplicaExit): string {
+  if (exit.error) return `could not be started: ${exit.error.message}`;
+  if (exit.signal) return `was killed by ${exit.signal}`;
+  return `exited with code ${exit.code ?? 'unknown'}`;
+}
+
+/**
+ * Why a replica the driver did not stop has gone: START_FAILED if it never became ready (with
+ * the last stderr lines, which usually hold the error), REPLICA_FAILED if it crashed later.
+ */
+export function describeFailure(
+  replica: Pick<Replica, 'id'>,
+  exit: ReplicaExit,
+  startTimeoutMs: number,
+  upMs: number | undefined,
+): { code: 'START_FAILED' | 'REPLICA_FAILED'; message: string } {
+  if (exit.requested === 'start-timeout' || exit.phase === 'starting') {
+    const why =
+      exit.requested === 'start-timeout'
+        ? `did not report ready within ${startTimeoutMs} ms and was killed`
+        : `${describeExit(exit)} before it was ready`;
+    const tail = exit.stderrTail.slice(-3).join(' | ');
+    return { code: 'START_FAILED', message: `replica ${replica.id} failed to start: ${why}${tail ? `; last stderr: ${tail}` : ''}` };
+  }
+  const upS = Math.round((upMs ?? 0) / 1000);
+  return { code: 'REPLICA_FAILED', message: `replica ${replica.id} crashed: ${describeExit(exit)} after ${upS} s ready` };
+}
+
+export function isPort(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 && value < 65536;
+}
