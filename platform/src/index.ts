@@ -11,3 +11,6 @@ export * from './process-driver.js';
 export * from './endpoint-sets.js';
 export * from './replica.js';
 export * from './replica-driver.js';
+export * from './podman.js';
+export * from './podman-driver.js';
+export * from './quantity.js';

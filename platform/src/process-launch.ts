@@ -42,15 +42,22 @@ export function replicaEnv(spec: FunctionSpec, instance: string): NodeJS.Process
     const value = process.env[key];
     if (value !== undefined) env[key] = value;
   }
-  Object.assign(env, spec.env ?? {});
+  Object.assign(env, contractEnv(spec, instance));
   env[runtimeEnv.port] = '0';
   env[runtimeEnv.adminPort] = '0';
   env[runtimeEnv.host] = '127.0.0.1';
-  env[runtimeEnv.functionName] = spec.name;
-  env[runtimeEnv.instance] = instance;
-  env[runtimeEnv.timeoutMs] = String(timeoutMs(spec));
-  env[runtimeEnv.concurrency] = String(spec.scale.containerConcurrency);
   return env;
+}
+
+/** The spec's env and the runtime contract's variables, ports and address left to the driver. */
+export function contractEnv(spec: FunctionSpec, instance: string): Record<string, string> {
+  return {
+    ...(spec.env ?? {}),
+    [runtimeEnv.functionName]: spec.name,
+    [runtimeEnv.instance]: instance,
+    [runtimeEnv.timeoutMs]: String(timeoutMs(spec)),
+    [runtimeEnv.concurrency]: String(spec.scale.containerConcurrency),
+  };
 }
 
 /** What a replica's process depends on: a change means a rolling restart; scale bounds, triggers and labels do not. */

@@ -1,0 +1,3 @@
+// Helpers for testing code that builds and pushes images: `@kubefn/builder/testing`.
+
+export * from './registry-server.js';

@@ -1,0 +1,161 @@
+// The `podman` driver: every replica is a container of the function's OCI image, run by podman
+// on this machine with its own published ports, its output as the function's log and the spec's
+// resources as container limits.
+
+import { randomBytes } from 'node:crypto';
+import { KubefnError } from './errors.js';
+import { parseBundleImageRef } from './bundle-store.js';
+import { Podman, podmanError, type PodmanOptions } from './podman.js';
+import { PodmanReplica } from './podman-replica.js';
+import { contractEnv } from './process-launch.js';
+import { parseQuantity } from './quantity.js';
+import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
+import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
+import type { FunctionSpec } from './spec.js';
+
+export interface PodmanDriverOptions extends ReplicaDriverOptions, PodmanOptions {
+  /**
+   * Names this driver's containers (label kubefn.dev/owner) so a restarted driver can remove the
+   * ones a crashed predecessor left behind. Default "default".
+   */
+  owner?: string;
+  /** 'bridge' (default): each replica's ports published on 127.0.0.1; 'host': host networking, faster to start, no isolation. */
+  network?: 'bridge' | 'host';
+  /** Registries pulled over plain HTTP (loopback ones always are). */
+  insecureRegistries?: string[];
+  /** Longest a pull may take, in ms (default 600000). */
+  pullTimeoutMs?: number;
+}
+
+export const podmanLabels = {
+  owner: 'kubefn.dev/owner',
+  function: 'kubefn.dev/function',
+  replica: 'kubefn.dev/replica',
+} as const;
+
+class PodmanLauncher implements ReplicaLauncher<string> {
+  readonly kind = 'podman';
+  readonly podman: Podman;
+  readonly owner: string;
+  readonly #options: PodmanDriverOptions;
+  /** Per driver, so two drivers (or a restarted one) never pick the same container name. */
+  readonly #tag = randomBytes(3).toString('hex');
+  readonly #pulls = new Map<string, Promise<void>>();
+
+  constructor(options: PodmanDriverOptions) {
+    this.#options = options;
+    this.podman = new Podman(options);
+    this.owner = options.owner ?? 'default';
+  }
+
+  async prepare(spec: FunctionSpec): Promise<string> {
+    const image = spec.image;
+    if (!image) {
+      throw new KubefnError('BAD_REQUEST', `function "${spec.name}" has no image to run`, {
+        hint: '`fn deploy` builds the image, pushes it and sets it',
+      });
+    }
+    if (parseBundleImageRef(image)) {
+      throw new KubefnError('NOT_SUPPORTED', `the podman driver runs OCI images, not bundles ("${image}")`, {
+        hint: 'deploy with `fn deploy --registry <host:port>` so the function is built into an image',
+      });
+    }
+    if (spec.secrets?.length) {
+      throw new KubefnError('NOT_SUPPORTED', `the podman driver has no secret store (function "${spec.name}" lists secrets)`, {
+        hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
+      });
+    }
+    if (spec.resources?.gpu) {
+      throw new KubefnError('NOT_SUPPORTED', `the podman driver does not assign GPUs (function "${spec.name}" asks for ${spec.resources.gpu})`, {
+        hint: 'run GPU functions on the kubernetes driver, on a node pool with nvidia.com/gpu',
+      });
+    }
+    await this.#ensureImage(image);
+    return image;
+  }
+
+  start(image: string, start: ReplicaStart): Replica {
+    const { spec } = start;
+    const runFlags = [
+      '--label', `${podmanLabels.owner}=${this.owner}`,
+      '--label', `${podmanLabels.function}=${spec.name}`,
+      '--label', `${podmanLabels.replica}=${start.id}`,
+    ];
+    if (spec.resources?.memory) runFlags.push('--memory', String(Math.floor(parseQuantity(spec.resources.memory))));
+    if (spec.resources?.cpu) runFlags.push('--cpus', String(parseQuantity(spec.resources.cpu)));
+    return new PodmanReplica({
+      ...start,
+      podman: this.podman,
+      image,
+      containerName: `kubefn-${start.id}-${this.#tag}`,
+      runFlags,
+      env: contractEnv(spec, start.id),
+      network: this.#options.network ?? 'bridge',
+    });
+  }
+
+  /** Removes containers of this owner that a driver before this one left running. */
+  async removeLeftovers(): Promise<number> {
+    const ids = (await this.podman.check(['ps', '--all', '--quiet', '--filter', `label=${podmanLabels.owner}=${this.owner}`]))
+      .split('\n')
+      .filter(Boolean);
+    if (ids.length) await this.podman.run(['rm', '--force', '--time', '0', '--ignore', ...ids]);
+    return ids.length;
+  }
+
+  /** Pulls the image unless podman has it; concurrent deploys of one image share the pull. */
+  #ensureImage(image: string): Promise<void> {
+    let pull = this.#pulls.get(image);
+    if (!pull) {
+      pull = this.#pull(image).finally(() => this.#pulls.delete(image));
+      this.#pulls.set(image, pull);
+    }
+    return pull;
+  }
+
+  async #pull(image: string): Promise<void> {
+    if ((await this.podman.run(['image', 'exists', image])).code === 0) return;
+    const registry = image.split('/')[0]!;
+    const plainHttp = isLoopback(registry) || (this.#options.insecureRegistries ?? []).includes(registry);
+    const r = await this.podman.run(['pull', '--quiet', ...(plainHttp ? ['--tls-verify=false'] : []), image], {
+      timeoutMs: this.#options.pullTimeoutMs ?? 600_000,
+    });
+    if (r.code !== 0) {
+      throw new KubefnError('BAD_REQUEST', `podman cannot pull image "${image}": ${podmanError(r) || `exit code ${r.code}`}`, {
+        hint: 'check that the image was pushed and the registry is reachable from this machine (`podman login` for private ones)',
+      });
+    }
+  }
+}
+
+function isLoopback(registry: string): boolean {
+  const host = registry.replace(/:\d+$/, '');
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export class PodmanDriver extends ReplicaDriver<string> {
+  readonly #launcher: PodmanLauncher;
+
+  constructor(options: PodmanDriverOptions = {}) {
+    const launcher = new PodmanLauncher(options);
+    super(launcher, options);
+    this.#launcher = launcher;
+  }
+
+  /**
+   * A driver that has checked podman answers, removed its owner's leftover containers and
+   * brought back the functions saved in `stateDir`.
+   */
+  static async open(options: PodmanDriverOptions = {}): Promise<PodmanDriver> {
+    const driver = new PodmanDriver(options);
+    const version = await driver.#launcher.podman.run(['version', '--format', '{{.Client.Version}}'], { timeoutMs: 30_000 });
+    if (version.code !== 0) {
+      throw new KubefnError('NOT_SUPPORTED', `podman does not answer: ${podmanError(version) || `exit code ${version.code}`}`, {
+        hint: 'install podman (apt-get install podman runc) or pick another driver: fn up --driver process',
+      });
+    }
+    await driver.#launcher.removeLeftovers();
+    await driver.restore();
+    return driver;
+  }
+}

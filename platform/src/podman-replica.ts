@@ -1,0 +1,211 @@
+// One function replica as a podman container: `podman run` attached (its stdio is the container's
+// output, its exit is the container's), ready when the runtime's /readyz answers through the
+// published admin port, stopped with `podman stop` and the drain deadline.
+
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { Endpoint } from './driver.js';
+import { LineSplitter } from './log-buffer.js';
+import type { Podman } from './podman.js';
+import { StderrTail, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
+import { adminPaths } from './runtime-contract.js';
+
+export interface PodmanReplicaOptions extends ReplicaStart {
+  podman: Podman;
+  image: string;
+  containerName: string;
+  /** `podman run` flags between the name and the image: labels, limits, env names. */
+  runFlags: string[];
+  /** Values of the `--env NAME` flags, handed to podman through its environment, not its argv. */
+  env: Record<string, string>;
+  /** 'bridge': ports published on 127.0.0.1; 'host': the container listens on host ports itself. */
+  network: 'bridge' | 'host';
+}
+
+/** Where the runtime listens inside a bridged container. */
+export const containerPort = 8080;
+export const containerAdminPort = 8081;
+/** Time past the drain deadline before the container is removed by force. */
+const killGraceMs = 5000;
+const stdioFlushMs = 1000;
+
+// Containers still running, removed if this process exits without closing its drivers.
+const liveContainers = new Map<string, Podman>();
+let exitHookInstalled = false;
+
+function trackContainer(name: string, podman: Podman): void {
+  liveContainers.set(name, podman);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const [container, p] of liveContainers) p.runSync(['rm', '--force', '--time', '0', '--ignore', container]);
+  });
+}
+
+export class PodmanReplica implements Replica {
+  readonly id: string;
+  readonly seq: number;
+  readonly templateKey: string;
+  readonly startedAtMs = Date.now();
+  state: ReplicaState = 'starting';
+  endpoint: Endpoint | undefined;
+  readyAtMs: number | undefined;
+  readonly exited: Promise<ReplicaExit>;
+
+  readonly #options: PodmanReplicaOptions;
+  readonly #stderrTail = new StderrTail();
+  #child: ChildProcess | undefined;
+  #requested: ReplicaExit['requested'];
+  #startTimer: NodeJS.Timeout | undefined;
+  #killTimer: NodeJS.Timeout | undefined;
+  #resolveExited!: (exit: ReplicaExit) => void;
+
+  constructor(options: PodmanReplicaOptions) {
+    this.#options = options;
+    this.id = options.id;
+    this.seq = options.seq;
+    this.templateKey = options.templateKey;
+    this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
+    this.#startTimer = setTimeout(() => this.#startTimedOut(), options.startTimeoutMs);
+    void this.#launch().catch((err: unknown) => this.#finish(null, null, err as Error));
+  }
+
+  get stopRequested(): boolean {
+    return this.#requested !== undefined;
+  }
+
+  describe(): string {
+    return `container ${this.#options.containerName}`;
+  }
+
+  stop(): Promise<ReplicaExit> {
+    if (this.state === 'exited') return this.exited;
+    this.#requested ??= 'stop';
+    if (!this.#killTimer) {
+      const o = this.#options;
+      // podman stop sends SIGTERM and SIGKILL after --time; the timer below covers a podman that hangs.
+      void o.podman.run(['stop', '--ignore', '--time', String(Math.ceil(o.drainMs / 1000)), o.containerName], { timeoutMs: o.drainMs + killGraceMs });
+      this.#killTimer = setTimeout(() => this.#forceRemove(), o.drainMs + killGraceMs);
+    }
+    return this.exited;
+  }
+
+  async #launch(): Promise<void> {
+    const o = this.#options;
+    const [port, adminPort] = await freePorts(2);
+    if (this.stopRequested) return this.#finish(null, null, undefined);
+    const env = { ...o.env };
+    const ports: string[] = [];
+    if (o.network === 'host') {
+      Object.assign(env, { PORT: String(port), ADMIN_PORT: String(adminPort), KUBEFN_HOST: '127.0.0.1' });
+      ports.push('--network', 'host');
+    } else {
+      Object.assign(env, { PORT: String(containerPort), ADMIN_PORT: String(containerAdminPort), KUBEFN_HOST: '0.0.0.0' });
+      ports.push('--publish', `127.0.0.1:${port}:${containerPort}`, '--publish', `127.0.0.1:${adminPort}:${containerAdminPort}`);
+    }
+    const envFlags = Object.keys(env).sort().flatMap((k) => ['--env', k]);
+    const args = ['run', '--rm', '--pull', 'never', '--name', o.containerName, ...ports, ...envFlags, ...o.runFlags, o.image];
+    const child = o.podman.spawn(args, env);
+    this.#child = child;
+    trackContainer(o.containerName, o.podman);
+    this.#wire(child);
+    this.endpoint = { id: this.id, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` };
+    await this.#awaitReady(this.endpoint.adminUrl);
+  }
+
+  /** Polls /readyz until it answers 200, the replica goes, or the start timeout fires. */
+  async #awaitReady(adminUrl: string): Promise<void> {
+    let intervalMs = 5;
+    while (this.state === 'starting' && !this.stopRequested) {
+      const ok = await fetch(`${adminUrl}${adminPaths.ready}`, { signal: AbortSignal.timeout(2000) }).then(
+        (res) => (void res.body?.cancel(), res.status === 200),
+        () => false,
+      );
+      if (ok && this.state === 'starting' && !this.stopRequested) {
+        clearTimeout(this.#startTimer);
+        this.state = 'ready';
+        this.readyAtMs = Date.now();
+        this.#options.onReady(this);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, intervalMs));
+      intervalMs = Math.min(intervalMs * 2, 100);
+    }
+  }
+
+  #wire(child: ChildProcess): void {
+    const out = new LineSplitter((text) => this.#options.onLine(this, 'stdout', text));
+    const err = new LineSplitter((text) => {
+      this.#stderrTail.add(text);
+      this.#options.onLine(this, 'stderr', text);
+    });
+    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
+    child.on('error', (error) => {
+      if (child.pid === undefined) this.#finish(null, null, error);
+    });
+    child.on('exit', (code, signal) => {
+      if (this.state === 'ready' || this.state === 'draining') this.#options.onUnroutable(this, 'exited');
+      let flushed = false;
+      const flush = (): void => {
+        if (flushed) return;
+        flushed = true;
+        clearTimeout(timer);
+        out.end();
+        err.end();
+        this.#finish(code, signal, undefined);
+      };
+      const timer = setTimeout(flush, stdioFlushMs);
+      child.once('close', flush);
+    });
+  }
+
+  #startTimedOut(): void {
+    if (this.state !== 'starting') return;
+    this.#requested ??= 'start-timeout';
+    this.#forceRemove();
+  }
+
+  /** Removes the container at once; `podman run` then exits and #finish follows. */
+  #forceRemove(): void {
+    const o = this.#options;
+    if (!this.#child) return this.#finish(null, null, undefined);
+    void o.podman.run(['rm', '--force', '--time', '0', '--ignore', o.containerName]).then(() => {
+      // podman run normally exits once its container is gone; make sure.
+      if (this.state !== 'exited') this.#child?.kill('SIGKILL');
+    });
+  }
+
+  #finish(code: number | null, signal: NodeJS.Signals | null, error: Error | undefined): void {
+    if (this.state === 'exited') return;
+    const phase = this.state;
+    this.state = 'exited';
+    clearTimeout(this.#startTimer);
+    clearTimeout(this.#killTimer);
+    const o = this.#options;
+    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines() };
+    // --rm removes the container when podman run ends normally; after a kill it may be left behind.
+    const cleanup = this.#child ? o.podman.run(['rm', '--force', '--time', '0', '--ignore', o.containerName]) : Promise.resolve();
+    void cleanup.then(() => {
+      liveContainers.delete(o.containerName);
+      this.#resolveExited(exit);
+      o.onExit(this, exit);
+    });
+  }
+}
+
+/** `count` TCP ports free on 127.0.0.1 right now (the kernel picks them; a race with others is retried by the driver). */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () =>
+      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => resolve(s));
+      }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
