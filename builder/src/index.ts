@@ -5,3 +5,4 @@ export * from './oci-archive.js';
 export * from './host-base.js';
 export * from './source-archive.js';
 export * from './registry/index.js';
+export * from './image-build.js';

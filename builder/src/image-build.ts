@@ -1,0 +1,216 @@
+// From a function's source to an OCI image: bundle -> one reproducible layer on a base image ->
+// pushed to a registry (only the blobs it lacks) or written as an archive. No daemon involved.
+
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { KubefnError } from '@kubefn/platform';
+import { bundleFunction, type Bundle } from './bundle.js';
+import { hostNodeBase } from './host-base.js';
+import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
+import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
+import { buildLayer, sha256, type Layer } from './oci-layer.js';
+import type { RegistryClient } from './registry/client.js';
+import { formatReference, parseReference, type ImageReference } from './registry/reference.js';
+
+/** `--base host`: a base made from this machine's node binary (see host-base.ts). */
+export const hostBaseName = 'host';
+/** `--base scratch`: no base at all; only for images whose runtime comes from elsewhere. */
+export const scratchBaseName = 'scratch';
+/** The base `fn build` uses unless told otherwise. */
+export const defaultBase = 'docker.io/library/node:20-bookworm-slim';
+
+/** Where the bundle lives in the image, and how the image starts it. */
+export const appDir = '/app';
+export const imageEntrypoint = ['node', '--enable-source-maps', `${appDir}/fn.mjs`];
+export const imageLabels = {
+  function: 'dev.kubefn.function',
+  bundleDigest: 'dev.kubefn.bundle.digest',
+  base: 'dev.kubefn.base',
+} as const;
+
+export interface ResolvedBase {
+  base: BaseImage;
+  /** What the user named: a reference, "host" or "scratch". */
+  name: string;
+  /** Where the base's layers can be fetched from, for a registry base. */
+  source: ImageReference | undefined;
+  /** Layer blobs already in memory (the host base), by digest. */
+  blobs: Map<string, Buffer>;
+}
+
+export interface FunctionImage {
+  bundle: Bundle;
+  layer: Layer;
+  image: AssembledImage;
+  base: ResolvedBase;
+}
+
+export interface ImageBuildOptions {
+  /** The function's directory and handler module (relative to it). */
+  dir: string;
+  handler: string;
+  /** The function's name, for labels. */
+  name: string;
+  /** Base image reference, "host" or "scratch". */
+  base: string;
+  client: RegistryClient;
+  /** Cache for the host base and downloaded layers, e.g. ~/.kubefn/cache. */
+  cacheDir: string;
+  onProgress?: (message: string) => void;
+}
+
+/** Bundles the function and assembles its image in memory; nothing is pushed yet. */
+export async function buildFunctionImage(options: ImageBuildOptions): Promise<FunctionImage> {
+  const progress = options.onProgress ?? (() => {});
+  progress(`resolving base ${options.base}`);
+  const [base, bundle] = await Promise.all([
+    resolveBase(options.base, options.client, options.cacheDir),
+    bundleFunction({ dir: options.dir, handler: options.handler }),
+  ]);
+  progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
+  const layer = await buildLayer([{ path: `${appDir.slice(1)}/fn.mjs`, content: await readFile(bundle.file) }]);
+  const image = assembleImage(base.base, layer, {
+    entrypoint: imageEntrypoint,
+    workingDir: appDir,
+    env: { NODE_ENV: 'production', PORT: '8080', ADMIN_PORT: '8081' },
+    exposedPorts: [8080, 8081],
+    labels: { [imageLabels.function]: options.name, [imageLabels.bundleDigest]: bundle.digest, [imageLabels.base]: base.name },
+    createdBy: `kubefn build ${options.handler}`,
+  });
+  progress(`image ${image.manifestDescriptor.digest.slice(0, 19)}: function layer ${formatBytes(layer.blob.length)}`);
+  return { bundle, layer, image, base };
+}
+
+export interface PushReport {
+  /** registry/repository@sha256:... — what a spec's `image` should name. */
+  ref: string;
+  digest: string;
+  /** Body bytes actually sent to the registry (blobs and manifest). */
+  bytesSent: number;
+  blobs: { uploaded: number; mounted: number; existed: number };
+  /** False when the tag already named this manifest and nothing was written. */
+  manifestPushed: boolean;
+}
+
+/** Pushes the image to `target` (registry/repository[:tag]), sending only the blobs the registry lacks. */
+export async function pushFunctionImage(
+  client: RegistryClient,
+  fi: FunctionImage,
+  target: ImageReference,
+  onProgress: (message: string) => void = () => {},
+): Promise<PushReport> {
+  const report: PushReport = { ref: '', digest: fi.image.manifestDescriptor.digest, bytesSent: 0, blobs: { uploaded: 0, mounted: 0, existed: 0 }, manifestPushed: false };
+  const count = (r: { result: 'exists' | 'mounted' | 'uploaded'; bytesSent: number }): void => {
+    report.bytesSent += r.bytesSent;
+    report.blobs[r.result === 'exists' ? 'existed' : r.result]++;
+  };
+  const source = fi.base.source;
+  const pushes = fi.base.base.layers.map(async (l) => {
+    const local = fi.base.blobs.get(l.digest);
+    if (local) return count(await client.pushBlob(target, l.digest, local));
+    if (!source) throw new KubefnError('INTERNAL', `base layer ${l.digest} has neither bytes nor a source`);
+    const sameRegistry = source.registry === target.registry;
+    count(
+      await client.pushBlob(
+        target,
+        l.digest,
+        async () => {
+          onProgress(`copying base layer ${l.digest.slice(7, 19)} (${formatBytes(l.size)}) from ${source.registry}`);
+          const blob = await client.getBlobStream(source, l.digest);
+          return { size: blob.size, body: blob.body };
+        },
+        sameRegistry ? { mountFrom: source.repository } : {},
+      ),
+    );
+  });
+  pushes.push(client.pushBlob(target, fi.layer.digest, fi.layer.blob).then(count));
+  pushes.push(client.pushBlob(target, fi.image.configDescriptor.digest, fi.image.config).then(count));
+  await Promise.all(pushes);
+
+  const tag = target.tag ?? report.digest;
+  const current = await client.getManifest({ ...target, tag, digest: undefined }).catch(() => undefined);
+  if (current?.descriptor.digest !== report.digest) {
+    await client.putManifest(target, tag, fi.image.manifest, fi.image.manifestDescriptor.mediaType);
+    report.bytesSent += fi.image.manifest.length;
+    report.manifestPushed = true;
+  }
+  report.ref = formatReference({ registry: target.registry, repository: target.repository, digest: report.digest });
+  onProgress(
+    `pushed ${report.ref}: ${formatBytes(report.bytesSent)} sent, ${report.blobs.uploaded} blob(s) uploaded, ` +
+      `${report.blobs.mounted} mounted, ${report.blobs.existed} already there`,
+  );
+  return report;
+}
+
+/** The image as an OCI archive tar (`podman load -i`), base layers included. */
+export async function functionImageArchive(client: RegistryClient, fi: FunctionImage, refName: string, cacheDir: string): Promise<Buffer> {
+  const blobs: ArchiveBlob[] = [{ digest: fi.layer.digest, content: fi.layer.blob }];
+  for (const l of fi.base.base.layers) {
+    const content = fi.base.blobs.get(l.digest) ?? (await cachedBlob(client, fi.base.source!, l.digest, cacheDir));
+    blobs.push({ digest: l.digest, content });
+  }
+  return writeOciArchive(fi.image, blobs, refName);
+}
+
+/** Resolves `--base`: a registry reference, "host" or "scratch". */
+export async function resolveBase(name: string, client: RegistryClient, cacheDir: string): Promise<ResolvedBase> {
+  if (name === scratchBaseName) {
+    return { name, source: undefined, blobs: new Map(), base: scratchBase() };
+  }
+  if (name === hostBaseName) return hostBase(cacheDir);
+  const ref = parseReference(name);
+  const got = await client.getImageConfig(ref);
+  if (got.config.os !== 'linux') {
+    throw new KubefnError('BAD_REQUEST', `base image ${name} is for ${got.config.os}, not linux`);
+  }
+  return {
+    name,
+    source: { ...ref, digest: got.manifestDescriptor.digest },
+    blobs: new Map(),
+    base: { config: got.config, layers: got.manifest.layers },
+  };
+}
+
+/** The host base, built once per node binary and kept in the cache (building it gzips ~100 MB). */
+async function hostBase(cacheDir: string): Promise<ResolvedBase> {
+  const node = await stat(process.execPath);
+  const key = createHash('sha256').update(`v1 ${process.execPath} ${node.size} ${node.mtimeMs}`).digest('hex').slice(0, 32);
+  const file = path.join(cacheDir, 'host-base', `${key}.json`);
+  const saved = await readFile(file, 'utf8').then((t) => JSON.parse(t) as BaseImage, () => undefined);
+  if (saved) {
+    const digest = saved.layers[0]!.digest;
+    const blob = await readFile(blobPath(cacheDir, digest)).catch(() => undefined);
+    if (blob && sha256(blob) === digest) return { name: hostBaseName, source: undefined, blobs: new Map([[digest, blob]]), base: saved };
+  }
+  const built = await hostNodeBase();
+  await writeAtomic(blobPath(cacheDir, built.layer.digest), built.layer.blob);
+  await writeAtomic(file, Buffer.from(JSON.stringify(built.base)));
+  return { name: hostBaseName, source: undefined, blobs: new Map([[built.layer.digest, built.layer.blob]]), base: built.base };
+}
+
+async function cachedBlob(client: RegistryClient, source: ImageReference, digest: string, cacheDir: string): Promise<Buffer> {
+  const file = blobPath(cacheDir, digest);
+  const cached = await readFile(file).catch(() => undefined);
+  if (cached && sha256(cached) === digest) return cached;
+  const blob = await client.getBlob(source, digest);
+  await writeAtomic(file, blob);
+  return blob;
+}
+
+function blobPath(cacheDir: string, digest: string): string {
+  return path.join(cacheDir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
+}
+
+async function writeAtomic(file: string, content: Buffer): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, content);
+  await rename(tmp, file);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}

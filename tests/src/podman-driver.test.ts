@@ -1,0 +1,137 @@
+// The podman driver against real podman and a real registry: the shared conformance suite, plus
+// what only this driver does (pulls, limits, published ports, leftover containers).
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RegistryClient } from '@kubefn/builder';
+import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
+import { parseFunctionSpec, Podman, PodmanDriver, podmanLabels, type FunctionSpecInput } from '@kubefn/platform';
+import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
+import { buildAndPush, fixturesDir, podmanTestOptions, pushTestBase } from './support/podman.js';
+
+const waitTimeoutMs = 120_000;
+const timeout = 600_000;
+
+/** One registry and base for the whole file; fixture images built once each. */
+async function imageSource(): Promise<{ registry: TestRegistry; client: RegistryClient; image(fixture: string): Promise<string> }> {
+  const registry = await startRegistry();
+  const client = new RegistryClient();
+  const base = await pushTestBase(client, registry.host);
+  const built = new Map<string, Promise<string>>();
+  return {
+    registry,
+    client,
+    image(fixture) {
+      let ref = built.get(fixture);
+      if (!ref) {
+        ref = buildAndPush(client, { dir: path.join(fixturesDir, fixture), name: fixture, base, registry: registry.host }).then((r) => r.ref);
+        built.set(fixture, ref);
+      }
+      return ref;
+    },
+  };
+}
+
+driverConformance(
+  'podman',
+  async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-podman-conformance-'));
+    const images = await imageSource();
+    const driver = await PodmanDriver.open({ ...(await podmanTestOptions()), owner: `conformance-${process.pid}`, stateDir: path.join(dir, 'state') });
+    return {
+      driver,
+      image: (fixture) => images.image(fixture),
+      cleanup: async () => {
+        await driver.close();
+        await images.registry.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  { waitTimeoutMs, testTimeoutMs: timeout },
+);
+
+describe('podman driver', () => {
+  let images: Awaited<ReturnType<typeof imageSource>>;
+  let podman: Podman;
+  const drivers: PodmanDriver[] = [];
+
+  before(async () => {
+    images = await imageSource();
+    podman = new Podman(await podmanTestOptions());
+  });
+
+  after(async () => {
+    for (const d of drivers) await d.close();
+    await images?.registry.close();
+  });
+
+  async function newDriver(owner: string): Promise<PodmanDriver> {
+    const driver = await PodmanDriver.open({ ...(await podmanTestOptions()), owner });
+    drivers.push(driver);
+    return driver;
+  }
+
+  async function spec(input: FunctionSpecInput & { fixture?: string }) {
+    const { fixture = 'hello', ...rest } = input;
+    return parseFunctionSpec({ ...rest, image: await images.image(fixture) });
+  }
+
+  it('runs replicas as containers with the spec resources as limits, labelled with function and replica', { timeout }, async () => {
+    const owner = `limits-${process.pid}`;
+    const driver = await newDriver(owner);
+    await driver.deploy(await spec({ name: 'limited', resources: { memory: '96Mi', cpu: '500m' }, env: { GREETING: 'boxed' } }));
+    const [endpoint] = await waitFor(() => (driver.endpoints('limited').current().length === 1 ? driver.endpoints('limited').current() : false), {
+      timeoutMs: waitTimeoutMs,
+      what: 'a ready replica',
+    });
+    const res = await fetch(endpoint!.url);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /greeting=boxed/);
+
+    const ids = (await podman.check(['ps', '--quiet', '--filter', `label=${podmanLabels.owner}=${owner}`])).trim().split('\n');
+    assert.equal(ids.length, 1);
+    const [inspect] = JSON.parse(await podman.check(['inspect', ids[0]!])) as {
+      HostConfig: { Memory: number; NanoCpus: number };
+      Config: { Labels: Record<string, string>; User: string };
+    }[];
+    assert.equal(inspect!.HostConfig.Memory, 96 * 1024 * 1024);
+    assert.equal(inspect!.HostConfig.NanoCpus, 500_000_000);
+    assert.equal(inspect!.Config.Labels[podmanLabels.function], 'limited');
+    assert.equal(inspect!.Config.Labels[podmanLabels.replica], endpoint!.id);
+    assert.equal(inspect!.Config.User, '65534:65534', 'replicas do not run as root');
+    await driver.remove('limited');
+    const left = (await podman.check(['ps', '--all', '--quiet', '--filter', `label=${podmanLabels.owner}=${owner}`])).trim();
+    assert.equal(left, '', 'remove() leaves no container behind');
+  });
+
+  it('refuses an image it cannot pull at deploy, with podman\'s reason', { timeout }, async () => {
+    const driver = await newDriver(`pull-${process.pid}`);
+    const missing = `${images.registry.host}/kubefn-test/nothing-here:1`;
+    await expectCode(driver.deploy(parseFunctionSpec({ name: 'ghost', image: missing })), 'BAD_REQUEST');
+    await assert.rejects(driver.get('ghost'), /not found/);
+  });
+
+  it('refuses bundles, secrets and GPUs with NOT_SUPPORTED', { timeout }, async () => {
+    const driver = await newDriver(`refuse-${process.pid}`);
+    await expectCode(driver.deploy(parseFunctionSpec({ name: 'b', image: `bundle:sha256:${'a'.repeat(64)}` })), 'NOT_SUPPORTED');
+    await expectCode(driver.deploy(await spec({ name: 's', secrets: ['db'] })), 'NOT_SUPPORTED');
+    await expectCode(driver.deploy(await spec({ name: 'g', resources: { gpu: 1 } })), 'NOT_SUPPORTED');
+  });
+
+  it('removes the containers a previous driver of the same owner left behind', { timeout }, async () => {
+    const owner = `leftover-${process.pid}`;
+    const image = await images.image('hello');
+    await podman.check(['pull', '--quiet', '--tls-verify=false', image]);
+    // A container as a crashed driver would leave it: running, labelled with the owner.
+    await podman.check(['run', '--detach', '--pull', 'never', '--label', `${podmanLabels.owner}=${owner}`, '--env', 'PORT=0', '--env', 'ADMIN_PORT=0', image]);
+    const before = (await podman.check(['ps', '--quiet', '--filter', `label=${podmanLabels.owner}=${owner}`])).trim();
+    assert.notEqual(before, '');
+    await newDriver(owner);
+    const after = (await podman.check(['ps', '--all', '--quiet', '--filter', `label=${podmanLabels.owner}=${owner}`])).trim();
+    assert.equal(after, '');
+  });
+});

@@ -1,0 +1,77 @@
+// What tests need to run podman here and to build images for it: podman's configuration for this
+// kind of machine, a base image pushed to a local registry, fixture images built on it.
+
+import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  buildFunctionImage,
+  configMediaType,
+  hostBaseName,
+  manifestMediaType,
+  parseReference,
+  pushFunctionImage,
+  RegistryClient,
+  resolveBase,
+  sha256,
+  type PushReport,
+} from '@kubefn/builder';
+import type { PodmanOptions } from '@kubefn/platform';
+
+export const fixturesDir = fileURLToPath(new URL('../../fixtures/', import.meta.url));
+export const examplesDir = fileURLToPath(new URL('../../../examples/', import.meta.url));
+
+/** Shared by every test file and run: the host base takes seconds to build and never changes. */
+export const testCacheDir = path.join(tmpdir(), 'kubefn-test-cache');
+
+/**
+ * podman settings for a sandboxed machine: runc (crun's cgroup handling is refused) and no
+ * default ulimits (setting rlimits is refused). Harmless on a normal machine.
+ */
+export async function podmanTestOptions(): Promise<Required<Pick<PodmanOptions, 'globalArgs' | 'env'>>> {
+  const dir = path.join(tmpdir(), 'kubefn-test-podman');
+  await mkdir(dir, { recursive: true });
+  const conf = path.join(dir, 'containers.conf');
+  await writeFile(conf, '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n');
+  return { globalArgs: ['--runtime', 'runc'], env: { CONTAINERS_CONF: conf } };
+}
+
+/**
+ * Pushes the base image made from this machine's node to `registry` as kubefn/node-base and
+ * returns its reference: what tests pass as `--base`, standing in for a public Node image.
+ */
+export async function pushTestBase(client: RegistryClient, registry: string): Promise<string> {
+  const base = await resolveBase(hostBaseName, client, testCacheDir);
+  const target = parseReference(`${registry}/kubefn/node-base:host`);
+  for (const l of base.base.layers) await client.pushBlob(target, l.digest, base.blobs.get(l.digest)!);
+  const config = Buffer.from(JSON.stringify(base.base.config));
+  await client.pushBlob(target, sha256(config), config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: manifestMediaType,
+      config: { mediaType: configMediaType, digest: sha256(config), size: config.length },
+      layers: base.base.layers,
+    }),
+  );
+  await client.putManifest(target, 'host', manifest, manifestMediaType);
+  return `${registry}/kubefn/node-base:host`;
+}
+
+/** Builds a function directory into an image on `base` and pushes it to `registry/<repository>`. */
+export async function buildAndPush(
+  client: RegistryClient,
+  options: { dir: string; handler?: string; name: string; base: string; registry: string; repository?: string; tag?: string },
+): Promise<PushReport> {
+  const fi = await buildFunctionImage({
+    dir: options.dir,
+    handler: options.handler ?? 'handler.js',
+    name: options.name,
+    base: options.base,
+    client,
+    cacheDir: testCacheDir,
+  });
+  const target = parseReference(`${options.registry}/${options.repository ?? `kubefn-test/${options.name}`}:${options.tag ?? 'latest'}`);
+  return pushFunctionImage(client, fi, target);
+}
