@@ -6,3 +6,4 @@ export * from './host-base.js';
 export * from './source-archive.js';
 export * from './registry/index.js';
 export * from './image-build.js';
+export * from './build-service.js';

@@ -1,6 +1,7 @@
 // A small typed client for the kubefn gateway's management API and function routes, mapping HTTP errors to KubefnError.
 
 import { errorFromBody, isKubefnError, KubefnError, type FunctionSpec } from '@kubefn/platform';
+import { readBuildEvents, type BuildEvent } from '@kubefn/builder';
 import { CliError, isAbort } from './errors.js';
 
 /** One function as GET /system/functions and /system/function/<name> return it (OpenFaaS shape + spec). */
@@ -26,6 +27,19 @@ export interface GatewayInfo {
   provider: { provider: string; orchestration: string; version: { release: string; sha: string } };
   version?: { release?: string; sha?: string; commit_message?: string };
   arch?: string;
+  /** How to deploy to this platform. */
+  kubefn?: {
+    driver?: string;
+    /** The gateway takes bundle uploads (process driver). */
+    bundles?: boolean;
+    /** POST /system/builds is served. */
+    builds?: boolean;
+    /** The driver runs OCI images, not bundles. */
+    needsImage?: boolean;
+    /** The registry the platform pulls from, when it has one. */
+    registry?: string;
+    base?: string;
+  };
 }
 
 /** One NDJSON line of GET /system/logs. */
@@ -143,6 +157,17 @@ export class GatewayClient {
     });
     const body = (await res.json().catch(() => ({}))) as { image?: unknown };
     return { image: typeof body.image === 'string' ? body.image : `bundle:${digest}` };
+  }
+
+  /**
+   * Sends a source archive (tar.gz) to the build service and yields its NDJSON events: log lines,
+   * then one result or error. A refused archive rejects with the service's 4xx error.
+   */
+  async *build(name: string, handler: string, archive: Uint8Array, signal?: AbortSignal): AsyncGenerator<BuildEvent> {
+    const params = new URLSearchParams({ name, handler });
+    const res = await this.#system('POST', `/system/builds?${params}`, { body: archive, contentType: 'application/gzip', signal });
+    if (!res.body) throw new KubefnError('INTERNAL', 'the build service answered without a body');
+    yield* readBuildEvents(res.body);
   }
 
   /**

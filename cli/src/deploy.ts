@@ -4,13 +4,16 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { isKubefnError, KubefnError, validateName, type FunctionSpec } from '@kubefn/platform';
+import { tmpdir } from 'node:os';
+import { packSource } from '@kubefn/builder';
+import { errorFromBody, isKubefnError, KubefnError, validateName, type FunctionSpec } from '@kubefn/platform';
 import type { App } from './app.js';
 import { collect, pairs, parseCount, parseDurationArg } from './args.js';
 import { buildFunction, printWarnings } from './build.js';
 import type { FunctionInfo, GatewayClient } from './client.js';
 import { checkArg } from './errors.js';
-import type { SpecOverrides } from './fn-yaml.js';
+import { loadFnYaml, type LoadedFunction, type SpecOverrides } from './fn-yaml.js';
+import { addImageOptions, buildImage, imageCacheDir, imageTarget, pushImage, registryClient, type ImageFlags } from './image.js';
 import { formatBytes, formatElapsed, silentProgress, type Progress } from './output.js';
 
 export interface DeployOptions {
@@ -21,14 +24,28 @@ export interface DeployOptions {
   timeoutMs?: number;
   progress?: Progress;
   signal?: AbortSignal;
+  /** Build an OCI image here and push it (--registry, --base, --tag); default: ask the platform. */
+  image?: ImageFlags;
+  /** Send the source to the platform's build service instead of building here. */
+  remoteBuild?: boolean;
+  /** Where base images are cached for local image builds (<home>/cache). */
+  cacheDir?: string;
+  /** Called with each line of a remote build's log. */
+  onBuildLog?: (line: string) => void;
 }
+
+/** How the function's code reaches the platform. */
+export type DeployMode = 'bundle' | 'image' | 'remote';
 
 export interface DeployResult {
   name: string;
   image: string;
+  /** The bundle's or the image manifest's digest. */
   digest: string;
+  mode: DeployMode;
+  /** Bytes sent to the gateway or the registry for the code (0 when it was there already). */
   bytes: number;
-  /** False when the gateway already had this exact bundle. */
+  /** False when the gateway or registry already had this exact code. */
   uploaded: boolean;
   /** True when the function did not exist before. */
   created: boolean;
@@ -38,24 +55,28 @@ export interface DeployResult {
   warnings: string[];
 }
 
+interface Shipped {
+  image: string;
+  digest: string;
+  bytes: number;
+  warnings: string[];
+}
+
 /** Runs the whole deploy of the function in `target` (a directory or its fn.yaml). */
 export async function deployFunction(client: GatewayClient, target: string, options: DeployOptions = {}): Promise<DeployResult> {
   const progress = options.progress ?? silentProgress;
   const signal = options.signal;
-  const { spec, bundle } = await buildFunction(target, { progress, ...(options.overrides ? { overrides: options.overrides } : {}) });
+  const loaded = await loadFnYaml(target, options.overrides);
+  const { spec } = loaded;
+  const { mode, image } = await chooseMode(client, options, signal);
+  const shipped =
+    mode === 'bundle'
+      ? await shipBundle(client, target, options, progress)
+      : mode === 'image'
+        ? await shipImage(loaded, image, options, progress)
+        : await shipSource(client, loaded, options, progress);
 
-  const size = formatBytes(bundle.bytes);
-  const uploaded = await progress.step(
-    `uploading bundle (${size})`,
-    async () => {
-      if (await client.hasBundle(bundle.digest, signal)) return false;
-      await client.uploadBundle(bundle.digest, await readFile(bundle.file), signal);
-      return true;
-    },
-    (sent) => (sent ? `uploaded bundle: ${size}` : `bundle unchanged (${bundle.digest.slice(0, 19)})`),
-  );
-
-  const deployed: FunctionSpec = { ...spec, image: `bundle:${bundle.digest}` };
+  const deployed: FunctionSpec = { ...spec, image: shipped.image };
   const { created } = await progress.step(
     `deploying ${spec.name}`,
     () => client.deployFunction(deployed, signal),
@@ -64,13 +85,14 @@ export async function deployFunction(client: GatewayClient, target: string, opti
 
   const result: DeployResult = {
     name: spec.name,
-    image: deployed.image ?? '',
-    digest: bundle.digest,
-    bytes: bundle.bytes,
-    uploaded,
+    image: shipped.image,
+    digest: shipped.digest,
+    mode,
+    bytes: shipped.bytes,
+    uploaded: shipped.bytes > 0,
     created,
     url: client.functionUrl(spec.name),
-    warnings: bundle.warnings,
+    warnings: shipped.warnings,
   };
   if (options.wait === false) return result;
 
@@ -81,6 +103,74 @@ export async function deployFunction(client: GatewayClient, target: string, opti
     (s) => `${spec.name} is ready: ${s.availableReplicas}/${s.replicas} replicas`,
   );
   return result;
+}
+
+/**
+ * --registry means an image built here; --remote-build means the platform builds. Otherwise the
+ * platform says what it runs: bundles (process driver), or images from its registry, or images
+ * its build service makes.
+ */
+async function chooseMode(
+  client: GatewayClient,
+  options: DeployOptions,
+  signal: AbortSignal | undefined,
+): Promise<{ mode: DeployMode; image: ImageFlags }> {
+  const flags = options.image ?? {};
+  if (flags.registry) return { mode: 'image', image: flags };
+  if (options.remoteBuild) return { mode: 'remote', image: flags };
+  const info = (await client.info(signal)).kubefn ?? {};
+  if (!info.needsImage) return { mode: info.bundles === false && info.builds ? 'remote' : 'bundle', image: flags };
+  if (info.registry) return { mode: 'image', image: { ...flags, registry: info.registry, base: flags.base ?? info.base } };
+  if (info.builds) return { mode: 'remote', image: flags };
+  throw new KubefnError('BAD_REQUEST', `the platform's ${info.driver ?? ''} driver runs images and has no build service`, {
+    hint: 'build and push the image yourself: fn deploy --registry <host:port>',
+  });
+}
+
+/** Bundles here and uploads the bundle unless the gateway has it. */
+async function shipBundle(client: GatewayClient, target: string, options: DeployOptions, progress: Progress): Promise<Shipped> {
+  const { bundle } = await buildFunction(target, { progress, ...(options.overrides ? { overrides: options.overrides } : {}) });
+  const size = formatBytes(bundle.bytes);
+  const uploaded = await progress.step(
+    `uploading bundle (${size})`,
+    async () => {
+      if (await client.hasBundle(bundle.digest, options.signal)) return false;
+      await client.uploadBundle(bundle.digest, await readFile(bundle.file), options.signal);
+      return true;
+    },
+    (sent) => (sent ? `uploaded bundle: ${size}` : `bundle unchanged (${bundle.digest.slice(0, 19)})`),
+  );
+  return { image: `bundle:${bundle.digest}`, digest: bundle.digest, bytes: uploaded ? bundle.bytes : 0, warnings: bundle.warnings };
+}
+
+/** Builds the image here and pushes what the registry lacks. */
+async function shipImage(loaded: LoadedFunction, flags: ImageFlags, options: DeployOptions, progress: Progress): Promise<Shipped> {
+  const client = registryClient(flags);
+  const fi = await buildImage(loaded, flags, { client, cacheDir: options.cacheDir ?? path.join(tmpdir(), 'kubefn-cache'), progress });
+  const report = await pushImage(client, fi, imageTarget(flags.registry!, loaded.spec.name, flags.tag), progress);
+  return { image: report.ref, digest: report.digest, bytes: report.bytesSent, warnings: fi.bundle.warnings };
+}
+
+/** Packs the source and has the platform's build service build it. */
+async function shipSource(client: GatewayClient, loaded: LoadedFunction, options: DeployOptions, progress: Progress): Promise<Shipped> {
+  const packed = await progress.step(
+    `packing ${path.relative(process.cwd(), loaded.dir) || '.'}`,
+    () => packSource(loaded.dir),
+    (p) => `packed ${p.files} file(s): ${formatBytes(p.archive.length)}`,
+  );
+  const result = await progress.step(
+    `building ${loaded.spec.name} on the platform`,
+    async () => {
+      for await (const event of client.build(loaded.spec.name, loaded.spec.handler, packed.archive, options.signal)) {
+        if (event.type === 'log') options.onBuildLog?.(event.message);
+        else if (event.type === 'error') throw errorFromBody(422, event.error);
+        else return event;
+      }
+      throw new KubefnError('INTERNAL', 'the build service ended without a result');
+    },
+    (r) => `built ${r.image}`,
+  );
+  return { image: result.image, digest: result.digest, bytes: packed.archive.length, warnings: [] };
 }
 
 /**
@@ -122,7 +212,8 @@ export async function waitForFunction(
   }
 }
 
-interface DeployFlags {
+interface DeployFlags extends ImageFlags {
+  remoteBuild?: boolean;
   name?: string;
   env?: string[];
   min?: string;
@@ -133,7 +224,7 @@ interface DeployFlags {
 }
 
 export function registerDeploy(program: Command, app: App): void {
-  program
+  const command = program
     .command('deploy')
     .description('build the function and deploy it to the gateway (create or update)')
     .argument('[path]', 'function directory (or its fn.yaml)', '.')
@@ -144,19 +235,26 @@ export function registerDeploy(program: Command, app: App): void {
     .option('--no-wait', 'return once the gateway accepted the function, without waiting for readiness')
     .option('--timeout <duration>', 'how long to wait for a ready replica', '2m')
     .option('--json', 'print the result as JSON')
+    .option('--remote-build', "send the source (tar.gz) to the platform's build service instead of building here");
+  addImageOptions(command)
     .addHelpText(
       'after',
       `
-Steps: bundle -> upload the bundle (skipped when the gateway already has this digest)
--> PUT /system/functions (POST when new) -> wait for a ready replica -> print the URL.
+Steps: build -> ship the code -> PUT /system/functions (POST when new) -> wait for a ready
+replica -> print the URL. How the code ships depends on the platform (GET /system/info):
+  process driver        the bundle is uploaded (skipped when the gateway has this digest)
+  podman, a registry    an OCI image is built here and pushed (only blobs the registry lacks)
+  podman, no registry   the source goes to the platform's build service (POST /system/builds)
+--registry builds and pushes an image whatever the platform; --remote-build always sends source.
 
 Examples:
   $ fn deploy
   $ fn deploy ./functions/hello --env GREETING=hi --env LOG_LEVEL=debug
   $ fn deploy --name hello-staging --min 1 --max 5
-  $ fn deploy --no-wait --json`,
+  $ fn deploy --no-wait --json
+  $ fn deploy --registry 127.0.0.1:5000 --base host`,
     )
-    .action(async (target: string, flags: DeployFlags, command: Command) => {
+    .action(async (target: string, flags: DeployFlags) => {
       const overrides: SpecOverrides = {};
       if (flags.name !== undefined) {
         const name = flags.name;
@@ -177,6 +275,12 @@ Examples:
         timeoutMs,
         progress,
         signal: app.io.signal,
+        image: flags,
+        remoteBuild: flags.remoteBuild === true,
+        cacheDir: imageCacheDir(app.config(command).home),
+        onBuildLog: (line) => {
+          if (!flags.json) app.note(`  ${line}`);
+        },
       });
       printWarnings(app, result.warnings);
       if (flags.json) {

@@ -1,26 +1,39 @@
-// The embedded platform: gateway + autoscaler + process driver in one process, state on disk.
+// The embedded platform: gateway + autoscaler + a local driver (processes or podman containers)
+// and the build service, in one process, state on disk.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Autoscaler, type AutoscalerLogger } from '@kubefn/autoscaler';
+import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { BundleStore, KubefnError, ProcessDriver } from '@kubefn/platform';
+import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
+
+export type DriverKind = 'process' | 'podman';
 
 export interface EmbeddedOptions {
-  /** State directory: functions, bundles, token. */
+  /** State directory: functions, bundles, token, build cache. */
   home: string;
   port: number;
   host: string;
   /** Use this token instead of the one kept in `<home>/token`. */
   token?: string;
   logger?: AutoscalerLogger;
+  /** What runs replicas (default "process"). */
+  driver?: DriverKind;
+  podman?: PodmanOptions & { network?: 'bridge' | 'host' };
+  /** Registry the build service pushes images to (podman driver); without one, images are loaded into podman directly. */
+  registry?: string;
+  insecureRegistries?: string[];
+  /** Base image for functions built here (default "host": this machine's node). */
+  base?: string;
 }
 
 export interface EmbeddedPlatform {
   url: string;
   token: string;
-  driver: ProcessDriver;
+  driver: Driver & { restore(): Promise<string[]> };
   autoscaler: Autoscaler;
   close(): Promise<void>;
 }
@@ -28,9 +41,43 @@ export interface EmbeddedPlatform {
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedPlatform> {
   await mkdir(options.home, { recursive: true, mode: 0o700 });
   const token = options.token ?? (await loadOrCreateToken(options.home));
-  const bundles = await BundleStore.open(path.join(options.home, 'bundles'));
-  const driver = new ProcessDriver({ bundles, stateDir: options.home });
-  const gateway = createGateway({ driver, bundles, token });
+  const cacheDir = path.join(options.home, 'cache');
+  const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [], credentials: (r) => loadCredentials(r) });
+  const base = options.base ?? hostBaseName;
+  let driver: ProcessDriver | PodmanDriver;
+  let publish: Publisher;
+  let bundles: BundleStore | undefined;
+  if ((options.driver ?? 'process') === 'podman') {
+    const podman = options.podman ?? {};
+    const podmanDriver = new PodmanDriver({
+      ...podman,
+      stateDir: path.join(options.home, 'podman'),
+      // One owner per state directory: a restart removes what a crashed run left.
+      owner: createHash('sha256').update(path.resolve(options.home)).digest('hex').slice(0, 12),
+      insecureRegistries: options.insecureRegistries ?? [],
+    });
+    await podmanDriver.checkPodman();
+    driver = podmanDriver;
+    publish = options.registry
+      ? registryPublisher({ client, base, cacheDir, registry: options.registry })
+      : podmanLoadPublisher({ client, base, cacheDir, podman: new Podman(podman) });
+  } else {
+    bundles = await BundleStore.open(path.join(options.home, 'bundles'));
+    driver = new ProcessDriver({ bundles, stateDir: options.home });
+    publish = bundlePublisher(bundles);
+  }
+  const builds = buildServicePlugin({
+    scratchDir: path.join(options.home, 'builds'),
+    build: async ({ dir, handler, name, log }) => ({ ...(await publish({ dir, handler, name, log })) }),
+  });
+  await mkdir(path.join(options.home, 'builds'), { recursive: true });
+  const gateway = createGateway({
+    driver,
+    ...(bundles ? { bundles } : {}),
+    token,
+    systemPlugins: [builds],
+    info: { builds: true, needsImage: driver.kind !== 'process', ...(options.registry ? { registry: options.registry } : {}), base },
+  });
   const autoscaler = new Autoscaler({ target: driver, sources: [gateway.stats], ...(options.logger ? { logger: options.logger } : {}) });
   gateway.onNoReplica = (name) => {
     autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err: String(err) }));

@@ -36,9 +36,9 @@ export function usageError(message: string, hint?: string): CliError {
  * Runs a validator (such as platform's `validateName`) on a command-line argument and turns
  * whatever it throws into a usage error (exit code 2), keeping its hint.
  */
-export function checkArg(validate: () => void): void {
+export function checkArg<T>(validate: () => T): T {
   try {
-    validate();
+    return validate();
   } catch (err) {
     const { message, hint } = describeError(err);
     throw usageError(message, hint);

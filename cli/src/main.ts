@@ -4,12 +4,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { App, processIo, type Io } from './app.js';
-import { parseCount } from './args.js';
+import { collect, parseCount } from './args.js';
 import { GatewayClient } from './client.js';
 import { registerBuild } from './build.js';
 import { defaultGateway, envVars } from './config.js';
 import { deployFunction, registerDeploy } from './deploy.js';
-import { exitCodeFor, formatError } from './errors.js';
+import { exitCodeFor, formatError, usageError } from './errors.js';
 import { registerFunctions } from './functions.js';
 import { registerInit } from './init.js';
 import { registerInvoke } from './invoke.js';
@@ -57,34 +57,67 @@ Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.k
   return program;
 }
 
+interface UpFlags {
+  port: string;
+  host: string;
+  home?: string;
+  deploy?: string[];
+  json?: boolean;
+  driver: string;
+  registry?: string;
+  base?: string;
+  insecureRegistry?: string[];
+  podmanNetwork: string;
+}
+
 function registerUp(program: Command, app: App): void {
   program
     .command('up')
-    .description('run kubefn on this machine: gateway, autoscaler and functions as local processes')
+    .description('run kubefn on this machine: gateway, autoscaler, build service and functions as local processes or containers')
     .option('--port <port>', 'gateway port', '8080')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--home <dir>', `state directory: bundles, token (env ${envVars.home}; default ~/.kubefn)`)
     .option('--deploy <dir...>', 'deploy these function directories once the gateway is up')
+    .option('--driver <kind>', 'what runs replicas: "process" (node child processes) or "podman" (containers)', 'process')
+    .option('--registry <host:port>', 'podman driver: push built images here (default: load them into podman directly)')
+    .option('--base <image>', 'podman driver: base image for functions built by the platform (default "host": this machine\'s node)')
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
+    .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
       `
 Runs until Ctrl-C; deployed functions come back on the next \`fn up\`.
+With --driver podman each replica is a container of the function's OCI image; \`fn deploy\`
+then sends the source to the platform's build service (or, with --registry, builds and
+pushes the image itself). podman must work for the current user.
 
 Examples:
   $ fn up
   $ fn up --port 9090 --home ./.kubefn-dev
   $ fn up --deploy examples/hello examples/json-api
+  $ fn up --driver podman --deploy examples/hello
+  $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
   $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
     )
-    .action(async (opts: { port: string; host: string; home?: string; deploy?: string[]; json?: boolean }, command: Command) => {
+    .action(async (opts: UpFlags, command: Command) => {
       const port = parseCount(opts.port, '--port', 0, 65_535);
       const config = app.config(command);
+      if (opts.driver !== 'process' && opts.driver !== 'podman') throw usageError(`--driver must be "process" or "podman", got ${JSON.stringify(opts.driver)}`);
+      if (opts.podmanNetwork !== 'bridge' && opts.podmanNetwork !== 'host') {
+        throw usageError(`--podman-network must be "bridge" or "host", got ${JSON.stringify(opts.podmanNetwork)}`);
+      }
+      if (opts.driver === 'process' && (opts.registry || opts.base)) throw usageError('--registry and --base need --driver podman');
       const options: UpOptions = {
         port,
         host: opts.host,
         home: opts.home ? path.resolve(app.io.cwd, opts.home) : config.home,
         json: opts.json === true,
+        driver: opts.driver,
+        podman: { network: opts.podmanNetwork },
+        ...(opts.registry ? { registry: opts.registry } : {}),
+        ...(opts.base ? { base: opts.base } : {}),
+        insecureRegistries: opts.insecureRegistry ?? [],
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

@@ -1,9 +1,9 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform';
-import { startEmbedded } from './embedded.js';
+import { startEmbedded, type EmbeddedOptions } from './embedded.js';
 
-export interface UpOptions {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries'> {
   port: number;
   home: string;
   host: string;
@@ -39,20 +39,15 @@ function makeLogger(json: boolean) {
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function runUp(options: UpOptions): Promise<number> {
   const log = makeLogger(options.json ?? false);
-  const platform = await startEmbedded({
-    home: options.home,
-    port: options.port,
-    host: options.host,
-    logger: log,
-    ...(options.token ? { token: options.token } : {}),
-  });
+  const { deploy: _deploy, deployer: _deployer, json: _json, ...embedded } = options;
+  const platform = await startEmbedded({ ...embedded, logger: log });
   const functions = await platform.driver.list();
   if (options.json) {
     log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name) });
   } else {
     process.stderr.write(
       [
-        `kubefn is up: gateway ${platform.url}`,
+        `kubefn is up: gateway ${platform.url} (${platform.driver.kind} driver)`,
         `  state     ${options.home}` + (functions.length ? ` (${functions.length} function(s) restored)` : ''),
         `  token     ${options.home}/token (the CLI reads it from there)`,
         `  deploy    fn deploy examples/hello`,

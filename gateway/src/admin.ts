@@ -31,8 +31,11 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       provider: { provider: 'kubefn', orchestration: ctx.driver.kind, version },
       version,
       arch: process.arch,
+      kubefn: { driver: ctx.driver.kind, bundles: ctx.bundles !== undefined, ...ctx.options.info },
     };
   });
+
+  for (const plugin of ctx.options.systemPlugins) await app.register(plugin);
 
   app.get('/system/namespaces', async () => [namespace]);
 

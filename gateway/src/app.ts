@@ -44,6 +44,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
       version: options.version ?? '0.1.0',
+      systemPlugins: options.systemPlugins ?? [],
+      info: options.info ?? {},
     },
   };
   const gateway: Gateway = {

@@ -1,5 +1,6 @@
 // What the gateway's plugins share.
 
+import type { FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -29,6 +30,10 @@ export interface GatewayOptions {
   /** fastify logger option; default off. */
   logger?: boolean | Record<string, unknown>;
   version?: string;
+  /** More /system routes behind the same token (the build service in `fn up`). */
+  systemPlugins?: FastifyPluginAsync[];
+  /** Facts about this platform for clients, under `kubefn` in GET /system/info (how to deploy to it). */
+  info?: Record<string, unknown>;
 }
 
 export interface GatewayContext {
@@ -45,5 +50,7 @@ export interface GatewayContext {
     maxBodyBytes: number;
     maxBundleBytes: number;
     version: string;
+    systemPlugins: FastifyPluginAsync[];
+    info: Record<string, unknown>;
   };
 }

@@ -148,14 +148,19 @@ export class PodmanDriver extends ReplicaDriver<string> {
    */
   static async open(options: PodmanDriverOptions = {}): Promise<PodmanDriver> {
     const driver = new PodmanDriver(options);
-    const version = await driver.#launcher.podman.run(['version', '--format', '{{.Client.Version}}'], { timeoutMs: 30_000 });
+    await driver.checkPodman();
+    await driver.restore();
+    return driver;
+  }
+
+  /** Fails with a hint when podman does not answer; removes the owner's leftover containers. */
+  async checkPodman(): Promise<void> {
+    const version = await this.#launcher.podman.run(['version', '--format', '{{.Client.Version}}'], { timeoutMs: 30_000 });
     if (version.code !== 0) {
       throw new KubefnError('NOT_SUPPORTED', `podman does not answer: ${podmanError(version) || `exit code ${version.code}`}`, {
         hint: 'install podman (apt-get install podman runc) or pick another driver: fn up --driver process',
       });
     }
-    await driver.#launcher.removeLeftovers();
-    await driver.restore();
-    return driver;
+    await this.#launcher.removeLeftovers();
   }
 }

@@ -10,6 +10,7 @@ import { bundleFunction } from '@kubefn/builder';
 import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
 import { waitFor } from '@kubefn/platform/testing';
+import { coldStarts, percentile } from './cold-start.js';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const coldTries = Number(args.get('cold-tries') ?? 20);
@@ -55,10 +56,6 @@ async function sequentialLatency(url: string, n: number): Promise<{ p50ms: numbe
   return { p50ms: round(percentile(times, 50)), p99ms: round(percentile(times, 99)) };
 }
 
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
 
 /** How long this machine takes to start a bare Node process that answers over IPC: the floor under any cold start. */
 async function nodeStartMs(tries: number): Promise<number[]> {
@@ -93,18 +90,7 @@ async function main() {
   try {
     const image = await api.upload(hello, 'handler.js');
 
-    // Cold start: a fresh function at zero replicas, first request timed end to end.
-    const cold: number[] = [];
-    for (let i = 0; i < coldTries; i++) {
-      await api.deploy({ name: 'hello-cold', image, scale: { initial: 0 } });
-      await waitFor(async () => (await api.status('hello-cold')).replicas === 0, { what: 'hello-cold at zero' });
-      const t0 = performance.now();
-      const res = await fetch(`${platform.url}/function/hello-cold`);
-      await res.text();
-      cold.push(performance.now() - t0);
-      if (res.status !== 200) throw new Error(`cold request answered ${res.status}`);
-      await api.ok('DELETE', '/system/functions', { functionName: 'hello-cold' });
-    }
+    const cold = await coldStarts(api, image, coldTries);
 
     const nodeStart = await nodeStartMs(coldTries);
 

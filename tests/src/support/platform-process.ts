@@ -26,8 +26,11 @@ export async function newHome(): Promise<string> {
 }
 
 /** Starts `fn up --json` and resolves once it reports where it listens. */
-export async function startPlatform(home: string, options: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<RunningPlatform> {
-  const child = spawn(process.execPath, [fnBin, 'up', '--port', '0', '--host', '127.0.0.1', '--home', home, '--json'], {
+export async function startPlatform(
+  home: string,
+  options: { timeoutMs?: number; env?: Record<string, string>; args?: string[] } = {},
+): Promise<RunningPlatform> {
+  const child = spawn(process.execPath, [fnBin, 'up', '--port', '0', '--host', '127.0.0.1', '--home', home, '--json', ...(options.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });

@@ -1,0 +1,91 @@
+// How a built function becomes something a driver can run: a bundle in the bundle store (process
+// driver), an image in a registry, or an image loaded straight into podman (podman driver, no
+// registry). The build service in `fn up` publishes with one of these.
+
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  buildFunctionImage,
+  bundleFunction,
+  formatBytes,
+  functionImageArchive,
+  parseReference,
+  pushFunctionImage,
+  type RegistryClient,
+} from '@kubefn/builder';
+import { bundleImageRef, KubefnError, podmanError, type BundleStore, type Podman } from '@kubefn/platform';
+
+export interface PublishRequest {
+  /** The function's source directory and handler module. */
+  dir: string;
+  handler: string;
+  name: string;
+  log(line: string): void;
+}
+
+export interface Published {
+  /** What the spec's `image` names. */
+  image: string;
+  /** The bundle's or the image manifest's digest. */
+  digest: string;
+}
+
+export type Publisher = (request: PublishRequest) => Promise<Published>;
+
+/** Bundles into the process driver's bundle store. */
+export function bundlePublisher(store: BundleStore): Publisher {
+  return async ({ dir, handler, log }) => {
+    const out = await mkdtemp(path.join(tmpdir(), 'kubefn-publish-'));
+    try {
+      const bundle = await bundleFunction({ dir, handler, outDir: out });
+      log(`bundled ${handler}: ${formatBytes(bundle.bytes)}`);
+      await store.put(bundle.digest, createReadStream(bundle.file));
+      return { image: bundleImageRef(bundle.digest), digest: bundle.digest };
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  };
+}
+
+export interface ImagePublisherOptions {
+  client: RegistryClient;
+  /** Base image reference, "host" or "scratch". */
+  base: string;
+  cacheDir: string;
+}
+
+/** Builds an image and pushes it to `registry` as <registry>/kubefn/<name>:latest; the spec names it by digest. */
+export function registryPublisher(options: ImagePublisherOptions & { registry: string }): Publisher {
+  return async ({ dir, handler, name, log }) => {
+    const fi = await buildFunctionImage({ dir, handler, name, base: options.base, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+    const report = await pushFunctionImage(options.client, fi, parseReference(`${options.registry}/kubefn/${name}:latest`), log);
+    return { image: report.ref, digest: report.digest };
+  };
+}
+
+/** Builds an image and loads it into podman's local storage; no registry involved. */
+export function podmanLoadPublisher(options: ImagePublisherOptions & { podman: Podman }): Publisher {
+  return async ({ dir, handler, name, log }) => {
+    const fi = await buildFunctionImage({ dir, handler, name, base: options.base, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+    const digest = fi.image.manifestDescriptor.digest;
+    // The tag is the manifest digest: an unchanged function maps to the image podman already has.
+    const image = `localhost/kubefn/${name}:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
+    if ((await options.podman.run(['image', 'exists', image])).code === 0) {
+      log(`podman already has ${image}`);
+      return { image, digest };
+    }
+    const scratch = await mkdtemp(path.join(tmpdir(), 'kubefn-load-'));
+    try {
+      const archive = path.join(scratch, 'image.tar');
+      await writeFile(archive, await functionImageArchive(options.client, fi, image, options.cacheDir));
+      const r = await options.podman.run(['load', '--quiet', '--input', archive], { timeoutMs: 300_000 });
+      if (r.code !== 0) throw new KubefnError('BUILD_FAILED', `podman cannot load the image of "${name}": ${podmanError(r)}`);
+      log(`loaded ${image} into podman`);
+      return { image, digest };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  };
+}

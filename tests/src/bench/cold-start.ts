@@ -1,0 +1,28 @@
+// Cold start through the gateway, the way a user meets it: a function at zero replicas, its
+// first request timed end to end. Shared by the benchmarks.
+
+import { waitFor } from '@kubefn/platform/testing';
+import type { Api } from '../support/api.js';
+
+/** Deploys `image` as a fresh function at zero `tries` times and times each first request, in ms. */
+export async function coldStarts(api: Api, image: string, tries: number, name = 'hello-cold'): Promise<number[]> {
+  const cold: number[] = [];
+  for (let i = 0; i < tries; i++) {
+    await api.deploy({ name, image, scale: { initial: 0 } });
+    await waitFor(async () => (await api.status(name)).replicas === 0, { what: `${name} at zero` });
+    const t0 = performance.now();
+    const res = await fetch(`${api.url}/function/${name}`);
+    await res.text();
+    cold.push(performance.now() - t0);
+    if (res.status !== 200) throw new Error(`cold request answered ${res.status}`);
+    await api.ok('DELETE', '/system/functions', { functionName: name });
+    // The next deploy must not find the old replicas still draining.
+    await waitFor(async () => !(await api.call('GET', `/system/function/${name}`)).ok, { what: `${name} gone` });
+  }
+  return cold;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}

@@ -1,0 +1,101 @@
+// `fn up --driver podman` end to end: the real platform process, the CLI binary deploying through
+// the build service (no registry) and through a registry, containers answering through the
+// gateway, and hostile source archives refused by the running build service.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import path from 'node:path';
+import { pack } from 'tar-stream';
+import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
+import { Podman, podmanLabels } from '@kubefn/platform';
+import { waitFor } from '@kubefn/platform/testing';
+import { Api } from './support/api.js';
+import { fnBin, newHome, startPlatform, type RunningPlatform } from './support/platform-process.js';
+import { examplesDir, podmanTestOptions } from './support/podman.js';
+
+const exec = promisify(execFile);
+const timeout = 600_000;
+
+describe('fn up --driver podman', () => {
+  let platform: RunningPlatform;
+  let api: Api;
+  let env: Record<string, string>;
+  let registry: TestRegistry;
+
+  before(async () => {
+    env = (await podmanTestOptions()).env;
+    registry = await startRegistry();
+    platform = await startPlatform(await newHome(), { args: ['--driver', 'podman'], env, timeoutMs: 120_000 });
+    api = new Api(platform.url, platform.token);
+  });
+
+  after(async () => {
+    await platform?.stop();
+    await registry?.close();
+  });
+
+  async function fn(...args: string[]): Promise<string> {
+    const { stdout } = await exec(process.execPath, [fnBin, '--gateway', platform.url, '--token', platform.token, ...args], {
+      env: { ...process.env, ...env, KUBEFN_HOME: platform.home },
+      timeout,
+    });
+    return stdout;
+  }
+
+  it('reports the podman driver and its build service in /system/info', async () => {
+    const info = await api.client.info();
+    assert.equal(info.kubefn?.driver, 'podman');
+    assert.equal(info.kubefn?.needsImage, true);
+    assert.equal(info.kubefn?.builds, true);
+  });
+
+  it('fn deploy sends the source to the build service; the container answers through the gateway', { timeout }, async () => {
+    const out = JSON.parse(await fn('deploy', path.join(examplesDir, 'hello'), '--json')) as { mode: string; image: string };
+    assert.equal(out.mode, 'remote');
+    assert.match(out.image, /^localhost\/kubefn\/hello:[0-9a-f]{20}$/);
+    const res = await fetch(`${platform.url}/function/hello?name=Podman`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'Hello, Podman!\n');
+    const podman = new Podman({ env });
+    const running = (await podman.check(['ps', '--filter', `label=${podmanLabels.function}=hello`, '--format', '{{.Image}}'])).trim().split('\n');
+    assert.ok(running.includes(out.image), `a container of ${out.image} runs (saw ${running.join(', ')})`);
+    const logs = await fn('logs', 'hello', '--tail', '50');
+    assert.match(logs, /ready at http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it('fn deploy --registry builds and pushes here; the driver pulls the image by digest', { timeout }, async () => {
+    const out = JSON.parse(
+      await fn('deploy', path.join(examplesDir, 'ts-greeter'), '--registry', registry.host, '--base', 'host', '--json'),
+    ) as { mode: string; image: string; bytes: number };
+    assert.equal(out.mode, 'image');
+    assert.match(out.image, new RegExp(`^${registry.host}/ts-greeter@sha256:[0-9a-f]{64}$`));
+    assert.ok(out.bytes > 0);
+    const res = await fetch(`${platform.url}/function/ts-greeter?lang=fr&name=Ada`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { language: 'fr', text: 'Bonjour, Ada!' });
+    // Unchanged source: nothing pushed, same image.
+    const again = JSON.parse(await fn('deploy', path.join(examplesDir, 'ts-greeter'), '--registry', registry.host, '--base', 'host', '--json')) as {
+      image: string;
+      bytes: number;
+    };
+    assert.equal(again.image, out.image);
+    assert.equal(again.bytes, 0);
+  });
+
+  it('the build service refuses a hostile archive with a 4xx and builds nothing', { timeout }, async () => {
+    const tar = pack();
+    tar.entry({ name: 'handler.js' }, 'export default () => "x"');
+    tar.entry({ name: '../../escape.js' }, 'boom');
+    tar.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of tar) chunks.push(c as Buffer);
+    const res = await api.call('POST', '/system/builds?name=evil&handler=handler.js', undefined, Buffer.concat(chunks));
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { code: string; message: string };
+    assert.equal(body.code, 'BAD_REQUEST');
+    assert.match(body.message, /escape\.js/);
+    await waitFor(async () => (await api.call('GET', '/system/function/evil')).status === 404, { what: 'no function "evil"' });
+  });
+});
