@@ -24,7 +24,7 @@ import path from 'node:path';
 import { buildFunctionImage, bundleFunction, formatBytes, parseReference, pushFunctionImage, RegistryClient, type PushReport } from '@kubefn/builder';
 import { startRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
-import { parse } from 'yaml';
+import { loadFnYaml } from '@kubefn/cli';
 import { repoRoot } from '../support/platform-process.js';
 import { examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
 import { startCountingProxy, type ByteCounts, type CountingProxy } from './counting-proxy.js';
@@ -73,12 +73,9 @@ async function examples(): Promise<Example[]> {
   const found: Example[] = [];
   for (const entry of (await readdir(examplesDir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
     const dir = path.join(examplesDir, entry.name);
-    const text = entry.isDirectory() ? await readFile(path.join(dir, 'fn.yaml'), 'utf8').catch(() => undefined) : undefined;
-    if (text === undefined) continue;
-    // Only the two fields a build needs; `fn build` validates the rest (cli's loadFnYaml would drag in the whole CLI).
-    const fn = parse(text) as { name?: string; handler?: string };
-    const name = fn.name ?? entry.name;
-    if (!only || only.includes(name)) found.push({ name, dir, handler: fn.handler ?? 'handler.js' });
+    if (!entry.isDirectory()) continue;
+    const { spec } = await loadFnYaml(dir);
+    if (!only || only.includes(spec.name)) found.push({ name: spec.name, dir, handler: spec.handler });
   }
   return found;
 }
