@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import Fastify from 'fastify';
-import { pack, type Header } from 'tar-stream';
+import { tarOf, type TarTestEntry } from './testing/tar.js';
 import { isKubefnError, type ErrorBody } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { BuildEventWriter, maxLogLineBytes, maxLogLines } from './build-events.js';
@@ -123,22 +123,7 @@ async function assertNothingLeft(svc: Service): Promise<void> {
   assert.deepEqual(extra, []);
 }
 
-type Entry = Partial<Header> & { name: string; body?: string | Buffer };
-
-/** A tar (hostile ones included) written entry by entry with tar-stream. */
-async function tarOf(entries: Entry[]): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    p.on('data', (c: unknown) => chunks.push(c as Buffer));
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const { body, ...header } of entries) p.entry({ mtime: new Date(0), ...header }, body ?? '');
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type Entry = TarTestEntry;
 
 /** A build callback that waits for its signal to abort, recording the signal. */
 function awaitAbort(seen: { signal?: AbortSignal }): Build {

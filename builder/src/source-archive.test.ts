@@ -7,25 +7,11 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { pack, type Header } from 'tar-stream';
+import { tarOf, type TarTestEntry } from './testing/tar.js';
 import { isKubefnError, type ErrorCode } from '@kubefn/platform';
 import { extractSource, packSource, type ExtractLimits } from './source-archive.js';
 
-type Entry = Partial<Header> & { name: string; body?: string | Buffer };
-
-async function tarOf(entries: Entry[]): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  const done = new Promise<void>((resolve, reject) => {
-    p.on('data', (c: unknown) => chunks.push(c as Buffer));
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const { body, ...header } of entries) p.entry({ mtime: new Date(0), ...header }, body ?? '');
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type Entry = TarTestEntry;
 
 const tgzOf = async (entries: Entry[]) => gzipSync(await tarOf(entries));
 

@@ -5,9 +5,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Endpoint } from './driver.js';
-import { LineSplitter } from './log-buffer.js';
 import type { Podman } from './podman.js';
-import { StderrTail, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
+import { StderrTail, watchChild, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
 import { adminPaths } from './runtime-contract.js';
 
 export interface PodmanReplicaOptions extends ReplicaStart {
@@ -27,7 +26,6 @@ export const containerPort = 8080;
 export const containerAdminPort = 8081;
 /** Time past the drain deadline before the container is removed by force. */
 const killGraceMs = 5000;
-const stdioFlushMs = 1000;
 
 // Containers still running, removed if this process exits without closing its drivers.
 const liveContainers = new Map<string, Podman>();
@@ -134,29 +132,15 @@ export class PodmanReplica implements Replica {
   }
 
   #wire(child: ChildProcess): void {
-    const out = new LineSplitter((text) => this.#options.onLine(this, 'stdout', text));
-    const err = new LineSplitter((text) => {
-      this.#stderrTail.add(text);
-      this.#options.onLine(this, 'stderr', text);
-    });
-    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
-    child.on('error', (error) => {
-      if (child.pid === undefined) this.#finish(null, null, error);
-    });
-    child.on('exit', (code, signal) => {
-      if (this.state === 'ready' || this.state === 'draining') this.#options.onUnroutable(this, 'exited');
-      let flushed = false;
-      const flush = (): void => {
-        if (flushed) return;
-        flushed = true;
-        clearTimeout(timer);
-        out.end();
-        err.end();
-        this.#finish(code, signal, undefined);
-      };
-      const timer = setTimeout(flush, stdioFlushMs);
-      child.once('close', flush);
+    watchChild(child, {
+      line: (stream, text) => {
+        if (stream === 'stderr') this.#stderrTail.add(text);
+        this.#options.onLine(this, stream, text);
+      },
+      exited: () => {
+        if (this.state === 'ready' || this.state === 'draining') this.#options.onUnroutable(this, 'exited');
+      },
+      done: (code, signal, error) => this.#finish(code, signal, error),
     });
   }
 

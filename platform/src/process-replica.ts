@@ -2,8 +2,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
-import { LineSplitter } from './log-buffer.js';
-import { isPort, StderrTail, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
+import { isPort, StderrTail, watchChild, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
 import type { RuntimeMessage } from './runtime-contract.js';
 
 export interface ProcessReplicaOptions extends ReplicaStart {
@@ -11,9 +10,6 @@ export interface ProcessReplicaOptions extends ReplicaStart {
   args: string[];
   env: NodeJS.ProcessEnv;
 }
-
-/** How long to wait after 'exit' for the last stdio bytes (a grandchild may hold the pipes open). */
-const stdioFlushMs = 1000;
 
 // Children still running, killed if this process exits without closing its drivers.
 const liveChildren = new Set<ChildProcess>();
@@ -95,34 +91,18 @@ export class ProcessReplica implements Replica {
   }
 
   #wire(child: ChildProcess): void {
-    const out = new LineSplitter((text) => this.#options.onLine(this, 'stdout', text));
-    const err = new LineSplitter((text) => {
-      this.#stderrTail.add(text);
-      this.#options.onLine(this, 'stderr', text);
-    });
-    child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
-    child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
     child.on('message', (message: unknown) => this.#onMessage(message));
-    // 'error' with no pid means spawn failed and no 'exit' will follow; later errors (a failed
-    // kill of a process that is already gone) are harmless.
-    child.on('error', (error) => {
-      if (child.pid === undefined) this.#finish(null, null, error);
-    });
-    child.on('exit', (code, signal) => {
-      this.#processExited = true;
-      // Unroutable now, even if a grandchild keeps the pipes open and delays 'close'.
-      if (this.state === 'ready' || this.state === 'draining') this.#options.onUnroutable(this, 'exited');
-      let flushed = false;
-      const flush = (): void => {
-        if (flushed) return;
-        flushed = true;
-        clearTimeout(timer);
-        out.end();
-        err.end();
-        this.#finish(code, signal, undefined);
-      };
-      const timer = setTimeout(flush, stdioFlushMs);
-      child.once('close', flush);
+    watchChild(child, {
+      line: (stream, text) => {
+        if (stream === 'stderr') this.#stderrTail.add(text);
+        this.#options.onLine(this, stream, text);
+      },
+      exited: () => {
+        this.#processExited = true;
+        // Unroutable now, even if a grandchild keeps the pipes open and delays 'close'.
+        if (this.state === 'ready' || this.state === 'draining') this.#options.onUnroutable(this, 'exited');
+      },
+      done: (code, signal, error) => this.#finish(code, signal, error),
     });
   }
 

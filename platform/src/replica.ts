@@ -1,7 +1,9 @@
 // One replica of a function as the replica driver sees it, whatever runs it (a child process,
 // a container): how it starts, becomes ready, stops, and why it went.
 
+import type { ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
+import { LineSplitter } from './log-buffer.js';
 import type { FunctionSpec } from './spec.js';
 
 export type ReplicaState = 'starting' | 'ready' | 'draining' | 'exited';
@@ -117,4 +119,43 @@ export function describeFailure(
 
 export function isPort(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 && value < 65536;
+}
+
+/** How long to wait after 'exit' for the last stdio bytes (a grandchild may hold the pipes open). */
+const stdioFlushMs = 1000;
+
+export interface ChildWatch {
+  /** One line of the child's stdout or stderr. */
+  line(stream: 'stdout' | 'stderr', text: string): void;
+  /** The process is gone; its last output may still be arriving. */
+  exited?(code: number | null, signal: NodeJS.Signals | null): void;
+  /** The process is gone and its output read (or the flush deadline passed). Called once. */
+  done(code: number | null, signal: NodeJS.Signals | null, error: Error | undefined): void;
+}
+
+/** Reads a replica's child process (piped stdout and stderr) line by line until it is gone. */
+export function watchChild(child: ChildProcess, watch: ChildWatch): void {
+  const out = new LineSplitter((text) => watch.line('stdout', text));
+  const err = new LineSplitter((text) => watch.line('stderr', text));
+  child.stdout!.on('data', (chunk: Buffer) => out.write(chunk));
+  child.stderr!.on('data', (chunk: Buffer) => err.write(chunk));
+  // 'error' with no pid means spawn failed and no 'exit' will follow; later errors (a failed
+  // kill of a process that is already gone) are harmless.
+  child.on('error', (error) => {
+    if (child.pid === undefined) watch.done(null, null, error);
+  });
+  child.on('exit', (code, signal) => {
+    watch.exited?.(code, signal);
+    let flushed = false;
+    const flush = (): void => {
+      if (flushed) return;
+      flushed = true;
+      clearTimeout(timer);
+      out.end();
+      err.end();
+      watch.done(code, signal, undefined);
+    };
+    const timer = setTimeout(flush, stdioFlushMs);
+    child.once('close', flush);
+  });
 }

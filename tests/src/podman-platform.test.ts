@@ -7,8 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
-import { pack } from 'tar-stream';
-import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
+import { startRegistry, tarOf, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman, podmanLabels } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from './support/api.js';
@@ -85,13 +84,11 @@ describe('fn up --driver podman', () => {
   });
 
   it('the build service refuses a hostile archive with a 4xx and builds nothing', { timeout }, async () => {
-    const tar = pack();
-    tar.entry({ name: 'handler.js' }, 'export default () => "x"');
-    tar.entry({ name: '../../escape.js' }, 'boom');
-    tar.finalize();
-    const chunks: Buffer[] = [];
-    for await (const c of tar) chunks.push(c as Buffer);
-    const res = await api.call('POST', '/system/builds?name=evil&handler=handler.js', undefined, Buffer.concat(chunks));
+    const archive = await tarOf([
+      { name: 'handler.js', body: 'export default () => "x"' },
+      { name: '../../escape.js', body: 'boom' },
+    ]);
+    const res = await api.call('POST', '/system/builds?name=evil&handler=handler.js', undefined, archive);
     assert.equal(res.status, 400);
     const body = (await res.json()) as { code: string; message: string };
     assert.equal(body.code, 'BAD_REQUEST');

@@ -18,7 +18,7 @@
 // Env: BENCH_RUNS (default 3), BENCH_EXAMPLES (comma-separated names; default all).
 // Writes bench-results/image-bench.json.
 
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildFunctionImage, bundleFunction, formatBytes, parseReference, pushFunctionImage, RegistryClient, type PushReport } from '@kubefn/builder';
