@@ -66,7 +66,8 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       platform: 'node',
       format: 'esm',
       target: 'node20',
-      sourcemap: 'inline',
+      // External here, inlined below once its paths no longer depend on where things live on disk.
+      sourcemap: 'external',
       sourcesContent: false,
       minify: options.minify ?? false,
       keepNames: true,
@@ -89,17 +90,50 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     throw err;
   }
   const output = result.outputFiles?.find((f) => f.path === outFile);
-  if (!output) throw new KubefnError('INTERNAL', 'esbuild produced no output');
+  const map = result.outputFiles?.find((f) => f.path === `${outFile}.map`);
+  if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no output');
+  const contents = Buffer.from(stableOutput(output.text, map.text, dir, outDir, Object.keys(result.metafile.inputs)));
   await mkdir(outDir, { recursive: true });
   // Skip the write when unchanged so file watchers and mtimes stay quiet.
   const previous = await readFile(outFile).catch(() => null);
-  if (!previous?.equals(output.contents)) await writeFile(outFile, output.contents);
+  if (!previous?.equals(contents)) await writeFile(outFile, contents);
   return {
     file: outFile,
-    digest: `sha256:${createHash('sha256').update(output.contents).digest('hex')}`,
-    bytes: output.contents.byteLength,
+    digest: `sha256:${createHash('sha256').update(contents).digest('hex')}`,
+    bytes: contents.byteLength,
     warnings: result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : [],
   };
+}
+
+/** Where kubefn's own packages sit (runtime-node, platform): their files are named `kubefn/...` in every bundle. */
+const kubefnRoot = path.resolve(path.dirname(runtimeEntry), '..', '..');
+
+/**
+ * The bundle with every path in it independent of where the function, kubefn and node_modules
+ * sit on disk, so the same source gives the same bytes on every machine and in the build
+ * service's scratch directories: esbuild's `// <path>` module comments, its CommonJS module
+ * keys and the source map's `sources` name files relative to the function directory, packages
+ * from `node_modules/<pkg>` and kubefn's own as `kubefn/<pkg>`. The source map is then inlined.
+ */
+function stableOutput(js: string, mapText: string, dir: string, outDir: string, inputs: string[]): string {
+  const stable = (fromDir: string): string => {
+    const rel = path.relative(dir, fromDir);
+    const posix = rel.split(path.sep).join('/');
+    if (!posix.startsWith('../')) return posix;
+    const modules = posix.lastIndexOf('node_modules/');
+    if (modules >= 0) return posix.slice(modules);
+    const inKubefn = path.relative(kubefnRoot, fromDir);
+    if (!inKubefn.startsWith('..') && !path.isAbsolute(inKubefn)) return `kubefn/${inKubefn.split(path.sep).join('/')}`;
+    return posix;
+  };
+  const known = new Set(inputs);
+  const body = js
+    .replace(/^\/\/ (.+)$/gm, (line, p: string) => (known.has(p) ? `// ${stable(path.resolve(dir, p))}` : line))
+    .replace(/"(\.\.\/[^"\n]*)"/g, (quoted, p: string) => (known.has(p) ? JSON.stringify(stable(path.resolve(dir, p))) : quoted))
+    .replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, '\n');
+  const map = JSON.parse(mapText) as { sources: string[] };
+  map.sources = map.sources.map((s) => stable(path.resolve(outDir, s)));
+  return `${body}//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
 }
 
 const runtimePlugin: esbuild.Plugin = {

@@ -70,6 +70,20 @@ describe('fn CLI against fn up', () => {
     assert.match(gone.stderr, /404|no function/);
   });
 
+  it('deploy --remote-build sends the source to the build service, which bundles it for the process driver', async () => {
+    const r = await fn('deploy', fnDir, '--name', 'hello-remote', '--remote-build', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { mode: string; image: string; digest: string };
+    assert.equal(out.mode, 'remote');
+    assert.equal(out.image, `bundle:${out.digest}`);
+    const invoked = await fn('invoke', 'hello-remote', '--query', 'name=Remote');
+    assert.equal(invoked.stdout, 'Hello, Remote!\n');
+    // The same source bundled here gives the same digest: the service built what the CLI would.
+    const local = JSON.parse((await fn('build', fnDir, '--json')).stdout) as { digest: string };
+    assert.equal(local.digest, out.digest);
+    assert.equal((await fn('delete', 'hello-remote')).code, 0);
+  });
+
   it('refuses a bad fn.yaml naming the file and the field, deploying nothing', async () => {
     const bad = await mkdtemp(path.join(tmpdir(), 'kubefn-bad-'));
     await writeFile(path.join(bad, 'fn.yaml'), 'name: bad-fn\nscale:\n  min: 5\n  max: 2\n');
