@@ -2,14 +2,14 @@
 // pushed to a registry (only the blobs it lacks) or written as an archive. No daemon involved.
 
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { KubefnError } from '@kubefn/platform';
 import { bundleFunction, type Bundle } from './bundle.js';
 import { hostNodeBase } from './host-base.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
-import { buildLayer, sha256, type Layer } from './oci-layer.js';
+import { buildLayer, sha256, type Layer, type LayerFile } from './oci-layer.js';
 import type { RegistryClient } from './registry/client.js';
 import { formatReference, parseReference, type ImageReference } from './registry/reference.js';
 
@@ -54,6 +54,8 @@ export interface ImageBuildOptions {
   name: string;
   /** Base image reference, "host" or "scratch". */
   base: string;
+  /** Files or directories (relative to `dir`) shipped next to the bundle, under /app. */
+  assets?: string[];
   client: RegistryClient;
   /** Cache for the host base and downloaded layers, e.g. ~/.kubefn/cache. */
   cacheDir: string;
@@ -69,7 +71,12 @@ export async function buildFunctionImage(options: ImageBuildOptions): Promise<Fu
     bundleFunction({ dir: options.dir, handler: options.handler }),
   ]);
   progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
-  const layer = await buildLayer([{ path: `${appDir.slice(1)}/fn.mjs`, content: await readFile(bundle.file) }]);
+  const assets = await collectAssets(options.dir, options.assets ?? []);
+  if (assets.length) progress(`assets: ${assets.length} file(s), ${formatBytes(assets.reduce((n, f) => n + f.content.length, 0))}`);
+  const layer = await buildLayer([
+    { path: `${appDir.slice(1)}/fn.mjs`, content: await readFile(bundle.file) },
+    ...assets.map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })),
+  ]);
   const image = assembleImage(base.base, layer, {
     entrypoint: imageEntrypoint,
     workingDir: appDir,
@@ -151,6 +158,42 @@ export async function functionImageArchive(client: RegistryClient, fi: FunctionI
     blobs.push({ digest: l.digest, content });
   }
   return writeOciArchive(fi.image, blobs, refName);
+}
+
+/** Largest total of asset bytes in one image. */
+const maxAssetBytes = 256 * 1024 * 1024;
+const maxAssetFiles = 10_000;
+
+/**
+ * The files the spec's `assets` name, read from `dir`: directories are walked, symlinks are
+ * followed only when they stay inside `dir`. Paths in the result are relative to `dir`.
+ */
+export async function collectAssets(dir: string, assets: readonly string[]): Promise<LayerFile[]> {
+  const root = await realpath(dir);
+  const files = new Map<string, LayerFile>();
+  let bytes = 0;
+  const add = async (rel: string, where: string): Promise<void> => {
+    const real = await realpath(path.join(root, rel)).catch(() => undefined);
+    if (!real) throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) does not exist`, { hint: 'fix `assets` in fn.yaml' });
+    const inside = path.relative(root, real);
+    if (inside.startsWith('..') || path.isAbsolute(inside)) {
+      throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) leads outside the function directory`, { hint: 'copy the file into the function directory' });
+    }
+    const info = await stat(real);
+    if (info.isDirectory()) {
+      for (const entry of (await readdir(real)).sort()) await add(path.posix.join(rel, entry), where);
+      return;
+    }
+    if (!info.isFile()) throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) is not a regular file`);
+    bytes += info.size;
+    if (bytes > maxAssetBytes || files.size >= maxAssetFiles) {
+      throw new KubefnError('BUILD_FAILED', `assets are over ${formatBytes(maxAssetBytes)} or ${maxAssetFiles} files`, { hint: 'ship large data from object storage instead' });
+    }
+    files.set(rel, { path: rel, content: await readFile(real), mode: info.mode & 0o111 ? 0o755 : 0o644 });
+  };
+  for (const [i, a] of assets.entries()) await add(a.replace(/\/+$/, ''), `assets.${i}`);
+  if (files.has('fn.mjs')) throw new KubefnError('BUILD_FAILED', 'an asset named "fn.mjs" would replace the bundle', { hint: 'rename it' });
+  return [...files.values()];
 }
 
 /** Resolves `--base`: a registry reference, "host" or "scratch". */

@@ -60,7 +60,16 @@ export async function buildImage(
   const base = flags.base ?? defaultBase;
   return progress.step(
     `building image of ${loaded.spec.name} on ${base}`,
-    () => buildFunctionImage({ dir: loaded.dir, handler: loaded.spec.handler, name: loaded.spec.name, base, client: options.client, cacheDir: options.cacheDir }),
+    () =>
+      buildFunctionImage({
+        dir: loaded.dir,
+        handler: loaded.spec.handler,
+        name: loaded.spec.name,
+        base,
+        assets: loaded.spec.assets ?? [],
+        client: options.client,
+        cacheDir: options.cacheDir,
+      }),
     (fi) => `built image ${fi.image.manifestDescriptor.digest.slice(0, 19)}: function layer ${formatBytes(fi.layer.blob.length)}`,
   );
 }

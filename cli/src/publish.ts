@@ -3,7 +3,7 @@
 // registry). The build service in `fn up` publishes with one of these.
 
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -16,6 +16,7 @@ import {
   type RegistryClient,
 } from '@kubefn/builder';
 import { bundleImageRef, KubefnError, podmanError, type BundleStore, type Podman } from '@kubefn/platform';
+import { fnYamlName, loadFnYaml } from './fn-yaml.js';
 
 export interface PublishRequest {
   /** The function's source directory and handler module. */
@@ -49,6 +50,18 @@ export function bundlePublisher(store: BundleStore): Publisher {
   };
 }
 
+/** The `assets` of the fn.yaml that came with the source, if any. */
+async function declaredAssets(dir: string): Promise<string[]> {
+  const found = await stat(path.join(dir, fnYamlName)).catch(() => undefined);
+  return found?.isFile() ? ((await loadFnYaml(dir)).spec.assets ?? []) : [];
+}
+
+/** Builds the function's image from a source directory, assets included. */
+async function buildFrom(options: ImagePublisherOptions, { dir, handler, name, log }: PublishRequest) {
+  const assets = await declaredAssets(dir);
+  return buildFunctionImage({ dir, handler, name, base: options.base, assets, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+}
+
 export interface ImagePublisherOptions {
   client: RegistryClient;
   /** Base image reference, "host" or "scratch". */
@@ -58,8 +71,9 @@ export interface ImagePublisherOptions {
 
 /** Builds an image and pushes it to `registry` as <registry>/kubefn/<name>:latest; the spec names it by digest. */
 export function registryPublisher(options: ImagePublisherOptions & { registry: string }): Publisher {
-  return async ({ dir, handler, name, log }) => {
-    const fi = await buildFunctionImage({ dir, handler, name, base: options.base, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+  return async (request) => {
+    const { name, log } = request;
+    const fi = await buildFrom(options, request);
     const report = await pushFunctionImage(options.client, fi, parseReference(`${options.registry}/kubefn/${name}:latest`), log);
     return { image: report.ref, digest: report.digest };
   };
@@ -67,8 +81,9 @@ export function registryPublisher(options: ImagePublisherOptions & { registry: s
 
 /** Builds an image and loads it into podman's local storage; no registry involved. */
 export function podmanLoadPublisher(options: ImagePublisherOptions & { podman: Podman }): Publisher {
-  return async ({ dir, handler, name, log }) => {
-    const fi = await buildFunctionImage({ dir, handler, name, base: options.base, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+  return async (request) => {
+    const { name, log } = request;
+    const fi = await buildFrom(options, request);
     const digest = fi.image.manifestDescriptor.digest;
     // The tag is the manifest digest: an unchanged function maps to the image podman already has.
     const image = `localhost/kubefn/${name}:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;

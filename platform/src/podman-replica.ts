@@ -127,7 +127,8 @@ export class PodmanReplica implements Replica {
         return;
       }
       await new Promise((r) => setTimeout(r, intervalMs));
-      intervalMs = Math.min(intervalMs * 2, 100);
+      // A refused connection costs little; a long pause here would be added to every cold start.
+      intervalMs = Math.min(intervalMs * 2, 20);
     }
   }
 

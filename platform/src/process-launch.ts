@@ -19,6 +19,11 @@ export async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec
       hint: 'the process driver runs bundles built by `fn deploy`; use the podman driver for OCI images',
     });
   }
+  if (spec.assets?.length) {
+    throw new KubefnError('NOT_SUPPORTED', `the process driver runs a bundle alone and cannot ship assets (function "${spec.name}" lists ${spec.assets.join(', ')})`, {
+      hint: 'import the files from the handler so esbuild bundles them, or run the function in an image: fn up --driver podman',
+    });
+  }
   if (spec.secrets?.length) {
     throw new KubefnError('NOT_SUPPORTED', `the process driver has no secret store (function "${spec.name}" lists secrets)`, {
       hint: 'pass the values through `env` when running locally, or use the kubernetes driver',

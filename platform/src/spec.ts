@@ -69,6 +69,12 @@ export const FunctionSpecSchema = Type.Object(
     name: Type.String({ pattern: namePattern, minLength: 1, maxLength: 63, description: 'DNS-1123 label' }),
     handler: Type.String({ minLength: 1, maxLength: 1024, default: 'handler.js', description: 'handler module, relative to fn.yaml' }),
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'what replicas run; set by `fn deploy`' })),
+    assets: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+        maxItems: 256,
+        description: 'files or directories, relative to fn.yaml, shipped in the image next to the bundle (/app/<path>)',
+      }),
+    ),
     env: Type.Optional(Type.Record(Type.String({ pattern: envKeyPattern }), Type.String({ maxLength: 32_768 }))),
     secrets: Type.Optional(Type.Array(Type.String({ pattern: namePattern, maxLength: 253 }), { maxItems: 64 })),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
@@ -197,6 +203,12 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
     }
   }
   if (spec.handler.includes('\0')) out.push({ field: 'handler', message: 'must be a file path' });
+  (spec.assets ?? []).forEach((a, i) => {
+    const parts = a.replace(/\/+$/, '').split('/');
+    if (a.startsWith('/') || a.includes('\\') || a.includes('\0') || parts.some((p) => p === '..' || p === '')) {
+      out.push({ field: `assets.${i}`, message: 'must be a path inside the function directory, like "public" or "data/words.txt"' });
+    }
+  });
   spec.triggers.forEach((t, i) => {
     const at = `triggers.${i}`;
     if (t.type === 'nats' && !t.subject) out.push({ field: `${at}.subject`, message: 'is required for a nats trigger' });

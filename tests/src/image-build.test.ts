@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -91,6 +91,29 @@ describe('function images', () => {
     assert.equal(`sha256:${id}`, fi.image.configDescriptor.digest);
     assert.match(await runAndCall('localhost/kubefn/ts-greeter:latest'), /image/);
     await podman.run(['rmi', '--force', 'localhost/kubefn/ts-greeter:latest']);
+  });
+
+  it('ships the assets fn.yaml declares next to the bundle; the handler reads them at run time', { timeout }, async () => {
+    const fnDir = path.join(dir, 'with-assets');
+    await mkdir(path.join(fnDir, 'public', 'css'), { recursive: true });
+    await writeFile(path.join(fnDir, 'handler.js'), [
+      "import { readFile } from 'node:fs/promises';",
+      "export default async () => (await readFile(new URL('./data/words.txt', import.meta.url), 'utf8')) + (await readFile(new URL('./public/css/site.css', import.meta.url), 'utf8'));",
+      '',
+    ].join('\n'));
+    await mkdir(path.join(fnDir, 'data'));
+    await writeFile(path.join(fnDir, 'data', 'words.txt'), 'alpha beta\n');
+    await writeFile(path.join(fnDir, 'public', 'css', 'site.css'), 'body{}\n');
+    const fi = await buildFunctionImage({ dir: fnDir, handler: 'handler.js', name: 'with-assets', base, assets: ['data/words.txt', 'public/'], client, cacheDir: testCacheDir });
+    const report = await pushFunctionImage(client, fi, parseReference(`${registry.host}/e2e/with-assets:latest`));
+    await podman.check(['pull', '--quiet', '--tls-verify=false', report.ref]);
+    assert.equal(await runAndCall(report.ref), 'alpha beta\nbody{}\n');
+
+    await symlink('/etc', path.join(fnDir, 'public', 'etc'));
+    await assert.rejects(
+      buildFunctionImage({ dir: fnDir, handler: 'handler.js', name: 'with-assets', base, assets: ['public'], client, cacheDir: testCacheDir }),
+      (err: { code?: string; message?: string }) => err.code === 'BUILD_FAILED' && /outside the function directory/.test(err.message ?? ''),
+    );
   });
 
   it('pushes to a registry that wants a login, with credentials from docker config.json', { timeout }, async () => {

@@ -186,6 +186,8 @@ describe('process driver', () => {
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'missing', image: missing })), 'BAD_REQUEST');
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'noimage' })), 'BAD_REQUEST');
     await expectCode(driver.deploy(await spec('hello', { name: 'secret', secrets: ['db'] })), 'NOT_SUPPORTED');
+    await expectCode(driver.deploy(await spec('hello', { name: 'assets', assets: ['public'] })), 'NOT_SUPPORTED');
+    await expectCode(Promise.resolve().then(() => parseFunctionSpec({ name: 'escape', assets: ['../secrets'] })), 'INVALID_SPEC');
     assert.deepEqual(await driver.list(), [], 'a rejected deploy creates nothing');
   });
 

@@ -40,7 +40,8 @@ async function barePodmanRun(podman: Podman, image: string): Promise<number[]> {
   for (let i = 0; i < tries; i++) {
     const name = `kubefn-bench-${process.pid}-${i}`;
     const t0 = performance.now();
-    await podman.check(['run', '--detach', '--pull', 'never', '--name', name, '--publish', '127.0.0.1::8081', image]);
+    // Both ports published, as the driver does.
+    await podman.check(['run', '--detach', '--pull', 'never', '--name', name, '--publish', '127.0.0.1::8080', '--publish', '127.0.0.1::8081', image]);
     const port = (await podman.check(['port', name, '8081/tcp'])).trim().split(':').pop();
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200, { what: 'bare container ready' });
     out.push(performance.now() - t0);
