@@ -171,6 +171,7 @@ export class Autoscaler {
         panicValue: t.window.average(now, settings.panicWindowMs, settings.metric),
         readyReplicas: fn.readyReplicas,
         currentReplicas: fn.replicas,
+        observedMs: t.window.observedMs(now),
       },
       settings,
       now,

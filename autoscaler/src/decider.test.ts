@@ -1,6 +1,10 @@
+// Knative's documented KPA behaviours, as tables: each case is a series of decisions with the
+// inputs the decider sees and the replicas (and panic mode) it must answer.
+
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decide, initialDeciderState, type DeciderInput, type DeciderState, type ScaleSettings } from './decider.js';
+import { MetricWindow } from './window.js';
 
 const base: ScaleSettings = {
   minScale: 0,
@@ -16,82 +20,213 @@ const base: ScaleSettings = {
   scaleToZeroGraceMs: 30_000,
 };
 
-function run(steps: { t: number; input: Partial<DeciderInput>; want: number | undefined; panic?: boolean }[], settings: Partial<ScaleSettings> = {}) {
-  let state: DeciderState = initialDeciderState();
-  const s = { ...base, ...settings };
-  for (const step of steps) {
-    const input: DeciderInput = { stableValue: 0, panicValue: 0, readyReplicas: 1, currentReplicas: 1, ...step.input };
-    const out = decide(state, input, s, step.t);
-    state = out.state;
-    assert.equal(out.decision.desired, step.want, `at t=${step.t}ms`);
-    if (step.panic !== undefined) assert.equal(out.decision.panicking, step.panic, `panic at t=${step.t}ms`);
-  }
+interface Step {
+  t: number;
+  /** Shorthand: stable and panic load both `load`. */
+  load?: number;
+  input?: Partial<DeciderInput>;
+  want: number | undefined;
+  panic?: boolean;
 }
 
-describe('decide', () => {
-  it('makes no decision without data', () => {
-    run([{ t: 0, input: { stableValue: undefined, panicValue: undefined }, want: undefined }]);
-  });
+interface Case {
+  name: string;
+  settings?: Partial<ScaleSettings>;
+  steps: Step[];
+}
 
-  it('wants ceil(load / target) replicas in the stable mode', () => {
-    run([
-      { t: 0, input: { stableValue: 35, panicValue: 35, readyReplicas: 4, currentReplicas: 4 }, want: 4, panic: false },
-      { t: 2000, input: { stableValue: 41, panicValue: 41, readyReplicas: 4, currentReplicas: 4 }, want: 5, panic: false },
-    ]);
-  });
+const n = (replicas: number): Partial<DeciderInput> => ({ readyReplicas: replicas, currentReplicas: replicas });
 
-  it('enters panic at 200% of capacity, never scales down while panicking, leaves after a calm stable window', () => {
-    run([
-      // 1 ready, panic load 25 -> 2.5 replicas' worth >= 2.0 threshold
-      { t: 0, input: { stableValue: 5, panicValue: 25, readyReplicas: 1 }, want: 3, panic: true },
-      // Load drops; still panicking: keep 3
-      { t: 2000, input: { stableValue: 5, panicValue: 5, readyReplicas: 3, currentReplicas: 3 }, want: 3, panic: true },
-      { t: 59_000, input: { stableValue: 5, panicValue: 5, readyReplicas: 3, currentReplicas: 3 }, want: 3, panic: true },
-      // A full stable window after the last over-threshold tick: back to stable, scale down by rate
-      { t: 60_000, input: { stableValue: 5, panicValue: 5, readyReplicas: 3, currentReplicas: 3 }, want: 1, panic: false },
-    ]);
-  });
-
-  it('limits scale-down to ready / maxScaleDownRate per decision', () => {
-    run([{ t: 0, input: { stableValue: 10, panicValue: 10, readyReplicas: 10, currentReplicas: 10 }, want: 5 }]);
-  });
-
-  it('limits scale-up to maxScaleUpRate x ready', () => {
-    run([{ t: 0, input: { stableValue: 1000, panicValue: 1000, readyReplicas: 2, currentReplicas: 2 }, want: 6 }], { maxScaleUpRate: 3 });
-  });
-
-  it('clamps to min and max scale', () => {
-    run([{ t: 0, input: { stableValue: 0, panicValue: 0, readyReplicas: 2, currentReplicas: 2 }, want: 2 }], { minScale: 2 });
-    run([{ t: 0, input: { stableValue: 500, panicValue: 500, readyReplicas: 2, currentReplicas: 2 }, want: 4 }], { maxScale: 4 });
-  });
-
-  it('keeps the last replica for the grace period, then goes to zero', () => {
-    run([
-      { t: 0, input: { stableValue: 0, panicValue: 0 }, want: 1 },
-      { t: 29_999, input: { stableValue: 0, panicValue: 0 }, want: 1 },
-      { t: 30_000, input: { stableValue: 0, panicValue: 0 }, want: 0 },
-    ]);
-  });
-
-  it('restarts the grace period when traffic comes back', () => {
-    run([
-      { t: 0, input: { stableValue: 0, panicValue: 0 }, want: 1 },
+const cases: Case[] = [
+  // No data
+  { name: 'no data -> no decision', steps: [{ t: 0, input: { stableValue: undefined, panicValue: undefined }, want: undefined }] },
+  {
+    name: 'no data keeps the panic state and decides nothing',
+    steps: [
+      { t: 0, input: { stableValue: 5, panicValue: 25 }, want: 3, panic: true },
+      { t: 2000, input: { stableValue: undefined, panicValue: undefined, ...n(3) }, want: undefined, panic: true },
+    ],
+  },
+  // Stable mode
+  {
+    name: 'stable mode wants ceil(load / target)',
+    steps: [
+      { t: 0, load: 35, input: n(4), want: 4, panic: false },
+      { t: 2000, load: 41, input: n(4), want: 5, panic: false },
+      { t: 4000, load: 40, input: n(4), want: 4, panic: false },
+    ],
+  },
+  // Panic entry and exit
+  {
+    name: 'panic starts when the panic window needs >= 200% of the ready replicas',
+    steps: [{ t: 0, input: { stableValue: 5, panicValue: 20, ...n(1) }, want: 2, panic: true }],
+  },
+  {
+    name: 'just under the threshold is not panic',
+    steps: [{ t: 0, input: { stableValue: 5, panicValue: 19.9, ...n(1) }, want: 1, panic: false }],
+  },
+  {
+    name: 'panic takes the larger of stable and panic wants',
+    steps: [{ t: 0, input: { stableValue: 45, panicValue: 30, ...n(1) }, want: 5, panic: true }],
+  },
+  {
+    name: 'panic never scales down and ends a full stable window after the last over-threshold decision',
+    steps: [
+      { t: 0, input: { stableValue: 5, panicValue: 25, ...n(1) }, want: 3, panic: true },
+      { t: 2000, load: 5, input: n(3), want: 3, panic: true },
+      { t: 10_000, input: { stableValue: 5, panicValue: 60, ...n(3) }, want: 6, panic: true },
+      { t: 12_000, load: 5, input: n(6), want: 6, panic: true },
+      { t: 69_999, load: 5, input: n(6), want: 6, panic: true },
+      { t: 70_000, load: 5, input: n(6), want: 3, panic: false },
+    ],
+  },
+  // Rate limits
+  { name: 'scale-down is limited to ready / maxScaleDownRate', steps: [{ t: 0, load: 10, input: n(10), want: 5 }] },
+  {
+    name: 'scale-up is limited to maxScaleUpRate x ready',
+    settings: { maxScaleUpRate: 3 },
+    steps: [{ t: 0, input: { stableValue: 1000, panicValue: 1000, ...n(2) }, want: 6 }],
+  },
+  {
+    name: 'no ready replica counts as one for the rate limits',
+    settings: { maxScaleUpRate: 4 },
+    steps: [{ t: 0, input: { stableValue: 100, panicValue: 100, readyReplicas: 0, currentReplicas: 1 }, want: 4 }],
+  },
+  // Min, max
+  { name: 'min scale is a floor, even with no load', settings: { minScale: 2 }, steps: [{ t: 0, load: 0, input: n(2), want: 2 }, { t: 40_000, load: 0, input: n(2), want: 2 }] },
+  { name: 'max scale caps the want, panic included', settings: { maxScale: 4 }, steps: [{ t: 0, load: 500, input: n(2), want: 4, panic: true }] },
+  { name: 'max scale 0 means unlimited', steps: [{ t: 0, load: 5000, input: n(200), want: 500 }] },
+  // Scale to zero
+  {
+    name: 'the last replica stays for the grace period after the first zero decision, then goes',
+    steps: [
+      { t: 0, load: 0, want: 1 },
+      { t: 29_999, load: 0, want: 1 },
+      { t: 30_000, load: 0, want: 0 },
+    ],
+  },
+  {
+    name: 'traffic during the grace period restarts it',
+    steps: [
+      { t: 0, load: 0, want: 1 },
       { t: 20_000, input: { stableValue: 0.1, panicValue: 0 }, want: 1 },
-      { t: 40_000, input: { stableValue: 0, panicValue: 0 }, want: 1 },
-      { t: 69_999, input: { stableValue: 0, panicValue: 0 }, want: 1 },
-      { t: 70_000, input: { stableValue: 0, panicValue: 0 }, want: 0 },
-    ]);
+      { t: 40_000, load: 0, want: 1 },
+      { t: 69_999, load: 0, want: 1 },
+      { t: 70_000, load: 0, want: 0 },
+    ],
+  },
+  {
+    name: 'zero waits until the window holds a whole stable window of data',
+    steps: [
+      { t: 0, load: 0, input: { observedMs: 2000 }, want: 1 },
+      { t: 58_000, load: 0, input: { observedMs: 59_999 }, want: 1 },
+      { t: 60_000, load: 0, input: { observedMs: 60_000 }, want: 1 },
+      { t: 89_999, load: 0, input: { observedMs: 89_999 }, want: 1 },
+      { t: 90_000, load: 0, input: { observedMs: 90_000 }, want: 0 },
+    ],
+  },
+  {
+    name: 'at zero with no load it stays at zero',
+    steps: [{ t: 0, load: 0, input: { readyReplicas: 0, currentReplicas: 0 }, want: 0 }],
+  },
+  // Scale-down delay
+  {
+    name: 'scale-down delay holds the highest want of the delay window',
+    settings: { scaleDownDelayMs: 10_000, maxScaleDownRate: 100 },
+    steps: [
+      { t: 0, load: 50, input: n(5), want: 5 },
+      { t: 5_000, load: 10, input: n(5), want: 5 },
+      { t: 9_999, load: 10, input: n(5), want: 5 },
+      { t: 10_000, load: 10, input: n(5), want: 1 },
+    ],
+  },
+  {
+    name: 'scale-down delay does not slow scale-up',
+    settings: { scaleDownDelayMs: 60_000 },
+    steps: [
+      { t: 0, load: 10, input: n(1), want: 1 },
+      { t: 2000, load: 15, input: n(1), want: 2 },
+    ],
+  },
+];
+
+describe('decide (table)', () => {
+  for (const c of cases) {
+    it(c.name, () => {
+      let state: DeciderState = initialDeciderState();
+      const settings = { ...base, ...c.settings };
+      for (const step of c.steps) {
+        const load = step.load === undefined ? {} : { stableValue: step.load, panicValue: step.load };
+        const input: DeciderInput = { stableValue: 0, panicValue: 0, readyReplicas: 1, currentReplicas: 1, ...load, ...step.input };
+        const out = decide(state, input, settings, step.t);
+        state = out.state;
+        assert.equal(out.decision.desired, step.want, `desired at t=${step.t} ms`);
+        if (step.panic !== undefined) assert.equal(out.decision.panicking, step.panic, `panic mode at t=${step.t} ms`);
+      }
+    });
+  }
+});
+
+/**
+ * The decider fed from a real MetricWindow the way the autoscaler does it: a sample every second,
+ * a decision every 2 s. Returns the replica count after each decision, keyed by time.
+ */
+function replay(load: (t: number) => number, untilMs: number, settings: ScaleSettings, startReplicas: number): Map<number, number> {
+  const window = new MetricWindow(3_600_000);
+  let state = initialDeciderState();
+  let replicas = startReplicas;
+  const out = new Map<number, number>();
+  for (let t = 1000; t <= untilMs; t += 1000) {
+    window.add(t, load(t), 0);
+    if (t % 2000 !== 0) continue;
+    const r = decide(
+      state,
+      {
+        stableValue: window.average(t, settings.stableWindowMs, 'concurrency'),
+        panicValue: window.average(t, settings.panicWindowMs, 'concurrency'),
+        readyReplicas: replicas,
+        currentReplicas: replicas,
+        observedMs: window.observedMs(t),
+      },
+      settings,
+      t,
+    );
+    state = r.state;
+    replicas = r.decision.desired ?? replicas;
+    out.set(t, replicas);
+  }
+  return out;
+}
+
+describe('decide over a metric window', () => {
+  it('goes to zero a stable window plus the grace period after the last request', () => {
+    // Load 20 (2 replicas) until t = 20 s, then nothing.
+    const timeline = replay((t) => (t <= 20_000 ? 20 : 0), 200_000, base, 2);
+    const zeroAt = [...timeline].find(([, r]) => r === 0)?.[0];
+    // The stable average reaches 0 once the window no longer holds t <= 20 s: at 80 s; grace 30 s.
+    assert.equal(zeroAt, 110_000);
+    assert.equal(timeline.get(108_000), 1, 'one replica until then');
   });
 
-  it('holds the highest want over the scale-down delay', () => {
-    run(
-      [
-        { t: 0, input: { stableValue: 50, panicValue: 50, readyReplicas: 5, currentReplicas: 5 }, want: 5 },
-        { t: 5_000, input: { stableValue: 10, panicValue: 10, readyReplicas: 5, currentReplicas: 5 }, want: 5 },
-        { t: 9_999, input: { stableValue: 10, panicValue: 10, readyReplicas: 5, currentReplicas: 5 }, want: 5 },
-        { t: 10_000, input: { stableValue: 10, panicValue: 10, readyReplicas: 5, currentReplicas: 5 }, want: 1 },
-      ],
-      { scaleDownDelayMs: 10_000, maxScaleDownRate: 100 },
-    );
+  it('a function started at its initial scale with no traffic steps down by the rate limit, reaching zero after window + grace', () => {
+    const timeline = replay(() => 0, 200_000, base, 3);
+    assert.equal(timeline.get(2000), 1, '3 -> floor(3 / 2) = 1 at the first decision');
+    const zeroAt = [...timeline].find(([, r]) => r === 0)?.[0];
+    // Data from t = 1 s: a whole stable window at 61 s, first decision after that at 62 s, + 30 s grace.
+    assert.equal(zeroAt, 92_000);
+  });
+
+  it('panics on a burst and comes back to the stable want a stable window after it', () => {
+    const burst = (t: number) => (t > 60_000 && t <= 70_000 ? 200 : 10);
+    const timeline = replay(burst, 200_000, base, 1);
+    assert.equal(timeline.get(58_000), 1);
+    const peak = Math.max(...[...timeline].filter(([t]) => t > 60_000 && t <= 72_000).map(([, r]) => r));
+    assert.ok(peak >= 19, `the burst (200 in flight at target 10) reaches ${peak} replicas`);
+    // Over the threshold is measured against the ready replicas: at 62 s one replica faces 73 in
+    // flight (>= 2 x 10); from 64 s the added replicas carry the burst under 200%. So panic, and
+    // the peak, hold until a stable window after 62 s, whatever the load does meanwhile.
+    for (const [t, r] of timeline) if (t >= 66_000 && t < 122_000) assert.equal(r, peak, `held at t=${t}`);
+    assert.ok(timeline.get(122_000)! < peak, 'panic over at 122 s: scale-down resumes');
+    assert.ok((timeline.get(200_000) ?? 0) <= 2, 'back near the stable want of 1 after the window');
   });
 });

@@ -26,6 +26,11 @@ export interface DeciderInput {
   readyReplicas: number;
   /** What the function runs now (desired by the last decision). */
   currentReplicas: number;
+  /**
+   * How long the metric window has held data, in ms. Scale to zero waits until it covers a whole
+   * stable window (Knative: the revision must have been observed that long). Default: long enough.
+   */
+  observedMs?: number;
 }
 
 export interface DeciderState {
@@ -100,9 +105,13 @@ export function decide(
   want = Math.max(want, s.minScale);
   if (s.maxScale > 0) want = Math.min(want, s.maxScale);
 
-  // To zero only after the grace period; until then keep the last replica.
+  // To zero only after a whole stable window of data and then the grace period; until then keep
+  // the last replica.
   let zeroSince = state.zeroSince;
-  if (want === 0) {
+  if (want === 0 && (input.observedMs ?? Infinity) < s.stableWindowMs && input.currentReplicas > 0) {
+    want = 1;
+    zeroSince = undefined;
+  } else if (want === 0) {
     zeroSince ??= now;
     if (now - zeroSince < s.scaleToZeroGraceMs && input.currentReplicas > 0) want = 1;
   } else {

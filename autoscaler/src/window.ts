@@ -60,6 +60,12 @@ export class MetricWindow {
     return sum / Math.min(span, Math.ceil(windowMs / 1000));
   }
 
+  /** How long this window has held data at `now`, in ms (0 when empty). */
+  observedMs(now: number): number {
+    const first = this.#buckets[0];
+    return first ? Math.max(0, now - first.t) : 0;
+  }
+
   get size(): number {
     return this.#buckets.length;
   }
