@@ -3,6 +3,7 @@
 
 import type { ScaleSpec } from '@kubefn/platform';
 import { systemClock, type Clock } from './clock.js';
+import type { AutoscalerConfig } from './config.js';
 import { decide, initialDeciderState, type Decision, type DeciderState } from './decider.js';
 import { settingsFromSpec } from './settings.js';
 import { MetricWindow } from './window.js';
@@ -47,6 +48,8 @@ export interface AutoscalerOptions {
   /** How often decisions are made, ms. */
   decideEveryMs?: number;
   logger?: AutoscalerLogger;
+  /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
+  config?: AutoscalerConfig;
 }
 
 interface Tracked {
@@ -65,6 +68,7 @@ export class Autoscaler {
   readonly #tickMs: number;
   readonly #decideEveryMs: number;
   readonly #log: AutoscalerLogger | undefined;
+  readonly #config: AutoscalerConfig | undefined;
   readonly #tracked = new Map<string, Tracked>();
   readonly #pokes = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -78,6 +82,7 @@ export class Autoscaler {
     this.#tickMs = options.tickMs ?? 1000;
     this.#decideEveryMs = options.decideEveryMs ?? 2000;
     this.#log = options.logger;
+    this.#config = options.config;
   }
 
   start(): void {
@@ -163,7 +168,7 @@ export class Autoscaler {
 
   async #decideAndScale(fn: ScaledFunction, now: number): Promise<void> {
     const t = this.#trackedFor(fn.spec.name);
-    const settings = settingsFromSpec(fn.spec.scale);
+    const settings = settingsFromSpec(fn.spec.scale, this.#config);
     const { decision, state } = decide(
       t.state,
       {

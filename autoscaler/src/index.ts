@@ -3,3 +3,4 @@ export * from './window.js';
 export * from './decider.js';
 export * from './settings.js';
 export * from './autoscaler.js';
+export * from './config.js';

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Autoscaler, type AutoscalerLogger } from '@kubefn/autoscaler';
+import { Autoscaler, type AutoscalerConfig, type AutoscalerLogger } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
@@ -28,6 +28,8 @@ export interface EmbeddedOptions {
   insecureRegistries?: string[];
   /** Base image for functions built here (default "host": this machine's node). */
   base?: string;
+  /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
+  autoscalerConfig?: AutoscalerConfig;
 }
 
 export interface EmbeddedPlatform {
@@ -78,7 +80,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     systemPlugins: [builds],
     info: { builds: true, needsImage: driver.kind !== 'process', ...(options.registry ? { registry: options.registry } : {}), base },
   });
-  const autoscaler = new Autoscaler({ target: driver, sources: [gateway.stats], ...(options.logger ? { logger: options.logger } : {}) });
+  const autoscaler = new Autoscaler({
+    target: driver,
+    sources: [gateway.stats],
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
+  });
   gateway.onNoReplica = (name) => {
     autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err: String(err) }));
   };

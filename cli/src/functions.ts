@@ -43,11 +43,14 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
   const s = spec.scale;
   if (s) {
     const cap = s.containerConcurrency > 0 ? `at most ${s.containerConcurrency} in flight per replica` : 'no per-replica cap';
+    // A knob the spec leaves out takes the cluster's autoscaler default, which the gateway does not report.
+    const or = (v: string | number | undefined, unit = '') => (v === undefined ? 'default' : `${v}${unit}`);
+    const metric = s.metric === 'rps' ? 'req/s' : s.metric === 'concurrency' ? 'in-flight' : '(default metric)';
     rows.push(
       ['Scale', `min ${s.min}, max ${s.max}, initial ${s.initial}`],
-      ['Target', `${s.target} ${s.metric === 'rps' ? 'req/s' : 'in-flight'} per replica at ${s.targetUtilizationPercent}% utilization; ${cap}`],
-      ['Windows', `stable ${s.stableWindow}, panic ${s.panicWindowPercent}% of it above ${s.panicThresholdPercent}% of target`],
-      ['Scale down', `max rate ${s.maxScaleDownRate}x, delay ${s.scaleDownDelay}, to zero after ${s.scaleToZeroGrace} idle`],
+      ['Target', `${or(s.target)} ${metric} per replica at ${or(s.targetUtilizationPercent, '%')} utilization; ${cap}`],
+      ['Windows', `stable ${or(s.stableWindow)}, panic ${or(s.panicWindowPercent, '%')} of it above ${or(s.panicThresholdPercent, '%')} of target`],
+      ['Scale down', `max rate ${or(s.maxScaleDownRate, 'x')}, delay ${or(s.scaleDownDelay)}, to zero after ${or(s.scaleToZeroGrace)} idle`],
     );
   }
   if (spec.triggers?.length) rows.push(['Triggers', spec.triggers.map(describeTrigger).join('; ')]);

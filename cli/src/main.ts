@@ -15,6 +15,7 @@ import { registerInit } from './init.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import type { UpOptions } from './up.js';
+import type { AutoscalerConfig } from '@kubefn/autoscaler';
 
 export const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -68,6 +69,7 @@ interface UpFlags {
   base?: string;
   insecureRegistry?: string[];
   podmanNetwork: string;
+  autoscalerConfig?: string;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -83,6 +85,7 @@ function registerUp(program: Command, app: App): void {
     .option('--base <image>', 'podman driver: base image for functions built by the platform (default "host": this machine\'s node)')
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
+    .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. config/autoscaler.yaml); a function\'s scale spec wins')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -97,6 +100,7 @@ Examples:
   $ fn up --port 9090 --home ./.kubefn-dev
   $ fn up --deploy examples/hello examples/json-api
   $ fn up --driver podman --deploy examples/hello
+  $ fn up --autoscaler-config config/autoscaler.yaml
   $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
   $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
     )
@@ -108,6 +112,12 @@ Examples:
         throw usageError(`--podman-network must be "bridge" or "host", got ${JSON.stringify(opts.podmanNetwork)}`);
       }
       if (opts.driver === 'process' && (opts.registry || opts.base)) throw usageError('--registry and --base need --driver podman');
+      // Validated before anything starts: a bad file is an error naming its keys, not a half-started platform.
+      let autoscalerConfig: AutoscalerConfig | undefined;
+      if (opts.autoscalerConfig !== undefined) {
+        const { loadAutoscalerConfig } = await import('@kubefn/autoscaler');
+        autoscalerConfig = await loadAutoscalerConfig(path.resolve(app.io.cwd, opts.autoscalerConfig));
+      }
       const options: UpOptions = {
         port,
         host: opts.host,
@@ -118,6 +128,7 @@ Examples:
         ...(opts.registry ? { registry: opts.registry } : {}),
         ...(opts.base ? { base: opts.base } : {}),
         insecureRegistries: opts.insecureRegistry ?? [],
+        ...(autoscalerConfig ? { autoscalerConfig } : {}),
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

@@ -1,5 +1,6 @@
 // The files `fn init` writes: a commented fn.yaml (defaults read from the spec schema) and a JS or TS handler.
 
+import { clusterScaleDefaults } from '@kubefn/autoscaler';
 import { FunctionSpecSchema, ScaleSchema } from '@kubefn/platform';
 
 export type Lang = 'js' | 'ts';
@@ -22,9 +23,13 @@ export function scaffold(name: string, lang: Lang): Scaffold {
 
 function fnYaml(name: string, handler: string): string {
   const props = ScaleSchema.properties as Record<string, { default?: unknown; description?: string }>;
+  // Knobs without a schema default come from the cluster's autoscaler config; show Knative's.
+  const cluster = clusterScaleDefaults() as Record<string, unknown>;
   const scaleLines = Object.entries(props).map(([key, p]) => {
-    const setting = `#   ${key}: ${String(p.default)}`;
-    return p.description ? `${setting.padEnd(32)} # ${p.description}` : setting;
+    const fromCluster = p.default === undefined && key in cluster;
+    const setting = `#   ${key}: ${String(fromCluster ? cluster[key] : p.default)}`;
+    const note = fromCluster ? `${p.description ?? key} (cluster default)` : p.description;
+    return note ? `${setting.padEnd(32)} # ${note}` : setting;
   });
   const timeout = (FunctionSpecSchema.properties.timeout as { default?: unknown }).default;
   return [

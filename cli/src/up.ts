@@ -3,7 +3,7 @@
 import { KubefnError } from '@kubefn/platform';
 import { startEmbedded, type EmbeddedOptions } from './embedded.js';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig'> {
   port: number;
   home: string;
   host: string;

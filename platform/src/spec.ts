@@ -13,25 +13,31 @@ const quantityPattern = '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$';
 
 const Duration = (def: string, description: string) =>
   Type.String({ pattern: durationPattern, default: def, description });
+const OptionalDuration = (description: string) => Type.String({ pattern: durationPattern, description });
 const Quantity = (description: string) => Type.String({ pattern: quantityPattern, description });
 const strict = { additionalProperties: false } as const;
 
+/**
+ * Autoscaling knobs left out mean "the cluster default" (the autoscaler's config file, else
+ * Knative's defaults), so they have no schema default; min, max, initial and
+ * containerConcurrency are read by drivers and the gateway and keep theirs.
+ */
 export const ScaleSchema = Type.Object(
   {
     min: Type.Integer({ minimum: 0, maximum: 1000, default: 0, description: 'replicas kept when idle; 0 allows scale to zero' }),
     max: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'upper bound on replicas' }),
     initial: Type.Integer({ minimum: 0, maximum: 1000, default: 1, description: 'replicas started on deploy (never below min)' }),
-    metric: Type.Union([Type.Literal('concurrency'), Type.Literal('rps')], { default: 'concurrency' }),
-    target: Type.Number({ exclusiveMinimum: 0, maximum: 100_000, default: 100, description: 'in-flight requests (or req/s) per replica to aim for' }),
-    targetUtilizationPercent: Type.Number({ minimum: 1, maximum: 100, default: 70 }),
+    metric: Type.Optional(Type.Union([Type.Literal('concurrency'), Type.Literal('rps')], { description: 'what to scale on: in-flight requests or requests/s' })),
+    target: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 100_000, description: 'in-flight requests (or req/s) per replica to aim for' })),
+    targetUtilizationPercent: Type.Optional(Type.Number({ minimum: 1, maximum: 100, description: 'share of target to aim for, leaving headroom' })),
     containerConcurrency: Type.Integer({ minimum: 0, maximum: 10_000, default: 0, description: 'hard cap on in-flight requests per replica; 0 = no cap' }),
-    stableWindow: Duration('60s', 'averaging window for scaling decisions'),
-    panicWindowPercent: Type.Number({ minimum: 1, maximum: 100, default: 10 }),
-    panicThresholdPercent: Type.Number({ minimum: 110, maximum: 1000, default: 200 }),
-    maxScaleUpRate: Type.Number({ exclusiveMinimum: 1, default: 1000 }),
-    maxScaleDownRate: Type.Number({ exclusiveMinimum: 1, default: 2 }),
-    scaleDownDelay: Duration('0s', 'hold the highest recent decision this long before scaling down'),
-    scaleToZeroGrace: Duration('30s', 'idle time after the stable window before the last replica goes'),
+    stableWindow: Type.Optional(OptionalDuration('averaging window for scaling decisions')),
+    panicWindowPercent: Type.Optional(Type.Number({ minimum: 1, maximum: 100, description: 'panic window as a share of the stable window' })),
+    panicThresholdPercent: Type.Optional(Type.Number({ minimum: 110, maximum: 1000, description: 'panic when the panic window wants this share of the ready replicas' })),
+    maxScaleUpRate: Type.Optional(Type.Number({ exclusiveMinimum: 1, description: 'one decision grows to at most ready replicas x this' })),
+    maxScaleDownRate: Type.Optional(Type.Number({ exclusiveMinimum: 1, description: 'one decision shrinks to no fewer than ready replicas / this' })),
+    scaleDownDelay: Type.Optional(OptionalDuration('hold the highest recent decision this long before scaling down')),
+    scaleToZeroGrace: Type.Optional(OptionalDuration('idle time after the stable window before the last replica goes')),
   },
   { ...strict, default: {} },
 );
@@ -192,8 +198,11 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
   const s = spec.scale;
   if (s.min > s.max) out.push({ field: 'scale.min', message: `must be <= scale.max (${s.min} > ${s.max})` });
   if (s.initial > s.max) out.push({ field: 'scale.initial', message: `must be <= scale.max (${s.initial} > ${s.max})` });
-  if (parseDuration(s.stableWindow) < 6000 || parseDuration(s.stableWindow) > 3_600_000) {
+  if (s.stableWindow !== undefined && (parseDuration(s.stableWindow) < 6000 || parseDuration(s.stableWindow) > 3_600_000)) {
     out.push({ field: 'scale.stableWindow', message: 'must be between 6s and 1h' });
+  }
+  if (s.scaleToZeroGrace !== undefined && parseDuration(s.scaleToZeroGrace) > 3_600_000) {
+    out.push({ field: 'scale.scaleToZeroGrace', message: 'must be between 0s and 1h' });
   }
   const timeoutMs = parseDuration(spec.timeout);
   if (timeoutMs < 1 || timeoutMs > 3_600_000) out.push({ field: 'timeout', message: 'must be between 1ms and 1h' });

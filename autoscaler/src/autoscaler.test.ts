@@ -1,0 +1,88 @@
+// The autoscaler loop with a hand-moved clock: what it reads from the gateways, which metric each
+// function scales on, when it decides, and the scale from zero on a poke.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
+import { Autoscaler, type FunctionSample, type ScaledFunction, type ScaleTarget } from './autoscaler.js';
+import { ManualClock } from './clock.js';
+
+/** A driver stand-in that records scale calls and reports every replica ready at once. */
+class RecordingTarget implements ScaleTarget {
+  readonly calls: [string, number][] = [];
+  readonly functions = new Map<string, ScaledFunction>();
+
+  add(input: FunctionSpecInput, replicas: number): void {
+    const spec = parseFunctionSpec(input);
+    this.functions.set(spec.name, { spec, replicas, readyReplicas: replicas });
+  }
+
+  async list(): Promise<ScaledFunction[]> {
+    return [...this.functions.values()];
+  }
+
+  async scale(name: string, replicas: number): Promise<void> {
+    this.calls.push([name, replicas]);
+    const fn = this.functions.get(name)!;
+    this.functions.set(name, { ...fn, replicas, readyReplicas: replicas });
+  }
+}
+
+/** Every function sees the same traffic: `concurrency` in flight, `requests` per second. */
+const steadyTraffic = (names: string[], concurrency: number, requests: number) => ({
+  collect: (): FunctionSample[] => names.map((name) => ({ name, concurrency, requests })),
+});
+
+describe('Autoscaler', () => {
+  it('scales each function on its own metric: in-flight requests or requests per second', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    const scale = { target: 20, targetUtilizationPercent: 100 };
+    target.add({ name: 'by-concurrency', scale: { ...scale, metric: 'concurrency' } }, 1);
+    target.add({ name: 'by-rps', scale: { ...scale, metric: 'rps' } }, 1);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['by-concurrency', 'by-rps'], 30, 100)], clock });
+    for (let i = 0; i < 4; i++) {
+      clock.advance(1000);
+      await autoscaler.tick();
+    }
+    // 30 in flight / 20 -> 2 replicas; 100 req/s / 20 -> 5 replicas.
+    assert.equal(target.functions.get('by-concurrency')!.replicas, 2);
+    assert.equal(target.functions.get('by-rps')!.replicas, 5);
+  });
+
+  it('adds the samples of every gateway before deciding', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'shared', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
+    const gateways = [steadyTraffic(['shared'], 15, 0), steadyTraffic(['shared'], 15, 0)];
+    const autoscaler = new Autoscaler({ target, sources: gateways, clock });
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.equal(target.functions.get('shared')!.replicas, 3, '15 + 15 in flight at target 10');
+  });
+
+  it('decides every 2 s, collecting every second in between', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['f'], 25, 0)], clock });
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.deepEqual(target.calls, [['f', 3]]);
+    clock.advance(1000);
+    await autoscaler.tick();
+    assert.equal(target.calls.length, 1, 'no decision one second later');
+    assert.ok(autoscaler.lastDecision('f'));
+  });
+
+  it('a poke scales a function at zero to max(1, min) at once, once for concurrent pokes', async () => {
+    const target = new RecordingTarget();
+    target.add({ name: 'cold', scale: { min: 0 } }, 0);
+    target.add({ name: 'floor', scale: { min: 0, max: 5 } }, 0);
+    const autoscaler = new Autoscaler({ target, sources: [], clock: new ManualClock(1_000_000) });
+    await Promise.all([autoscaler.poke('cold'), autoscaler.poke('cold'), autoscaler.poke('cold')]);
+    assert.deepEqual(target.calls, [['cold', 1]]);
+    await autoscaler.poke('cold');
+    assert.equal(target.calls.length, 1, 'a function already scaled is left alone');
+  });
+});
