@@ -62,8 +62,17 @@ const cases: Case[] = [
     steps: [{ t: 0, input: { stableValue: 5, panicValue: 20, ...n(1) }, want: 2, panic: true }],
   },
   {
-    name: 'just under the threshold is not panic',
-    steps: [{ t: 0, input: { stableValue: 5, panicValue: 19.9, ...n(1) }, want: 1, panic: false }],
+    name: 'the threshold compares the rounded-up panic want with the ready replicas',
+    steps: [
+      // 10 in flight at target 10: one replica's worth, 1/1 < 2.
+      { t: 0, input: { stableValue: 5, panicValue: 10, ...n(1) }, want: 1, panic: false },
+      // 10.1: ceil -> 2 replicas' worth, 2/1 >= 2.
+      { t: 2000, input: { stableValue: 5, panicValue: 10.1, ...n(1) }, want: 2, panic: true },
+    ],
+  },
+  {
+    name: 'with more ready replicas the same load is no panic',
+    steps: [{ t: 0, input: { stableValue: 30, panicValue: 30, ...n(2) }, want: 3, panic: false }],
   },
   {
     name: 'panic takes the larger of stable and panic wants',

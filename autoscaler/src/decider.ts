@@ -62,7 +62,7 @@ export const initialDeciderState = (): DeciderState => ({
 
 /**
  * One decision. Worked example with target 70 per replica, 2 ready, panic threshold 2.0:
- * panic window mean 300 -> panicWant ceil(300/70) = 5; 300/70/2 = 2.14 >= 2.0 -> panic;
+ * panic window mean 300 -> panicWant ceil(300/70) = 5; 5 / 2 ready = 2.5 >= 2.0 -> panic;
  * stable mean 100 -> stableWant 2; in panic desired = max(2, 5) = 5 (within maxUp = 2000).
  */
 export function decide(
@@ -80,7 +80,9 @@ export function decide(
   const clampRate = (n: number) => Math.min(maxUp, Math.max(maxDown, n));
   const stableWant = Math.ceil(input.stableValue / s.targetPerReplica);
   const panicWant = Math.ceil(input.panicValue / s.targetPerReplica);
-  const overThreshold = input.panicValue / s.targetPerReplica / ready >= s.panicThreshold;
+  // As Knative: the rounded-up panic want against the ready replicas (one replica panics as soon
+  // as the panic window needs a second one).
+  const overThreshold = panicWant / ready >= s.panicThreshold;
 
   let panicSince = state.panicSince;
   if (overThreshold) panicSince = now;

@@ -1,0 +1,130 @@
+// `npm run sim`: runs scenarios (or a CSV trace), writes per-run CSV and SVG, prints a summary.
+
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
+import { KubefnError, ScaleSchema } from '@kubefn/platform';
+import { parseTrace, scenarios, type Scenario } from './scenarios.js';
+import { simulate, type SimOptions } from './simulate.js';
+import { summarize, summaryMarkdown, toCsv, type Summary } from './summary.js';
+import { chartSvg } from './svg.js';
+
+export const usage = `usage: npm run sim -- [options] [scale overrides]
+  --scenario a,b      scenarios to run: ${Object.keys(scenarios).join(', ')} (default: all, or none with --trace)
+  --trace file.csv    replay a trace of "second,rps" rows
+  --out dir           where to write <name>.csv, <name>.svg, summary.{md,json} (default sim-results)
+  --seed n            PRNG seed (default 1)
+  --startup-ms n      scale call to ready replica (default 500)
+  --service-ms n      mean service time (default 100)
+  --service fixed|exp service time distribution (default fixed)
+  --capacity n        requests one replica serves at once (default containerConcurrency, else 100 for the scenarios, 10 for a trace)
+  --queue-depth n     gateway queue bound (default 10000)
+  --decide-every-ms n how often the autoscaler decides (default 2000)
+Any other --kebab-name value sets scale.kebabName in the function spec, e.g.
+  --target 50 --stable-window 30s --metric rps --max 20 --panic-threshold-percent 300`;
+
+export interface CliArgs {
+  scenarios: Scenario[];
+  out: string;
+  options: Partial<SimOptions> & { scale: Record<string, unknown> };
+}
+
+const bad = (message: string) => new KubefnError('BAD_REQUEST', message, { hint: 'see npm run sim -- --help' });
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function number(flag: string, v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw bad(`${flag} needs a number (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+export async function parseArgs(argv: string[]): Promise<CliArgs> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) throw bad(`unexpected argument ${JSON.stringify(a)}`);
+    const eq = a.indexOf('=');
+    const [name, value] = eq > 0 ? [a.slice(2, eq), a.slice(eq + 1)] : [a.slice(2), argv[++i]];
+    if (value === undefined) throw bad(`--${name} needs a value`);
+    flags.set(name, value);
+  }
+  const take = (name: string) => {
+    const v = flags.get(name);
+    flags.delete(name);
+    return v;
+  };
+  const options: CliArgs['options'] = { scale: {} };
+  const numeric: [string, keyof SimOptions][] = [
+    ['seed', 'seed'], ['startup-ms', 'startupMs'], ['service-ms', 'serviceMs'], ['capacity', 'capacity'], ['queue-depth', 'queueDepth'],
+    ['decide-every-ms', 'decideEveryMs'],
+  ];
+  for (const [flag, key] of numeric) {
+    const v = take(flag);
+    if (v !== undefined) (options as Record<string, unknown>)[key] = number(`--${flag}`, v);
+  }
+  const service = take('service');
+  if (service !== undefined) {
+    if (service !== 'fixed' && service !== 'exp') throw bad(`--service is fixed or exp (got ${JSON.stringify(service)})`);
+    options.serviceDist = service;
+  }
+
+  const runs: Scenario[] = [];
+  const trace = take('trace');
+  const names = take('scenario');
+  for (const name of names?.split(',') ?? (trace ? [] : Object.keys(scenarios))) {
+    const s = scenarios[name.trim()];
+    if (!s) throw bad(`no scenario ${JSON.stringify(name)}; there are ${Object.keys(scenarios).join(', ')}`);
+    runs.push(s);
+  }
+  if (trace) runs.push(parseTrace(await readFile(trace, 'utf8'), basename(trace, extname(trace))));
+  const out = take('out') ?? 'sim-results';
+
+  // The rest are scale fields; parseFunctionSpec validates them (and names unknown ones).
+  const props = ScaleSchema.properties as Record<string, { type?: string } | undefined>;
+  for (const [flag, v] of flags) {
+    const key = camel(flag);
+    const type = props[key]?.type;
+    options.scale[key] = type === 'number' || type === 'integer' ? number(`--${flag}`, v) : v;
+  }
+  return { scenarios: runs, out, options };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage);
+    return 0;
+  }
+  try {
+    const args = await parseArgs(argv);
+    await mkdir(args.out, { recursive: true });
+    const summaries: Summary[] = [];
+    for (const scenario of args.scenarios) {
+      const result = await simulate(scenario, args.options);
+      const { settings, capacity } = result;
+      if (settings.metric === 'concurrency' && capacity < settings.targetPerReplica) {
+        console.warn(
+          `warning: ${scenario.name}: capacity ${capacity} per replica is below the target of ${settings.targetPerReplica}: ` +
+            'replicas fill up before the autoscaler adds more, so a standing queue makes up the difference; ' +
+            'set --container-concurrency or --capacity at or above the target',
+        );
+      }
+      await writeFile(join(args.out, `${scenario.name}.csv`), toCsv(result.rows));
+      await writeFile(join(args.out, `${scenario.name}.svg`), chartSvg(result));
+      summaries.push(summarize(result));
+    }
+    const command = ['npm run sim', ...(argv.length ? ['--', ...argv] : [])].join(' ');
+    const md = `Command: \`${command}\`\n\n${summaryMarkdown(summaries)}`;
+    await writeFile(join(args.out, 'summary.md'), md);
+    await writeFile(join(args.out, 'summary.json'), JSON.stringify({ command, options: args.options, summaries }, null, 2) + '\n');
+    console.log(md);
+    console.log(`wrote ${args.scenarios.length} runs (CSV + SVG) and summary.{md,json} to ${args.out}/`);
+    return 0;
+  } catch (err) {
+    // Match on code, not instanceof: one error catalogue for the whole of kubefn.
+    const e = err as Partial<KubefnError>;
+    if (typeof e.code === 'string') {
+      console.error(`error: ${e.message}${e.hint ? `\n${e.hint}` : ''}`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,5 @@
+// The simulator's entry point: `npm run sim -- --help`.
+
+import { main } from './cli.js';
+
+process.exitCode = await main(process.argv.slice(2));

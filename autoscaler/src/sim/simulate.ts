@@ -1,0 +1,188 @@
+// Runs one scenario: the real Autoscaler loop (collect every 1 s, decide every 2 s, poke from
+// zero), with the real MetricWindow, decider and settings, against the Cluster model, in
+// simulated time. Deterministic for a given seed.
+
+import { parseFunctionSpec, type FunctionSpec } from '@kubefn/platform';
+import { Autoscaler, type ScaleTarget, type StatsSource } from '../autoscaler.js';
+import { ManualClock } from '../clock.js';
+import type { ScaleSettings } from '../decider.js';
+import { settingsFromSpec } from '../settings.js';
+import { MetricWindow } from '../window.js';
+import { Cluster, type SecondStats, type Totals } from './model.js';
+import { exponential, poissonArrivals, seededRandom } from './rng.js';
+import type { Scenario } from './scenarios.js';
+
+export interface SimOptions {
+  seed: number;
+  /** From the scale call to a ready replica, ms. */
+  startupMs: number;
+  /** Mean service time of one request, ms. */
+  serviceMs: number;
+  /** `fixed`: every request takes serviceMs; `exp`: exponential with that mean. */
+  serviceDist: 'fixed' | 'exp';
+  /** Requests one replica serves at once; default the spec's containerConcurrency if > 0, else the scenario's, else 10. */
+  capacity?: number;
+  /** Gateway queue bound (Knative's activator: 10 000). */
+  queueDepth: number;
+  /** How often the Autoscaler decides, ms (autoscaler.ts's default: 2000). */
+  decideEveryMs: number;
+  stepMs: number;
+  /** The function's `scale` overrides, validated by parseFunctionSpec like a fn.yaml. */
+  scale: Record<string, unknown>;
+}
+
+export const defaultSimOptions: SimOptions = {
+  seed: 1,
+  startupMs: 500,
+  serviceMs: 100,
+  serviceDist: 'fixed',
+  queueDepth: 10_000,
+  decideEveryMs: 2000,
+  stepMs: 10,
+  scale: {},
+};
+
+/** One second [t, t + 1) of traffic; replica counts as of its end, after that second's decision. */
+export interface Row extends SecondStats {
+  t: number;
+  /** Window means at the end of the second, in the metric's unit (the decider reads them every 2 s). */
+  stable: number | undefined;
+  panic: number | undefined;
+  desired: number;
+  ready: number;
+  starting: number;
+  panicking: boolean;
+  /** The scenario's rate averaged over the second: the load without Poisson noise. */
+  expectedRps: number;
+}
+
+export interface SimResult {
+  scenario: Scenario;
+  options: SimOptions;
+  spec: FunctionSpec;
+  settings: ScaleSettings;
+  capacity: number;
+  rows: Row[];
+  totals: Totals & { inFlightAtEnd: number; queuedAtEnd: number; waitingOver1sAtEnd: number; p99WaitMs: number };
+  /** The start of the biggest one-second rise of the expected rate, s. */
+  riseAtS: number;
+  /** When ready x capacity first covered the offered in-flight load (> 0) from riseAtS on, ms; undefined if never. */
+  capacityAtMs: number | undefined;
+}
+
+/** Mean offered rate per second, sampled at the steps the arrivals are drawn at. */
+export function expectedRates(scenario: Scenario, stepMs: number): number[] {
+  const perSecond = Math.round(1000 / stepMs);
+  return Array.from({ length: scenario.durationS }, (_, s) => {
+    let sum = 0;
+    for (let k = 0; k < perSecond; k++) sum += scenario.rate(s + (k * stepMs) / 1000);
+    return sum / perSecond;
+  });
+}
+
+/**
+ * The second at which the expected rate rises most from the second before (from 0 before the
+ * start); the first of equal rises (within 0.1 req/s), so a linear ramp gives its start.
+ */
+export function biggestRise(expected: number[]): number {
+  let at = 0;
+  let best = -Infinity;
+  expected.forEach((r, s) => {
+    const rise = r - (expected[s - 1] ?? 0);
+    if (rise > best + 0.1) [best, at] = [rise, s];
+  });
+  return at;
+}
+
+export async function simulate(scenario: Scenario, options: Partial<SimOptions> = {}): Promise<SimResult> {
+  const o: SimOptions = { ...defaultSimOptions, ...options };
+  if (1000 % o.stepMs !== 0) throw new Error(`stepMs must divide 1000 (got ${o.stepMs})`);
+  const spec = parseFunctionSpec({ name: 'sim', scale: o.scale });
+  const settings = settingsFromSpec(spec.scale);
+  const cc = spec.scale.containerConcurrency ?? 0;
+  const capacity = o.capacity ?? (cc > 0 ? cc : (scenario.capacity ?? 10));
+  const random = seededRandom(o.seed);
+  const serviceMs = o.serviceDist === 'exp' ? () => exponential(random, o.serviceMs) : () => o.serviceMs;
+
+  // Deployed and warm at t = 0, as the drivers start a function: max(min, initial) replicas.
+  const cluster = new Cluster(
+    { capacity, startupMs: o.startupMs, stepMs: o.stepMs, queueDepth: o.queueDepth },
+    Math.max(settings.minScale, spec.scale.initial ?? 1),
+  );
+  const clock = new ManualClock(0);
+  const target: ScaleTarget = {
+    list: async () => [{ spec, replicas: cluster.desired, readyReplicas: cluster.ready }],
+    scale: async (_name, n) => cluster.scaleTo(n, clock.now()),
+  };
+  // What the gateway's ConcurrencyStats reports: mean in flight including the queue, and
+  // requests counted on arrival (rejected ones too, as the gateway counts before queueing).
+  let second: SecondStats = { arrived: 0, served: 0, rejected: 0, inFlight: 0, queued: 0 };
+  // The Autoscaler's windows are private and its Decision carries only the wants, so a mirror
+  // window fed the same samples gives the CSV's stable and panic columns.
+  const mirror = new MetricWindow(settings.stableWindowMs + 1000);
+  const source: StatsSource = {
+    collect: (now) => {
+      const concurrency = second.inFlight + second.queued;
+      mirror.add(now, concurrency, second.arrived);
+      return [{ name: 'sim', concurrency, requests: second.arrived }];
+    },
+  };
+  const autoscaler = new Autoscaler({ target, sources: [source], clock, decideEveryMs: o.decideEveryMs });
+
+  const expected = expectedRates(scenario, o.stepMs);
+  const riseAtS = biggestRise(expected);
+  const load = (s: number) => ((expected[s] ?? 0) * o.serviceMs) / 1000; // offered in flight (Little's law)
+  let capacityAtMs: number | undefined;
+  const rows: Row[] = [];
+
+  const tick = async (now: number) => {
+    clock.set(now);
+    second = cluster.takeSecond(1000);
+    await autoscaler.tick();
+    const s = now / 1000 - 1;
+    rows.push({
+      t: s,
+      ...second,
+      stable: mirror.average(now, settings.stableWindowMs, settings.metric),
+      panic: mirror.average(now, settings.panicWindowMs, settings.metric),
+      desired: cluster.desired,
+      ready: cluster.ready,
+      starting: cluster.starting,
+      panicking: autoscaler.lastDecision('sim')?.panicking ?? false,
+      expectedRps: expected[s] ?? 0,
+    });
+  };
+
+  const endMs = scenario.durationS * 1000;
+  for (let t = 0; t < endMs; t += o.stepMs) {
+    clock.set(t);
+    if (t > 0 && t % 1000 === 0) await tick(t);
+    cluster.advance(t);
+    const s = Math.floor(t / 1000);
+    // Capacity counts while there is load: a load that stops first never had it.
+    if (capacityAtMs === undefined && s >= riseAtS && load(s) > 0 && cluster.ready * capacity >= load(s)) capacityAtMs = t;
+    const cold = cluster.arrive(t, poissonArrivals(random, scenario.rate(t / 1000) / 1000, o.stepMs));
+    // The gateway pokes when a request finds no ready replica; the poke only acts at zero.
+    if (cold) await autoscaler.poke('sim');
+    cluster.dispatch(t, serviceMs);
+  }
+  await tick(endMs);
+
+  return {
+    scenario,
+    options: o,
+    spec,
+    settings,
+    capacity,
+    rows,
+    totals: {
+      ...cluster.totals,
+      inFlightAtEnd: cluster.inFlight,
+      queuedAtEnd: cluster.queued,
+      waitingOver1sAtEnd: cluster.waitingOver1s(endMs),
+      p99WaitMs: cluster.waitQuantileMs(0.99),
+    },
+    riseAtS,
+    capacityAtMs,
+  };
+}
