@@ -14,3 +14,4 @@ export * from './replica-driver.js';
 export * from './podman.js';
 export * from './podman-driver.js';
 export * from './quantity.js';
+export * from './crd.js';
