@@ -197,6 +197,8 @@ function nodeAt(schema: StructuralSchema, path: string): StructuralSchema {
 /**
  * The cross-field checks of parseFunctionSpec that CEL can express cheaply (Kubernetes 1.25+
  * validation rules). Each fieldPath + message reads like parseFunctionSpec's `field: message`.
+ * Static messages: a messageExpression that prints the values (string(self.min) + ...) is
+ * refused by kube-apiserver 1.34 as over the CEL cost budget by more than 100x.
  * has() guards keep the rules true on a default such as `scale: {}`, which the API server
  * validates before nested defaults apply; on real objects the defaults make the fields exist.
  * Left to parseFunctionSpec: duration ranges, reserved env names, asset paths, env key names.
@@ -207,13 +209,11 @@ const celRules: Record<string, StructuralSchema[]> = {
       rule: '!has(self.min) || !has(self.max) || self.min <= self.max',
       fieldPath: '.min',
       message: 'must be <= scale.max',
-      messageExpression: "'must be <= scale.max (' + string(self.min) + ' > ' + string(self.max) + ')'",
     },
     {
       rule: '!has(self.initial) || !has(self.max) || self.initial <= self.max',
       fieldPath: '.initial',
       message: 'must be <= scale.max',
-      messageExpression: "'must be <= scale.max (' + string(self.initial) + ' > ' + string(self.max) + ')'",
     },
   ],
   'triggers[]': [

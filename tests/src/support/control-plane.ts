@@ -1,0 +1,186 @@
+// A real Kubernetes control plane on loopback for the cluster tests: etcd from Debian, and
+// kube-apiserver, kube-controller-manager and kube-scheduler built from the k8s.io/kubernetes Go
+// module (tests/cluster/k8s) once per machine and cached. Credentials are made here: a static
+// admin token, a service-account key, the apiserver's self-signed serving certificate.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Agent, fetch } from 'undici';
+import { waitFor } from '@kubefn/platform/testing';
+import { repoRoot } from './platform-process.js';
+
+const run = promisify(execFile);
+
+export const kubernetesVersion = 'v1.34.4';
+const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
+type Component = (typeof components)[number];
+
+/** Where the built binaries are kept between runs (KUBEFN_K8S_CACHE overrides). */
+export function binaryDir(): string {
+  return process.env.KUBEFN_K8S_CACHE ?? path.join(homedir(), '.cache', 'kubefn-k8s', kubernetesVersion, 'bin');
+}
+
+/**
+ * The three control-plane binaries, built with `go build` from tests/cluster/k8s when missing.
+ * A cold build takes many minutes on 2 cores; `onProgress` hears about it.
+ */
+export async function ensureBinaries(onProgress: (line: string) => void = () => {}): Promise<Record<Component, string>> {
+  const dir = binaryDir();
+  const paths = Object.fromEntries(components.map((c) => [c, path.join(dir, c)])) as Record<Component, string>;
+  const missing = (await Promise.all(components.map((c) => access(paths[c]).then(() => false, () => true)))).some(Boolean);
+  if (!missing) return paths;
+  await mkdir(dir, { recursive: true });
+  onProgress(`building Kubernetes ${kubernetesVersion} control plane into ${dir} (go build, cached afterwards)`);
+  const [major, minor] = kubernetesVersion.slice(1).split('.');
+  const ldflags = [
+    '-s -w',
+    `-X k8s.io/component-base/version.gitVersion=${kubernetesVersion}`,
+    `-X k8s.io/component-base/version.gitMajor=${major}`,
+    `-X k8s.io/component-base/version.gitMinor=${minor}`,
+  ].join(' ');
+  await run(
+    'go',
+    ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', ldflags, '-o', `${dir}/`, ...components.map((c) => `k8s.io/kubernetes/cmd/${c}`)],
+    { cwd: path.join(repoRoot, 'tests', 'cluster', 'k8s'), env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' }, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 },
+  );
+  return paths;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  server: string;
+  /** A kubeconfig file for the admin (system:masters) token. */
+  kubeconfig: string;
+  token: string;
+  /** The apiserver's serving CA (its self-signed certificate), PEM. */
+  ca: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler; resolves once /readyz answers. */
+export async function startControlPlane(onProgress: (line: string) => void = () => {}): Promise<ControlPlane> {
+  const bin = await ensureBinaries(onProgress);
+  const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-k8s-'));
+  const children: ChildProcess[] = [];
+  const logs = new Map<string, string[]>();
+  const start = (name: string, cmd: string, args: string[]): ChildProcess => {
+    const lines: string[] = [];
+    logs.set(name, lines);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (chunk: Buffer): void => {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      if (lines.length > 200) lines.splice(0, lines.length - 200);
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    children.push(child);
+    return child;
+  };
+  const close = async (): Promise<void> => {
+    for (const c of children.reverse()) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const [etcdPort, etcdPeer, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    start('etcd', 'etcd', [
+      '--data-dir', path.join(dir, 'etcd'),
+      '--listen-client-urls', `http://127.0.0.1:${etcdPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
+    ]);
+    const saKey = path.join(dir, 'sa.key');
+    const saPub = path.join(dir, 'sa.pub');
+    await run('openssl', ['genrsa', '-out', saKey, '2048']);
+    await run('openssl', ['rsa', '-in', saKey, '-pubout', '-out', saPub]);
+    const token = (await run('openssl', ['rand', '-hex', '24'])).stdout.trim();
+    const tokens = path.join(dir, 'tokens.csv');
+    await writeFile(tokens, `${token},kubefn-admin,kubefn-admin,system:masters\n`, { mode: 0o600 });
+    const certDir = path.join(dir, 'certs');
+    start(bin['kube-apiserver'], bin['kube-apiserver'], [
+      '--etcd-servers', `http://127.0.0.1:${etcdPort}`,
+      '--bind-address', '127.0.0.1',
+      '--advertise-address', '127.0.0.1',
+      '--secure-port', String(apiPort),
+      '--cert-dir', certDir,
+      '--token-auth-file', tokens,
+      '--authorization-mode', 'RBAC',
+      '--service-account-issuer', 'https://kubernetes.default.svc.cluster.local',
+      '--service-account-key-file', saPub,
+      '--service-account-signing-key-file', saKey,
+      '--service-cluster-ip-range', '10.96.0.0/16',
+      '--allow-privileged',
+    ]);
+    const server = `https://127.0.0.1:${apiPort}`;
+    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+    onProgress(`waiting for kube-apiserver on ${server}`);
+    await waitFor(
+      async () => (await fetch(`${server}/readyz`, { headers: { authorization: `Bearer ${token}` }, dispatcher: insecure })).status === 200,
+      { timeoutMs: 120_000, what: 'kube-apiserver /readyz' },
+    );
+    await insecure.close();
+    const ca = await readFile(path.join(certDir, 'apiserver.crt'), 'utf8');
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, kubeconfigYaml(server, token, ca), { mode: 0o600 });
+    start('kube-controller-manager', bin['kube-controller-manager'], [
+      '--kubeconfig', kubeconfig,
+      '--service-account-private-key-file', saKey,
+      '--root-ca-file', path.join(certDir, 'apiserver.crt'),
+      '--use-service-account-credentials',
+      '--leader-elect=false',
+      '--secure-port', '0',
+      '--controllers', '*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle',
+    ]);
+    const schedulerConfig = path.join(dir, 'scheduler.yaml');
+    await writeFile(
+      schedulerConfig,
+      `apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: ${kubeconfig}\nleaderElection:\n  leaderElect: false\n`,
+    );
+    start('kube-scheduler', bin['kube-scheduler'], ['--config', schedulerConfig, '--secure-port', '0']);
+    return { server, kubeconfig, token, ca, dir, close };
+  } catch (err) {
+    const tail = [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-20).join('\n')}`).join('\n');
+    await close();
+    throw new Error(`control plane did not start: ${(err as Error).message}\n${tail}`);
+  }
+}
+
+function kubeconfigYaml(server: string, token: string, ca: string): string {
+  const caData = Buffer.from(ca).toString('base64');
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: kubefn-test',
+    '  cluster:',
+    `    server: ${server}`,
+    `    certificate-authority-data: ${caData}`,
+    'users:',
+    '- name: admin',
+    '  user:',
+    `    token: ${token}`,
+    'contexts:',
+    '- name: kubefn-test',
+    '  context: { cluster: kubefn-test, user: admin }',
+    'current-context: kubefn-test',
+    '',
+  ].join('\n');
+}
