@@ -2,6 +2,7 @@
 // and blobs, with the registry's Basic or Bearer-token authentication.
 
 import { createHash } from 'node:crypto';
+import { Agent, fetch, type RequestInit, type Response } from 'undici';
 import { KubefnError, type ErrorCode } from '@kubefn/platform';
 import type { Descriptor, ImageConfig } from '../oci-image.js';
 import { manifestMediaType } from '../oci-image.js';
@@ -419,11 +420,11 @@ export class RegistryClient {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
     try {
-      const init: RequestInit & { duplex?: 'half' } = { method: call.method, headers, signal: controller.signal };
+      const init: RequestInit = { method: call.method, headers, signal: controller.signal, dispatcher: registryAgent };
       if (call.body) {
         const { body, length } = await call.body();
         headers['content-length'] = String(length);
-        init.body = body;
+        init.body = body as RequestInit['body'];
         init.duplex = 'half';
       }
       const res = await fetch(url, init);
@@ -440,6 +441,13 @@ export class RegistryClient {
     }
   }
 }
+
+/**
+ * The client's own connection pool, from the undici package rather than Node's built-in fetch:
+ * a process that also loads undici (the gateway does) replaces the global dispatcher the
+ * built-in fetch shares, and Node 20's built-in fetch then fails on streamed uploads.
+ */
+const registryAgent = new Agent({ keepAliveTimeout: 10_000 });
 
 /** "http" for loopback registries and the ones the user marked insecure; "https" for every other. */
 export function registryScheme(registry: string, insecureRegistries: Iterable<string> = []): 'http' | 'https' {
