@@ -15,3 +15,4 @@ export * from './podman.js';
 export * from './podman-driver.js';
 export * from './quantity.js';
 export * from './crd.js';
+export * from './kubernetes/index.js';

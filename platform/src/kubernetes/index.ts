@@ -1,0 +1,7 @@
+// The kubernetes driver and the pure pieces it is made of.
+
+export * from './driver.js';
+export * from './manifests.js';
+export * from './endpoints.js';
+export * from './status.js';
+export * from './client.js';

@@ -1,0 +1,154 @@
+// An informer that keeps itself running: client-node's ListWatch, restarted with backoff after an
+// error, with a first start that fails loudly and a way to wait for the cache to see a write.
+
+import type { Informer, KubernetesObject, ObjectCache } from '@kubernetes/client-node';
+
+export interface KeptInformerOptions {
+  /** What is watched, for warnings: "functions in team-a". */
+  what: string;
+  /** The namespace watched, for cache lookups by name. */
+  namespace: string;
+  onWarning: (message: string, err?: unknown) => void;
+  /** First pause before a restart, in ms (default 500); doubles up to maxBackoffMs. */
+  minBackoffMs?: number;
+  /** Longest pause before a restart, in ms (default 30000). */
+  maxBackoffMs?: number;
+}
+
+/**
+ * client-node's ListWatch re-lists by itself when the server says the resource version is gone
+ * (410) and reconnects when a watch ends cleanly or times out, but after any other error (the
+ * list failing, the connection refused) it calls its 'error' handlers and stops. This restarts it
+ * after a growing pause; start() keeps the last resource version, so a restart resumes the watch
+ * where it was and falls back to a full list when that version has expired.
+ */
+export class KeptInformer<T extends KubernetesObject> {
+  readonly cache: ObjectCache<T>;
+  readonly #informer: Informer<T> & ObjectCache<T>;
+  readonly #options: KeptInformerOptions;
+  #backoffMs = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #startError: unknown;
+  #starting = false;
+  /** Bumped on every event for a name, so a writer can wait for the cache to move. */
+  readonly #seen = new Map<string, number>();
+  readonly #waiters = new Set<() => void>();
+
+  constructor(informer: Informer<T> & ObjectCache<T>, options: KeptInformerOptions) {
+    this.#informer = informer;
+    this.cache = informer;
+    this.#options = options;
+    informer.on('error', (err) => this.#failed(err));
+    const seen = (obj: T): void => {
+      const name = obj.metadata?.name ?? '';
+      this.#seen.set(name, (this.#seen.get(name) ?? 0) + 1);
+      for (const w of [...this.#waiters]) w();
+    };
+    informer.on('add', seen);
+    informer.on('update', seen);
+    informer.on('delete', seen);
+  }
+
+  on(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void {
+    this.#informer.on(verb, cb);
+  }
+
+  /** Lists and starts watching; throws what the first list failed with. */
+  async start(): Promise<void> {
+    this.#starting = true;
+    this.#startError = undefined;
+    try {
+      await this.#informer.start();
+    } finally {
+      this.#starting = false;
+    }
+    if (this.#startError !== undefined) {
+      const err = this.#startError;
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    for (const w of [...this.#waiters]) w();
+    await this.#informer.stop();
+  }
+
+  /**
+   * Resolves once the cache holds `name` at `resourceVersion`, or has seen a later event for it,
+   * or after `timeoutMs` — read-your-writes for callers that write, then read the cache.
+   */
+  async caughtUp(name: string, resourceVersion: string | undefined, timeoutMs = 5000): Promise<void> {
+    const start = this.#seen.get(name) ?? 0;
+    const done = (): boolean =>
+      this.#stopped ||
+      resourceVersion === undefined ||
+      this.cache.get(name, this.#options.namespace)?.metadata?.resourceVersion === resourceVersion ||
+      (this.#seen.get(name) ?? 0) > start + 1;
+    if (done()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      function finish(): void {
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve();
+      }
+      const waiters = this.#waiters;
+      const check = (): void => {
+        if (done()) finish();
+      };
+      waiters.add(check);
+    });
+  }
+
+  /** Resolves once `done()` holds for the cache, re-checked on every event, or after `timeoutMs`; returns whether it held. */
+  async until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (done()) return true;
+    return new Promise<boolean>((resolve) => {
+      const waiters = this.#waiters;
+      const timer = setTimeout(() => finish(done()), timeoutMs);
+      function finish(ok: boolean): void {
+        clearTimeout(timer);
+        waiters.delete(check);
+        resolve(ok);
+      }
+      const check = (): void => {
+        if (this.#stopped) finish(done());
+        else if (done()) finish(true);
+      };
+      waiters.add(check);
+    });
+  }
+
+  #failed(err: unknown): void {
+    if (this.#starting) {
+      this.#startError ??= err;
+      return;
+    }
+    if (this.#stopped) return;
+    const minMs = this.#options.minBackoffMs ?? 500;
+    this.#backoffMs = Math.min(this.#backoffMs === 0 ? minMs : this.#backoffMs * 2, this.#options.maxBackoffMs ?? 30_000);
+    this.#options.onWarning(`watch of ${this.#options.what} failed; restarting in ${this.#backoffMs} ms`, err);
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#restart(), this.#backoffMs);
+  }
+
+  async #restart(): Promise<void> {
+    if (this.#stopped) return;
+    let failed = false;
+    const onError = (): void => {
+      failed = true;
+    };
+    this.#informer.on('error', onError);
+    try {
+      await this.#informer.start();
+    } finally {
+      this.#informer.off('error', onError);
+    }
+    // A start that listed and connected resets the backoff; a failed one already rescheduled.
+    if (!failed) this.#backoffMs = 0;
+  }
+}

@@ -1,0 +1,180 @@
+// What a Function becomes on Kubernetes: pure builders for its Deployment and Service, as
+// server-side apply configurations (only the fields kubefn owns).
+
+import type { V1Deployment, V1EnvVar, V1Service, V1Toleration } from '@kubernetes/client-node';
+import { contractEnv } from '../process-launch.js';
+import { adminPaths, runtimeEnv } from '../runtime-contract.js';
+import { timeoutMs, type FunctionSpec } from '../spec.js';
+
+/** Ports inside every function container. */
+export const containerPorts = { http: 8080, admin: 8081 } as const;
+/** The Service port the gateway (or anyone in the cluster) calls. */
+export const servicePort = 80;
+/** The name of the function's container in its pods (logs read it). */
+export const containerName = 'function';
+
+export const kubefnLabels = {
+  name: 'app.kubernetes.io/name',
+  managedBy: 'app.kubernetes.io/managed-by',
+  function: 'kubefn.dev/function',
+} as const;
+export const managedBy = 'kubefn';
+/** The label the EndpointSlice controller puts on every slice of a Service. */
+export const serviceNameLabel = 'kubernetes.io/service-name';
+
+/** The owning Function, for ownerReferences. */
+export interface Owner {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+}
+
+export interface DeploymentOptions {
+  /**
+   * spec.replicas of the applied object. Give it only when the Deployment is created: after that
+   * replicas belong to the autoscaler (the scale subresource), and an applied value would fight
+   * it. See driver.ts for how ownership of the field is handed over.
+   */
+  replicas?: number;
+}
+
+/** Replicas a new Deployment starts with: max(min, initial), as every driver does on create. */
+export function initialReplicas(spec: FunctionSpec): number {
+  return Math.max(spec.scale.min, spec.scale.initial);
+}
+
+/** Labels on everything kubefn creates for a function; the selector uses only `kubefn.dev/function`. */
+export function functionLabels(name: string): Record<string, string> {
+  return { [kubefnLabels.name]: name, [kubefnLabels.managedBy]: managedBy, [kubefnLabels.function]: name };
+}
+
+/** The Deployment that runs the function's replicas, owned by its Function. */
+export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owner, options: DeploymentOptions = {}): V1Deployment {
+  const labels = functionLabels(spec.name);
+  // The runtime drains for timeout + 5 s after SIGTERM (KUBEFN_DRAIN_MS default); the kubelet's
+  // grace period gives it 5 s more before SIGKILL. 30s timeout -> 40 s grace.
+  const graceSeconds = Math.ceil(timeoutMs(spec) / 1000) + 10;
+  const resources = resourcesFor(spec);
+  const deployment: V1Deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: {
+      name: spec.name,
+      namespace,
+      labels,
+      ownerReferences: [{ ...owner, controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
+      selector: { matchLabels: { [kubefnLabels.function]: spec.name } },
+      revisionHistoryLimit: 3,
+      // Never fewer ready replicas than asked for during a rollout: a function at 1 replica keeps serving.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: '25%' } },
+      template: {
+        metadata: {
+          labels: { ...(spec.labels ?? {}), ...labels },
+          ...(spec.annotations ? { annotations: { ...spec.annotations } } : {}),
+        },
+        spec: {
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: graceSeconds,
+          ...(spec.placement?.nodeSelector ? { nodeSelector: { ...spec.placement.nodeSelector } } : {}),
+          ...(spec.placement?.tolerations?.length
+            ? { tolerations: spec.placement.tolerations.map((t) => ({ ...t }) as V1Toleration) }
+            : {}),
+          containers: [
+            {
+              name: containerName,
+              image: spec.image ?? '',
+              ports: [
+                { name: 'http', containerPort: containerPorts.http, protocol: 'TCP' },
+                { name: 'admin', containerPort: containerPorts.admin, protocol: 'TCP' },
+              ],
+              env: envFor(spec),
+              ...(spec.secrets?.length ? { envFrom: spec.secrets.map((name) => ({ secretRef: { name } })) } : {}),
+              ...(resources ? { resources } : {}),
+              readinessProbe: {
+                httpGet: { path: adminPaths.ready, port: containerPorts.admin },
+                periodSeconds: 1,
+                failureThreshold: 1,
+              },
+              livenessProbe: {
+                httpGet: { path: adminPaths.health, port: containerPorts.admin },
+                periodSeconds: 10,
+                failureThreshold: 3,
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+                seccompProfile: { type: 'RuntimeDefault' },
+              },
+            },
+          ],
+        },
+      },
+    },
+  };
+  return deployment;
+}
+
+/** The ClusterIP Service in front of the replicas: port 80 -> the container's 8080. */
+export function serviceFor(spec: FunctionSpec, namespace: string, owner: Owner): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: spec.name,
+      namespace,
+      labels: functionLabels(spec.name),
+      ownerReferences: [{ ...owner, controller: true, blockOwnerDeletion: true }],
+    },
+    spec: {
+      type: 'ClusterIP',
+      selector: { [kubefnLabels.function]: spec.name },
+      ports: [{ name: 'http', port: servicePort, targetPort: containerPorts.http, protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * The spec's env and the runtime contract, then the ports and address kubefn fixes in a pod.
+ * KUBEFN_INSTANCE and POD_NAME come from the downward API (the pod's name); POD_NAME is left out
+ * when the spec sets it, since apply refuses two entries with one name. A `$(` in a user's value
+ * is escaped as `$$(` so the kubelet passes it through unexpanded.
+ */
+function envFor(spec: FunctionSpec): V1EnvVar[] {
+  const podName = { fieldRef: { fieldPath: 'metadata.name' } };
+  const user = spec.env ?? {};
+  const env: V1EnvVar[] = Object.hasOwn(user, 'POD_NAME') ? [] : [{ name: 'POD_NAME', valueFrom: podName }];
+  for (const [name, value] of Object.entries(contractEnv(spec, ''))) {
+    if (name === runtimeEnv.instance) env.push({ name, valueFrom: podName });
+    else env.push({ name, value: Object.hasOwn(user, name) ? value.replaceAll('$(', '$$$$(') : value });
+  }
+  env.push(
+    { name: runtimeEnv.port, value: String(containerPorts.http) },
+    { name: runtimeEnv.adminPort, value: String(containerPorts.admin) },
+    { name: runtimeEnv.host, value: '0.0.0.0' },
+  );
+  return env;
+}
+
+/**
+ * Requests equal limits: a function replica gets what it may use (Guaranteed QoS when both cpu and
+ * memory are set), and GPUs must be requested and limited alike.
+ */
+function resourcesFor(spec: FunctionSpec): { limits: Record<string, string>; requests: Record<string, string> } | undefined {
+  const r = spec.resources;
+  const limits: Record<string, string> = {};
+  if (r?.cpu) limits.cpu = r.cpu;
+  if (r?.memory) limits.memory = r.memory;
+  if (r?.gpu) limits['nvidia.com/gpu'] = String(r.gpu);
+  if (Object.keys(limits).length === 0) return undefined;
+  return { limits, requests: { ...limits } };
+}
+
+/** The digest of an image reference pinned by digest ("reg/x@sha256:..."), else undefined. */
+export function imageDigest(image: string | undefined): string | undefined {
+  const match = image?.match(/@(sha256:[0-9a-f]{64})$/);
+  return match?.[1];
+}
