@@ -272,5 +272,5 @@ describe('kubernetes driver on a real control plane', () => {
     await expectCode(driver.scale('nobody', 1), 'NOT_FOUND');
   });
 
-  it.todo('pods run and answer, logs stream from them (needs a node: tests/src/support/node-agent.ts)');
+  // Pods running, answering and logging: tests/src/kubernetes-conformance.test.ts (with the node agent).
 });

@@ -128,6 +128,8 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
       '--service-account-signing-key-file', saKey,
       '--service-cluster-ip-range', '10.96.0.0/16',
       '--allow-privileged',
+      // Nodes here are reached at their InternalIP; their Hostname does not resolve.
+      '--kubelet-preferred-address-types', 'InternalIP,Hostname',
     ]);
     const server = `https://127.0.0.1:${apiPort}`;
     const insecure = new Agent({ connect: { rejectUnauthorized: false } });

@@ -12,12 +12,15 @@
 // a created one) answer from the host. Host networking was rejected: same-port pods would collide.
 //
 // Not a kubelet: one container per pod, no init containers, no volumes (the service-account token
-// volume is ignored), no liveness/startup probes, readiness from httpGet only. `kubectl logs` and
-// `kubectl exec` do not work against this node: the apiserver proxies them to the kubelet's HTTPS
-// endpoint on the node's address (port 10250), which nothing serves; use `agent.logs()` instead.
+// volume is ignored), no liveness/startup probes, readiness from httpGet only. Of the kubelet's
+// HTTPS API (which the apiserver proxies `kubectl logs` and `exec` to) it serves containerLogs only.
 
 import { Buffer } from 'node:buffer';
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { PassThrough } from 'node:stream';
@@ -103,6 +106,8 @@ class Agent {
   readonly #freeIPs: string[] = [];
   readonly #startedAt = isoNow();
   #informer: ListWatch<V1Pod> | undefined;
+  #logServer: Server | undefined;
+  #logPort = 0;
   #heartbeat: NodeJS.Timeout | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -128,6 +133,7 @@ class Agent {
     const prefix = base!.split('.').slice(0, 3).join('.');
     for (let i = 2; i < 255; i++) this.#freeIPs.push(`${prefix}.${i}`);
 
+    await this.#startLogServer();
     await this.core.createNode({
       body: {
         metadata: { name: this.nodeName, labels: { 'kubernetes.io/hostname': this.nodeName, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': arch(), [nodeAgentLabel]: 'true' } },
@@ -162,6 +168,8 @@ class Agent {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     await this.#informer?.stop();
+    this.#logServer?.closeAllConnections();
+    await new Promise((resolve) => (this.#logServer ? this.#logServer.close(resolve) : resolve(undefined)));
     for (const w of this.#workers.values()) w.abandon();
     this.#workers.clear();
     await this.#removeLeftovers();
@@ -202,6 +210,7 @@ class Agent {
         condition('Ready', 'True', 'KubeletReady', 'kubefn node agent is posting ready status (pods run as podman containers)'),
       ],
       addresses: [{ type: 'InternalIP', address: hostIP }, { type: 'Hostname', address: this.nodeName }],
+      daemonEndpoints: { kubeletEndpoint: { Port: this.#logPort } },
       nodeInfo: {
         machineID: this.nodeName, systemUUID: this.nodeName, bootID: this.#startedAt,
         kernelVersion: os.release(), osImage: 'kubefn node agent', containerRuntimeVersion: 'podman://',
@@ -275,6 +284,55 @@ class Agent {
     if (ids.length) await this.podman.run(['rm', '--force', '--time', '0', '--ignore', ...ids]);
     await this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid } } }).catch((err: unknown) => {
       if (statusCode(err) !== 404 && statusCode(err) !== 409) this.log(`deleting pod ${namespace}/${name}: ${message(err)}`);
+    });
+  }
+
+  /**
+   * The one kubelet endpoint the agent serves: GET /containerLogs/<ns>/<pod>/<container> on the
+   * port the Node reports, over HTTPS with a self-signed certificate (the API server does not
+   * verify a kubelet's certificate unless told to), so `kubectl logs` and client-node's Log work.
+   */
+  async #startLogServer(): Promise<void> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kubefn-node-tls-'));
+    try {
+      const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+      await promisify(execFile)('openssl', [
+        'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-keyout', key, '-out', cert,
+        '-subj', `/CN=${this.nodeName}`, '-addext', `subjectAltName=IP:${hostIP}`,
+      ]);
+      this.#logServer = createHttpsServer({ key: await readFile(key), cert: await readFile(cert) }, (req, res) => void this.#serveLogs(req.url ?? '', res));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await new Promise<void>((resolve) => this.#logServer!.listen(0, hostIP, resolve));
+    this.#logPort = (this.#logServer!.address() as { port: number }).port;
+  }
+
+  async #serveLogs(url: string, res: import('node:http').ServerResponse): Promise<void> {
+    const u = new URL(url, 'https://node');
+    const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(u.pathname);
+    if (!m) return void res.writeHead(404).end('only /containerLogs is served by the kubefn node agent\n');
+    const [, namespace, pod] = m.map(decodeURIComponent) as [string, string, string];
+    const names = (await this.podman.check(['ps', '--all', '--format', '{{.Names}}', '--filter', `label=${nodeAgentLabel}=${this.nodeName}`]))
+      .split('\n')
+      .filter((n) => n.startsWith(containerPrefix(namespace, pod)));
+    if (!names.length) return void res.writeHead(404).end(`no container of pod ${namespace}/${pod} on this node\n`);
+    const q = u.searchParams;
+    const args = ['logs'];
+    if (q.get('follow') === 'true') args.push('--follow');
+    if (q.get('timestamps') === 'true') args.push('--timestamps');
+    if (q.get('tailLines')) args.push('--tail', String(Number(q.get('tailLines'))));
+    if (q.get('sinceTime')) args.push('--since', q.get('sinceTime')!);
+    else if (q.get('sinceSeconds')) args.push('--since', `${Number(q.get('sinceSeconds'))}s`);
+    const child = this.podman.spawn([...args, names[0]!], {});
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    let open = 2;
+    for (const s of [child.stdout!, child.stderr!]) {
+      s.pipe(res, { end: false });
+      s.on('end', () => --open === 0 && res.end());
+    }
+    res.on('close', () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
     });
   }
 
