@@ -17,8 +17,11 @@ export async function buildFunction(
   target: string,
   options: { overrides?: SpecOverrides; progress?: Progress } = {},
 ): Promise<Built> {
-  const loaded = await loadFnYaml(target, options.overrides);
-  const progress = options.progress ?? silentProgress;
+  return bundleLoaded(await loadFnYaml(target, options.overrides), options.progress);
+}
+
+/** Bundles the handler of a function whose fn.yaml is already loaded. */
+export async function bundleLoaded(loaded: LoadedFunction, progress: Progress = silentProgress): Promise<Built> {
   const bundle = await progress.step(
     `bundling ${loaded.spec.name} (${loaded.spec.handler})`,
     () => bundleFunction({ dir: loaded.dir, handler: loaded.spec.handler }),

@@ -9,7 +9,7 @@ import { packSource } from '@kubefn/builder';
 import { errorFromBody, isKubefnError, KubefnError, validateName, type FunctionSpec } from '@kubefn/platform';
 import type { App } from './app.js';
 import { collect, pairs, parseCount, parseDurationArg } from './args.js';
-import { buildFunction, printWarnings } from './build.js';
+import { bundleLoaded, printWarnings } from './build.js';
 import type { FunctionInfo, GatewayClient } from './client.js';
 import { checkArg } from './errors.js';
 import { loadFnYaml, type LoadedFunction, type SpecOverrides } from './fn-yaml.js';
@@ -71,7 +71,7 @@ export async function deployFunction(client: GatewayClient, target: string, opti
   const { mode, image } = await chooseMode(client, options, signal);
   const shipped =
     mode === 'bundle'
-      ? await shipBundle(client, target, options, progress)
+      ? await shipBundle(client, loaded, options, progress)
       : mode === 'image'
         ? await shipImage(loaded, image, options, progress)
         : await shipSource(client, loaded, options, progress);
@@ -128,8 +128,8 @@ async function chooseMode(
 }
 
 /** Bundles here and uploads the bundle unless the gateway has it. */
-async function shipBundle(client: GatewayClient, target: string, options: DeployOptions, progress: Progress): Promise<Shipped> {
-  const { bundle } = await buildFunction(target, { progress, ...(options.overrides ? { overrides: options.overrides } : {}) });
+async function shipBundle(client: GatewayClient, loaded: LoadedFunction, options: DeployOptions, progress: Progress): Promise<Shipped> {
+  const { bundle } = await bundleLoaded(loaded, progress);
   const size = formatBytes(bundle.bytes);
   const uploaded = await progress.step(
     `uploading bundle (${size})`,

@@ -116,7 +116,7 @@ class PodmanLauncher implements ReplicaLauncher<string> {
   async #pull(image: string): Promise<void> {
     if ((await this.podman.run(['image', 'exists', image])).code === 0) return;
     const registry = image.split('/')[0]!;
-    const plainHttp = isLoopback(registry) || (this.#options.insecureRegistries ?? []).includes(registry);
+    const plainHttp = isLoopbackRegistry(registry) || (this.#options.insecureRegistries ?? []).includes(registry);
     const r = await this.podman.run(['pull', '--quiet', ...(plainHttp ? ['--tls-verify=false'] : []), image], {
       timeoutMs: this.#options.pullTimeoutMs ?? 600_000,
     });
@@ -128,9 +128,10 @@ class PodmanLauncher implements ReplicaLauncher<string> {
   }
 }
 
-function isLoopback(registry: string): boolean {
-  const host = registry.replace(/:\d+$/, '');
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+/** Whether a registry host (with or without port) is this machine: those are reached over plain HTTP. */
+export function isLoopbackRegistry(registry: string): boolean {
+  const host = registry.toLowerCase().replace(/:[0-9]+$/, '');
+  return host === 'localhost' || host === '[::1]' || /^127(?:\.[0-9]{1,3}){3}$/.test(host);
 }
 
 export class PodmanDriver extends ReplicaDriver<string> {

@@ -7,32 +7,23 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 // Types only: the client itself is loaded through the driver's loader, which fills in what its
 // undici needs on Node 20 before it loads.
-import type { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, V1CustomResourceDefinition } from '@kubernetes/client-node';
+import type { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import {
   KubernetesDriver,
-  functionCrd,
-  isKubefnError,
-  loadKubernetesClient,
   parseFunctionSpec,
   type Endpoint,
-  type ErrorCode,
   type KubernetesClient,
 } from '@kubefn/platform';
-import { waitFor } from '@kubefn/platform/testing';
-import { startControlPlane, type ControlPlane } from './support/control-plane.js';
+import { expectCode, waitFor } from '@kubefn/platform/testing';
+import { startTestCluster, type TestCluster } from './support/cluster.js';
+import type { ControlPlane } from './support/control-plane.js';
 
 const namespace = 'kubefn-test';
 const image = `registry.example/hello@sha256:${'a'.repeat(64)}`;
 const fnApi = { group: 'kubefn.dev', version: 'v1alpha1', namespace, plural: 'functions' };
 
-async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(isKubefnError(err, code), `expected ${code}, got ${String((err as Error)?.message ?? err)}`);
-    return true;
-  });
-}
-
 describe('kubernetes driver on a real control plane', () => {
+  let cluster: TestCluster;
   let cp: ControlPlane;
   let k8s: KubernetesClient;
   let kc: KubeConfig;
@@ -43,29 +34,17 @@ describe('kubernetes driver on a real control plane', () => {
   const warnings: string[] = [];
 
   before(async () => {
-    cp = await startControlPlane((line) => console.log(`# ${line}`));
-    k8s = await loadKubernetesClient();
-    kc = new k8s.KubeConfig();
-    kc.loadFromFile(cp.kubeconfig);
+    cluster = await startTestCluster({ namespace, onProgress: (line) => console.log(`# ${line}`) });
+    ({ cp, k8s, kc } = cluster);
     apps = kc.makeApiClient(k8s.AppsV1Api);
     core = kc.makeApiClient(k8s.CoreV1Api);
     custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const apiext = kc.makeApiClient(k8s.ApiextensionsV1Api);
-    await apiext.createCustomResourceDefinition({ body: functionCrd() as V1CustomResourceDefinition });
-    await waitFor(
-      async () => {
-        const crd = await apiext.readCustomResourceDefinition({ name: 'functions.kubefn.dev' });
-        return crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-      },
-      { timeoutMs: 60_000, what: 'the Function CRD established' },
-    );
-    await core.createNamespace({ body: { metadata: { name: namespace } } });
     driver = await KubernetesDriver.open({ kubeconfig: cp.kubeconfig, namespace, onWarning: (m, e) => warnings.push(`${m}: ${String(e)}`) });
   }, { timeout: 3_600_000 });
 
   after(async () => {
     await driver?.close();
-    await cp?.close();
+    await cluster?.close();
     if (warnings.length) console.log(`# driver warnings:\n# ${warnings.join('\n# ')}`);
   });
 

@@ -6,40 +6,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RegistryClient } from '@kubefn/builder';
-import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { parseFunctionSpec, Podman, PodmanDriver, podmanLabels, type FunctionSpecInput } from '@kubefn/platform';
 import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
-import { buildAndPush, fixturesDir, podmanTestOptions, pushTestBase } from './support/podman.js';
+import { fixtureImages, podmanTestOptions, type FixtureImages } from './support/podman.js';
 
 const waitTimeoutMs = 120_000;
 const timeout = 600_000;
-
-/** One registry and base for the whole file; fixture images built once each. */
-async function imageSource(): Promise<{ registry: TestRegistry; client: RegistryClient; image(fixture: string): Promise<string> }> {
-  const registry = await startRegistry();
-  const client = new RegistryClient();
-  const base = await pushTestBase(client, registry.host);
-  const built = new Map<string, Promise<string>>();
-  return {
-    registry,
-    client,
-    image(fixture) {
-      let ref = built.get(fixture);
-      if (!ref) {
-        ref = buildAndPush(client, { dir: path.join(fixturesDir, fixture), name: fixture, base, registry: registry.host }).then((r) => r.ref);
-        built.set(fixture, ref);
-      }
-      return ref;
-    },
-  };
-}
 
 driverConformance(
   'podman',
   async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-podman-conformance-'));
-    const images = await imageSource();
+    const images = await fixtureImages();
     const driver = await PodmanDriver.open({ ...(await podmanTestOptions()), owner: `conformance-${process.pid}`, stateDir: path.join(dir, 'state') });
     return {
       driver,
@@ -55,12 +33,12 @@ driverConformance(
 );
 
 describe('podman driver', () => {
-  let images: Awaited<ReturnType<typeof imageSource>>;
+  let images: FixtureImages;
   let podman: Podman;
   const drivers: PodmanDriver[] = [];
 
   before(async () => {
-    images = await imageSource();
+    images = await fixtureImages();
     podman = new Podman(await podmanTestOptions());
   });
 

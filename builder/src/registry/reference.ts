@@ -101,8 +101,4 @@ export function registryApiHost(registry: string): string {
   return registry === dockerHub ? 'registry-1.docker.io' : registry;
 }
 
-/** localhost, 127.x.x.x or [::1], with or without a port: reached without leaving the machine. */
-export function isLoopbackRegistry(registry: string): boolean {
-  const host = registry.toLowerCase().replace(/:[0-9]+$/, '');
-  return host === 'localhost' || host === '[::1]' || /^127(?:\.[0-9]{1,3}){3}$/.test(host);
-}
+export { isLoopbackRegistry } from '@kubefn/platform';

@@ -2,7 +2,6 @@
 // directly, measured side by side in one run. Prints a table and writes JSON.
 
 import { spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
@@ -11,6 +10,7 @@ import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
 import { waitFor } from '@kubefn/platform/testing';
 import { coldStarts, percentile } from './cold-start.js';
+import { writeBenchResults } from './results.js';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const coldTries = Number(args.get('cold-tries') ?? 20);
@@ -129,9 +129,7 @@ async function main() {
         `direct p50 ${results.c1Latency.direct.p50ms} ms / p99 ${results.c1Latency.direct.p99ms} ms`,
     ].join('\n');
     console.log(table);
-    const out = path.join(repoRoot, 'bench-results');
-    await mkdir(out, { recursive: true });
-    await writeFile(path.join(out, 'gateway.json'), JSON.stringify(results, null, 2) + '\n');
+    await writeBenchResults('gateway', results);
     console.log(JSON.stringify(results));
   } finally {
     await platform.stop();

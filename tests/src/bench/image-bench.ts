@@ -18,16 +18,16 @@
 // Env: BENCH_RUNS (default 3), BENCH_EXAMPLES (comma-separated names; default all).
 // Writes bench-results/image-bench.json.
 
-import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildFunctionImage, bundleFunction, formatBytes, parseReference, pushFunctionImage, RegistryClient, type PushReport } from '@kubefn/builder';
 import { startRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
 import { loadFnYaml } from '@kubefn/cli';
-import { repoRoot } from '../support/platform-process.js';
 import { examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
 import { startCountingProxy, type ByteCounts, type CountingProxy } from './counting-proxy.js';
+import { writeBenchResults } from './results.js';
 
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const only = process.env.BENCH_EXAMPLES?.split(',').filter(Boolean);
@@ -272,9 +272,7 @@ async function main(): Promise<void> {
         'kubefn ms include esbuild bundling; podman ms start from the bundle already made.',
     );
     console.log(`machine: node ${machine.node}, podman ${machine.podman}, ${machine.cpus} CPUs; ${runs} run(s)`);
-    const out = path.join(repoRoot, 'bench-results');
-    await mkdir(out, { recursive: true });
-    await writeFile(path.join(out, 'image-bench.json'), JSON.stringify(results, null, 2) + '\n');
+    await writeBenchResults('image-bench', results);
     console.log(JSON.stringify(results));
   } finally {
     await podman.run(['rmi', '--all', '--force']);

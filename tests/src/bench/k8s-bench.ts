@@ -3,37 +3,22 @@
 // a request: Function apply -> reconcile -> Deployment -> scheduler -> node agent -> readiness ->
 // EndpointSlice -> endpoints(). Prints a table and writes bench-results/k8s.json.
 
-import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import type { V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { RegistryClient } from '@kubefn/builder';
-import { startRegistry } from '@kubefn/builder/testing';
-import { functionCrd, KubernetesDriver, loadKubernetesClient, parseFunctionSpec } from '@kubefn/platform';
+import { KubernetesDriver, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { startControlPlane } from '../support/control-plane.js';
-import { startNodeAgent } from '../support/node-agent.js';
-import { repoRoot } from '../support/platform-process.js';
-import { buildAndPush, fixturesDir, podmanTestOptions, pushTestBase } from '../support/podman.js';
+import { startTestCluster } from '../support/cluster.js';
+import { fixtureImages } from '../support/podman.js';
 import { percentile } from './cold-start.js';
+import { writeBenchResults } from './results.js';
 
 const tries = Number(process.env.BENCH_TRIES ?? 10);
 const namespace = 'kubefn-bench';
 
 async function main(): Promise<void> {
-  const cp = await startControlPlane((line) => console.error(line));
-  const k8s = await loadKubernetesClient();
-  const kc = new k8s.KubeConfig();
-  kc.loadFromFile(cp.kubeconfig);
-  const apiext = kc.makeApiClient(k8s.ApiextensionsV1Api);
-  await apiext.createCustomResourceDefinition({ body: functionCrd() as V1CustomResourceDefinition });
-  await waitFor(async () => (await apiext.readCustomResourceDefinition({ name: 'functions.kubefn.dev' })).status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'), { what: 'CRD established' });
-  await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
-  const node = await startNodeAgent({ kubeconfig: cp.kubeconfig, podman: await podmanTestOptions() });
-  const registry = await startRegistry();
-  const client = new RegistryClient();
-  const image = (await buildAndPush(client, { dir: path.join(fixturesDir, 'hello'), name: 'hello', base: await pushTestBase(client, registry.host), registry: registry.host })).ref;
-  const driver = await KubernetesDriver.open({ kubeconfig: cp.kubeconfig, namespace });
+  const cluster = await startTestCluster({ namespace, node: true, onProgress: (line) => console.error(line) });
+  const images = await fixtureImages();
+  const image = await images.image('hello');
+  const driver = await KubernetesDriver.open({ kubeconfig: cluster.cp.kubeconfig, namespace });
   const ms: number[] = [];
   try {
     for (let i = 0; i < tries; i++) {
@@ -49,15 +34,12 @@ async function main(): Promise<void> {
     }
   } finally {
     await driver.close();
-    await node.close();
-    await registry.close();
-    await cp.close();
+    await images.registry.close();
+    await cluster.close();
   }
   const results = { machine: { cpus: os.cpus().length, node: process.version }, tries, deployToFirstAnswerMs: { p50: percentile(ms, 50), max: Math.max(...ms), all: ms.map((x) => Math.round(x)) } };
   console.log(`| measure (${tries} tries) | p50 | max |\n|---|---|---|\n| deploy() of a new function -> first request answered | ${results.deployToFirstAnswerMs.p50.toFixed(0)} ms | ${results.deployToFirstAnswerMs.max.toFixed(0)} ms |`);
-  const out = path.join(repoRoot, 'bench-results');
-  await mkdir(out, { recursive: true });
-  await writeFile(path.join(out, 'k8s.json'), JSON.stringify(results, null, 2) + '\n');
+  await writeBenchResults('k8s', results);
   console.log(JSON.stringify(results));
 }
 

@@ -2,7 +2,6 @@
 // and host network), next to the process driver and a bare `podman run` to ready, measured
 // side by side in one run. Prints a table and writes bench-results/podman.json.
 
-import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { deployFunction } from '@kubefn/cli';
@@ -12,6 +11,7 @@ import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
 import { podmanTestOptions } from '../support/podman.js';
 import { coldStarts, percentile } from './cold-start.js';
+import { writeBenchResults } from './results.js';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const tries = Number(args.get('cold-tries') ?? 20);
@@ -70,9 +70,7 @@ async function main(): Promise<void> {
   console.log('| path | p50 ms | max ms |\n|---|---|---|');
   for (const s of summary) console.log(`| ${s.label} | ${s.p50.toFixed(1)} | ${s.max.toFixed(1)} |`);
   const results = { machine: { cpus: os.cpus().length, node: process.version, podman: podmanVersion }, tries, image: bridge.image, rows: summary };
-  const out = path.join(repoRoot, 'bench-results');
-  await mkdir(out, { recursive: true });
-  await writeFile(path.join(out, 'podman.json'), JSON.stringify(results, null, 2) + '\n');
+  await writeBenchResults('podman', results);
   console.log(JSON.stringify(results));
 }
 

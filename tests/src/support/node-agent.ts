@@ -313,41 +313,44 @@ class Agent {
     const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(u.pathname);
     if (!m) return void res.writeHead(404).end('only /containerLogs is served by the kubefn node agent\n');
     const [, namespace, pod] = m.map(decodeURIComponent) as [string, string, string];
-    const names = (await this.podman.check(['ps', '--all', '--format', '{{.Names}}', '--filter', `label=${nodeAgentLabel}=${this.nodeName}`]))
-      .split('\n')
-      .filter((n) => n.startsWith(containerPrefix(namespace, pod)));
-    if (!names.length) return void res.writeHead(404).end(`no container of pod ${namespace}/${pod} on this node\n`);
+    const container = await this.#containerOf(namespace, pod);
+    if (!container) return void res.writeHead(404).end(`no container of pod ${namespace}/${pod} on this node\n`);
     const q = u.searchParams;
-    const args = ['logs'];
+    const args: string[] = [];
     if (q.get('follow') === 'true') args.push('--follow');
     if (q.get('timestamps') === 'true') args.push('--timestamps');
     if (q.get('tailLines')) args.push('--tail', String(Number(q.get('tailLines'))));
     if (q.get('sinceTime')) args.push('--since', q.get('sinceTime')!);
     else if (q.get('sinceSeconds')) args.push('--since', `${Number(q.get('sinceSeconds'))}s`);
-    const child = this.podman.spawn([...args, names[0]!], {});
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    let open = 2;
-    for (const s of [child.stdout!, child.stderr!]) {
-      s.pipe(res, { end: false });
-      s.on('end', () => --open === 0 && res.end());
-    }
+    const child = this.#podmanLogs(container, args, res);
     res.on('close', () => {
       if (child.exitCode === null) child.kill('SIGTERM');
     });
   }
 
-  async *logs(namespace: string, pod: string, options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncIterable<string> {
-    const names = (await this.podman.check(['ps', '--all', '--format', '{{.Names}}', '--filter', `label=${nodeAgentLabel}=${this.nodeName}`]))
-      .split('\n')
-      .filter((n) => n.startsWith(`${containerPrefix(namespace, pod)}`));
-    if (!names.length) throw new Error(`no container of pod ${namespace}/${pod} on node ${this.nodeName}`);
-    const child = this.podman.spawn(['logs', ...(options.follow ? ['--follow'] : []), names[0]!], {});
-    const merged = new PassThrough();
+  /** The (newest) container of a pod on this node, if any. */
+  async #containerOf(namespace: string, pod: string): Promise<string | undefined> {
+    const names = await this.podman.check(['ps', '--all', '--format', '{{.Names}}', '--filter', `label=${nodeAgentLabel}=${this.nodeName}`]);
+    return names.split('\n').find((n) => n.startsWith(containerPrefix(namespace, pod)));
+  }
+
+  /** `podman logs <args> <container>`, stdout and stderr merged into `into`, which ends when both do. */
+  #podmanLogs(container: string, args: string[], into: NodeJS.WritableStream): ChildProcess {
+    const child = this.podman.spawn(['logs', ...args, container], {});
     let open = 2;
     for (const s of [child.stdout!, child.stderr!]) {
-      s.pipe(merged, { end: false });
-      s.on('end', () => --open === 0 && merged.end());
+      s.pipe(into, { end: false });
+      s.on('end', () => --open === 0 && into.end());
     }
+    return child;
+  }
+
+  async *logs(namespace: string, pod: string, options: { follow?: boolean; signal?: AbortSignal } = {}): AsyncIterable<string> {
+    const container = await this.#containerOf(namespace, pod);
+    if (!container) throw new Error(`no container of pod ${namespace}/${pod} on node ${this.nodeName}`);
+    const merged = new PassThrough();
+    const child = this.#podmanLogs(container, options.follow ? ['--follow'] : [], merged);
     const abort = () => child.kill('SIGTERM');
     options.signal?.addEventListener('abort', abort, { once: true });
     try {

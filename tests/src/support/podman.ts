@@ -17,6 +17,7 @@ import {
   sha256,
   type PushReport,
 } from '@kubefn/builder';
+import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import type { PodmanOptions } from '@kubefn/platform';
 
 export const fixturesDir = fileURLToPath(new URL('../../fixtures/', import.meta.url));
@@ -74,4 +75,31 @@ export async function buildAndPush(
   });
   const target = parseReference(`${options.registry}/${options.repository ?? `kubefn-test/${options.name}`}:${options.tag ?? 'latest'}`);
   return pushFunctionImage(client, fi, target);
+}
+
+export interface FixtureImages {
+  registry: TestRegistry;
+  client: RegistryClient;
+  /** The image of tests/fixtures/<fixture>, built on the test base and pushed once per source. */
+  image(fixture: string): Promise<string>;
+}
+
+/** A real registry holding the test base, and the fixture functions built into images on demand. */
+export async function fixtureImages(): Promise<FixtureImages> {
+  const registry = await startRegistry();
+  const client = new RegistryClient();
+  const base = await pushTestBase(client, registry.host);
+  const built = new Map<string, Promise<string>>();
+  return {
+    registry,
+    client,
+    image(fixture) {
+      let ref = built.get(fixture);
+      if (!ref) {
+        ref = buildAndPush(client, { dir: path.join(fixturesDir, fixture), name: fixture, base, registry: registry.host }).then((r) => r.ref);
+        built.set(fixture, ref);
+      }
+      return ref;
+    },
+  };
 }
