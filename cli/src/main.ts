@@ -78,7 +78,7 @@ function registerUp(program: Command, app: App): void {
     .description('run kubefn on this machine: gateway, autoscaler, build service and functions as local processes or containers')
     .option('--port <port>', 'gateway port', '8080')
     .option('--host <host>', 'address to bind', '127.0.0.1')
-    .option('--home <dir>', `state directory: bundles, token (env ${envVars.home}; default ~/.kubefn)`)
+    .option('--home <dir>', `state directory: functions, bundles, token, image cache (env ${envVars.home}; default ~/.kubefn)`)
     .option('--deploy <dir...>', 'deploy these function directories once the gateway is up')
     .option('--driver <kind>', 'what runs replicas: "process" (node child processes) or "podman" (containers)', 'process')
     .option('--registry <host:port>', 'podman driver: push built images here (default: load them into podman directly)')
