@@ -12,7 +12,7 @@ import { autoscalerConfigKeys, defaultAutoscalerConfig, loadAutoscalerConfig, pa
 import { clusterScaleDefaults, settingsFromSpec } from './settings.js';
 
 /** The example shipped at the repository root; this file runs from autoscaler/dist. */
-const shipped = fileURLToPath(new URL('../../config/autoscaler.yaml', import.meta.url));
+const shipped = fileURLToPath(new URL('../../deploy/autoscaler-config.yaml', import.meta.url));
 
 function invalid(fn: () => unknown): KubefnError {
   try {
@@ -26,7 +26,7 @@ function invalid(fn: () => unknown): KubefnError {
 
 const scale = (input: Partial<ScaleSpec> = {}): ScaleSpec => parseFunctionSpec({ name: 'f', scale: input }).scale;
 
-describe('the shipped config/autoscaler.yaml', () => {
+describe('the shipped deploy/autoscaler-config.yaml', () => {
   it('loads to exactly the built-in defaults', async () => {
     assert.deepEqual(await loadAutoscalerConfig(shipped), { ...defaultAutoscalerConfig });
   });

@@ -76,7 +76,7 @@ const keys: Record<string, KeyParser> = {
   },
 };
 
-/** Every key the file may set, in the order config/autoscaler.yaml lists them. */
+/** Every key the file may set, in the order deploy/autoscaler-config.yaml lists them. */
 export const autoscalerConfigKeys: readonly string[] = Object.keys(keys);
 
 /** Knative keys with no meaning here: refused with the reason rather than "unknown key". */
@@ -144,7 +144,7 @@ export function parseAutoscalerConfig(data: unknown, source: string): Autoscaler
 }
 
 /**
- * Reads and validates a YAML autoscaler config (the format of config/autoscaler.yaml). Errors
+ * Reads and validates a YAML autoscaler config (the format of deploy/autoscaler-config.yaml). Errors
  * name the file, and each bad key with its line.
  */
 export async function loadAutoscalerConfig(file: string): Promise<AutoscalerConfig> {
@@ -155,7 +155,7 @@ export async function loadAutoscalerConfig(file: string): Promise<AutoscalerConf
   } catch (err) {
     if ((err as { code?: string }).code !== 'ENOENT') throw err;
     throw new KubefnError('NOT_FOUND', `autoscaler config ${shown} does not exist`, {
-      hint: 'pass a file like config/autoscaler.yaml from the kubefn repository, which lists every key with its default',
+      hint: 'pass a file like deploy/autoscaler-config.yaml from the kubefn repository, which lists every key with its default',
       cause: err,
     });
   }
@@ -183,7 +183,7 @@ function invalid(source: string, fields: FieldError[]): KubefnError {
   const summary = fields.map((f) => `${f.field || '(root)'}: ${f.message}`).join('; ');
   return new KubefnError('INVALID_SPEC', `invalid autoscaler config in ${source}: ${summary}`, {
     fields,
-    hint: `fix the keys above in ${source}; config/autoscaler.yaml lists every key with its default`,
+    hint: `fix the keys above in ${source}; deploy/autoscaler-config.yaml lists every key with its default`,
   });
 }
 

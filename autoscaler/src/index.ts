@@ -4,3 +4,4 @@ export * from './decider.js';
 export * from './settings.js';
 export * from './autoscaler.js';
 export * from './config.js';
+export * from './http-source.js';

@@ -103,7 +103,7 @@ export interface PushReport {
 /** Pushes the image to `target` (registry/repository[:tag]), sending only the blobs the registry lacks. */
 export async function pushFunctionImage(
   client: RegistryClient,
-  fi: FunctionImage,
+  fi: Pick<FunctionImage, 'layer' | 'image' | 'base'>,
   target: ImageReference,
   onProgress: (message: string) => void = () => {},
 ): Promise<PushReport> {
@@ -151,7 +151,7 @@ export async function pushFunctionImage(
 }
 
 /** The image as an OCI archive tar (`podman load -i`), base layers included. */
-export async function functionImageArchive(client: RegistryClient, fi: FunctionImage, refName: string, cacheDir: string): Promise<Buffer> {
+export async function functionImageArchive(client: RegistryClient, fi: Pick<FunctionImage, 'layer' | 'image' | 'base'>, refName: string, cacheDir: string): Promise<Buffer> {
   const blobs: ArchiveBlob[] = [{ digest: fi.layer.digest, content: fi.layer.blob }];
   for (const l of fi.base.base.layers) {
     const content = fi.base.blobs.get(l.digest) ?? (await cachedBlob(client, fi.base.source!, l.digest, cacheDir));

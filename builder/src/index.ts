@@ -7,3 +7,4 @@ export * from './source-archive.js';
 export * from './registry/index.js';
 export * from './image-build.js';
 export * from './build-service.js';
+export * from './platform-image.js';

@@ -12,6 +12,7 @@ import { deployFunction, registerDeploy } from './deploy.js';
 import { exitCodeFor, formatError, usageError } from './errors.js';
 import { registerFunctions } from './functions.js';
 import { registerInit } from './init.js';
+import { registerInstall } from './install.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import type { UpOptions } from './up.js';
@@ -55,6 +56,7 @@ Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.k
   registerFunctions(program, app);
   registerLogs(program, app);
   registerUp(program, app);
+  registerInstall(program, app);
   return program;
 }
 
@@ -85,7 +87,7 @@ function registerUp(program: Command, app: App): void {
     .option('--base <image>', 'podman driver: base image for functions built by the platform (default "host": this machine\'s node)')
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
-    .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. config/autoscaler.yaml); a function\'s scale spec wins')
+    .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml); a function\'s scale spec wins')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -100,7 +102,7 @@ Examples:
   $ fn up --port 9090 --home ./.kubefn-dev
   $ fn up --deploy examples/hello examples/json-api
   $ fn up --driver podman --deploy examples/hello
-  $ fn up --autoscaler-config config/autoscaler.yaml
+  $ fn up --autoscaler-config deploy/autoscaler-config.yaml
   $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
   $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
     )

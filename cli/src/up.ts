@@ -18,7 +18,7 @@ export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | '
 
 type Fields = Record<string, unknown>;
 
-function makeLogger(json: boolean) {
+export function makeLogger(json: boolean) {
   const line = (level: string, msg: string, fields: Fields = {}) => {
     if (json) {
       process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');

@@ -37,6 +37,13 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
 
   for (const plugin of ctx.options.systemPlugins) await app.register(plugin);
 
+  // The autoscaler's scrape in a cluster: this gateway's samples since the previous scrape. A
+  // scrape resets them, so exactly one reader (the autoscaler) may use it; off in `fn up`, where
+  // the autoscaler reads the stats in-process.
+  if (ctx.options.serveStats) {
+    app.get('/system/stats', async () => ({ samples: ctx.stats.collect(Date.now()) }));
+  }
+
   app.get('/system/namespaces', async () => [namespace]);
 
   app.get('/system/functions', { schema: { querystring: NamespaceQuery } }, async (request) => {

@@ -46,6 +46,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       version: options.version ?? '0.1.0',
       systemPlugins: options.systemPlugins ?? [],
       info: options.info ?? {},
+      serveStats: options.serveStats ?? false,
     },
   };
   const gateway: Gateway = {

@@ -34,6 +34,8 @@ export interface GatewayOptions {
   systemPlugins?: FastifyPluginAsync[];
   /** Facts about this platform for clients, under `kubefn` in GET /system/info (how to deploy to it). */
   info?: Record<string, unknown>;
+  /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
+  serveStats?: boolean;
 }
 
 export interface GatewayContext {
@@ -52,5 +54,6 @@ export interface GatewayContext {
     version: string;
     systemPlugins: FastifyPluginAsync[];
     info: Record<string, unknown>;
+    serveStats: boolean;
   };
 }

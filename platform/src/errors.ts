@@ -18,6 +18,7 @@ export const errorCatalogue = {
   QUEUE_FULL: { status: 503, userFault: false },
   OVERLOADED: { status: 503, userFault: false },
   SHUTTING_DOWN: { status: 503, userFault: false },
+  UNAVAILABLE: { status: 503, userFault: false },
   DEADLINE_EXCEEDED: { status: 504, userFault: false },
   TIMEOUT: { status: 504, userFault: true },
   INTERNAL: { status: 500, userFault: false },

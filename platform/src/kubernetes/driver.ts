@@ -45,6 +45,14 @@ export interface KubernetesDriverOptions {
   onWarning?: (message: string, err?: unknown) => void;
   /** Longest remove() waits for the Function and its dependents to go, in ms (default 120000). */
   removeTimeoutMs?: number;
+  /**
+   * Whether this driver reconciles Functions into Deployments and Services (default true). In a
+   * cluster one controller does (the autoscaler's pod); the gateways apply Functions, read
+   * endpoints and wait for the controller's status.
+   */
+  reconcile?: boolean;
+  /** Longest deploy() waits for the controller to pick a Function up when not reconciling, ms (default 60000). */
+  controllerTimeoutMs?: number;
 }
 
 /** The field manager of everything kubefn applies. */
@@ -73,6 +81,8 @@ export class KubernetesDriver implements Driver {
   readonly #custom: CustomObjectsApi;
   readonly #onWarning: (message: string, err?: unknown) => void;
   readonly #removeTimeoutMs: number;
+  readonly #reconciles: boolean;
+  readonly #controllerTimeoutMs: number;
   readonly #functions: KeptInformer<FunctionResource>;
   readonly #deployments: KeptInformer<V1Deployment>;
   readonly #slices: KeptInformer<V1EndpointSlice>;
@@ -98,6 +108,8 @@ export class KubernetesDriver implements Driver {
     const discovery = this.#kc.makeApiClient(k8s.DiscoveryV1Api);
     this.#onWarning = options.onWarning ?? (() => {});
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
+    this.#reconciles = options.reconcile ?? true;
+    this.#controllerTimeoutMs = options.controllerTimeoutMs ?? 60_000;
     const ns = this.namespace;
     const selector = `${kubefnLabels.managedBy}=${managedBy}`;
     const warn = this.#onWarning;
@@ -134,7 +146,7 @@ export class KubernetesDriver implements Driver {
     this.#endpointSets = new EndpointSets((name) => this.#functions.cache.get(name, ns) !== undefined);
 
     const reconcileLater = (name: string | undefined): void => {
-      if (name && !this.#closed) void this.#schedule(name).catch(() => {});
+      if (name && !this.#closed && this.#reconciles) void this.#schedule(name).catch(() => {});
     };
     this.#functions.on('add', (fn) => reconcileLater(fn.metadata?.name));
     this.#functions.on('update', (fn) => reconcileLater(fn.metadata?.name));
@@ -189,8 +201,9 @@ export class KubernetesDriver implements Driver {
     this.#checkOpen();
     const spec = parseFunctionSpec(input);
     const { name: _name, ...fields } = spec;
+    let applied: FunctionResource;
     try {
-      await this.#objects.patch(
+      applied = await this.#objects.patch(
         {
           apiVersion: functionApiVersion,
           kind: 'Function',
@@ -202,13 +215,33 @@ export class KubernetesDriver implements Driver {
         fieldManager,
         true,
         applyPatchType,
-      );
+      ) as FunctionResource;
     } catch (err) {
       throw kubeError(err, `applying Function "${spec.name}"`);
     }
-    const status = await this.#schedule(spec.name);
+    const status = this.#reconciles ? await this.#schedule(spec.name) : await this.#reconciledBy(applied);
     if (!status) throw new KubefnError('NOT_FOUND', `function "${spec.name}" was deleted while it was deployed`);
     return status;
+  }
+
+  /**
+   * The status once the controller has seen this generation of the Function (its
+   * status.observedGeneration caught up); after controllerTimeoutMs, the status as it stands.
+   */
+  async #reconciledBy(applied: FunctionResource): Promise<FunctionStatus | undefined> {
+    const name = applied.metadata?.name ?? '';
+    const uid = applied.metadata?.uid;
+    const generation = applied.metadata?.generation ?? 0;
+    const current = (): FunctionResource | undefined => {
+      const fn = this.#functions.cache.get(name, this.namespace);
+      return fn?.metadata?.uid === uid ? fn : undefined;
+    };
+    const seen = await this.#functions.until(() => (current()?.status?.observedGeneration ?? -1) >= generation, this.#controllerTimeoutMs);
+    if (!seen) {
+      this.#onWarning(`function "${name}" was applied but no controller reconciled it within ${this.#controllerTimeoutMs} ms; is kubefn-autoscaler running?`);
+    }
+    const fn = current() ?? (await this.#readFunction(name));
+    return fn && this.#statusOf(fn, this.#deployments.cache.get(name, this.namespace));
   }
 
   async remove(name: string): Promise<void> {
@@ -282,6 +315,11 @@ export class KubernetesDriver implements Driver {
     } catch (err) {
       if (!(isApiError(err, 404))) throw kubeError(err, `scaling function "${name}"`);
       // The Function exists but its Deployment does not yet (or was deleted): reconcile, then scale.
+      if (!this.#reconciles) {
+        throw new KubefnError('UNAVAILABLE', `function "${name}" has no Deployment yet; its controller has not reconciled it`, {
+          hint: `check the controller: kubectl -n ${this.namespace} logs deploy/kubefn-autoscaler`,
+        });
+      }
       if (!(await this.#schedule(name))) throw notFound(name);
       resourceVersion = await patch().catch((e: unknown) => {
         throw kubeError(e, `scaling function "${name}"`);

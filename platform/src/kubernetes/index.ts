@@ -5,3 +5,4 @@ export * from './manifests.js';
 export * from './endpoints.js';
 export * from './status.js';
 export * from './client.js';
+export * from './peers.js';

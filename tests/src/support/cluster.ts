@@ -32,7 +32,7 @@ export async function startTestCluster(options: { namespace: string; node?: bool
       { timeoutMs: 60_000, what: 'the Function CRD established' },
     );
     await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: options.namespace } } });
-    const node = options.node ? await startNodeAgent({ kubeconfig: cp.kubeconfig, podman: await podmanTestOptions() }) : undefined;
+    const node = options.node ? await startNodeAgent({ kubeconfig: cp.kubeconfig, apiserver: { host: cp.podHost, port: cp.port }, podman: await podmanTestOptions() }) : undefined;
     return {
       cp,
       k8s,

@@ -1,12 +1,21 @@
 // A real Kubernetes control plane on loopback for the cluster tests: etcd from Debian, and
 // kube-apiserver, kube-controller-manager and kube-scheduler built from the k8s.io/kubernetes Go
 // module (tests/cluster/k8s) once per machine and cached. Credentials are made here: a static
-// admin token, a service-account key, the apiserver's self-signed serving certificate.
+// admin token, a service-account key, a CA and the apiserver's serving certificate signed by it.
+//
+// The apiserver listens on all addresses, so that pods on the node agent's podman bridge networks
+// reach it at the host's primary IPv4 address (`podHost`), as in-cluster clients do through
+// KUBERNETES_SERVICE_HOST/PORT. Its certificate is made here rather than self-generated: the one
+// kube-apiserver generates for --bind-address 0.0.0.0 names the advertise address, 10.96.0.1 and
+// "localhost" but not 127.0.0.1, which `server` uses. The controller-manager's --root-ca-file is
+// the same CA, so every namespace's kube-root-ca.crt ConfigMap (ca.crt of the service-account
+// volume) verifies the apiserver.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { createSocket } from 'node:dgram';
+import { homedir, networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, fetch } from 'undici';
@@ -53,20 +62,28 @@ export async function ensureBinaries(onProgress: (line: string) => void = () => 
 export interface ControlPlane {
   /** https://127.0.0.1:<port> */
   server: string;
+  /**
+   * The address containers on podman bridge networks reach the apiserver at (what pods get as
+   * KUBERNETES_SERVICE_HOST): the host's primary IPv4 address, in the serving certificate. Falls
+   * back to 127.0.0.1 (unreachable from pods) on a machine without a non-loopback IPv4 address.
+   */
+  podHost: string;
+  /** The apiserver's port, on 127.0.0.1 and on `podHost` (KUBERNETES_SERVICE_PORT). */
+  port: number;
   /** A kubeconfig file for the admin (system:masters) token. */
   kubeconfig: string;
   token: string;
-  /** The apiserver's serving CA (its self-signed certificate), PEM. */
+  /** The CA that signed the apiserver's serving certificate, PEM: kube-root-ca.crt's ca.crt. */
   ca: string;
   dir: string;
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, host, () => {
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));
     });
@@ -98,7 +115,8 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const [etcdPort, etcdPeer, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
+    const [etcdPort, etcdPeer, apiPort, podHost] = await Promise.all([freePort(), freePort(), freePort('0.0.0.0'), primaryIPv4()]);
+    if (podHost === '127.0.0.1') onProgress('no non-loopback IPv4 address on this machine: pods will not reach the apiserver');
     start('etcd', 'etcd', [
       '--data-dir', path.join(dir, 'etcd'),
       '--listen-client-urls', `http://127.0.0.1:${etcdPort}`,
@@ -114,13 +132,14 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
     const token = (await run('openssl', ['rand', '-hex', '24'])).stdout.trim();
     const tokens = path.join(dir, 'tokens.csv');
     await writeFile(tokens, `${token},kubefn-admin,kubefn-admin,system:masters\n`, { mode: 0o600 });
-    const certDir = path.join(dir, 'certs');
+    const tls = await servingCertificate(dir, podHost);
     start(bin['kube-apiserver'], bin['kube-apiserver'], [
       '--etcd-servers', `http://127.0.0.1:${etcdPort}`,
-      '--bind-address', '127.0.0.1',
-      '--advertise-address', '127.0.0.1',
+      '--bind-address', '0.0.0.0',
+      '--advertise-address', podHost,
       '--secure-port', String(apiPort),
-      '--cert-dir', certDir,
+      '--tls-cert-file', tls.cert,
+      '--tls-private-key-file', tls.key,
       '--token-auth-file', tokens,
       '--authorization-mode', 'RBAC',
       '--service-account-issuer', 'https://kubernetes.default.svc.cluster.local',
@@ -132,20 +151,23 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
       '--kubelet-preferred-address-types', 'InternalIP,Hostname',
     ]);
     const server = `https://127.0.0.1:${apiPort}`;
-    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+    const ca = await readFile(tls.ca, 'utf8');
+    const verified = new Agent({ connect: { ca } });
     onProgress(`waiting for kube-apiserver on ${server}`);
-    await waitFor(
-      async () => (await fetch(`${server}/readyz`, { headers: { authorization: `Bearer ${token}` }, dispatcher: insecure })).status === 200,
-      { timeoutMs: 120_000, what: 'kube-apiserver /readyz' },
-    );
-    await insecure.close();
-    const ca = await readFile(path.join(certDir, 'apiserver.crt'), 'utf8');
+    try {
+      await waitFor(
+        async () => (await fetch(`${server}/readyz`, { headers: { authorization: `Bearer ${token}` }, dispatcher: verified })).status === 200,
+        { timeoutMs: 120_000, what: 'kube-apiserver /readyz' },
+      );
+    } finally {
+      await verified.close();
+    }
     const kubeconfig = path.join(dir, 'kubeconfig');
     await writeFile(kubeconfig, kubeconfigYaml(server, token, ca), { mode: 0o600 });
     start('kube-controller-manager', bin['kube-controller-manager'], [
       '--kubeconfig', kubeconfig,
       '--service-account-private-key-file', saKey,
-      '--root-ca-file', path.join(certDir, 'apiserver.crt'),
+      '--root-ca-file', tls.ca,
       '--use-service-account-credentials',
       '--leader-elect=false',
       '--secure-port', '0',
@@ -157,12 +179,79 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
       `apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: ${kubeconfig}\nleaderElection:\n  leaderElect: false\n`,
     );
     start('kube-scheduler', bin['kube-scheduler'], ['--config', schedulerConfig, '--secure-port', '0']);
-    return { server, kubeconfig, token, ca, dir, close };
+    return { server, podHost, port: apiPort, kubeconfig, token, ca, dir, close };
   } catch (err) {
     const tail = [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-20).join('\n')}`).join('\n');
     await close();
     throw new Error(`control plane did not start: ${(err as Error).message}\n${tail}`);
   }
+}
+
+/**
+ * The host's primary IPv4 address: the source address of its route to the internet (a UDP
+ * connect sends nothing), else the first non-internal IPv4 of an interface that is not a
+ * container bridge, else 127.0.0.1.
+ */
+async function primaryIPv4(): Promise<string> {
+  const routed = await new Promise<string | undefined>((resolve) => {
+    const socket = createSocket('udp4');
+    socket.once('error', () => {
+      socket.close();
+      resolve(undefined);
+    });
+    // The callback hears a failed connect (no route) as its argument.
+    socket.connect(53, '1.1.1.1', (err?: Error) => {
+      let address: string | undefined;
+      try {
+        if (!err) address = socket.address().address;
+      } catch {
+        // not connected after all
+      }
+      socket.close();
+      resolve(address);
+    });
+  });
+  if (routed && routed !== '0.0.0.0' && !routed.startsWith('127.')) return routed;
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    if (/^(podman|cni|veth|docker|br-|virbr)/.test(name)) continue;
+    const found = addresses?.find((a) => a.family === 'IPv4' && !a.internal);
+    if (found) return found.address;
+  }
+  return '127.0.0.1';
+}
+
+/**
+ * A CA and the apiserver's serving certificate signed by it (ECDSA P-256, valid 7 days), naming
+ * loopback, the pods' address of the apiserver, the `kubernetes` Service's cluster IP and names.
+ */
+async function servingCertificate(dir: string, podHost: string): Promise<{ ca: string; cert: string; key: string }> {
+  const tlsDir = path.join(dir, 'tls');
+  await mkdir(tlsDir, { recursive: true, mode: 0o700 });
+  const f = (name: string): string => path.join(tlsDir, name);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await run('openssl', [
+    'req', '-x509', ...ec, '-days', '7', '-keyout', f('ca.key'), '-out', f('ca.crt'), '-subj', '/CN=kubefn-test-ca',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  await run('openssl', ['req', '-new', ...ec, '-keyout', f('apiserver.key'), '-out', f('apiserver.csr'), '-subj', '/CN=kube-apiserver']);
+  const names = ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', 'localhost'];
+  const ips = [...new Set(['127.0.0.1', podHost, '10.96.0.1'])];
+  await writeFile(
+    f('apiserver.ext'),
+    [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth',
+      `subjectAltName=${[...names.map((n) => `DNS:${n}`), ...ips.map((ip) => `IP:${ip}`)].join(',')}`,
+      '',
+    ].join('\n'),
+  );
+  const serial = `0x${(await run('openssl', ['rand', '-hex', '16'])).stdout.trim()}`;
+  await run('openssl', [
+    'x509', '-req', '-in', f('apiserver.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-set_serial', serial,
+    '-days', '7', '-extfile', f('apiserver.ext'), '-out', f('apiserver.crt'),
+  ]);
+  return { ca: f('ca.crt'), cert: f('apiserver.crt'), key: f('apiserver.key') };
 }
 
 function kubeconfigYaml(server: string, token: string, ca: string): string {

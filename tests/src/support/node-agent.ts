@@ -11,13 +11,35 @@
 // Checked on this machine: podman bridge addresses (10.88.x.x on the default network, 10.89.x.x on
 // a created one) answer from the host. Host networking was rejected: same-port pods would collide.
 //
-// Not a kubelet: one container per pod, no init containers, no volumes (the service-account token
-// volume is ignored), no liveness/startup probes, readiness from httpGet only. Of the kubelet's
-// HTTPS API (which the apiserver proxies `kubectl logs` and `exec` to) it serves containerLogs only.
+// In-cluster API access: every container gets KUBERNETES_SERVICE_HOST/PORT (and the rest of the
+// `kubernetes` Service's link variables) naming the address the agent was given for the apiserver
+// (the host's IP, see ControlPlane.podHost), as the kubelet injects even with enableServiceLinks
+// false, and the service-account volume the ServiceAccount admission plugin adds (kube-api-access-*:
+// a bound token, kube-root-ca.crt's ca.crt, the namespace) is mounted at
+// /var/run/secrets/kubernetes.io/serviceaccount, so client-node's loadFromCluster() works in a pod.
+//
+// Volumes: configMap, secret, downwardAPI (metadata.name, namespace, uid, labels, annotations and
+// single labels['k']/annotations['k']), emptyDir, and projected with serviceAccountToken (a
+// TokenRequest bound to the pod, with the source's audience and expirationSeconds), configMap,
+// secret and downwardAPI sources; items, optional, defaultMode and item modes are honoured. Each is
+// written to a per-pod directory under the agent's temp directory (files 0644 unless a mode says
+// otherwise, directories 0755, emptyDir 0777 so a container running as nobody can use it) and
+// bind-mounted with `--volume`; volumeMounts honour readOnly and subPath (configMap, secret,
+// downwardAPI and projected volumes are always read-only, as the kubelet mounts them). Contents are
+// written when the container starts (again on every restart, emptyDir kept) and not refreshed while
+// it runs: no token rotation (tokens live an hour at least, test pods minutes) and no config map or
+// secret updates. A missing non-optional config map, secret or key keeps the container waiting
+// (CreateContainerConfigError, retried with back-off). Other volume types (hostPath, PVCs, ...),
+// subPathExpr, resourceFieldRef and clusterTrustBundle/podCertificate sources make the node refuse
+// the pod. A pod's directory goes when the pod does, all of them when the agent closes.
+//
+// Not a kubelet: one container per pod, no init containers, no liveness/startup probes, readiness
+// from httpGet only. Of the kubelet's HTTPS API (which the apiserver proxies `kubectl logs` and
+// `exec` to) it serves containerLogs only.
 
 import { Buffer } from 'node:buffer';
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server } from 'node:https';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -34,9 +56,13 @@ import type {
   V1Container,
   V1ContainerState,
   V1ContainerStateTerminated,
+  V1DownwardAPIVolumeFile,
+  V1KeyToPath,
   V1Lease,
   V1Pod,
   V1PodCondition,
+  V1PodSpec,
+  V1Volume,
 } from '@kubernetes/client-node';
 import { parseQuantity, Podman, podmanError, type PodmanOptions } from '@kubefn/platform';
 import { kubernetesVersion } from './control-plane.js';
@@ -54,6 +80,11 @@ const hostIP = '127.0.0.1';
 
 export interface NodeAgentOptions {
   kubeconfig: string;
+  /**
+   * Where containers reach the apiserver (ControlPlane.podHost and port): every container gets it
+   * as KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT.
+   */
+  apiserver: { host: string; port: number };
   /** Default "kubefn-node-<random>". */
   nodeName?: string;
   podman: PodmanOptions;
@@ -98,6 +129,7 @@ class Agent {
   readonly core: CoreV1Api;
   readonly podman: Podman;
   readonly log: (line: string) => void;
+  readonly apiserver: { host: string; port: number };
   readonly #kc: KubeConfig = new k8s.KubeConfig();
   readonly #coordination: CoordinationV1Api;
   readonly #network: string;
@@ -109,6 +141,8 @@ class Agent {
   #logServer: Server | undefined;
   #logPort = 0;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** The agent's temp directory: pods/<uid>/volumes/<volume> for each pod's volumes. */
+  #dir: string | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -119,11 +153,13 @@ class Agent {
     this.core = this.#kc.makeApiClient(k8s.CoreV1Api);
     this.#coordination = this.#kc.makeApiClient(k8s.CoordinationV1Api);
     this.podman = new Podman(options.podman);
+    this.apiserver = options.apiserver;
     const onLog = options.onLog ?? (() => {});
     this.log = (line) => onLog(`[${this.nodeName}] ${line}`);
   }
 
   async start(): Promise<void> {
+    this.#dir = await mkdtemp(path.join(os.tmpdir(), `kubefn-node-${this.nodeName}-`));
     await this.#removeLeftovers();
     await this.podman.check(['network', 'create', '--label', `${nodeAgentLabel}=${this.nodeName}`, this.#network]);
     const subnets = JSON.parse(await this.podman.check(['network', 'inspect', this.#network, '--format', '{{json .Subnets}}'])) as { subnet: string }[];
@@ -173,6 +209,7 @@ class Agent {
     for (const w of this.#workers.values()) w.abandon();
     this.#workers.clear();
     await this.#removeLeftovers();
+    if (this.#dir) await rm(this.#dir, { recursive: true, force: true });
     // The Lease is owned by the Node (ownerReference), so the garbage collector removes it too.
     await this.core.deleteNode({ name: this.nodeName }).catch((err: unknown) => {
       if (statusCode(err) !== 404) this.log(`deleting node: ${message(err)}`);
@@ -277,11 +314,22 @@ class Agent {
     return this.#network;
   }
 
+  /** Where the pod's volumes are written on the host. */
+  podDir(uid: string): string {
+    if (!this.#dir) throw new Error('the node agent has not started');
+    return path.join(this.#dir, 'pods', uid);
+  }
+
+  async removePodDir(uid: string): Promise<void> {
+    if (this.#dir) await rm(this.podDir(uid), { recursive: true, force: true });
+  }
+
   /** Removes what is left of the pod's containers and deletes the pod for good, as a kubelet does. */
   async finishDeletion(pod: V1Pod): Promise<void> {
     const { name, namespace, uid } = pod.metadata as { name: string; namespace: string; uid: string };
     const ids = (await this.podman.check(['ps', '--all', '--quiet', '--filter', `label=${podUidLabel}=${uid}`])).split('\n').filter(Boolean);
     if (ids.length) await this.podman.run(['rm', '--force', '--time', '0', '--ignore', ...ids]);
+    await this.removePodDir(uid);
     await this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid } } }).catch((err: unknown) => {
       if (statusCode(err) !== 404 && statusCode(err) !== 409) this.log(`deleting pod ${namespace}/${name}: ${message(err)}`);
     });
@@ -415,7 +463,7 @@ class PodWorker {
     const spec = this.pod.spec!;
     const refuse = spec.containers.length !== 1
       ? `this node runs pods of exactly one container; the pod has ${spec.containers.length}`
-      : spec.initContainers?.length ? 'this node does not run init containers' : !this.#ip ? 'this node has no pod address left' : undefined;
+      : spec.initContainers?.length ? 'this node does not run init containers' : !this.#ip ? 'this node has no pod address left' : unsupportedVolume(spec);
     if (refuse) {
       this.#agent.log(`refusing pod ${this.#key}: ${refuse}`);
       this.#finish('Failed', 'UnsupportedPod', refuse);
@@ -429,6 +477,7 @@ class PodWorker {
     const c = this.#container;
     try {
       const env = await this.#env();
+      const volumes = await this.#volumes();
       const image = c.image!;
       const policy = c.imagePullPolicy === 'Never' ? 'never' : c.imagePullPolicy === 'Always' ? 'always' : 'missing';
       const registry = image.split('/')[0]!.replace(/:\d+$/, '');
@@ -438,6 +487,7 @@ class PodWorker {
         '--pull', policy, ...(registry === 'localhost' || /^127\./.test(registry) ? ['--tls-verify=false'] : []),
         '--label', `${nodeAgentLabel}=${this.#agent.nodeName}`, '--label', `${podUidLabel}=${this.pod.metadata!.uid}`,
         ...Object.keys(env).flatMap((k) => ['--env', k]),
+        ...volumes.flatMap((v) => ['--volume', v]),
         ...(c.workingDir ? ['--workdir', c.workingDir] : []),
         ...(c.resources?.limits?.memory ? ['--memory', String(Math.floor(parseQuantity(c.resources.limits.memory)))] : []),
         ...(c.resources?.limits?.cpu ? ['--cpus', String(parseQuantity(c.resources.limits.cpu))] : []),
@@ -476,11 +526,26 @@ class PodWorker {
     }
   }
 
-  /** The container's environment: values, secret and config map keys, pod fields, $(VAR) expanded. */
+  /**
+   * The container's environment: the `kubernetes` Service's variables first (as the kubelet sets
+   * them whatever enableServiceLinks says), then the container's env: values, secret and config
+   * map keys, pod fields, $(VAR) expanded.
+   */
   async #env(): Promise<Record<string, string>> {
     const namespace = this.pod.metadata!.namespace!;
     const core = this.#agent.core;
-    const env: Record<string, string> = {};
+    const { host, port } = this.#agent.apiserver;
+    const link = `tcp://${host}:${port}`;
+    const env: Record<string, string> = {
+      KUBERNETES_SERVICE_HOST: host,
+      KUBERNETES_SERVICE_PORT: String(port),
+      KUBERNETES_SERVICE_PORT_HTTPS: String(port),
+      KUBERNETES_PORT: link,
+      [`KUBERNETES_PORT_${port}_TCP`]: link,
+      [`KUBERNETES_PORT_${port}_TCP_PROTO`]: 'tcp',
+      [`KUBERNETES_PORT_${port}_TCP_PORT`]: String(port),
+      [`KUBERNETES_PORT_${port}_TCP_ADDR`]: host,
+    };
     for (const e of this.#container.env ?? []) {
       const from = e.valueFrom;
       if (!from) {
@@ -498,18 +563,123 @@ class PodWorker {
         if (value !== undefined) env[e.name] = value;
         else if (!ref.optional) throw new Error(`env ${e.name}: key "${ref.key}" of ${kind} "${ref.name}" not found`);
       } else if (from.fieldRef) {
-        const fields: Record<string, string | undefined> = {
-          'metadata.name': this.pod.metadata!.name, 'metadata.namespace': namespace, 'metadata.uid': this.pod.metadata!.uid,
-          'spec.nodeName': this.#agent.nodeName, 'spec.serviceAccountName': this.pod.spec!.serviceAccountName,
-          'status.podIP': this.#ip, 'status.hostIP': hostIP,
-        };
-        if (!(from.fieldRef.fieldPath in fields)) throw new Error(`env ${e.name}: fieldRef ${from.fieldRef.fieldPath} is not supported by this node`);
-        env[e.name] = fields[from.fieldRef.fieldPath] ?? '';
+        const value = this.#field(from.fieldRef.fieldPath);
+        if (value === undefined) throw new Error(`env ${e.name}: fieldRef ${from.fieldRef.fieldPath} is not supported by this node`);
+        env[e.name] = value;
       } else {
         throw new Error(`env ${e.name}: only value, secretKeyRef, configMapKeyRef and fieldRef are supported by this node`);
       }
     }
     return env;
+  }
+
+  /** A pod field for the downward API (env fieldRef, downwardAPI volume items); undefined when not supported. */
+  #field(fieldPath: string): string | undefined {
+    const meta = this.pod.metadata!;
+    const fields: Record<string, string | undefined> = {
+      'metadata.name': meta.name, 'metadata.namespace': meta.namespace, 'metadata.uid': meta.uid,
+      'metadata.labels': formatMap(meta.labels), 'metadata.annotations': formatMap(meta.annotations),
+      'spec.nodeName': this.#agent.nodeName, 'spec.serviceAccountName': this.pod.spec!.serviceAccountName,
+      'status.podIP': this.#ip, 'status.podIPs': this.#ip, 'status.hostIP': hostIP, 'status.hostIPs': hostIP,
+    };
+    if (fieldPath in fields) return fields[fieldPath] ?? '';
+    const one = /^metadata\.(labels|annotations)\['(.+)'\]$/.exec(fieldPath);
+    if (one) return (one[1] === 'labels' ? meta.labels : meta.annotations)?.[one[2]!] ?? '';
+    return undefined;
+  }
+
+  /**
+   * Writes the pod's volumes under its host directory and returns the container's `--volume`
+   * values, one per volumeMount. API-data volumes are rewritten on every start; emptyDir is kept.
+   */
+  async #volumes(): Promise<string[]> {
+    const root = path.join(this.#agent.podDir(this.pod.metadata!.uid!), 'volumes');
+    const written = new Map<string, { dir: string; emptyDir: boolean }>();
+    for (const v of this.pod.spec!.volumes ?? []) {
+      const dir = path.join(root, v.name);
+      if (v.emptyDir) {
+        await mkdir(dir, { recursive: true });
+        await chmod(dir, 0o777);
+      } else {
+        await writeVolume(dir, await this.#volumeFiles(v).catch((err: unknown) => {
+          throw new Error(`volume "${v.name}": ${message(err)}`);
+        }));
+      }
+      written.set(v.name, { dir, emptyDir: !!v.emptyDir });
+    }
+    const mounts: string[] = [];
+    for (const m of this.#container.volumeMounts ?? []) {
+      const v = written.get(m.name);
+      if (!v) throw new Error(`volumeMount ${m.mountPath}: the pod has no volume "${m.name}"`);
+      let source = v.dir;
+      if (m.subPath) {
+        source = path.join(v.dir, safeRelative(m.subPath, `volumeMount ${m.mountPath}: subPath`));
+        if (!(await stat(source).catch(() => undefined))) {
+          await mkdir(source, { recursive: true });
+          await chmod(source, v.emptyDir ? 0o777 : 0o755);
+        }
+      }
+      mounts.push(`${source}:${m.mountPath}${m.readOnly || !v.emptyDir ? ':ro' : ''}`);
+    }
+    return mounts;
+  }
+
+  /** The files of a configMap, secret, downwardAPI or projected volume. */
+  async #volumeFiles(v: V1Volume): Promise<VolumeFile[]> {
+    const mode = (m: number | undefined): number => (m ?? 0o644) & 0o777;
+    if (v.configMap) return this.#configMapFiles(v.configMap.name!, v.configMap, mode(v.configMap.defaultMode));
+    if (v.secret) return this.#secretFiles(v.secret.secretName!, v.secret, mode(v.secret.defaultMode));
+    if (v.downwardAPI) return this.#downwardFiles(v.downwardAPI.items ?? [], mode(v.downwardAPI.defaultMode));
+    const projected = v.projected!;
+    const files: VolumeFile[] = [];
+    for (const s of projected.sources ?? []) {
+      const m = mode(projected.defaultMode);
+      if (s.serviceAccountToken) files.push({ path: s.serviceAccountToken.path, content: await this.#token(s.serviceAccountToken), mode: m });
+      else if (s.configMap) files.push(...(await this.#configMapFiles(s.configMap.name!, s.configMap, m)));
+      else if (s.secret) files.push(...(await this.#secretFiles(s.secret.name!, s.secret, m)));
+      else if (s.downwardAPI) files.push(...this.#downwardFiles(s.downwardAPI.items ?? [], m));
+    }
+    return files;
+  }
+
+  async #configMapFiles(name: string, source: KeyedSource, mode: number): Promise<VolumeFile[]> {
+    const map = await this.#agent.core.readNamespacedConfigMap({ name, namespace: this.pod.metadata!.namespace! }).catch(notFound);
+    const data = map && {
+      ...Object.fromEntries(Object.entries(map.data ?? {}).map(([k, v]) => [k, Buffer.from(v)])),
+      ...Object.fromEntries(Object.entries(map.binaryData ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+    };
+    return keyedFiles(`configmap "${name}"`, data, source, mode);
+  }
+
+  async #secretFiles(name: string, source: KeyedSource, mode: number): Promise<VolumeFile[]> {
+    const secret = await this.#agent.core.readNamespacedSecret({ name, namespace: this.pod.metadata!.namespace! }).catch(notFound);
+    const data = secret && Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
+    return keyedFiles(`secret "${name}"`, data, source, mode);
+  }
+
+  #downwardFiles(items: V1DownwardAPIVolumeFile[], mode: number): VolumeFile[] {
+    return items.map((item) => {
+      const value = item.fieldRef ? this.#field(item.fieldRef.fieldPath) : undefined;
+      if (value === undefined) throw new Error(`downward API item ${item.path}: only metadata fieldRefs are supported by this node`);
+      return { path: item.path, content: Buffer.from(value), mode: item.mode === undefined ? mode : item.mode & 0o777 };
+    });
+  }
+
+  /** A token of the pod's ServiceAccount bound to the pod (TokenRequest), as the kubelet gets one. */
+  async #token(source: { audience?: string; expirationSeconds?: number }): Promise<Buffer> {
+    const { name, namespace, uid } = this.pod.metadata as { name: string; namespace: string; uid: string };
+    const request = await this.#agent.core.createNamespacedServiceAccountToken({
+      name: this.pod.spec!.serviceAccountName ?? 'default',
+      namespace,
+      body: {
+        spec: {
+          audiences: source.audience ? [source.audience] : [],
+          expirationSeconds: source.expirationSeconds ?? 3600,
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name, uid },
+        },
+      },
+    });
+    return Buffer.from(request.status!.token);
   }
 
   #watchExit(id: string, run: number): void {
@@ -613,6 +783,7 @@ class PodWorker {
   async remove(): Promise<void> {
     this.abandon();
     await this.#agent.podman.run(['rm', '--force', '--time', '0', '--ignore', this.#containerName]);
+    await this.#agent.removePodDir(this.pod.metadata!.uid!);
     this.#agent.releaseIP(this.#ip);
   }
 
@@ -683,6 +854,96 @@ class PodWorker {
     });
   }
 }
+
+interface VolumeFile {
+  /** Relative to the volume's directory. */
+  path: string;
+  content: Buffer;
+  mode: number;
+}
+
+interface KeyedSource {
+  items?: V1KeyToPath[];
+  optional?: boolean;
+}
+
+/** Why the node refuses the pod's volumes, if it does. */
+function unsupportedVolume(spec: V1PodSpec): string | undefined {
+  const metadataOnly = (items: V1DownwardAPIVolumeFile[] | undefined): boolean => (items ?? []).every((i) => i.fieldRef && !i.resourceFieldRef);
+  for (const v of spec.volumes ?? []) {
+    if (v.projected) {
+      for (const s of v.projected.sources ?? []) {
+        if (!s.serviceAccountToken && !s.configMap && !s.secret && !s.downwardAPI) {
+          return `volume "${v.name}": of projected sources this node supports serviceAccountToken, configMap, secret and downwardAPI only`;
+        }
+        if (s.downwardAPI && !metadataOnly(s.downwardAPI.items)) return `volume "${v.name}": this node supports downward API fieldRefs only`;
+      }
+    } else if (v.downwardAPI) {
+      if (!metadataOnly(v.downwardAPI.items)) return `volume "${v.name}": this node supports downward API fieldRefs only`;
+    } else if (!v.configMap && !v.secret && !v.emptyDir) {
+      return `volume "${v.name}": this node supports configMap, secret, downwardAPI, projected and emptyDir volumes only`;
+    }
+  }
+  const subPathExpr = spec.containers[0]?.volumeMounts?.find((m) => m.subPathExpr);
+  return subPathExpr ? `volumeMount ${subPathExpr.mountPath}: subPathExpr is not supported by this node` : undefined;
+}
+
+/** Every key of a config map's or secret's data, or the listed items; `data` undefined when it does not exist. */
+function keyedFiles(what: string, data: Record<string, Buffer> | undefined, source: KeyedSource, mode: number): VolumeFile[] {
+  if (!data) {
+    if (source.optional) return [];
+    throw new Error(`${what} not found`);
+  }
+  if (!source.items?.length) return Object.entries(data).map(([key, content]) => ({ path: key, content, mode }));
+  return source.items.flatMap((item) => {
+    const content = data[item.key];
+    if (content !== undefined) return [{ path: item.path, content, mode: item.mode === undefined ? mode : item.mode & 0o777 }];
+    if (source.optional) return [];
+    throw new Error(`${what} has no key "${item.key}"`);
+  });
+}
+
+/** A relative path that stays inside its directory. */
+function safeRelative(p: string, what: string): string {
+  const normal = path.posix.normalize(p);
+  if (path.posix.isAbsolute(p) || normal === '..' || normal.startsWith('../')) throw new Error(`${what} ${p} must be a relative path inside the volume`);
+  return normal;
+}
+
+/** Writes the files into a fresh directory (directories 0755) and puts it in place of `dir`. */
+async function writeVolume(dir: string, files: VolumeFile[]): Promise<void> {
+  const next = `${dir}.new`;
+  await rm(next, { recursive: true, force: true });
+  await mkdir(next, { recursive: true });
+  await chmod(next, 0o755);
+  for (const f of files) {
+    const target = path.join(next, safeRelative(f.path, 'volume file'));
+    for (let d = path.dirname(target); d !== next && !(await stat(d).catch(() => undefined)); d = path.dirname(d)) {
+      await mkdir(d, { recursive: true });
+    }
+    await writeFile(target, f.content);
+    await chmod(target, f.mode);
+  }
+  // mkdir's mode is masked by the umask: open up every directory made above.
+  for (const f of files) {
+    for (let d = path.dirname(path.join(next, f.path)); d.startsWith(next) && d !== next; d = path.dirname(d)) await chmod(d, 0o755);
+  }
+  await rm(dir, { recursive: true, force: true });
+  await rename(next, dir);
+}
+
+/** Labels or annotations as the kubelet writes them to a downward API file: sorted key="value" lines. */
+function formatMap(map: Record<string, string> | undefined): string {
+  return Object.keys(map ?? {})
+    .sort()
+    .map((k) => `${k}=${JSON.stringify(map![k])}`)
+    .join('\n');
+}
+
+const notFound = (err: unknown): undefined => {
+  if (statusCode(err) === 404) return undefined;
+  throw err;
+};
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

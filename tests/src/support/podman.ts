@@ -7,14 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   buildFunctionImage,
-  configMediaType,
   hostBaseName,
-  manifestMediaType,
   parseReference,
+  pushBaseImage,
   pushFunctionImage,
   RegistryClient,
-  resolveBase,
-  sha256,
   type PushReport,
 } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
@@ -43,20 +40,7 @@ export async function podmanTestOptions(): Promise<Required<Pick<PodmanOptions, 
  * returns its reference: what tests pass as `--base`, standing in for a public Node image.
  */
 export async function pushTestBase(client: RegistryClient, registry: string): Promise<string> {
-  const base = await resolveBase(hostBaseName, client, testCacheDir);
-  const target = parseReference(`${registry}/kubefn/node-base:host`);
-  for (const l of base.base.layers) await client.pushBlob(target, l.digest, base.blobs.get(l.digest)!);
-  const config = Buffer.from(JSON.stringify(base.base.config));
-  await client.pushBlob(target, sha256(config), config);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: manifestMediaType,
-      config: { mediaType: configMediaType, digest: sha256(config), size: config.length },
-      layers: base.base.layers,
-    }),
-  );
-  await client.putManifest(target, 'host', manifest, manifestMediaType);
+  await pushBaseImage(client, hostBaseName, `${registry}/kubefn/node-base:host`, testCacheDir);
   return `${registry}/kubefn/node-base:host`;
 }
 

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { HttpStatsSource, parseSamples } from './http-source.js';
+
+describe('HttpStatsSource', () => {
+  let server: Server;
+  let url: string;
+  const seen: (string | undefined)[] = [];
+
+  before(async () => {
+    server = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      if (req.url !== '/system/stats') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ samples: [{ name: 'hello', concurrency: 1.5, requests: 3 }] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('reads every gateway with the token, skips one that fails and warns about it once', async () => {
+    const warnings: string[] = [];
+    const source = new HttpStatsSource({
+      peers: () => [
+        { id: 'a', url },
+        { id: 'b', url },
+        { id: 'dead', url: 'http://127.0.0.1:1' },
+      ],
+      token: 's3cret',
+      onWarning: (m, f) => warnings.push(`${m} ${String(f?.gateway)}`),
+    });
+    const first = await source.collect();
+    assert.deepEqual(first, [
+      { name: 'hello', concurrency: 1.5, requests: 3 },
+      { name: 'hello', concurrency: 1.5, requests: 3 },
+    ]);
+    await source.collect();
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /dead$/);
+    assert.ok(seen.every((h) => h === 'Bearer s3cret'));
+  });
+
+  it('refuses replies that are not samples', () => {
+    assert.throws(() => parseSamples({}, 10), /no samples/);
+    assert.throws(() => parseSamples({ samples: [{ name: 'x', concurrency: -1, requests: 0 }] }, 10), /sample 0/);
+    assert.throws(() => parseSamples({ samples: new Array(11).fill({ name: 'x', concurrency: 0, requests: 0 }) }, 10), /more than 10/);
+  });
+});

@@ -1,0 +1,269 @@
+// kubefn's components as they run in a cluster, one per pod, configured from the environment:
+//
+//   gateway     the gateway over the kubernetes driver (no reconciling); pokes the autoscaler on a
+//               request for a function at zero; proxies /system/builds to the builder; serves
+//               /system/stats for the autoscaler.
+//   autoscaler  the Function controller (reconciles Functions into Deployments and Services) and
+//               the autoscaler, which scrapes every gateway replica each second.
+//   builder     the build service: source tarball in, image pushed to the platform's registry.
+//
+// They find each other through the EndpointSlices of their Services (ServicePeers), so the
+// autoscaler sees every gateway replica and nothing depends on cluster DNS.
+
+import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import path from 'node:path';
+import { tmpdir } from 'node:os';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
+import { createGateway } from '@kubefn/gateway';
+import { KubefnError, KubernetesDriver, loadKubernetesClient, ServicePeers, type Peer } from '@kubefn/platform';
+import { registryPublisher } from '../publish.js';
+
+export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
+export const componentNames: readonly ComponentName[] = ['gateway', 'autoscaler', 'builder'];
+
+/** The Services (and so EndpointSlices) the components find each other by; deploy/ names them. */
+export const componentServices = {
+  gateway: 'kubefn-gateway',
+  autoscaler: 'kubefn-autoscaler',
+  builder: 'kubefn-builder',
+} as const;
+/** The name of the HTTP port of every component Service. */
+export const componentPort = 'http';
+/** The ConfigMap of cluster autoscaler defaults (Knative's config-autoscaler keys). */
+export const autoscalerConfigMap = 'kubefn-autoscaler';
+
+export interface Logger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ComponentEnv {
+  /** KUBEFN_NAMESPACE, else the service account's namespace file. */
+  namespace: string;
+  /** KUBEFN_TOKEN: the management token the gateway checks and the components present to each other. */
+  token: string;
+  /** KUBEFN_PORT (default 8080). */
+  port: number;
+  /** KUBEFN_REGISTRY: where functions' images are pushed (builder) and what `fn deploy` is told. */
+  registry: string | undefined;
+  /** KUBEFN_BASE: base image of functions built in the cluster. */
+  base: string | undefined;
+  /** KUBEFN_INSECURE_REGISTRIES: comma-separated hosts spoken to over plain HTTP. */
+  insecureRegistries: string[];
+}
+
+export interface RunningComponent {
+  url: string;
+  close(): Promise<void>;
+}
+
+const serviceAccountNamespace = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+/** Reads the component settings from the environment; names every missing one. */
+export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv> {
+  const namespace = env.KUBEFN_NAMESPACE || (await readFile(serviceAccountNamespace, 'utf8').then((s) => s.trim(), () => ''));
+  const token = env.KUBEFN_TOKEN ?? '';
+  const missing = [!namespace && 'KUBEFN_NAMESPACE', !token && 'KUBEFN_TOKEN'].filter(Boolean);
+  if (missing.length) {
+    throw new KubefnError('BAD_REQUEST', `missing environment: ${missing.join(', ')}`, {
+      hint: 'deploy/ sets them: the namespace from the pod, the token from the kubefn-token Secret',
+    });
+  }
+  const port = Number(env.KUBEFN_PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new KubefnError('BAD_REQUEST', `KUBEFN_PORT "${env.KUBEFN_PORT}" is not a port`);
+  return {
+    namespace,
+    token,
+    port,
+    registry: env.KUBEFN_REGISTRY || undefined,
+    base: env.KUBEFN_BASE || undefined,
+    insecureRegistries: (env.KUBEFN_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+  };
+}
+
+async function clusterConfig(): Promise<KubeConfig> {
+  const k8s = await loadKubernetesClient();
+  const kc = new k8s.KubeConfig();
+  // KUBECONFIG or ~/.kube/config when set (running outside a cluster), else the pod's service account.
+  kc.loadFromDefault();
+  return kc;
+}
+
+function warner(log: Logger) {
+  return (message: string, err?: unknown) => log.warn(message, err === undefined ? undefined : { err: err instanceof Error ? err.message : String(err) });
+}
+
+export async function startGateway(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
+  const kc = await clusterConfig();
+  const onWarning = warner(log);
+  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: false, onWarning });
+  const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
+  const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
+  const gateway = createGateway({
+    driver,
+    token: env.token,
+    serveStats: true,
+    systemPlugins: [buildProxyPlugin(() => builders.list(), env.token)],
+    info: { builds: true, needsImage: true, ...(env.registry ? { registry: env.registry } : {}), ...(env.base ? { base: env.base } : {}) },
+  });
+  gateway.onNoReplica = (name) => {
+    pokeAutoscaler(autoscalers.list(), name, env.token).catch((err: unknown) =>
+      log.warn('scale from zero: poking the autoscaler failed', { function: name, err: err instanceof Error ? err.message : String(err) }),
+    );
+  };
+  const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
+  log.info('gateway listening', { url, namespace: env.namespace });
+  return {
+    url,
+    close: async () => {
+      await gateway.close();
+      await Promise.all([driver.close(), autoscalers.close(), builders.close()]);
+    },
+  };
+}
+
+/** POST /poke/<name> on an autoscaler replica: scale `name` from zero now. */
+async function pokeAutoscaler(autoscalers: Peer[], name: string, token: string): Promise<void> {
+  const peer = autoscalers[0];
+  if (!peer) throw new Error(`no ready ${componentServices.autoscaler} pod`);
+  const res = await fetch(`${peer.url}/poke/${encodeURIComponent(name)}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!res.ok) throw new Error(`${peer.id} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+}
+
+/**
+ * /system/builds on the gateway, passed through to a builder replica: the request body (the source
+ * archive) and the NDJSON answer stream both ways unbuffered. Registered behind the gateway's token.
+ */
+export function buildProxyPlugin(builders: () => Peer[], token: string): FastifyPluginAsync {
+  return async (app) => {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+    app.post('/system/builds', async (request, reply) => {
+      const peer = builders()[0];
+      if (!peer) {
+        throw new KubefnError('UNAVAILABLE', `no ready builder: the ${componentServices.builder} Service has no ready pod`, {
+          hint: `check it: kubectl -n <namespace> get pods -l app.kubernetes.io/name=${componentServices.builder}`,
+        });
+      }
+      const abort = new AbortController();
+      reply.raw.on('close', () => abort.abort());
+      const q = request.url.indexOf('?');
+      const query = q >= 0 ? request.url.slice(q) : '';
+      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+      for (const h of ['content-type', 'content-length'] as const) {
+        const v = request.headers[h];
+        if (typeof v === 'string') headers[h] = v;
+      }
+      let res: Response;
+      try {
+        res = await fetch(`${peer.url}/system/builds${query}`, {
+          method: 'POST',
+          headers,
+          body: Readable.toWeb(request.body as Readable) as ReadableStream<Uint8Array>,
+          duplex: 'half',
+          signal: abort.signal,
+        } as RequestInit);
+      } catch (err) {
+        throw new KubefnError('UNAVAILABLE', `builder ${peer.id} did not answer: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      const type = res.headers.get('content-type');
+      reply.hijack();
+      reply.raw.writeHead(res.status, type ? { 'content-type': type } : {});
+      if (res.body) {
+        await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), reply.raw).catch(() => reply.raw.destroy());
+      } else {
+        reply.raw.end();
+      }
+    });
+  };
+}
+
+export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
+  const kc = await clusterConfig();
+  const onWarning = warner(log);
+  const config = await readAutoscalerConfig(kc, env.namespace);
+  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: true, onWarning });
+  const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
+  const autoscaler = new Autoscaler({
+    target: driver,
+    sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
+    logger: log,
+    ...(config ? { config } : {}),
+  });
+  const app = Fastify({ logger: false, bodyLimit: 1024 });
+  app.get('/healthz', async () => 'OK');
+  app.post<{ Params: { name: string } }>('/poke/:name', async (request, reply) => {
+    if (request.headers.authorization !== `Bearer ${env.token}`) return reply.code(401).send({ code: 'UNAUTHORIZED', message: 'missing or wrong token' });
+    await autoscaler.poke(request.params.name);
+    return reply.code(202).send({ function: request.params.name });
+  });
+  const url = await app.listen({ port: env.port, host: '0.0.0.0' });
+  autoscaler.start();
+  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: config ? autoscalerConfigMap : 'built-in defaults' });
+  return {
+    url,
+    close: async () => {
+      await autoscaler.stop();
+      await app.close();
+      await Promise.all([gateways.close(), driver.close()]);
+    },
+  };
+}
+
+/** The kubefn-autoscaler ConfigMap's settings; undefined (Knative's defaults) when there is none. */
+async function readAutoscalerConfig(kc: KubeConfig, namespace: string): Promise<AutoscalerConfig | undefined> {
+  const k8s = await loadKubernetesClient();
+  try {
+    const cm = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: autoscalerConfigMap, namespace });
+    return parseAutoscalerConfig(cm.data ?? {}, `ConfigMap ${namespace}/${autoscalerConfigMap}`);
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+export async function startBuilder(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
+  if (!env.registry) {
+    throw new KubefnError('BAD_REQUEST', 'the builder needs KUBEFN_REGISTRY: the registry it pushes functions to', {
+      hint: 'set it in the kubefn-config ConfigMap (fn install --registry)',
+    });
+  }
+  if (!env.base) throw new KubefnError('BAD_REQUEST', 'the builder needs KUBEFN_BASE: the base image of functions', { hint: 'fn install --base' });
+  const client = new RegistryClient({ insecureRegistries: env.insecureRegistries, credentials: (r) => loadCredentials(r) });
+  const work = process.env.KUBEFN_WORK_DIR ?? tmpdir();
+  const publish = registryPublisher({ client, base: env.base, cacheDir: path.join(work, 'cache'), registry: env.registry });
+  const app: FastifyInstance = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  app.get('/healthz', async () => 'OK');
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', async (request, reply) => {
+      if (request.headers.authorization !== `Bearer ${env.token}`) return reply.code(401).send({ code: 'UNAUTHORIZED', message: 'missing or wrong token' });
+    });
+    await scope.register(
+      buildServicePlugin({
+        scratchDir: path.join(work, 'builds'),
+        build: async ({ dir, handler, name, log: buildLog }) => {
+          log.info('building', { function: name });
+          return { ...(await publish({ dir, handler, name, log: buildLog })) };
+        },
+      }),
+    );
+  });
+  const url = await app.listen({ port: env.port, host: '0.0.0.0' });
+  log.info('builder listening', { url, registry: env.registry, base: env.base });
+  return { url, close: () => app.close() };
+}
+
+export const startComponent: Record<ComponentName, (env: ComponentEnv, log: Logger) => Promise<RunningComponent>> = {
+  gateway: startGateway,
+  autoscaler: startAutoscaler,
+  builder: startBuilder,
+};

@@ -1,0 +1,47 @@
+// `kubefn-platform <component>`: the entry point of the platform image. One image runs every
+// component; deploy/ picks one per Deployment with the container's args.
+
+import { isKubefnError } from '@kubefn/platform';
+import { makeLogger } from '../up.js';
+import { componentEnv, componentNames, startComponent, type ComponentName } from './components.js';
+
+const usage = `usage: kubefn-platform <${componentNames.join('|')}>
+
+Runs one kubefn component in a cluster (see deploy/ in the kubefn repository). Settings come
+from the environment: KUBEFN_TOKEN (required), KUBEFN_NAMESPACE (default: the pod's),
+KUBEFN_PORT (8080), KUBEFN_REGISTRY, KUBEFN_BASE, KUBEFN_INSECURE_REGISTRIES.
+`;
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const name = argv[0];
+  if (!name || name === '--help' || name === '-h') {
+    process.stdout.write(usage);
+    return name ? 0 : 2;
+  }
+  if (!(componentNames as readonly string[]).includes(name)) {
+    process.stderr.write(`unknown component "${name}"\n${usage}`);
+    return 2;
+  }
+  const log = makeLogger(true);
+  let running;
+  try {
+    running = await startComponent[name as ComponentName](await componentEnv(env), log);
+  } catch (err) {
+    log.warn(`${name} failed to start`, { err: isKubefnError(err) ? err.message : String(err), ...(isKubefnError(err) && err.hint ? { hint: err.hint } : {}) });
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      log.info(`${name} stopping`, { signal });
+      running.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.warn(`${name} stop failed`, { err: String(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}

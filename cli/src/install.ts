@@ -1,0 +1,384 @@
+// `fn install`: puts the platform on a cluster from deploy/ — the same kustomization
+// `kubectl apply -k deploy/` reads, rendered here (resources, namespace, images) — with the
+// platform image built by kubefn's builder when asked, the token Secret created when missing,
+// server-side apply throughout, and a wait until every component is ready.
+// `fn platform-image`: just builds and pushes that image.
+
+import { randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
+import { KubefnError, loadKubernetesClient } from '@kubefn/platform';
+import type { App } from './app.js';
+import { collect } from './args.js';
+import { resolveConfig } from './config.js';
+import { imageCacheDir, registryClient } from './image.js';
+import type { Progress } from './output.js';
+
+/** deploy/ of this kubefn. */
+export const defaultDeployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
+/** The compiled entry point the platform image runs. */
+export const platformEntry = fileURLToPath(new URL('./cluster/entry.js', import.meta.url));
+/** The image name deploy/'s manifests use for every kubefn component. */
+export const platformImageName = 'kubefn-platform';
+export const natsImageName = 'nats';
+const fieldManager = 'kubefn-install';
+
+type Manifest = KubernetesObject & { spec?: Record<string, unknown>; data?: Record<string, string> };
+
+interface ImageOverride {
+  name: string;
+  newName?: string;
+  newTag?: string;
+  digest?: string;
+}
+
+interface Kustomization {
+  namespace?: string;
+  resources?: string[];
+  images?: ImageOverride[];
+}
+
+/** The keys of a kustomization.yaml this renderer understands; anything else is refused. */
+const supportedKeys = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'images']);
+
+/** Kinds that are not namespaced (what kustomize leaves without a namespace). */
+const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass']);
+
+/**
+ * Renders a kustomization: its resources in order (files, or directories with their own
+ * kustomization.yaml), the namespace set on every namespaced object (and the Namespace renamed),
+ * container images replaced by `images`. Enough for deploy/; a kustomization using more is refused
+ * with a pointer to kubectl.
+ */
+export async function renderKustomization(dir: string, overrides: ImageOverride[] = []): Promise<{ namespace: string | undefined; objects: Manifest[] }> {
+  const file = path.join(dir, 'kustomization.yaml');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new KubefnError('NOT_FOUND', `no kustomization.yaml in ${dir}`, { hint: 'point --from at kubefn\'s deploy/ directory', cause: err });
+  }
+  const k = (YAML.parse(text) ?? {}) as Kustomization & Record<string, unknown>;
+  const unknown = Object.keys(k).filter((key) => !supportedKeys.has(key));
+  if (unknown.length) {
+    throw new KubefnError('NOT_SUPPORTED', `${file} uses ${unknown.join(', ')}, which fn install does not render`, {
+      hint: `apply it with kubectl instead: kubectl apply -k ${dir}`,
+    });
+  }
+  const objects: Manifest[] = [];
+  for (const entry of k.resources ?? []) {
+    const target = path.resolve(dir, entry);
+    if ((await stat(target).catch(() => null))?.isDirectory()) {
+      objects.push(...(await renderKustomization(target)).objects);
+      continue;
+    }
+    const docs = YAML.parseAllDocuments(await readFile(target, 'utf8'));
+    for (const doc of docs) {
+      if (doc.errors.length) throw new KubefnError('INVALID_SPEC', `${target}: ${doc.errors[0]!.message}`);
+      const obj = doc.toJS() as Manifest | null;
+      if (!obj) continue;
+      if (!obj.apiVersion || !obj.kind || !obj.metadata?.name) throw new KubefnError('INVALID_SPEC', `${target}: a document without apiVersion, kind or metadata.name`);
+      objects.push(obj);
+    }
+  }
+  const namespace = k.namespace;
+  for (const obj of objects) {
+    if (!namespace) continue;
+    if (obj.kind === 'Namespace') obj.metadata!.name = namespace;
+    else if (!clusterScoped.has(obj.kind!)) obj.metadata!.namespace = namespace;
+  }
+  const images = [...(k.images ?? []), ...overrides];
+  for (const obj of objects) for (const c of containersOf(obj)) c.image = replaceImage(c.image, images);
+  return { namespace, objects };
+}
+
+function containersOf(obj: Manifest): { image: string }[] {
+  const pod = (obj.spec?.template as { spec?: { containers?: { image: string }[]; initContainers?: { image: string }[] } } | undefined)?.spec;
+  return [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])];
+}
+
+/** kustomize's `images` rule: match on the name before tag or digest; the last matching entry wins. */
+export function replaceImage(image: string, images: readonly ImageOverride[]): string {
+  const at = image.indexOf('@');
+  const lastSlash = image.lastIndexOf('/');
+  const colon = image.indexOf(':', lastSlash + 1);
+  const end = at >= 0 ? at : colon >= 0 ? colon : image.length;
+  const name = image.slice(0, end);
+  let out = image;
+  for (const o of images) {
+    if (o.name !== name) continue;
+    let tag = at >= 0 ? image.slice(at) : colon >= 0 ? image.slice(colon) : '';
+    if (o.newTag) tag = `:${o.newTag}`;
+    if (o.digest) tag = `@${o.digest}`;
+    out = `${o.newName ?? name}${tag}`;
+  }
+  return out;
+}
+
+export interface InstallOptions {
+  from: string;
+  kubeconfig?: string;
+  /** The platform image; else built and pushed to `registry`. */
+  image?: string;
+  registry?: string;
+  /** Function base image; "host" pushes this machine's node base to the registry. */
+  base?: string;
+  /** Base of the platform image (default "host"). */
+  platformBase?: string;
+  natsImage?: string;
+  insecureRegistry?: string[];
+  dryRun: boolean;
+  timeoutMs: number;
+  home: string;
+}
+
+export interface InstallResult {
+  namespace: string;
+  image: string;
+  objects: { kind: string; name: string }[];
+  /** Set when the token Secret was created now. */
+  tokenCreated: boolean;
+  ready: boolean;
+}
+
+export async function install(options: InstallOptions, progress: Progress, note: (s: string) => void): Promise<InstallResult> {
+  const client = registryClient({ insecureRegistry: options.insecureRegistry ?? [] });
+  const cacheDir = imageCacheDir(options.home);
+  let image = options.image;
+  if (!image && !options.registry) {
+    throw new KubefnError('BAD_REQUEST', 'fn install needs the platform image: --image <ref>, or --registry <host:port> to build and push it', {
+      hint: 'e.g. fn install --registry registry.example.com/kubefn',
+    });
+  }
+  if (!image) image = await buildAndPushPlatformImage({ registry: options.registry!, base: options.platformBase ?? hostBaseName, client, cacheDir, progress });
+  let base = options.base;
+  if (base === hostBaseName) {
+    if (!options.registry) throw new KubefnError('BAD_REQUEST', '--base host needs --registry: the base is pushed there for the cluster to pull');
+    const target = `${options.registry.replace(/\/+$/, '')}/kubefn/node-base:host`;
+    base = await progress.step(`pushing this machine's node as the function base`, () => pushBaseImage(client, hostBaseName, target, cacheDir), (r) => `function base ${r}`);
+  }
+  const overrides: ImageOverride[] = [imageOverride(platformImageName, image), ...(options.natsImage ? [imageOverride(natsImageName, options.natsImage)] : [])];
+  const { namespace = 'default', objects } = await renderKustomization(options.from, overrides);
+  for (const obj of objects) {
+    if (obj.kind === 'ConfigMap' && obj.metadata?.name === 'kubefn-config') {
+      obj.data = {
+        ...obj.data,
+        ...(options.registry ? { registry: options.registry } : {}),
+        ...(base ? { base } : {}),
+        ...(options.insecureRegistry?.length ? { 'insecure-registries': options.insecureRegistry.join(',') } : {}),
+      };
+    }
+  }
+
+  const k8s = await loadKubernetesClient();
+  const kc: KubeConfig = new k8s.KubeConfig();
+  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+  else kc.loadFromDefault();
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const dryRun = options.dryRun ? 'All' : undefined;
+  const apply = async (obj: Manifest): Promise<void> => {
+    try {
+      await api.patch(obj, undefined, dryRun, fieldManager, true, 'application/apply-patch+yaml');
+    } catch (err) {
+      const body = (err as { body?: unknown }).body;
+      const message = typeof body === 'string' ? (JSON.parse(body) as { message?: string }).message : (body as { message?: string } | undefined)?.message;
+      throw new KubefnError('BAD_REQUEST', `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused: ${message ?? String(err)}`, { cause: err });
+    }
+  };
+  // The Namespace and the CRD first: the rest lives in the one and may use the other.
+  const first = objects.filter((o) => o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition');
+  const rest = objects.filter((o) => !first.includes(o));
+  await progress.step(`${options.dryRun ? 'checking (server dry run)' : 'applying'} the namespace and the Function CRD`, async () => {
+    for (const o of first) await apply(o);
+    if (!options.dryRun) await waitEstablished(kc, first, options.timeoutMs);
+  });
+  let tokenCreated = false;
+  if (!options.dryRun) tokenCreated = await ensureToken(kc, namespace);
+  await progress.step(`${options.dryRun ? 'checking (server dry run)' : 'applying'} ${rest.length} objects in ${namespace}`, async () => {
+    for (const o of rest) await apply(o);
+  });
+  let ready = false;
+  if (!options.dryRun) {
+    const workloads = rest.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
+    ready = await progress.step(`waiting for ${workloads.map((w) => w.metadata!.name).join(', ')}`, () => waitReady(kc, namespace, workloads, options.timeoutMs, note));
+  }
+  return { namespace, image, objects: objects.map((o) => ({ kind: o.kind!, name: o.metadata!.name! })), tokenCreated, ready };
+}
+
+function imageOverride(name: string, ref: string): ImageOverride {
+  const r = parseReference(ref);
+  const newName = `${r.registry}/${r.repository}`;
+  return r.digest ? { name, newName, digest: r.digest } : { name, newName, newTag: r.tag ?? 'latest' };
+}
+
+export async function buildAndPushPlatformImage(options: {
+  registry: string;
+  base: string;
+  client: ReturnType<typeof registryClient>;
+  cacheDir: string;
+  progress: Progress;
+  version?: string;
+}): Promise<string> {
+  const pi = await options.progress.step(
+    `building the platform image on ${options.base}`,
+    () => buildPlatformImage({ entry: platformEntry, base: options.base, client: options.client, cacheDir: options.cacheDir, version: options.version ?? '0.1.0' }),
+    (p) => `built platform image ${p.image.manifestDescriptor.digest.slice(0, 19)}: layer ${formatBytes(p.layer.blob.length)}`,
+  );
+  const target = parseReference(`${options.registry.replace(/\/+$/, '')}/kubefn/platform:${options.version ?? '0.1.0'}`);
+  const report = await options.progress.step(`pushing to ${target.registry}/${target.repository}`, () => pushFunctionImage(options.client, pi, target), (r) => `pushed ${r.ref} (${formatBytes(r.bytesSent)} sent)`);
+  return report.ref;
+}
+
+async function waitEstablished(kc: KubeConfig, objects: Manifest[], timeoutMs: number): Promise<void> {
+  const k8s = await loadKubernetesClient();
+  const apiext = kc.makeApiClient(k8s.ApiextensionsV1Api);
+  const deadline = Date.now() + timeoutMs;
+  for (const crd of objects.filter((o) => o.kind === 'CustomResourceDefinition')) {
+    for (;;) {
+      const live: V1CustomResourceDefinition = await apiext.readCustomResourceDefinition({ name: crd.metadata!.name! });
+      if (live.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      if (Date.now() > deadline) throw new KubefnError('TIMEOUT', `CRD ${crd.metadata!.name} is not established after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** Creates the kubefn-token Secret unless it exists; true when created. */
+async function ensureToken(kc: KubeConfig, namespace: string): Promise<boolean> {
+  const k8s = await loadKubernetesClient();
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  try {
+    await core.readNamespacedSecret({ name: 'kubefn-token', namespace });
+    return false;
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+  }
+  await core.createNamespacedSecret({
+    namespace,
+    body: { metadata: { name: 'kubefn-token', labels: { 'app.kubernetes.io/part-of': 'kubefn' } }, stringData: { token: randomBytes(24).toString('base64url') } },
+  });
+  return true;
+}
+
+/** Waits until every Deployment and StatefulSet has all replicas ready and updated; says which are not. */
+async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[], timeoutMs: number, note: (s: string) => void): Promise<boolean> {
+  const k8s = await loadKubernetesClient();
+  const apps = kc.makeApiClient(k8s.AppsV1Api);
+  const deadline = Date.now() + timeoutMs;
+  let pending: string[] = [];
+  while (Date.now() < deadline) {
+    pending = [];
+    for (const w of workloads) {
+      const name = w.metadata!.name!;
+      const live = w.kind === 'Deployment' ? await apps.readNamespacedDeployment({ name, namespace }) : await apps.readNamespacedStatefulSet({ name, namespace });
+      const want = live.spec?.replicas ?? 1;
+      const s = live.status;
+      const observed = (s?.observedGeneration ?? 0) >= (live.metadata?.generation ?? 0);
+      if (!observed || (s?.readyReplicas ?? 0) < want || (s?.updatedReplicas ?? 0) < want) pending.push(`${name} ${s?.readyReplicas ?? 0}/${want}`);
+    }
+    if (pending.length === 0) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  note(`not ready after ${Math.round(timeoutMs / 1000)} s: ${pending.join(', ')}; see kubectl -n ${namespace} get pods`);
+  return false;
+}
+
+interface InstallFlags {
+  from: string;
+  kubeconfig?: string;
+  image?: string;
+  registry?: string;
+  base?: string;
+  platformBase?: string;
+  natsImage?: string;
+  insecureRegistry?: string[];
+  dryRun?: boolean;
+  timeout: string;
+  json?: boolean;
+}
+
+export function registerInstall(program: Command, app: App): void {
+  program
+    .command('install')
+    .description('install the kubefn platform on a Kubernetes cluster (the current kubectl context) from deploy/')
+    .option('--from <dir>', 'kustomization to install', defaultDeployDir)
+    .option('--kubeconfig <file>', 'kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster)')
+    .option('--image <ref>', 'platform image to run (default: build it and push it to --registry)')
+    .option('--registry <host[:port][/path]>', 'registry for function images (and the platform image when --image is not given); nodes pull from it')
+    .option('--base <image>', `base image of functions built in the cluster; "${hostBaseName}" pushes this machine's node to --registry`)
+    .option('--platform-base <image>', `base of the platform image (default "${hostBaseName}")`)
+    .option('--nats-image <ref>', 'NATS server image (default docker.io/library/nats:2.10-alpine)')
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
+    .option('--dry-run', 'send every object to the API server as a dry run (server-side validation, nothing stored)')
+    .option('--timeout <seconds>', 'how long to wait for the components to be ready', '300')
+    .option('--json', 'print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+Renders deploy/ (the same kustomization \`kubectl apply -k deploy/\` reads), creates the
+kubefn-token Secret when missing, server-side applies everything and waits until the gateway,
+autoscaler, builder and NATS are ready.
+
+Examples:
+  $ fn install --registry registry.example.com/kubefn
+  $ fn install --image registry.example.com/kubefn/platform@sha256:... --registry registry.example.com/kubefn
+  $ fn install --registry 127.0.0.1:5000 --dry-run`,
+    )
+    .action(async (flags: InstallFlags) => {
+      const timeout = Number(flags.timeout);
+      if (!Number.isFinite(timeout) || timeout <= 0) throw new KubefnError('BAD_REQUEST', `--timeout "${flags.timeout}" is not a number of seconds`);
+      const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
+      const result = await install(
+        {
+          from: path.resolve(flags.from),
+          ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+          ...(flags.image ? { image: flags.image } : {}),
+          ...(flags.registry ? { registry: flags.registry } : {}),
+          ...(flags.base ? { base: flags.base } : {}),
+          ...(flags.platformBase ? { platformBase: flags.platformBase } : {}),
+          ...(flags.natsImage ? { natsImage: flags.natsImage } : {}),
+          insecureRegistry: flags.insecureRegistry ?? [],
+          dryRun: flags.dryRun === true,
+          timeoutMs: timeout * 1000,
+          home,
+        },
+        app.progress(flags.json === true),
+        (s) => app.note(s),
+      );
+      if (flags.json) return app.json(result);
+      if (flags.dryRun) {
+        app.out(`the API server accepted all ${result.objects.length} objects (dry run: nothing was stored)`);
+        return;
+      }
+      app.out(`kubefn is ${result.ready ? 'installed' : 'applied but not ready yet'} in namespace ${result.namespace} (platform image ${result.image})`);
+      app.out(`  gateway   kubectl -n ${result.namespace} port-forward svc/kubefn-gateway 8080`);
+      app.out(`  token     kubectl -n ${result.namespace} get secret kubefn-token -o jsonpath='{.data.token}' | base64 -d`);
+      app.out(`  deploy    KUBEFN_TOKEN=<token> fn deploy --gateway http://127.0.0.1:8080`);
+      if (!result.ready) app.exitCode = 1;
+    });
+
+  program
+    .command('platform-image')
+    .description("build kubefn's own image (every component) and push it, for deploy/'s kustomization")
+    .requiredOption('--registry <host[:port][/path]>', 'push it here, as <registry>/kubefn/platform')
+    .option('--base <image>', `base image with node on PATH (default "${hostBaseName}": this machine's node)`)
+    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (repeatable)', collect)
+    .action(async (flags: { registry: string; base?: string; insecureRegistry?: string[] }) => {
+      const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
+      const ref = await buildAndPushPlatformImage({
+        registry: flags.registry,
+        base: flags.base ?? hostBaseName,
+        client: registryClient({ insecureRegistry: flags.insecureRegistry ?? [] }),
+        cacheDir: imageCacheDir(home),
+        progress: app.progress(false),
+        version: app.version,
+      });
+      app.out(ref);
+      app.note(`use it: cd deploy && kustomize edit set image ${platformImageName}=${ref}`);
+    });
+}

@@ -1,0 +1,142 @@
+// kubefn on a real cluster, end to end: `fn install` puts deploy/ on the test cluster (platform
+// image built by kubefn's builder, pods run by the node agent), then the CLI deploys an example
+// through a gateway pod, it answers through both gateways, scales to zero and back, its logs are
+// read, and deleting it takes its Deployment and Service along.
+
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
+import { tarOf } from '@kubefn/builder/testing';
+import { waitFor } from '@kubefn/platform/testing';
+import { installTestPlatform, type InstalledPlatform } from './support/platform-install.js';
+import { examplesDir } from './support/podman.js';
+
+const timeout = 900_000;
+const deployDir = path.resolve(examplesDir, '..', 'deploy');
+
+describe('kubefn installed on the test cluster', { timeout }, () => {
+  let p: InstalledPlatform;
+  let gateway: string;
+  let fnDir: string;
+
+  before(async () => {
+    p = await installTestPlatform({ onProgress: (line) => process.stderr.write(`# ${line}\n`) });
+    gateway = (await p.gateways())[0]!;
+    // The hello example with a short stable window and grace, so scale to zero takes seconds.
+    fnDir = await mkdtemp(path.join(tmpdir(), 'kubefn-e2e-hello-'));
+    await cp(path.join(examplesDir, 'hello'), fnDir, { recursive: true });
+    const spec = YAML.parse(await readFile(path.join(fnDir, 'fn.yaml'), 'utf8')) as Record<string, unknown>;
+    await writeFile(path.join(fnDir, 'fn.yaml'), YAML.stringify({ ...spec, scale: { stableWindow: '6s', scaleToZeroGrace: '2s' } }));
+  });
+
+  after(async () => {
+    await p?.close();
+  });
+
+  const fn = (...args: string[]) => p.fn(['--gateway', gateway, ...args], { KUBEFN_TOKEN: p.token });
+  const apps = () => p.cluster.kc.makeApiClient(p.cluster.k8s.AppsV1Api);
+  const core = () => p.cluster.kc.makeApiClient(p.cluster.k8s.CoreV1Api);
+
+  it('runs every component of deploy/: two gateways, the autoscaler, the builder and NATS with JetStream', async () => {
+    const ready = async (kind: 'Deployment' | 'StatefulSet', name: string) => {
+      const live = kind === 'Deployment' ? await apps().readNamespacedDeployment({ name, namespace: p.namespace }) : await apps().readNamespacedStatefulSet({ name, namespace: p.namespace });
+      return live.status?.readyReplicas ?? 0;
+    };
+    assert.equal(await ready('Deployment', 'kubefn-gateway'), 2);
+    assert.equal(await ready('Deployment', 'kubefn-autoscaler'), 1);
+    assert.equal(await ready('Deployment', 'kubefn-builder'), 1);
+    assert.equal(await ready('StatefulSet', 'kubefn-nats'), 1);
+    const nats = (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-nats' })).items[0]!;
+    const jsz = (await (await fetch(`http://${nats.status!.podIP}:8222/jsz`)).json()) as { config?: { store_dir?: string } };
+    assert.equal(jsz.config?.store_dir, '/data/jetstream', 'JetStream is enabled on the /data volume');
+    const info = (await (await fetch(`${gateway}/system/info`, { headers: { authorization: `Bearer ${p.token}` } })).json()) as { kubefn: Record<string, unknown> };
+    assert.equal(info.kubefn.driver, 'kubernetes');
+    assert.equal(info.kubefn.registry, p.registry.host);
+    assert.equal(info.kubefn.base, p.base);
+    const anonymous = await fetch(`${gateway}/system/functions`);
+    assert.equal(anonymous.status, 401, 'the management API needs the token from the kubefn-token Secret');
+  });
+
+  it('the API server accepts every manifest of deploy/ in a server-side dry run', async () => {
+    const out = await p.fn(['install', '--dry-run', '--image', `${p.registry.host}/kubefn/platform:0.1.0`, '--registry', p.registry.host]);
+    let documents = 0;
+    for (const file of [...(await readdir(deployDir)).map((f) => path.join(deployDir, f)), path.join(deployDir, 'crd', 'function.yaml')]) {
+      if (file.endsWith('.yaml') && !file.endsWith('kustomization.yaml')) documents += YAML.parseAllDocuments(await readFile(file, 'utf8')).length;
+    }
+    assert.match(out, new RegExp(`accepted all ${documents} objects`));
+    const kustomization = YAML.parse(await readFile(path.join(deployDir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+    const listed = new Set(kustomization.resources);
+    for (const f of await readdir(deployDir)) if (f.endsWith('.yaml') && f !== 'kustomization.yaml') assert.ok(listed.has(f), `${f} is in kustomization.yaml`);
+  });
+
+  it('a manifest the API server refuses fails the dry run with its name and the reason', async () => {
+    const bad = await mkdtemp(path.join(tmpdir(), 'kubefn-bad-deploy-'));
+    await writeFile(path.join(bad, 'kustomization.yaml'), YAML.stringify({ namespace: p.namespace, resources: ['bad.yaml'] }));
+    await writeFile(
+      path.join(bad, 'bad.yaml'),
+      YAML.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'broken' }, spec: { ports: [{ port: 70000 }] } }),
+    );
+    await assert.rejects(p.fn(['install', '--dry-run', '--from', bad, '--image', 'x/y:z']), /Service kubefn\/broken was refused: .*70000/s);
+    await assert.rejects(core().readNamespacedService({ name: 'broken', namespace: p.namespace }), (err: { code?: number }) => err.code === 404);
+  });
+
+  it('fn deploy builds the example, pushes it to the platform registry and it answers through both gateways', async () => {
+    const out = JSON.parse(await fn('deploy', fnDir, '--json')) as { mode: string; image: string };
+    assert.equal(out.mode, 'image');
+    assert.ok(out.image.startsWith(`${p.registry.host}/kubefn/hello@sha256:`), out.image);
+    for (const gw of await p.gateways()) {
+      const res = await fetch(`${gw}/function/hello?name=Cluster`);
+      assert.equal(res.status, 200, gw);
+      assert.equal(await res.text(), 'Hello, Cluster!\n');
+    }
+    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+    assert.equal(d.metadata?.ownerReferences?.[0]?.kind, 'Function');
+    assert.equal(d.spec?.template.spec?.containers[0]?.image, out.image);
+  });
+
+  it('scales to zero when idle and back from zero on a request through a gateway', async () => {
+    await waitFor(
+      async () => {
+        const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+        const pods = await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=hello' });
+        return d.spec?.replicas === 0 && pods.items.length === 0;
+      },
+      { timeoutMs: 180_000, what: 'hello scaled to zero by the autoscaler' },
+    );
+    const listed = JSON.parse(await fn('list', '--json')) as { name: string; replicas: number }[];
+    assert.equal(listed.find((f) => f.name === 'hello')?.replicas, 0);
+    const res = await fetch(`${(await p.gateways())[1]}/function/hello?name=again`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'Hello, again!\n');
+    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+    assert.ok((d.spec?.replicas ?? 0) >= 1, 'the poke scaled the Deployment up');
+  });
+
+  it('fn logs reads the replica output from its pod', async () => {
+    const out = await fn('logs', 'hello');
+    assert.match(out, /ready/);
+  });
+
+  it('the build service answers through the gateway: a hostile archive is refused by the builder pod', async () => {
+    const archive = await tarOf([{ name: '../escape.js', body: 'x' }]);
+    const res = await fetch(`${gateway}/system/builds?name=evil&handler=handler.js`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/x-tar' },
+      body: archive,
+    });
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /\.\./);
+  });
+
+  it('fn delete removes the Function, and its Deployment and Service go with it', async () => {
+    await fn('delete', 'hello');
+    const gone = (err: { code?: number }) => err.code === 404;
+    await assert.rejects(apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace }), gone);
+    await assert.rejects(core().readNamespacedService({ name: 'hello', namespace: p.namespace }), gone);
+    const res = await fetch(`${gateway}/function/hello`);
+    assert.equal(res.status, 404);
+  });
+});

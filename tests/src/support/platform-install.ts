@@ -1,0 +1,110 @@
+// kubefn installed on the test cluster the way a user installs it: `fn install` from deploy/,
+// with the platform image built by kubefn's builder and pushed to a real registry, a function base
+// and a NATS image made from this machine's binaries (no public registry answers here), pods run
+// by the node agent. Shared by the end-to-end test and the cluster benchmark.
+
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { assembleImage, buildLayer, parseReference, pushFunctionImage, resolveBase, type RegistryClient } from '@kubefn/builder';
+import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
+import { waitFor } from '@kubefn/platform/testing';
+import { RegistryClient as Client } from '@kubefn/builder';
+import { startTestCluster, type TestCluster } from './cluster.js';
+import { fnBin } from './platform-process.js';
+import { podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
+
+const exec = promisify(execFile);
+
+export interface InstalledPlatform {
+  cluster: TestCluster;
+  registry: TestRegistry;
+  client: RegistryClient;
+  namespace: string;
+  /** The function base image pushed to the registry. */
+  base: string;
+  token: string;
+  /** http://<pod IP>:8080 of each ready gateway pod, sorted. */
+  gateways(): Promise<string[]>;
+  /** Runs the fn binary with KUBEFN_HOME, the kubeconfig and `env`; resolves stdout, rejects with stderr. */
+  fn(args: string[], env?: Record<string, string>): Promise<string>;
+  /** What `fn install` took, ms (image build and push, apply, wait). */
+  installMs: number;
+  close(): Promise<void>;
+}
+
+export const platformNamespace = 'kubefn';
+
+/** The NATS image: Debian's nats-server on the host base (glibc comes with it). */
+async function pushNatsImage(client: RegistryClient, registry: string): Promise<string> {
+  const base = await resolveBase('host', client, testCacheDir);
+  const binary = await readFile('/usr/sbin/nats-server');
+  const layer = await buildLayer([{ path: 'usr/local/bin/nats-server', content: binary, mode: 0o755 }]);
+  const image = assembleImage(base.base, layer, { entrypoint: ['nats-server'], workingDir: '/', env: {}, exposedPorts: [4222], labels: {}, createdBy: 'kubefn test nats image' });
+  const report = await pushFunctionImage(client, { layer, image, base }, parseReference(`${registry}/kubefn-test/nats:debian`));
+  return report.ref;
+}
+
+export async function installTestPlatform(options: { onProgress?: (line: string) => void; timeoutMs?: number } = {}): Promise<InstalledPlatform> {
+  const progress = options.onProgress ?? (() => {});
+  const registry = await startRegistry();
+  let cluster: TestCluster | undefined;
+  try {
+    const client = new Client();
+    const [base, nats] = await Promise.all([pushTestBase(client, registry.host), pushNatsImage(client, registry.host)]);
+    cluster = await startTestCluster({ namespace: platformNamespace, node: true, onProgress: progress });
+    const home = await mkdtemp(path.join(tmpdir(), 'kubefn-install-'));
+    const podmanEnv = (await podmanTestOptions()).env;
+    const c = cluster;
+    const fn = async (args: string[], env: Record<string, string> = {}): Promise<string> => {
+      try {
+        const r = await exec(process.execPath, [fnBin, ...args], {
+          env: { ...process.env, ...podmanEnv, KUBEFN_HOME: home, KUBECONFIG: c.cp.kubeconfig, ...env },
+          timeout: options.timeoutMs ?? 600_000,
+          maxBuffer: 16 * 1024 * 1024,
+        });
+        return r.stdout;
+      } catch (err) {
+        const e = err as { stderr?: string; stdout?: string; message: string };
+        throw new Error(`fn ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}${e.stdout ?? ''}`);
+      }
+    };
+    progress('fn install');
+    const started = performance.now();
+    await fn(['install', '--registry', registry.host, '--base', base, '--nats-image', nats, '--timeout', '300']);
+    const installMs = performance.now() - started;
+    const k8s = cluster.k8s;
+    const core = cluster.kc.makeApiClient(k8s.CoreV1Api);
+    const secret = await core.readNamespacedSecret({ name: 'kubefn-token', namespace: platformNamespace });
+    const token = Buffer.from(secret.data!.token!, 'base64').toString();
+    const gateways = async (): Promise<string[]> => {
+      const pods = await core.listNamespacedPod({ namespace: platformNamespace, labelSelector: 'app.kubernetes.io/name=kubefn-gateway' });
+      return pods.items
+        .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') && p.status.podIP)
+        .map((p) => `http://${p.status!.podIP}:8080`)
+        .sort();
+    };
+    await waitFor(async () => (await gateways()).length === 2, { timeoutMs: 60_000, what: 'two ready gateway pods' });
+    return {
+      cluster,
+      registry,
+      client,
+      namespace: platformNamespace,
+      base,
+      token,
+      gateways,
+      fn,
+      installMs,
+      close: async () => {
+        await c.close();
+        await registry.close();
+      },
+    };
+  } catch (err) {
+    await cluster?.close();
+    await registry.close();
+    throw err;
+  }
+}
