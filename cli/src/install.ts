@@ -285,6 +285,22 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
     await new Promise((r) => setTimeout(r, 500));
   }
   note(`not ready after ${Math.round(timeoutMs / 1000)} s: ${pending.join(', ')}; see kubectl -n ${namespace} get pods`);
+  // Say why, as `kubectl describe` would: each unready pod's waiting reason or last exit.
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  for (const w of workloads) {
+    const labels = (w.spec?.selector as { matchLabels?: Record<string, string> } | undefined)?.matchLabels ?? {};
+    const selector = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',');
+    const pods = await core.listNamespacedPod({ namespace, labelSelector: selector }).catch(() => undefined);
+    for (const pod of pods?.items ?? []) {
+      if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) continue;
+      const why = (pod.status?.containerStatuses ?? []).map((c) => {
+        const waiting = c.state?.waiting;
+        const last = c.lastState?.terminated ?? c.state?.terminated;
+        return [waiting && `${waiting.reason}: ${waiting.message ?? ''}`, last && `last exit ${last.exitCode} (${last.reason ?? ''})`, `restarts ${c.restartCount}`].filter(Boolean).join('; ');
+      });
+      note(`  pod ${pod.metadata?.name}: ${pod.status?.phase ?? 'Unknown'}${pod.status?.reason ? ` ${pod.status.reason}: ${pod.status.message ?? ''}` : ''} ${why.join(' | ')}`);
+    }
+  }
   return false;
 }
 

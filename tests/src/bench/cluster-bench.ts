@@ -1,0 +1,133 @@
+// `npm run bench:cluster`: kubefn installed on the test cluster with `fn install` (real control
+// plane, podman node agent as the node), measured from the outside as a user sees it:
+//   - install: fn install, platform image build + push + apply + every component ready;
+//   - reconcile: `fn deploy` of a new function (image already in the registry) until the
+//     Function reports a ready replica, and the PUT alone until then (polled every 25 ms);
+//   - cold start: a request through a gateway to a function the autoscaler has scaled to zero,
+//     until its answer (20 tries).
+// `-- --cold-build` first times a build of the control plane from an empty Go cache and binary
+// directory. Prints tables and writes bench-results/cluster.json.
+
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import YAML from 'yaml';
+import { waitFor } from '@kubefn/platform/testing';
+import { Api } from '../support/api.js';
+import { installTestPlatform } from '../support/platform-install.js';
+import { examplesDir } from '../support/podman.js';
+import { percentile } from './cold-start.js';
+import { writeBenchResults } from './results.js';
+
+const exec = promisify(execFile);
+const reconcileTries = Number(process.env.BENCH_RECONCILE_TRIES ?? 10);
+const coldTries = Number(process.env.BENCH_TRIES ?? 20);
+
+function stats(ms: number[]) {
+  return { p50: Math.round(percentile(ms, 50)), max: Math.round(Math.max(...ms)), all: ms.map((x) => Math.round(x)) };
+}
+
+async function coldBuild(): Promise<number> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-cold-build-'));
+  try {
+    const script = "import('./tests/dist/support/control-plane.js').then((m) => m.ensureBinaries((l) => console.error(l)))";
+    const t0 = performance.now();
+    await exec(process.execPath, ['-e', script], {
+      env: { ...process.env, GOCACHE: path.join(dir, 'gocache'), KUBEFN_K8S_CACHE: path.join(dir, 'bin') },
+      timeout: 3_600_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return performance.now() - t0;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const coldBuildMs = process.argv.includes('--cold-build') ? await coldBuild() : undefined;
+  const p = await installTestPlatform({ onProgress: (line) => console.error(line) });
+  try {
+    const [gateway] = await p.gateways();
+    const api = new Api(gateway!, p.token);
+    const env = { KUBEFN_TOKEN: p.token };
+
+    // A copy of the hello example per function name; scale knobs short so idle means zero soon.
+    const functionDir = async (name: string, scale: Record<string, unknown>): Promise<string> => {
+      const dir = await mkdtemp(path.join(tmpdir(), `kubefn-bench-${name}-`));
+      await cp(path.join(examplesDir, 'hello'), dir, { recursive: true });
+      const spec = YAML.parse(await readFile(path.join(dir, 'fn.yaml'), 'utf8')) as Record<string, unknown>;
+      await writeFile(path.join(dir, 'fn.yaml'), YAML.stringify({ ...spec, name, scale }));
+      return dir;
+    };
+    const readyReplicas = async (name: string) => (await api.status(name)).availableReplicas ?? 0;
+
+    const fnDeployMs: number[] = [];
+    const putMs: number[] = [];
+    let image = '';
+    for (let i = 0; i < reconcileTries; i++) {
+      const name = `reconcile-${i}`;
+      const dir = await functionDir(name, { initial: 1 });
+      const t0 = performance.now();
+      const out = JSON.parse(await p.fn(['--gateway', gateway!, 'deploy', dir, '--json'], env)) as { image: string };
+      await waitFor(async () => (await readyReplicas(name)) >= 1, { timeoutMs: 120_000, what: `${name} ready` });
+      fnDeployMs.push(performance.now() - t0);
+      image = out.image;
+      await p.fn(['--gateway', gateway!, 'delete', name], env);
+    }
+    for (let i = 0; i < reconcileTries; i++) {
+      const name = `put-${i}`;
+      const t0 = performance.now();
+      await api.deploy({ name, image, scale: { initial: 1 } });
+      await waitFor(async () => (await readyReplicas(name)) >= 1, { timeoutMs: 120_000, what: `${name} ready` });
+      putMs.push(performance.now() - t0);
+      await api.client.deleteFunction(name);
+    }
+
+    await api.deploy({ name: 'cold', image, scale: { stableWindow: '6s', scaleToZeroGrace: '0s' } });
+    const coldMs: number[] = [];
+    const apps = p.cluster.kc.makeApiClient(p.cluster.k8s.AppsV1Api);
+    const core = p.cluster.kc.makeApiClient(p.cluster.k8s.CoreV1Api);
+    for (let i = 0; i < coldTries; i++) {
+      await waitFor(
+        async () =>
+          (await apps.readNamespacedDeployment({ name: 'cold', namespace: p.namespace })).spec?.replicas === 0 &&
+          (await core.listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0,
+        { timeoutMs: 180_000, what: 'cold at zero' },
+      );
+      const gw = (await p.gateways())[i % 2]!;
+      const t0 = performance.now();
+      const res = await fetch(`${gw}/function/cold?name=bench`);
+      const body = await res.text();
+      if (res.status !== 200) throw new Error(`cold start ${i} answered ${res.status}: ${body}`);
+      coldMs.push(performance.now() - t0);
+      console.error(`cold start ${i + 1}/${coldTries}: ${coldMs.at(-1)!.toFixed(0)} ms`);
+    }
+
+    const results = {
+      machine: { cpus: os.cpus().length, node: process.version },
+      ...(coldBuildMs !== undefined ? { controlPlaneColdBuildMs: Math.round(coldBuildMs) } : {}),
+      installMs: Math.round(p.installMs),
+      reconcile: { fnDeployToReadyMs: stats(fnDeployMs), putToReadyMs: stats(putMs) },
+      coldStartThroughGatewayMs: stats(coldMs),
+    };
+    const rows = [
+      ...(coldBuildMs !== undefined ? [['control plane cold build (empty Go cache)', '1', `${(coldBuildMs / 1000).toFixed(0)} s`, '']] : []),
+      ['fn install (platform image build + push, apply, all ready)', '1', `${(p.installMs / 1000).toFixed(1)} s`, ''],
+      ['fn deploy (new function) -> first ready replica', String(reconcileTries), `${results.reconcile.fnDeployToReadyMs.p50} ms`, `${results.reconcile.fnDeployToReadyMs.max} ms`],
+      ['PUT /system/functions -> first ready replica', String(reconcileTries), `${results.reconcile.putToReadyMs.p50} ms`, `${results.reconcile.putToReadyMs.max} ms`],
+      ['cold start through a gateway (function at zero)', String(coldTries), `${results.coldStartThroughGatewayMs.p50} ms`, `${results.coldStartThroughGatewayMs.max} ms`],
+    ];
+    console.log(['| measure | tries | p50 | max |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
+    await writeBenchResults('cluster', results);
+    console.log(JSON.stringify(results));
+  } finally {
+    await p.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
