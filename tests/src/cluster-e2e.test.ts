@@ -86,7 +86,7 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
   it('fn deploy builds the example, pushes it to the platform registry and it answers through both gateways', async () => {
     const out = JSON.parse(await fn('deploy', fnDir, '--json')) as { mode: string; image: string };
     assert.equal(out.mode, 'image');
-    assert.ok(out.image.startsWith(`${p.registry.host}/kubefn/hello@sha256:`), out.image);
+    assert.ok(out.image.startsWith(`${p.registry.host}/hello@sha256:`), out.image);
     for (const gw of await p.gateways()) {
       const res = await fetch(`${gw}/function/hello?name=Cluster`);
       assert.equal(res.status, 200, gw);

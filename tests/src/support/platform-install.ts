@@ -4,7 +4,8 @@
 // by the node agent. Shared by the end-to-end test and the cluster benchmark.
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -40,11 +41,20 @@ export const platformNamespace = 'kubefn';
 /** The NATS image: Debian's nats-server on the host base (glibc comes with it). */
 async function pushNatsImage(client: RegistryClient, registry: string): Promise<string> {
   const base = await resolveBase('host', client, testCacheDir);
-  const binary = await readFile('/usr/sbin/nats-server');
+  const binary = await readFile(await natsServerPath());
   const layer = await buildLayer([{ path: 'usr/local/bin/nats-server', content: binary, mode: 0o755 }]);
   const image = assembleImage(base.base, layer, { entrypoint: ['nats-server'], workingDir: '/', env: {}, exposedPorts: [4222], labels: {}, createdBy: 'kubefn test nats image' });
   const report = await pushFunctionImage(client, { layer, image, base }, parseReference(`${registry}/kubefn-test/nats:debian`));
   return report.ref;
+}
+
+/** Debian's nats-server (package nats-server, installed by .ci/run), wherever PATH or /usr/sbin has it. */
+async function natsServerPath(): Promise<string> {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin']) {
+    const file = path.join(dir, 'nats-server');
+    if (dir && (await access(file, constants.X_OK).then(() => true, () => false))) return file;
+  }
+  throw new Error('nats-server is not installed (apt-get install nats-server): the cluster tests package it as the NATS image');
 }
 
 export async function installTestPlatform(options: { onProgress?: (line: string) => void; timeoutMs?: number } = {}): Promise<InstalledPlatform> {
