@@ -84,7 +84,7 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
   });
 
   it('fn deploy builds the example, pushes it to the platform registry and it answers through both gateways', async () => {
-    const out = JSON.parse(await fn('deploy', fnDir, '--json')) as { mode: string; image: string };
+    const out = JSON.parse(await fn('deploy', fnDir, ...p.insecure, '--json')) as { mode: string; image: string };
     assert.equal(out.mode, 'image');
     assert.ok(out.image.startsWith(`${p.registry.host}/hello@sha256:`), out.image);
     for (const gw of await p.gateways()) {
@@ -113,6 +113,16 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
     assert.equal(await res.text(), 'Hello, again!\n');
     const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
     assert.ok((d.spec?.replicas ?? 0) >= 1, 'the poke scaled the Deployment up');
+  });
+
+  it('fn deploy --remote-build: the builder pod builds the source, pushes the image, and it runs', async () => {
+    const out = JSON.parse(await fn('deploy', path.join(examplesDir, 'ts-greeter'), '--remote-build', '--json')) as { mode: string; image: string };
+    assert.equal(out.mode, 'remote');
+    assert.ok(out.image.startsWith(`${p.registry.host}/kubefn/ts-greeter@sha256:`), out.image);
+    const res = await fetch(`${gateway}/function/ts-greeter?lang=fr&name=Ada`);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /Ada/);
+    await fn('delete', 'ts-greeter');
   });
 
   it('fn logs reads the replica output from its pod', async () => {

@@ -15,6 +15,11 @@ export interface RegistryServerOptions {
   auth?: 'none' | 'basic' | 'token';
   /** Who may log in, user -> password; default { kubefn: 'kubefn-password' }. */
   users?: Record<string, string>;
+  /**
+   * The address pods and containers reach the registry at, e.g. the host's own IPv4: the registry
+   * then listens on all interfaces and `host` names that address. Default: 127.0.0.1 only.
+   */
+  advertise?: string;
 }
 
 export interface TokenRequest {
@@ -66,7 +71,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
       tokenRequests = issuer.requests;
       auth = { token: { realm: issuer.realm, service: testTokenService, issuer: testTokenIssuer, rootcertbundle: issuer.certPath } };
     }
-    const child = await launch(binary, dir, auth);
+    const child = await launch(binary, dir, auth, options.advertise);
     cleanups.push(() => stop(child.process));
     const registry: TestRegistry = { host: child.host, url: `http://${child.host}`, close: once(cleanup) };
     if (tokenRequests) registry.tokenRequests = tokenRequests;
@@ -78,15 +83,16 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
 }
 
 /** Starts the registry on a free port, retrying when another process takes the port first. */
-async function launch(binary: string, dir: string, auth: object | undefined): Promise<{ process: ChildProcess; host: string }> {
+async function launch(binary: string, dir: string, auth: object | undefined, advertise: string | undefined): Promise<{ process: ChildProcess; host: string }> {
   for (let attempt = 1; ; attempt++) {
     // distribution cannot listen on port 0 and report the port, so probe for a free one.
-    const host = `127.0.0.1:${await freePort()}`;
+    const port = await freePort();
+    const host = `${advertise ?? '127.0.0.1'}:${port}`;
     const config = {
       version: '0.1',
       log: { level: 'warn', accesslog: { disabled: true } },
       storage: { filesystem: { rootdirectory: join(dir, 'data') }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
-      http: { addr: host, secret: randomBytes(16).toString('hex') },
+      http: { addr: advertise ? `0.0.0.0:${port}` : host, secret: randomBytes(16).toString('hex') },
       ...(auth ? { auth } : {}),
     };
     const configPath = join(dir, 'config.yml');

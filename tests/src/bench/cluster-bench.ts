@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       const name = `reconcile-${i}`;
       const dir = await functionDir(name, { initial: 1 });
       const t0 = performance.now();
-      const out = JSON.parse(await p.fn(['--gateway', gateway!, 'deploy', dir, '--json'], env)) as { image: string };
+      const out = JSON.parse(await p.fn(['--gateway', gateway!, 'deploy', dir, ...p.insecure, '--json'], env)) as { image: string };
       await waitFor(async () => (await readyReplicas(name)) >= 1, { timeoutMs: 120_000, what: `${name} ready` });
       fnDeployMs.push(performance.now() - t0);
       image = out.image;

@@ -16,7 +16,7 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-export async function startTestCluster(options: { namespace: string; node?: boolean; onProgress?: (line: string) => void }): Promise<TestCluster> {
+export async function startTestCluster(options: { namespace: string; node?: boolean; insecureRegistries?: string[]; onProgress?: (line: string) => void }): Promise<TestCluster> {
   const cp = await startControlPlane(options.onProgress);
   try {
     const k8s = await loadKubernetesClient();
@@ -32,7 +32,7 @@ export async function startTestCluster(options: { namespace: string; node?: bool
       { timeoutMs: 60_000, what: 'the Function CRD established' },
     );
     await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: options.namespace } } });
-    const node = options.node ? await startNodeAgent({ kubeconfig: cp.kubeconfig, apiserver: { host: cp.podHost, port: cp.port }, podman: await podmanTestOptions() }) : undefined;
+    const node = options.node ? await startNodeAgent({ kubeconfig: cp.kubeconfig, apiserver: { host: cp.podHost, port: cp.port }, podman: await podmanTestOptions(), insecureRegistries: options.insecureRegistries ?? [] }) : undefined;
     return {
       cp,
       k8s,

@@ -192,7 +192,7 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
  * connect sends nothing), else the first non-internal IPv4 of an interface that is not a
  * container bridge, else 127.0.0.1.
  */
-async function primaryIPv4(): Promise<string> {
+export async function primaryIPv4(): Promise<string> {
   const routed = await new Promise<string | undefined>((resolve) => {
     const socket = createSocket('udp4');
     socket.once('error', () => {

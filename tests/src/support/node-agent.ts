@@ -88,6 +88,8 @@ export interface NodeAgentOptions {
   /** Default "kubefn-node-<random>". */
   nodeName?: string;
   podman: PodmanOptions;
+  /** Registries pulled over plain HTTP besides loopback ones (host:port), like a node's containerd config. */
+  insecureRegistries?: string[];
   onLog?: (line: string) => void;
 }
 
@@ -130,6 +132,7 @@ class Agent {
   readonly podman: Podman;
   readonly log: (line: string) => void;
   readonly apiserver: { host: string; port: number };
+  readonly insecureRegistries: string[];
   readonly #kc: KubeConfig = new k8s.KubeConfig();
   readonly #coordination: CoordinationV1Api;
   readonly #network: string;
@@ -154,6 +157,7 @@ class Agent {
     this.#coordination = this.#kc.makeApiClient(k8s.CoordinationV1Api);
     this.podman = new Podman(options.podman);
     this.apiserver = options.apiserver;
+    this.insecureRegistries = options.insecureRegistries ?? [];
     const onLog = options.onLog ?? (() => {});
     this.log = (line) => onLog(`[${this.nodeName}] ${line}`);
   }
@@ -484,7 +488,7 @@ class PodWorker {
       const args = [
         'run', '--detach', '--name', this.#containerName, '--hostname', this.pod.metadata!.name!,
         '--network', this.#agent.network, '--ip', this.#ip!,
-        '--pull', policy, ...(registry === 'localhost' || /^127\./.test(registry) ? ['--tls-verify=false'] : []),
+        '--pull', policy, ...(registry === 'localhost' || /^127\./.test(registry) || this.#agent.insecureRegistries.includes(image.split('/')[0]!) ? ['--tls-verify=false'] : []),
         '--label', `${nodeAgentLabel}=${this.#agent.nodeName}`, '--label', `${podUidLabel}=${this.pod.metadata!.uid}`,
         ...Object.keys(env).flatMap((k) => ['--env', k]),
         ...volumes.flatMap((v) => ['--volume', v]),

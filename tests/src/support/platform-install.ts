@@ -14,6 +14,7 @@ import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { waitFor } from '@kubefn/platform/testing';
 import { RegistryClient as Client } from '@kubefn/builder';
 import { startTestCluster, type TestCluster } from './cluster.js';
+import { primaryIPv4 } from './control-plane.js';
 import { fnBin } from './platform-process.js';
 import { podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
 
@@ -29,6 +30,8 @@ export interface InstalledPlatform {
   token: string;
   /** http://<pod IP>:8080 of each ready gateway pod, sorted. */
   gateways(): Promise<string[]>;
+  /** `--insecure-registry <registry>`: what fn deploy needs to push to the platform's plain-HTTP registry. */
+  insecure: string[];
   /** Runs the fn binary with KUBEFN_HOME, the kubeconfig and `env`; resolves stdout, rejects with stderr. */
   fn(args: string[], env?: Record<string, string>): Promise<string>;
   /** What `fn install` took, ms (image build and push, apply, wait). */
@@ -59,12 +62,15 @@ async function natsServerPath(): Promise<string> {
 
 export async function installTestPlatform(options: { onProgress?: (line: string) => void; timeoutMs?: number } = {}): Promise<InstalledPlatform> {
   const progress = options.onProgress ?? (() => {});
-  const registry = await startRegistry();
+  // The registry listens on the host's address, so the builder pod can push to it and the node
+  // pull from it by the same name the CLI pushes to (plain HTTP, like an in-cluster registry).
+  const registry = await startRegistry({ advertise: await primaryIPv4() });
+  const insecure = ['--insecure-registry', registry.host];
   let cluster: TestCluster | undefined;
   try {
-    const client = new Client();
+    const client = new Client({ insecureRegistries: [registry.host] });
     const [base, nats] = await Promise.all([pushTestBase(client, registry.host), pushNatsImage(client, registry.host)]);
-    cluster = await startTestCluster({ namespace: platformNamespace, node: true, onProgress: progress });
+    cluster = await startTestCluster({ namespace: platformNamespace, node: true, insecureRegistries: [registry.host], onProgress: progress });
     const home = await mkdtemp(path.join(tmpdir(), 'kubefn-install-'));
     const podmanEnv = (await podmanTestOptions()).env;
     const c = cluster;
@@ -83,7 +89,7 @@ export async function installTestPlatform(options: { onProgress?: (line: string)
     };
     progress('fn install');
     const started = performance.now();
-    await fn(['install', '--registry', registry.host, '--base', base, '--nats-image', nats, '--timeout', '300']);
+    await fn(['install', '--registry', registry.host, ...insecure, '--base', base, '--nats-image', nats, '--timeout', '300']);
     const installMs = performance.now() - started;
     const k8s = cluster.k8s;
     const core = cluster.kc.makeApiClient(k8s.CoreV1Api);
@@ -105,6 +111,7 @@ export async function installTestPlatform(options: { onProgress?: (line: string)
       base,
       token,
       gateways,
+      insecure,
       fn,
       installMs,
       close: async () => {
