@@ -232,21 +232,33 @@ async function readAutoscalerConfig(kc: KubeConfig, namespace: string): Promise<
 }
 
 export async function startBuilder(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
-  if (!env.registry) {
-    throw new KubefnError('BAD_REQUEST', 'the builder needs KUBEFN_REGISTRY: the registry it pushes functions to', {
-      hint: 'set it in the kubefn-config ConfigMap (fn install --registry)',
-    });
-  }
-  if (!env.base) throw new KubefnError('BAD_REQUEST', 'the builder needs KUBEFN_BASE: the base image of functions', { hint: 'fn install --base' });
-  const client = new RegistryClient({ insecureRegistries: env.insecureRegistries, credentials: (r) => loadCredentials(r) });
-  const work = process.env.KUBEFN_WORK_DIR ?? tmpdir();
-  const publish = registryPublisher({ client, base: env.base, cacheDir: path.join(work, 'cache'), registry: env.registry });
   const app: FastifyInstance = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   app.get('/healthz', async () => 'OK');
+  app.setErrorHandler((err, _request, reply) => {
+    const e = err as Partial<KubefnError> & Error;
+    if (e instanceof KubefnError) return reply.code(e.status).send(e.toJSON());
+    const status = (e as { statusCode?: number }).statusCode ?? 500;
+    return reply.code(status).send({ code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: e.message });
+  });
+  // Without a registry the builder still runs (so a default install is healthy) and says what is
+  // missing on every build instead of crash-looping.
+  const missing = [!env.registry && 'registry', !env.base && 'base'].filter(Boolean);
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request, reply) => {
       if (request.headers.authorization !== `Bearer ${env.token}`) return reply.code(401).send({ code: 'UNAUTHORIZED', message: 'missing or wrong token' });
     });
+    if (missing.length) {
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+      scope.post('/system/builds', async () => {
+        throw new KubefnError('UNAVAILABLE', `the build service has no ${missing.join(' or ')} to build with`, {
+          hint: `set ${missing.join(' and ')} in the kubefn-config ConfigMap (fn install --registry <host:port>), then: kubectl rollout restart deploy/kubefn-builder`,
+        });
+      });
+      return;
+    }
+    const client = new RegistryClient({ insecureRegistries: env.insecureRegistries, credentials: (r) => loadCredentials(r) });
+    const work = process.env.KUBEFN_WORK_DIR ?? tmpdir();
+    const publish = registryPublisher({ client, base: env.base!, cacheDir: path.join(work, 'cache'), registry: env.registry! });
     await scope.register(
       buildServicePlugin({
         scratchDir: path.join(work, 'builds'),
@@ -258,7 +270,8 @@ export async function startBuilder(env: ComponentEnv, log: Logger): Promise<Runn
     );
   });
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
-  log.info('builder listening', { url, registry: env.registry, base: env.base });
+  if (missing.length) log.warn(`builder running without ${missing.join(' and ')}: builds are refused`, { url });
+  else log.info('builder listening', { url, registry: env.registry, base: env.base });
   return { url, close: () => app.close() };
 }
 

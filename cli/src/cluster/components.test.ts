@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { componentEnv, startBuilder, buildProxyPlugin, type RunningComponent } from './components.js';
+
+const quiet = { info: () => {}, warn: () => {} };
+
+describe('componentEnv', () => {
+  it('names every missing setting at once', async () => {
+    await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
+    await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_PORT: '99999' }), /not a port/);
+    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ' });
+    assert.deepEqual(env, { namespace: 'ns', token: 't', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'] });
+  });
+});
+
+describe('the gateway build proxy in front of a builder without a registry', () => {
+  let builder: RunningComponent;
+  let gateway: FastifyInstance;
+  let gatewayUrl: string;
+  let peers: { id: string; url: string }[] = [];
+
+  before(async () => {
+    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [] }, quiet);
+    gateway = Fastify();
+    await gateway.register(buildProxyPlugin(() => peers, 'tok'));
+    gatewayUrl = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  });
+  after(async () => {
+    await gateway.close();
+    await builder.close();
+  });
+
+  const build = () => fetch(`${gatewayUrl}/system/builds?name=hello&handler=handler.js`, { method: 'POST', headers: { 'content-type': 'application/x-tar' }, body: Buffer.alloc(1024) });
+
+  it('answers 503 when no builder pod is ready', async () => {
+    peers = [];
+    const res = await build();
+    assert.equal(res.status, 503);
+    assert.match(((await res.json()) as { message: string }).message, /no ready builder/);
+  });
+
+  it('passes the build to the builder with its token; the builder says what it lacks', async () => {
+    peers = [{ id: 'builder-0', url: builder.url.replace('0.0.0.0', '127.0.0.1') }];
+    const res = await build();
+    assert.equal(res.status, 503);
+    const body = (await res.json()) as { code: string; message: string; hint: string };
+    assert.equal(body.code, 'UNAVAILABLE');
+    assert.match(body.message, /no registry/);
+    assert.match(body.hint, /kubefn-config/);
+  });
+
+  it('the builder refuses callers without the token', async () => {
+    const res = await fetch(`${builder.url.replace('0.0.0.0', '127.0.0.1')}/system/builds?name=x`, { method: 'POST' });
+    assert.equal(res.status, 401);
+  });
+});
