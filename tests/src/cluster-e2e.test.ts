@@ -1,5 +1,6 @@
 // kubefn on a real cluster, end to end: `fn install` puts deploy/ on the test cluster (platform
-// image built by kubefn's builder, pods run by the node agent), then the CLI deploys an example
+// image built by kubefn's builder, pods run by the test cluster's node: the real kubelet with
+// kube-proxy where the machine allows, else the node agent), then the CLI deploys an example
 // through a gateway pod, it answers through both gateways, scales to zero and back, its logs are
 // read, and deleting it takes its Deployment and Service along.
 
@@ -126,6 +127,11 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
   });
 
   it('fn logs reads the replica output from its pod', async () => {
+    // hello has been idle through the remote build, so it is at zero or on its way there (a
+    // kubelet removes a stopped container at once, and its logs with it): a call brings a replica.
+    const res = await fetch(`${gateway}/function/hello?name=logs`);
+    assert.equal(res.status, 200);
+    await res.text();
     const out = await fn('logs', 'hello');
     assert.match(out, /ready/);
   });

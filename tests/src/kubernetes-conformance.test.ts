@@ -1,7 +1,8 @@
 // The kubernetes driver through the shared driver conformance suite, on a real control plane with
-// the podman node agent as its node: Functions become Deployments, the real scheduler binds their
-// pods to the node, the agent runs them, the real EndpointSlice controller feeds the endpoints,
-// and pod logs come back through the API server.
+// a node (the real kubelet on containerd where the machine allows, else the podman node agent):
+// Functions become Deployments, the real scheduler binds their pods to the node, the node runs
+// them, the real EndpointSlice controller feeds the endpoints, and pod logs come back through the
+// API server.
 
 import { KubernetesDriver } from '@kubefn/platform';
 import { driverConformance } from '@kubefn/platform/testing';
@@ -15,6 +16,7 @@ driverConformance(
   async () => {
     const cluster = await startTestCluster({ namespace, node: true, onProgress: (line) => console.log(`# ${line}`) });
     const images = await fixtureImages();
+    await cluster.node!.trustRegistry(images.registry.host);
     const driver = await KubernetesDriver.open({ kubeconfig: cluster.cp.kubeconfig, namespace });
     return {
       driver,

@@ -260,7 +260,7 @@ describe('podman node agent: in-cluster API access and volumes', () => {
       images = i;
       image = await i.image('hello');
     });
-    cluster = await startTestCluster({ namespace, node: true, onProgress: (line) => console.log(`# ${line}`) });
+    cluster = await startTestCluster({ namespace, node: 'agent', onProgress: (line) => console.log(`# ${line}`) });
     await building;
     core = cluster.kc.makeApiClient(k8s.CoreV1Api);
   }, { timeout: 3_600_000 });
@@ -316,7 +316,7 @@ describe('podman node agent: in-cluster API access and volumes', () => {
 
   async function result(name: string): Promise<Record<string, unknown>> {
     const lines: string[] = [];
-    for await (const line of cluster.node!.logs(namespace, name)) lines.push(line);
+    for await (const line of cluster.node!.agent!.logs(namespace, name)) lines.push(line);
     const line = lines.find((l) => l.startsWith('RESULT '));
     assert.ok(line, lines.join('\n'));
     return JSON.parse(line.slice('RESULT '.length)) as Record<string, unknown>;

@@ -1,12 +1,13 @@
 // `npm run bench:cluster`: kubefn installed on the test cluster with `fn install` (real control
-// plane, podman node agent as the node), measured from the outside as a user sees it:
+// plane; the real kubelet on containerd as the node where the machine allows, else the podman
+// node agent; KUBEFN_TEST_NODE chooses), measured from the outside as a user sees it:
 //   - install: fn install, platform image build + push + apply + every component ready;
 //   - reconcile: `fn deploy` of a new function (image already in the registry) until the
 //     Function reports a ready replica, and the PUT alone until then (polled every 25 ms);
 //   - cold start: a request through a gateway to a function the autoscaler has scaled to zero,
 //     until its answer (20 tries).
-// `-- --cold-build` first times a build of the control plane from an empty Go cache and binary
-// directory. Prints tables and writes bench-results/cluster.json.
+// `-- --cold-build` first times a build of the Kubernetes binaries (control plane, kubelet,
+// kube-proxy) from an empty Go cache and binary directory. Prints tables and writes bench-results/cluster.json.
 
 import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -107,13 +108,14 @@ async function main(): Promise<void> {
 
     const results = {
       machine: { cpus: os.cpus().length, node: process.version },
+      clusterNode: p.cluster.node!.kind,
       ...(coldBuildMs !== undefined ? { controlPlaneColdBuildMs: Math.round(coldBuildMs) } : {}),
       installMs: Math.round(p.installMs),
       reconcile: { fnDeployToReadyMs: stats(fnDeployMs), putToReadyMs: stats(putMs) },
       coldStartThroughGatewayMs: stats(coldMs),
     };
     const rows = [
-      ...(coldBuildMs !== undefined ? [['control plane cold build (empty Go cache)', '1', `${(coldBuildMs / 1000).toFixed(0)} s`, '']] : []),
+      ...(coldBuildMs !== undefined ? [['Kubernetes binaries cold build (empty Go cache)', '1', `${(coldBuildMs / 1000).toFixed(0)} s`, '']] : []),
       ['fn install (platform image build + push, apply, all ready)', '1', `${(p.installMs / 1000).toFixed(1)} s`, ''],
       ['fn deploy (new function) -> first ready replica', String(reconcileTries), `${results.reconcile.fnDeployToReadyMs.p50} ms`, `${results.reconcile.fnDeployToReadyMs.max} ms`],
       ['PUT /system/functions -> first ready replica', String(reconcileTries), `${results.reconcile.putToReadyMs.p50} ms`, `${results.reconcile.putToReadyMs.max} ms`],

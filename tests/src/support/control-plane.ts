@@ -1,17 +1,23 @@
 // A real Kubernetes control plane on loopback for the cluster tests: etcd from Debian, and
 // kube-apiserver, kube-controller-manager and kube-scheduler built from the k8s.io/kubernetes Go
-// module (tests/cluster/k8s) once per machine and cached. Credentials are made here: a static
-// admin token, a service-account key, a CA and the apiserver's serving certificate signed by it.
+// module (tests/cluster/k8s) once per machine and cached, with the node's kubelet and kube-proxy
+// (see kubelet-node.ts). Credentials are made here: a static admin token, a service-account key,
+// a CA and the apiserver's serving certificate signed by it.
 //
-// The apiserver listens on all addresses, so that pods on the node agent's podman bridge networks
-// reach it at the host's primary IPv4 address (`podHost`), as in-cluster clients do through
-// KUBERNETES_SERVICE_HOST/PORT. Its certificate is made here rather than self-generated: the one
-// kube-apiserver generates for --bind-address 0.0.0.0 names the advertise address, 10.96.0.1 and
-// "localhost" but not 127.0.0.1, which `server` uses. The controller-manager's --root-ca-file is
-// the same CA, so every namespace's kube-root-ca.crt ConfigMap (ca.crt of the service-account
-// volume) verifies the apiserver.
+// The apiserver listens on all addresses, so that pods on the node's bridge network reach it at
+// the host's primary IPv4 address (`podHost`): directly as KUBERNETES_SERVICE_HOST/PORT with the
+// node agent, through the `kubernetes` Service's cluster IP (10.96.0.1, kube-proxy's NAT) with
+// the kubelet, whose InternalIP is `podHost` as well. Its certificate is made here rather than
+// self-generated: the one kube-apiserver generates for --bind-address 0.0.0.0 names the advertise
+// address, 10.96.0.1 and "localhost" but not 127.0.0.1, which `server` uses. The
+// controller-manager's --root-ca-file is the same CA, so every namespace's kube-root-ca.crt
+// ConfigMap (ca.crt of the service-account volume) verifies the apiserver.
+//
+// Every process started here is stopped by close(), and also when the test process ends without
+// it (exit, SIGINT, SIGTERM: exit-cleanup.ts), so none outlives the test reparented to PID 1.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
@@ -20,12 +26,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, fetch } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
+import { onExit, stopSync } from './exit-cleanup.js';
 import { repoRoot } from './platform-process.js';
 
 const run = promisify(execFile);
 
 export const kubernetesVersion = 'v1.34.4';
-const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
+const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy'] as const;
 type Component = (typeof components)[number];
 
 /** Where the built binaries are kept between runs (KUBEFN_K8S_CACHE overrides). */
@@ -34,16 +41,18 @@ export function binaryDir(): string {
 }
 
 /**
- * The three control-plane binaries, built with `go build` from tests/cluster/k8s when missing.
- * A cold build takes many minutes on 2 cores; `onProgress` hears about it.
+ * The control-plane binaries and the node's kubelet and kube-proxy, built with `go build` from
+ * tests/cluster/k8s when missing (only the missing ones). A cold build takes many minutes on 2
+ * cores; `onProgress` hears about it.
  */
 export async function ensureBinaries(onProgress: (line: string) => void = () => {}): Promise<Record<Component, string>> {
   const dir = binaryDir();
   const paths = Object.fromEntries(components.map((c) => [c, path.join(dir, c)])) as Record<Component, string>;
-  const missing = (await Promise.all(components.map((c) => access(paths[c]).then(() => false, () => true)))).some(Boolean);
-  if (!missing) return paths;
+  const present = await Promise.all(components.map((c) => access(paths[c]).then(() => true, () => false)));
+  const missing = components.filter((_, i) => !present[i]);
+  if (!missing.length) return paths;
   await mkdir(dir, { recursive: true });
-  onProgress(`building Kubernetes ${kubernetesVersion} control plane into ${dir} (go build, cached afterwards)`);
+  onProgress(`building Kubernetes ${kubernetesVersion} ${missing.join(', ')} into ${dir} (go build, cached afterwards)`);
   const [major, minor] = kubernetesVersion.slice(1).split('.');
   const ldflags = [
     '-s -w',
@@ -53,7 +62,7 @@ export async function ensureBinaries(onProgress: (line: string) => void = () => 
   ].join(' ');
   await run(
     'go',
-    ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', ldflags, '-o', `${dir}/`, ...components.map((c) => `k8s.io/kubernetes/cmd/${c}`)],
+    ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', ldflags, '-o', `${dir}/`, ...missing.map((c) => `k8s.io/kubernetes/cmd/${c}`)],
     { cwd: path.join(repoRoot, 'tests', 'cluster', 'k8s'), env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' }, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 },
   );
   return paths;
@@ -79,7 +88,7 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-async function freePort(host = '127.0.0.1'): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -109,9 +118,23 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
     children.push(child);
     return child;
   };
+  // Also when the process ends without close(): stop every child (they would outlive it,
+  // reparented to PID 1) and remove the directory.
+  const forgetExitHook = onExit(() => {
+    const running = children.filter((c) => c.pid !== undefined && c.exitCode === null && c.signalCode === null);
+    stopSync(running.map((c) => c.pid!));
+    rmSync(dir, { recursive: true, force: true });
+  });
   const close = async (): Promise<void> => {
-    for (const c of children.reverse()) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    forgetExitHook();
+    // Newest first, each once the ones started after it are gone: the apiserver takes tens of
+    // seconds to stop when etcd has gone first.
+    for (const c of [...children].reverse()) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      await exited;
+    }
     await rm(dir, { recursive: true, force: true });
   };
   try {

@@ -99,6 +99,8 @@ export interface NodeAgent {
   podCIDR: string;
   /** The pod's container output (stdout and stderr, lines), as `podman logs`; `follow` keeps reading. */
   logs(namespace: string, pod: string, options?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<string>;
+  /** Pulls from `host` (host:port) over plain HTTP from now on, as `insecureRegistries`. */
+  trustRegistry(host: string): Promise<void>;
   /** Stops watching, removes the agent's containers and network, deletes its Node. Idempotent. */
   close(): Promise<void>;
 }
@@ -116,6 +118,9 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     nodeName: agent.nodeName,
     podCIDR: agent.podCIDR,
     logs: (namespace, pod, o) => agent.logs(namespace, pod, o),
+    trustRegistry: async (host) => {
+      if (!agent.insecureRegistries.includes(host)) agent.insecureRegistries.push(host);
+    },
     close: () => agent.close(),
   };
 }
@@ -157,7 +162,7 @@ class Agent {
     this.#coordination = this.#kc.makeApiClient(k8s.CoordinationV1Api);
     this.podman = new Podman(options.podman);
     this.apiserver = options.apiserver;
-    this.insecureRegistries = options.insecureRegistries ?? [];
+    this.insecureRegistries = [...(options.insecureRegistries ?? [])];
     const onLog = options.onLog ?? (() => {});
     this.log = (line) => onLog(`[${this.nodeName}] ${line}`);
   }

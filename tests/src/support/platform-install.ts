@@ -1,7 +1,9 @@
 // kubefn installed on the test cluster the way a user installs it: `fn install` from deploy/,
 // with the platform image built by kubefn's builder and pushed to a real registry, a function base
 // and a NATS image made from this machine's binaries (no public registry answers here), pods run
-// by the node agent. Shared by the end-to-end test and the cluster benchmark.
+// by the test cluster's node (the real kubelet where the machine allows, else the node agent),
+// which pulls from the registry over plain HTTP. Shared by the end-to-end test and the cluster
+// benchmark.
 
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
