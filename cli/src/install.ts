@@ -91,6 +91,12 @@ export async function renderKustomization(dir: string, overrides: ImageOverride[
     if (!namespace) continue;
     if (obj.kind === 'Namespace') obj.metadata!.name = namespace;
     else if (!clusterScoped.has(obj.kind!)) obj.metadata!.namespace = namespace;
+    // kustomize also places the ServiceAccount subjects of role bindings in the namespace.
+    if (obj.kind === 'RoleBinding' || obj.kind === 'ClusterRoleBinding') {
+      for (const subject of (obj as { subjects?: { kind?: string; namespace?: string }[] }).subjects ?? []) {
+        if (subject.kind === 'ServiceAccount' && !subject.namespace) subject.namespace = namespace;
+      }
+    }
   }
   const images = [...(k.images ?? []), ...overrides];
   for (const obj of objects) for (const c of containersOf(obj)) c.image = replaceImage(c.image, images);

@@ -5,16 +5,21 @@
 // read, and deleting it takes its Deployment and Service along.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { tarOf } from '@kubefn/builder/testing';
+import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
+import { ensureBinaries } from './support/control-plane.js';
 import { installTestPlatform, type InstalledPlatform } from './support/platform-install.js';
 import { examplesDir } from './support/podman.js';
 
+const exec = promisify(execFile);
 const timeout = 900_000;
 const deployDir = path.resolve(examplesDir, '..', 'deploy');
 
@@ -71,6 +76,20 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
     const kustomization = YAML.parse(await readFile(path.join(deployDir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
     const listed = new Set(kustomization.resources);
     for (const f of await readdir(deployDir)) if (f.endsWith('.yaml') && f !== 'kustomization.yaml') assert.ok(listed.has(f), `${f} is in kustomization.yaml`);
+  });
+
+  it('kubectl kustomize renders deploy/ exactly as fn install does, and kubectl apply -k passes a server dry run', async () => {
+    const kubectl = (await ensureBinaries()).kubectl;
+    const run = async (...args: string[]) => (await exec(kubectl, ['--kubeconfig', p.cluster.cp.kubeconfig, ...args], { maxBuffer: 16 * 1024 * 1024 })).stdout;
+    const byKey = (objects: { kind?: string; metadata?: { name?: string; namespace?: string } }[]) =>
+      new Map(objects.map((o) => [`${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`, o]));
+    const theirs = byKey(YAML.parseAllDocuments(await run('kustomize', deployDir)).map((d) => d.toJS() as { kind?: string }));
+    const ours = byKey((await renderKustomization(deployDir)).objects);
+    assert.deepEqual([...ours.keys()].sort(), [...theirs.keys()].sort());
+    for (const [key, object] of ours) assert.deepEqual(object, theirs.get(key), key);
+    const out = await run('apply', '-k', deployDir, '--dry-run=server');
+    assert.equal(out.trim().split('\n').length, ours.size, out);
+    assert.match(out, /\(server dry run\)/);
   });
 
   it('a manifest the API server refuses fails the dry run with its name and the reason', async () => {

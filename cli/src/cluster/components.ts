@@ -101,7 +101,8 @@ function warner(log: Logger) {
 export async function startGateway(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
   const kc = await clusterConfig();
   const onWarning = warner(log);
-  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: false, onWarning });
+  // The gateway probes pods the kubelet has not reported ready yet, as Knative's activator does.
+  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: false, probePending: true, onWarning });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
   const gateway = createGateway({

@@ -15,11 +15,12 @@ import type {
 } from '@kubernetes/client-node';
 import { loadKubernetesClient, type KubernetesClient } from './client.js';
 import { crdGroup, crdVersion } from '../crd.js';
-import type { Driver, EndpointSet, FunctionStatus, LogLine, LogOptions } from '../driver.js';
+import type { Driver, Endpoint, EndpointSet, FunctionStatus, LogLine, LogOptions } from '../driver.js';
 import { EndpointSets } from '../endpoint-sets.js';
 import { KubefnError } from '../errors.js';
 import { parseFunctionSpec, type FunctionSpec } from '../spec.js';
-import { endpointsOf, sameEndpoints } from './endpoints.js';
+import { adminPaths } from '../runtime-contract.js';
+import { endpointsOf, pendingEndpointsOf, sameEndpoints } from './endpoints.js';
 import { KeptInformer } from './informers.js';
 import { podLogs } from './logs.js';
 import {
@@ -53,6 +54,22 @@ export interface KubernetesDriverOptions {
   reconcile?: boolean;
   /** Longest deploy() waits for the controller to pick a Function up when not reconciling, ms (default 60000). */
   controllerTimeoutMs?: number;
+  /**
+   * Probe the runtime's /readyz of pods the kubelet has not reported ready yet, and route to
+   * them as soon as it answers (default false; the gateway turns it on). The kubelet probes at
+   * most once a second, so this takes up to a second off a cold start. A pod found ready this
+   * way counts for `probedReadyMs` (default 5000) unless its EndpointSlice confirms it.
+   */
+  probePending?: boolean;
+  probedReadyMs?: number;
+}
+
+/** A not-yet-ready pod the driver probes itself. */
+interface PendingProbe {
+  endpoint: Endpoint;
+  /** Until when its own probe's answer counts; 0 while not (yet) ready. */
+  readyUntil: number;
+  stop: AbortController;
 }
 
 /** The field manager of everything kubefn applies. */
@@ -83,6 +100,10 @@ export class KubernetesDriver implements Driver {
   readonly #removeTimeoutMs: number;
   readonly #reconciles: boolean;
   readonly #controllerTimeoutMs: number;
+  readonly #probePending: boolean;
+  readonly #probedReadyMs: number;
+  /** Per function, per endpoint id: the pods probed while the kubelet has not reported them ready. */
+  readonly #pending = new Map<string, Map<string, PendingProbe>>();
   readonly #functions: KeptInformer<FunctionResource>;
   readonly #deployments: KeptInformer<V1Deployment>;
   readonly #slices: KeptInformer<V1EndpointSlice>;
@@ -110,6 +131,8 @@ export class KubernetesDriver implements Driver {
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
     this.#reconciles = options.reconcile ?? true;
     this.#controllerTimeoutMs = options.controllerTimeoutMs ?? 60_000;
+    this.#probePending = options.probePending ?? false;
+    this.#probedReadyMs = options.probedReadyMs ?? 5000;
     const ns = this.namespace;
     const selector = `${kubefnLabels.managedBy}=${managedBy}`;
     const warn = this.#onWarning;
@@ -359,6 +382,8 @@ export class KubernetesDriver implements Driver {
     for (const { timer } of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     for (const set of this.#goneListeners.values()) for (const gone of set) gone();
+    for (const probes of this.#pending.values()) for (const p of probes.values()) p.stop.abort();
+    this.#pending.clear();
     await Promise.all([this.#functions.stop(), this.#deployments.stop(), this.#slices.stop()]);
     await Promise.allSettled([...this.#running.values()]);
   }
@@ -527,8 +552,63 @@ export class KubernetesDriver implements Driver {
   #refreshEndpoints(name: string): void {
     const slices = this.#slices.cache.list(this.namespace).filter((s) => s.metadata?.labels?.[serviceNameLabel] === name);
     const set = this.#endpointSets.get(name);
-    const next = endpointsOf(slices);
+    let next = endpointsOf(slices);
+    if (this.#probePending) {
+      const probed = this.#trackPending(name, pendingEndpointsOf(slices));
+      if (probed.length) next = [...next, ...probed].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    }
     if (!sameEndpoints(set.current(), next)) set.set(next);
+  }
+
+  /**
+   * Starts probing pods that became pending, stops for those that are no longer (ready per their
+   * slice, terminating or gone), and returns the pending ones whose own probe says ready.
+   */
+  #trackPending(name: string, pending: Endpoint[]): Endpoint[] {
+    const probes = this.#pending.get(name) ?? new Map<string, PendingProbe>();
+    for (const [id, p] of probes) {
+      if (!pending.some((e) => e.id === id && e.adminUrl === p.endpoint.adminUrl)) {
+        p.stop.abort();
+        probes.delete(id);
+      }
+    }
+    for (const endpoint of pending) {
+      if (probes.has(endpoint.id)) continue;
+      const probe: PendingProbe = { endpoint, readyUntil: 0, stop: new AbortController() };
+      probes.set(endpoint.id, probe);
+      void this.#probeUntilReady(name, probe);
+    }
+    if (probes.size) this.#pending.set(name, probes);
+    else this.#pending.delete(name);
+    const now = Date.now();
+    return [...probes.values()].filter((p) => p.readyUntil > now).map((p) => p.endpoint);
+  }
+
+  /** GET /readyz every 50 ms (for at most 60 s) until it answers 200, then refreshes the endpoints. */
+  async #probeUntilReady(name: string, probe: PendingProbe): Promise<void> {
+    const { signal } = probe.stop;
+    const deadline = Date.now() + 60_000;
+    while (!signal.aborted && Date.now() < deadline) {
+      try {
+        const res = await fetch(`${probe.endpoint.adminUrl}${adminPaths.ready}`, { signal: AbortSignal.any([signal, AbortSignal.timeout(1000)]) });
+        await res.body?.cancel();
+        if (res.ok) {
+          probe.readyUntil = Date.now() + this.#probedReadyMs;
+          this.#refreshEndpoints(name);
+          // When the slice has not confirmed it by then, stop counting on the probe.
+          setTimeout(() => {
+            if (!signal.aborted) this.#refreshEndpoints(name);
+          }, this.#probedReadyMs + 10).unref();
+          return;
+        }
+      } catch {
+        // not listening yet
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      });
+    }
   }
 
   #checkOpen(): void {

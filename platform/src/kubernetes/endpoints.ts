@@ -11,12 +11,25 @@ import { containerPorts } from './manifests.js';
  * Sorted by id so equal sets compare equal.
  */
 export function endpointsOf(slices: readonly V1EndpointSlice[]): Endpoint[] {
+  return collect(slices, (e) => e.conditions?.ready !== false);
+}
+
+/**
+ * The endpoints not ready yet and not terminating: pods whose address is known and whose
+ * readiness the kubelet has not reported, which a gateway may probe itself to route to them
+ * sooner (what Knative's activator does).
+ */
+export function pendingEndpointsOf(slices: readonly V1EndpointSlice[]): Endpoint[] {
+  return collect(slices, (e) => e.conditions?.ready === false && e.conditions?.terminating !== true);
+}
+
+function collect(slices: readonly V1EndpointSlice[], wanted: (e: NonNullable<V1EndpointSlice['endpoints']>[number]) => boolean): Endpoint[] {
   const byId = new Map<string, Endpoint>();
   for (const slice of slices) {
     if (slice.addressType === 'FQDN') continue;
     for (const e of slice.endpoints ?? []) {
       const address = e.addresses?.[0];
-      if (!address || e.conditions?.ready === false) continue;
+      if (!address || !wanted(e)) continue;
       const host = address.includes(':') ? `[${address}]` : address;
       const id = e.targetRef?.name ?? address;
       byId.set(id, { id, url: `http://${host}:${containerPorts.http}`, adminUrl: `http://${host}:${containerPorts.admin}` });

@@ -32,7 +32,7 @@ import { repoRoot } from './platform-process.js';
 const run = promisify(execFile);
 
 export const kubernetesVersion = 'v1.34.4';
-const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy'] as const;
+const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'kubectl'] as const;
 type Component = (typeof components)[number];
 
 /** Where the built binaries are kept between runs (KUBEFN_K8S_CACHE overrides). */
@@ -41,7 +41,8 @@ export function binaryDir(): string {
 }
 
 /**
- * The control-plane binaries and the node's kubelet and kube-proxy, built with `go build` from
+ * The control-plane binaries, the node's kubelet and kube-proxy, and kubectl (which checks that
+ * `kubectl apply -k deploy/` works), built with `go build` from
  * tests/cluster/k8s when missing (only the missing ones). A cold build takes many minutes on 2
  * cores; `onProgress` hears about it.
  */
