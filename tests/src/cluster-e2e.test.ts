@@ -147,10 +147,18 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
 
   it('fn logs reads the replica output from its pod', async () => {
     // hello has been idle through the remote build, so it is at zero or on its way there (a
-    // kubelet removes a stopped container at once, and its logs with it): a call brings a replica.
-    const res = await fetch(`${gateway}/function/hello?name=logs`);
-    assert.equal(res.status, 200);
-    await res.text();
+    // kubelet removes a stopped container at once, and its logs with it): calls bring a replica
+    // back, until one is ready and not on its way out.
+    await waitFor(
+      async () => {
+        const res = await fetch(`${gateway}/function/hello?name=logs`);
+        assert.equal(res.status, 200);
+        await res.text();
+        const pods = await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=hello' });
+        return pods.items.some((pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      },
+      { timeoutMs: 60_000, what: 'a ready replica of hello that is not terminating' },
+    );
     const out = await fn('logs', 'hello');
     assert.match(out, /ready/);
   });
