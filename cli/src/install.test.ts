@@ -3,7 +3,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { defaultDeployDir, platformImageName, renderKustomization, replaceImage } from './install.js';
+import { silentProgress } from './output.js';
+import { defaultDeployDir, install, platformImageName, renderKustomization, replaceImage } from './install.js';
 
 describe('renderKustomization of deploy/', () => {
   it('puts every namespaced object in the kustomization namespace and leaves cluster objects alone', async () => {
@@ -49,5 +50,25 @@ describe('replaceImage', () => {
     assert.equal(replaceImage('host:5000/nats:1', [{ name: 'host:5000/nats', newTag: '2' }]), 'host:5000/nats:2');
     assert.equal(replaceImage('natsx', [{ name: 'nats', newTag: '2' }]), 'natsx');
     assert.equal(replaceImage('a@sha256:1', [{ name: 'a', newTag: 't' }]), 'a:t');
+  });
+});
+
+describe('install', () => {
+  it('says there is no cluster before building or pushing anything', async () => {
+    const saved = { HOME: process.env.HOME, KUBECONFIG: process.env.KUBECONFIG, KUBERNETES_SERVICE_HOST: process.env.KUBERNETES_SERVICE_HOST };
+    process.env.HOME = await mkdtemp(path.join(tmpdir(), 'kubefn-nohome-'));
+    delete process.env.KUBECONFIG;
+    delete process.env.KUBERNETES_SERVICE_HOST;
+    try {
+      await assert.rejects(
+        install({ from: defaultDeployDir, registry: '127.0.0.1:1', dryRun: false, timeoutMs: 1000, home: process.env.HOME }, silentProgress, () => {}),
+        (err: Error & { hint?: string }) => /no Kubernetes cluster configured/.test(err.message) && /KUBECONFIG/.test(err.hint ?? ''),
+      );
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

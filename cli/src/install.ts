@@ -153,6 +153,8 @@ export interface InstallResult {
 }
 
 export async function install(options: InstallOptions, progress: Progress, note: (s: string) => void): Promise<InstallResult> {
+  // Before any image is built: no cluster, nothing to do.
+  const kc = await loadClusterConfig(options.kubeconfig);
   const client = registryClient({ insecureRegistry: options.insecureRegistry ?? [] });
   const cacheDir = imageCacheDir(options.home);
   let image = options.image;
@@ -182,9 +184,6 @@ export async function install(options: InstallOptions, progress: Progress, note:
   }
 
   const k8s = await loadKubernetesClient();
-  const kc: KubeConfig = new k8s.KubeConfig();
-  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-  else kc.loadFromDefault();
   const api = k8s.KubernetesObjectApi.makeApiClient(kc);
   const dryRun = options.dryRun ? 'All' : undefined;
   const apply = async (obj: Manifest): Promise<void> => {
@@ -214,6 +213,26 @@ export async function install(options: InstallOptions, progress: Progress, note:
     ready = await progress.step(`waiting for ${workloads.map((w) => w.metadata!.name).join(', ')}`, () => waitReady(kc, namespace, workloads, options.timeoutMs, note));
   }
   return { namespace, image, objects: objects.map((o) => ({ kind: o.kind!, name: o.metadata!.name! })), tokenCreated, ready };
+}
+
+/** The kubeconfig to install with; a clear error when there is none at all. */
+async function loadClusterConfig(file: string | undefined): Promise<KubeConfig> {
+  const k8s = await loadKubernetesClient();
+  const kc = new k8s.KubeConfig();
+  if (file) {
+    kc.loadFromFile(file);
+    return kc;
+  }
+  const home = process.env.HOME ?? '';
+  const candidates = [...(process.env.KUBECONFIG ?? '').split(path.delimiter).filter(Boolean), path.join(home, '.kube', 'config')];
+  const found = await Promise.all(candidates.map((c) => stat(c).then(() => true, () => false)));
+  if (!found.some(Boolean) && !process.env.KUBERNETES_SERVICE_HOST) {
+    throw new KubefnError('NOT_FOUND', 'no Kubernetes cluster configured: no kubeconfig found', {
+      hint: 'point KUBECONFIG or --kubeconfig at one, or make a context current in ~/.kube/config (kubectl config use-context ...)',
+    });
+  }
+  kc.loadFromDefault();
+  return kc;
 }
 
 function imageOverride(name: string, ref: string): ImageOverride {
@@ -310,15 +329,8 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
   return false;
 }
 
-interface InstallFlags {
-  from: string;
-  kubeconfig?: string;
-  image?: string;
-  registry?: string;
-  base?: string;
-  platformBase?: string;
-  natsImage?: string;
-  insecureRegistry?: string[];
+/** The options as commander hands them over: absent flags have no key. */
+interface InstallFlags extends Omit<InstallOptions, 'dryRun' | 'timeoutMs' | 'home'> {
   dryRun?: boolean;
   timeout: string;
   json?: boolean;
@@ -355,20 +367,9 @@ Examples:
       const timeout = Number(flags.timeout);
       if (!Number.isFinite(timeout) || timeout <= 0) throw new KubefnError('BAD_REQUEST', `--timeout "${flags.timeout}" is not a number of seconds`);
       const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
+      const { dryRun, timeout: _timeout, json: _json, ...rest } = flags;
       const result = await install(
-        {
-          from: path.resolve(flags.from),
-          ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
-          ...(flags.image ? { image: flags.image } : {}),
-          ...(flags.registry ? { registry: flags.registry } : {}),
-          ...(flags.base ? { base: flags.base } : {}),
-          ...(flags.platformBase ? { platformBase: flags.platformBase } : {}),
-          ...(flags.natsImage ? { natsImage: flags.natsImage } : {}),
-          insecureRegistry: flags.insecureRegistry ?? [],
-          dryRun: flags.dryRun === true,
-          timeoutMs: timeout * 1000,
-          home,
-        },
+        { ...rest, from: path.resolve(flags.from), dryRun: dryRun === true, timeoutMs: timeout * 1000, home },
         app.progress(flags.json === true),
         (s) => app.note(s),
       );
