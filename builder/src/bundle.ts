@@ -28,10 +28,11 @@ export interface Bundle {
 }
 
 const runtimeSpecifier = 'kubefn:runtime';
-const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
+/** runtime-node's entry module, bundled into every function. */
+export const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
 
-// esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this.
-const banner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
+/** esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this. */
+export const esmRequireBanner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
   'const require = __kubefnCreateRequire(import.meta.url);';
 
 export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
@@ -72,7 +73,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       minify: options.minify ?? false,
       keepNames: true,
       legalComments: 'none',
-      banner: { js: banner },
+      banner: { js: esmRequireBanner },
       write: false,
       metafile: true,
       logLevel: 'silent',

@@ -112,25 +112,7 @@ export async function pushFunctionImage(
     report.bytesSent += r.bytesSent;
     report.blobs[r.result === 'exists' ? 'existed' : r.result]++;
   };
-  const source = fi.base.source;
-  const pushes = fi.base.base.layers.map(async (l) => {
-    const local = fi.base.blobs.get(l.digest);
-    if (local) return count(await client.pushBlob(target, l.digest, local));
-    if (!source) throw new KubefnError('INTERNAL', `base layer ${l.digest} has neither bytes nor a source`);
-    const sameRegistry = source.registry === target.registry;
-    count(
-      await client.pushBlob(
-        target,
-        l.digest,
-        async () => {
-          onProgress(`copying base layer ${l.digest.slice(7, 19)} (${formatBytes(l.size)}) from ${source.registry}`);
-          const blob = await client.getBlobStream(source, l.digest);
-          return { size: blob.size, body: blob.body };
-        },
-        sameRegistry ? { mountFrom: source.repository } : {},
-      ),
-    );
-  });
+  const pushes = pushBaseLayers(client, fi.base, target, onProgress).map((p) => p.then(count));
   pushes.push(client.pushBlob(target, fi.layer.digest, fi.layer.blob).then(count));
   pushes.push(client.pushBlob(target, fi.image.configDescriptor.digest, fi.image.config).then(count));
   await Promise.all(pushes);
@@ -148,6 +130,35 @@ export async function pushFunctionImage(
       `${report.blobs.mounted} mounted, ${report.blobs.existed} already there`,
   );
   return report;
+}
+
+/**
+ * Pushes the base's layers to `target`'s repository, one promise each: from the bytes at hand
+ * (host or scratch bases), else copied from the base's registry, by a cross-repository mount when
+ * it is the same registry.
+ */
+export function pushBaseLayers(
+  client: RegistryClient,
+  base: ResolvedBase,
+  target: ImageReference,
+  onProgress: (message: string) => void = () => {},
+): Promise<{ result: 'exists' | 'mounted' | 'uploaded'; bytesSent: number }>[] {
+  const source = base.source;
+  return base.base.layers.map(async (l) => {
+    const local = base.blobs.get(l.digest);
+    if (local) return client.pushBlob(target, l.digest, local);
+    if (!source) throw new KubefnError('INTERNAL', `base layer ${l.digest} has neither bytes nor a source`);
+    return client.pushBlob(
+      target,
+      l.digest,
+      async () => {
+        onProgress(`copying base layer ${l.digest.slice(7, 19)} (${formatBytes(l.size)}) from ${source.registry}`);
+        const blob = await client.getBlobStream(source, l.digest);
+        return { size: blob.size, body: blob.body };
+      },
+      source.registry === target.registry ? { mountFrom: source.repository } : {},
+    );
+  });
 }
 
 /** The image as an OCI archive tar (`podman load -i`), base layers included. */

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
-import { formatBytes, imageLabels, resolveBase, type ResolvedBase } from './image-build.js';
+import { esmRequireBanner, runtimeEntry } from './bundle.js';
+import { formatBytes, imageLabels, pushBaseLayers, resolveBase, type ResolvedBase } from './image-build.js';
 import { assembleImage, configMediaType, manifestMediaType, type AssembledImage } from './oci-image.js';
 import { buildLayer, sha256, type Layer, type LayerFile } from './oci-layer.js';
 import { formatReference, parseReference, type RegistryClient } from './registry/index.js';
@@ -41,9 +42,6 @@ export interface PlatformImage {
 
 export const platformEntrypoint = ['node', '--enable-source-maps', '/app/kubefn-platform.mjs'];
 const esbuildBinary = 'app/node_modules/esbuild/bin/esbuild';
-
-const banner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
-  'const require = __kubefnCreateRequire(import.meta.url);';
 
 export async function buildPlatformImage(options: PlatformImageOptions): Promise<PlatformImage> {
   const progress = options.onProgress ?? (() => {});
@@ -78,11 +76,10 @@ export async function buildPlatformImage(options: PlatformImageOptions): Promise
 }
 
 async function bundlePlatform(entry: string): Promise<{ code: Buffer; map: Buffer }> {
-  const root = repositoryRoot(entry);
   try {
     const result = await esbuild.build({
       entryPoints: [entry],
-      absWorkingDir: root,
+      absWorkingDir: checkoutRoot,
       bundle: true,
       platform: 'node',
       format: 'esm',
@@ -91,12 +88,12 @@ async function bundlePlatform(entry: string): Promise<{ code: Buffer; map: Buffe
       sourcesContent: false,
       keepNames: true,
       legalComments: 'none',
-      banner: { js: banner },
+      banner: { js: esmRequireBanner },
       // esbuild runs its binary; ws's optional native speed-ups are looked up in try/catch.
       external: ['esbuild', 'bufferutil', 'utf-8-validate'],
       write: false,
       logLevel: 'silent',
-      outfile: path.join(root, 'kubefn-platform.mjs'),
+      outfile: path.join(checkoutRoot, 'kubefn-platform.mjs'),
     });
     const file = (suffix: string): Buffer => Buffer.from(result.outputFiles.find((f) => f.path.endsWith(suffix))!.contents);
     return { code: file('.mjs'), map: file('.mjs.map') };
@@ -110,12 +107,11 @@ async function bundlePlatform(entry: string): Promise<{ code: Buffer; map: Buffe
   }
 }
 
-/** The directory holding node_modules above `file` (the checkout's root). */
-function repositoryRoot(file: string): string {
-  const here = fileURLToPath(import.meta.url);
-  const fromBuilder = path.resolve(path.dirname(here), '..', '..');
-  return path.relative(fromBuilder, file).startsWith('..') ? path.dirname(file) : fromBuilder;
-}
+/**
+ * Where bundled paths are named from: the checkout this builder sits in, so the bundle's module
+ * comments and source-map paths do not depend on where the checkout is.
+ */
+const checkoutRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * The files the function bundler reads from runtime-node's dependency graph, as esbuild reports
@@ -123,9 +119,9 @@ function repositoryRoot(file: string): string {
  * their package names, registry packages where they already are.
  */
 async function runtimeFiles(): Promise<LayerFile[]> {
-  const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
   const result = await esbuild.build({
     entryPoints: [runtimeEntry],
+    absWorkingDir: checkoutRoot,
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -134,11 +130,10 @@ async function runtimeFiles(): Promise<LayerFile[]> {
     logLevel: 'silent',
     outfile: 'runtime.mjs',
   });
-  const cwd = process.cwd();
   const out = new Map<string, LayerFile>();
   const packages = new Map<string, { dir: string; target: string }>();
   for (const input of Object.keys(result.metafile.inputs)) {
-    const file = path.resolve(cwd, input);
+    const file = path.resolve(checkoutRoot, input);
     const pkg = await packageOf(file, packages);
     const target = path.posix.join(pkg.target, path.relative(pkg.dir, file).split(path.sep).join('/'));
     out.set(target, { path: target, content: await readFile(file) });
@@ -194,17 +189,7 @@ async function esbuildPackage(): Promise<LayerFile[]> {
 export async function pushBaseImage(client: RegistryClient, name: string, target: string, cacheDir: string): Promise<string> {
   const base = await resolveBase(name, client, cacheDir);
   const ref = parseReference(target);
-  for (const l of base.base.layers) {
-    const local = base.blobs.get(l.digest);
-    if (local) await client.pushBlob(ref, l.digest, local);
-    else if (base.source) {
-      const source = base.source;
-      await client.pushBlob(ref, l.digest, async () => {
-        const blob = await client.getBlobStream(source, l.digest);
-        return { size: blob.size, body: blob.body };
-      }, source.registry === ref.registry ? { mountFrom: source.repository } : {});
-    } else throw new KubefnError('INTERNAL', `base layer ${l.digest} has neither bytes nor a source`);
-  }
+  await Promise.all(pushBaseLayers(client, base, ref));
   const config = Buffer.from(JSON.stringify(base.base.config));
   await client.pushBlob(ref, sha256(config), config);
   const manifest = Buffer.from(

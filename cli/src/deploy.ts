@@ -243,8 +243,10 @@ export function registerDeploy(program: Command, app: App): void {
 Steps: build -> ship the code -> PUT /system/functions (POST when new) -> wait for a ready
 replica -> print the URL. How the code ships depends on the platform (GET /system/info):
   process driver        the bundle is uploaded (skipped when the gateway has this digest)
-  podman, a registry    an OCI image is built here and pushed (only blobs the registry lacks)
-  podman, no registry   the source goes to the platform's build service (POST /system/builds)
+  podman or kubernetes, a registry
+                        an OCI image is built here and pushed (only blobs the registry lacks)
+  podman or kubernetes, no registry
+                        the source goes to the platform's build service (POST /system/builds)
 --registry builds and pushes an image whatever the platform; --remote-build always sends source.
 
 Examples:

@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import YAML from 'yaml';
 import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
-import { KubefnError, loadKubernetesClient } from '@kubefn/platform';
+import { KubefnError, isApiError, kubeError, loadKubernetesClient } from '@kubefn/platform';
 import type { App } from './app.js';
 import { collect } from './args.js';
 import { resolveConfig } from './config.js';
@@ -190,9 +190,7 @@ export async function install(options: InstallOptions, progress: Progress, note:
     try {
       await api.patch(obj, undefined, dryRun, fieldManager, true, 'application/apply-patch+yaml');
     } catch (err) {
-      const body = (err as { body?: unknown }).body;
-      const message = typeof body === 'string' ? (JSON.parse(body) as { message?: string }).message : (body as { message?: string } | undefined)?.message;
-      throw new KubefnError('BAD_REQUEST', `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused: ${message ?? String(err)}`, { cause: err });
+      throw kubeError(err, `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused`);
     }
   };
   // The Namespace and the CRD first: the rest lives in the one and may use the other.
@@ -281,7 +279,7 @@ async function ensureToken(kc: KubeConfig, namespace: string): Promise<boolean> 
     await core.readNamespacedSecret({ name: 'kubefn-token', namespace });
     return false;
   } catch (err) {
-    if ((err as { code?: number }).code !== 404) throw err;
+    if (!isApiError(err, 404)) throw kubeError(err, `reading Secret ${namespace}/kubefn-token`);
   }
   await core.createNamespacedSecret({
     namespace,

@@ -19,8 +19,8 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
-import { createGateway } from '@kubefn/gateway';
-import { KubefnError, KubernetesDriver, loadKubernetesClient, ServicePeers, type Peer } from '@kubefn/platform';
+import { checkToken, createGateway } from '@kubefn/gateway';
+import { isApiError, isKubefnError, KubefnError, KubernetesDriver, loadKubernetesClient, ServicePeers, type Peer } from '@kubefn/platform';
 import { registryPublisher } from '../publish.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
@@ -188,6 +188,22 @@ export function buildProxyPlugin(builders: () => Peer[], token: string): Fastify
   };
 }
 
+/**
+ * The HTTP server of the autoscaler and the builder: /healthz, and errors as kubefn's JSON bodies
+ * ({code, message, hint?}), as the gateway answers them. Routes behind the token add
+ * `checkToken` (the gateway's check) in their own scope.
+ */
+function internalServer(bodyLimit: number): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit });
+  app.setErrorHandler((err: Error, _request, reply) => {
+    if (isKubefnError(err)) return reply.code(err.status).send((err as KubefnError).toJSON());
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    return reply.code(status).send({ code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: err.message });
+  });
+  app.get('/healthz', async () => 'OK');
+  return app;
+}
+
 export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
   const kc = await clusterConfig();
   const onWarning = warner(log);
@@ -200,12 +216,13 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     logger: log,
     ...(config ? { config } : {}),
   });
-  const app = Fastify({ logger: false, bodyLimit: 1024 });
-  app.get('/healthz', async () => 'OK');
-  app.post<{ Params: { name: string } }>('/poke/:name', async (request, reply) => {
-    if (request.headers.authorization !== `Bearer ${env.token}`) return reply.code(401).send({ code: 'UNAUTHORIZED', message: 'missing or wrong token' });
-    await autoscaler.poke(request.params.name);
-    return reply.code(202).send({ function: request.params.name });
+  const app = internalServer(1024);
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', async (request) => checkToken(request, env.token));
+    scope.post<{ Params: { name: string } }>('/poke/:name', async (request, reply) => {
+      await autoscaler.poke(request.params.name);
+      return reply.code(202).send({ function: request.params.name });
+    });
   });
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
   autoscaler.start();
@@ -227,27 +244,18 @@ async function readAutoscalerConfig(kc: KubeConfig, namespace: string): Promise<
     const cm = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: autoscalerConfigMap, namespace });
     return parseAutoscalerConfig(cm.data ?? {}, `ConfigMap ${namespace}/${autoscalerConfigMap}`);
   } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
+    if (isApiError(err, 404)) return undefined;
     throw err;
   }
 }
 
 export async function startBuilder(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
-  const app: FastifyInstance = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
-  app.get('/healthz', async () => 'OK');
-  app.setErrorHandler((err, _request, reply) => {
-    const e = err as Partial<KubefnError> & Error;
-    if (e instanceof KubefnError) return reply.code(e.status).send(e.toJSON());
-    const status = (e as { statusCode?: number }).statusCode ?? 500;
-    return reply.code(status).send({ code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: e.message });
-  });
+  const app = internalServer(1024 * 1024);
   // Without a registry the builder still runs (so a default install is healthy) and says what is
   // missing on every build instead of crash-looping.
   const missing = [!env.registry && 'registry', !env.base && 'base'].filter(Boolean);
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
-      if (request.headers.authorization !== `Bearer ${env.token}`) return reply.code(401).send({ code: 'UNAUTHORIZED', message: 'missing or wrong token' });
-    });
+    scope.addHook('onRequest', async (request) => checkToken(request, env.token));
     if (missing.length) {
       scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
       scope.post('/system/builds', async () => {

@@ -23,19 +23,41 @@ export function pendingEndpointsOf(slices: readonly V1EndpointSlice[]): Endpoint
   return collect(slices, (e) => e.conditions?.ready === false && e.conditions?.terminating !== true);
 }
 
-function collect(slices: readonly V1EndpointSlice[], wanted: (e: NonNullable<V1EndpointSlice['endpoints']>[number]) => boolean): Endpoint[] {
-  const byId = new Map<string, Endpoint>();
+type SliceEndpoint = NonNullable<V1EndpointSlice['endpoints']>[number];
+
+/** One address of the slices' endpoints that `wanted` keeps. */
+export interface SliceAddress {
+  /** The pod's name, or its address when the slice names no pod. */
+  id: string;
+  /** The first address (those of one endpoint are interchangeable), bracketed when IPv6. */
+  host: string;
+  slice: V1EndpointSlice;
+}
+
+/**
+ * The addresses of the endpoints `wanted` keeps, once per id (the last slice wins), sorted by id
+ * so equal sets compare equal. FQDN slices are skipped.
+ */
+export function sliceAddresses(slices: readonly V1EndpointSlice[], wanted: (e: SliceEndpoint) => boolean): SliceAddress[] {
+  const byId = new Map<string, SliceAddress>();
   for (const slice of slices) {
     if (slice.addressType === 'FQDN') continue;
     for (const e of slice.endpoints ?? []) {
       const address = e.addresses?.[0];
       if (!address || !wanted(e)) continue;
-      const host = address.includes(':') ? `[${address}]` : address;
       const id = e.targetRef?.name ?? address;
-      byId.set(id, { id, url: `http://${host}:${containerPorts.http}`, adminUrl: `http://${host}:${containerPorts.admin}` });
+      byId.set(id, { id, host: address.includes(':') ? `[${address}]` : address, slice });
     }
   }
   return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function collect(slices: readonly V1EndpointSlice[], wanted: (e: SliceEndpoint) => boolean): Endpoint[] {
+  return sliceAddresses(slices, wanted).map(({ id, host }) => ({
+    id,
+    url: `http://${host}:${containerPorts.http}`,
+    adminUrl: `http://${host}:${containerPorts.admin}`,
+  }));
 }
 
 export function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {

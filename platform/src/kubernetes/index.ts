@@ -6,3 +6,4 @@ export * from './endpoints.js';
 export * from './status.js';
 export * from './client.js';
 export * from './peers.js';
+export * from './errors.js';

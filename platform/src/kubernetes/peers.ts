@@ -4,6 +4,7 @@
 
 import type { KubeConfig, V1EndpointSlice } from '@kubernetes/client-node';
 import { loadKubernetesClient } from './client.js';
+import { sliceAddresses } from './endpoints.js';
 import { KeptInformer } from './informers.js';
 import { serviceNameLabel } from './manifests.js';
 
@@ -68,18 +69,8 @@ export class ServicePeers {
 
 /** Ready endpoints of the slices on the port named `port`; an unset `ready` counts as ready. */
 export function peersOf(slices: readonly V1EndpointSlice[], port: string): Peer[] {
-  const byId = new Map<string, Peer>();
-  for (const slice of slices) {
-    if (slice.addressType === 'FQDN') continue;
+  return sliceAddresses(slices, (e) => e.conditions?.ready !== false).flatMap(({ id, host, slice }) => {
     const number = slice.ports?.find((p) => p.name === port)?.port;
-    if (number === undefined) continue;
-    for (const e of slice.endpoints ?? []) {
-      const address = e.addresses?.[0];
-      if (!address || e.conditions?.ready === false) continue;
-      const host = address.includes(':') ? `[${address}]` : address;
-      const id = e.targetRef?.name ?? address;
-      byId.set(id, { id, url: `http://${host}:${number}` });
-    }
-  }
-  return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return number === undefined ? [] : [{ id, url: `http://${host}:${number}` }];
+  });
 }

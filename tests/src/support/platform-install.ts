@@ -11,10 +11,9 @@ import { access, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, buildLayer, parseReference, pushFunctionImage, resolveBase, type RegistryClient } from '@kubefn/builder';
+import { assembleImage, buildLayer, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { waitFor } from '@kubefn/platform/testing';
-import { RegistryClient as Client } from '@kubefn/builder';
 import { startTestCluster, type TestCluster } from './cluster.js';
 import { primaryIPv4 } from './control-plane.js';
 import { fnBin } from './platform-process.js';
@@ -70,7 +69,7 @@ export async function installTestPlatform(options: { onProgress?: (line: string)
   const insecure = ['--insecure-registry', registry.host];
   let cluster: TestCluster | undefined;
   try {
-    const client = new Client({ insecureRegistries: [registry.host] });
+    const client = new RegistryClient({ insecureRegistries: [registry.host] });
     const [base, nats] = await Promise.all([pushTestBase(client, registry.host), pushNatsImage(client, registry.host)]);
     cluster = await startTestCluster({ namespace: platformNamespace, node: true, insecureRegistries: [registry.host], onProgress: progress });
     const home = await mkdtemp(path.join(tmpdir(), 'kubefn-install-'));
