@@ -7,6 +7,7 @@ export const errorCatalogue = {
   INVALID_NAME: { status: 400, userFault: true },
   BAD_REQUEST: { status: 400, userFault: true },
   UNAUTHORIZED: { status: 401, userFault: true },
+  FORBIDDEN: { status: 403, userFault: true },
   NOT_FOUND: { status: 404, userFault: true },
   ALREADY_EXISTS: { status: 409, userFault: true },
   BODY_TOO_LARGE: { status: 413, userFault: true },
@@ -25,6 +26,20 @@ export const errorCatalogue = {
 } as const satisfies Record<string, { status: number; userFault: boolean }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;
+
+/**
+ * The catalogue code for a failed call to a dependency (the Kubernetes API, a registry) by its
+ * HTTP status: 401 is a wrong or missing credential, 403 a credential that is not allowed this
+ * verb on this resource, and 429 or 5xx a dependency that is overloaded or down (retryable).
+ */
+export function dependencyErrorCode(status: number): ErrorCode {
+  if (status === 401) return 'UNAUTHORIZED';
+  if (status === 403) return 'FORBIDDEN';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 409) return 'ALREADY_EXISTS';
+  if (status === 429 || status >= 500) return 'UNAVAILABLE';
+  return 'BAD_REQUEST';
+}
 
 export interface FieldError {
   /** Dotted path of the offending field, e.g. `scale.min`. */
@@ -86,6 +101,11 @@ export function errorFromBody(status: number, body: unknown): KubefnError {
   }
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   const code: ErrorCode =
-    status === 404 ? 'NOT_FOUND' : status === 401 ? 'UNAUTHORIZED' : status < 500 ? 'BAD_REQUEST' : 'INTERNAL';
+    status === 404 ? 'NOT_FOUND'
+    : status === 401 ? 'UNAUTHORIZED'
+    : status === 403 ? 'FORBIDDEN'
+    : status === 429 || status === 502 || status === 503 ? 'UNAVAILABLE'
+    : status < 500 ? 'BAD_REQUEST'
+    : 'INTERNAL';
   return new KubefnError(code, `HTTP ${status}: ${text?.slice(0, 500) ?? ''}`);
 }

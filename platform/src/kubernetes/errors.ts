@@ -1,26 +1,27 @@
 // Kubernetes API failures as kubefn errors: the status code picks the catalogue code, the API server's message is kept.
 
-import { KubefnError, isKubefnError, type ErrorCode } from '../errors.js';
+import { KubefnError, dependencyErrorCode, isKubefnError, type ErrorCode } from '../errors.js';
 
 export function kubeError(err: unknown, doing: string): KubefnError {
   if (isKubefnError(err) && err instanceof KubefnError) return err;
   if (isApiError(err)) {
     const body = parseBody(err.body);
     const message = body?.message ?? String((err as { message?: unknown }).message ?? `HTTP ${err.code}`);
-    const code: ErrorCode =
-      err.code === 404 ? 'NOT_FOUND'
-      : err.code === 409 ? 'ALREADY_EXISTS'
-      : err.code === 401 || err.code === 403 ? 'UNAUTHORIZED'
-      : err.code === 400 || err.code === 422 ? 'BAD_REQUEST'
-      : 'INTERNAL';
+    const code: ErrorCode = err.code === 422 ? 'BAD_REQUEST' : dependencyErrorCode(err.code);
+    // A 403's message names the verb and resource the API server refused ("... cannot patch
+    // resource "deployments/scale" in API group "apps" in the namespace ..."): kept as it is.
     const hint =
-      code === 'UNAUTHORIZED'
-        ? 'check the RBAC rules of the kubefn service account (deploy/ in this repository lists what the driver needs)'
-        : undefined;
+      code === 'FORBIDDEN'
+        ? 'the kubefn service account lacks this permission: check its RBAC rules (deploy/ in this repository lists what the driver needs)'
+        : code === 'UNAUTHORIZED'
+          ? 'the Kubernetes credentials were refused: check the kubeconfig or the service-account token'
+          : code === 'UNAVAILABLE'
+            ? 'the Kubernetes API server is overloaded or restarting; the call can be retried'
+            : undefined;
     return new KubefnError(code, `${doing}: ${message}`, { cause: err, ...(hint ? { hint } : {}) });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new KubefnError('INTERNAL', `${doing}: ${message}`, { cause: err, hint: 'check that the Kubernetes API server is reachable' });
+  return new KubefnError('UNAVAILABLE', `${doing}: ${message}`, { cause: err, hint: 'check that the Kubernetes API server is reachable' });
 }
 
 function parseBody(body: unknown): { message?: string } | undefined {

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Api } from './support/api.js';
-import { newHome, repoRoot, startPlatform, type RunningPlatform } from './support/platform-process.js';
+import { Api } from '../support/api.js';
+import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 import { waitFor } from '@kubefn/platform/testing';
 
 const fixture = path.join(repoRoot, 'tests', 'fixtures', 'e2e');

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { fnBin, newHome, repoRoot, startPlatform, type RunningPlatform } from './support/platform-process.js';
+import { fnBin, newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
 const exec = promisify(execFile);
 

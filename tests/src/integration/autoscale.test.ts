@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
-import { Api } from './support/api.js';
-import { newHome, repoRoot, startPlatform, type RunningPlatform } from './support/platform-process.js';
+import { Api } from '../support/api.js';
+import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
 const slow = path.join(repoRoot, 'tests', 'fixtures', 'slow');
 const callers = 40;

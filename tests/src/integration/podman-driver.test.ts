@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseFunctionSpec, Podman, PodmanDriver, podmanLabels, type FunctionSpecInput } from '@kubefn/platform';
 import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
-import { fixtureImages, podmanTestOptions, type FixtureImages } from './support/podman.js';
+import { fixtureImages, podmanTestOptions, type FixtureImages } from '../support/podman.js';
 
 const waitTimeoutMs = 120_000;
 const timeout = 600_000;

@@ -15,9 +15,9 @@ import YAML from 'yaml';
 import { tarOf } from '@kubefn/builder/testing';
 import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
-import { ensureBinaries } from './support/control-plane.js';
-import { installTestPlatform, type InstalledPlatform } from './support/platform-install.js';
-import { examplesDir } from './support/podman.js';
+import { ensureBinaries } from '../support/control-plane.js';
+import { installTestPlatform, type InstalledPlatform } from '../support/platform-install.js';
+import { examplesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
 const timeout = 900_000;

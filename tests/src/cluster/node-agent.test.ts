@@ -16,10 +16,10 @@ import { RegistryClient } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
-import { startControlPlane, type ControlPlane } from './support/control-plane.js';
-import { nodeAgentLabel, startNodeAgent, type NodeAgent } from './support/node-agent.js';
-import { buildAndPush, fixtureImages, fixturesDir, podmanTestOptions, pushTestBase, type FixtureImages } from './support/podman.js';
+import { startTestCluster, type TestCluster } from '../support/cluster.js';
+import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import { nodeAgentLabel, startNodeAgent, type NodeAgent } from '../support/node-agent.js';
+import { buildAndPush, fixtureImages, fixturesDir, podmanTestOptions, pushTestBase, type FixtureImages } from '../support/podman.js';
 
 const namespace = 'default';
 const waitMs = 60_000;

@@ -6,8 +6,8 @@
 
 import { KubernetesDriver } from '@kubefn/platform';
 import { driverConformance } from '@kubefn/platform/testing';
-import { startTestCluster } from './support/cluster.js';
-import { fixtureImages } from './support/podman.js';
+import { startTestCluster } from '../support/cluster.js';
+import { fixtureImages } from '../support/podman.js';
 
 const namespace = 'kubefn-conformance';
 

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { startRegistry, tarOf, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman, podmanLabels } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { Api } from './support/api.js';
-import { fnBin, newHome, startPlatform, type RunningPlatform } from './support/platform-process.js';
-import { examplesDir, podmanTestOptions } from './support/podman.js';
+import { Api } from '../support/api.js';
+import { fnBin, newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { examplesDir, podmanTestOptions } from '../support/podman.js';
 
 const exec = promisify(execFile);
 const timeout = 600_000;

@@ -15,8 +15,8 @@ import {
   type KubernetesClient,
 } from '@kubefn/platform';
 import { expectCode, waitFor } from '@kubefn/platform/testing';
-import { startTestCluster, type TestCluster } from './support/cluster.js';
-import type { ControlPlane } from './support/control-plane.js';
+import { startTestCluster, type TestCluster } from '../support/cluster.js';
+import type { ControlPlane } from '../support/control-plane.js';
 
 const namespace = 'kubefn-test';
 const image = `registry.example/hello@sha256:${'a'.repeat(64)}`;

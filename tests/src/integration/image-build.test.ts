@@ -12,8 +12,8 @@ import { buildFunctionImage, parseReference, pushFunctionImage, RegistryClient, 
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { buildAndPush, examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from './support/podman.js';
-import { fnBin } from './support/platform-process.js';
+import { buildAndPush, examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
+import { fnBin } from '../support/platform-process.js';
 
 const exec = promisify(execFile);
 const timeout = 300_000;

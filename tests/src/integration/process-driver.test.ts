@@ -22,7 +22,7 @@ import {
 } from '@kubefn/platform';
 import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
 
-const fixturesDir = fileURLToPath(new URL('../fixtures/', import.meta.url));
+const fixturesDir = fileURLToPath(new URL('../../fixtures/', import.meta.url));
 const waitTimeoutMs = 90_000;
 const timeout = 300_000;
 

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
 import { functionCrd, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { startControlPlane, type ControlPlane } from './support/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
 
 const functions = '/apis/kubefn.dev/v1alpha1/namespaces/default/functions';
 
