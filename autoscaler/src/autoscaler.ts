@@ -1,26 +1,16 @@
 // The autoscaler loop: collects per-second samples from the gateways, decides every 2 s (and at
 // once on a cold poke), and sets replica counts through the scale target.
 
-import type { ScaleSpec } from '@kubefn/platform';
+import type { FunctionSample, ScaleSpec, StatsSource } from '@kubefn/platform';
+
+// The gateway's side of the contract lives in platform (scaling-contract.ts); named here too for
+// the autoscaler's callers.
+export type { FunctionSample, StatsSource } from '@kubefn/platform';
 import { systemClock, type Clock } from './clock.js';
 import type { AutoscalerConfig } from './config.js';
 import { decide, initialDeciderState, type Decision, type DeciderState } from './decider.js';
 import { settingsFromSpec } from './settings.js';
 import { MetricWindow } from './window.js';
-
-/** One function's traffic over the last collection interval, from one gateway. */
-export interface FunctionSample {
-  name: string;
-  /** Time-weighted mean in-flight requests over the interval. */
-  concurrency: number;
-  /** Requests that started in the interval. */
-  requests: number;
-}
-
-/** What the autoscaler needs from a gateway (in-process, or scraped over HTTP). */
-export interface StatsSource {
-  collect(now: number): FunctionSample[] | Promise<FunctionSample[]>;
-}
 
 export interface ScaledFunction {
   spec: { name: string; scale: ScaleSpec };

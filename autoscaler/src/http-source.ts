@@ -1,7 +1,7 @@
 // Stats scraped over HTTP: in a cluster the autoscaler reads GET /system/stats of every gateway
 // replica each second (the gateways it is given by whoever tracks them, e.g. EndpointSlices).
 
-import type { FunctionSample, StatsSource } from './autoscaler.js';
+import { statsPath, type FunctionSample, type StatsSource } from '@kubefn/platform';
 
 export interface StatsPeer {
   id: string;
@@ -39,7 +39,7 @@ export class HttpStatsSource implements StatsSource {
 
   async #scrape(peer: StatsPeer): Promise<FunctionSample[]> {
     try {
-      const res = await fetch(`${peer.url}/system/stats`, {
+      const res = await fetch(`${peer.url}${statsPath}`, {
         headers: { authorization: `Bearer ${this.#options.token}` },
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 800),
       });

@@ -5,3 +5,4 @@ export * from './settings.js';
 export * from './autoscaler.js';
 export * from './config.js';
 export * from './http-source.js';
+export * from './poke-client.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { bundleFunction, type Bundle } from '@kubefn/builder';
 import type { App } from './app.js';
-import { loadFnYaml, type LoadedFunction, type SpecOverrides } from './fn-yaml.js';
+import { loadFnYaml, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
 import { addImageOptions, buildImage, imageCacheDir, imageTarget, pushImage, registryClient, writeArchive, type ImageFlags } from './image.js';
 import { formatBytes, silentProgress, type Progress } from './output.js';
 

@@ -12,7 +12,7 @@ import { collect, pairs, parseCount, parseDurationArg } from './args.js';
 import { bundleLoaded, printWarnings } from './build.js';
 import type { FunctionInfo, GatewayClient } from './client.js';
 import { checkArg } from './errors.js';
-import { loadFnYaml, type LoadedFunction, type SpecOverrides } from './fn-yaml.js';
+import { loadFnYaml, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
 import { addImageOptions, buildImage, imageCacheDir, imageTarget, pushImage, registryClient, type ImageFlags } from './image.js';
 import { formatBytes, formatElapsed, silentProgress, type Progress } from './output.js';
 

@@ -19,7 +19,7 @@ import {
 } from '@kubefn/builder';
 import { collect } from './args.js';
 import { checkArg } from './errors.js';
-import type { LoadedFunction } from './fn-yaml.js';
+import type { LoadedFunction } from '@kubefn/platform';
 import { silentProgress, type Progress } from './output.js';
 
 export interface ImageFlags {

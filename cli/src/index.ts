@@ -14,7 +14,7 @@ export {
   type LogQuery,
 } from './client.js';
 export { resolveConfig, resolveHome, normalizeGateway, defaultGateway, envVars, type Config, type ConfigInput } from './config.js';
-export { loadFnYaml, fnYamlName, type LoadedFunction, type SpecOverrides } from './fn-yaml.js';
+export { loadFnYaml, fnYamlName, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
 export { buildFunction, type Built } from './build.js';
 export { deployFunction, waitForFunction, type DeployOptions, type DeployResult } from './deploy.js';
 export { initFunction, type InitOptions, type InitResult } from './init.js';

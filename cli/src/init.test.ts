@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { bundleFunction } from '@kubefn/builder';
-import { loadFnYaml } from './fn-yaml.js';
+import { loadFnYaml } from '@kubefn/platform';
 import { initFunction } from './init.js';
 import { main } from './main.js';
 import { memoryIo } from './testing.js';

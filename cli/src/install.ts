@@ -22,7 +22,8 @@ import type { Progress } from './output.js';
 /** deploy/ of this kubefn. */
 export const defaultDeployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
 /** The compiled entry point the platform image runs. */
-export const platformEntry = fileURLToPath(new URL('./cluster/entry.js', import.meta.url));
+/** The platform image's entry module: @kubefn/server's, resolved without loading the server. */
+export const platformEntry = fileURLToPath(import.meta.resolve('@kubefn/server/entry'));
 /** The image name deploy/'s manifests use for every kubefn component. */
 export const platformImageName = 'kubefn-platform';
 export const natsImageName = 'nats';

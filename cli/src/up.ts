@@ -1,7 +1,7 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform';
-import { startEmbedded, type EmbeddedOptions } from './embedded.js';
+import { createLogger, startEmbedded, type EmbeddedOptions } from '@kubefn/server';
 
 export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig'> {
   port: number;
@@ -16,31 +16,11 @@ export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | '
   deployer?: (dir: string, gateway: string, token: string) => Promise<void>;
 }
 
-type Fields = Record<string, unknown>;
-
-export function makeLogger(json: boolean) {
-  const line = (level: string, msg: string, fields: Fields = {}) => {
-    if (json) {
-      process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + '\n');
-      return;
-    }
-    const time = new Date().toTimeString().slice(0, 8);
-    const extra = Object.entries(fields)
-      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-      .join(' ');
-    process.stderr.write(`${time} ${level === 'info' ? '' : level.toUpperCase() + ' '}${msg}${extra ? ' ' + extra : ''}\n`);
-  };
-  return {
-    info: (msg: string, fields?: Fields) => line('info', msg, fields),
-    warn: (msg: string, fields?: Fields) => line('warn', msg, fields),
-  };
-}
-
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function runUp(options: UpOptions): Promise<number> {
-  const log = makeLogger(options.json ?? false);
+  const log = createLogger({ json: options.json ?? false });
   const { deploy: _deploy, deployer: _deployer, json: _json, ...embedded } = options;
-  const platform = await startEmbedded({ ...embedded, logger: log });
+  const platform = await startEmbedded({ ...embedded, logger: log, requestLog: options.json ?? false });
   const functions = await platform.driver.list();
   if (options.json) {
     log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name) });
@@ -71,7 +51,7 @@ export async function runUp(options: UpOptions): Promise<number> {
       platform.close().then(
         () => resolve(0),
         (err: unknown) => {
-          log.warn('stop failed', { err: String(err) });
+          log.error('stop failed', { err });
           resolve(1);
         },
       );
@@ -85,7 +65,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     try {
       await options.deployer(dir, platform.url, platform.token);
     } catch (err) {
-      log.warn('deploy failed', { dir, err: err instanceof Error ? err.message : String(err) });
+      log.warn('deploy failed', { dir, err });
     }
   }
   if (options.deploy?.length) log.info('ready', { url: platform.url });

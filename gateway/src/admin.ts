@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { KubefnError, parseFunctionSpec, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
+import { KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext } from './context.js';
 import { namespace, specInputFromBody, statusBody } from './openfaas.js';
@@ -41,7 +41,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   // scrape resets them, so exactly one reader (the autoscaler) may use it; off in `fn up`, where
   // the autoscaler reads the stats in-process.
   if (ctx.options.serveStats) {
-    app.get('/system/stats', async () => ({ samples: ctx.stats.collect(Date.now()) }));
+    app.get(statsPath, async () => ({ samples: ctx.stats.collect(Date.now()) }));
   }
 
   app.get('/system/namespaces', async () => [namespace]);

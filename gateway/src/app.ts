@@ -1,9 +1,9 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { isKubefnError, KubefnError, type ErrorBody } from '@kubefn/platform';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
+import { kubefnErrorHandler } from './error-handler.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
@@ -21,7 +21,9 @@ export interface Gateway {
 
 export function createGateway(options: GatewayOptions): Gateway {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // One line per request at most, written by the onResponse hook below when asked for.
+    disableRequestLogging: true,
     // Management bodies are small JSON; invocation and bundle bodies stream past this limit.
     bodyLimit: 1024 * 1024,
     keepAliveTimeout: 65_000,
@@ -66,29 +68,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
   };
 
-  app.setErrorHandler((err: FastifyError | KubefnError, request, reply) => {
-    const callId = reply.getHeader('x-call-id') as string | undefined;
-    let status: number;
-    let body: ErrorBody;
-    if (isKubefnError(err)) {
-      status = err.status;
-      body = (err as KubefnError).toJSON();
-      if (status >= 500 && !(err as KubefnError).userFault) request.log.warn({ err }, err.message);
-    } else if ((err as FastifyError).validation) {
-      status = 400;
-      body = { code: 'BAD_REQUEST', message: err.message };
-    } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
-      status = (err as FastifyError).statusCode!;
-      body = { code: status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', message: err.message };
-    } else {
-      status = 500;
-      body = { code: 'INTERNAL', message: 'internal gateway error' };
-      request.log.error({ err }, 'unhandled gateway error');
-    }
-    if (callId) body.callId = callId;
-    if (status === 401) reply.header('www-authenticate', 'Basic realm="Restricted"');
-    return reply.code(status).type('application/json').send(body);
-  });
+  app.setErrorHandler(kubefnErrorHandler);
+  if (options.requestLog) {
+    app.addHook('onResponse', async (request, reply) => {
+      const callId = reply.getHeader('x-call-id');
+      request.log.info(
+        { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ...(callId ? { callId } : {}) },
+        'request',
+      );
+    });
+  }
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );

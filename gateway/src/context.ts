@@ -1,6 +1,6 @@
 // What the gateway's plugins share.
 
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -27,8 +27,13 @@ export interface GatewayOptions {
   maxBundleBytes?: number;
   /** Called when a request finds a function with no ready replica (the autoscaler's poke). */
   onNoReplica?: (name: string) => void;
-  /** fastify logger option; default off. */
-  logger?: boolean | Record<string, unknown>;
+  /**
+   * Where the gateway logs (a pino logger: fastify's own); default: nothing. Unhandled errors are
+   * logged at error with their cause, refusals of ours at warn.
+   */
+  logger?: FastifyBaseLogger;
+  /** One info line per request (method, url, status, ms, call id) to `logger`. Default off. */
+  requestLog?: boolean;
   version?: string;
   /** More /system routes behind the same token (the build service in `fn up`). */
   systemPlugins?: FastifyPluginAsync[];

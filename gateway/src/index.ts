@@ -4,3 +4,5 @@ export * from './stats.js';
 export * from './router.js';
 export * from './openfaas.js';
 export { checkToken } from './auth.js';
+export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
+export { kubefnErrorHandler } from './error-handler.js';

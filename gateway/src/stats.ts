@@ -1,7 +1,7 @@
 // Per-function in-flight and request counts, averaged over each collection interval: what the
 // autoscaler reads from every gateway.
 
-import type { FunctionSample, StatsSource } from '@kubefn/autoscaler';
+import type { FunctionSample, StatsSource } from '@kubefn/platform';
 
 interface Counter {
   inFlight: number;

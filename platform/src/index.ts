@@ -16,3 +16,5 @@ export * from './podman-driver.js';
 export * from './quantity.js';
 export * from './crd.js';
 export * from './kubernetes/index.js';
+export * from './scaling-contract.js';
+export * from './fn-yaml.js';

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { componentEnv, startBuilder, buildProxyPlugin, type RunningComponent } from './components.js';
+import { buildProxyPlugin, kubefnErrorHandler } from '@kubefn/gateway';
+import { componentEnv, startBuilder, type RunningComponent } from './components.js';
+import { createLogger } from './logger.js';
 
-const quiet = { info: () => {}, warn: () => {} };
+const quiet = createLogger({ level: 'silent' });
 
 describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
@@ -23,7 +25,8 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   before(async () => {
     builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [] }, quiet);
     gateway = Fastify();
-    await gateway.register(buildProxyPlugin(() => peers, 'tok'));
+    gateway.setErrorHandler(kubefnErrorHandler);
+    await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));
     gatewayUrl = await gateway.listen({ port: 0, host: '127.0.0.1' });
   });
   after(async () => {
@@ -37,7 +40,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
     peers = [];
     const res = await build();
     assert.equal(res.status, 503);
-    assert.match(((await res.json()) as { message: string }).message, /no ready builder/);
+    assert.match(((await res.json()) as { message: string }).message, /no ready builder: the kubefn-builder Service has no ready pod/);
   });
 
   it('passes the build to the builder with its token; the builder says what it lacks', async () => {

@@ -11,17 +11,16 @@
 // autoscaler sees every gateway replica and nothing depends on cluster DNS.
 
 import { readFile } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { tmpdir } from 'node:os';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
-import { checkToken, createGateway } from '@kubefn/gateway';
-import { isApiError, isKubefnError, KubefnError, KubernetesDriver, loadKubernetesClient, ServicePeers, type Peer } from '@kubefn/platform';
-import { registryPublisher } from '../publish.js';
+import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler } from '@kubefn/gateway';
+import { isApiError, KubefnError, KubernetesDriver, loadKubernetesClient, pokeRoute, ServicePeers } from '@kubefn/platform';
+import type { Logger } from './logger.js';
+import { registryPublisher } from './publish.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
 export const componentNames: readonly ComponentName[] = ['gateway', 'autoscaler', 'builder'];
@@ -36,11 +35,6 @@ export const componentServices = {
 export const componentPort = 'http';
 /** The ConfigMap of cluster autoscaler defaults (Knative's config-autoscaler keys). */
 export const autoscalerConfigMap = 'kubefn-autoscaler';
-
-export interface Logger {
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-}
 
 export interface ComponentEnv {
   /** KUBEFN_NAMESPACE, else the service account's namespace file. */
@@ -95,7 +89,7 @@ async function clusterConfig(): Promise<KubeConfig> {
 }
 
 function warner(log: Logger) {
-  return (message: string, err?: unknown) => log.warn(message, err === undefined ? undefined : { err: err instanceof Error ? err.message : String(err) });
+  return (message: string, err?: unknown) => log.warn(message, err === undefined ? undefined : { err });
 }
 
 export async function startGateway(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
@@ -109,12 +103,14 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     driver,
     token: env.token,
     serveStats: true,
-    systemPlugins: [buildProxyPlugin(() => builders.list(), env.token)],
+    systemPlugins: [buildProxyPlugin({ builders: () => builders.list(), token: env.token, service: componentServices.builder })],
+    logger: log.pino.child({ component: 'gateway' }) as FastifyBaseLogger,
+    requestLog: true,
     info: { builds: true, needsImage: true, ...(env.registry ? { registry: env.registry } : {}), ...(env.base ? { base: env.base } : {}) },
   });
   gateway.onNoReplica = (name) => {
-    pokeAutoscaler(autoscalers.list(), name, env.token).catch((err: unknown) =>
-      log.warn('scale from zero: poking the autoscaler failed', { function: name, err: err instanceof Error ? err.message : String(err) }),
+    pokeAutoscaler({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service` }, name).catch((err: unknown) =>
+      log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
     );
   };
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
@@ -128,77 +124,16 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   };
 }
 
-/** POST /poke/<name> on an autoscaler replica: scale `name` from zero now. */
-async function pokeAutoscaler(autoscalers: Peer[], name: string, token: string): Promise<void> {
-  const peer = autoscalers[0];
-  if (!peer) throw new Error(`no ready ${componentServices.autoscaler} pod`);
-  const res = await fetch(`${peer.url}/poke/${encodeURIComponent(name)}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    signal: AbortSignal.timeout(10_000),
-  });
-  if (!res.ok) throw new Error(`${peer.id} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-}
-
-/**
- * /system/builds on the gateway, passed through to a builder replica: the request body (the source
- * archive) and the NDJSON answer stream both ways unbuffered. Registered behind the gateway's token.
- */
-export function buildProxyPlugin(builders: () => Peer[], token: string): FastifyPluginAsync {
-  return async (app) => {
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    app.post('/system/builds', async (request, reply) => {
-      const peer = builders()[0];
-      if (!peer) {
-        throw new KubefnError('UNAVAILABLE', `no ready builder: the ${componentServices.builder} Service has no ready pod`, {
-          hint: `check it: kubectl -n <namespace> get pods -l app.kubernetes.io/name=${componentServices.builder}`,
-        });
-      }
-      const abort = new AbortController();
-      reply.raw.on('close', () => abort.abort());
-      const q = request.url.indexOf('?');
-      const query = q >= 0 ? request.url.slice(q) : '';
-      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-      for (const h of ['content-type', 'content-length'] as const) {
-        const v = request.headers[h];
-        if (typeof v === 'string') headers[h] = v;
-      }
-      let res: Response;
-      try {
-        res = await fetch(`${peer.url}/system/builds${query}`, {
-          method: 'POST',
-          headers,
-          body: Readable.toWeb(request.body as Readable) as ReadableStream<Uint8Array>,
-          duplex: 'half',
-          signal: abort.signal,
-        } as RequestInit);
-      } catch (err) {
-        throw new KubefnError('UNAVAILABLE', `builder ${peer.id} did not answer: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-      const type = res.headers.get('content-type');
-      reply.hijack();
-      reply.raw.writeHead(res.status, type ? { 'content-type': type } : {});
-      if (res.body) {
-        await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), reply.raw).catch(() => reply.raw.destroy());
-      } else {
-        reply.raw.end();
-      }
-    });
-  };
-}
-
 /**
  * The HTTP server of the autoscaler and the builder: /healthz, and errors as kubefn's JSON bodies
  * ({code, message, hint?}), as the gateway answers them. Routes behind the token add
  * `checkToken` (the gateway's check) in their own scope.
  */
-function internalServer(bodyLimit: number): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit });
-  app.setErrorHandler((err: Error, _request, reply) => {
-    if (isKubefnError(err)) return reply.code(err.status).send((err as KubefnError).toJSON());
-    const status = (err as { statusCode?: number }).statusCode ?? 500;
-    return reply.code(status).send({ code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: err.message });
+function internalServer(bodyLimit: number, log: Logger, component: string): FastifyInstance {
+  const app = Fastify({ loggerInstance: log.pino.child({ component }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit });
+  app.setErrorHandler(kubefnErrorHandler);
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.url !== '/healthz') request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
   app.get('/healthz', async () => 'OK');
   return app;
@@ -216,10 +151,10 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     logger: log,
     ...(config ? { config } : {}),
   });
-  const app = internalServer(1024);
+  const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token));
-    scope.post<{ Params: { name: string } }>('/poke/:name', async (request, reply) => {
+    scope.post<{ Params: { name: string } }>(pokeRoute, async (request, reply) => {
       await autoscaler.poke(request.params.name);
       return reply.code(202).send({ function: request.params.name });
     });
@@ -250,7 +185,7 @@ async function readAutoscalerConfig(kc: KubeConfig, namespace: string): Promise<
 }
 
 export async function startBuilder(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
-  const app = internalServer(1024 * 1024);
+  const app = internalServer(1024 * 1024, log, 'builder');
   // Without a registry the builder still runs (so a default install is healthy) and says what is
   // missing on every build instead of crash-looping.
   const missing = [!env.registry && 'registry', !env.base && 'base'].filter(Boolean);

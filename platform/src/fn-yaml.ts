@@ -2,7 +2,8 @@
 
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { isKubefnError, KubefnError, parseFunctionSpec, type FieldError, type FunctionSpec } from '@kubefn/platform';
+import { isKubefnError, KubefnError, type FieldError } from './errors.js';
+import { parseFunctionSpec, type FunctionSpec } from './spec.js';
 import { isMap, isNode, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 
 export const fnYamlName = 'fn.yaml';

@@ -16,7 +16,7 @@ import {
   type RegistryClient,
 } from '@kubefn/builder';
 import { bundleImageRef, KubefnError, podmanError, type BundleStore, type Podman } from '@kubefn/platform';
-import { fnYamlName, loadFnYaml } from './fn-yaml.js';
+import { fnYamlName, loadFnYaml } from '@kubefn/platform';
 
 export interface PublishRequest {
   /** The function's source directory and handler module. */

@@ -4,10 +4,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Autoscaler, type AutoscalerConfig, type AutoscalerLogger } from '@kubefn/autoscaler';
+import type { FastifyBaseLogger } from 'fastify';
+import { Autoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import type { Logger } from './logger.js';
 import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
 
 export type DriverKind = 'process' | 'podman';
@@ -19,7 +21,10 @@ export interface EmbeddedOptions {
   host: string;
   /** Use this token instead of the one kept in `<home>/token`. */
   token?: string;
-  logger?: AutoscalerLogger;
+  /** Where the platform logs; default: nowhere. */
+  logger?: Logger;
+  /** One log line per gateway request (`fn up --json`). */
+  requestLog?: boolean;
   /** What runs replicas (default "process"). */
   driver?: DriverKind;
   podman?: PodmanOptions & { network?: 'bridge' | 'host' };
@@ -78,6 +83,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     ...(bundles ? { bundles } : {}),
     token,
     systemPlugins: [builds],
+    ...(options.logger ? { logger: options.logger.pino.child({ component: 'gateway' }) as FastifyBaseLogger, requestLog: options.requestLog ?? false } : {}),
     info: { builds: true, needsImage: driver.kind !== 'process', ...(options.registry ? { registry: options.registry } : {}), base },
   });
   const autoscaler = new Autoscaler({
@@ -87,7 +93,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
   });
   gateway.onNoReplica = (name) => {
-    autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err: String(err) }));
+    autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
   };
   let url: string;
   try {

@@ -1,0 +1,19 @@
+// What runs as a server and is not the CLI: the embedded platform of `fn up`, the in-cluster
+// components of the platform image (`kubefn-platform gateway|autoscaler|builder`), how a build
+// becomes something a driver runs, and the logger they share.
+
+export { startEmbedded, type DriverKind, type EmbeddedOptions, type EmbeddedPlatform } from './embedded.js';
+export { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher, type PublishRequest, type Published } from './publish.js';
+export {
+  componentEnv,
+  componentNames,
+  componentPort,
+  componentServices,
+  autoscalerConfigMap,
+  startComponent,
+  type ComponentEnv,
+  type ComponentName,
+  type RunningComponent,
+} from './components.js';
+export { main as platformMain } from './main.js';
+export { createLogger, humanLine, type Logger, type LoggerOptions } from './logger.js';

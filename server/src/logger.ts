@@ -1,0 +1,74 @@
+// The logger of every kubefn server part: pino (fastify's own), as one JSON object per line in
+// the cluster and for `fn up --json`, or as short human lines on stderr for `fn up`.
+//
+// The parts log through `Logger` (message first, then fields, as the autoscaler's logger is
+// called); fastify gets the pino instance underneath, so request logs and the error handler's
+// logs (with their `cause` chain, by pino's error serializer) go to the same stream.
+
+import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+
+type Fields = Record<string, unknown>;
+
+export interface Logger {
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  /** The pino logger underneath, for fastify (`loggerInstance`) and children. */
+  readonly pino: PinoLogger;
+}
+
+export interface LoggerOptions {
+  /** JSON lines on stdout (default), or human lines on stderr. */
+  json?: boolean;
+  /** pino level (default "info"; KUBEFN_LOG_LEVEL in the components). */
+  level?: string;
+  /** Where the lines go instead of stdout/stderr (tests). */
+  destination?: { write(line: string): unknown };
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const json = options.json ?? true;
+  const out = options.destination ?? (json ? process.stdout : process.stderr);
+  const stream: DestinationStream = json ? { write: (line: string) => void out.write(line) } : { write: (line: string) => void out.write(humanLine(line)) };
+  const base = pino(
+    {
+      level: options.level ?? 'info',
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    stream,
+  );
+  return wrap(base);
+}
+
+function wrap(p: PinoLogger): Logger {
+  return {
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(fields ?? {}, msg),
+    pino: p,
+  };
+}
+
+/**
+ * One pino JSON line as `fn up` has always printed it: "HH:MM:SS [LEVEL ]msg k=v ...", with an
+ * error's message (causes included) rather than its stack.
+ */
+export function humanLine(line: string): string {
+  let entry: Fields;
+  try {
+    entry = JSON.parse(line) as Fields;
+  } catch {
+    return line;
+  }
+  const { time, level, msg, err, ...fields } = entry;
+  const clock = typeof time === 'string' ? new Date(time).toTimeString().slice(0, 8) : new Date().toTimeString().slice(0, 8);
+  const label = level === 'info' || level === undefined ? '' : `${String(level).toUpperCase()} `;
+  if (err && typeof err === 'object') fields.err = (err as { message?: unknown }).message ?? err;
+  else if (err !== undefined) fields.err = err;
+  const extra = Object.entries(fields)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${clock} ${label}${String(msg ?? '')}${extra ? ' ' + extra : ''}\n`;
+}
