@@ -56,7 +56,10 @@ export interface LogOptions {
 export interface Driver {
   /** "process", "podman", "kubernetes". */
   readonly kind: string;
-  /** Creates or updates a function; starts max(min, initial) replicas on create. */
+  /**
+   * Creates or updates a function; starts max(min, initial) replicas on create. `spec` is
+   * validated (parseFunctionSpec) where it entered; drivers do not parse it again.
+   */
   deploy(spec: FunctionSpec): Promise<FunctionStatus>;
   /** Stops every replica and forgets the function. NOT_FOUND if unknown. */
   remove(name: string): Promise<void>;

@@ -10,7 +10,7 @@ import { LogBuffer } from './log-buffer.js';
 import { describeExit, describeFailure, type Replica, type ReplicaExit, type ReplicaLauncher } from './replica.js';
 import { nextBackoff, planReplicas, type CrashBackoff } from './replica-plan.js';
 import { canonicalJson, replicaTemplateKey } from './process-launch.js';
-import { parseFunctionSpec, timeoutMs, type FunctionSpec } from './spec.js';
+import { timeoutMs, type FunctionSpec } from './spec.js';
 
 export interface ReplicaDriverOptions {
   /** Where specs are saved so restore() brings functions back; nothing is saved without it. */
@@ -103,9 +103,9 @@ export class ReplicaDriver<A> implements Driver {
     return restored;
   }
 
-  async deploy(input: FunctionSpec): Promise<FunctionStatus> {
+  /** `spec` was validated where it entered (the management API, fn.yaml, the state on disk). */
+  async deploy(spec: FunctionSpec): Promise<FunctionStatus> {
     this.#checkOpen();
-    const spec = parseFunctionSpec(input);
     return this.#serial(spec.name, async () => {
       const existing = this.#functions.get(spec.name);
       const specJson = canonicalJson(spec);

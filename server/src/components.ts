@@ -18,7 +18,17 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler } from '@kubefn/gateway';
-import { isApiError, KubefnError, KubernetesDriver, loadKubernetesClient, pokeRoute, ServicePeers } from '@kubefn/platform';
+import {
+  FunctionReconciler,
+  isApiError,
+  KubefnError,
+  KubefnObjects,
+  KubernetesDriver,
+  loadKubernetesClient,
+  PendingPodProber,
+  pokeRoute,
+  ServicePeers,
+} from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { registryPublisher } from './publish.js';
 
@@ -95,8 +105,11 @@ function warner(log: Logger) {
 export async function startGateway(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
   const kc = await clusterConfig();
   const onWarning = warner(log);
-  // The gateway probes pods the kubelet has not reported ready yet, as Knative's activator does.
-  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: false, probePending: true, onWarning });
+  // The gateway reads Functions and their endpoints and leaves reconciling to the autoscaler's
+  // pod; it probes pods the kubelet has not reported ready yet, as Knative's activator does.
+  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
+  const prober = new PendingPodProber();
+  const driver = new KubernetesDriver(objects, { prober });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
   const gateway = createGateway({
@@ -119,7 +132,9 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     url,
     close: async () => {
       await gateway.close();
-      await Promise.all([driver.close(), autoscalers.close(), builders.close()]);
+      await driver.close();
+      prober.close();
+      await Promise.all([objects.stop(), autoscalers.close(), builders.close()]);
     },
   };
 }
@@ -143,7 +158,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   const kc = await clusterConfig();
   const onWarning = warner(log);
   const config = await readAutoscalerConfig(kc, env.namespace);
-  const driver = await KubernetesDriver.open({ kubeconfig: kc, namespace: env.namespace, reconcile: true, onWarning });
+  // The one Function controller of the cluster runs here, beside the autoscaler that scales
+  // through the same objects.
+  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
+  const reconciler = new FunctionReconciler(objects);
+  const driver = new KubernetesDriver(objects, { reconciler });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const autoscaler = new Autoscaler({
     target: driver,
@@ -167,7 +186,9 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     close: async () => {
       await autoscaler.stop();
       await app.close();
-      await Promise.all([gateways.close(), driver.close()]);
+      await driver.close();
+      await reconciler.close();
+      await Promise.all([gateways.close(), objects.stop()]);
     },
   };
 }

@@ -1,6 +1,9 @@
 // The kubernetes driver and the pure pieces it is made of.
 
 export * from './driver.js';
+export * from './objects.js';
+export * from './reconciler.js';
+export * from './pending-prober.js';
 export * from './manifests.js';
 export * from './endpoints.js';
 export * from './status.js';

@@ -2,7 +2,7 @@
 
 import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
-import { parseFunctionSpec } from '../spec.js';
+import type { FunctionSpec } from '../spec.js';
 
 /** metav1.Condition. */
 export interface Condition {
@@ -63,15 +63,8 @@ export function readyCondition(
   return { type: 'Ready', ...next, lastTransitionTime };
 }
 
-/** What the Driver interface reports for a Function; undefined when its spec is not valid. */
-export function functionStatusOf(fn: FunctionResource, deployment: V1Deployment | undefined): FunctionStatus | undefined {
-  const name = fn.metadata?.name ?? '';
-  let spec;
-  try {
-    spec = parseFunctionSpec({ ...(fn.spec as object), name });
-  } catch {
-    return undefined;
-  }
+/** What the Driver interface reports for a Function whose spec (already validated) is `spec`. */
+export function functionStatusOf(fn: FunctionResource, spec: FunctionSpec, deployment: V1Deployment | undefined): FunctionStatus {
   const createdAt = rfc3339(fn.metadata?.creationTimestamp ?? new Date(0), true);
   // The last write to the Function's spec or metadata (not its status): its latest managedFields time.
   const times = (fn.metadata?.managedFields ?? [])

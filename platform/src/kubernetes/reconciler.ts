@@ -1,0 +1,235 @@
+// The Function controller: reconciles every Function of a namespace into a Deployment and a
+// Service it owns, and writes the Function's status. Level-triggered: a change to a Function or
+// to one of kubefn's Deployments schedules a reconcile of that function, which reads the objects
+// afresh; a failed one is retried with backoff. In a cluster exactly one process runs it (the
+// autoscaler's pod); gateways apply Functions and wait for the status it writes.
+
+import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
+import type { FunctionStatus } from '../driver.js';
+import type { FunctionSpec } from '../spec.js';
+import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, servicePort, type Owner } from './manifests.js';
+import { isApiError, kubeError } from './errors.js';
+import { applyPatchType, fieldManager, functionApiVersion, type KubefnObjects } from './objects.js';
+import { functionStatusOf, readyCondition, type FunctionResource, type FunctionResourceStatus } from './status.js';
+import { crdGroup, crdVersion } from '../crd.js';
+
+/**
+ * The field manager that holds spec.replicas of a Deployment after its creation, so that kubefn's
+ * own applies (which leave replicas out) never reset it. Scaling through the scale subresource
+ * moves the field to whoever scaled.
+ */
+export const replicasFieldManager = 'kubefn-replicas';
+
+export interface FunctionReconcilerOptions {
+  /** First retry of a failed reconcile, ms (default 1000); doubles up to maxRetryMs. */
+  minRetryMs?: number;
+  /** Longest pause between retries, ms (default 60000). */
+  maxRetryMs?: number;
+}
+
+export class FunctionReconciler {
+  readonly #o: KubefnObjects;
+  readonly #minRetryMs: number;
+  readonly #maxRetryMs: number;
+  /** Per function: the reconcile running now, and one queued behind it (coalesced). */
+  readonly #running = new Map<string, Promise<FunctionStatus | undefined>>();
+  readonly #queued = new Map<string, Promise<FunctionStatus | undefined>>();
+  readonly #retries = new Map<string, { timer: NodeJS.Timeout; delayMs: number }>();
+  #closed = false;
+
+  /**
+   * Subscribes to `objects`' Functions and Deployments and reconciles every Function they hold
+   * now, so it may be made before or after the objects started.
+   */
+  constructor(objects: KubefnObjects, options: FunctionReconcilerOptions = {}) {
+    this.#o = objects;
+    this.#minRetryMs = options.minRetryMs ?? 1000;
+    this.#maxRetryMs = options.maxRetryMs ?? 60_000;
+    const later = (name: string | undefined): void => {
+      if (name && !this.#closed) void this.reconcile(name).catch(() => {});
+    };
+    objects.functions.on('add', (fn) => later(fn.metadata?.name));
+    objects.functions.on('update', (fn) => later(fn.metadata?.name));
+    // A Deployment that changed (its status, or someone edited or deleted it) is reconciled back
+    // and its Function's status brought up to date.
+    const ofDeployment = (d: V1Deployment): void => later(d.metadata?.labels?.[kubefnLabels.function]);
+    objects.deployments.on('add', ofDeployment);
+    objects.deployments.on('update', ofDeployment);
+    objects.deployments.on('delete', ofDeployment);
+    for (const fn of objects.functions.cache.list(objects.namespace)) later(fn.metadata?.name);
+  }
+
+  /**
+   * Reconciles `name` after the reconcile running now; calls made while one is queued share it
+   * (it reads the objects when it starts, so it sees every change that led to those calls).
+   * Resolves with the function's status, undefined when the Function does not exist.
+   */
+  reconcile(name: string): Promise<FunctionStatus | undefined> {
+    const queued = this.#queued.get(name);
+    if (queued) return queued;
+    const previous = this.#running.get(name) ?? Promise.resolve(undefined);
+    const next = previous
+      .catch(() => undefined)
+      .then(() => {
+        this.#queued.delete(name);
+        return this.#closed ? undefined : this.#reconcileOrRetry(name);
+      });
+    this.#queued.set(name, next);
+    this.#running.set(name, next);
+    void next
+      .finally(() => {
+        if (this.#running.get(name) === next) this.#running.delete(name);
+      })
+      .catch(() => {});
+    return next;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const { timer } of this.#retries.values()) clearTimeout(timer);
+    this.#retries.clear();
+    await Promise.allSettled([...this.#running.values()]);
+  }
+
+  async #reconcileOrRetry(name: string): Promise<FunctionStatus | undefined> {
+    try {
+      const status = await this.#reconcile(name);
+      const retry = this.#retries.get(name);
+      if (retry) {
+        clearTimeout(retry.timer);
+        this.#retries.delete(name);
+      }
+      return status;
+    } catch (err) {
+      // Level-triggered: try again later with backoff, whoever asked.
+      const last = this.#retries.get(name)?.delayMs;
+      const delayMs = last === undefined ? this.#minRetryMs : Math.min(last * 2, this.#maxRetryMs);
+      this.#o.onWarning(`reconciling function "${name}" failed; retrying in ${delayMs} ms`, err);
+      clearTimeout(this.#retries.get(name)?.timer);
+      const timer = setTimeout(() => void this.reconcile(name).catch(() => {}), delayMs);
+      timer.unref();
+      this.#retries.set(name, { timer, delayMs });
+      throw err;
+    }
+  }
+
+  /**
+   * Brings the Deployment and Service of Function `name` in line with its spec and writes its
+   * status. Every write is a server-side apply, so a reconcile with nothing to change changes
+   * nothing (no new resourceVersion, no event). Undefined when the Function does not exist.
+   */
+  async #reconcile(name: string): Promise<FunctionStatus | undefined> {
+    const fn = await this.#o.readFunction(name);
+    if (!fn || fn.metadata?.deletionTimestamp) return undefined;
+    const spec = this.#o.specOf(fn);
+    if (spec instanceof Error) {
+      // Reported in the Function's status; the driver lists only functions it can run.
+      await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message });
+      return undefined;
+    }
+    const owner: Owner = { apiVersion: functionApiVersion, kind: 'Function', name, uid: fn.metadata?.uid ?? '' };
+    let deployment: V1Deployment;
+    try {
+      deployment = await this.#applyDeployment(spec, owner);
+      await this.#apply(serviceFor(spec, this.#o.namespace, owner));
+    } catch (err) {
+      const e = kubeError(err, `applying the Deployment and Service of function "${name}"`);
+      await this.#writeStatus(fn, undefined, { reason: 'ReconcileFailed', message: e.message }).catch(() => {});
+      throw e;
+    }
+    const written = await this.#writeStatus(fn, deployment);
+    await Promise.all([
+      this.#o.functions.caughtUp(name, written.metadata?.resourceVersion),
+      this.#o.deployments.caughtUp(name, deployment.metadata?.resourceVersion),
+    ]);
+    return functionStatusOf(written, spec, deployment);
+  }
+
+  /**
+   * Applies the Deployment without spec.replicas, so kubefn's applies never fight the autoscaler.
+   * On create replicas must be set (else the API server defaults them to 1), so:
+   *   1. absent: apply with replicas = max(min, initial) (kubefn owns the field for a moment);
+   *   2. kubefn owns replicas: apply just replicas, at their live value, as `kubefn-replicas`
+   *      (without force: a conflict means a scaler already owns it, which is as good);
+   *   3. apply without replicas: kubefn gives the field up, and it keeps its value because
+   *      another manager (kubefn-replicas, or whoever scaled) still owns it.
+   * Step 2 is decided from managedFields, not from memory, so a controller that crashed between
+   * steps finishes the hand-over on its next reconcile.
+   */
+  async #applyDeployment(spec: FunctionSpec, owner: Owner): Promise<V1Deployment> {
+    const ns = this.#o.namespace;
+    let live = await this.#o.apps.readNamespacedDeployment({ name: spec.name, namespace: ns }).catch((err: unknown) => {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    });
+    if (!live) live = await this.#apply(deploymentFor(spec, ns, owner, { replicas: initialReplicas(spec) }));
+    if (appliedReplicasOwner(live)) {
+      try {
+        await this.#apply(
+          { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: spec.name, namespace: ns }, spec: { replicas: live.spec?.replicas ?? 0 } } as KubernetesObject,
+          { manager: replicasFieldManager, force: false },
+        );
+      } catch (err) {
+        if (!isApiError(err, 409)) throw err;
+      }
+    }
+    return this.#apply(deploymentFor(spec, ns, owner));
+  }
+
+  #apply<T extends KubernetesObject>(object: T, options: { manager?: string; force?: boolean } = {}): Promise<T> {
+    return this.#o.objects.patch(object, undefined, undefined, options.manager ?? fieldManager, options.force ?? true, applyPatchType);
+  }
+
+  /** Applies the Function's status (only kubefn's fields) unless it already reads the same. */
+  async #writeStatus(fn: FunctionResource, deployment: V1Deployment | undefined, failure?: { reason: string; message: string }): Promise<FunctionResource> {
+    const name = fn.metadata?.name ?? '';
+    const ns = this.#o.namespace;
+    const previous = fn.status ?? {};
+    const digest = imageDigest((fn.spec as { image?: string } | undefined)?.image);
+    const status: FunctionResourceStatus = {
+      observedGeneration: fn.metadata?.generation ?? 0,
+      replicas: deployment?.spec?.replicas ?? previous.replicas ?? 0,
+      readyReplicas: deployment?.status?.readyReplicas ?? (failure ? (previous.readyReplicas ?? 0) : 0),
+      ...(digest ? { imageDigest: digest } : {}),
+      url: `http://${name}.${ns}.svc:${servicePort}`,
+      conditions: [readyCondition(previous, deployment, failure, new Date())],
+    };
+    if (sameStatus(previous, status)) return fn;
+    return (await this.#o.custom.patchNamespacedCustomObjectStatus(
+      {
+        group: crdGroup,
+        version: crdVersion,
+        namespace: ns,
+        plural: 'functions',
+        name,
+        body: { apiVersion: functionApiVersion, kind: 'Function', metadata: { name, namespace: ns }, status },
+        fieldManager,
+        force: true,
+      },
+      this.#o.k8s.setHeaderOptions('Content-Type', applyPatchType),
+    )) as FunctionResource;
+  }
+}
+
+/** Whether kubefn's own apply (not a scaler, not the hand-over manager) owns spec.replicas. */
+function appliedReplicasOwner(d: V1Deployment): boolean {
+  return (d.metadata?.managedFields ?? []).some((m) => {
+    const fields = m.fieldsV1 as { 'f:spec'?: { 'f:replicas'?: unknown } } | undefined;
+    return m.manager === fieldManager && m.operation === 'Apply' && !m.subresource && fields?.['f:spec']?.['f:replicas'] !== undefined;
+  });
+}
+
+function sameStatus(a: FunctionResourceStatus, b: FunctionResourceStatus): boolean {
+  return JSON.stringify(normalize(a)) === JSON.stringify(normalize(b));
+}
+
+function normalize(s: FunctionResourceStatus): unknown {
+  return {
+    observedGeneration: s.observedGeneration,
+    replicas: s.replicas,
+    readyReplicas: s.readyReplicas,
+    imageDigest: s.imageDigest,
+    url: s.url,
+    conditions: (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString() })),
+  };
+}
