@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
+import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
@@ -22,8 +23,7 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
-    // One line per request at most, written by the onResponse hook below when asked for.
-    disableRequestLogging: true,
+    logController: requestLogController(options.requestLog ?? false),
     // Management bodies are small JSON; invocation and bundle bodies stream past this limit.
     bodyLimit: 1024 * 1024,
     keepAliveTimeout: 65_000,
@@ -69,15 +69,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 
   app.setErrorHandler(kubefnErrorHandler);
-  if (options.requestLog) {
-    app.addHook('onResponse', async (request, reply) => {
-      const callId = reply.getHeader('x-call-id');
-      request.log.info(
-        { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ...(callId ? { callId } : {}) },
-        'request',
-      );
-    });
-  }
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );

@@ -17,7 +17,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
-import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler } from '@kubefn/gateway';
+import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, requestLogController } from '@kubefn/gateway';
 import {
   FunctionReconciler,
   isApiError,
@@ -145,11 +145,8 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
  * `checkToken` (the gateway's check) in their own scope.
  */
 function internalServer(bodyLimit: number, log: Logger, component: string): FastifyInstance {
-  const app = Fastify({ loggerInstance: log.pino.child({ component }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit });
+  const app = Fastify({ loggerInstance: log.pino.child({ component }) as FastifyBaseLogger, logController: requestLogController(true), bodyLimit });
   app.setErrorHandler(kubefnErrorHandler);
-  app.addHook('onResponse', async (request, reply) => {
-    if (request.url !== '/healthz') request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
-  });
   app.get('/healthz', async () => 'OK');
   return app;
 }

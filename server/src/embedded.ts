@@ -83,7 +83,13 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     ...(bundles ? { bundles } : {}),
     token,
     systemPlugins: [builds],
-    ...(options.logger ? { logger: options.logger.pino.child({ component: 'gateway' }) as FastifyBaseLogger, requestLog: options.requestLog ?? false } : {}),
+    // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
+    ...(options.logger
+      ? {
+          logger: options.logger.pino.child({ component: 'gateway' }, { level: options.requestLog ? 'info' : 'warn' }) as FastifyBaseLogger,
+          requestLog: options.requestLog ?? false,
+        }
+      : {}),
     info: { builds: true, needsImage: driver.kind !== 'process', ...(options.registry ? { registry: options.registry } : {}), base },
   });
   const autoscaler = new Autoscaler({
