@@ -8,9 +8,10 @@ import { chmod, copyFile, lstat, mkdir, open, readdir, readFile, realpath, stat,
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, gzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { extract as tarExtract, type Extract } from 'tar-stream';
 import { KubefnError, isKubefnError } from '@kubefn/platform';
+import { reproducibleGzip } from './gzip.js';
 import { writeTar, type TarEntry } from './oci-layer.js';
 
 const MiB = 1024 * 1024;
@@ -62,8 +63,6 @@ const ratioFloorBytes = 1 * MiB;
  * it only has to stop a stream of zero blocks, which the tar parser would read forever.
  */
 const tarBytesPerEntry = 4096;
-/** Byte 9 of a gzip header names the OS that wrote it; fixed as in oci-layer.ts, whose constant is private. */
-const gzipOsUnix = 3;
 /** Never packed: version control, kubefn's own state, tool caches. Same syntax as .kubefnignore. */
 const alwaysIgnored = ['.git', '.kubefn', '/node_modules/.cache'];
 const ignoreHint = 'list build output, data and anything else the function does not need in .kubefnignore';
@@ -111,8 +110,7 @@ export async function packSource(dir: string, options: PackOptions = {}): Promis
 
   // Byte-wise order, directories as "<dir>/" so each comes right before its contents (as buildLayer).
   entries.sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
-  const archive = gzipSync(await writeTar(entries), { level: 9 });
-  archive[9] = gzipOsUnix;
+  const archive = await reproducibleGzip(await writeTar(entries));
   return { archive, files, bytes };
 }
 
