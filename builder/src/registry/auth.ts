@@ -4,7 +4,7 @@
 
 import { KubefnError } from '@kubefn/platform';
 import { identityTokenUsername, type Credentials } from './credentials.js';
-import { registryError, unauthorized } from './errors.js';
+import { accessAsked, forbidden, registryError, unauthorized } from './errors.js';
 import { parseJson, type Call, type Reply } from './exchange.js';
 
 /** Token lifetime when the token server does not say (the token spec's default), in seconds. */
@@ -61,14 +61,23 @@ export class RegistryAuth {
     this.challenges.set(registry, { ...challenge, params });
     this.authCache.delete(cacheKey(registry, scopes));
     const header = await this.authenticate(registry, challenge, scopes);
-    if (header === undefined) throw await this.refused(registry);
+    if (header === undefined) throw await this.refused(registry, scopes, '');
     return header;
   }
 
-  /** UNAUTHORIZED for a registry that refused what was sent, naming whose login it was. */
-  async refused(registry: string): Promise<KubefnError> {
+  /**
+   * Why a registry answered 401 to the answer to its challenge: no login, a login it did not
+   * accept (UNAUTHORIZED), or a token without the access asked. A token server grants only
+   * what the login may do, and a registry says "insufficient_scope" with a 401 where others
+   * send 403; the login is right either way, so that is FORBIDDEN.
+   */
+  async refused(registry: string, scopes: string[], wwwAuthenticate: string): Promise<KubefnError> {
     const creds = await this.credentialsFor(registry);
-    return unauthorized(registry, creds ? `registry ${registry} refused the credentials of "${creds.username}"` : `registry ${registry} requires login`);
+    if (!creds) return unauthorized(registry, `registry ${registry} requires login`);
+    if (parseWwwAuthenticate(wwwAuthenticate).some((c) => c.params.error === 'insufficient_scope')) {
+      return forbidden(registry, accessAsked({ what: 'access', scopes }), `"${creds.username}" was not granted it: insufficient_scope`);
+    }
+    return unauthorized(registry, `registry ${registry} refused the credentials of "${creds.username}"`);
   }
 
   /** The Authorization header that answers `challenge` for `scopes`, cached; undefined if we have nothing to offer. */
@@ -114,10 +123,14 @@ export class RegistryAuth {
       if (creds) call.headers = { authorization: basicAuth(creds) };
     }
     const reply = await this.send(url, call);
-    if (reply.res.status === 401 || reply.res.status === 403) {
+    if (reply.res.status === 401) {
       throw unauthorized(registry, `the token server of registry ${registry} refused ${creds ? `the credentials of "${creds.username}"` : 'an anonymous request'}`);
     }
-    if (reply.res.status !== 200) throw registryError(registry, what, reply);
+    if (reply.res.status === 403) {
+      const access = accessAsked({ what: 'a token', scopes });
+      throw forbidden(registry, access, `its token server refused ${creds ? `"${creds.username}"` : 'an anonymous request'} with 403`);
+    }
+    if (reply.res.status !== 200) throw registryError(registry, call, reply);
     const body = parseJson(reply.bytes) as { token?: unknown; access_token?: unknown; expires_in?: unknown } | undefined;
     const token = typeof body?.token === 'string' ? body.token : typeof body?.access_token === 'string' ? body.access_token : undefined;
     if (!token) throw new KubefnError('INTERNAL', `the token server of registry ${registry} answered without a token`);

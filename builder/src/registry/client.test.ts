@@ -96,10 +96,87 @@ describe('RegistryClient against a fake registry', () => {
     const port = (closed.address() as AddressInfo).port;
     await new Promise<void>((resolve) => closed.close(() => resolve()));
     await assert.rejects(new RegistryClient().hasBlob(parseReference(`127.0.0.1:${port}/x`), good.digest), (err: unknown) => {
-      assert.ok(isKubefnError(err, 'INTERNAL'));
+      assert.ok(isKubefnError(err, 'UNAVAILABLE'), String(err));
       assert.match(err.message, /cannot reach http:\/\/127\.0\.0\.1/);
       assert.match(err.hint ?? '', /nothing listens/);
       return true;
     });
+  });
+});
+
+describe('RegistryClient on refusals and failures', () => {
+  // A registry that refuses pushes to "ro", is overloaded or down on the "busy" and "down"
+  // repositories, and behind token auth on "scoped", where its token server grants bob pulls
+  // only (a distribution registry then answers 401 insufficient_scope) and refuses mallory.
+  let server: Server;
+  let host: string;
+  const tokenRequests: string[] = [];
+  before(async () => {
+    server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://fake');
+      const json = (status: number, body: object, headers: Record<string, string> = {}) =>
+        void res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+      if (url.pathname === '/token') {
+        const user = Buffer.from((req.headers.authorization ?? '').replace(/^Basic /, ''), 'base64').toString().split(':')[0];
+        tokenRequests.push(`${user} ${url.searchParams.getAll('scope').join(' ')}`);
+        if (user === 'mallory') return json(403, { details: 'no access for you' });
+        return json(200, { token: `token-for-${user}` });
+      }
+      if (url.pathname === '/v2/ro/blobs/uploads/') {
+        return json(403, { errors: [{ code: 'DENIED', message: 'requested access to the resource is denied' }] });
+      }
+      if (url.pathname.startsWith('/v2/busy/')) return json(429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, { 'retry-after': '7' });
+      if (url.pathname.startsWith('/v2/down/')) return void res.writeHead(503).end('upstream connect error');
+      if (url.pathname.startsWith('/v2/broken/')) return void res.writeHead(500).end();
+      if (url.pathname.startsWith('/v2/scoped/')) {
+        const actions = req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'pull,push';
+        const challenge = `Bearer realm="http://${host}/token",service="fake",scope="repository:scoped:${actions}"`;
+        const error = req.headers.authorization ? ',error="insufficient_scope"' : '';
+        return json(401, { errors: [{ code: 'DENIED' }] }, { 'www-authenticate': challenge + error });
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const b = blob('a layer');
+  const as = (username: string) => new RegistryClient({ credentials: async () => ({ username, password: 'pw' }) });
+
+  it('gives FORBIDDEN, naming what was refused, for a 403', async () => {
+    await assert.rejects(new RegistryClient().pushBlob(parseReference(`${host}/ro`), b.digest, b.bytes), (err: unknown) => {
+      assert.ok(isKubefnError(err, 'FORBIDDEN'), String(err));
+      assert.equal(err.status, 403);
+      assert.match(err.message, /^registry 127\.0\.0\.1:\d+: push to ro refused \(403: DENIED: requested access to the resource is denied\)$/);
+      assert.match(err.hint ?? '', /ask whoever runs 127\.0\.0\.1:\d+ for access/);
+      return true;
+    });
+  });
+
+  it('gives UNAVAILABLE, worth retrying, for a 429 (with its Retry-After), a 503 and a 500', async () => {
+    await assert.rejects(new RegistryClient().getManifest(parseReference(`${host}/busy:v1`)), (err: unknown) => {
+      assert.ok(isKubefnError(err, 'UNAVAILABLE'), String(err));
+      assert.equal(err.status, 503);
+      assert.match(err.message, /manifest busy:v1: HTTP 429 TOOMANYREQUESTS: slow down$/);
+      assert.match(err.hint ?? '', /overloaded or down; try again in 7 s/);
+      return true;
+    });
+    await rejectsWith(new RegistryClient().getManifest(parseReference(`${host}/down:v1`)), 'UNAVAILABLE', /manifest down:v1: HTTP 503 upstream connect error$/);
+    await rejectsWith(new RegistryClient().getBlob(parseReference(`${host}/broken`), b.digest), 'UNAVAILABLE', /blob sha256:\w+ of broken: HTTP 500 Internal Server Error$/);
+  });
+
+  it('gives FORBIDDEN when the token granted lacks the access asked (401 insufficient_scope)', async () => {
+    tokenRequests.length = 0;
+    await rejectsWith(as('bob').pushBlob(parseReference(`${host}/scoped`), b.digest, b.bytes), 'FORBIDDEN', /push to scoped refused \("bob" was not granted it: insufficient_scope\)$/);
+    assert.deepEqual(tokenRequests, ['bob repository:scoped:pull,push']);
+    // Without a login, the same answer means logging in.
+    await rejectsWith(new RegistryClient().getManifest(parseReference(`${host}/scoped:v1`)), 'UNAUTHORIZED', /requires login/);
+  });
+
+  it('gives FORBIDDEN when the token server refuses a known user with 403', async () => {
+    await rejectsWith(as('mallory').getManifest(parseReference(`${host}/scoped:v1`)), 'FORBIDDEN', /pull from scoped refused \(its token server refused "mallory" with 403\)$/);
   });
 });

@@ -97,7 +97,7 @@ export class RegistryClient {
   /** Runs `call`, turning any status not in `ok` into a KubefnError. */
   private async expect(ok: number[], call: Call, registry: string): Promise<Reply> {
     const reply = await this.call(registry, call);
-    if (!ok.includes(reply.res.status)) throw registryError(registry, call.what, reply);
+    if (!ok.includes(reply.res.status)) throw registryError(registry, call, reply);
     return reply;
   }
 
@@ -114,7 +114,7 @@ export class RegistryClient {
     if (reply.res.status !== 401 || !sameOrigin) return reply;
     const again = await this.auth.answer(registry, reply.res.headers.get('www-authenticate') ?? '', call.scopes);
     const retried = await send(url, call, again, this.sendOptions);
-    if (retried.res.status === 401) throw await this.auth.refused(registry);
+    if (retried.res.status === 401) throw await this.auth.refused(registry, call.scopes, retried.res.headers.get('www-authenticate') ?? '');
     return retried;
   }
 }
