@@ -2,9 +2,9 @@
 // manifest and blob operations over one authenticated exchange per call, answering the
 // registry's Basic or Bearer-token challenges (auth.ts) as they come.
 
-import type { Credentials } from './credentials.js';
 import { RegistryAuth } from './auth.js';
 import { blobExists, getBlob, getBlobStream, pushBlob, type PushBlobResult, type PushContent } from './blobs.js';
+import type { Credentials } from './credentials.js';
 import { registryError } from './errors.js';
 import { send, type Call, type RegistryExchange, type Reply, type SendOptions } from './exchange.js';
 import { getImageConfig, getManifest, putManifest, type ImageConfigResult, type ManifestResult, type Platform } from './manifests.js';
