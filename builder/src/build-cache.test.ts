@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { writeAtomic } from './atomic-write.js';
 import { cachedBlobPath, cachedHostBase, type HostBaseCacheOptions } from './build-cache.js';
 import type { HostNodeBase } from './host-base.js';
@@ -101,6 +102,41 @@ describe('cachedHostBase', () => {
     assert.deepEqual(await readFile(file), blob);
     assert.equal((await cachedHostBase(cache, later)).blob.length, blob.length);
     assert.equal(later.builds, 1);
+  });
+
+  it('lets builders that share no memory (worker threads, as processes would) fill one cache at once', async () => {
+    const cache = await emptyCache();
+    // Each worker loads its own copy of the modules, so nothing in memory is shared: both build
+    // and write the same blob and config, and the renames leave one whole copy of each.
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      (async () => {
+        const { cachedHostBase } = await import(workerData.cache);
+        const { buildLayer } = await import(workerData.layer);
+        const build = async () => {
+          const layer = await buildLayer([{ path: 'usr/local/bin/node', content: Buffer.alloc(4 << 20, 'not really node '), mode: 0o755 }]);
+          const layers = [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.blob.length }];
+          const config = { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.diffId] }, config: {} };
+          return { base: { config, layers }, layer, nodeVersion: 'v0.0.0' };
+        };
+        const { base, blob } = await cachedHostBase(workerData.dir, { build });
+        parentPort.postMessage({ digest: base.layers[0].digest, blob });
+      })();`;
+    const workerData = { dir: cache, cache: new URL('./build-cache.js', import.meta.url).href, layer: new URL('./oci-layer.js', import.meta.url).href };
+    const run = () =>
+      new Promise<{ digest: string; blob: Uint8Array }>((resolve, reject) => {
+        const worker = new Worker(source, { eval: true, workerData });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`worker exited with ${code} before answering`)));
+      });
+    const [a, b] = await Promise.all([run(), run()]);
+    assert.equal(a.digest, b.digest);
+    assert.equal(sha256(a.blob), a.digest);
+    const files = await filesUnder(cache);
+    assert.deepEqual(files.filter((f) => f.endsWith('.tmp')), []);
+    assert.equal(files.length, 2, files.join(', '));
+    assert.equal(sha256(await readFile(cachedBlobPath(cache, a.digest))), a.digest);
   });
 
   it('builds again when the saved config is not JSON', async () => {
