@@ -7,7 +7,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { KubefnError, validateName } from '@kubefn/platform';
-import { extractSource, type ExtractLimits } from './source-archive.js';
+import { extractSource, type ExtractLimits } from './source-extract.js';
 
 export interface BuildQuery {
   name: string;

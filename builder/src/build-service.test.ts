@@ -16,7 +16,7 @@ import { waitFor } from '@kubefn/platform/testing';
 import { BuildEventWriter, maxLogLineBytes, maxLogLines } from './build-events.js';
 import { buildServicePlugin, readBuildEvents, type BuildEvent, type BuildRequest, type BuildServiceOptions } from './build-service.js';
 import { bundleFunction } from './bundle.js';
-import { packSource } from './source-archive.js';
+import { packSource } from './source-pack.js';
 
 const MiB = 1024 * 1024;
 

@@ -16,7 +16,7 @@ import {
   type BuildHttpRequest,
   type BuildQuery,
 } from './build-request.js';
-import { defaultExtractLimits, type ExtractLimits } from './source-archive.js';
+import { defaultExtractLimits, type ExtractLimits } from './source-extract.js';
 
 export {
   maxEventLineBytes,

@@ -2,11 +2,12 @@
 // source map: the artifact every driver runs.
 
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
+import { writeAtomic } from './atomic-write.js';
 
 export interface BundleOptions {
   /** The function's directory (where fn.yaml lives); imports resolve from here. */
@@ -94,10 +95,10 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   const map = result.outputFiles?.find((f) => f.path === `${outFile}.map`);
   if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no output');
   const contents = Buffer.from(stableOutput(output.text, map.text, dir, outDir, Object.keys(result.metafile.inputs)));
-  await mkdir(outDir, { recursive: true });
-  // Skip the write when unchanged so file watchers and mtimes stay quiet.
+  // Skip the write when unchanged so file watchers and mtimes stay quiet. Atomic, since two
+  // builds of one function may bundle into the same place at once and read the file back.
   const previous = await readFile(outFile).catch(() => null);
-  if (!previous?.equals(contents)) await writeFile(outFile, contents);
+  if (!previous?.equals(contents)) await writeAtomic(outFile, contents);
   return {
     file: outFile,
     digest: `sha256:${createHash('sha256').update(contents).digest('hex')}`,

@@ -1,15 +1,14 @@
 // From a function's source to an OCI image: bundle -> one reproducible layer on a base image ->
 // pushed to a registry (only the blobs it lacks) or written as an archive. No daemon involved.
 
-import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { KubefnError } from '@kubefn/platform';
 import { bundleFunction, type Bundle } from './bundle.js';
-import { hostNodeBase } from './host-base.js';
+import { cachedBlob, cachedHostBase } from './build-cache.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
-import { buildLayer, sha256, type Layer, type LayerFile } from './oci-layer.js';
+import { buildLayer, type Layer, type LayerFile } from './oci-layer.js';
 import type { RegistryClient } from './registry/client.js';
 import { formatReference, parseReference, type ImageReference } from './registry/reference.js';
 
@@ -212,7 +211,10 @@ export async function resolveBase(name: string, client: RegistryClient, cacheDir
   if (name === scratchBaseName) {
     return { name, source: undefined, blobs: new Map(), base: scratchBase() };
   }
-  if (name === hostBaseName) return hostBase(cacheDir);
+  if (name === hostBaseName) {
+    const { base, blob } = await cachedHostBase(cacheDir);
+    return { name, source: undefined, blobs: new Map([[base.layers[0]!.digest, blob]]), base };
+  }
   const ref = parseReference(name);
   const got = await client.getImageConfig(ref);
   if (got.config.os !== 'linux') {
@@ -224,43 +226,6 @@ export async function resolveBase(name: string, client: RegistryClient, cacheDir
     blobs: new Map(),
     base: { config: got.config, layers: got.manifest.layers },
   };
-}
-
-/** The host base, built once per node binary and kept in the cache (building it gzips ~100 MB). */
-async function hostBase(cacheDir: string): Promise<ResolvedBase> {
-  const node = await stat(process.execPath);
-  const key = createHash('sha256').update(`v1 ${process.execPath} ${node.size} ${node.mtimeMs}`).digest('hex').slice(0, 32);
-  const file = path.join(cacheDir, 'host-base', `${key}.json`);
-  const saved = await readFile(file, 'utf8').then((t) => JSON.parse(t) as BaseImage, () => undefined);
-  if (saved) {
-    const digest = saved.layers[0]!.digest;
-    const blob = await readFile(blobPath(cacheDir, digest)).catch(() => undefined);
-    if (blob && sha256(blob) === digest) return { name: hostBaseName, source: undefined, blobs: new Map([[digest, blob]]), base: saved };
-  }
-  const built = await hostNodeBase();
-  await writeAtomic(blobPath(cacheDir, built.layer.digest), built.layer.blob);
-  await writeAtomic(file, Buffer.from(JSON.stringify(built.base)));
-  return { name: hostBaseName, source: undefined, blobs: new Map([[built.layer.digest, built.layer.blob]]), base: built.base };
-}
-
-async function cachedBlob(client: RegistryClient, source: ImageReference, digest: string, cacheDir: string): Promise<Buffer> {
-  const file = blobPath(cacheDir, digest);
-  const cached = await readFile(file).catch(() => undefined);
-  if (cached && sha256(cached) === digest) return cached;
-  const blob = await client.getBlob(source, digest);
-  await writeAtomic(file, blob);
-  return blob;
-}
-
-function blobPath(cacheDir: string, digest: string): string {
-  return path.join(cacheDir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
-}
-
-async function writeAtomic(file: string, content: Buffer): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, content);
-  await rename(tmp, file);
 }
 
 export function formatBytes(n: number): string {

@@ -2,9 +2,9 @@
 // every run and machine (sorted entries, fixed times, owners and modes, fixed gzip header).
 
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import { KubefnError } from '@kubefn/platform';
+import { reproducibleGzip } from './gzip.js';
 
 export interface LayerFile {
   /** Path inside the image, relative to /, with "/" separators: "app/fn.mjs". */
@@ -32,8 +32,6 @@ export const layerMediaType = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 /** Every entry gets this time: 1970-01-01, so rebuilding never changes a byte. */
 const fixedMtime = new Date(0);
-/** Byte 9 of a gzip header names the OS that wrote it; fix it so every machine writes the same. */
-const gzipOsUnix = 3;
 
 export function sha256(data: Uint8Array): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -68,8 +66,7 @@ export async function buildLayer(files: readonly LayerFile[]): Promise<Layer> {
     ...[...entries.values()].map((f) => ({ name: f.path, mode: f.mode ?? 0o644, content: f.content })),
   ].sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
   const tar = await writeTar(ordered);
-  const blob = gzipSync(tar, { level: 9 });
-  blob[9] = gzipOsUnix;
+  const blob = await reproducibleGzip(tar);
   return { blob, digest: sha256(blob), diffId: sha256(tar), tarBytes: tar.length };
 }
 

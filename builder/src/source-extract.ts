@@ -1,17 +1,16 @@
-// Function source tarballs: packs a function directory for upload (the CLI), and extracts an
-// untrusted upload into a build's scratch directory (the build service) without ever writing
-// outside it.
+// Extracts an untrusted function source upload (tar or tar.gz) into a build's scratch directory
+// for the build service, within limits and without ever writing outside it.
 
 import { once } from 'node:events';
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, open, readdir, readFile, realpath, stat, symlink, unlink } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, open, readdir, realpath, stat, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, gzipSync } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { extract as tarExtract, type Extract } from 'tar-stream';
 import { KubefnError, isKubefnError } from '@kubefn/platform';
-import { writeTar, type TarEntry } from './oci-layer.js';
+import { defaultPathLimits, fileMode, isInside, linkProblem, pathProblem, pathSegments, quote } from './source-paths.js';
 
 const MiB = 1024 * 1024;
 
@@ -35,24 +34,9 @@ export const defaultExtractLimits: Readonly<ExtractLimits> = Object.freeze({
   maxBytes: 200 * MiB,
   maxCompressedBytes: 50 * MiB,
   maxRatio: 200,
-  maxPathLength: 1024,
-  maxDepth: 64,
+  maxPathLength: defaultPathLimits.maxPathLength,
+  maxDepth: defaultPathLimits.maxDepth,
 });
-
-export interface PackOptions {
-  /** Most bytes of file content; default 100 MiB. */
-  maxBytes?: number;
-  /** Most files and directories; default 20 000. */
-  maxEntries?: number;
-}
-
-export interface PackedSource {
-  /** The tar.gz to upload. */
-  archive: Buffer;
-  files: number;
-  /** Bytes of file content, before compression. */
-  bytes: number;
-}
 
 /** Small archives of text compress very well; only past this many bytes is the ratio a bomb sign. */
 const ratioFloorBytes = 1 * MiB;
@@ -62,59 +46,6 @@ const ratioFloorBytes = 1 * MiB;
  * it only has to stop a stream of zero blocks, which the tar parser would read forever.
  */
 const tarBytesPerEntry = 4096;
-/** Byte 9 of a gzip header names the OS that wrote it; fixed as in oci-layer.ts, whose constant is private. */
-const gzipOsUnix = 3;
-/** Never packed: version control, kubefn's own state, tool caches. Same syntax as .kubefnignore. */
-const alwaysIgnored = ['.git', '.kubefn', '/node_modules/.cache'];
-const ignoreHint = 'list build output, data and anything else the function does not need in .kubefnignore';
-
-/**
- * A reproducible tar.gz of `dir` for upload: files and directories in byte order, fixed times and
- * owners, modes 0o755 (executable) or 0o644. A symlink is stored as the file it points to, and
- * only if that file is inside `dir`. `.kubefnignore` in `dir` lists paths to leave out, one per
- * line: `#` comments, `name` matches at any depth, a pattern with a `/` is anchored at `dir`, a
- * trailing `/` matches directories only, `*` matches within one path segment; no `!` or `**`.
- */
-export async function packSource(dir: string, options: PackOptions = {}): Promise<PackedSource> {
-  const maxBytes = options.maxBytes ?? 100 * MiB;
-  const maxEntries = options.maxEntries ?? 20_000;
-  const root = await realpath(dir);
-  const ignored = ignoreMatcher([...alwaysIgnored, ...(await readIgnoreFile(root))]);
-  const tooLarge = (what: string) =>
-    new KubefnError('BODY_TOO_LARGE', `${dir} has more than ${what}`, { hint: ignoreHint });
-  const entries: TarEntry[] = [];
-  let files = 0;
-  let bytes = 0;
-
-  const walk = async (rel: string): Promise<void> => {
-    for (const d of await readdir(path.join(root, rel), { withFileTypes: true })) {
-      const child = rel === '' ? d.name : `${rel}/${d.name}`;
-      if (ignored(child, d.isDirectory())) continue;
-      if (!d.isDirectory() && !d.isFile() && !d.isSymbolicLink()) continue; // sockets, FIFOs: not source
-      const why = pathProblem(child, defaultExtractLimits);
-      if (why) throw new KubefnError('BAD_REQUEST', `cannot pack ${quote(child)}: it ${why}`, { hint: ignoreHint });
-      if (entries.length >= maxEntries) throw tooLarge(`${maxEntries} files and directories`);
-      if (d.isDirectory()) {
-        entries.push({ name: `${child}/`, mode: 0o755 });
-        await walk(child);
-        continue;
-      }
-      const file = d.isSymbolicLink() ? await followLink(root, child) : path.join(root, child);
-      const st = await stat(file);
-      if (bytes + st.size > maxBytes) throw tooLarge(`${maxBytes} bytes of files`);
-      bytes += st.size;
-      files++;
-      entries.push({ name: child, mode: fileMode(st.mode), content: await readFile(file) });
-    }
-  };
-  await walk('');
-
-  // Byte-wise order, directories as "<dir>/" so each comes right before its contents (as buildLayer).
-  entries.sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
-  const archive = gzipSync(await writeTar(entries), { level: 9 });
-  archive[9] = gzipOsUnix;
-  return { archive, files, bytes };
-}
 
 /**
  * Extracts a tar or tar.gz (told apart by the gzip magic bytes) from an untrusted upload into
@@ -395,103 +326,12 @@ function clash(name: string, err: unknown): unknown {
   return new KubefnError('BAD_REQUEST', `archive entry ${quote(name)} clashes with an earlier entry (${code})`, { cause: err });
 }
 
-/** Why `p`, an entry name or link target, is not a plain relative "/" path, or undefined if it is. */
-function syntaxProblem(p: string, maxPathLength: number): string | undefined {
-  if (p === '') return 'is empty';
-  if (p.includes('\0')) return 'contains a NUL byte';
-  if (Buffer.byteLength(p) > maxPathLength) return `is longer than ${maxPathLength} bytes`;
-  if (p.startsWith('/')) return 'is an absolute path';
-  if (p.includes('\\') || /^[A-Za-z]:/.test(p)) return 'uses Windows path syntax (a backslash or drive letter)';
-  return undefined;
-}
-
-/** Why `name` is not a safe path inside the archive, or undefined if it is. */
-function pathProblem(name: string, limits: Pick<ExtractLimits, 'maxPathLength' | 'maxDepth'>): string | undefined {
-  const why = syntaxProblem(name, limits.maxPathLength);
-  if (why) return why;
-  const segments = pathSegments(name);
-  if (segments.includes('..')) return 'has a ".." component';
-  if (segments.length > limits.maxDepth) return `is nested more than ${limits.maxDepth} deep`;
-  return undefined;
-}
-
-/** "./a//b/" -> ["a", "b"]; safe only for names pathProblem accepted. */
-function pathSegments(name: string): string[] {
-  return name.split('/').filter((s) => s !== '' && s !== '.');
-}
-
-/** Why a symlink at `segments` to `target` leaves the archive, judged by its text alone. */
-function linkProblem(segments: string[], target: string, limits: ExtractLimits): string | undefined {
-  const why = syntaxProblem(target, limits.maxPathLength);
-  if (why) return why;
-  const resolved = path.posix.normalize(path.posix.join(...segments.slice(0, -1), target));
-  return resolved === '..' || resolved.startsWith('../') ? 'leads outside the archive' : undefined;
-}
-
 async function emptyDirectory(dest: string): Promise<string> {
   const root = await realpath(dest);
   if (!(await stat(root)).isDirectory() || (await readdir(root)).length > 0) {
     throw new KubefnError('INTERNAL', `extractSource needs an existing empty directory, not ${dest}`);
   }
   return root;
-}
-
-/** Follows a symlink inside the packed directory to the file it names, if that stays inside. */
-async function followLink(root: string, rel: string): Promise<string> {
-  const hint = 'replace the link with the file itself, or list it in .kubefnignore';
-  const real = await realpath(path.join(root, rel)).catch(() => {
-    throw new KubefnError('BAD_REQUEST', `cannot pack ${quote(rel)}: it is a broken symlink`, { hint });
-  });
-  if (!isInside(root, real)) {
-    throw new KubefnError('BAD_REQUEST', `cannot pack ${quote(rel)}: it is a symlink to ${real}, outside ${root}`, { hint });
-  }
-  if (!(await stat(real)).isFile()) {
-    throw new KubefnError('BAD_REQUEST', `cannot pack ${quote(rel)}: only symlinks to files are packed`, { hint });
-  }
-  return real;
-}
-
-async function readIgnoreFile(root: string): Promise<string[]> {
-  try {
-    return (await readFile(path.join(root, '.kubefnignore'), 'utf8')).split(/\r?\n/);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-}
-
-/** Compiles ignore lines (syntax in packSource's comment) into a test of a relative path. */
-function ignoreMatcher(lines: string[]): (rel: string, isDirectory: boolean) => boolean {
-  const rules = lines
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((line) => {
-      if (line.startsWith('!')) {
-        throw new KubefnError('INVALID_SPEC', `.kubefnignore: "!" patterns are not supported (${line})`);
-      }
-      const body = line.replace(/^\/+|\/+$/g, '');
-      const glob = body.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*');
-      return {
-        re: new RegExp(`^${glob}$`),
-        anchored: line.startsWith('/') || body.includes('/'),
-        directoryOnly: line.endsWith('/'),
-      };
-    });
-  return (rel, isDirectory) =>
-    rules.some((r) => (isDirectory || !r.directoryOnly) && r.re.test(r.anchored ? rel : path.posix.basename(rel)));
-}
-
-function isInside(root: string, p: string): boolean {
-  return p === root || p.startsWith(root + path.sep);
-}
-
-/** 0o755 if any execute bit is set, else 0o644: no setuid, nothing group or world writable. */
-function fileMode(mode: number): number {
-  return mode & 0o111 ? 0o755 : 0o644;
-}
-
-function quote(name: string): string {
-  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}...` : name);
 }
 
 function refused(name: string, why: string): KubefnError {

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import { tarOf, type TarTestEntry } from './testing/tar.js';
 import { isKubefnError, type ErrorCode } from '@kubefn/platform';
-import { extractSource, packSource, type ExtractLimits } from './source-archive.js';
+import { extractSource, type ExtractLimits } from './source-extract.js';
 
 type Entry = TarTestEntry;
 
@@ -266,111 +266,6 @@ describe('extractSource', () => {
       await assert.rejects(extractSource(Readable.from([await tgzOf([])]), sb.parent), (err: unknown) =>
         isKubefnError(err, 'INTERNAL'),
       );
-    });
-  });
-});
-
-describe('packSource', () => {
-  async function withFunctionDir(fn: (dir: string) => Promise<void>): Promise<void> {
-    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-pack-test-'));
-    const files: Record<string, string> = {
-      'index.mjs': 'export default () => new Response("hi");\n',
-      'lib/util.mjs': 'export const x = 1;\n',
-      'lib/data/table.json': '{}',
-      '.git/HEAD': 'ref: refs/heads/main\n',
-      '.kubefn/state.json': '{}',
-      'node_modules/.cache/esbuild/x': 'cache',
-      'node_modules/dep/index.js': 'module.exports = 1;\n',
-      'dist/out.js': 'built',
-      'app.log': 'log',
-      'lib/debug.log': 'log',
-      'secret.txt': 'secret',
-      '.kubefnignore': '# build output\ndist/\n*.log\n/secret.txt\n',
-    };
-    for (const [rel, content] of Object.entries(files)) {
-      await mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
-      await writeFile(path.join(dir, rel), content);
-    }
-    await mkdir(path.join(dir, 'public'));
-    await symlink('index.mjs', path.join(dir, 'main.mjs'));
-    try {
-      await fn(dir);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  it('round-trips through extractSource, honouring .kubefnignore and skipping .git', async () => {
-    await withFunctionDir(async (dir) => {
-      const packed = await packSource(dir);
-      assert.equal(packed.files, 6);
-      await withSandbox(async (sb) => {
-        const result = await extractSource(Readable.from([packed.archive]), sb.dest);
-        assert.deepEqual(result, { files: packed.files, bytes: packed.bytes });
-        const names = (await walk(sb.dest)).map((p) => path.relative(sb.dest, p)).sort();
-        assert.deepEqual(names, [
-          '.kubefnignore',
-          'index.mjs',
-          'lib',
-          'lib/data',
-          'lib/data/table.json',
-          'lib/util.mjs',
-          'main.mjs',
-          'node_modules',
-          'node_modules/dep',
-          'node_modules/dep/index.js',
-          'public',
-        ]);
-        // the symlink was stored as the file it points to
-        assert.equal((await lstat(path.join(sb.dest, 'main.mjs'))).isFile(), true);
-        assert.equal(await readFile(path.join(sb.dest, 'main.mjs'), 'utf8'), await readFile(path.join(dir, 'index.mjs'), 'utf8'));
-      });
-    });
-  });
-
-  it('gives the same bytes every time, whatever the file times', async () => {
-    await withFunctionDir(async (dir) => {
-      const a = await packSource(dir);
-      await utimes(path.join(dir, 'index.mjs'), new Date(), new Date('2001-02-03'));
-      const b = await packSource(dir);
-      assert.ok(a.archive.equals(b.archive));
-      assert.equal(a.archive[9], 3);
-      assert.ok(gunzipSync(a.archive).length > 0);
-    });
-  });
-
-  it('refuses a symlink that leads out of the directory', async () => {
-    await withFunctionDir(async (dir) => {
-      const outside = path.join(tmpdir(), `kubefn-outside-${randomBytes(6).toString('hex')}`);
-      await writeFile(outside, 'not yours');
-      await symlink(outside, path.join(dir, 'host'));
-      await assert.rejects(packSource(dir).finally(() => rm(outside)), (err: unknown) => {
-        assert.ok(isKubefnError(err, 'BAD_REQUEST'));
-        assert.match(err.message, /"host": it is a symlink to .*kubefn-outside-\w+, outside/);
-        assert.match(err.hint ?? '', /\.kubefnignore/);
-        return true;
-      });
-    });
-  });
-
-  it('refuses a link to a directory and "!" ignore patterns it does not support', async () => {
-    await withFunctionDir(async (dir) => {
-      await symlink('lib', path.join(dir, 'lib2'));
-      await assert.rejects(packSource(dir), /"lib2": only symlinks to files are packed/);
-      await writeFile(path.join(dir, '.kubefnignore'), 'lib2\n!dist/keep.js\n');
-      await assert.rejects(packSource(dir), (err: unknown) => isKubefnError(err, 'INVALID_SPEC'));
-    });
-  });
-
-  it('refuses a directory past its limits, with a hint naming .kubefnignore', async () => {
-    await withFunctionDir(async (dir) => {
-      for (const options of [{ maxBytes: 10 }, { maxEntries: 3 }]) {
-        await assert.rejects(packSource(dir, options), (err: unknown) => {
-          assert.ok(isKubefnError(err, 'BODY_TOO_LARGE'));
-          assert.match(err.hint ?? '', /\.kubefnignore/);
-          return true;
-        });
-      }
     });
   });
 });
