@@ -19,7 +19,7 @@ import { buildLayer, sha256, type Layer, type LayerFile } from './oci-layer.js';
 import { formatReference, parseReference, type RegistryClient } from './registry/index.js';
 
 export interface PlatformImageOptions {
-  /** The compiled entry module, e.g. cli/dist/cluster/entry.js. */
+  /** The compiled entry module: @kubefn/server's dist/entry.js. */
   entry: string;
   /** Base image reference or "host": it must have node on PATH. */
   base: string;
