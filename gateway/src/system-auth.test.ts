@@ -12,7 +12,7 @@ const token = 'right-token';
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 /** The routes fastify serves, as [method, path] pairs, read from its printed radix tree. */
-export function servedRoutes(app: FastifyInstance): [string, string][] {
+function servedRoutes(app: FastifyInstance): [string, string][] {
   const routes: [string, string][] = [];
   const prefixes: string[] = [];
   for (const line of app.printRoutes().split('\n')) {
