@@ -85,4 +85,57 @@ describe('Autoscaler', () => {
     await autoscaler.poke('cold');
     assert.equal(target.calls.length, 1, 'a function already scaled is left alone');
   });
+
+  it('a poke brings a function with a floor back from zero to its floor, not to one', async () => {
+    const target = new RecordingTarget();
+    // min 2, found at zero: what a driver that lost its replicas (a reset) reports.
+    target.add({ name: 'floor', scale: { min: 2, max: 5 } }, 0);
+    const autoscaler = new Autoscaler({ target, sources: [], clock: new ManualClock(1_000_000) });
+    await Promise.all([autoscaler.poke('floor'), autoscaler.poke('floor')]);
+    assert.deepEqual(target.calls, [['floor', 2]]);
+  });
+
+  it('a poke leaves a function with replicas starting alone, and the next round raises it to its floor', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'floor', scale: { min: 2, max: 5 } }, 0);
+    // Scaled by hand below its floor, the one replica not ready yet: a request finds none ready.
+    target.functions.set('floor', { ...target.functions.get('floor')!, replicas: 1, readyReplicas: 0 });
+    const autoscaler = new Autoscaler({ target, sources: [], clock });
+    await autoscaler.poke('floor');
+    assert.deepEqual(target.calls, [], 'a poke only scales from zero, and never down');
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.deepEqual(target.calls, [['floor', 2]]);
+    assert.equal(autoscaler.lastDecision('floor')?.desired, 2);
+  });
+
+  it('a poke never scales a function down to its floor', async () => {
+    const target = new RecordingTarget();
+    target.add({ name: 'floor', scale: { min: 2, max: 5 } }, 4);
+    target.functions.set('floor', { ...target.functions.get('floor')!, readyReplicas: 0 });
+    const autoscaler = new Autoscaler({ target, sources: [], clock: new ManualClock(1_000_000) });
+    await autoscaler.poke('floor');
+    assert.deepEqual(target.calls, []);
+  });
+
+  it('forgets the traffic of a function deleted and created again under its name', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'again', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
+    const first = { ...target.functions.get('again')!, createdAt: '2026-01-01T00:00:00.000Z' };
+    target.functions.set('again', first);
+    let traffic = 25;
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [{ name: 'again', concurrency: traffic, requests: traffic }] }], clock });
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.deepEqual(target.calls, [['again', 3]]);
+    // Deleted and created again, at zero and quiet, between two ticks.
+    traffic = 0;
+    target.functions.set('again', { ...first, replicas: 0, readyReplicas: 0, createdAt: '2026-01-01T00:00:01.500Z' });
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.equal(target.calls.length, 1, 'the old calls do not scale the new function');
+    assert.equal(autoscaler.lastDecision('again')?.desired, 0);
+  });
 });

@@ -16,6 +16,11 @@ export interface ScaledFunction {
   spec: { name: string; scale: ScaleSpec };
   replicas: number;
   readyReplicas: number;
+  /**
+   * When this function was created (the driver's createdAt). A function deleted and created again
+   * under the same name is a new one: its history (window, decider state) starts empty.
+   */
+  createdAt?: string;
 }
 
 /** What the autoscaler needs from a driver. */
@@ -43,6 +48,7 @@ export interface AutoscalerOptions {
 }
 
 interface Tracked {
+  createdAt: string | undefined;
   window: MetricWindow;
   state: DeciderState;
   last?: Decision;
@@ -107,7 +113,7 @@ export class Autoscaler {
     const live = new Set<string>();
     for (const fn of functions) {
       live.add(fn.spec.name);
-      const t = this.#trackedFor(fn.spec.name);
+      const t = this.#trackedFor(fn.spec.name, fn.createdAt);
       const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0 };
       // The sample covers the interval ending now; it is filed under the current second, so a
       // window of N seconds ending now holds the last N samples.
@@ -130,7 +136,7 @@ export class Autoscaler {
     const p = (async () => {
       const fn = (await this.#target.list()).find((f) => f.spec.name === name);
       if (!fn || fn.replicas > 0) return;
-      const t = this.#trackedFor(name);
+      const t = this.#trackedFor(name, fn.createdAt);
       // Restart the grace period, so the replica started for this request is not culled by a
       // decision made on samples from before it arrived.
       t.state = { ...t.state, zeroSince: this.#clock.now() };
@@ -147,17 +153,17 @@ export class Autoscaler {
     return this.#tracked.get(name)?.last;
   }
 
-  #trackedFor(name: string): Tracked {
+  #trackedFor(name: string, createdAt: string | undefined): Tracked {
     let t = this.#tracked.get(name);
-    if (!t) {
-      t = { window: new MetricWindow(maxWindowMs), state: initialDeciderState() };
+    if (!t || t.createdAt !== createdAt) {
+      t = { createdAt, window: new MetricWindow(maxWindowMs), state: initialDeciderState() };
       this.#tracked.set(name, t);
     }
     return t;
   }
 
   async #decideAndScale(fn: ScaledFunction, now: number): Promise<void> {
-    const t = this.#trackedFor(fn.spec.name);
+    const t = this.#trackedFor(fn.spec.name, fn.createdAt);
     const settings = settingsFromSpec(fn.spec.scale, this.#config);
     const { decision, state } = decide(
       t.state,

@@ -102,6 +102,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       ctx.catalog.set(name, undefined);
       ctx.routers.remove(name);
       ctx.invocations.delete(name);
+      ctx.stats.forget(name);
       return reply.code(200).send();
     },
   );

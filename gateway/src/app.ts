@@ -1,6 +1,6 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
@@ -29,6 +29,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     keepAliveTimeout: 65_000,
     requestIdHeader: false,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
+    // The router's own refusals (a malformed URL, a path parameter over 100 characters) come
+    // before any handler: answer them in kubefn's error shape too.
+    frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
   });
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.

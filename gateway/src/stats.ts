@@ -40,6 +40,11 @@ export class ConcurrencyStats implements StatsSource {
     return this.#fns.get(name)?.inFlight ?? 0;
   }
 
+  /** Drops what was counted for `name`: a function deployed again under the name starts from none. */
+  forget(name: string): void {
+    this.#fns.delete(name);
+  }
+
   /** Mean concurrency and request count per function since the last collect; resets them. */
   collect(now: number): FunctionSample[] {
     const out: FunctionSample[] = [];

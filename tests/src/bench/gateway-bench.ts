@@ -1,5 +1,9 @@
 // `npm run bench`: the hello example through the embedded gateway, next to calling its runtime
 // directly, measured side by side in one run. Prints a table and writes JSON.
+//
+// Flags: --cold-tries=20 (cold starts, and bare Node starts), --seconds=10 (per throughput row),
+// --latency-calls=3000 (sequential calls timed at concurrency 1), --warmup=2000 (calls per path
+// before measuring). Env BENCH_OUT: where gateway.json goes (default bench-results/).
 
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -15,6 +19,11 @@ import { writeBenchResults } from './results.js';
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
 const coldTries = Number(args.get('cold-tries') ?? 20);
 const seconds = Number(args.get('seconds') ?? 10);
+const latencyCalls = Number(args.get('latency-calls') ?? 3000);
+const warmupCalls = Number(args.get('warmup') ?? 2000);
+for (const [flag, n] of Object.entries({ 'cold-tries': coldTries, seconds, 'latency-calls': latencyCalls, warmup: warmupCalls })) {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a whole number of at least 1 (got ${String(args.get(flag))})`);
+}
 const hello = path.join(repoRoot, 'examples', 'hello');
 
 interface LoadResult {
@@ -87,6 +96,7 @@ async function main() {
   const home = await newHome();
   const platform = await startPlatform(home);
   const api = new Api(platform.url, platform.token);
+  let direct: Awaited<ReturnType<typeof startDirect>> | undefined;
   try {
     const image = await api.upload(hello, 'handler.js');
 
@@ -97,22 +107,21 @@ async function main() {
     await api.deploy({ name: 'hello', image, scale: { min: 1 } });
     await waitFor(async () => (await api.status('hello')).availableReplicas >= 1, { what: 'hello ready' });
     const bundle = await bundleFunction({ dir: hello, handler: 'handler.js' });
-    const direct = await startDirect(bundle.file);
+    direct = await startDirect(bundle.file);
     const viaGateway = `${platform.url}/function/hello`;
     // Warm both paths up before measuring.
-    await autocannon({ url: viaGateway, connections: 8, amount: 2000 });
-    await autocannon({ url: direct.url, connections: 8, amount: 2000 });
+    await autocannon({ url: viaGateway, connections: 8, amount: warmupCalls });
+    await autocannon({ url: direct.url, connections: 8, amount: warmupCalls });
 
     const results = {
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
-      settings: { coldTries, seconds },
+      settings: { coldTries, seconds, latencyCalls, warmupCalls },
       coldStartMs: { p50: percentile(cold, 50), max: Math.max(...cold), all: cold.map((x) => Math.round(x * 10) / 10) },
       bareNodeStartMs: { p50: percentile(nodeStart, 50), max: Math.max(...nodeStart) },
       c1: { gateway: await load(viaGateway, 1), direct: await load(direct.url, 1) },
-      c1Latency: { gateway: await sequentialLatency(viaGateway, 3000), direct: await sequentialLatency(direct.url, 3000) },
+      c1Latency: { gateway: await sequentialLatency(viaGateway, latencyCalls), direct: await sequentialLatency(direct.url, latencyCalls) },
       c32: { gateway: await load(viaGateway, 32), direct: await load(direct.url, 32) },
     };
-    direct.stop();
 
     const row = (label: string, g: LoadResult, d: LoadResult) =>
       `| ${label} | ${g.rps} | ${d.rps} | ${(g.rps / d.rps).toFixed(2)} | ${g.p50ms} / ${g.p99ms} | ${d.p50ms} / ${d.p99ms} | ${g.errors + g.non2xx} |`;
@@ -125,13 +134,14 @@ async function main() {
       row('concurrency 1', results.c1.gateway, results.c1.direct),
       row('concurrency 32', results.c32.gateway, results.c32.direct),
       '',
-      `Warm latency at concurrency 1 (3000 sequential calls, µs clock): gateway p50 ${results.c1Latency.gateway.p50ms} ms / p99 ${results.c1Latency.gateway.p99ms} ms; ` +
+      `Warm latency at concurrency 1 (${latencyCalls} sequential calls, µs clock): gateway p50 ${results.c1Latency.gateway.p50ms} ms / p99 ${results.c1Latency.gateway.p99ms} ms; ` +
         `direct p50 ${results.c1Latency.direct.p50ms} ms / p99 ${results.c1Latency.direct.p99ms} ms`,
     ].join('\n');
     console.log(table);
     await writeBenchResults('gateway', results);
     console.log(JSON.stringify(results));
   } finally {
+    direct?.stop();
     await platform.stop();
   }
 }

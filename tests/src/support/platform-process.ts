@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { onExit, stopSync } from './exit-cleanup.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const fnBin = path.join(repoRoot, 'cli', 'bin', 'fn.js');
@@ -40,6 +41,9 @@ export async function startPlatform(
     if (output.length > 500) output.shift();
   };
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // A test or benchmark that dies (or is killed at its timeout) takes its platform along.
+  const forgetExitHook = onExit(() => stopSync([child.pid!]));
+  void exited.then(forgetExitHook);
   createInterface({ input: child.stderr! }).on('line', keep);
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fn up did not start within ${options.timeoutMs ?? 30_000} ms:\n${output.join('\n')}`)), options.timeoutMs ?? 30_000);

@@ -1,0 +1,247 @@
+// The management API under /system through fastify's inject() on an in-memory driver: every
+// route's answers, success and failure, with kubefn error bodies that name what is wrong.
+
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { createGateway, type Gateway } from './app.js';
+import { MemoryBundles, MemoryDriver } from './memory-driver.js';
+
+const digest = `sha256:${'b'.repeat(64)}`;
+
+describe('management API', () => {
+  let driver: MemoryDriver;
+  let bundles: MemoryBundles;
+  let gateway: Gateway;
+  const inject = (method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
+    gateway.app.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload: payload as string }) });
+  /** Asserts status and error code, and returns the body. */
+  const fails = async (method: string, url: string, payload: unknown, status: number, code: string) => {
+    const res = await inject(method, url, payload);
+    assert.equal(res.statusCode, status, `${method} ${url}: ${res.body}`);
+    const body = res.json();
+    assert.equal(body.code, code, `${method} ${url}`);
+    assert.equal(typeof body.message, 'string');
+    return body;
+  };
+
+  beforeEach(async () => {
+    driver = new MemoryDriver();
+    bundles = new MemoryBundles();
+    gateway = createGateway({ driver, bundles, maxBundleBytes: 64, serveStats: true, info: { builds: false } });
+    assert.equal((await inject('POST', '/system/functions', { name: 'hello', image: 'img', env: { A: '1' } })).statusCode, 202);
+  });
+  afterEach(() => gateway.close());
+
+  describe('GET /system/info and /system/namespaces', () => {
+    it('describes the platform', async () => {
+      const res = await inject('GET', '/system/info');
+      assert.equal(res.statusCode, 200);
+      const info = res.json();
+      assert.equal(info.provider.provider, 'kubefn');
+      assert.equal(info.provider.orchestration, 'memory');
+      assert.deepEqual(info.kubefn, { driver: 'memory', bundles: true, builds: false });
+      assert.equal(info.version.release, '0.1.0');
+    });
+    it('lists the one namespace', async () => {
+      const res = await inject('GET', '/system/namespaces');
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(res.json(), ['default']);
+    });
+  });
+
+  describe('GET /system/functions and /system/function/:name', () => {
+    it('lists and gets functions in the OpenFaaS shape plus the spec', async () => {
+      const list = await inject('GET', '/system/functions?namespace=default');
+      assert.equal(list.statusCode, 200);
+      assert.deepEqual(list.json().map((f: { name: string }) => f.name), ['hello']);
+      const one = await inject('GET', '/system/function/hello');
+      assert.equal(one.statusCode, 200);
+      const body = one.json();
+      assert.equal(body.name, 'hello');
+      assert.equal(body.namespace, 'default');
+      assert.deepEqual(body.envVars, { A: '1' });
+      assert.equal(body.labels.faas_function, 'hello');
+      assert.equal(body.replicas, 1);
+      assert.equal(body.availableReplicas, 0);
+      assert.equal(body.invocationCount, 0);
+      assert.equal(body.spec.name, 'hello');
+    });
+    it('answers 404 for an unknown function or another namespace, 400 for a bad name', async () => {
+      const missing = await fails('GET', '/system/function/nope', undefined, 404, 'NOT_FOUND');
+      assert.match(missing.message, /"nope"/);
+      const ns = await fails('GET', '/system/functions?namespace=other', undefined, 404, 'NOT_FOUND');
+      assert.match(ns.hint, /default/);
+      await fails('GET', '/system/function/hello?namespace=other', undefined, 404, 'NOT_FOUND');
+      await fails('GET', '/system/function/Bad_Name', undefined, 400, 'INVALID_NAME');
+      await fails('GET', `/system/function/${'a'.repeat(254)}`, undefined, 400, 'BAD_REQUEST');
+    });
+  });
+
+  describe('POST and PUT /system/functions', () => {
+    it('creates with POST (202) and updates with PUT (200)', async () => {
+      assert.equal((await inject('POST', '/system/functions', { name: 'second', image: 'img' })).statusCode, 202);
+      const put = await inject('PUT', '/system/functions', { name: 'second', image: 'img2', scale: { min: 2 } });
+      assert.equal(put.statusCode, 200);
+      const status = await driver.get('second');
+      assert.equal(status.spec.image, 'img2');
+      assert.equal(status.replicas, 2);
+    });
+    it('answers 409 ALREADY_EXISTS to a second create and 404 NOT_FOUND to updating an unknown function', async () => {
+      const dup = await fails('POST', '/system/functions', { name: 'hello', image: 'img' }, 409, 'ALREADY_EXISTS');
+      assert.match(dup.hint, /PUT/);
+      const unknown = await fails('PUT', '/system/functions', { name: 'unknown', image: 'img' }, 404, 'NOT_FOUND');
+      assert.match(unknown.hint, /POST/);
+    });
+    it('answers 400 INVALID_SPEC naming the field', async () => {
+      const bad = await fails('POST', '/system/functions', { name: 'ok', image: 'img', scale: { min: -1 } }, 400, 'INVALID_SPEC');
+      assert.equal(bad.fields[0].field, 'scale.min');
+      const noImage = await fails('POST', '/system/functions', { name: 'ok' }, 400, 'INVALID_SPEC');
+      assert.deepEqual(noImage.fields, [{ field: 'image', message: 'is required' }]);
+      assert.ok(noImage.hint);
+      const badName = await fails('POST', '/system/functions', { name: 'Not_OK', image: 'img' }, 400, 'INVALID_SPEC');
+      assert.equal(badName.fields[0].field, 'name');
+      const constraint = await fails('POST', '/system/functions', { service: 'of', image: 'img', constraints: ['no equals sign'] }, 400, 'INVALID_SPEC');
+      assert.equal(constraint.fields[0].field, 'constraints');
+    });
+    it('answers 400 BAD_REQUEST to a body that is not a JSON object, and 413 to one over 1 MiB', async () => {
+      await fails('POST', '/system/functions', [{ name: 'x' }], 400, 'BAD_REQUEST');
+      const broken = await gateway.app.inject({ method: 'POST', url: '/system/functions', headers: { 'content-type': 'application/json' }, payload: '{"name":' });
+      assert.equal(broken.statusCode, 400);
+      assert.equal(broken.json().code, 'BAD_REQUEST');
+      const huge = { name: 'big', image: 'img', env: { BIG: 'x'.repeat(1024 * 1024) } };
+      await fails('POST', '/system/functions', huge, 413, 'BODY_TOO_LARGE');
+    });
+    it('answers 501 NOT_SUPPORTED for a trigger it does not serve and for another OpenFaaS namespace', async () => {
+      const trigger = await fails('POST', '/system/functions', { name: 'evented', image: 'img', triggers: [{ type: 'nats', subject: 's' }] }, 501, 'NOT_SUPPORTED');
+      assert.equal(trigger.fields[0].field, 'triggers.0.type');
+      await fails('POST', '/system/functions', { service: 'of', image: 'img', namespace: 'other' }, 501, 'NOT_SUPPORTED');
+      await assert.rejects(driver.get('evented'), 'nothing was deployed');
+    });
+    it('maps an OpenFaaS FunctionDeployment onto the spec and back', async () => {
+      const fd = {
+        service: 'of-fn',
+        image: 'img',
+        namespace: 'default',
+        envVars: { B: '2' },
+        labels: { 'com.openfaas.scale.zero': 'false', 'com.openfaas.scale.max': '4', team: 'a' },
+        limits: { cpu: '500m', memory: '128Mi' },
+        constraints: ['disk=ssd'],
+      };
+      assert.equal((await inject('POST', '/system/functions', fd)).statusCode, 202);
+      const spec = (await driver.get('of-fn')).spec;
+      assert.equal(spec.scale.min, 1);
+      assert.equal(spec.scale.max, 4);
+      assert.deepEqual(spec.placement?.nodeSelector, { disk: 'ssd' });
+      const body = (await inject('GET', '/system/function/of-fn')).json();
+      assert.deepEqual(body.envVars, { B: '2' });
+      assert.deepEqual(body.constraints, ['disk==ssd']);
+      assert.deepEqual(body.limits, { cpu: '500m', memory: '128Mi' });
+      assert.equal(body.labels.team, 'a');
+    });
+  });
+
+  describe('DELETE /system/functions', () => {
+    it('removes a function (200), then answers 404 for it', async () => {
+      assert.equal((await inject('DELETE', '/system/functions', { functionName: 'hello' })).statusCode, 200);
+      await fails('GET', '/system/function/hello', undefined, 404, 'NOT_FOUND');
+      await fails('DELETE', '/system/functions', { functionName: 'hello' }, 404, 'NOT_FOUND');
+    });
+    it('answers 400 to a body without functionName, to a bad name, and 404 for another namespace', async () => {
+      await fails('DELETE', '/system/functions', {}, 400, 'BAD_REQUEST');
+      await fails('DELETE', '/system/functions', { functionName: 'Bad_Name' }, 400, 'INVALID_NAME');
+      await fails('DELETE', '/system/functions', { functionName: 'hello', namespace: 'other' }, 404, 'NOT_FOUND');
+      assert.equal((await driver.get('hello')).spec.name, 'hello', 'still there');
+    });
+  });
+
+  describe('POST /system/scale-function/:name', () => {
+    it('sets the replica count (202)', async () => {
+      const res = await inject('POST', '/system/scale-function/hello', { serviceName: 'hello', replicas: 3 });
+      assert.equal(res.statusCode, 202);
+      assert.deepEqual(driver.scaleCalls, [['hello', 3]]);
+    });
+    it('answers 400 to a count that is missing, negative, too large or not a number; 404 to an unknown function', async () => {
+      for (const body of [{}, { replicas: -1 }, { replicas: 1001 }, { replicas: 'two' }, { replicas: 1.5 }]) {
+        await fails('POST', '/system/scale-function/hello', body, 400, 'BAD_REQUEST');
+      }
+      await fails('POST', '/system/scale-function/Bad_Name', { replicas: 1 }, 400, 'INVALID_NAME');
+      await fails('POST', '/system/scale-function/nope', { replicas: 1 }, 404, 'NOT_FOUND');
+      await fails('POST', '/system/scale-function/hello', { replicas: 1, namespace: 'other' }, 404, 'NOT_FOUND');
+      assert.deepEqual(driver.scaleCalls, []);
+    });
+  });
+
+  describe('GET /system/logs', () => {
+    it('streams NDJSON lines with the options asked for, filtered by instance', async () => {
+      const line = (instance: string, text: string) => ({ name: 'hello', instance, timestamp: '2026-01-01T00:00:00.000Z', text, stream: 'stdout' as const });
+      driver.logLines = [line('hello-1', 'one'), line('hello-2', 'two')];
+      const res = await inject('GET', '/system/logs?name=hello&tail=5&follow=false&since=2026-01-01T00:00:00Z');
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['content-type'], 'application/x-ndjson');
+      const lines = res.body.trim().split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual(lines.map((l) => [l.instance, l.text, l.namespace]), [['hello-1', 'one', 'default'], ['hello-2', 'two', 'default']]);
+      assert.deepEqual(driver.logCalls, [{ follow: false, tail: 5, since: new Date('2026-01-01T00:00:00Z') }]);
+      const one = await inject('GET', '/system/logs?name=hello&instance=hello-2');
+      assert.deepEqual(one.body.trim().split('\n').map((l) => JSON.parse(l).text), ['two']);
+    });
+    it('answers 404 before streaming for an unknown function, 400 for bad parameters', async () => {
+      await fails('GET', '/system/logs?name=nope', undefined, 404, 'NOT_FOUND');
+      await fails('GET', '/system/logs?name=hello&namespace=other', undefined, 404, 'NOT_FOUND');
+      for (const query of ['', '?name=Bad_Name', '?name=hello&tail=abc', '?name=hello&tail=100001', '?name=hello&since=yesterday', '?name=hello&follow=maybe']) {
+        const res = await inject('GET', `/system/logs${query}`);
+        assert.equal(res.statusCode, 400, query);
+        assert.match(res.json().code, /^(BAD_REQUEST|INVALID_NAME)$/, query);
+      }
+      assert.deepEqual(driver.logCalls, []);
+    });
+  });
+
+  describe('HEAD and PUT /system/bundles/:digest', () => {
+    it('stores a bundle (201 with its image), then knows it (HEAD 200)', async () => {
+      assert.equal((await inject('HEAD', `/system/bundles/${digest}`)).statusCode, 404);
+      const put = await gateway.app.inject({ method: 'PUT', url: `/system/bundles/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('bundle bytes') });
+      assert.equal(put.statusCode, 201);
+      assert.deepEqual(put.json(), { image: `bundle:${digest}` });
+      assert.equal(bundles.blobs.get(digest)?.toString(), 'bundle bytes');
+      assert.equal((await inject('HEAD', `/system/bundles/${digest}`)).statusCode, 200);
+    });
+    it('answers 400 to a digest that is not sha256 hex, and 413 to a bundle over the limit', async () => {
+      for (const bad of ['sha256:xyz', `sha512:${'b'.repeat(64)}`, 'b'.repeat(64)]) {
+        await fails('PUT', `/system/bundles/${bad}`, 'x', 400, 'BAD_REQUEST');
+      }
+      const big = await gateway.app.inject({ method: 'PUT', url: `/system/bundles/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(65) });
+      assert.equal(big.statusCode, 413);
+      assert.equal(big.json().code, 'BODY_TOO_LARGE');
+      assert.equal(bundles.blobs.size, 0);
+    });
+    it('answers 501 NOT_SUPPORTED on a gateway without a bundle store', async () => {
+      const bare = createGateway({ driver: new MemoryDriver() });
+      try {
+        for (const method of ['HEAD', 'PUT'] as const) {
+          const res = await bare.app.inject({ method, url: `/system/bundles/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: method === 'PUT' ? 'x' : '' });
+          assert.equal(res.statusCode, 501, method);
+        }
+        const res = await bare.app.inject({ method: 'PUT', url: `/system/bundles/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: 'x' });
+        assert.equal(res.json().code, 'NOT_SUPPORTED');
+        assert.match(res.json().hint, /OCI image/);
+      } finally {
+        await bare.close();
+      }
+    });
+  });
+
+  describe('GET /system/stats', () => {
+    it('serves the samples when asked to, and is not there otherwise', async () => {
+      gateway.stats.begin('hello');
+      const res = await inject('GET', '/system/stats');
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(res.json().samples.map((s: { name: string; requests: number }) => [s.name, s.requests]), [['hello', 1]]);
+      const bare = createGateway({ driver: new MemoryDriver() });
+      try {
+        assert.equal((await bare.app.inject({ method: 'GET', url: '/system/stats' })).statusCode, 404);
+      } finally {
+        await bare.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,174 @@
+// The gateway's own routes and the invoke path's answers when no replica can take a call, through
+// fastify's inject() on an in-memory driver: status codes and kubefn error bodies.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
+import { waitFor } from '@kubefn/platform/testing';
+import { createGateway, type Gateway } from './app.js';
+import { MemoryDriver } from './memory-driver.js';
+
+/** The shape of every kubefn error body: code and message, hint and fields only when set. */
+function assertErrorBody(body: Record<string, unknown>, code: string): void {
+  assert.equal(body.code, code);
+  assert.equal(typeof body.message, 'string');
+  assert.ok((body.message as string).length > 0);
+  for (const key of Object.keys(body)) assert.ok(['code', 'message', 'hint', 'fields', 'callId'].includes(key), `unexpected key ${key}`);
+}
+
+describe('gateway routes', () => {
+  let driver: MemoryDriver;
+  let gateway: Gateway;
+  const pokes: string[] = [];
+
+  before(async () => {
+    driver = new MemoryDriver();
+    gateway = createGateway({ driver, maxBodyBytes: 1024, maxQueuePerFunction: 1, onNoReplica: (name) => pokes.push(name) });
+    await driver.deploy(parseFunctionSpec({ name: 'cold', image: 'img', timeout: '150ms' }));
+    await driver.deploy(parseFunctionSpec({ name: 'waits', image: 'img' }));
+  });
+  after(() => gateway.close());
+
+  it('GET /healthz answers OK', async () => {
+    const res = await gateway.app.inject({ method: 'GET', url: '/healthz' });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.body, 'OK');
+  });
+
+  it('GET /metrics answers in the Prometheus text format', async () => {
+    const res = await gateway.app.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /^text\/plain/);
+    for (const name of ['kubefn_gateway_requests_total', 'kubefn_gateway_request_duration_seconds', 'kubefn_gateway_cold_start_seconds', 'kubefn_gateway_queued_requests']) {
+      assert.match(res.body, new RegExp(`# TYPE ${name} `));
+    }
+  });
+
+  it('answers 404 NOT_FOUND for a route it does not serve', async () => {
+    const res = await gateway.app.inject({ method: 'GET', url: '/nowhere?x=1' });
+    assert.equal(res.statusCode, 404);
+    assertErrorBody(res.json(), 'NOT_FOUND');
+    assert.equal(res.json().message, 'no route GET /nowhere');
+  });
+
+  it('answers 404 NOT_FOUND with the call id for an unknown function, on the root and on a sub-path', async () => {
+    for (const url of ['/function/nope', '/function/nope/a/b?c=d']) {
+      const res = await gateway.app.inject({ method: 'POST', url, headers: { 'x-call-id': 'call-7' }, payload: 'x' });
+      assert.equal(res.statusCode, 404, url);
+      const body = res.json();
+      assertErrorBody(body, 'NOT_FOUND');
+      assert.match(body.message, /"nope"/);
+      assert.ok(body.hint);
+      assert.equal(body.callId, 'call-7');
+      assert.equal(res.headers['x-call-id'], 'call-7');
+    }
+  });
+
+  it('answers 400 BAD_REQUEST in its own shape to a URL the router refuses', async () => {
+    for (const url of ['/function/%E0%A4%A', `/function/${'a'.repeat(101)}`, '/system/function/%zz', '/elsewhere/%zz']) {
+      const res = await gateway.app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 400, url);
+      assertErrorBody(res.json(), 'BAD_REQUEST');
+    }
+  });
+
+  it('answers 400 INVALID_NAME for a name that is not a DNS label', async () => {
+    const res = await gateway.app.inject({ method: 'GET', url: '/function/Not_A_Name' });
+    assert.equal(res.statusCode, 400);
+    assertErrorBody(res.json(), 'INVALID_NAME');
+    assert.ok(res.json().hint);
+  });
+
+  it('takes name.default, and answers 404 for any other namespace', async () => {
+    const other = await gateway.app.inject({ method: 'GET', url: '/function/cold.other' });
+    assert.equal(other.statusCode, 404);
+    assertErrorBody(other.json(), 'NOT_FOUND');
+    assert.match(other.json().message, /"other"/);
+    // `cold.default` is `cold`: it gets as far as waiting for a replica.
+    const res = await gateway.app.inject({ method: 'GET', url: '/function/cold.default' });
+    assert.equal(res.statusCode, 504);
+  });
+
+  it('answers 413 BODY_TOO_LARGE for a call body over the limit, before waiting for a replica', async () => {
+    const res = await gateway.app.inject({ method: 'POST', url: '/function/cold', payload: 'x'.repeat(2048) });
+    assert.equal(res.statusCode, 413);
+    assertErrorBody(res.json(), 'BODY_TOO_LARGE');
+    assert.match(res.json().message, /2048 bytes .* 1024 byte limit/);
+  });
+
+  it('pokes the autoscaler for a function with no replica, and answers 504 DEADLINE_EXCEEDED at its timeout', async () => {
+    pokes.length = 0;
+    const res = await gateway.app.inject({ method: 'GET', url: '/function/cold/path' });
+    assert.deepEqual(pokes, ['cold']);
+    assert.equal(res.statusCode, 504);
+    const body = res.json();
+    assertErrorBody(body, 'DEADLINE_EXCEEDED');
+    assert.match(body.message, /no ready replica within 150 ms/);
+    assert.match(body.hint, /fn logs cold/);
+    assert.ok(body.callId);
+  });
+
+  it('answers 503 QUEUE_FULL at once when the queue is full, and 503 to the waiting call when its function goes', async () => {
+    const waiting = gateway.app.inject({ method: 'GET', url: '/function/waits' });
+    await waitFor(() => [...gateway.context.routers.queueDepths()].some(([n, depth]) => n === 'waits' && depth === 1), { what: 'one queued call' });
+    const metrics = await gateway.app.inject({ method: 'GET', url: '/metrics' });
+    assert.match(metrics.body, /kubefn_gateway_queued_requests\{function="waits"\} 1/);
+
+    const full = await gateway.app.inject({ method: 'GET', url: '/function/waits' });
+    assert.equal(full.statusCode, 503);
+    assertErrorBody(full.json(), 'QUEUE_FULL');
+    assert.match(full.json().message, /pending request queue full/);
+    assert.ok(full.json().hint);
+
+    // Deleting the function answers the call still waiting for it instead of leaving it hanging.
+    const removed = await gateway.app.inject({ method: 'DELETE', url: '/system/functions', payload: { functionName: 'waits' } });
+    assert.equal(removed.statusCode, 200);
+    const res = await waiting;
+    assert.equal(res.statusCode, 503);
+    assert.equal(typeof res.json().code, 'string');
+  });
+
+  it('counts answered calls by function and status code', async () => {
+    await gateway.app.inject({ method: 'GET', url: '/function/cold' });
+    const metrics = await gateway.app.inject({ method: 'GET', url: '/metrics' });
+    assert.match(metrics.body, /kubefn_gateway_requests_total\{function="cold",code="504"\} [1-9]/);
+  });
+});
+
+describe('gateway error mapping', () => {
+  it('maps a kubefn error to its status and body, and anything else to 500 INTERNAL without its message', async () => {
+    const driver = new MemoryDriver();
+    const gateway = createGateway({ driver });
+    try {
+      await driver.deploy(parseFunctionSpec({ name: 'f', image: 'img' }));
+      const scale = () => gateway.app.inject({ method: 'POST', url: '/system/scale-function/f', payload: { replicas: 1 } });
+
+      driver.failNext('scale', new KubefnError('NOT_SUPPORTED', 'this driver cannot scale', { hint: 'use another driver' }));
+      const unsupported = await scale();
+      assert.equal(unsupported.statusCode, 501);
+      assert.deepEqual(unsupported.json(), { code: 'NOT_SUPPORTED', message: 'this driver cannot scale', hint: 'use another driver' });
+
+      driver.failNext('scale', new KubefnError('UNAVAILABLE', 'the API server answered 503'));
+      const unavailable = await scale();
+      assert.equal(unavailable.statusCode, 503);
+      assert.deepEqual(unavailable.json(), { code: 'UNAVAILABLE', message: 'the API server answered 503' });
+
+      driver.failNext('scale', new Error('secret detail from deep inside'));
+      const internal = await scale();
+      assert.equal(internal.statusCode, 500);
+      assert.deepEqual(internal.json(), { code: 'INTERNAL', message: 'internal server error' });
+
+      assert.equal((await scale()).statusCode, 202, 'each failure was for one call only');
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('close() is idempotent, and the app takes no calls after it', async () => {
+    const driver = new MemoryDriver();
+    const gateway = createGateway({ driver });
+    await gateway.close();
+    await gateway.close(); // idempotent
+    await assert.rejects(gateway.app.inject({ method: 'GET', url: '/healthz' }));
+  });
+});
