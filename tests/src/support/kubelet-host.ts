@@ -11,9 +11,9 @@
 // one kubelet node runs per machine at a time: a lock file in /run names the process that has it;
 // startKubeletNode fails with KubeletNodeBusyError or waits, as asked.
 
-import { accessSync, constants, readFileSync, rmSync } from 'node:fs';
-import { link, writeFile } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { acquirePidLock, PidLockBusyError, releasePidLock } from './pid-lock.js';
 
 /** The host-wide lock: one kubelet node per machine (kube-proxy's iptables chains are global). */
 const lockFile = '/run/kubefn-kubelet-node.lock';
@@ -79,61 +79,19 @@ export async function kubeletNodeAvailable(): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 // The host-wide lock
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
-
-function lockHolder(): number | undefined {
-  try {
-    const pid = Number(readFileSync(lockFile, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : 0;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Takes the lock for this process; resolves whether a dead holder's leftovers must be swept.
  * Throws KubeletNodeBusyError when a live process holds it past `waitMs`.
  */
 export async function acquireLock(waitMs: number, onProgress: (line: string) => void): Promise<{ stale: boolean }> {
-  const deadline = Date.now() + waitMs;
-  let told = false;
-  let stale = false;
-  // Written aside and hard-linked into place: the lock never exists without its pid.
-  const mine = `${lockFile}.${process.pid}`;
-  await writeFile(mine, `${process.pid}\n`);
   try {
-    for (;;) {
-      try {
-        await link(mine, lockFile);
-        return { stale };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = lockHolder();
-      if (holder === undefined) continue; // just released
-      if (holder === 0 || (holder !== process.pid && !alive(holder))) {
-        stale = true;
-        rmSync(lockFile, { force: true });
-        continue;
-      }
-      // This process's own node is not going anywhere while we wait.
-      if (holder === process.pid || Date.now() >= deadline) throw new KubeletNodeBusyError(holder);
-      if (!told) onProgress(`waiting for the kubelet node of process ${holder} to go (one per machine)`);
-      told = true;
-      await new Promise((r) => setTimeout(r, 1_000));
-    }
-  } finally {
-    rmSync(mine, { force: true });
+    return await acquirePidLock(lockFile, { waitMs, onWait: (holder) => onProgress(`waiting for the kubelet node of process ${holder} to go (one per machine)`) });
+  } catch (err) {
+    if (err instanceof PidLockBusyError) throw new KubeletNodeBusyError(err.holder);
+    throw err;
   }
 }
 
 export function releaseLock(): void {
-  if (lockHolder() === process.pid) rmSync(lockFile, { force: true });
+  releasePidLock(lockFile);
 }

@@ -11,13 +11,13 @@ import { access, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, buildLayer, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
+import { assembleImage, buildLayer, hostBaseName, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { waitFor } from '@kubefn/platform/testing';
 import { startTestCluster, type TestCluster } from './cluster.js';
 import { primaryIPv4 } from './control-plane.js';
 import { fnBin } from './platform-process.js';
-import { podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
+import { hostBaseCached, podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
 
 const exec = promisify(execFile);
 
@@ -52,7 +52,9 @@ export async function platformImages(client: RegistryClient, registry: string): 
 
 /** The NATS image: Debian's nats-server on the host base (glibc comes with it). */
 async function pushNatsImage(client: RegistryClient, registry: string): Promise<string> {
-  const base = await resolveBase('host', client, testCacheDir);
+  // Built once per process: pushTestBase may be building it right now.
+  await hostBaseCached();
+  const base = await resolveBase(hostBaseName, client, testCacheDir);
   const binary = await readFile(await natsServerPath());
   const layer = await buildLayer([{ path: 'usr/local/bin/nats-server', content: binary, mode: 0o755 }]);
   const image = assembleImage(base.base, layer, { entrypoint: ['nats-server'], workingDir: '/', env: {}, exposedPorts: [4222], labels: {}, createdBy: 'kubefn test nats image' });
