@@ -3,7 +3,8 @@
 // at their pod IPs, the real EndpointSlice controller lists them once their readiness probe passes,
 // and deleting them removes the containers. Pods reach and authenticate to the apiserver as
 // in-cluster clients do (KUBERNETES_SERVICE_HOST/PORT, the service-account volume), with real RBAC,
-// and mount config map, secret, downward API and emptyDir volumes.
+// and mount config map, secret, downward API and emptyDir volumes. Both suites share one control
+// plane, each with an agent of its own, one after the other: the only node while it runs.
 
 import assert from 'node:assert/strict';
 import { readdir, stat } from 'node:fs/promises';
@@ -16,13 +17,28 @@ import { RegistryClient } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { startTestCluster, type TestCluster } from '../support/cluster.js';
-import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import { startTestCluster, startTestNode, type TestCluster } from '../support/cluster.js';
+import type { ControlPlane } from '../support/control-plane.js';
 import { nodeAgentLabel, startNodeAgent, type NodeAgent } from '../support/node-agent.js';
 import { buildAndPush, fixtureImages, fixturesDir, podmanTestOptions, pushTestBase, type FixtureImages } from '../support/podman.js';
 
 const namespace = 'default';
 const waitMs = 60_000;
+
+let shared: TestCluster | undefined;
+const sharedCluster = (): TestCluster => {
+  if (!shared) throw new Error('the control plane did not start (see the failure of the before hook)');
+  return shared;
+};
+
+// A cold machine builds the Kubernetes binaries first (many minutes on 2 cores).
+before(async () => {
+  shared = await startTestCluster({ functionCrd: false, onProgress: (line) => console.log(`# ${line}`) });
+}, { timeout: 3_600_000 });
+
+after(async () => {
+  await shared?.close();
+});
 
 describe('podman node agent on a real control plane', () => {
   let cp: ControlPlane;
@@ -45,7 +61,7 @@ describe('podman node agent on a real control plane', () => {
       const base = await pushTestBase(client, registry.host);
       image = (await buildAndPush(client, { dir: path.join(fixturesDir, 'hello'), name: 'hello', base, registry: registry.host })).ref;
     })();
-    cp = await startControlPlane(log);
+    cp = sharedCluster().cp;
     await buildImage;
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(cp.kubeconfig);
@@ -62,12 +78,11 @@ describe('podman node agent on a real control plane', () => {
     });
     // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
     await waitFor(() => core.readNamespacedServiceAccount({ name: 'default', namespace }), { timeoutMs: waitMs, what: 'the default ServiceAccount' });
-  }, { timeout: 3_600_000 });
+  });
 
   after(async () => {
     await agent?.close();
     await registry?.close();
-    await cp?.close();
   });
 
   /** The fixture's container: greeting from a Secret, ready when the runtime's /readyz answers. */
@@ -260,13 +275,16 @@ describe('podman node agent: in-cluster API access and volumes', () => {
       images = i;
       image = await i.image('hello');
     });
-    cluster = await startTestCluster({ namespace, node: 'agent', onProgress: (line) => console.log(`# ${line}`) });
+    // The shared control plane with this suite's agent as its node (the suite closes the node only).
+    const node = await startTestNode(sharedCluster().cp, 'agent');
+    cluster = { ...sharedCluster(), node };
+    await cluster.createNamespace(namespace);
     await building;
     core = cluster.kc.makeApiClient(k8s.CoreV1Api);
-  }, { timeout: 3_600_000 });
+  });
 
   after(async () => {
-    await cluster?.close();
+    await cluster?.node?.close();
     await images?.registry.close();
   });
 

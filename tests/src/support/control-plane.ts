@@ -17,8 +17,8 @@
 // it (exit, SIGINT, SIGTERM: exit-cleanup.ts), so none outlives the test reparented to PID 1.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants, rmSync } from 'node:fs';
+import { access, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { homedir, networkInterfaces, tmpdir } from 'node:os';
@@ -27,6 +27,7 @@ import { promisify } from 'node:util';
 import { Agent, fetch } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
 import { onExit, stopSync } from './exit-cleanup.js';
+import { acquirePidLock, releasePidLock } from './pid-lock.js';
 import { repoRoot } from './platform-process.js';
 
 const run = promisify(execFile);
@@ -40,33 +41,81 @@ export function binaryDir(): string {
   return process.env.KUBEFN_K8S_CACHE ?? path.join(homedir(), '.cache', 'kubefn-k8s', kubernetesVersion, 'bin');
 }
 
+/** How long a cold build may take (and another process's build be waited for), ms. */
+const buildTimeoutMs = 3_600_000;
+/** The build in flight in this process, which concurrent callers share. */
+let building: Promise<Record<Component, string>> | undefined;
+
 /**
  * The control-plane binaries, the node's kubelet and kube-proxy, and kubectl (which checks that
- * `kubectl apply -k deploy/` works), built with `go build` from
- * tests/cluster/k8s when missing (only the missing ones). A cold build takes many minutes on 2
- * cores; `onProgress` hears about it.
+ * `kubectl apply -k deploy/` works), built with `go build` from tests/cluster/k8s when missing
+ * (only the missing ones). A cold build takes many minutes on 2 cores; `onProgress` hears about it.
+ *
+ * Safe on a fresh machine and with other test processes: the build goes to a temporary folder in
+ * the cache and each complete binary is renamed into place, so a build that dies leaves nothing
+ * the next run would trust; a lock file in the cache (pid-lock.ts) lets one process build while
+ * the others wait for it, and is taken over when its process has died.
  */
-export async function ensureBinaries(onProgress: (line: string) => void = () => {}): Promise<Record<Component, string>> {
+export function ensureBinaries(onProgress: (line: string) => void = () => {}): Promise<Record<Component, string>> {
+  building ??= buildMissing(onProgress).finally(() => {
+    building = undefined;
+  });
+  return building;
+}
+
+async function missingBinaries(paths: Record<Component, string>): Promise<Component[]> {
+  const present = await Promise.all(components.map((c) => access(paths[c], constants.X_OK).then(() => true, () => false)));
+  return components.filter((_, i) => !present[i]);
+}
+
+async function buildMissing(onProgress: (line: string) => void): Promise<Record<Component, string>> {
   const dir = binaryDir();
   const paths = Object.fromEntries(components.map((c) => [c, path.join(dir, c)])) as Record<Component, string>;
-  const present = await Promise.all(components.map((c) => access(paths[c]).then(() => true, () => false)));
-  const missing = components.filter((_, i) => !present[i]);
-  if (!missing.length) return paths;
+  if (!(await missingBinaries(paths)).length) return paths;
   await mkdir(dir, { recursive: true });
-  onProgress(`building Kubernetes ${kubernetesVersion} ${missing.join(', ')} into ${dir} (go build, cached afterwards)`);
-  const [major, minor] = kubernetesVersion.slice(1).split('.');
-  const ldflags = [
-    '-s -w',
-    `-X k8s.io/component-base/version.gitVersion=${kubernetesVersion}`,
-    `-X k8s.io/component-base/version.gitMajor=${major}`,
-    `-X k8s.io/component-base/version.gitMinor=${minor}`,
-  ].join(' ');
-  await run(
-    'go',
-    ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', ldflags, '-o', `${dir}/`, ...missing.map((c) => `k8s.io/kubernetes/cmd/${c}`)],
-    { cwd: path.join(repoRoot, 'tests', 'cluster', 'k8s'), env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' }, maxBuffer: 64 * 1024 * 1024, timeout: 3_600_000 },
-  );
-  return paths;
+  const lock = path.join(dir, '.build.lock');
+  await acquirePidLock(lock, {
+    waitMs: buildTimeoutMs,
+    pollMs: 2_000,
+    onWait: (holder) => onProgress(`waiting for process ${holder}, which builds the Kubernetes binaries into ${dir}`),
+  });
+  let tmp: string | undefined;
+  let goBuild: ChildProcess | undefined;
+  // Also when the process ends mid-build: stop go and let the next run start clean.
+  const forgetExitHook = onExit(() => {
+    if (goBuild?.pid !== undefined && goBuild.exitCode === null) stopSync([goBuild.pid]);
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    releasePidLock(lock);
+  });
+  try {
+    // Another process may have built them while this one waited.
+    const missing = await missingBinaries(paths);
+    if (!missing.length) return paths;
+    // Holding the lock, any temporary folder is what a dead build left.
+    for (const entry of await readdir(dir)) if (entry.startsWith('.build-')) await rm(path.join(dir, entry), { recursive: true, force: true });
+    tmp = await mkdtemp(path.join(dir, '.build-'));
+    onProgress(`building Kubernetes ${kubernetesVersion} ${missing.join(', ')} into ${dir} (go build, cached afterwards)`);
+    const [major, minor] = kubernetesVersion.slice(1).split('.');
+    const ldflags = [
+      '-s -w',
+      `-X k8s.io/component-base/version.gitVersion=${kubernetesVersion}`,
+      `-X k8s.io/component-base/version.gitMajor=${major}`,
+      `-X k8s.io/component-base/version.gitMinor=${minor}`,
+    ].join(' ');
+    const build = run(
+      'go',
+      ['build', '-trimpath', '-tags', 'selinux,notest', '-ldflags', ldflags, '-o', `${tmp}/`, ...missing.map((c) => `k8s.io/kubernetes/cmd/${c}`)],
+      { cwd: path.join(repoRoot, 'tests', 'cluster', 'k8s'), env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' }, maxBuffer: 64 * 1024 * 1024, timeout: buildTimeoutMs },
+    );
+    goBuild = build.child;
+    await build;
+    for (const c of missing) await rename(path.join(tmp, c), paths[c]);
+    return paths;
+  } finally {
+    forgetExitHook();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+    releasePidLock(lock);
+  }
 }
 
 export interface ControlPlane {

@@ -11,13 +11,13 @@ import { access, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { assembleImage, buildLayer, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
+import { assembleImage, buildLayer, hostBaseName, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { waitFor } from '@kubefn/platform/testing';
 import { startTestCluster, type TestCluster } from './cluster.js';
 import { primaryIPv4 } from './control-plane.js';
 import { fnBin } from './platform-process.js';
-import { podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
+import { hostBaseCached, podmanTestOptions, pushTestBase, testCacheDir } from './podman.js';
 
 const exec = promisify(execFile);
 
@@ -42,9 +42,19 @@ export interface InstalledPlatform {
 
 export const platformNamespace = 'kubefn';
 
+/**
+ * What the install pushes to `registry` before it starts: the function base (kubefn/node-base:host)
+ * and the NATS image, both on the host base; resolves their references [base, nats].
+ */
+export async function platformImages(client: RegistryClient, registry: string): Promise<[string, string]> {
+  return Promise.all([pushTestBase(client, registry), pushNatsImage(client, registry)]);
+}
+
 /** The NATS image: Debian's nats-server on the host base (glibc comes with it). */
 async function pushNatsImage(client: RegistryClient, registry: string): Promise<string> {
-  const base = await resolveBase('host', client, testCacheDir);
+  // Built once per process: pushTestBase may be building it right now.
+  await hostBaseCached();
+  const base = await resolveBase(hostBaseName, client, testCacheDir);
   const binary = await readFile(await natsServerPath());
   const layer = await buildLayer([{ path: 'usr/local/bin/nats-server', content: binary, mode: 0o755 }]);
   const image = assembleImage(base.base, layer, { entrypoint: ['nats-server'], workingDir: '/', env: {}, exposedPorts: [4222], labels: {}, createdBy: 'kubefn test nats image' });
@@ -61,17 +71,35 @@ async function natsServerPath(): Promise<string> {
   throw new Error('nats-server is not installed (apt-get install nats-server): the cluster tests package it as the NATS image');
 }
 
-export async function installTestPlatform(options: { onProgress?: (line: string) => void; timeoutMs?: number } = {}): Promise<InstalledPlatform> {
+export interface InstallOptions {
+  /**
+   * The cluster to install on, with a node; it stays up after close(). Default: a cluster of
+   * its own (with the node testNodeKind() chooses), stopped by close().
+   */
+  cluster?: TestCluster;
+  onProgress?: (line: string) => void;
+  timeoutMs?: number;
+}
+
+export async function installTestPlatform(options: InstallOptions = {}): Promise<InstalledPlatform> {
   const progress = options.onProgress ?? (() => {});
+  if (options.cluster && !options.cluster.node) throw new Error('installTestPlatform: the cluster has no node to run the platform on');
   // The registry listens on the host's address, so the builder pod can push to it and the node
   // pull from it by the same name the CLI pushes to (plain HTTP, like an in-cluster registry).
   const registry = await startRegistry({ advertise: await primaryIPv4() });
   const insecure = ['--insecure-registry', registry.host];
-  let cluster: TestCluster | undefined;
+  const own = !options.cluster;
+  let cluster = options.cluster;
   try {
     const client = new RegistryClient({ insecureRegistries: [registry.host] });
-    const [base, nats] = await Promise.all([pushTestBase(client, registry.host), pushNatsImage(client, registry.host)]);
-    cluster = await startTestCluster({ namespace: platformNamespace, node: true, insecureRegistries: [registry.host], onProgress: progress });
+    const [base, nats] = await platformImages(client, registry.host);
+    if (cluster) {
+      await cluster.installFunctionCrd();
+      await cluster.createNamespace(platformNamespace);
+      await cluster.node!.trustRegistry(registry.host);
+    } else {
+      cluster = await startTestCluster({ namespace: platformNamespace, node: true, insecureRegistries: [registry.host], onProgress: progress });
+    }
     const home = await mkdtemp(path.join(tmpdir(), 'kubefn-install-'));
     const podmanEnv = (await podmanTestOptions()).env;
     const c = cluster;
@@ -116,12 +144,12 @@ export async function installTestPlatform(options: { onProgress?: (line: string)
       fn,
       installMs,
       close: async () => {
-        await c.close();
+        if (own) await c.close();
         await registry.close();
       },
     };
   } catch (err) {
-    await cluster?.close();
+    if (own) await cluster?.close();
     await registry.close();
     throw err;
   }

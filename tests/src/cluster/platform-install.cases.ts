@@ -1,6 +1,6 @@
-// kubefn on a real cluster, end to end: `fn install` puts deploy/ on the test cluster (platform
-// image built by kubefn's builder, pods run by the test cluster's node: the real kubelet with
-// kube-proxy where the machine allows, else the node agent), then the CLI deploys an example
+// kubefn on a real cluster, end to end: `fn install` puts deploy/ on the shared cluster of
+// cluster.test.ts (platform image built by kubefn's builder, pods run by its node: the real kubelet
+// with kube-proxy, or the podman node agent, as KUBEFN_TEST_NODE says), then the CLI deploys an example
 // through a gateway pod, it answers through both gateways, scales to zero and back, its logs are
 // read, and deleting it takes its Deployment and Service along.
 
@@ -16,6 +16,7 @@ import { tarOf } from '@kubefn/builder/testing';
 import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
 import { ensureBinaries } from '../support/control-plane.js';
+import type { TestCluster } from '../support/cluster.js';
 import { installTestPlatform, type InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
@@ -23,13 +24,21 @@ const exec = promisify(execFile);
 const timeout = 900_000;
 const deployDir = path.resolve(examplesDir, '..', 'deploy');
 
-describe('kubefn installed on the test cluster', { timeout }, () => {
+let sharedCluster: () => TestCluster;
+
+/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
+export function platformInstallCases(cluster: () => TestCluster): void {
+  sharedCluster = cluster;
+  describe('kubefn installed on the test cluster', { timeout }, suite);
+}
+
+function suite(): void {
   let p: InstalledPlatform;
   let gateway: string;
   let fnDir: string;
 
   before(async () => {
-    p = await installTestPlatform({ onProgress: (line) => process.stderr.write(`# ${line}\n`) });
+    p = await installTestPlatform({ cluster: sharedCluster(), onProgress: (line) => process.stderr.write(`# ${line}\n`) });
     gateway = (await p.gateways())[0]!;
     // The hello example with a short stable window and grace, so scale to zero takes seconds.
     fnDir = await mkdtemp(path.join(tmpdir(), 'kubefn-e2e-hello-'));
@@ -182,4 +191,4 @@ describe('kubefn installed on the test cluster', { timeout }, () => {
     const res = await fetch(`${gateway}/function/hello`);
     assert.equal(res.status, 404);
   });
-});
+}

@@ -1,7 +1,8 @@
 // The kubernetes driver against a real control plane (kube-apiserver, controller-manager with its
-// garbage collector and EndpointSlice controller, scheduler; no node, so no pod ever runs): the
-// objects it writes, server-side apply leaving replicas to the scaler, status, removal by owner
-// references, endpoints from EndpointSlices.
+// garbage collector and EndpointSlice controller, scheduler): the objects it writes, server-side
+// apply leaving replicas to the scaler, status, removal by owner references, endpoints from
+// EndpointSlices. No pod of these functions ever runs: the shared cluster's node does not match
+// their nodeSelector (pool: fns), and by-kubectl starts at zero.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -15,14 +16,22 @@ import {
   type KubernetesClient,
 } from '@kubefn/platform';
 import { expectCode, waitFor } from '@kubefn/platform/testing';
-import { startTestCluster, type TestCluster } from '../support/cluster.js';
+import type { TestCluster } from '../support/cluster.js';
 import type { ControlPlane } from '../support/control-plane.js';
 
 const namespace = 'kubefn-test';
 const image = `registry.example/hello@sha256:${'a'.repeat(64)}`;
 const fnApi = { group: 'kubefn.dev', version: 'v1alpha1', namespace, plural: 'functions' };
 
-describe('kubernetes driver on a real control plane', () => {
+let sharedCluster: () => TestCluster;
+
+/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
+export function kubernetesDriverCases(cluster: () => TestCluster): void {
+  sharedCluster = cluster;
+  describe('kubernetes driver on a real control plane', suite);
+}
+
+function suite(): void {
   let cluster: TestCluster;
   let cp: ControlPlane;
   let k8s: KubernetesClient;
@@ -34,17 +43,18 @@ describe('kubernetes driver on a real control plane', () => {
   const warnings: string[] = [];
 
   before(async () => {
-    cluster = await startTestCluster({ namespace, onProgress: (line) => console.log(`# ${line}`) });
+    cluster = sharedCluster();
+    await cluster.installFunctionCrd();
+    await cluster.createNamespace(namespace);
     ({ cp, k8s, kc } = cluster);
     apps = kc.makeApiClient(k8s.AppsV1Api);
     core = kc.makeApiClient(k8s.CoreV1Api);
     custom = kc.makeApiClient(k8s.CustomObjectsApi);
     driver = await KubernetesDriver.open({ kubeconfig: cp.kubeconfig, namespace, onWarning: (m, e) => warnings.push(`${m}: ${String(e)}`) });
-  }, { timeout: 3_600_000 });
+  });
 
   after(async () => {
     await driver?.close();
-    await cluster?.close();
     if (warnings.length) console.log(`# driver warnings:\n# ${warnings.join('\n# ')}`);
   });
 
@@ -251,5 +261,5 @@ describe('kubernetes driver on a real control plane', () => {
     await expectCode(driver.scale('nobody', 1), 'NOT_FOUND');
   });
 
-  // Pods running, answering and logging: tests/src/kubernetes-conformance.test.ts (with the node agent).
-});
+  // Pods running, answering and logging: kubernetes-conformance.cases.ts.
+}

@@ -1,29 +1,41 @@
 // The Function CRD on a real control plane (kube-apiserver built from k8s.io/kubernetes, etcd from
 // Debian): the API server accepts it, applies its defaults, enforces its rules, prints its columns.
-// The first run on a machine builds the control plane (about 10 minutes on 2 cores), later runs
-// reuse the binaries.
+// Runs first on the shared cluster of cluster.test.ts: it creates the CRD itself, so it removes
+// one left by an earlier suite (and with it every Function) before it starts.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
 import { functionCrd, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
-import { startControlPlane, type ControlPlane } from '../support/control-plane.js';
+import type { TestCluster } from '../support/cluster.js';
+import type { ControlPlane } from '../support/control-plane.js';
 
-const functions = '/apis/kubefn.dev/v1alpha1/namespaces/default/functions';
+const namespace = 'kubefn-crd';
+const functions = `/apis/kubefn.dev/v1alpha1/namespaces/${namespace}/functions`;
 
-describe('Function CRD on a real kube-apiserver', () => {
+let sharedCluster: () => TestCluster;
+
+/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
+export function functionCrdCases(cluster: () => TestCluster): void {
+  sharedCluster = cluster;
+  describe('Function CRD on a real kube-apiserver', suite);
+}
+
+function suite(): void {
   let cp: ControlPlane;
   let agent: Agent;
 
   before(async () => {
-    cp = await startControlPlane((line) => console.log(`# ${line}`));
+    const cluster = sharedCluster();
+    cp = cluster.cp;
+    await cluster.removeFunctionCrd();
+    await cluster.createNamespace(namespace);
     agent = new Agent({ connect: { ca: cp.ca } });
-  }, { timeout: 3_600_000 });
+  });
 
   after(async () => {
     await agent?.close();
-    await cp?.close();
   });
 
   async function api(method: string, path: string, body?: unknown, accept?: string): Promise<{ status: number; json: Record<string, unknown> }> {
@@ -84,4 +96,4 @@ describe('Function CRD on a real kube-apiserver', () => {
     const row = (table.json.rows as { cells: unknown[] }[])[0]!.cells;
     assert.deepEqual(row.slice(0, 4), ['hello', 1, 2, 'True']);
   });
-});
+}

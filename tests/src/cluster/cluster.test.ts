@@ -1,0 +1,37 @@
+// The cluster suite: one real control plane (etcd, kube-apiserver, controller-manager, scheduler)
+// and one node, started once for every topic below instead of once per topic. The node is the kind
+// testNodeKind() names (KUBEFN_TEST_NODE=kubelet|agent, else what the machine can run, said on
+// stderr), and the suite's name says which. Each topic registers its own suite and works in a
+// namespace of its own; they run in this order, the Function CRD's first (it creates the CRD).
+// The node agent's own tests are node-agent.test.ts, on a control plane of their own.
+
+import { after, before, describe } from 'node:test';
+import { startTestCluster, testNodeKind, type TestCluster } from '../support/cluster.js';
+import { functionCrdCases } from './function-crd.cases.js';
+import { kubernetesConformanceCases } from './kubernetes-conformance.cases.js';
+import { kubernetesDriverCases } from './kubernetes-driver.cases.js';
+import { platformInstallCases } from './platform-install.cases.js';
+
+const kind = testNodeKind();
+
+describe(`kubefn on a real cluster (${kind} node)`, () => {
+  let cluster: TestCluster | undefined;
+  const shared = (): TestCluster => {
+    if (!cluster) throw new Error('the test cluster did not start (see the failure of the suite before hook)');
+    return cluster;
+  };
+
+  // A cold machine builds the Kubernetes binaries first (many minutes on 2 cores).
+  before(async () => {
+    cluster = await startTestCluster({ node: kind, functionCrd: false, onProgress: (line) => process.stderr.write(`# ${line}\n`) });
+  }, { timeout: 3_600_000 });
+
+  after(async () => {
+    await cluster?.close();
+  });
+
+  functionCrdCases(shared);
+  kubernetesDriverCases(shared);
+  kubernetesConformanceCases(shared);
+  platformInstallCases(shared);
+});
