@@ -7,30 +7,43 @@
 import { KubernetesDriver } from '@kubefn/platform';
 import { driverConformance } from '@kubefn/platform/testing';
 import type { TestCluster } from '../support/cluster.js';
+import { clusterComposedDriver } from '../support/kubernetes-compositions.js';
 import { fixtureImages } from '../support/podman.js';
 
-const namespace = 'kubefn-conformance';
-
-/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
+/**
+ * Registers the suite twice on the cluster `cluster()` returns once the enclosing suite has
+ * started it: the driver with its Function controller in one process (KubernetesDriver.open),
+ * and composed as the cluster runs it (the gateway's driver with the pending-pod prober and no
+ * controller, next to the autoscaler pod's controller on objects of its own).
+ */
 export function kubernetesConformanceCases(sharedCluster: () => TestCluster): void {
-  driverConformance(
-    'kubernetes',
-    async () => {
-      const cluster = sharedCluster();
-      await cluster.installFunctionCrd();
-      await cluster.createNamespace(namespace);
-      const images = await fixtureImages();
-      await cluster.node!.trustRegistry(images.registry.host);
-      const driver = await KubernetesDriver.open({ kubeconfig: cluster.cp.kubeconfig, namespace });
-      return {
-        driver,
-        image: (fixture) => images.image(fixture),
-        cleanup: async () => {
-          await driver.close();
-          await images.registry.close();
-        },
-      };
-    },
-    { waitTimeoutMs: 120_000, testTimeoutMs: 300_000 },
-  );
+  const compositions = [
+    { name: 'kubernetes', namespace: 'kubefn-conformance', open: async (kubeconfig: string, namespace: string) => {
+      const driver = await KubernetesDriver.open({ kubeconfig, namespace });
+      return { driver, close: () => driver.close() };
+    } },
+    { name: 'kubernetes (composed as the gateway and the controller run in a cluster)', namespace: 'kubefn-conformance-cluster', open: clusterComposedDriver },
+  ];
+  for (const { name, namespace, open } of compositions) {
+    driverConformance(
+      name,
+      async () => {
+        const cluster = sharedCluster();
+        await cluster.installFunctionCrd();
+        await cluster.createNamespace(namespace);
+        const images = await fixtureImages();
+        await cluster.node!.trustRegistry(images.registry.host);
+        const composed = await open(cluster.cp.kubeconfig, namespace);
+        return {
+          driver: composed.driver,
+          image: (fixture) => images.image(fixture),
+          cleanup: async () => {
+            await composed.close();
+            await images.registry.close();
+          },
+        };
+      },
+      { waitTimeoutMs: 120_000, testTimeoutMs: 300_000 },
+    );
+  }
 }
