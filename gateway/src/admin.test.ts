@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { createGateway, type Gateway } from './app.js';
-import { MemoryBundles, MemoryDriver } from './memory-driver.js';
+import { MemoryBundles, MemoryDriver } from './testing/memory-driver.js';
 
 const digest = `sha256:${'b'.repeat(64)}`;
 

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { createGateway, type Gateway } from './app.js';
-import { MemoryDriver } from './memory-driver.js';
+import { MemoryDriver } from './testing/memory-driver.js';
 
 /** The shape of every kubefn error body: code and message, hint and fields only when set. */
 function assertErrorBody(body: Record<string, unknown>, code: string): void {

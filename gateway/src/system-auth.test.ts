@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { createGateway, type Gateway } from './app.js';
-import { MemoryBundles, MemoryDriver } from './memory-driver.js';
+import { MemoryBundles, MemoryDriver } from './testing/memory-driver.js';
 
 const token = 'right-token';
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;

@@ -11,7 +11,7 @@ import {
   type LogLine,
   type LogOptions,
 } from '@kubefn/platform';
-import type { BundleSink } from './context.js';
+import type { BundleSink } from '../context.js';
 
 type Operation = 'deploy' | 'remove' | 'list' | 'get' | 'scale';
 
