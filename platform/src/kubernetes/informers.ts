@@ -86,7 +86,7 @@ export class KeptInformer<T extends KubernetesObject> {
     const done = (): boolean =>
       this.#stopped ||
       resourceVersion === undefined ||
-      this.cache.get(name, this.#options.namespace)?.metadata?.resourceVersion === resourceVersion ||
+      atOrAfter(this.cache.get(name, this.#options.namespace)?.metadata?.resourceVersion, resourceVersion) ||
       (this.#seen.get(name) ?? 0) > start + 1;
     if (done()) return;
     await new Promise<void>((resolve) => {
@@ -151,4 +151,16 @@ export class KeptInformer<T extends KubernetesObject> {
     // A start that listed and connected resets the backoff; a failed one already rescheduled.
     if (!failed) this.#backoffMs = 0;
   }
+}
+
+/**
+ * Whether the cached object's resourceVersion is `wanted` or later. Resource versions are opaque
+ * to clients, but the API server's are etcd revisions, decimal integers that only grow: compared
+ * as numbers when both are, so a cache that already moved past a write (the Deployment controller
+ * updated the status right after it) counts as caught up instead of waiting for two more events.
+ */
+function atOrAfter(cached: string | undefined, wanted: string): boolean {
+  if (cached === undefined) return false;
+  if (cached === wanted) return true;
+  return /^\d+$/.test(cached) && /^\d+$/.test(wanted) && BigInt(cached) > BigInt(wanted);
 }
