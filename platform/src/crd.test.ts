@@ -146,11 +146,12 @@ test('the CEL rules say what parseFunctionSpec says', () => {
     ['scale', props(specSchema).scale!, { scale: { min: 5, max: 2, initial: 3 } }],
     ['triggers.0', (props(specSchema).triggers!.items as Node), { triggers: [{ type: 'nats' }] }],
     ['triggers.0', (props(specSchema).triggers!.items as Node), { triggers: [{ type: 'cron' }] }],
-    ['triggers.0', (props(specSchema).triggers!.items as Node), { triggers: [{ type: 'http', subject: 'x' }] }],
+    ['triggers.0', (props(specSchema).triggers!.items as Node), { triggers: [{ type: 'jetstream' }] }],
+    ['triggers.0', (props(specSchema).triggers!.items as Node), { triggers: [{ type: 'http', subject: 'x', schedule: '@hourly' }] }],
   ];
   const wanted = new Set<string>();
   for (const [field, n] of cases) for (const r of rules(n)) wanted.add(`${field}${r.fieldPath ?? ''}: ${r.message}`);
-  assert.equal(wanted.size, 5);
+  assert.equal(wanted.size, 8);
   const said = cases.map(([, , input]) => {
     try {
       parseFunctionSpec({ name: 'x', ...input });

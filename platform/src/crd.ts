@@ -4,6 +4,7 @@ import { Kind, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { stringify } from 'yaml';
 import { FunctionSpecSchema } from './spec.js';
+import { takesNo, triggerFields, triggerTypes } from './triggers.js';
 
 /** A node of an OpenAPI v3 structural schema, as Kubernetes' JSONSchemaProps. */
 export type StructuralSchema = { [key: string]: unknown };
@@ -217,9 +218,16 @@ const celRules: Record<string, StructuralSchema[]> = {
     },
   ],
   'triggers[]': [
-    { rule: "self.type != 'nats' || has(self.subject)", fieldPath: '.subject', message: 'is required for a nats trigger' },
-    { rule: "self.type != 'cron' || has(self.schedule)", fieldPath: '.schedule', message: 'is required for a cron trigger' },
-    { rule: "self.type != 'http' || (!has(self.subject) && !has(self.schedule))", message: 'an http trigger takes no subject or schedule' },
+    ...triggerTypes.flatMap((type) =>
+      triggerFields[type].required.map((field) => ({
+        rule: `self.type != '${type}' || has(self.${field})`,
+        fieldPath: `.${field}`,
+        message: `is required for a ${type} trigger`,
+      })),
+    ),
+    // The commonest wrong field; parseFunctionSpec names every other one.
+    { rule: "self.type != 'http' || !has(self.subject)", fieldPath: '.subject', message: takesNo('http', 'subject') },
+    { rule: "self.type != 'http' || !has(self.schedule)", fieldPath: '.schedule', message: takesNo('http', 'schedule') },
   ],
 };
 

@@ -1,6 +1,7 @@
 export * from './errors.js';
 export * from './duration.js';
 export * from './spec.js';
+export * from './triggers.js';
 export * from './driver.js';
 export * from './runtime-contract.js';
 export * from './bundle-store.js';

@@ -5,6 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { durationPattern, parseDuration } from './duration.js';
 import { KubefnError, type FieldError } from './errors.js';
+import { TriggerSchema, triggerErrors } from './triggers.js';
 
 /** DNS-1123 label: what Kubernetes accepts as a Service name. */
 export const namePattern = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
@@ -40,21 +41,6 @@ export const ScaleSchema = Type.Object(
     scaleToZeroGrace: Type.Optional(OptionalDuration('idle time after the stable window before the last replica goes')),
   },
   { ...strict, default: {} },
-);
-
-export const TriggerSchema = Type.Object(
-  {
-    type: Type.Union([Type.Literal('http'), Type.Literal('nats'), Type.Literal('cron')]),
-    subject: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    stream: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    durable: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    maxDeliver: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-    output: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-    schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    body: Type.Optional(Type.String({ maxLength: 65_536 })),
-  },
-  strict,
 );
 
 export const TolerationSchema = Type.Object(
@@ -113,7 +99,6 @@ export const FunctionSpecSchema = Type.Object(
 
 export type FunctionSpec = Static<typeof FunctionSpecSchema>;
 export type ScaleSpec = Static<typeof ScaleSchema>;
-export type TriggerSpec = Static<typeof TriggerSchema>;
 /** What a user may write: everything but the name has a default. */
 export type FunctionSpecInput = Partial<Omit<FunctionSpec, 'scale'>> & { name: string; scale?: Partial<ScaleSpec> };
 
@@ -218,14 +203,7 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
       out.push({ field: `assets.${i}`, message: 'must be a path inside the function directory, like "public" or "data/words.txt"' });
     }
   });
-  spec.triggers.forEach((t, i) => {
-    const at = `triggers.${i}`;
-    if (t.type === 'nats' && !t.subject) out.push({ field: `${at}.subject`, message: 'is required for a nats trigger' });
-    if (t.type === 'cron' && !t.schedule) out.push({ field: `${at}.schedule`, message: 'is required for a cron trigger' });
-    if (t.type === 'http' && (t.subject || t.schedule)) {
-      out.push({ field: at, message: 'an http trigger takes no subject or schedule' });
-    }
-  });
+  spec.triggers.forEach((t, i) => out.push(...triggerErrors(t, i)));
   return out;
 }
 
