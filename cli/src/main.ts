@@ -72,6 +72,7 @@ interface UpFlags {
   insecureRegistry?: string[];
   podmanNetwork: string;
   autoscalerConfig?: string;
+  nats?: string;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -88,6 +89,7 @@ function registerUp(program: Command, app: App): void {
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
     .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml); a function\'s scale spec wins')
+    .option('--nats <url>', 'NATS server for functions\' nats triggers and output subjects (e.g. nats://127.0.0.1:4222)')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -103,6 +105,7 @@ Examples:
   $ fn up --deploy examples/hello examples/json-api
   $ fn up --driver podman --deploy examples/hello
   $ fn up --autoscaler-config deploy/autoscaler-config.yaml
+  $ fn up --nats nats://127.0.0.1:4222
   $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
   $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
     )
@@ -131,6 +134,7 @@ Examples:
         ...(opts.base ? { base: opts.base } : {}),
         insecureRegistries: opts.insecureRegistry ?? [],
         ...(autoscalerConfig ? { autoscalerConfig } : {}),
+        ...(opts.nats ? { nats: opts.nats } : {}),
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

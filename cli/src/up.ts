@@ -3,7 +3,7 @@
 import { KubefnError } from '@kubefn/platform';
 import { createLogger, startEmbedded, type EmbeddedOptions } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats'> {
   port: number;
   home: string;
   host: string;

@@ -67,11 +67,22 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
         hint: '`fn deploy` builds and uploads one for you',
       });
     }
-    const unserved = spec.triggers.find((t) => t.type !== 'http');
+    const served = ctx.natsTriggers ? ['http', 'nats'] : ['http'];
+    const unserved = spec.triggers.find((t) => !served.includes(t.type));
     if (unserved) {
+      const field = `triggers.${spec.triggers.indexOf(unserved)}.type`;
       throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" has a ${unserved.type} trigger, which this gateway does not serve yet`, {
-        fields: [{ field: `triggers.${spec.triggers.indexOf(unserved)}.type`, message: 'only "http" is served' }],
-        hint: 'remove the trigger, or invoke the function over HTTP',
+        fields: [{ field, message: `only ${served.map((t) => `"${t}"`).join(' and ')} ${served.length === 1 ? 'is' : 'are'} served` }],
+        hint: unserved.type === 'nats'
+          ? 'give the platform a NATS server (fn up --nats nats://127.0.0.1:4222), or invoke the function over HTTP'
+          : 'remove the trigger, or invoke the function over HTTP',
+      });
+    }
+    const output = spec.triggers.findIndex((t) => t.output !== undefined);
+    if (output >= 0 && !ctx.natsTriggers) {
+      throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" publishes its results to NATS, and this gateway has no NATS server`, {
+        fields: [{ field: `triggers.${output}.output`, message: 'needs a NATS server' }],
+        hint: 'give the platform a NATS server (fn up --nats nats://127.0.0.1:4222)',
       });
     }
     const exists = (await ctx.catalog.get(spec.name)) !== undefined;
@@ -80,6 +91,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     const status = await ctx.driver.deploy(spec);
     ctx.catalog.set(spec.name, status.spec);
     ctx.routers.get(status.spec);
+    await ctx.natsTriggers?.sync();
     return status.spec;
   };
   app.post('/system/functions', async (request, reply) => {
@@ -103,6 +115,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       ctx.routers.remove(name);
       ctx.invocations.delete(name);
       ctx.stats.forget(name);
+      await ctx.natsTriggers?.sync();
       return reply.code(200).send();
     },
   );

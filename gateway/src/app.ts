@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
+import { NatsTriggers } from './nats-triggers.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -44,6 +45,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     stats,
     metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
     invocations: new Map(),
+    natsTriggers: options.nats
+      ? new NatsTriggers({ connection: options.nats, app, functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) })
+      : undefined,
     options: {
       token: options.token,
       maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
@@ -83,5 +87,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   app.register(async (scope) => invokePlugin(scope, ctx));
   app.register(async (scope) => adminPlugin(scope, ctx));
   app.addHook('onClose', async () => routers.close());
+  const triggers = ctx.natsTriggers;
+  if (triggers) {
+    // Functions deployed through another gateway (a cluster) or restored at start appear here
+    // within one resync; those deployed through this one at once (admin.ts).
+    const resync = setInterval(() => void triggers.sync().catch((err: unknown) => app.log.warn({ err }, 'syncing nats triggers failed')), options.triggerResyncMs ?? 2000);
+    resync.unref();
+    app.addHook('onReady', async () => triggers.sync());
+    // Stop taking messages before the routers close under them.
+    app.addHook('preClose', async () => {
+      clearInterval(resync);
+      await triggers.close();
+    });
+  }
   return gateway;
 }

@@ -2,7 +2,9 @@
 
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { FunctionCatalog } from './catalog.js';
+import type { NatsTriggers } from './nats-triggers.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';
@@ -41,6 +43,10 @@ export interface GatewayOptions {
   info?: Record<string, unknown>;
   /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
   serveStats?: boolean;
+  /** A NATS connection: the gateway then serves `nats` triggers (nats-triggers.ts). */
+  nats?: NatsConnection;
+  /** How often the nats subscriptions are checked against the deployed functions, ms (default 2000). */
+  triggerResyncMs?: number;
 }
 
 export interface GatewayContext {
@@ -52,6 +58,8 @@ export interface GatewayContext {
   metrics: GatewayMetrics;
   /** Invocations per function since the gateway started. */
   invocations: Map<string, number>;
+  /** The nats triggers, when the gateway has a NATS connection. */
+  natsTriggers: NatsTriggers | undefined;
   options: {
     token: string | undefined;
     maxBodyBytes: number;

@@ -7,3 +7,4 @@ export { checkToken } from './auth.js';
 export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
 export { kubefnErrorHandler } from './error-handler.js';
 export { requestLogController } from './request-log.js';
+export { NatsTriggers, toBinaryEvent, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './nats-triggers.js';

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
@@ -35,6 +36,8 @@ export interface EmbeddedOptions {
   base?: string;
   /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
   autoscalerConfig?: AutoscalerConfig;
+  /** NATS server URL(s) for nats triggers and output subjects; without one they are refused. */
+  nats?: string;
 }
 
 export interface EmbeddedPlatform {
@@ -73,6 +76,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     driver = new ProcessDriver({ bundles, stateDir: options.home });
     publish = bundlePublisher(bundles);
   }
+  const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
   const builds = buildServicePlugin({
     scratchDir: path.join(options.home, 'builds'),
     build: async ({ dir, handler, name, log }) => ({ ...(await publish({ dir, handler, name, log })) }),
@@ -83,6 +87,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     ...(bundles ? { bundles } : {}),
     token,
     systemPlugins: [builds],
+    ...(nats ? { nats } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
     ...(options.logger
       ? {
@@ -106,6 +111,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     url = await gateway.app.listen({ port: options.port, host: options.host });
   } catch (err) {
     await driver.close();
+    await nats?.close();
     if ((err as { code?: string }).code === 'EADDRINUSE') {
       throw new KubefnError('START_FAILED', `port ${options.port} on ${options.host} is in use`, {
         hint: 'is another `fn up` running? stop it, or pass --port',
@@ -127,9 +133,29 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
       (closing ??= (async () => {
         await autoscaler.stop();
         await gateway.close();
+        await nats?.drain().catch(() => {});
         await driver.close();
       })()),
   };
+}
+
+/** Connects to NATS, saying which server could not be reached and how to get one. */
+async function connectNats(servers: string, log: Logger | undefined): Promise<NatsConnection> {
+  try {
+    const nc = await connect({ servers: servers.split(',').map((s) => s.trim()), name: 'kubefn-gateway', maxReconnectAttempts: -1 });
+    log?.info('connected to NATS', { server: nc.getServer() });
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === 'disconnect' || s.type === 'reconnect') log?.warn(`NATS ${s.type}`, { server: s.server });
+      }
+    })().catch(() => {});
+    return nc;
+  } catch (err) {
+    throw new KubefnError('START_FAILED', `cannot connect to NATS at ${servers}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+      hint: 'start one (apt-get install nats-server; nats-server -js), or leave out --nats to run without nats triggers',
+    });
+  }
 }
 
 async function loadOrCreateToken(home: string): Promise<string> {
