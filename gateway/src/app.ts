@@ -4,7 +4,8 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
-import { NatsTriggers } from './nats-triggers.js';
+import { injectInvoke } from './events/call.js';
+import { NatsTriggers } from './events/nats-triggers.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -46,7 +47,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
     invocations: new Map(),
     natsTriggers: options.nats
-      ? new NatsTriggers({ connection: options.nats, app, functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) })
+      ? new NatsTriggers({ connection: options.nats, invoke: injectInvoke(app), functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) })
       : undefined,
     options: {
       token: options.token,

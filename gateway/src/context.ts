@@ -4,7 +4,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { FunctionCatalog } from './catalog.js';
-import type { NatsTriggers } from './nats-triggers.js';
+import type { NatsTriggers } from './events/nats-triggers.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';

@@ -7,4 +7,6 @@ export { checkToken } from './auth.js';
 export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
 export { kubefnErrorHandler } from './error-handler.js';
 export { requestLogController } from './request-log.js';
-export { NatsTriggers, toBinaryEvent, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './nats-triggers.js';
+export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './events/nats-triggers.js';
+export { toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
+export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';

@@ -10,15 +10,15 @@
 // still running is dropped and counted, not queued without bound.
 
 import { randomUUID } from 'node:crypto';
-import { CloudEvent, HTTP } from 'cloudevents';
-import type { FastifyInstance } from 'fastify';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { FunctionStatus, TriggerSpec } from '@kubefn/platform';
+import { isSuccess, type Invoke } from './call.js';
+import { toBinaryEvent } from './cloudevent.js';
 
 export interface NatsTriggersOptions {
   connection: NatsConnection;
-  /** The gateway's fastify app: messages are injected into its /function/<name> route. */
-  app: FastifyInstance;
+  /** Calls a function through the gateway's invoke route (call.ts). */
+  invoke: Invoke;
   /** The deployed functions now (the driver's list). */
   functions: () => Promise<FunctionStatus[]>;
   /** Calls of one trigger running at once in this gateway before messages are dropped (default 256). */
@@ -28,7 +28,6 @@ export interface NatsTriggersOptions {
 
 /** The reply's status header: NATS has no status line. */
 export const replyStatusHeader = 'kubefn-status';
-const cloudEventsJson = 'application/cloudevents+json';
 
 interface Active {
   subscription: Subscription;
@@ -145,21 +144,16 @@ export class NatsTriggers {
 
   /** One message, one call; true when the function answered 2xx. */
   async #call(name: string, trigger: TriggerSpec, msg: Msg): Promise<boolean> {
-    const event = toBinaryEvent(msg);
-    const res = await this.#o.app.inject({
-      method: 'POST',
-      url: `/function/${name}`,
-      headers: { ...event.headers, 'x-call-id': event.headers['ce-id'] ?? randomUUID() },
-      payload: event.body,
-    });
-    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    const event = toBinaryEvent({ subject: msg.subject, data: msg.data, contentType: msg.headers?.get('content-type') || undefined });
+    const res = await this.#o.invoke({ name, headers: { ...event.headers, 'x-call-id': event.headers['ce-id'] ?? randomUUID() }, body: event.body });
+    const ok = isSuccess(res.status);
     if (msg.reply) {
-      const h = statusHeaders(res.statusCode);
+      const h = statusHeaders(res.status);
       const type = res.headers['content-type'];
       if (typeof type === 'string') h.set('content-type', type);
-      msg.respond(res.rawPayload, { headers: h });
+      msg.respond(res.body, { headers: h });
     }
-    if (ok && trigger.output) this.#o.connection.publish(trigger.output, res.rawPayload);
+    if (ok && trigger.output) this.#o.connection.publish(trigger.output, res.body);
     return ok;
   }
 
@@ -178,32 +172,4 @@ function statusHeaders(status: number): MsgHdrs {
   const h = natsHeaders();
   h.set(replyStatusHeader, String(status));
   return h;
-}
-
-/**
- * The message as a binary-mode CloudEvent: a structured one (content-type
- * application/cloudevents+json) keeps its attributes; any other becomes an event of type
- * dev.kubefn.nats.message from nats://<subject>, its data the message's bytes.
- */
-export function toBinaryEvent(msg: Msg): { headers: Record<string, string>; body: Buffer } {
-  const contentType = msg.headers?.get('content-type') || undefined;
-  let event: CloudEvent<unknown>;
-  if (contentType?.startsWith(cloudEventsJson)) {
-    const parsed = HTTP.toEvent({ headers: { 'content-type': contentType }, body: Buffer.from(msg.data).toString('utf8') });
-    event = (Array.isArray(parsed) ? parsed[0] : parsed) as CloudEvent<unknown>;
-  } else {
-    event = new CloudEvent<unknown>({
-      id: randomUUID(),
-      type: 'dev.kubefn.nats.message',
-      source: `nats://${msg.subject}`,
-      subject: msg.subject,
-      datacontenttype: contentType ?? 'application/octet-stream',
-      data: Buffer.from(msg.data),
-    });
-  }
-  const binary = HTTP.binary(event);
-  const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(binary.headers)) headers[k] = String(v);
-  const body = binary.body === undefined ? Buffer.alloc(0) : Buffer.isBuffer(binary.body) ? binary.body : Buffer.from(typeof binary.body === 'string' ? binary.body : JSON.stringify(binary.body));
-  return { headers, body };
 }
