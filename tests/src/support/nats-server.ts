@@ -1,7 +1,11 @@
-// A real nats-server (Debian's) on a free loopback port for a test, stopped by close() or when
-// the test process ends.
+// A real nats-server (Debian's) on a free loopback port for a test, JetStream on with its store in
+// a temp folder, stopped by close() or when the test process ends. stop() and start() again keep
+// the port and the store, for tests of NATS going away and coming back.
 
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { waitFor } from '@kubefn/platform/testing';
 import { freePort } from './control-plane.js';
@@ -10,12 +14,45 @@ import { onExit, stopSync } from './exit-cleanup.js';
 export interface NatsServer {
   /** nats://127.0.0.1:<port> */
   url: string;
+  /** The JetStream store folder. */
+  storeDir: string;
+  /** Stops the server, keeping its port and store. */
+  stop(): Promise<void>;
+  /** Starts it again after stop(). */
+  start(): Promise<void>;
+  /** Stops it and removes the store. */
   close(): Promise<void>;
 }
 
 export async function startNatsServer(): Promise<NatsServer> {
   const port = await freePort();
-  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const storeDir = await mkdtemp(path.join(tmpdir(), 'kubefn-nats-'));
+  let running: Running | undefined = await run(port, storeDir);
+  return {
+    url: running.url,
+    storeDir,
+    stop: async () => {
+      await running?.stop();
+      running = undefined;
+    },
+    start: async () => {
+      running ??= await run(port, storeDir);
+    },
+    close: async () => {
+      await running?.stop();
+      running = undefined;
+      await rm(storeDir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Running {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function run(port: number, storeDir: string): Promise<Running> {
+  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'ignore', 'pipe'] });
   const output: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const forget = onExit(() => stopSync([child.pid!]));
@@ -33,7 +70,7 @@ export async function startNatsServer(): Promise<NatsServer> {
   );
   return {
     url,
-    close: async () => {
+    stop: async () => {
       child.kill('SIGTERM');
       await exited;
       forget();
