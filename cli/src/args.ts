@@ -1,6 +1,6 @@
 // Parsers for option values (K=V pairs, counts, durations); each bad value is a usage error naming the option.
 
-import { parseDuration } from '@kubefn/platform';
+import { parseDuration, parseQuantity } from '@kubefn/platform';
 import { usageError } from './errors.js';
 
 /** Commander reducer for repeatable options: `--env A=1 --env B=2` -> ['A=1', 'B=2']. */
@@ -50,4 +50,16 @@ export function parseSince(text: string, nowMs: number): Date {
     throw usageError(`--since must be a duration like "10m" or an RFC 3339 time, got ${JSON.stringify(text)}`);
   }
   return new Date(nowMs - parseDurationArg(text, '--since'));
+}
+
+/** "1Mi", "500k", "1048576" -> bytes (Kubernetes quantity suffixes), from 1 KiB to 1 GiB. */
+export function parseSize(text: string, what: string): number {
+  let n: number;
+  try {
+    n = parseQuantity(text.trim());
+  } catch {
+    throw usageError(`${what} must be a size like 1Mi, 512Ki or 1048576, got ${JSON.stringify(text)}`);
+  }
+  if (!Number.isSafeInteger(n) || n < 1024 || n > 2 ** 30) throw usageError(`${what} must be from 1Ki to 1Gi, got ${JSON.stringify(text)}`);
+  return n;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { App, processIo, type Io } from './app.js';
-import { collect, parseCount } from './args.js';
+import { collect, parseCount, parseSize } from './args.js';
 import { GatewayClient } from './client.js';
 import { registerBuild } from './build.js';
 import { defaultGateway, envVars } from './config.js';
@@ -73,6 +73,7 @@ interface UpFlags {
   podmanNetwork: string;
   autoscalerConfig?: string;
   nats?: string;
+  maxBody: string;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -90,6 +91,7 @@ function registerUp(program: Command, app: App): void {
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
     .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml); a function\'s scale spec wins')
     .option('--nats <url>', 'NATS server for functions\' nats triggers and output subjects (e.g. nats://127.0.0.1:4222)')
+    .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -135,6 +137,7 @@ Examples:
         insecureRegistries: opts.insecureRegistry ?? [],
         ...(autoscalerConfig ? { autoscalerConfig } : {}),
         ...(opts.nats ? { nats: opts.nats } : {}),
+        maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

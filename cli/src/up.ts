@@ -3,7 +3,7 @@
 import { KubefnError } from '@kubefn/platform';
 import { createLogger, startEmbedded, type EmbeddedOptions } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'maxBodyBytes'> {
   port: number;
   home: string;
   host: string;

@@ -56,7 +56,8 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     checkNamespace(request.query.namespace);
     validateName(request.params.name);
     const s = await ctx.driver.get(request.params.name);
-    return statusBody(s, ctx.invocations.get(s.spec.name) ?? 0);
+    const body = statusBody(s, ctx.invocations.get(s.spec.name) ?? 0);
+    return ctx.events ? { ...body, events: ctx.events.state(s.spec.name) } : body;
   });
 
   const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionSpec> => {
@@ -67,23 +68,18 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
         hint: '`fn deploy` builds and uploads one for you',
       });
     }
-    const served = ctx.natsTriggers ? ['http', 'nats'] : ['http'];
-    const unserved = spec.triggers.find((t) => !served.includes(t.type));
-    if (unserved) {
-      const field = `triggers.${spec.triggers.indexOf(unserved)}.type`;
-      throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" has a ${unserved.type} trigger, which this gateway does not serve yet`, {
-        fields: [{ field, message: `only ${served.map((t) => `"${t}"`).join(' and ')} ${served.length === 1 ? 'is' : 'are'} served` }],
-        hint: unserved.type === 'nats'
-          ? 'give the platform a NATS server (fn up --nats nats://127.0.0.1:4222), or invoke the function over HTTP'
-          : 'remove the trigger, or invoke the function over HTTP',
-      });
-    }
-    const output = spec.triggers.findIndex((t) => t.output !== undefined);
-    if (output >= 0 && !ctx.natsTriggers) {
-      throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" publishes its results to NATS, and this gateway has no NATS server`, {
-        fields: [{ field: `triggers.${output}.output`, message: 'needs a NATS server' }],
-        hint: 'give the platform a NATS server (fn up --nats nats://127.0.0.1:4222)',
-      });
+    if (!ctx.events) {
+      const i = spec.triggers.findIndex((t) => t.type !== 'http' || t.output !== undefined);
+      if (i >= 0) {
+        const t = spec.triggers[i]!;
+        const field = t.type === 'http' ? `triggers.${i}.output` : `triggers.${i}.type`;
+        throw new KubefnError('NOT_SUPPORTED', `function "${spec.name}" has ${t.type === 'http' ? 'an output subject' : `a ${t.type} trigger`}, and this gateway has no NATS server`, {
+          fields: [{ field, message: 'needs a NATS server' }],
+          hint: 'install nats-server (apt-get install nats-server) so `fn up` starts one, or pass --nats nats://host:4222',
+        });
+      }
+    } else {
+      await ctx.events.check(spec);
     }
     const exists = (await ctx.catalog.get(spec.name)) !== undefined;
     if (mode === 'update' && !exists) throw new KubefnError('NOT_FOUND', `no function named "${spec.name}" to update`, { hint: 'create it with POST' });
@@ -91,7 +87,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     const status = await ctx.driver.deploy(spec);
     ctx.catalog.set(spec.name, status.spec);
     ctx.routers.get(status.spec);
-    await ctx.natsTriggers?.sync();
+    await ctx.events?.sync();
     return status.spec;
   };
   app.post('/system/functions', async (request, reply) => {
@@ -110,12 +106,14 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       checkNamespace(request.body.namespace ?? request.query.namespace);
       const name = request.body.functionName;
       validateName(name);
+      const removed = ctx.events ? await ctx.driver.get(name).catch(() => undefined) : undefined;
       await ctx.driver.remove(name);
       ctx.catalog.set(name, undefined);
       ctx.routers.remove(name);
       ctx.invocations.delete(name);
       ctx.stats.forget(name);
-      await ctx.natsTriggers?.sync();
+      await ctx.events?.sync();
+      if (removed) await ctx.events?.forget(removed.spec);
       return reply.code(200).send();
     },
   );

@@ -5,7 +5,7 @@ import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
 import { injectInvoke } from './events/call.js';
-import { NatsTriggers } from './events/nats-triggers.js';
+import { EventTriggers } from './events/events.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -46,9 +46,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     stats,
     metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
     invocations: new Map(),
-    natsTriggers: options.nats
-      ? new NatsTriggers({ connection: options.nats, invoke: injectInvoke(app), functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) })
-      : undefined,
+    events: undefined,
     options: {
       token: options.token,
       maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
@@ -88,11 +86,19 @@ export function createGateway(options: GatewayOptions): Gateway {
   app.register(async (scope) => invokePlugin(scope, ctx));
   app.register(async (scope) => adminPlugin(scope, ctx));
   app.addHook('onClose', async () => routers.close());
-  const triggers = ctx.natsTriggers;
-  if (triggers) {
+  if (options.nats) {
+    const triggers = new EventTriggers({
+      nats: options.nats,
+      invoke: injectInvoke(app),
+      functions: () => options.driver.list(),
+      maxBodyBytes: ctx.options.maxBodyBytes,
+      registry: ctx.metrics.registry,
+      onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg),
+    });
+    ctx.events = triggers;
     // Functions deployed through another gateway (a cluster) or restored at start appear here
     // within one resync; those deployed through this one at once (admin.ts).
-    const resync = setInterval(() => void triggers.sync().catch((err: unknown) => app.log.warn({ err }, 'syncing nats triggers failed')), options.triggerResyncMs ?? 2000);
+    const resync = setInterval(() => void triggers.sync().catch((err: unknown) => app.log.warn({ err }, 'syncing event triggers failed')), options.triggerResyncMs ?? 2000);
     resync.unref();
     app.addHook('onReady', async () => triggers.sync());
     // Stop taking messages before the routers close under them.

@@ -2,9 +2,8 @@
 
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
-import type { NatsConnection } from '@nats-io/transport-node';
 import type { FunctionCatalog } from './catalog.js';
-import type { NatsTriggers } from './events/nats-triggers.js';
+import type { EventTriggers, NatsSource } from './events/events.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';
@@ -43,9 +42,12 @@ export interface GatewayOptions {
   info?: Record<string, unknown>;
   /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
   serveStats?: boolean;
-  /** A NATS connection: the gateway then serves `nats` triggers (nats-triggers.ts). */
-  nats?: NatsConnection;
-  /** How often the nats subscriptions are checked against the deployed functions, ms (default 2000). */
+  /**
+   * A NATS connection, or how to make one the first time a deployed function needs it: the
+   * gateway then serves nats, jetstream and cron triggers and output subjects (events/).
+   */
+  nats?: NatsSource;
+  /** How often the triggers are checked against the deployed functions, ms (default 2000). */
   triggerResyncMs?: number;
 }
 
@@ -58,8 +60,8 @@ export interface GatewayContext {
   metrics: GatewayMetrics;
   /** Invocations per function since the gateway started. */
   invocations: Map<string, number>;
-  /** The nats triggers, when the gateway has a NATS connection. */
-  natsTriggers: NatsTriggers | undefined;
+  /** The event triggers, when the gateway has NATS. */
+  events: EventTriggers | undefined;
   options: {
     token: string | undefined;
     maxBodyBytes: number;

@@ -10,6 +10,8 @@ export const errorCatalogue = {
   FORBIDDEN: { status: 403, userFault: true },
   NOT_FOUND: { status: 404, userFault: true },
   ALREADY_EXISTS: { status: 409, userFault: true },
+  /** What the spec asks for clashes with something that exists (a NATS stream or consumer). */
+  CONFLICT: { status: 409, userFault: true },
   BODY_TOO_LARGE: { status: 413, userFault: true },
   NOT_SUPPORTED: { status: 501, userFault: false },
   BUILD_FAILED: { status: 422, userFault: true },

@@ -38,6 +38,8 @@ export interface EmbeddedOptions {
   autoscalerConfig?: AutoscalerConfig;
   /** NATS server URL(s) for nats triggers and output subjects; without one they are refused. */
   nats?: string;
+  /** Largest request body or event message sent to a function (default 32 MiB). */
+  maxBodyBytes?: number;
 }
 
 export interface EmbeddedPlatform {
@@ -88,6 +90,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     token,
     systemPlugins: [builds],
     ...(nats ? { nats } : {}),
+    ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
     ...(options.logger
       ? {

@@ -17,6 +17,8 @@ export interface EventMessage {
   id?: string;
   /** The event type when the message is not a CloudEvent itself. */
   type?: string;
+  /** When the message was published, if known (JetStream stores it). */
+  time?: Date;
 }
 
 export interface BinaryEvent {
@@ -37,6 +39,7 @@ export function toBinaryEvent(msg: EventMessage): BinaryEvent {
       subject: msg.subject,
       datacontenttype: msg.contentType ?? 'application/octet-stream',
       data: Buffer.from(msg.data),
+      ...(msg.time ? { time: msg.time.toISOString() } : {}),
     });
   }
   const binary = HTTP.binary(event);

@@ -11,16 +11,19 @@
 
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import type { FunctionStatus, TriggerSpec } from '@kubefn/platform';
+import type { FunctionSpec, TriggerSpec } from '@kubefn/platform';
 import { isSuccess, type Invoke } from './call.js';
 import { toBinaryEvent } from './cloudevent.js';
+import { triggerLabel, type EventMetrics } from './event-metrics.js';
+import type { Publish } from './publisher.js';
 
 export interface NatsTriggersOptions {
   connection: NatsConnection;
   /** Calls a function through the gateway's invoke route (call.ts). */
   invoke: Invoke;
-  /** The deployed functions now (the driver's list). */
-  functions: () => Promise<FunctionStatus[]>;
+  /** Publishes a result to an output subject (publisher.ts). */
+  publish: Publish;
+  metrics?: EventMetrics;
   /** Calls of one trigger running at once in this gateway before messages are dropped (default 256). */
   maxInFlight?: number;
   onWarning?: (message: string, fields?: Record<string, unknown>) => void;
@@ -29,70 +32,49 @@ export interface NatsTriggersOptions {
 /** The reply's status header: NATS has no status line. */
 export const replyStatusHeader = 'kubefn-status';
 
-interface Active {
-  subscription: Subscription;
-  inFlight: number;
-}
-
-export interface NatsTriggerCounts {
+export interface NatsTriggerState {
+  index: number;
+  subject: string;
+  queue?: string;
+  /** Subscribed. */
+  ready: boolean;
+  /** This gateway's counts since it started: messages delivered, answered 2xx, failed, dropped at the in-flight limit. */
   delivered: number;
   succeeded: number;
   failed: number;
   dropped: number;
+  inFlight: number;
+  lastError?: string;
+}
+
+interface Active {
+  name: string;
+  index: number;
+  trigger: TriggerSpec;
+  subscription: Subscription;
+  state: NatsTriggerState;
 }
 
 export class NatsTriggers {
   readonly #o: NatsTriggersOptions;
   readonly #active = new Map<string, Active>();
-  readonly #counts = new Map<string, NatsTriggerCounts>();
-  #syncing: Promise<void> | undefined;
-  #again = false;
   #closed = false;
 
   constructor(options: NatsTriggersOptions) {
     this.#o = options;
   }
 
-  /** Per function: messages delivered, answered 2xx, failed, and dropped at the in-flight limit. */
-  counts(name: string): NatsTriggerCounts {
-    return { ...(this.#counts.get(name) ?? { delivered: 0, succeeded: 0, failed: 0, dropped: 0 }) };
+  state(name: string): NatsTriggerState[] {
+    return [...this.#active.values()].filter((a) => a.name === name).map((a) => ({ ...a.state, ready: !a.subscription.isClosed() }));
   }
 
-  /**
-   * Subscribes to the nats triggers of every deployed function and unsubscribes from those that
-   * went; calls made while one runs are coalesced into one more run.
-   */
-  sync(): Promise<void> {
-    if (this.#syncing) {
-      this.#again = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#syncOnce();
-        } while (this.#again && !this.#closed);
-      } finally {
-        this.#syncing = undefined;
-      }
-    })();
-    return this.#syncing;
-  }
-
-  async close(): Promise<void> {
-    this.#closed = true;
-    await this.#syncing?.catch(() => {});
-    for (const { subscription } of this.#active.values()) subscription.unsubscribe();
-    this.#active.clear();
-  }
-
-  async #syncOnce(): Promise<void> {
+  /** Subscribes to the nats triggers of `functions` and unsubscribes from those that went. */
+  sync(functions: FunctionSpec[]): void {
     if (this.#closed) return;
-    const wanted = new Map<string, { name: string; trigger: TriggerSpec }>();
-    for (const fn of await this.#o.functions()) {
-      for (const trigger of fn.spec.triggers) {
-        if (trigger.type === 'nats') wanted.set(keyOf(fn.spec.name, trigger), { name: fn.spec.name, trigger });
+    const wanted = new Map<string, { name: string; index: number; trigger: TriggerSpec }>();
+    for (const spec of functions) {
+      for (const [index, trigger] of spec.triggers.entries()) {
+        if (trigger.type === 'nats') wanted.set(JSON.stringify([spec.name, index, trigger]), { name: spec.name, index, trigger });
       }
     }
     for (const [key, active] of this.#active) {
@@ -101,45 +83,59 @@ export class NatsTriggers {
         this.#active.delete(key);
       }
     }
-    for (const [key, { name, trigger }] of wanted) {
-      if (this.#active.has(key) || this.#closed) continue;
-      const active: Active = { subscription: undefined as unknown as Subscription, inFlight: 0 };
+    for (const [key, { name, index, trigger }] of wanted) {
+      if (this.#active.has(key)) continue;
+      const state: NatsTriggerState = { index, subject: trigger.subject!, ...(trigger.queue ? { queue: trigger.queue } : {}), ready: true, delivered: 0, succeeded: 0, failed: 0, dropped: 0, inFlight: 0 };
+      const active: Active = { name, index, trigger, state, subscription: undefined as unknown as Subscription };
       active.subscription = this.#o.connection.subscribe(trigger.subject!, {
         ...(trigger.queue ? { queue: trigger.queue } : {}),
         callback: (err, msg) => {
           if (err) {
+            state.lastError = err.message;
             this.#o.onWarning?.('nats subscription failed', { function: name, subject: trigger.subject, err });
             return;
           }
-          this.#deliver(name, trigger, active, msg);
+          this.#deliver(active, msg);
         },
       });
       this.#active.set(key, active);
     }
   }
 
-  #deliver(name: string, trigger: TriggerSpec, active: Active, msg: Msg): void {
-    const counts = this.#countsOf(name);
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const { subscription } of this.#active.values()) subscription.unsubscribe();
+    this.#active.clear();
+  }
+
+  #deliver(active: Active, msg: Msg): void {
+    const { state, name, trigger } = active;
+    const label = { function: name, trigger: triggerLabel(trigger) };
     const limit = this.#o.maxInFlight ?? 256;
-    if (active.inFlight >= limit) {
-      counts.dropped++;
+    if (state.inFlight >= limit) {
+      state.dropped++;
+      this.#o.metrics?.dropped.inc(label);
       if (msg.reply) msg.respond(new TextEncoder().encode(`function "${name}" has ${limit} calls from ${trigger.subject} running`), { headers: statusHeaders(503) });
       return;
     }
-    active.inFlight++;
-    counts.delivered++;
+    state.inFlight++;
+    state.delivered++;
+    this.#o.metrics?.delivered.inc(label);
     void this.#call(name, trigger, msg)
       .then(
         (ok) => {
-          if (ok) counts.succeeded++;
-          else counts.failed++;
+          if (ok) {
+            state.succeeded++;
+            this.#o.metrics?.acked.inc(label);
+          } else state.failed++;
         },
         (err: unknown) => {
-          counts.failed++;
+          state.failed++;
+          state.lastError = err instanceof Error ? err.message : String(err);
           this.#o.onWarning?.('nats trigger call failed', { function: name, subject: msg.subject, err });
         },
       )
-      .finally(() => active.inFlight--);
+      .finally(() => state.inFlight--);
   }
 
   /** One message, one call; true when the function answered 2xx. */
@@ -153,19 +149,12 @@ export class NatsTriggers {
       if (typeof type === 'string') h.set('content-type', type);
       msg.respond(res.body, { headers: h });
     }
-    if (ok && trigger.output) this.#o.connection.publish(trigger.output, res.body);
+    if (ok && trigger.output) {
+      const type = res.headers['content-type'];
+      await this.#o.publish(trigger.output, res.body, typeof type === 'string' ? { 'content-type': type } : {});
+    }
     return ok;
   }
-
-  #countsOf(name: string): NatsTriggerCounts {
-    let c = this.#counts.get(name);
-    if (!c) this.#counts.set(name, (c = { delivered: 0, succeeded: 0, failed: 0, dropped: 0 }));
-    return c;
-  }
-}
-
-function keyOf(name: string, t: TriggerSpec): string {
-  return JSON.stringify([name, t.subject, t.queue ?? '', t.output ?? '']);
 }
 
 function statusHeaders(status: number): MsgHdrs {

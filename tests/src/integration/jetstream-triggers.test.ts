@@ -1,0 +1,259 @@
+// JetStream triggers end to end: a real nats-server with JetStream, `fn up --nats` in child
+// processes, functions as real processes that record every call they get. At least once through
+// a replica's SIGKILL and a gateway restart, retries with backoff then the dead-letter subject,
+// scaling from zero and back, conflicts refused at deploy, NATS down at deploy and later, a chain
+// through `output`, and one shared consumer across two gateways.
+
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { waitFor } from '@kubefn/platform/testing';
+import { Api } from '../support/api.js';
+import { startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+
+const fixture = path.join(repoRoot, 'tests', 'fixtures', 'events');
+const text = (s: string) => new TextEncoder().encode(s);
+
+interface Call {
+  id: string;
+  delivery: number;
+  pid: number;
+  at: number;
+}
+
+async function calls(file: string): Promise<Call[]> {
+  const lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  return lines.map((l) => {
+    const [id, delivery, pid, at] = l.split(' ');
+    return { id: id!, delivery: Number(delivery), pid: Number(pid), at: Number(at) };
+  });
+}
+
+interface EventsState {
+  nats: { connected: boolean; error?: string };
+  triggers: { type: string; ready: boolean; error?: string; pending?: number; deadLettered: number; retried: number; acked: number; lastError?: string }[];
+}
+
+const eventsOf = async (api: Api, name: string) => ((await api.ok('GET', `/system/function/${name}`)) as { events: EventsState }).events;
+
+describe('jetstream triggers on the embedded platform', () => {
+  let nats: NatsServer;
+  let nc: NatsConnection;
+  let js: JetStreamClient;
+  let jsm: JetStreamManager;
+  let home: string;
+  let platform: RunningPlatform;
+  let api: Api;
+  let image: string;
+  const extra: RunningPlatform[] = [];
+
+  before(async () => {
+    nats = await startNatsServer();
+    nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    js = jetstream(nc);
+    jsm = await jetstreamManager(nc);
+    home = await newHome();
+    platform = await startPlatform(home, { args: ['--nats', nats.url, '--max-body', '64Ki'] });
+    api = new Api(platform.url, platform.token);
+    image = await api.upload(fixture, 'handler.js');
+  });
+  after(async () => {
+    for (const p of [platform, ...extra]) await p?.stop();
+    await nc?.close();
+    await nats?.close();
+  });
+
+  it('scales a function from zero for pending messages, handles each, and goes back to zero when drained', async () => {
+    const record = path.join(home, 'zero.calls');
+    await api.deploy({
+      name: 'js-zero',
+      image,
+      env: { RECORD_FILE: record },
+      scale: { initial: 0, stableWindow: '6s', scaleToZeroGrace: '0s' },
+      triggers: [{ type: 'jetstream', stream: 'ZERO', subject: 'zero.>' }],
+    });
+    assert.equal((await api.status('js-zero')).replicas, 0);
+    const published = [];
+    for (let i = 0; i < 20; i++) published.push((await js.publish(`zero.${i}`, text(`m${i}`))).seq);
+    await waitFor(async () => new Set((await calls(record)).map((c) => c.id)).size === 20, { timeoutMs: 60_000, what: '20 messages handled' });
+    const ids = new Set((await calls(record)).map((c) => c.id));
+    for (const seq of published) assert.ok(ids.has(`ZERO-${seq}`), `message ${seq} handled, its CloudEvent id the stream sequence`);
+    await waitFor(async () => (await api.status('js-zero')).replicas === 0, { timeoutMs: 60_000, what: 'js-zero back to zero replicas once drained' });
+    const state = await eventsOf(api, 'js-zero');
+    assert.equal(state.triggers[0]?.ready, true);
+    assert.equal(state.triggers[0]?.acked, 20);
+  });
+
+  it('retries a failing message with the trigger backoff, then dead-letters it with the error, subject and delivery count', async () => {
+    const record = path.join(home, 'fail.calls');
+    await api.deploy({
+      name: 'js-fail',
+      image,
+      env: { RECORD_FILE: record },
+      scale: { min: 1 },
+      triggers: [{ type: 'jetstream', stream: 'FAIL', subject: 'fail.in', maxDeliver: 3, backoff: ['300ms', '600ms'], deadLetter: 'fail.dead' }],
+    });
+    const dead = nc.subscribe('fail.dead', { max: 1 });
+    await nc.flush();
+    const h = natsHeaders();
+    h.set('trace', 'abc');
+    const { seq } = await js.publish('fail.in', text('fail'), { headers: h });
+    let letter: { data: string; headers: Record<string, string> } | undefined;
+    for await (const m of dead) {
+      const hs: Record<string, string> = {};
+      for (const [k, v] of m.headers ?? []) hs[k.toLowerCase()] = v[0]!;
+      letter = { data: new TextDecoder().decode(m.data), headers: hs };
+    }
+    assert.ok(letter);
+    assert.equal(letter.data, 'fail');
+    assert.equal(letter.headers['kubefn-subject'], 'fail.in');
+    assert.equal(letter.headers['kubefn-deliveries'], '3');
+    assert.equal(letter.headers['kubefn-status'], '500');
+    assert.equal(letter.headers['kubefn-sequence'], String(seq));
+    assert.equal(letter.headers['kubefn-function'], 'js-fail');
+    assert.match(letter.headers['kubefn-error'] ?? '', /500.*failed on purpose/);
+    assert.equal(letter.headers['trace'], 'abc', 'the original headers are kept');
+    const tries = (await calls(record)).filter((c) => c.id === `FAIL-${seq}`);
+    assert.deepEqual(tries.map((c) => c.delivery), [1, 2, 3]);
+    assert.ok(tries[1]!.at - tries[0]!.at >= 300, `first retry after the first backoff (${tries[1]!.at - tries[0]!.at} ms)`);
+    assert.ok(tries[2]!.at - tries[1]!.at >= 600, `second retry after the second backoff (${tries[2]!.at - tries[1]!.at} ms)`);
+    const state = (await eventsOf(api, 'js-fail')).triggers[0]!;
+    assert.equal(state.deadLettered, 1);
+    assert.equal(state.retried, 2);
+    assert.match(state.lastError ?? '', /500/);
+  });
+
+  it('dead-letters a message over the body limit without running the function', async () => {
+    const record = path.join(home, 'big.calls');
+    await api.deploy({ name: 'js-big', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'jetstream', stream: 'BIG', subject: 'big.in', deadLetter: 'big.dead' }] });
+    const dead = nc.subscribe('big.dead', { max: 1 });
+    await nc.flush();
+    await js.publish('big.in', new Uint8Array(100 * 1024));
+    await js.publish('big.in', text('small'));
+    for await (const m of dead) {
+      assert.equal(m.data.length, 100 * 1024);
+      assert.equal(m.headers?.get('kubefn-status'), '413');
+      assert.match(m.headers?.get('kubefn-error') ?? '', /over the function's body limit of 65536 bytes/);
+    }
+    await waitFor(async () => (await calls(record)).length === 1, { timeoutMs: 30_000, what: 'the small message handled' });
+    assert.equal((await calls(record)).length, 1, 'the big one never reached the function');
+  });
+
+  it('refuses, at deploy, a stream that exists with other subjects and a consumer that exists with other settings, naming both', async () => {
+    await jsm.streams.add({ name: 'OTHER', subjects: ['other.>'] });
+    await assert.rejects(api.deploy({ name: 'js-conflict', image, triggers: [{ type: 'jetstream', stream: 'OTHER', subject: 'mine.x' }] }), (err: { code?: string; message?: string }) => {
+      assert.equal(err.code, 'CONFLICT');
+      assert.match(err.message ?? '', /stream "OTHER" exists with subjects \["other\.>"\].*"mine\.x"/);
+      return true;
+    });
+    await jsm.consumers.add('OTHER', { durable_name: 'taken', ack_policy: AckPolicy.Explicit, filter_subject: 'other.a', ack_wait: 5_000_000_000 });
+    await assert.rejects(api.deploy({ name: 'js-conflict', image, triggers: [{ type: 'jetstream', stream: 'OTHER', subject: 'other.a', durable: 'taken' }] }), (err: { code?: string; message?: string }) => {
+      assert.equal(err.code, 'CONFLICT');
+      assert.match(err.message ?? '', /consumer "taken" on stream "OTHER" exists with .*ack wait 5000 ms \(the trigger's: 30000 ms\).*not made by kubefn/);
+      return true;
+    });
+    await assert.rejects(api.status('js-conflict'), /no function|404|not found/i);
+    assert.deepEqual((await jsm.streams.info('OTHER')).config.subjects, ['other.>'], 'the stream is unchanged');
+  });
+
+  it('chains two functions through an output subject stored by the second one\'s stream', async () => {
+    await api.deploy({ name: 'js-step1', image, triggers: [{ type: 'jetstream', stream: 'CHAIN_IN', subject: 'chain.in', output: 'chain.mid' }] });
+    await api.deploy({ name: 'js-step2', image, triggers: [{ type: 'jetstream', stream: 'CHAIN_MID', subject: 'chain.mid', output: 'chain.out' }] });
+    const out = nc.subscribe('chain.out', { max: 1 });
+    await nc.flush();
+    await js.publish('chain.in', text('{"chain":1}'));
+    for await (const m of out) assert.deepEqual(JSON.parse(new TextDecoder().decode(m.data)), { chain: 3, function: 'js-step2' });
+    assert.equal((await jsm.streams.info('CHAIN_MID')).state.messages >= 0, true);
+  });
+
+  it('processes 1,000 messages at least once through a replica SIGKILL and a gateway restart', async () => {
+    const record = path.join(home, 'many.calls');
+    await writeFile(record, '');
+    await api.deploy({
+      name: 'js-many',
+      image,
+      env: { RECORD_FILE: record },
+      scale: { min: 1 },
+      triggers: [{ type: 'jetstream', stream: 'MANY', subject: 'many.in', ackWait: '3s', maxDeliver: 20, maxInFlight: 32 }],
+    });
+    const total = 1000;
+    const seqs: number[] = [];
+    const publishing = (async () => {
+      for (let i = 0; i < total; i++) {
+        seqs.push((await js.publish('many.in', text(i % 10 === 0 ? 'slow:20' : `m${i}`))).seq);
+      }
+    })();
+    // SIGKILL the replica once it has handled some.
+    await waitFor(async () => (await calls(record)).length >= 150, { timeoutMs: 60_000, what: '150 handled before the kill' });
+    const victim = (await calls(record)).at(-1)!.pid;
+    process.kill(victim, 'SIGKILL');
+    // Restart the gateway (fn up) once midway: same home, functions come back.
+    await waitFor(async () => (await calls(record)).length >= 500, { timeoutMs: 120_000, what: '500 handled before the restart' });
+    await platform.stop();
+    platform = await startPlatform(home, { args: ['--nats', nats.url, '--max-body', '64Ki'] });
+    api = new Api(platform.url, platform.token);
+    await publishing;
+    const want = new Set(seqs.map((s) => `MANY-${s}`));
+    await waitFor(async () => {
+      const seen = new Set((await calls(record)).map((c) => c.id));
+      return [...want].every((id) => seen.has(id));
+    }, { timeoutMs: 180_000, what: `all ${total} messages handled` });
+    const all = await calls(record);
+    const duplicates = all.length - new Set(all.map((c) => c.id)).size;
+    console.log(`# 1,000 messages through a SIGKILL and a restart: ${all.length} calls, ${duplicates} duplicates, ${new Set(all.map((c) => c.pid)).size} replicas`);
+    assert.equal(new Set(all.map((c) => c.id)).size, total, 'every message handled, none lost');
+    assert.ok(all.some((c) => c.pid !== victim), 'a new replica took over');
+    assert.ok(duplicates < total, 'duplicates are the exception (counted above)');
+  });
+
+  it('deploys with NATS down, reports the trigger not ready, and consumes once NATS is back; reconnects after a later outage', async () => {
+    const record = path.join(home, 'down.calls');
+    await nats.stop();
+    try {
+      await api.deploy({ name: 'js-down', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'http' }, { type: 'jetstream', stream: 'DOWN', subject: 'down.in' }] });
+      const res = await fetch(`${platform.url}/function/js-down`, { method: 'POST', body: 'over http' });
+      assert.equal(res.status, 200, 'HTTP works while NATS is down');
+      const state = await eventsOf(api, 'js-down');
+      assert.equal(state.nats.connected, false);
+      assert.match(state.nats.error ?? '', /disconnected/);
+      assert.equal(state.triggers[0]?.ready ?? false, false);
+    } finally {
+      await nats.start();
+    }
+    await waitFor(async () => (await eventsOf(api, 'js-down')).triggers[0]?.ready === true, { timeoutMs: 30_000, what: 'the trigger ready once NATS is back' });
+    await waitFor(async () => {
+      await js.publish('down.in', text('after')).catch(() => undefined);
+      return (await calls(record)).length >= 1;
+    }, { timeoutMs: 30_000, what: 'a message handled after NATS came back' });
+    await nats.stop();
+    await waitFor(async () => (await eventsOf(api, 'js-down')).nats.connected === false, { timeoutMs: 15_000, what: 'the outage seen' });
+    await nats.start();
+    const before = (await calls(record)).length;
+    await waitFor(async () => {
+      await js.publish('down.in', text('again')).catch(() => undefined);
+      return (await calls(record)).length > before;
+    }, { timeoutMs: 30_000, what: 'consuming again after the second outage' });
+    assert.equal((await eventsOf(api, 'js-down')).nats.connected, true);
+  });
+
+  it('shares one consumer between two gateways: each message handled once, both gateways used', async () => {
+    const record = path.join(home, 'shared.calls');
+    const second = await startPlatform(await newHome(), { args: ['--nats', nats.url] });
+    extra.push(second);
+    const api2 = new Api(second.url, second.token);
+    const spec = { name: 'js-shared', env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'jetstream' as const, stream: 'SHARED', subject: 'shared.in', maxInFlight: 4 }] };
+    await api.deploy({ ...spec, image });
+    await api2.deploy({ ...spec, image: await api2.upload(fixture, 'handler.js') });
+    await waitFor(async () => (await Promise.all([api, api2].map((a) => a.status('js-shared')))).every((f) => f.availableReplicas >= 1), { timeoutMs: 60_000, what: 'a ready replica on both' });
+    const total = 200;
+    for (let i = 0; i < total; i++) await js.publish('shared.in', text('slow:10'));
+    await waitFor(async () => new Set((await calls(record)).map((c) => c.id)).size === total, { timeoutMs: 60_000, what: `${total} handled` });
+    const all = await calls(record);
+    assert.equal(all.length, total, 'no message handled twice');
+    assert.equal(new Set(all.map((c) => c.pid)).size, 2, 'both gateways took messages');
+  });
+});
