@@ -8,5 +8,7 @@ export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
 export { kubefnErrorHandler } from './error-handler.js';
 export { requestLogController } from './request-log.js';
 export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './events/nats-triggers.js';
-export { toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
+export { toBinary, toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
 export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
+export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
+export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';
