@@ -12,5 +12,7 @@ export { JetStreamTriggers, consumerSettings, backoffFor, covers, deadLetterHead
 export { EventTriggers, needsNats, type NatsSource, type FunctionEvents, type NatsLinkState } from './events/events.js';
 export { Publisher, type Publish } from './events/publisher.js';
 export { EventMetrics, triggerLabel } from './events/event-metrics.js';
-export { toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
+export { toBinary, toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
 export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
+export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
+export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';

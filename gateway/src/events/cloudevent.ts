@@ -42,6 +42,11 @@ export function toBinaryEvent(msg: EventMessage): BinaryEvent {
       ...(msg.time ? { time: msg.time.toISOString() } : {}),
     });
   }
+  return toBinary(event);
+}
+
+/** An event in HTTP binary mode: each attribute a ce-* header, content-type its datacontenttype. */
+export function toBinary(event: CloudEvent<unknown>): BinaryEvent {
   const binary = HTTP.binary(event);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(binary.headers)) headers[k] = String(v);

@@ -8,6 +8,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { KubefnError, type FunctionSpec, type FunctionStatus } from '@kubefn/platform';
 import type { Registry } from 'prom-client';
 import type { Invoke } from './call.js';
+import { CronTriggers, type CronTriggerState } from './cron-triggers.js';
 import { EventMetrics } from './event-metrics.js';
 import { errorText, JetStreamTriggers, type JetStreamTriggerState } from './jetstream-triggers.js';
 import { NatsTriggers, type NatsTriggerState } from './nats-triggers.js';
@@ -36,7 +37,7 @@ export interface NatsLinkState {
 
 export interface FunctionEvents {
   nats: NatsLinkState;
-  triggers: (({ type: 'nats' } & NatsTriggerState) | ({ type: 'jetstream' } & JetStreamTriggerState))[];
+  triggers: (({ type: 'nats' } & NatsTriggerState) | ({ type: 'jetstream' } & JetStreamTriggerState) | ({ type: 'cron' } & CronTriggerState))[];
 }
 
 /** Whether a function needs NATS: any trigger but http, or any output subject. */
@@ -48,6 +49,7 @@ interface Parts {
   nc: NatsConnection;
   nats: NatsTriggers;
   jetstream: JetStreamTriggers;
+  cron: CronTriggers;
 }
 
 export class EventTriggers {
@@ -137,6 +139,7 @@ export class EventTriggers {
       triggers: [
         ...p.nats.state(name).map((s) => ({ type: 'nats' as const, ...s })),
         ...p.jetstream.state(name).map((s) => ({ type: 'jetstream' as const, ...s })),
+        ...p.cron.state(name).map((s) => ({ type: 'cron' as const, ...s })),
       ].sort((a, b) => a.index - b.index),
     };
   }
@@ -151,7 +154,7 @@ export class EventTriggers {
     await this.#syncing?.catch(() => {});
     const p = this.#parts ?? (await this.#connecting?.catch(() => undefined));
     if (!p) return;
-    await Promise.all([p.nats.close(), p.jetstream.close()]);
+    await Promise.all([p.nats.close(), p.jetstream.close(), p.cron.close()]);
   }
 
   async #syncOnce(): Promise<void> {
@@ -167,6 +170,7 @@ export class EventTriggers {
     if (this.#closed) return;
     parts.nats.sync(specs);
     await parts.jetstream.sync(specs);
+    await parts.cron.sync(specs);
   }
 
   #connect(): Promise<Parts> {
@@ -185,6 +189,12 @@ export class EventTriggers {
           publish: publisher.publish,
           maxBodyBytes: this.#o.maxBodyBytes,
           metrics: this.metrics,
+          ...(warn ? { onWarning: warn } : {}),
+        }),
+        cron: new CronTriggers({
+          connection: nc,
+          invoke: this.#o.invoke,
+          output: (subject, body, headers) => publisher.publish(subject, body, headers),
           ...(warn ? { onWarning: warn } : {}),
         }),
       };
