@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
 import { Autoscaler, type FunctionSample, type ScaledFunction, type ScaleTarget } from './autoscaler.js';
 import { ManualClock } from './clock.js';
+import { defaultAutoscalerConfig } from './config.js';
 
 /** A driver stand-in that records scale calls and reports every replica ready at once. */
 class RecordingTarget implements ScaleTarget {
@@ -137,5 +138,92 @@ describe('Autoscaler', () => {
     await autoscaler.tick();
     assert.equal(target.calls.length, 1, 'the old calls do not scale the new function');
     assert.equal(autoscaler.lastDecision('again')?.desired, 0);
+  });
+
+  describe('pending messages (event triggers)', () => {
+    const sample = (name: string, pending: number | undefined): FunctionSample =>
+      pending === undefined ? { name, concurrency: 0, requests: 0 } : { name, concurrency: 0, requests: 0, pending };
+
+    it('scale a function at zero with no requests to ceil(pending / pendingTarget) at the first decision, clamped by max', async () => {
+      const clock = new ManualClock(1_000_000);
+      const target = new RecordingTarget();
+      target.add({ name: 'orders', scale: { max: 10 } }, 0);
+      target.add({ name: 'capped', scale: { max: 3 } }, 0);
+      target.add({ name: 'knob', scale: { max: 10, pendingTarget: 20 } }, 0);
+      const source = { collect: () => ['orders', 'capped', 'knob'].map((name) => sample(name, 45)) };
+      const autoscaler = new Autoscaler({ target, sources: [source], clock });
+      clock.advance(1000);
+      await autoscaler.tick();
+      // Default pendingTarget 10: ceil(45 / 10) = 5; max 3; the spec's pendingTarget 20: 3.
+      assert.deepEqual(target.calls.sort(), [['capped', 3], ['knob', 3], ['orders', 5]]);
+      assert.equal(autoscaler.lastDecision('orders')?.pendingWant, 5);
+      assert.equal(autoscaler.lastDecision('orders')?.panicking, false);
+    });
+
+    it('the cluster default pendingTarget comes from the config', async () => {
+      const clock = new ManualClock(1_000_000);
+      const target = new RecordingTarget();
+      target.add({ name: 'orders', scale: { max: 10 } }, 0);
+      const autoscaler = new Autoscaler({
+        target,
+        sources: [{ collect: () => [sample('orders', 45)] }],
+        clock,
+        config: { ...defaultAutoscalerConfig, pendingTargetDefault: 5 },
+      });
+      clock.advance(1000);
+      await autoscaler.tick();
+      assert.deepEqual(target.calls, [['orders', 9]]);
+    });
+
+    it('combines the gateways with max, not a sum: two reporting 50 are 50 messages', async () => {
+      const clock = new ManualClock(1_000_000);
+      const target = new RecordingTarget();
+      target.add({ name: 'orders', scale: { max: 100 } }, 0);
+      const gateways = [{ collect: () => [sample('orders', 50)] }, { collect: () => [sample('orders', 50)] }, { collect: () => [sample('orders', undefined)] }];
+      const autoscaler = new Autoscaler({ target, sources: gateways, clock });
+      clock.advance(1000);
+      await autoscaler.tick();
+      assert.deepEqual(target.calls, [['orders', 5]], 'ceil(50 / 10), not ceil(100 / 10)');
+    });
+
+    it('leaves out a pending count that is not a non-negative finite number', async () => {
+      const clock = new ManualClock(1_000_000);
+      const target = new RecordingTarget();
+      target.add({ name: 'orders', scale: { max: 100 } }, 0);
+      target.add({ name: 'junk', scale: { max: 100 } }, 0);
+      const bad = [NaN, -5, Infinity, '70' as unknown as number];
+      const gateways = [
+        ...bad.map((p) => ({ collect: () => [sample('orders', p), sample('junk', p)] })),
+        { collect: () => [sample('orders', 20)] },
+      ];
+      const autoscaler = new Autoscaler({ target, sources: gateways, clock });
+      clock.advance(1000);
+      await autoscaler.tick();
+      assert.deepEqual(target.calls, [['orders', 2]], 'orders by its one good reading; junk stays at zero');
+      assert.equal(autoscaler.lastDecision('junk')?.desired, 0);
+    });
+
+    it('holds a function above zero while messages wait, and lets it go a stable window plus the grace after they read 0', async () => {
+      const clock = new ManualClock(1_000_000);
+      const target = new RecordingTarget();
+      target.add({ name: 'backlog', scale: { initial: 1 } }, 1);
+      target.add({ name: 'drained', scale: { initial: 1 } }, 1);
+      target.add({ name: 'plain', scale: { initial: 1 } }, 1);
+      const autoscaler = new Autoscaler({
+        target,
+        sources: [{ collect: () => [sample('backlog', 1), sample('drained', 0), sample('plain', undefined)] }],
+        clock,
+      });
+      const zeroAt = new Map<string, number>();
+      for (let s = 1; s <= 200; s++) {
+        clock.advance(1000);
+        await autoscaler.tick();
+        for (const [name, fn] of target.functions) if (fn.replicas === 0 && !zeroAt.has(name)) zeroAt.set(name, s);
+      }
+      assert.equal(target.functions.get('backlog')!.replicas, 1, 'one message waiting keeps one replica');
+      // Data from 1 s; a whole stable window (60 s) of it at 61 s, decided then; + 30 s grace.
+      assert.equal(zeroAt.get('plain'), 91);
+      assert.equal(zeroAt.get('drained'), 91, 'pending read as 0 is idle, as no traffic is');
+    });
   });
 });

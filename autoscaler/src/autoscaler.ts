@@ -54,6 +54,18 @@ interface Tracked {
   last?: Decision;
 }
 
+/** One function's samples of one collection, combined across gateways. */
+interface Combined {
+  concurrency: number;
+  requests: number;
+  /** Undefined when no gateway had a reading. */
+  pending: number | undefined;
+}
+
+function isCount(n: unknown): n is number {
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0;
+}
+
 /** Longest window kept per function: Knative's maximum stable window. */
 const maxWindowMs = 3_600_000;
 
@@ -103,21 +115,24 @@ export class Autoscaler {
     const now = this.#clock.now();
     const functions = await this.#target.list();
     const samples = (await Promise.all(this.#sources.map((s) => s.collect(now)))).flat();
-    const byName = new Map<string, { concurrency: number; requests: number }>();
+    const byName = new Map<string, Combined>();
     for (const s of samples) {
-      const acc = byName.get(s.name) ?? { concurrency: 0, requests: 0 };
+      const acc = byName.get(s.name) ?? { concurrency: 0, requests: 0, pending: undefined };
+      // Each gateway counts its own share of the requests: sum. All read the same trigger
+      // consumers: max (scaling-contract.ts). A reading that is not a count is left out.
       acc.concurrency += s.concurrency;
       acc.requests += s.requests;
+      if (isCount(s.pending)) acc.pending = Math.max(acc.pending ?? 0, s.pending);
       byName.set(s.name, acc);
     }
     const live = new Set<string>();
     for (const fn of functions) {
       live.add(fn.spec.name);
       const t = this.#trackedFor(fn.spec.name, fn.createdAt);
-      const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0 };
+      const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0, pending: undefined };
       // The sample covers the interval ending now; it is filed under the current second, so a
       // window of N seconds ending now holds the last N samples.
-      t.window.add(now, s.concurrency, s.requests);
+      t.window.add(now, s.concurrency, s.requests, s.pending);
     }
     for (const name of this.#tracked.keys()) if (!live.has(name)) this.#tracked.delete(name);
     if (now - this.#lastDecideAt >= this.#decideEveryMs) {
@@ -170,6 +185,10 @@ export class Autoscaler {
       {
         stableValue: t.window.average(now, settings.stableWindowMs, settings.metric),
         panicValue: t.window.average(now, settings.panicWindowMs, settings.metric),
+        // The newest reading, if no older than the panic window (a gateway that missed a scrape
+        // or two still counts); the mean over the stable window (see pendingWantOf).
+        pendingLatest: t.window.pendingLatest(now, settings.panicWindowMs),
+        pendingAverage: t.window.pendingAverage(now, settings.stableWindowMs),
         readyReplicas: fn.readyReplicas,
         currentReplicas: fn.replicas,
         observedMs: t.window.observedMs(now),
@@ -186,6 +205,7 @@ export class Autoscaler {
       from: fn.replicas,
       to: decision.desired,
       panicking: decision.panicking,
+      ...(decision.pendingWant ? { pendingWant: decision.pendingWant } : {}),
     });
     await this.#target.scale(fn.spec.name, decision.desired);
   }

@@ -188,6 +188,16 @@ describe('settingsFromSpec with a cluster config', () => {
     assert.equal(settingsFromSpec(scale({ metric: 'rps' })).targetPerReplica, 140);
   });
 
+  it('takes pendingTarget from the spec, else pending-target-default, with no utilisation applied', () => {
+    const fromFile = parseAutoscalerConfig({ 'pending-target-default': '25' }, 'a.yaml');
+    assert.equal(fromFile.pendingTargetDefault, 25);
+    assert.equal(settingsFromSpec(scale(), fromFile).pendingTarget, 25);
+    assert.equal(settingsFromSpec(scale({ pendingTarget: 4 }), fromFile).pendingTarget, 4);
+    assert.equal(settingsFromSpec(scale()).pendingTarget, 10, "KEDA's lagThreshold");
+    const err = invalid(() => parseAutoscalerConfig({ 'pending-target-default': '0.5' }, 'a.yaml'));
+    assert.match(err.fields?.[0]?.message ?? '', /between 1 and 100000/);
+  });
+
   it('caps the concurrency target at containerConcurrency', () => {
     assert.equal(settingsFromSpec(scale({ containerConcurrency: 10 }), config).targetPerReplica, 5);
   });
@@ -203,6 +213,7 @@ describe('settingsFromSpec with a cluster config', () => {
       maxScale: 10,
       metric: 'concurrency',
       targetPerReplica: 70,
+      pendingTarget: 10,
       stableWindowMs: 60_000,
       panicWindowMs: 6000,
       panicThreshold: 2,

@@ -17,6 +17,12 @@ export interface AutoscalerConfig {
   containerConcurrencyTargetPercentage: number;
   /** requests-per-second-target-default: req/s per replica to aim for with metric rps (before utilisation). */
   requestsPerSecondTargetDefault: number;
+  /**
+   * pending-target-default: messages waiting in a function's event triggers per replica to aim
+   * for (kubefn's key; KEDA's JetStream lagThreshold, also 10). Not scaled by the utilisation
+   * percentage: 45 waiting at 10 -> ceil(45 / 10) = 5 replicas.
+   */
+  pendingTargetDefault: number;
   /** stable-window, ms (6 s .. 1 h). */
   stableWindowMs: number;
   /** panic-window-percentage: panic window as a share of the stable window, 1..100 (%). */
@@ -37,11 +43,12 @@ export interface AutoscalerConfig {
   metric: 'concurrency' | 'rps';
 }
 
-/** Knative's defaults (pkg/autoscaler/config/config.go). */
+/** Knative's defaults (pkg/autoscaler/config/config.go), and KEDA's lagThreshold for pending messages. */
 export const defaultAutoscalerConfig: Readonly<AutoscalerConfig> = Object.freeze({
   containerConcurrencyTargetDefault: 100,
   containerConcurrencyTargetPercentage: 70,
   requestsPerSecondTargetDefault: 200,
+  pendingTargetDefault: 10,
   stableWindowMs: 60_000,
   panicWindowPercentage: 10,
   panicThresholdPercentage: 200,
@@ -62,6 +69,7 @@ const keys: Record<string, KeyParser> = {
   'container-concurrency-target-default': number('containerConcurrencyTargetDefault', { min: 0.01, max: 100_000 }),
   'container-concurrency-target-percentage': number('containerConcurrencyTargetPercentage', { min: 1, max: 100 }),
   'requests-per-second-target-default': number('requestsPerSecondTargetDefault', { min: 0.01, max: 100_000 }),
+  'pending-target-default': number('pendingTargetDefault', { min: 1, max: 100_000 }),
   'stable-window': duration('stableWindowMs', 6000, hour),
   'panic-window-percentage': number('panicWindowPercentage', { min: 1, max: 100 }),
   'panic-threshold-percentage': number('panicThresholdPercentage', { min: 110, max: 1000 }),

@@ -11,6 +11,7 @@ const base: ScaleSettings = {
   maxScale: 0,
   metric: 'concurrency',
   targetPerReplica: 10,
+  pendingTarget: 10,
   stableWindowMs: 60_000,
   panicWindowMs: 6_000,
   panicThreshold: 2,
@@ -157,6 +158,73 @@ const cases: Case[] = [
       { t: 2000, load: 15, input: n(1), want: 2 },
     ],
   },
+  // Pending messages (event triggers): a second demand beside the load.
+  {
+    name: 'pending messages with no load scale from zero to ceil(pending / pendingTarget) in one decision',
+    steps: [{ t: 0, load: 0, input: { pendingLatest: 45, pendingAverage: 45, readyReplicas: 0, currentReplicas: 0 }, want: 5, panic: false }],
+  },
+  {
+    name: 'pending from zero is clamped by max scale',
+    settings: { maxScale: 3 },
+    steps: [{ t: 0, load: 0, input: { pendingLatest: 45, pendingAverage: 45, readyReplicas: 0, currentReplicas: 0 }, want: 3 }],
+  },
+  {
+    name: 'one message waiting activates a function at zero (activation threshold 0)',
+    steps: [{ t: 0, load: 0, input: { pendingLatest: 1, readyReplicas: 0, currentReplicas: 0 }, want: 1 }],
+  },
+  {
+    name: 'no pending reading is no pending demand',
+    steps: [{ t: 0, load: 0, input: { pendingLatest: undefined, pendingAverage: undefined, readyReplicas: 0, currentReplicas: 0 }, want: 0 }],
+  },
+  {
+    name: 'the larger of the load want and the pending want wins',
+    steps: [
+      { t: 0, load: 35, input: { ...n(4), pendingLatest: 20, pendingAverage: 20 }, want: 4 },
+      { t: 2000, load: 35, input: { ...n(4), pendingLatest: 80, pendingAverage: 20 }, want: 8 },
+    ],
+  },
+  {
+    name: 'pending never panics: panic follows the load alone',
+    steps: [
+      { t: 0, load: 0, input: { ...n(1), pendingLatest: 100, pendingAverage: 100 }, want: 10, panic: false },
+      // Panicking on load, the pending want is one more floor that panic does not go under.
+      { t: 2000, input: { ...n(10), stableValue: 5, panicValue: 250, pendingLatest: 300, pendingAverage: 100 }, want: 30, panic: true },
+      { t: 4000, input: { ...n(30), stableValue: 5, panicValue: 5, pendingLatest: 0, pendingAverage: 0 }, want: 30, panic: true },
+    ],
+  },
+  {
+    name: 'the latest reading scales up; the stable-window mean holds replicas while a backlog drains',
+    settings: { maxScaleDownRate: 100 },
+    steps: [
+      { t: 0, load: 0, input: { ...n(1), pendingLatest: 45, pendingAverage: 10 }, want: 5 },
+      { t: 2000, load: 0, input: { ...n(5), pendingLatest: 0, pendingAverage: 30 }, want: 3 },
+      { t: 4000, load: 0, input: { ...n(3), pendingLatest: 0, pendingAverage: 0.5 }, want: 1 },
+    ],
+  },
+  {
+    name: 'pending scale-up keeps to the rate limit',
+    settings: { maxScaleUpRate: 2 },
+    steps: [{ t: 0, load: 0, input: { ...n(2), pendingLatest: 100, pendingAverage: 100 }, want: 4 }],
+  },
+  {
+    name: 'pending scale-down keeps to the rate limit and the scale-down delay',
+    settings: { scaleDownDelayMs: 10_000 },
+    steps: [
+      { t: 0, load: 0, input: { ...n(8), pendingLatest: 80, pendingAverage: 80 }, want: 8 },
+      { t: 2000, load: 0, input: { ...n(8), pendingLatest: 0, pendingAverage: 0 }, want: 8 },
+      { t: 10_000, load: 0, input: { ...n(8), pendingLatest: 0, pendingAverage: 0 }, want: 4 },
+    ],
+  },
+  {
+    name: 'messages waiting hold the last replica; zero comes a grace period after load and pending both read zero',
+    steps: [
+      { t: 0, load: 0, input: { pendingLatest: 0, pendingAverage: 0.2 }, want: 1 },
+      { t: 20_000, load: 0, input: { pendingLatest: 0, pendingAverage: 0.2 }, want: 1 },
+      { t: 40_000, load: 0, input: { pendingLatest: 0, pendingAverage: 0 }, want: 1 },
+      { t: 69_999, load: 0, input: { pendingLatest: 0, pendingAverage: 0 }, want: 1 },
+      { t: 70_000, load: 0, input: { pendingLatest: 0, pendingAverage: 0 }, want: 0 },
+    ],
+  },
 ];
 
 describe('decide (table)', () => {
@@ -180,19 +248,27 @@ describe('decide (table)', () => {
  * The decider fed from a real MetricWindow the way the autoscaler does it: a sample every second,
  * a decision every 2 s. Returns the replica count after each decision, keyed by time.
  */
-function replay(load: (t: number) => number, untilMs: number, settings: ScaleSettings, startReplicas: number): Map<number, number> {
+function replay(
+  load: (t: number) => number,
+  untilMs: number,
+  settings: ScaleSettings,
+  startReplicas: number,
+  pending: (t: number) => number | undefined = () => undefined,
+): Map<number, number> {
   const window = new MetricWindow(3_600_000);
   let state = initialDeciderState();
   let replicas = startReplicas;
   const out = new Map<number, number>();
   for (let t = 1000; t <= untilMs; t += 1000) {
-    window.add(t, load(t), 0);
+    window.add(t, load(t), 0, pending(t));
     if (t % 2000 !== 0) continue;
     const r = decide(
       state,
       {
         stableValue: window.average(t, settings.stableWindowMs, 'concurrency'),
         panicValue: window.average(t, settings.panicWindowMs, 'concurrency'),
+        pendingLatest: window.pendingLatest(t, settings.panicWindowMs),
+        pendingAverage: window.pendingAverage(t, settings.stableWindowMs),
         readyReplicas: replicas,
         currentReplicas: replicas,
         observedMs: window.observedMs(t),
@@ -237,5 +313,29 @@ describe('decide over a metric window', () => {
     for (const [t, r] of timeline) if (t >= 66_000 && t < 122_000) assert.equal(r, peak, `held at t=${t}`);
     assert.ok(timeline.get(122_000)! < peak, 'panic over at 122 s: scale-down resumes');
     assert.ok((timeline.get(200_000) ?? 0) <= 2, 'back near the stable want of 1 after the window');
+  });
+
+  it('pending read as 0 with no traffic goes to zero as an idle function does: a stable window, then the grace period', () => {
+    const withPending = replay(() => 0, 200_000, base, 3, () => 0);
+    const without = replay(() => 0, 200_000, base, 3);
+    assert.deepEqual([...withPending], [...without]);
+    assert.equal([...withPending].find(([, r]) => r === 0)?.[0], 92_000);
+  });
+
+  it('a backlog scales up at once, drains, and the function goes to zero a stable window plus the grace after it', () => {
+    // No requests at all; 45 messages waiting from 10 s to 20 s, then none.
+    const timeline = replay(() => 0, 200_000, base, 0, (t) => (t > 10_000 && t <= 20_000 ? 45 : 0));
+    assert.equal(timeline.get(10_000), 0);
+    assert.equal(timeline.get(12_000), 5, 'ceil(45 / 10) at the first decision that sees the backlog');
+    // Drained at 21 s: the latest reading is 0, the mean of the readings (ten of 45 among zeros)
+    // holds replicas: at 22 s 450 / 22 = 20.5 -> 3; at 30 s 15 -> 2; at 44 s 10.2 -> 2; at 46 s -> 1.
+    assert.equal(timeline.get(22_000), 3);
+    assert.equal(timeline.get(30_000), 2);
+    assert.equal(timeline.get(44_000), 2);
+    assert.equal(timeline.get(46_000), 1);
+    assert.equal(timeline.get(78_000), 1);
+    const zeroAt = [...timeline].find(([t, r]) => t > 20_000 && r === 0)?.[0];
+    // The last reading of 45 is at 20 s; the stable window holds only zeros from 80 s; + 30 s grace.
+    assert.equal(zeroAt, 110_000);
   });
 });

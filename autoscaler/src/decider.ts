@@ -8,6 +8,8 @@ export interface ScaleSettings {
   metric: 'concurrency' | 'rps';
   /** Wanted load per replica after utilisation, e.g. 100 x 70% = 70. */
   targetPerReplica: number;
+  /** Messages waiting in event triggers per replica to aim for (KEDA's lagThreshold, default 10). */
+  pendingTarget: number;
   stableWindowMs: number;
   panicWindowMs: number;
   /** Ratio, e.g. 2.0 for 200%. */
@@ -23,6 +25,13 @@ export interface DeciderInput {
   stableValue: number | undefined;
   /** Mean load over the panic window, undefined without data. */
   panicValue: number | undefined;
+  /**
+   * Messages waiting in the function's event triggers: the newest reading, and the mean of the
+   * readings over the stable window. Undefined (as for a function without event triggers) is no
+   * pending demand; it never makes a decision without concurrency data.
+   */
+  pendingLatest?: number;
+  pendingAverage?: number;
   readyReplicas: number;
   /** What the function runs now (desired by the last decision). */
   currentReplicas: number;
@@ -51,6 +60,8 @@ export interface Decision {
   /** Unclamped wants, for logs and the simulator. */
   stableWant?: number;
   panicWant?: number;
+  /** Replicas the pending messages want, before rate limits and min/max. */
+  pendingWant?: number;
 }
 
 export const initialDeciderState = (): DeciderState => ({
@@ -64,6 +75,12 @@ export const initialDeciderState = (): DeciderState => ({
  * One decision. Worked example with target 70 per replica, 2 ready, panic threshold 2.0:
  * panic window mean 300 -> panicWant ceil(300/70) = 5; 5 / 2 ready = 2.5 >= 2.0 -> panic;
  * stable mean 100 -> stableWant 2; in panic desired = max(2, 5) = 5 (within maxUp = 2000).
+ *
+ * Pending messages are a second demand beside the load: pendingWant = ceil(pending / pendingTarget),
+ * and the decision takes the larger of the two, through the same rate limits, scale-down delay,
+ * min/max and grace period. Panic stays a matter of the load alone. Example: 0 replicas, no
+ * requests, 45 messages waiting at pendingTarget 10 -> pendingWant 5 -> desired 5 (from zero,
+ * ready counts as 1, maxUp = 1000).
  */
 export function decide(
   state: DeciderState,
@@ -80,6 +97,7 @@ export function decide(
   const clampRate = (n: number) => Math.min(maxUp, Math.max(maxDown, n));
   const stableWant = Math.ceil(input.stableValue / s.targetPerReplica);
   const panicWant = Math.ceil(input.panicValue / s.targetPerReplica);
+  const pendingWant = pendingWantOf(input, s);
   // As Knative: the rounded-up panic want against the ready replicas (one replica panics as soon
   // as the panic window needs a second one).
   const overThreshold = panicWant / ready >= s.panicThreshold;
@@ -91,10 +109,10 @@ export function decide(
   let want: number;
   let maxPanicReplicas = 0;
   if (panicSince !== undefined) {
-    want = Math.max(clampRate(stableWant), clampRate(panicWant), state.maxPanicReplicas);
+    want = Math.max(clampRate(stableWant), clampRate(panicWant), clampRate(pendingWant), state.maxPanicReplicas);
     maxPanicReplicas = want;
   } else {
-    want = clampRate(stableWant);
+    want = clampRate(Math.max(stableWant, pendingWant));
   }
 
   // Scale-down delay: act on the highest want seen within the delay.
@@ -108,7 +126,8 @@ export function decide(
   if (s.maxScale > 0) want = Math.min(want, s.maxScale);
 
   // To zero only after a whole stable window of data and then the grace period; until then keep
-  // the last replica.
+  // the last replica. A message waiting anywhere in the stable window makes pendingWant >= 1, so
+  // the function goes to zero only when the load and the pending messages both read zero.
   let zeroSince = state.zeroSince;
   if (want === 0 && (input.observedMs ?? Infinity) < s.stableWindowMs && input.currentReplicas > 0) {
     want = 1;
@@ -121,7 +140,23 @@ export function decide(
   }
 
   return {
-    decision: { desired: want, panicking: panicSince !== undefined, stableWant, panicWant },
+    decision: { desired: want, panicking: panicSince !== undefined, stableWant, panicWant, pendingWant },
     state: { panicSince, maxPanicReplicas, recent, zeroSince },
   };
+}
+
+/**
+ * Replicas for the messages waiting. Pending is a level (messages there now), not a rate like
+ * requests or a per-second average like concurrency, so its two readings do different jobs:
+ * the latest reading scales up at once (a backlog that appears is met at the next decision, as
+ * KEDA acts on each poll), and the stable-window mean of the readings scales down slowly (the
+ * replicas that just emptied a backlog stay while it is still in the window, as replicas stay
+ * after a burst of requests). Taking the larger of the two does both. Example at target 10,
+ * stable window 60 s: 0, then 45 waiting -> latest 45 -> 5 replicas; 45 for 10 s, then drained:
+ * 10 s later the mean is 45 x 10 / 20 = 22.5 -> 3; 35 s later 10 -> 1; 60 s later the window
+ * holds only zeros -> 0, and the grace period runs.
+ */
+function pendingWantOf(input: DeciderInput, s: ScaleSettings): number {
+  const pending = Math.max(input.pendingLatest ?? 0, input.pendingAverage ?? 0);
+  return pending > 0 ? Math.ceil(pending / s.pendingTarget) : 0;
 }

@@ -13,7 +13,7 @@ describe('HttpStatsSource', () => {
     server = createServer((req, res) => {
       seen.push(req.headers.authorization);
       if (req.url !== '/system/stats') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ samples: [{ name: 'hello', concurrency: 1.5, requests: 3 }] }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ samples: [{ name: 'hello', concurrency: 1.5, requests: 3 }, { name: 'orders', concurrency: 0, requests: 0, pending: 42 }] }));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -34,7 +34,9 @@ describe('HttpStatsSource', () => {
     const first = await source.collect();
     assert.deepEqual(first, [
       { name: 'hello', concurrency: 1.5, requests: 3 },
+      { name: 'orders', concurrency: 0, requests: 0, pending: 42 },
       { name: 'hello', concurrency: 1.5, requests: 3 },
+      { name: 'orders', concurrency: 0, requests: 0, pending: 42 },
     ]);
     await source.collect();
     assert.equal(warnings.length, 1);
@@ -46,5 +48,15 @@ describe('HttpStatsSource', () => {
     assert.throws(() => parseSamples({}, 10), /no samples/);
     assert.throws(() => parseSamples({ samples: [{ name: 'x', concurrency: -1, requests: 0 }] }, 10), /sample 0/);
     assert.throws(() => parseSamples({ samples: new Array(11).fill({ name: 'x', concurrency: 0, requests: 0 }) }, 10), /more than 10/);
+  });
+
+  it('reads pending when it is a count and drops it, keeping the sample, when it is not', () => {
+    const samples = [0, 7.5, -1, 'lots', null, 1e400, undefined].map((pending, i) => ({ name: `f${i}`, concurrency: 1, requests: 2, pending }));
+    // 1e400 is Infinity once parsed from JSON: not a count.
+    assert.deepEqual(
+      parseSamples({ samples }, 10).map((s) => [s.name, s.pending]),
+      [['f0', 0], ['f1', 7.5], ['f2', undefined], ['f3', undefined], ['f4', undefined], ['f5', undefined], ['f6', undefined]],
+    );
+    assert.ok(!('pending' in parseSamples({ samples }, 10)[2]!), 'a bad pending is left out, not set to undefined');
   });
 });

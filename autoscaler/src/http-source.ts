@@ -61,17 +61,21 @@ export class HttpStatsSource implements StatsSource {
   }
 }
 
-/** The samples of a /system/stats reply; throws on anything else. */
+/**
+ * The samples of a /system/stats reply; throws on anything else. An optional `pending` that is
+ * not a non-negative finite number is dropped and the rest of the sample kept: the gateway's
+ * traffic still counts, and a pending count it could not read is unknown, as if not sent.
+ */
 export function parseSamples(body: unknown, max: number): FunctionSample[] {
   const samples = (body as { samples?: unknown } | null)?.samples;
   if (!Array.isArray(samples)) throw new Error('reply has no samples array');
   if (samples.length > max) throw new Error(`reply has ${samples.length} samples, more than ${max}`);
   return samples.map((s: unknown, i) => {
-    const { name, concurrency, requests } = (s ?? {}) as Record<string, unknown>;
+    const { name, concurrency, requests, pending } = (s ?? {}) as Record<string, unknown>;
     if (typeof name !== 'string' || !isCount(concurrency) || !isCount(requests)) {
       throw new Error(`sample ${i} is not {name, concurrency, requests}: ${JSON.stringify(s).slice(0, 120)}`);
     }
-    return { name, concurrency, requests };
+    return isCount(pending) ? { name, concurrency, requests, pending } : { name, concurrency, requests };
   });
 }
 

@@ -11,6 +11,7 @@ export type ClusterScaleKnobs = Required<
     | 'metric'
     | 'target'
     | 'targetUtilizationPercent'
+    | 'pendingTarget'
     | 'stableWindow'
     | 'panicWindowPercent'
     | 'panicThresholdPercent'
@@ -42,6 +43,7 @@ export function settingsFromSpec(scale: ScaleSpec, config: AutoscalerConfig = de
     maxScale: scale.max,
     metric,
     targetPerReplica: Math.max(0.01, (base * utilizationPercent) / 100),
+    pendingTarget: scale.pendingTarget ?? config.pendingTargetDefault,
     stableWindowMs,
     // At least one 1 s metric bucket.
     panicWindowMs: Math.max(1000, Math.round((stableWindowMs * panicWindowPercent) / 100)),
@@ -62,6 +64,7 @@ export function clusterScaleDefaults(config: AutoscalerConfig = defaultAutoscale
     metric: config.metric,
     target: targetDefault(config.metric, config),
     targetUtilizationPercent: config.containerConcurrencyTargetPercentage,
+    pendingTarget: config.pendingTargetDefault,
     stableWindow: seconds(config.stableWindowMs),
     panicWindowPercent: config.panicWindowPercentage,
     panicThresholdPercent: config.panicThresholdPercentage,

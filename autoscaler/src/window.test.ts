@@ -42,3 +42,41 @@ describe('MetricWindow with samples filed at collection time', () => {
     assert.equal(w.average(5_321, 1000, 'concurrency'), 4);
   });
 });
+
+describe('MetricWindow pending readings', () => {
+  it('takes the max of several gateways in one second, as they read the same consumer', () => {
+    const w = new MetricWindow(60_000);
+    w.add(1000, 2, 1, 50);
+    w.add(1400, 3, 1, 50);
+    w.add(1600, 0, 0);
+    assert.equal(w.pendingLatest(1500, 6000), 50);
+    assert.equal(w.pendingAverage(1500, 6000), 50);
+    assert.equal(w.average(1500, 6000, 'concurrency'), 5, 'concurrency still sums');
+    w.add(1700, 0, 0, 70);
+    assert.equal(w.pendingLatest(1700, 6000), 70);
+  });
+
+  it('averages the readings it has, leaving out seconds without one (a level, not a count)', () => {
+    const w = new MetricWindow(60_000);
+    w.add(1000, 0, 0, 40);
+    w.add(2000, 0, 0);
+    w.add(3000, 0, 0, 20);
+    assert.equal(w.pendingAverage(3000, 60_000), 30);
+    assert.equal(w.pendingAverage(3000, 1000), 20);
+  });
+
+  it('the latest reading is the newest within the given time, else none', () => {
+    const w = new MetricWindow(60_000);
+    assert.equal(w.pendingLatest(1000, 6000), undefined);
+    w.add(1000, 0, 0, 12);
+    w.add(2000, 0, 0);
+    w.add(3000, 0, 0);
+    assert.equal(w.pendingLatest(3000, 6000), 12, 'a missed reading or two keeps the last one');
+    assert.equal(w.pendingLatest(6999, 6000), 12);
+    assert.equal(w.pendingLatest(7000, 6000), undefined, 'as old as the given time: (now - withinMs, now] leaves it out');
+    assert.equal(w.pendingAverage(3000, 60_000), 12);
+    const none = new MetricWindow(60_000);
+    none.add(1000, 1, 1);
+    assert.equal(none.pendingAverage(1000, 60_000), undefined, 'no reading at all: no pending demand');
+  });
+});

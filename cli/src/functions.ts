@@ -52,6 +52,10 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
       ['Windows', `stable ${or(s.stableWindow)}, panic ${or(s.panicWindowPercent, '%')} of it above ${or(s.panicThresholdPercent, '%')} of target`],
       ['Scale down', `max rate ${or(s.maxScaleDownRate, 'x')}, delay ${or(s.scaleDownDelay)}, to zero after ${or(s.scaleToZeroGrace)} idle`],
     );
+    // Only a JetStream trigger has a backlog for the autoscaler to read.
+    if (s.pendingTarget !== undefined || spec.triggers?.some((t) => t.type === 'jetstream')) {
+      rows.push(['Pending', `${or(s.pendingTarget)} waiting messages per replica`]);
+    }
   }
   if (spec.triggers?.length) rows.push(['Triggers', spec.triggers.map(describeTrigger).join('; ')]);
   if (spec.resources) {

@@ -107,5 +107,14 @@ describe('fn list / describe layout', () => {
     assert.match(text, /^Triggers:\s+http; nats orders$/m);
     assert.match(text, /^Env:\s+GREETING=hi$/m);
     assert.match(text, /^Created:\s+2026-01-02T11:57:00Z \(3m ago\)$/m);
+    assert.doesNotMatch(text, /^Pending:/m, 'no jetstream trigger, no pending target');
+  });
+
+  it('shows the pending target of a function with a jetstream trigger', () => {
+    const triggers = [{ type: 'jetstream' as const, subject: 'orders', stream: 'ORDERS' }];
+    const bySpec = fn('orders', { spec: parseFunctionSpec({ name: 'orders', scale: { pendingTarget: 25 }, triggers }) });
+    assert.match(describeFunction(bySpec, 'http://gw/function/orders', now), /^Pending:\s+25 waiting messages per replica$/m);
+    const byDefault = fn('orders', { spec: parseFunctionSpec({ name: 'orders', triggers }) });
+    assert.match(describeFunction(byDefault, 'http://gw/function/orders', now), /^Pending:\s+default waiting messages per replica$/m);
   });
 });

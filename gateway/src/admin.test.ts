@@ -243,5 +243,25 @@ describe('management API', () => {
         await bare.close();
       }
     });
+
+    it('carries the pending messages set per function, also for one with no calls, on every scrape', async () => {
+      gateway.stats.begin('hello');
+      gateway.stats.setPending('hello', 7);
+      gateway.stats.setPending('orders', 42);
+      const byName = async () => {
+        const res = await inject('GET', '/system/stats');
+        assert.equal(res.statusCode, 200);
+        return new Map((res.json().samples as { name: string; pending?: number }[]).map((s) => [s.name, s]));
+      };
+      const first = await byName();
+      assert.equal(first.get('hello')?.pending, 7);
+      assert.deepEqual(first.get('orders'), { name: 'orders', concurrency: 0, requests: 0, pending: 42 });
+      // A scrape resets the request counts, not the pending level.
+      assert.equal((await byName()).get('orders')?.pending, 42);
+      gateway.stats.setPending('orders', undefined);
+      const cleared = await byName();
+      assert.equal(cleared.has('orders'), false);
+      assert.equal('pending' in cleared.get('hello')!, true);
+    });
   });
 });

@@ -38,8 +38,8 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   for (const plugin of ctx.options.systemPlugins) await app.register(plugin);
 
   // The autoscaler's scrape in a cluster: this gateway's samples since the previous scrape. A
-  // scrape resets them, so exactly one reader (the autoscaler) may use it; off in `fn up`, where
-  // the autoscaler reads the stats in-process.
+  // scrape resets the request counts (not the pending messages, a level), so exactly one reader
+  // (the autoscaler) may use it; off in `fn up`, where the autoscaler reads the stats in-process.
   if (ctx.options.serveStats) {
     app.get(statsPath, async () => ({ samples: ctx.stats.collect(Date.now()) }));
   }

@@ -1,5 +1,5 @@
-// Per-function in-flight and request counts, averaged over each collection interval: what the
-// autoscaler reads from every gateway.
+// Per-function in-flight and request counts, averaged over each collection interval, and the
+// messages waiting in each function's event triggers: what the autoscaler reads from every gateway.
 
 import type { FunctionSample, StatsSource } from '@kubefn/platform';
 
@@ -12,9 +12,26 @@ interface Counter {
   requests: number;
 }
 
+export interface ConcurrencyStatsOptions {
+  /**
+   * A pending count not set again within this long is no longer reported, ms (default 30 000):
+   * a reader that stopped leaves the count unknown rather than holding the function up forever.
+   */
+  pendingMaxAgeMs?: number;
+}
+
 export class ConcurrencyStats implements StatsSource {
   readonly #fns = new Map<string, Counter>();
-  constructor(private readonly now: () => number = Date.now) {}
+  /** Messages waiting per function, and when they were read (this.now()). */
+  readonly #pending = new Map<string, { messages: number; at: number }>();
+  readonly #pendingMaxAgeMs: number;
+
+  constructor(
+    private readonly now: () => number = Date.now,
+    options: ConcurrencyStatsOptions = {},
+  ) {
+    this.#pendingMaxAgeMs = options.pendingMaxAgeMs ?? 30_000;
+  }
 
   /** A request for `name` arrived (it counts from here, queued or not). */
   begin(name: string): void {
@@ -40,18 +57,49 @@ export class ConcurrencyStats implements StatsSource {
     return this.#fns.get(name)?.inFlight ?? 0;
   }
 
+  /**
+   * The messages waiting for `name` in its event triggers, as just read by whoever watches them
+   * (for JetStream: num_pending + num_ack_pending of its durable consumers, summed over the
+   * function's triggers). Reported in every collect as `pending` until set again, cleared with
+   * `undefined`, or older than `pendingMaxAgeMs`. Throws a RangeError on a count that is not a
+   * non-negative finite number.
+   */
+  setPending(name: string, messages: number | undefined): void {
+    if (messages === undefined) {
+      this.#pending.delete(name);
+      return;
+    }
+    if (!Number.isFinite(messages) || messages < 0) throw new RangeError(`pending messages for ${name} must be a non-negative number (got ${messages})`);
+    this.#pending.set(name, { messages, at: this.now() });
+  }
+
   /** Drops what was counted for `name`: a function deployed again under the name starts from none. */
   forget(name: string): void {
     this.#fns.delete(name);
+    this.#pending.delete(name);
   }
 
-  /** Mean concurrency and request count per function since the last collect; resets them. */
+  /**
+   * Mean concurrency and request count per function since the last collect, which resets them;
+   * and the pending count where one is known, which a collect leaves as it is (a level, not a
+   * count of the interval).
+   */
   collect(now: number): FunctionSample[] {
     const out: FunctionSample[] = [];
+    const pending = new Map<string, number>();
+    for (const [name, p] of this.#pending) {
+      if (now - p.at > this.#pendingMaxAgeMs) this.#pending.delete(name);
+      else pending.set(name, p.messages);
+    }
     for (const [name, c] of this.#fns) {
       this.#advance(c, now);
       const span = now - c.since;
-      const sample = { name, concurrency: span > 0 ? c.area / span : c.inFlight, requests: c.requests };
+      const sample: FunctionSample = { name, concurrency: span > 0 ? c.area / span : c.inFlight, requests: c.requests };
+      const p = pending.get(name);
+      if (p !== undefined) {
+        sample.pending = p;
+        pending.delete(name);
+      }
       out.push(sample);
       c.area = 0;
       c.since = now;
@@ -59,6 +107,8 @@ export class ConcurrencyStats implements StatsSource {
       // Forget functions that have gone quiet, so the map stays bounded by live traffic.
       if (c.inFlight === 0 && sample.requests === 0 && sample.concurrency === 0) this.#fns.delete(name);
     }
+    // Messages waiting for a function with no calls here.
+    for (const [name, p] of pending) out.push({ name, concurrency: 0, requests: 0, pending: p });
     return out;
   }
 

@@ -9,6 +9,20 @@ export interface FunctionSample {
   concurrency: number;
   /** Requests that started in the interval. */
   requests: number;
+  /**
+   * Messages waiting for the function in its event triggers as this gateway last read them: the
+   * backlog of the trigger's durable consumer, summed over the function's triggers (KEDA's lag
+   * is num_pending + num_ack_pending of one consumer). Absent when the gateway has no reading
+   * for the function (no such trigger, or no recent read): unknown, not 0.
+   *
+   * Unlike `concurrency` and `requests`, which each gateway measures for its own share of the
+   * traffic and the autoscaler sums, every gateway reads the same shared consumer, so the
+   * autoscaler combines `pending` across gateways with MAX: two gateways reporting 50 mean 50
+   * messages waiting, not 100. Messages both in flight and counted here do not count twice
+   * either: the autoscaler scales to the larger of the concurrency and the pending demand, not
+   * their sum. A level, not a rate: a scrape does not reset it.
+   */
+  pending?: number;
 }
 
 /** What the autoscaler needs from a gateway (in-process, or scraped over HTTP). */

@@ -32,6 +32,7 @@ export const ScaleSchema = Type.Object(
     target: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 100_000, description: 'in-flight requests (or req/s) per replica to aim for' })),
     targetUtilizationPercent: Type.Optional(Type.Number({ minimum: 1, maximum: 100, description: 'share of target to aim for, leaving headroom' })),
     containerConcurrency: Type.Integer({ minimum: 0, maximum: 10_000, default: 0, description: 'hard cap on in-flight requests per replica; 0 = no cap' }),
+    pendingTarget: Type.Optional(Type.Number({ minimum: 1, maximum: 100_000, description: 'messages waiting in event triggers per replica to aim for' })),
     stableWindow: Type.Optional(OptionalDuration('averaging window for scaling decisions')),
     panicWindowPercent: Type.Optional(Type.Number({ minimum: 1, maximum: 100, description: 'panic window as a share of the stable window' })),
     panicThresholdPercent: Type.Optional(Type.Number({ minimum: 110, maximum: 1000, description: 'panic when the panic window wants this share of the ready replicas' })),
