@@ -93,6 +93,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       functions: () => options.driver.list(),
       maxBodyBytes: ctx.options.maxBodyBytes,
       registry: ctx.metrics.registry,
+      onPending: (name, messages) => ctx.stats.setPending(name, messages),
       onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg),
     });
     ctx.events = triggers;

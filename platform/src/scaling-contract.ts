@@ -11,8 +11,9 @@ export interface FunctionSample {
   requests: number;
   /**
    * Messages waiting for the function in its event triggers as this gateway last read them: the
-   * backlog of the trigger's durable consumer, summed over the function's triggers (KEDA's lag
-   * is num_pending + num_ack_pending of one consumer). Absent when the gateway has no reading
+   * backlog of the trigger's durable consumer, summed over the function's triggers: its
+   * num_pending, the messages not yet delivered to any gateway (those delivered are calls in
+   * flight and count as concurrency already; KEDA's lag adds num_ack_pending). Absent when the gateway has no reading
    * for the function (no such trigger, or no recent read): unknown, not 0.
    *
    * Unlike `concurrency` and `requests`, which each gateway measures for its own share of the

@@ -24,6 +24,8 @@ export interface EventTriggersOptions {
   maxBodyBytes: number;
   registry: Registry;
   onWarning?: (message: string, fields?: Record<string, unknown>) => void;
+  /** Each function's messages waiting in its JetStream consumers, as read (for the autoscaler's samples). */
+  onPending?: (name: string, messages: number) => void;
   /** How long a deploy waits on NATS for its checks before going on without them, ms (default 5000). */
   checkTimeoutMs?: number;
 }
@@ -189,6 +191,7 @@ export class EventTriggers {
           publish: publisher.publish,
           maxBodyBytes: this.#o.maxBodyBytes,
           metrics: this.metrics,
+          ...(this.#o.onPending ? { onPending: this.#o.onPending } : {}),
           ...(warn ? { onWarning: warn } : {}),
         }),
         cron: new CronTriggers({

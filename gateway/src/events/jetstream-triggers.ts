@@ -55,6 +55,8 @@ export interface JetStreamTriggersOptions {
   onWarning?: (message: string, fields?: Record<string, unknown>) => void;
   /** How often each consumer's lag is read from the server, ms (default 2000). */
   lagEveryMs?: number;
+  /** Called after each read of the consumers' lag with each function's messages waiting (pending()). */
+  onPending?: (name: string, messages: number) => void;
   /** How long close() waits for calls in flight before handing their messages back, ms (default 10 s). */
   drainMs?: number;
 }
@@ -254,6 +256,8 @@ export class JetStreamTriggers {
     const jsm = await this.#manager().catch(() => undefined);
     if (!jsm) return;
     await Promise.all([...this.#active.values()].map((c) => c.readLag(jsm)));
+    const names = new Set([...this.#active.values()].filter((c) => c.lag).map((c) => c.name));
+    for (const name of names) this.#o.onPending?.(name, this.pending(name));
   }
 }
 

@@ -88,6 +88,26 @@ describe('jetstream triggers on the embedded platform', () => {
     assert.equal(state.triggers[0]?.acked, 20);
   });
 
+  it('follows the backlog: pending messages per replica scale a function past what its concurrency asks', async () => {
+    const record = path.join(home, 'backlog.calls');
+    await api.deploy({
+      name: 'js-backlog',
+      image,
+      env: { RECORD_FILE: record },
+      scale: { initial: 0, max: 4, pendingTarget: 5, stableWindow: '6s', scaleToZeroGrace: '0s' },
+      triggers: [{ type: 'jetstream', stream: 'BACKLOG', subject: 'backlog.in', maxInFlight: 2 }],
+    });
+    // Two calls in flight at most: concurrency alone asks for one replica (target 100).
+    for (let i = 0; i < 80; i++) await js.publish('backlog.in', text('slow:150'));
+    let most = 0;
+    await waitFor(async () => {
+      most = Math.max(most, (await api.status('js-backlog')).replicas);
+      return most >= 2;
+    }, { timeoutMs: 30_000, what: 'js-backlog scaled past one replica for its backlog' });
+    await waitFor(async () => new Set((await calls(record)).map((c) => c.id)).size === 80, { timeoutMs: 60_000, what: '80 handled' });
+    await waitFor(async () => (await api.status('js-backlog')).replicas === 0, { timeoutMs: 60_000, what: 'js-backlog back to zero once drained' });
+  });
+
   it('retries a failing message with the trigger backoff, then dead-letters it with the error, subject and delivery count', async () => {
     const record = path.join(home, 'fail.calls');
     await api.deploy({
@@ -255,5 +275,20 @@ describe('jetstream triggers on the embedded platform', () => {
     const all = await calls(record);
     assert.equal(all.length, total, 'no message handled twice');
     assert.equal(new Set(all.map((c) => c.pid)).size, 2, 'both gateways took messages');
+  });
+
+  it('fires a cron trigger once per tick with two gateways', async () => {
+    const record = path.join(home, 'cron.calls');
+    const api2 = new Api(extra[0]!.url, extra[0]!.token);
+    const spec = { name: 'ticker', env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'cron' as const, schedule: '@every 1s', body: 'tick' }] };
+    await api.deploy({ ...spec, image });
+    await api2.deploy({ ...spec, image: await api2.upload(fixture, 'handler.js') });
+    await waitFor(async () => (await calls(record)).length >= 6, { timeoutMs: 60_000, what: '6 ticks' });
+    await api.ok('DELETE', '/system/functions', { functionName: 'ticker' });
+    await api2.ok('DELETE', '/system/functions', { functionName: 'ticker' });
+    const ticks = (await calls(record)).map((c) => Number(c.id.split('.').at(-1)));
+    assert.equal(new Set(ticks).size, ticks.length, `each tick fired once (${ticks.join(', ')})`);
+    const sorted = [...ticks].sort((a, b) => a - b);
+    for (let i = 1; i < sorted.length; i++) assert.equal(sorted[i]! - sorted[i - 1]!, 1000, 'no tick skipped between the first and the last');
   });
 });
