@@ -20,6 +20,41 @@ export interface FunctionInfo {
   /** RFC 3339. */
   createdAt?: string;
   spec: FunctionSpec;
+  /** The state of the function's event triggers, from a gateway with NATS. */
+  events?: FunctionEventsInfo;
+}
+
+/** GET /system/function/<name>'s `events`: the NATS link and each trigger's state in that gateway. */
+export interface FunctionEventsInfo {
+  nats: { connected: boolean; server?: string; error?: string };
+  triggers: TriggerStateInfo[];
+}
+
+export interface TriggerStateInfo {
+  type: 'nats' | 'jetstream' | 'cron';
+  index: number;
+  ready?: boolean;
+  error?: string;
+  // jetstream: the server's counts for the shared consumer
+  pending?: number;
+  ackPending?: number;
+  redelivered?: number;
+  // this gateway's counts
+  delivered?: number;
+  acked?: number;
+  succeeded?: number;
+  failed?: number;
+  dropped?: number;
+  retried?: number;
+  deadLettered?: number;
+  inFlight?: number;
+  // cron
+  next?: string;
+  fired?: number;
+  skipped?: number;
+  missed?: number;
+  lastError?: string;
+  lastErrorAt?: string;
 }
 
 /** GET /system/info. */

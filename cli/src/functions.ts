@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { validateName, type FunctionSpec } from '@kubefn/platform';
 import type { App } from './app.js';
 import { parseCount } from './args.js';
-import type { FunctionInfo } from './client.js';
+import type { FunctionEventsInfo, FunctionInfo } from './client.js';
 import { checkArg } from './errors.js';
 import { ageSince, formatTable, shortImage } from './output.js';
 
@@ -58,6 +58,7 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     }
   }
   if (spec.triggers?.length) rows.push(['Triggers', spec.triggers.map(describeTrigger).join('; ')]);
+  if (f.events) rows.push(...describeEvents(f.events, spec.triggers ?? []));
   if (spec.resources) {
     const r = spec.resources;
     const parts = [r.cpu && `cpu ${r.cpu}`, r.memory && `memory ${r.memory}`, r.gpu && `gpu ${r.gpu}`].filter(Boolean);
@@ -72,10 +73,43 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
 }
 
 function describeTrigger(t: FunctionSpec['triggers'][number]): string {
-  if (t.type === 'http') return 'http';
-  if (t.type === 'cron') return `cron "${t.schedule ?? ''}"`;
-  const extra = [t.queue && `queue ${t.queue}`, t.stream && `stream ${t.stream}`, t.output && `-> ${t.output}`].filter(Boolean);
-  return `nats ${t.subject ?? ''}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+  const out = t.output ? ` -> ${t.output}` : '';
+  if (t.type === 'http') return `http${out}`;
+  if (t.type === 'cron') return `cron "${t.schedule ?? ''}"${t.timezone ? ` ${t.timezone}` : ''}${out}`;
+  const extra = [
+    t.queue && `queue ${t.queue}`,
+    t.stream && `stream ${t.stream}`,
+    t.durable && `durable ${t.durable}`,
+    t.maxDeliver !== undefined && `max ${t.maxDeliver} deliveries`,
+    t.deadLetter && `dead letters to ${t.deadLetter}`,
+  ].filter(Boolean);
+  return `${t.type} ${t.subject ?? ''}${extra.length ? ` (${extra.join(', ')})` : ''}${out}`;
+}
+
+/** One row for the NATS link, then one per event trigger with its state in the gateway that answered. */
+function describeEvents(events: FunctionEventsInfo, triggers: FunctionSpec['triggers']): [string, string][] {
+  const n = events.nats;
+  const rows: [string, string][] = [['NATS', n.connected ? `connected${n.server ? ` (${n.server})` : ''}` : `not connected${n.error ? `: ${n.error}` : ''}`]];
+  for (const s of events.triggers) {
+    const t = triggers[s.index];
+    const name = t ? describeTrigger(t).replace(/ \(.*$/, '') : s.type;
+    const parts: string[] = [];
+    if (s.type === 'cron') {
+      parts.push(s.next ? `next ${s.next}` : 'not scheduled');
+      parts.push(`fired ${s.fired ?? 0}, taken by another gateway ${s.skipped ?? 0}, missed ${s.missed ?? 0}`);
+    } else {
+      parts.push(s.ready ? (s.type === 'nats' ? 'subscribed' : 'consuming') : `not ready${s.error ? ` (${s.error})` : ''}`);
+      if (s.type === 'jetstream') {
+        if (s.pending !== undefined) parts.push(`${s.pending} pending, ${s.ackPending ?? 0} unacked, ${s.redelivered ?? 0} redelivered`);
+        parts.push(`here: ${s.delivered ?? 0} delivered, ${s.acked ?? 0} acked, ${s.retried ?? 0} retried, ${s.deadLettered ?? 0} dead-lettered`);
+      } else {
+        parts.push(`here: ${s.delivered ?? 0} delivered, ${s.succeeded ?? 0} ok, ${s.failed ?? 0} failed, ${s.dropped ?? 0} dropped`);
+      }
+    }
+    if (s.lastError) parts.push(`last error${s.lastErrorAt ? ` at ${s.lastErrorAt}` : ''}: ${s.lastError.trim()}`);
+    rows.push(['', `#${s.index} ${name}: ${parts.join('; ')}`]);
+  }
+  return rows;
 }
 
 export function registerFunctions(program: Command, app: App): void {

@@ -117,4 +117,30 @@ describe('fn list / describe layout', () => {
     const byDefault = fn('orders', { spec: parseFunctionSpec({ name: 'orders', triggers }) });
     assert.match(describeFunction(byDefault, 'http://gw/function/orders', now), /^Pending:\s+default waiting messages per replica$/m);
   });
+
+  it('shows the NATS link and each event trigger\'s state as the gateway reports it', () => {
+    const triggers = [
+      { type: 'http' as const },
+      { type: 'jetstream' as const, subject: 'orders.>', stream: 'ORDERS', maxDeliver: 3, deadLetter: 'orders.dead' },
+      { type: 'cron' as const, schedule: '@every 1m' },
+    ];
+    const info = fn('orders', {
+      spec: parseFunctionSpec({ name: 'orders', triggers }),
+      events: {
+        nats: { connected: true, server: '127.0.0.1:4222' },
+        triggers: [
+          { type: 'jetstream', index: 1, ready: true, pending: 7, ackPending: 2, redelivered: 1, delivered: 10, acked: 8, retried: 1, deadLettered: 1, lastError: 'function answered 500: boom', lastErrorAt: '2026-01-02T12:00:00Z' },
+          { type: 'cron', index: 2, next: '2026-01-02T12:01:00.000Z', fired: 3, skipped: 2, missed: 0 },
+        ],
+      },
+    });
+    const text = describeFunction(info, 'http://gw/function/orders', now);
+    assert.match(text, /^Triggers:\s+http; jetstream orders\.> \(stream ORDERS, max 3 deliveries, dead letters to orders\.dead\); cron "@every 1m"$/m);
+    assert.match(text, /^NATS:\s+connected \(127\.0\.0\.1:4222\)$/m);
+    assert.match(text, /^\s+#1 jetstream orders\.>: consuming; 7 pending, 2 unacked, 1 redelivered; here: 10 delivered, 8 acked, 1 retried, 1 dead-lettered; last error at 2026-01-02T12:00:00Z: function answered 500: boom$/m);
+    assert.match(text, /^\s+#2 cron "@every 1m": next 2026-01-02T12:01:00\.000Z; fired 3, taken by another gateway 2, missed 0$/m);
+    const down = describeFunction({ ...info, events: { nats: { connected: false, error: 'disconnected' }, triggers: [{ type: 'jetstream', index: 1, ready: false, error: 'connection closed' }] } }, 'u', now);
+    assert.match(down, /^NATS:\s+not connected: disconnected$/m);
+    assert.match(down, /#1 jetstream orders\.>: not ready \(connection closed\)/);
+  });
 });
