@@ -65,7 +65,8 @@ export async function runUp(options: UpOptions): Promise<number> {
     try {
       await options.deployer(dir, platform.url, platform.token);
     } catch (err) {
-      log.warn('deploy failed', { dir, err });
+      const e = err as { message?: string; hint?: string };
+      log.warn(`deploy of ${dir} failed: ${e.message ?? String(err)}`, { dir, ...(e.hint ? { hint: e.hint } : {}) });
     }
   }
   if (options.deploy?.length) log.info('ready', { url: platform.url });

@@ -83,7 +83,13 @@ export class EventTriggers {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     try {
-      const parts = await Promise.race([this.#connect().catch(() => undefined), timedOut]);
+      // A server that cannot be had at all (no nats-server to start) fails the deploy with how to
+      // get one; one that is down only delays the triggers.
+      const connecting = this.#connect().catch((err: unknown) => {
+        if (err instanceof KubefnError && err.code === 'NOT_SUPPORTED') throw err;
+        return undefined;
+      });
+      const parts = await Promise.race([connecting, timedOut]);
       if (!parts || parts === 'timeout' || parts.nc.isClosed()) return;
       if (!spec.triggers.some((t) => t.type === 'jetstream')) return;
       const checked = await Promise.race([parts.jetstream.check(spec).then(() => 'ok' as const), timedOut]).catch((err: unknown) => {

@@ -5,15 +5,20 @@
 // through `output`, and one shared consumer across two gateways.
 
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
-import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { fnBin, newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+
+const exec = promisify(execFile);
 
 const fixture = path.join(repoRoot, 'tests', 'fixtures', 'events');
 const text = (s: string) => new TextEncoder().encode(s);
@@ -275,6 +280,21 @@ describe('jetstream triggers on the embedded platform', () => {
     const all = await calls(record);
     assert.equal(all.length, total, 'no message handled twice');
     assert.equal(new Set(all.map((c) => c.pid)).size, 2, 'both gateways took messages');
+  });
+
+  it('runs the orders -> receipts example chain deployed with fn deploy', async () => {
+    const env = { ...process.env, KUBEFN_HOME: home, KUBEFN_GATEWAY: platform.url };
+    const fn = (...args: string[]) => exec(process.execPath, [fnBin, ...args], { env, timeout: 120_000 });
+    const work = await mkdtemp(path.join(tmpdir(), 'kubefn-examples-'));
+    for (const example of ['orders', 'receipts']) {
+      await cp(path.join(repoRoot, 'examples', example), path.join(work, example), { recursive: true });
+      await fn('deploy', path.join(work, example));
+    }
+    await js.publish('orders.new', text(JSON.stringify({ id: 41, items: [{ sku: 'tea', qty: 2, price: 3.5 }, { sku: 'cup', qty: 1, price: 4 }] })));
+    await waitFor(async () => (await fn('logs', 'receipts')).stdout.includes('receipt: order 41, 2 item(s), total 11.00'), { timeoutMs: 60_000, what: 'the receipt in fn logs receipts' });
+    const described = (await fn('describe', 'orders')).stdout;
+    assert.match(described, /^NATS:\s+connected/m);
+    assert.match(described, /#1 jetstream orders\.new: consuming; \d+ pending.*here: 1 delivered, 1 acked/);
   });
 
   it('fires a cron trigger once per tick with two gateways', async () => {
