@@ -4,6 +4,7 @@
 // first (check()); a NATS server that is down does not fail a deploy: its triggers are reported
 // not ready and start once it is back.
 
+import { setTimeout as delay } from 'node:timers/promises';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { KubefnError, type FunctionSpec, type FunctionStatus } from '@kubefn/platform';
 import type { Registry } from 'prom-client';
@@ -68,6 +69,8 @@ export class EventTriggers {
   constructor(options: EventTriggersOptions) {
     this.#o = options;
     this.metrics = new EventMetrics(options.registry, () => this.#parts?.jetstream.lags() ?? []);
+    // A connection given ready-made is watched from the start: it may drop before any function needs it.
+    if (typeof options.nats !== 'function') void this.#watch(options.nats);
   }
 
   /**
@@ -90,7 +93,7 @@ export class EventTriggers {
         return undefined;
       });
       const parts = await Promise.race([connecting, timedOut]);
-      if (!parts || parts === 'timeout' || parts.nc.isClosed()) return;
+      if (!parts || parts === 'timeout' || parts.nc.isClosed() || this.#lost) return;
       if (!spec.triggers.some((t) => t.type === 'jetstream')) return;
       const checked = await Promise.race([parts.jetstream.check(spec).then(() => 'ok' as const), timedOut]).catch((err: unknown) => {
         if (err instanceof KubefnError) throw err;
@@ -177,7 +180,9 @@ export class EventTriggers {
     }
     if (this.#closed) return;
     parts.nats.sync(specs);
-    await parts.jetstream.sync(specs);
+    // A new trigger's stream and consumer are in place when a deploy returns, unless the server
+    // is slow or away: then they come when it answers.
+    await Promise.race([parts.jetstream.sync(specs), delay(this.#lost ? 0 : 5000)]);
     await parts.cron.sync(specs);
   }
 
@@ -207,7 +212,7 @@ export class EventTriggers {
           ...(warn ? { onWarning: warn } : {}),
         }),
       };
-      void this.#watch(nc);
+      if (typeof source === 'function') void this.#watch(nc);
       this.#parts = parts;
       this.#connectError = undefined;
       return parts;
