@@ -1,11 +1,13 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
 import { injectInvoke } from './events/call.js';
 import { NatsTriggers } from './events/nats-triggers.js';
+import { publishRoute } from './events/publish-route.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -38,6 +40,12 @@ export function createGateway(options: GatewayOptions): Gateway {
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
+  // A connector is called once (at ready, below, or by a publish before that) and its answer kept.
+  const connector = options.nats;
+  let nats: Promise<NatsConnection> | NatsConnection | undefined = typeof connector === 'function' ? undefined : connector;
+  const natsConnection = () => (nats ??= typeof connector === 'function' ? connector() : undefined);
+  const natsTriggers = (connection: NatsConnection) =>
+    new NatsTriggers({ connection, invoke: injectInvoke(app), functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) });
   const ctx: GatewayContext = {
     driver: options.driver,
     bundles: options.bundles,
@@ -46,15 +54,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     stats,
     metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
     invocations: new Map(),
-    natsTriggers: options.nats
-      ? new NatsTriggers({ connection: options.nats, invoke: injectInvoke(app), functions: () => options.driver.list(), onWarning: (msg, fields) => app.log.warn(fields ?? {}, msg) })
-      : undefined,
+    natsTriggers: connector && typeof connector !== 'function' ? natsTriggers(connector) : undefined,
     options: {
       token: options.token,
       maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
       version: options.version ?? '0.1.0',
-      systemPlugins: options.systemPlugins ?? [],
+      systemPlugins: [...(options.systemPlugins ?? []), async (scope) => publishRoute(scope, { connection: natsConnection, maxBodyBytes: ctx.options.maxBodyBytes })],
       info: options.info ?? {},
       serveStats: options.serveStats ?? false,
     },
@@ -88,17 +94,26 @@ export function createGateway(options: GatewayOptions): Gateway {
   app.register(async (scope) => invokePlugin(scope, ctx));
   app.register(async (scope) => adminPlugin(scope, ctx));
   app.addHook('onClose', async () => routers.close());
-  const triggers = ctx.natsTriggers;
-  if (triggers) {
+  if (connector) {
     // Functions deployed through another gateway (a cluster) or restored at start appear here
     // within one resync; those deployed through this one at once (admin.ts).
-    const resync = setInterval(() => void triggers.sync().catch((err: unknown) => app.log.warn({ err }, 'syncing nats triggers failed')), options.triggerResyncMs ?? 2000);
+    const resync = setInterval(() => void ctx.natsTriggers?.sync().catch((err: unknown) => app.log.warn({ err }, 'syncing nats triggers failed')), options.triggerResyncMs ?? 2000);
     resync.unref();
-    app.addHook('onReady', async () => triggers.sync());
+    app.addHook('onReady', async () => {
+      if (!ctx.natsTriggers) {
+        try {
+          ctx.natsTriggers = natsTriggers(await natsConnection()!);
+        } catch (err) {
+          app.log.warn({ err }, 'NATS is off: nats triggers are refused');
+          return;
+        }
+      }
+      await ctx.natsTriggers.sync();
+    });
     // Stop taking messages before the routers close under them.
     app.addHook('preClose', async () => {
       clearInterval(resync);
-      await triggers.close();
+      await ctx.natsTriggers?.close();
     });
   }
   return gateway;

@@ -43,8 +43,11 @@ export interface GatewayOptions {
   info?: Record<string, unknown>;
   /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
   serveStats?: boolean;
-  /** A NATS connection: the gateway then serves `nats` triggers (nats-triggers.ts). */
-  nats?: NatsConnection;
+  /**
+   * A NATS connection, or a connector the gateway calls once when it needs one (`fn up` starts a
+   * nats-server): the gateway then serves `nats` triggers (nats-triggers.ts) and `fn publish`.
+   */
+  nats?: NatsConnection | (() => Promise<NatsConnection>);
   /** How often the nats subscriptions are checked against the deployed functions, ms (default 2000). */
   triggerResyncMs?: number;
 }

@@ -10,3 +10,4 @@ export { requestLogController } from './request-log.js';
 export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './events/nats-triggers.js';
 export { toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
 export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
+export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions, type PublishReply } from './events/publish-route.js';
