@@ -104,6 +104,34 @@ export interface InvokeRequest {
   signal?: AbortSignal;
 }
 
+export interface PublishRequest {
+  /** A subject to publish to: tokens separated by dots, no wildcards. */
+  subject: string;
+  data?: Uint8Array;
+  /** NATS headers, names as given (case kept). */
+  headers?: readonly (readonly [string, string])[];
+  /** How long the gateway waits for the reply (or for NATS to confirm), e.g. "10s"; default 10s. */
+  timeout?: string;
+  signal?: AbortSignal;
+}
+
+/** POST /system/events/publish without a reply. */
+export interface Published {
+  subject: string;
+  bytes: number;
+}
+
+/** POST /system/events/publish?reply=true: the reply to a request. */
+export interface PublishReply {
+  subject: string;
+  /** The reply's kubefn-status header: the HTTP status of the function that answered. */
+  status?: number;
+  headers: Record<string, string[]>;
+  /** UTF-8 text, or base64 when the reply is not valid UTF-8. */
+  data: string;
+  encoding: 'utf8' | 'base64';
+}
+
 export interface GatewayClientOptions {
   /** Base URL, e.g. "http://127.0.0.1:8080" (no trailing slash needed). */
   gateway: string;
@@ -222,6 +250,25 @@ export class GatewayClient {
     const res = await this.#system('GET', `/system/logs?${params}`, { signal, notFoundHint: functionNotFoundHint });
     if (!res.body) return;
     yield* ndjsonLines(res.body);
+  }
+
+  /**
+   * Publishes a message to NATS through the gateway; with `reply`, sends a request and resolves
+   * with the reply (UNAVAILABLE when nothing subscribes, TIMEOUT when no reply comes in time).
+   */
+  async publish(request: PublishRequest & { reply: true }): Promise<PublishReply>;
+  async publish(request: PublishRequest & { reply?: false }): Promise<Published>;
+  async publish(request: PublishRequest & { reply?: boolean }): Promise<Published | PublishReply> {
+    const params = new URLSearchParams({ subject: request.subject });
+    for (const [k, v] of request.headers ?? []) params.append('header', `${k}:${v}`);
+    if (request.reply) params.set('reply', 'true');
+    if (request.timeout) params.set('timeout', request.timeout);
+    const res = await this.#system('POST', `/system/events/publish?${params}`, {
+      body: request.data ?? new Uint8Array(),
+      contentType: 'application/octet-stream',
+      signal: request.signal,
+    });
+    return res.json() as Promise<Published | PublishReply>;
   }
 
   /**

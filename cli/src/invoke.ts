@@ -46,7 +46,7 @@ function stdinIsPiped(io: Io): boolean {
 /** The gateway's default body limit: a larger body would be refused anyway, so stop reading there. */
 const maxBodyBytes = 32 * 1024 * 1024;
 
-async function readAll(stream: AsyncIterable<unknown>): Promise<Uint8Array> {
+export async function readAll(stream: AsyncIterable<unknown>): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of stream) {

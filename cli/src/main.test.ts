@@ -35,7 +35,7 @@ describe('help and version', () => {
     const top = await run('--help');
     assert.equal(top.code, 0);
     assert.match(top.out, /Getting started:/);
-    for (const command of ['init', 'build', 'deploy', 'invoke', 'list', 'describe', 'logs', 'delete', 'scale', 'up']) {
+    for (const command of ['init', 'build', 'deploy', 'invoke', 'publish', 'list', 'describe', 'logs', 'delete', 'scale', 'up']) {
       const r = await run(command, '-h');
       assert.equal(r.code, 0, command);
       assert.match(r.out, /Examples:\n {2}\$ fn /, `${command} --help has examples`);
@@ -71,6 +71,9 @@ describe('usage errors exit 2 and say how to fix it', () => {
     [['logs', 'hello', '--tail', 'ten'], /--tail must be a whole number/],
     [['list', '--gateway', 'ftp://example.com'], /gateway URL must be http or https/],
     [['up', '--port', 'http'], /--port must be a whole number from 0 to 65535/],
+    [['publish'], /missing required argument 'subject'/],
+    [['publish', 'orders.>', 'x'], /takes no wildcard/],
+    [['publish', 'a', '--header', 'k'], /--header expects name=value/],
   ];
   for (const [args, message] of cases) {
     it(`fn ${args.join(' ')}`, async () => {

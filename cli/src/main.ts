@@ -15,6 +15,7 @@ import { registerInit } from './init.js';
 import { registerInstall } from './install.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
+import { registerPublish } from './publish.js';
 import type { UpOptions } from './up.js';
 import type { AutoscalerConfig } from '@kubefn/autoscaler';
 
@@ -45,6 +46,7 @@ Getting started:
   $ fn deploy
   $ fn invoke hello -q name=Ada
   $ fn logs hello -f
+  $ fn publish orders.new '{"id":1}' --reply   # NATS through the gateway (fn up runs a nats-server)
 
 Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.kubefn).`,
     );
@@ -53,6 +55,7 @@ Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.k
   registerBuild(program, app);
   registerDeploy(program, app);
   registerInvoke(program, app);
+  registerPublish(program, app);
   registerFunctions(program, app);
   registerLogs(program, app);
   registerUp(program, app);
@@ -72,7 +75,8 @@ interface UpFlags {
   insecureRegistry?: string[];
   podmanNetwork: string;
   autoscalerConfig?: string;
-  nats?: string;
+  /** A URL, false for --no-nats, undefined when neither is given. */
+  nats?: string | false;
   maxBody: string;
 }
 
@@ -90,13 +94,16 @@ function registerUp(program: Command, app: App): void {
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
     .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml); a function\'s scale spec wins')
-    .option('--nats <url>', 'NATS server for functions\' nats triggers and output subjects (e.g. nats://127.0.0.1:4222)')
+    .option('--nats <url>', 'NATS server for nats triggers, output subjects and `fn publish` (default: start nats-server from PATH when first needed, store in <home>/nats)')
+    .option('--no-nats', 'run without NATS: no local nats-server, nats triggers are refused')
     .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
       `
 Runs until Ctrl-C; deployed functions come back on the next \`fn up\`.
+Without --nats, \`fn up\` starts its own nats-server (JetStream on, store in <home>/nats, on a
+free port of 127.0.0.1) when nats-server is on PATH, and stops it when it stops.
 With --driver podman each replica is a container of the function's OCI image; \`fn deploy\`
 then sends the source to the platform's build service (or, with --registry, builds and
 pushes the image itself). podman must work for the current user.
@@ -108,6 +115,7 @@ Examples:
   $ fn up --driver podman --deploy examples/hello
   $ fn up --autoscaler-config deploy/autoscaler-config.yaml
   $ fn up --nats nats://127.0.0.1:4222
+  $ fn up --no-nats
   $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
   $ KUBEFN_TOKEN=secret fn up --host 0.0.0.0`,
     )
@@ -136,7 +144,7 @@ Examples:
         ...(opts.base ? { base: opts.base } : {}),
         insecureRegistries: opts.insecureRegistry ?? [],
         ...(autoscalerConfig ? { autoscalerConfig } : {}),
-        ...(opts.nats ? { nats: opts.nats } : {}),
+        ...(typeof opts.nats === 'string' ? { nats: opts.nats } : { localNats: opts.nats !== false }),
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.

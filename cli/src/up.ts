@@ -1,9 +1,9 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform';
-import { createLogger, startEmbedded, type EmbeddedOptions } from '@kubefn/server';
+import { createLogger, startEmbedded, type EmbeddedOptions, type NatsStatus } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'maxBodyBytes'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'localNats' | 'maxBodyBytes'> {
   port: number;
   home: string;
   host: string;
@@ -22,14 +22,17 @@ export async function runUp(options: UpOptions): Promise<number> {
   const { deploy: _deploy, deployer: _deployer, json: _json, ...embedded } = options;
   const platform = await startEmbedded({ ...embedded, logger: log, requestLog: options.json ?? false });
   const functions = await platform.driver.list();
+  const nats = platform.nats();
   if (options.json) {
-    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name) });
+    const natsUrl = nats.kind === 'external' || nats.kind === 'local' ? nats.url : undefined;
+    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name), ...(natsUrl ? { nats: natsUrl } : {}) });
   } else {
     process.stderr.write(
       [
         `kubefn is up: gateway ${platform.url} (${platform.driver.kind} driver)`,
         `  state     ${options.home}` + (functions.length ? ` (${functions.length} function(s) restored)` : ''),
         `  token     ${options.home}/token (the CLI reads it from there)`,
+        `  nats      ${natsLine(nats)}`,
         `  deploy    fn deploy examples/hello`,
         `  invoke    curl ${platform.url}/function/hello`,
         'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',
@@ -71,4 +74,22 @@ export async function runUp(options: UpOptions): Promise<number> {
   }
   if (options.deploy?.length) log.info('ready', { url: platform.url });
   return stopped;
+}
+
+/** Where NATS is, for the banner. */
+function natsLine(nats: NatsStatus): string {
+  switch (nats.kind) {
+    case 'external':
+      return nats.url;
+    case 'local':
+      return `${nats.url} (nats-server pid ${nats.pid}, store ${nats.store})`;
+    case 'on-demand':
+      return 'a local nats-server starts when first needed';
+    case 'off':
+      return 'off (--no-nats): nats triggers are refused';
+    case 'failed': {
+      const err = nats.error as { message?: string; hint?: string };
+      return `off: ${err.message ?? String(nats.error)}${err.hint ? `\n            hint: ${err.hint}` : ''}`;
+    }
+  }
 }

@@ -6,6 +6,7 @@ import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
 import { injectInvoke } from './events/call.js';
 import { EventTriggers } from './events/events.js';
+import { publishRoute } from './events/publish-route.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -52,7 +53,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
       version: options.version ?? '0.1.0',
-      systemPlugins: options.systemPlugins ?? [],
+      systemPlugins: [
+        ...(options.systemPlugins ?? []),
+        async (scope) => publishRoute(scope, { connection: () => ctx.events?.connection(), maxBodyBytes: ctx.options.maxBodyBytes }),
+      ],
       info: options.info ?? {},
       serveStats: options.serveStats ?? false,
     },

@@ -16,3 +16,4 @@ export { toBinary, toBinaryEvent, type EventMessage, type BinaryEvent } from './
 export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
 export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
 export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';
+export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions, type PublishReply } from './events/publish-route.js';

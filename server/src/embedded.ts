@@ -11,6 +11,7 @@ import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } fro
 import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
+import { startLocalNats, type LocalNats } from './nats-server.js';
 import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
 
 export type DriverKind = 'process' | 'podman';
@@ -36,17 +37,34 @@ export interface EmbeddedOptions {
   base?: string;
   /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
   autoscalerConfig?: AutoscalerConfig;
-  /** NATS server URL(s) for nats triggers and output subjects; without one they are refused. */
+  /** NATS server URL(s) for nats triggers, output subjects and `fn publish`. */
   nats?: string;
   /** Largest request body or event message sent to a function (default 32 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Without `nats`: start a nats-server from PATH (JetStream on, store in `<home>/nats`) the first
+   * time the gateway asks for NATS, and stop it on close (`fn up` does unless --no-nats). Default
+   * false: no NATS, nats triggers are refused.
+   */
+  localNats?: boolean;
 }
+
+/** Where the platform's NATS is, for `fn up` to print. */
+export type NatsStatus =
+  | { kind: 'external'; url: string }
+  | { kind: 'local'; url: string; pid: number; store: string }
+  /** A local server starts when the gateway first needs NATS. */
+  | { kind: 'on-demand' }
+  | { kind: 'failed'; error: unknown }
+  | { kind: 'off' };
 
 export interface EmbeddedPlatform {
   url: string;
   token: string;
   driver: Driver & { restore(): Promise<string[]> };
   autoscaler: Autoscaler;
+  /** Where NATS is now (a local server may start after startEmbedded resolved). */
+  nats(): NatsStatus;
   close(): Promise<void>;
 }
 
@@ -79,6 +97,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     publish = bundlePublisher(bundles);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
+  const local = !nats && options.localNats ? localNatsConnector(options.home, options.logger) : undefined;
   const builds = buildServicePlugin({
     scratchDir: path.join(options.home, 'builds'),
     build: async ({ dir, handler, name, log }) => ({ ...(await publish({ dir, handler, name, log })) }),
@@ -89,7 +108,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     ...(bundles ? { bundles } : {}),
     token,
     systemPlugins: [builds],
-    ...(nats ? { nats } : {}),
+    ...(nats ? { nats } : local ? { nats: local.connect } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
     ...(options.logger
@@ -115,6 +134,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
   } catch (err) {
     await driver.close();
     await nats?.close();
+    await local?.close();
     if ((err as { code?: string }).code === 'EADDRINUSE') {
       throw new KubefnError('START_FAILED', `port ${options.port} on ${options.host} is in use`, {
         hint: 'is another `fn up` running? stop it, or pass --port',
@@ -132,13 +152,50 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     token,
     driver,
     autoscaler,
+    nats: () => (nats ? { kind: 'external', url: options.nats! } : (local?.status() ?? { kind: 'off' })),
     close: () =>
       (closing ??= (async () => {
         await autoscaler.stop();
         await gateway.close();
         await nats?.drain().catch(() => {});
+        await local?.close();
         await driver.close();
       })()),
+  };
+}
+
+/**
+ * The gateway's lazy NATS connector when no --nats is given: the first call starts nats-server
+ * (startLocalNats), later calls share it. A failed start is not remembered, so a later call (after
+ * `apt-get install nats-server`) tries again; after close() every call is refused.
+ */
+function localNatsConnector(home: string, log: Logger | undefined) {
+  let starting: Promise<LocalNats> | undefined;
+  let status: NatsStatus = { kind: 'on-demand' };
+  let closed = false;
+  return {
+    connect: (): Promise<NatsConnection> => {
+      if (closed) return Promise.reject(new KubefnError('SHUTTING_DOWN', 'the platform is stopping'));
+      starting ??= startLocalNats({ home, ...(log ? { log } : {}) }).then(
+        (server) => {
+          status = { kind: 'local', url: server.url, pid: server.pid, store: server.dir };
+          watchStatus(server.connection, log);
+          return server;
+        },
+        (err: unknown) => {
+          starting = undefined;
+          status = { kind: 'failed', error: err };
+          throw err;
+        },
+      );
+      return starting.then((server) => server.connection);
+    },
+    status: (): NatsStatus => status,
+    close: async (): Promise<void> => {
+      closed = true;
+      const server = await starting?.catch(() => undefined);
+      await server?.close();
+    },
   };
 }
 
@@ -147,18 +204,23 @@ async function connectNats(servers: string, log: Logger | undefined): Promise<Na
   try {
     const nc = await connect({ servers: servers.split(',').map((s) => s.trim()), name: 'kubefn-gateway', maxReconnectAttempts: -1 });
     log?.info('connected to NATS', { server: nc.getServer() });
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === 'disconnect' || s.type === 'reconnect') log?.warn(`NATS ${s.type}`, { server: s.server });
-      }
-    })().catch(() => {});
+    watchStatus(nc, log);
     return nc;
   } catch (err) {
     throw new KubefnError('START_FAILED', `cannot connect to NATS at ${servers}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
-      hint: 'start one (apt-get install nats-server; nats-server -js), or leave out --nats to run without nats triggers',
+      hint: 'start it, or leave out --nats: `fn up` then starts its own nats-server (apt-get install nats-server)',
     });
   }
+}
+
+/** Says when the connection to NATS drops and comes back. */
+function watchStatus(nc: NatsConnection, log: Logger | undefined): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnect') log?.warn(`NATS ${s.type}`, { server: s.server });
+    }
+  })().catch(() => {});
 }
 
 async function loadOrCreateToken(home: string): Promise<string> {

@@ -135,6 +135,7 @@ export class EventTriggers {
     try {
       return (await this.#connect()).nc;
     } catch (err) {
+      if (err instanceof KubefnError) throw err;
       throw new KubefnError('UNAVAILABLE', `no NATS server: ${errorText(err)}`, { cause: err });
     }
   }

@@ -117,7 +117,8 @@ describe('nats triggers on the embedded platform', () => {
   });
 
   it('refuses nats triggers on a platform without NATS, and --nats without a server says so', async () => {
-    const plain = await startPlatform(await newHome());
+    // Without --nats, `fn up` would start its own nats-server: --no-nats is a platform without NATS.
+    const plain = await startPlatform(await newHome(), { args: ['--no-nats'] });
     try {
       const api = new Api(plain.url, plain.token);
       const image = await api.upload(fixture, 'handler.js');

@@ -15,6 +15,8 @@ export interface RunningPlatform {
   url: string;
   token: string;
   home: string;
+  /** The NATS server `fn up` reported (its own nats-server's, or --nats), if any. */
+  nats: string | undefined;
   child: ChildProcess;
   /** The last lines the platform printed (at most 500), for assertions and failure reports. */
   output: string[];
@@ -45,15 +47,15 @@ export async function startPlatform(
   const forgetExitHook = onExit(() => stopSync([child.pid!]));
   void exited.then(forgetExitHook);
   createInterface({ input: child.stderr! }).on('line', keep);
-  const url = await new Promise<string>((resolve, reject) => {
+  const { url, nats } = await new Promise<{ url: string; nats: string | undefined }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fn up did not start within ${options.timeoutMs ?? 30_000} ms:\n${output.join('\n')}`)), options.timeoutMs ?? 30_000);
     createInterface({ input: child.stdout! }).on('line', (l) => {
       keep(l);
       try {
-        const ev = JSON.parse(l) as { msg?: string; url?: string };
+        const ev = JSON.parse(l) as { msg?: string; url?: string; nats?: string };
         if (ev.msg === 'listening' && ev.url) {
           clearTimeout(timer);
-          resolve(ev.url);
+          resolve({ url: ev.url, nats: ev.nats });
         }
       } catch {
         // not JSON: keep it in the output only
@@ -69,6 +71,7 @@ export async function startPlatform(
     url,
     token,
     home,
+    nats,
     child,
     output,
     stop: async (signal = 'SIGTERM') => {
