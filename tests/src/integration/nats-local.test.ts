@@ -33,6 +33,18 @@ async function fn(platform: RunningPlatform, ...args: string[]): Promise<{ code:
   }
 }
 
+/**
+ * Starts the platform's on-demand nats-server (any publish asks for it) and returns the URL
+ * `fn up` logged for it.
+ */
+async function localNats(platform: RunningPlatform): Promise<string> {
+  const r = await fn(platform, 'publish', 'kubefn.warmup', 'x');
+  assert.equal(r.code, 0, `${r.stderr}\n${platform.output.join('\n')}`);
+  const started = platform.output.map((l) => JSON.parse(l.startsWith('{') ? l : '{}') as { msg?: string; nats?: string }).find((e) => e.msg === 'started nats-server');
+  assert.match(started?.nats ?? '', /^nats:\/\/127\.0\.0\.1:\d+$/, `fn up reports its nats-server:\n${platform.output.join('\n')}`);
+  return started!.nats!;
+}
+
 /** Processes whose command line mentions `text` (the home folder: fn up, the supervisor, nats-server). */
 async function processesWith(text: string): Promise<string[]> {
   const found: string[] = [];
@@ -51,8 +63,10 @@ describe('fn up runs its own NATS', () => {
 
   before(async () => {
     platform = await startPlatform(await newHome());
-    assert.match(platform.nats ?? '', /^nats:\/\/127\.0\.0\.1:\d+$/, `fn up reports its nats-server:\n${platform.output.join('\n')}`);
-    client = await connect({ servers: platform.nats! });
+    // Started when first needed, not with fn up.
+    assert.equal(platform.nats, undefined);
+    assert.deepEqual((await processesWith(platform.home)).filter((p) => p.includes('nats-server ')), []);
+    client = await connect({ servers: await localNats(platform) });
   });
   after(async () => {
     await client?.close();
@@ -129,7 +143,6 @@ describe('fn up without nats-server on PATH', () => {
 
   it('starts, serves HTTP functions, and publishing says how to get NATS', async () => {
     assert.equal(platform.nats, undefined);
-    assert.ok(platform.output.some((l) => l.includes('nats-server is not on PATH')), platform.output.join('\n'));
     const api = new Api(platform.url, platform.token);
     await api.deploy({ name: 'hello', image: await api.upload(hello, 'handler.js') });
     const res = await fetch(`${platform.url}/function/hello`);
@@ -140,6 +153,13 @@ describe('fn up without nats-server on PATH', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: no NATS to publish to: cannot start a local NATS server: nats-server is not on PATH/);
     assert.match(r.stderr, /hint: apt-get install nats-server, or pass --nats nats:\/\/host:4222/);
+    // A function with an event trigger is refused with the same hint, and nothing is deployed.
+    await assert.rejects(api.deploy({ name: 'evented', image: await api.upload(fixture, 'handler.js'), triggers: [{ type: 'nats', subject: 'x' }] }), (err: { code?: string; hint?: string }) => {
+      assert.equal(err.code, 'NOT_SUPPORTED');
+      assert.match(err.hint ?? '', /apt-get install nats-server/);
+      return true;
+    });
+    await assert.rejects(api.status('evented'), /not found|no function/i);
   });
 });
 
@@ -147,9 +167,9 @@ describe('fn up killed with SIGKILL', () => {
   it('leaves no nats-server behind, and the next fn up on the same home keeps the JetStream store', async () => {
     const home = await newHome();
     const first = await startPlatform(home);
-    assert.ok(first.nats, first.output.join('\n'));
+    const firstNats = await localNats(first);
     const pid = Number((await readFile(path.join(home, 'nats', 'nats-server.pid'), 'utf8')).trim());
-    const nc = await connect({ servers: first.nats });
+    const nc = await connect({ servers: firstNats });
     await (await jetstreamManager(nc)).streams.add({ name: 'ORDERS', subjects: ['orders.>'] });
     await nc.close();
 
@@ -161,8 +181,7 @@ describe('fn up killed with SIGKILL', () => {
 
     const second = await startPlatform(home);
     try {
-      assert.ok(second.nats, second.output.join('\n'));
-      const again = await connect({ servers: second.nats });
+      const again = await connect({ servers: await localNats(second) });
       try {
         const stream = await (await jetstreamManager(again)).streams.info('ORDERS');
         assert.deepEqual(stream.config.subjects, ['orders.>']);
