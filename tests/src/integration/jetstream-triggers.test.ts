@@ -91,6 +91,12 @@ describe('jetstream triggers on the embedded platform', () => {
     const state = await eventsOf(api, 'js-zero');
     assert.equal(state.triggers[0]?.ready, true);
     assert.equal(state.triggers[0]?.acked, 20);
+    const metrics = await (await fetch(`${platform.url}/metrics`)).text();
+    const labels = 'function="js-zero",trigger="jetstream:zero.>"';
+    assert.match(metrics, new RegExp(`^kubefn_events_delivered_total\\{${labels}\\} 20$`, 'm'));
+    assert.match(metrics, new RegExp(`^kubefn_events_acked_total\\{${labels}\\} 20$`, 'm'));
+    assert.match(metrics, new RegExp(`^kubefn_events_latency_seconds_count\\{${labels}\\} 20$`, 'm'));
+    assert.match(metrics, new RegExp(`^kubefn_events_consumer_lag\\{${labels}\\} 0$`, 'm'));
   });
 
   it('follows the backlog: pending messages per replica scale a function past what its concurrency asks', async () => {
@@ -110,6 +116,11 @@ describe('jetstream triggers on the embedded platform', () => {
       return most >= 2;
     }, { timeoutMs: 30_000, what: 'js-backlog scaled past one replica for its backlog' });
     await waitFor(async () => new Set((await calls(record)).map((c) => c.id)).size === 80, { timeoutMs: 60_000, what: '80 handled' });
+    // Never more than maxInFlight calls at once from this gateway: every call takes at least
+    // 150 ms, so the calls that started within 150 ms of one another all ran together.
+    const starts = (await calls(record)).map((c) => c.at).sort((a, b) => a - b);
+    const together = Math.max(...starts.map((t, i) => starts.slice(i).filter((u) => u < t + 150).length));
+    assert.ok(together <= 2, `at most 2 calls at once (saw ${together})`);
     await waitFor(async () => (await api.status('js-backlog')).replicas === 0, { timeoutMs: 60_000, what: 'js-backlog back to zero once drained' });
   });
 
