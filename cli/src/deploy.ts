@@ -94,7 +94,12 @@ export async function deployFunction(client: GatewayClient, target: string, opti
     url: client.functionUrl(spec.name),
     warnings: shipped.warnings,
   };
-  if (options.wait === false) return result;
+  if (options.wait === false) {
+    if (spec.triggers.some((t) => t.type !== 'http')) {
+      result.warnings.push(...triggerWarnings(await client.getFunction(spec.name, signal).catch(() => undefined)));
+    }
+    return result;
+  }
 
   const minReady = Math.max(spec.scale.min, spec.scale.initial) > 0 ? 1 : 0;
   result.status = await progress.step(
@@ -102,7 +107,25 @@ export async function deployFunction(client: GatewayClient, target: string, opti
     () => waitForFunction(client, spec.name, { minReady, timeoutMs: options.timeoutMs ?? 120_000, ...(signal ? { signal } : {}) }),
     (s) => `${spec.name} is ready: ${s.availableReplicas}/${s.replicas} replicas`,
   );
+  result.warnings.push(...triggerWarnings(result.status));
   return result;
+}
+
+/** A warning per event trigger the gateway could not start yet (NATS away, a stream it cannot make). */
+export function triggerWarnings(f: FunctionInfo | undefined): string[] {
+  const events = f?.events;
+  if (!events) return [];
+  const out: string[] = [];
+  if (!events.nats.connected) {
+    out.push(`the gateway has no NATS connection${events.nats.error ? ` (${events.nats.error})` : ''}: event triggers start when it is back (see fn describe)`);
+  }
+  for (const t of events.triggers) {
+    const spec = f.spec.triggers[t.index];
+    if (t.ready === false && events.nats.connected) {
+      out.push(`trigger ${t.index} (${t.type} ${spec?.subject ?? ''}) is not ready${t.error ? `: ${t.error}` : ''}; it is retried in the background (see fn describe)`);
+    }
+  }
+  return out;
 }
 
 /**
