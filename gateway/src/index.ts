@@ -10,3 +10,5 @@ export { requestLogController } from './request-log.js';
 export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerCounts } from './events/nats-triggers.js';
 export { toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
 export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
+export { asyncPlugin, AsyncInvocations, type AsyncPluginOptions, type AsyncInvocationsOptions, type AsyncInvocationsState } from './events/async.js';
+export { defaultAsyncStream, asyncConsumerName, asyncSubject, type AsyncStreamLimits } from './events/async-stream.js';
