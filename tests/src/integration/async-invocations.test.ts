@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { request } from 'undici';
 import {
@@ -204,6 +204,9 @@ describe('async invocations through JetStream', () => {
     }
   });
 
+  // A failed test leaves no worker behind to take the next test's calls.
+  afterEach(closeWorkers);
+
   after(async () => {
     slowRelease();
     await closeWorkers();
@@ -245,7 +248,6 @@ describe('async invocations through JetStream', () => {
     assert.deepEqual(JSON.parse(ecb!.body), { callId: 'caller-chosen-1', method: 'POST', path: '/a/b', search: '?q=1&r=2', custom: 'kept', body: '{"k":1}' });
     assert.equal(ecb!.headers['content-type'], 'application/json');
     await waitFor(async () => (await storedCalls(a!.nc)) === 0, { what: 'acked calls to leave the stream' });
-    await closeWorkers();
   });
 
   it('retries 503 with backoff until it succeeds, treats 500 as final, and gives up on 503 after the retries', async () => {
@@ -275,7 +277,6 @@ describe('async invocations through JetStream', () => {
     const s = worker.state();
     assert.deepEqual({ completed: s.completed, failed: s.failed, retried: s.retried }, { completed: 1, failed: 2, retried: 5 });
     await waitFor(async () => (await storedCalls(a!.nc)) === 0, { what: 'finished calls to leave the stream' });
-    await closeWorkers();
   });
 
   it('tries a failing callback twice, counts it, and still acks the call', async () => {
@@ -288,7 +289,6 @@ describe('async invocations through JetStream', () => {
     assert.equal(callbacksFor(r.callId!).length, 2, 'two attempts, no more');
     await waitFor(async () => (await storedCalls(a!.nc)) === 0, { what: 'the call to be acked' });
     assert.equal(ran('echo', r.callId!), 1);
-    await closeWorkers();
   });
 
   it('two gateways share one durable consumer: 200 calls, each run and called back, none twice', async (t) => {
@@ -329,7 +329,6 @@ describe('async invocations through JetStream', () => {
     assert.ok(perWorker.every((n) => n > 0), 'both gateways took calls');
     assert.ok(peakInFlight <= maxInFlight, `at most ${maxInFlight} un-acked per gateway, saw ${peakInFlight}`);
     assert.ok(echoPeak <= 2 * maxInFlight, `at most ${2 * maxInFlight} at the function, saw ${echoPeak}`);
-    await closeWorkers();
   });
 
   it('keeps accepted calls through a nats-server restart and runs them when a worker comes', async () => {
@@ -375,7 +374,6 @@ describe('async invocations through JetStream', () => {
     }, { what: 'NATS to take calls again' });
     await waitFor(() => callbacksFor(later.callId!).length === 1, { what: 'a call accepted after the restart to run', timeoutMs: 30_000 });
     assert.equal(worker.state().ready, true);
-    await closeWorkers();
   });
 
   it('refuses an oversized body with 413 naming the limit and an unknown function with 404; a repeated X-Call-Id runs once', async () => {
@@ -418,7 +416,6 @@ describe('async invocations through JetStream', () => {
     await worker.start();
     await waitFor(async () => callbacksFor('dedup-1').length === 1 && (await storedCalls(a!.nc)) === 0, { what: 'the deduplicated call to run' });
     assert.equal(ran('echo', 'dedup-1'), 1);
-    await closeWorkers();
   });
 
   it('recreates a deleted stream on the next call, and the worker recreates its consumer', async () => {
@@ -430,7 +427,6 @@ describe('async invocations through JetStream', () => {
     const r = await post(a!, '/async-function/echo', { body: 'after delete' });
     assert.equal(r.status, 202, r.text);
     await waitFor(() => callbacksFor(r.callId!).length === 1, { what: 'the call to run on the new stream', timeoutMs: 30_000 });
-    await closeWorkers();
   });
 
   it('waits out QUEUE_FULL in place without spending deliveries', async () => {
@@ -444,6 +440,5 @@ describe('async invocations through JetStream', () => {
     assert.ok(accepted.every((r) => callbacksFor(r.callId!)[0]!.headers['x-function-status'] === '200'), 'all succeeded with no retries allowed');
     assert.equal(worker.state().retried, 0);
     assert.ok(accepted.every((r) => ran('narrow', r.callId!) === 1));
-    await closeWorkers();
   });
 });
