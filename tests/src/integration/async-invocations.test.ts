@@ -76,6 +76,8 @@ interface TestGateway {
 }
 
 const stream = 'KUBEFN_ASYNC';
+/** The stream as every gateway here creates it: small enough in bytes for a test to fill. */
+const limits = { maxBytes: 256 * 1024 };
 
 describe('async invocations through JetStream', () => {
   let nats: NatsServer;
@@ -133,6 +135,7 @@ describe('async invocations through JetStream', () => {
     const gateway = createGateway({ driver, maxQueuePerFunction: options.maxQueuePerFunction });
     gateway.app.register(asyncPlugin, {
       connection: nc,
+      limits,
       exists: async (name: string) => (await gateway.context.catalog.get(name)) !== undefined,
       ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
     });
@@ -148,7 +151,7 @@ describe('async invocations through JetStream', () => {
   }
 
   function startWorker(g: TestGateway, options: Partial<AsyncInvocationsOptions> = {}): AsyncInvocations {
-    const w = new AsyncInvocations({ connection: g.nc, invoke: g.invoke, retryDelayMs: 100, pullExpiresMs: 1000, closeTimeoutMs: 5000, ...options });
+    const w = new AsyncInvocations({ connection: g.nc, invoke: g.invoke, limits, retryDelayMs: 100, pullExpiresMs: 1000, closeTimeoutMs: 5000, ...options });
     workers.push(w);
     return w;
   }
@@ -427,6 +430,29 @@ describe('async invocations through JetStream', () => {
     const r = await post(a!, '/async-function/echo', { body: 'after delete' });
     assert.equal(r.status, 202, r.text);
     await waitFor(() => callbacksFor(r.callId!).length === 1, { what: 'the call to run on the new stream', timeoutMs: 30_000 });
+  });
+
+  it('refuses calls with 503 QUEUE_FULL while the stream is full, and takes them again once it drained', async () => {
+    const [a] = gateways;
+    const accepted: string[] = [];
+    let refused: Awaited<ReturnType<typeof post>> | undefined;
+    for (let i = 0; i < 10 && !refused; i++) {
+      const r = await post(a!, '/async-function/echo', { body: Buffer.alloc(60 * 1024, 'f') });
+      if (r.status === 202) accepted.push(r.callId!);
+      else refused = r;
+    }
+    assert.ok(refused, 'a call refused before the tenth');
+    assert.equal(refused.status, 503);
+    assert.equal(JSON.parse(refused.text).code, 'QUEUE_FULL');
+    assert.match(JSON.parse(refused.text).message, /async queue .* is full/);
+    assert.ok(accepted.length >= 3, `${accepted.length} accepted first`);
+    const worker = startWorker(a!);
+    await worker.start();
+    await waitFor(() => accepted.every((id) => callbacksFor(id).length === 1), { what: 'the stored calls to run' });
+    await waitFor(async () => (await storedCalls(a!.nc)) === 0, { what: 'the stream to drain' });
+    const again = await post(a!, '/async-function/echo', { body: 'room again' });
+    assert.equal(again.status, 202);
+    await waitFor(() => callbacksFor(again.callId!).length === 1, { what: 'the call after the drain to run' });
   });
 
   it('waits out QUEUE_FULL in place without spending deliveries', async () => {
