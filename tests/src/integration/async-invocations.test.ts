@@ -90,7 +90,8 @@ describe('async invocations through JetStream', () => {
   /** Handler runs per `<function>:<call id>`. */
   const runs = new Map<string, number>();
   const codes: string[] = [];
-  let slowRelease: () => void = () => {};
+  const slowWaiters: (() => void)[] = [];
+  const slowRelease = () => slowWaiters.splice(0).forEach((release) => release());
   let slowStarted = 0;
   let slowFinished = 0;
   let echoActive = 0;
@@ -118,7 +119,7 @@ describe('async invocations through JetStream', () => {
     slow: {
       handler: async () => {
         slowStarted++;
-        await new Promise<void>((resolve) => (slowRelease = resolve));
+        await new Promise<void>((resolve) => slowWaiters.push(resolve));
         slowFinished++;
         return new Response('slow done', { headers: { 'content-type': 'text/plain' } });
       },
@@ -151,7 +152,7 @@ describe('async invocations through JetStream', () => {
   }
 
   function startWorker(g: TestGateway, options: Partial<AsyncInvocationsOptions> = {}): AsyncInvocations {
-    const w = new AsyncInvocations({ connection: g.nc, invoke: g.invoke, limits, retryDelayMs: 100, pullExpiresMs: 1000, closeTimeoutMs: 5000, ...options });
+    const w = new AsyncInvocations({ connection: g.nc, invoke: g.invoke, limits, retryDelayMs: 100, pullExpiresMs: 1000, closeTimeoutMs: 300, ...options });
     workers.push(w);
     return w;
   }
@@ -430,6 +431,33 @@ describe('async invocations through JetStream', () => {
     const r = await post(a!, '/async-function/echo', { body: 'after delete' });
     assert.equal(r.status, 202, r.text);
     await waitFor(() => callbacksFor(r.callId!).length === 1, { what: 'the call to run on the new stream', timeoutMs: 30_000 });
+  });
+
+  it('keeps a call longer than ack_wait alive, and close() gives calls in flight to another gateway', async () => {
+    const [a, b] = gateways;
+    const worker = startWorker(a!, { ackWaitMs: 1500 });
+    await worker.start();
+    const long = await post(a!, '/async-function/echo', { body: 'long', headers: { 'x-echo-delay-ms': '4000' } });
+    await waitFor(() => callbacksFor(long.callId!).length === 1, { what: 'the long call to finish', timeoutMs: 15_000 });
+    assert.equal(ran('echo', long.callId!), 1, 'not redelivered while it ran');
+    await worker.close();
+
+    // Back to a 60 s ack_wait: only close() giving the call back lets B have it soon.
+    const first = startWorker(a!);
+    await first.start();
+    const startedBefore = slowStarted;
+    const held = await post(a!, '/async-function/slow', { body: 'held' });
+    await waitFor(() => slowStarted === startedBefore + 1, { what: 'gateway A to start the call' });
+    const closing = first.close();
+    const other = startWorker(b!);
+    await other.start();
+    await closing;
+    assert.equal(first.state().inFlight, 0);
+    await waitFor(() => slowStarted === startedBefore + 2, { what: 'gateway B to take the call A gave back' });
+    slowRelease();
+    await waitFor(() => callbacksFor(held.callId!).length === 1, { what: 'the callback' });
+    await waitFor(async () => other.state().inFlight === 0 && (await storedCalls(b!.nc)) === 0, { what: 'the call to be acked' });
+    assert.equal(callbacksFor(held.callId!).length, 1, 'only the gateway that kept the call called back');
   });
 
   it('refuses calls with 503 QUEUE_FULL while the stream is full, and takes them again once it drained', async () => {
