@@ -11,7 +11,7 @@
 
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
-import { request } from 'undici';
+import { postCallback, redact } from './async-callback.js';
 import { asyncConsumerName, ConnectionWatch, decodeCall, defaultAsyncStream, ensureAsyncConsumer, ensureAsyncStream, type AsyncStreamLimits, type StoredCall } from './async-stream.js';
 import { isSuccess, type EventResult, type Invoke } from './call.js';
 
@@ -288,36 +288,12 @@ export class AsyncInvocations {
     }
   }
 
-  /** One POST of the result, a second try only when the first got no answer or a 5xx. */
   async #callback(url: string, call: StoredCall, res: EventResult): Promise<void> {
-    const headers: Record<string, string> = {
-      'x-call-id': call.callId,
-      'x-function-status': String(res.status),
-      'x-duration-seconds': (res.ms / 1000).toFixed(6),
-      'x-function-name': call.name,
-    };
-    const type = res.headers['content-type'];
-    if (typeof type === 'string') headers['content-type'] = type;
-    let problem = '';
-    for (let attempt = 1; attempt <= this.#o.callbackAttempts; attempt++) {
-      try {
-        const answer = await request(url, {
-          method: 'POST',
-          headers,
-          body: res.body,
-          headersTimeout: this.#o.callbackTimeoutMs,
-          bodyTimeout: this.#o.callbackTimeoutMs,
-          signal: AbortSignal.timeout(this.#o.callbackTimeoutMs),
-        });
-        await answer.body.dump().catch(() => {});
-        if (answer.statusCode < 400) return;
-        problem = `answered ${answer.statusCode}`;
-        if (answer.statusCode < 500) break;
-      } catch (err) {
-        problem = (err as Error).message ?? String(err);
-      }
-      if (attempt < this.#o.callbackAttempts && !this.#closing) await sleep(500);
-    }
+    const problem = await postCallback(url, { callId: call.callId, name: call.name, result: res }, {
+      timeoutMs: this.#o.callbackTimeoutMs,
+      attempts: this.#o.callbackAttempts,
+    });
+    if (problem === undefined) return;
     this.#counts.callbacksFailed++;
     this.#o.onWarning?.('async invocations: the callback failed', { callId: call.callId, function: call.name, url: redact(url), problem });
   }
@@ -355,13 +331,3 @@ export class AsyncInvocations {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** A callback URL may carry credentials: logs get its origin and path only. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return '(unparseable)';
-  }
-}
