@@ -17,3 +17,5 @@ export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult 
 export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
 export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';
 export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions, type PublishReply } from './events/publish-route.js';
+export { asyncPlugin, AsyncInvocations, type AsyncPluginOptions, type AsyncInvocationsOptions, type AsyncInvocationsState } from './events/async.js';
+export { defaultAsyncStream, asyncConsumerName, asyncSubject, type AsyncStreamLimits } from './events/async-stream.js';

@@ -121,7 +121,7 @@ async function invoke(ctx: GatewayContext, agent: Agent, request: FastifyRequest
 }
 
 /** OpenFaaS callers may write `name.namespace`; kubefn's embedded platform has one namespace. */
-function functionName(raw: string): string {
+export function functionName(raw: string): string {
   const dot = raw.lastIndexOf('.');
   const name = dot >= 0 ? raw.slice(0, dot) : raw;
   if (dot >= 0 && raw.slice(dot + 1) !== 'default') {
@@ -139,7 +139,7 @@ function upstreamPath(url: string, rawName: string): string {
   return rest;
 }
 
-function appendForwarded(existing: string | string[] | undefined, ip: string): string {
+export function appendForwarded(existing: string | string[] | undefined, ip: string): string {
   const prior = Array.isArray(existing) ? existing.join(', ') : existing;
   return prior ? `${prior}, ${ip}` : ip;
 }
