@@ -1,12 +1,14 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { KubefnError } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
 import { injectInvoke } from './events/call.js';
 import { EventTriggers } from './events/events.js';
 import { publishRoute } from './events/publish-route.js';
+import { asyncPlugin } from './events/async.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
 import { invokePlugin } from './invoke.js';
@@ -89,6 +91,15 @@ export function createGateway(options: GatewayOptions): Gateway {
   );
   app.register(async (scope) => invokePlugin(scope, ctx));
   app.register(async (scope) => adminPlugin(scope, ctx));
+  if (options.serveAsync !== false) {
+    app.register(async (scope) =>
+      asyncPlugin(scope, {
+        connection: () => ctx.events?.connection() ?? Promise.reject(noNats('async invocation')),
+        exists: async (name) => (await ctx.catalog.get(name)) !== undefined,
+        maxBodyBytes: ctx.options.maxBodyBytes,
+      }),
+    );
+  }
   app.addHook('onClose', async () => routers.close());
   if (options.nats) {
     const triggers = new EventTriggers({
@@ -113,4 +124,10 @@ export function createGateway(options: GatewayOptions): Gateway {
     });
   }
   return gateway;
+}
+
+function noNats(what: string): KubefnError {
+  return new KubefnError('NOT_SUPPORTED', `${what} needs NATS with JetStream, and this gateway has none`, {
+    hint: 'install nats-server (apt-get install nats-server) so `fn up` starts one, or pass --nats nats://host:4222',
+  });
 }

@@ -47,6 +47,11 @@ export interface GatewayOptions {
    * gateway then serves nats, jetstream and cron triggers and output subjects (events/).
    */
   nats?: NatsSource;
+  /**
+   * Serve POST /async-function/<name> (stored in JetStream, run by the event triggers' worker).
+   * Default true; off for a caller that serves it itself.
+   */
+  serveAsync?: boolean;
   /** How often the triggers are checked against the deployed functions, ms (default 2000). */
   triggerResyncMs?: number;
 }

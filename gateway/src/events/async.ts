@@ -18,7 +18,8 @@ import { asyncSubject, callHeaders, ConnectionWatch, defaultAsyncStream, ensureA
 export { AsyncInvocations, type AsyncInvocationsOptions, type AsyncInvocationsState } from './async-worker.js';
 
 export interface AsyncPluginOptions {
-  connection: NatsConnection;
+  /** The NATS connection, or how to get it (made on first use); a rejection is the caller's error. */
+  connection: NatsConnection | (() => Promise<NatsConnection>);
   /** Whether a function of that name is deployed (the gateway's catalog). */
   exists: (name: string) => Promise<boolean>;
   /** The gateway's invocation body limit, bytes (default 32 MiB); NATS's max_payload may be lower. */
@@ -37,17 +38,30 @@ const defaultMaxPayload = 1024 * 1024;
 const natsHint = 'async calls need NATS with JetStream (nats-server -js); the gateway reconnects by itself, retry later';
 
 export async function asyncPlugin(app: FastifyInstance, options: AsyncPluginOptions): Promise<void> {
-  const nc = options.connection;
   const stream = options.stream ?? defaultAsyncStream;
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const timeout = options.publishTimeoutMs ?? 5000;
-  const js: JetStreamClient = jetstream(nc, { timeout });
-  const watch = new ConnectionWatch(nc);
-  app.addHook('onClose', async () => watch.stop());
+  // The connection and what hangs on it, made on the first call (a failure is tried again on the next).
+  let linked: { nc: NatsConnection; js: JetStreamClient; watch: ConnectionWatch } | undefined;
+  let linking: Promise<NonNullable<typeof linked>> | undefined;
+  const link = (): Promise<NonNullable<typeof linked>> => {
+    if (linked) return Promise.resolve(linked);
+    const source = options.connection;
+    linking ??= (typeof source === 'function' ? source() : Promise.resolve(source)).then(
+      (nc) => (linked = { nc, js: jetstream(nc, { timeout }), watch: new ConnectionWatch(nc) }),
+      (err: unknown) => {
+        linking = undefined;
+        throw err;
+      },
+    );
+    return linking;
+  };
+  if (typeof options.connection !== 'function') void link();
+  app.addHook('onClose', async () => linked?.watch.stop());
 
   /** The body limit now and what sets it: the NATS server's may change on reconnect. */
   const bodyLimit = (): { bytes: number; by: string } => {
-    const maxPayload = nc.info?.max_payload ?? defaultMaxPayload;
+    const maxPayload = linked?.nc.info?.max_payload ?? defaultMaxPayload;
     return maxPayload < maxBodyBytes ? { bytes: maxPayload, by: "the NATS server's max_payload" } : { bytes: maxBodyBytes, by: "the gateway's body limit" };
   };
   const tooLarge = (size: string) => {
@@ -68,6 +82,7 @@ export async function asyncPlugin(app: FastifyInstance, options: AsyncPluginOpti
     const name = functionName((request.params as { name: string }).name);
     if (!(await options.exists(name))) throw new KubefnError('NOT_FOUND', `no function named "${name}"`, { hint: 'see `fn list`' });
     const length = Number(request.headers['content-length'] ?? 0);
+    const { watch } = await link();
     if (length > bodyLimit().bytes) throw tooLarge(`${length} bytes`);
     if (!watch.connected()) throw new KubefnError('UNAVAILABLE', 'NATS is not connected: the async call was not stored', { hint: natsHint });
   };
@@ -89,6 +104,7 @@ export async function asyncPlugin(app: FastifyInstance, options: AsyncPluginOpti
     const { path, query } = splitUrl(request.raw.url ?? '', `/async-function/${rawName}`);
     const h = callHeaders({ method: request.method, path, query, headers });
 
+    const { nc } = await link();
     const maxPayload = nc.info?.max_payload ?? defaultMaxPayload;
     const headerBytes = Buffer.byteLength(h.toString()) + Buffer.byteLength(callId) + headerOverheadBytes;
     if (body.byteLength + headerBytes > maxPayload) {
@@ -101,6 +117,7 @@ export async function asyncPlugin(app: FastifyInstance, options: AsyncPluginOpti
   };
 
   const publish = async (name: string, body: Buffer, h: ReturnType<typeof callHeaders>, callId: string): Promise<void> => {
+    const { nc, js } = await link();
     for (let attempt = 1; ; attempt++) {
       try {
         await js.publish(asyncSubject(name), body, { msgID: callId, headers: h, timeout });

@@ -9,6 +9,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { KubefnError, type FunctionSpec, type FunctionStatus } from '@kubefn/platform';
 import type { Registry } from 'prom-client';
 import type { Invoke } from './call.js';
+import { AsyncInvocations, type AsyncInvocationsState } from './async-worker.js';
 import { CronTriggers, type CronTriggerState } from './cron-triggers.js';
 import { EventMetrics } from './event-metrics.js';
 import { errorText, JetStreamTriggers, type JetStreamTriggerState } from './jetstream-triggers.js';
@@ -53,6 +54,7 @@ interface Parts {
   nats: NatsTriggers;
   jetstream: JetStreamTriggers;
   cron: CronTriggers;
+  async: AsyncInvocations;
 }
 
 export class EventTriggers {
@@ -156,6 +158,11 @@ export class EventTriggers {
     };
   }
 
+  /** The async worker in this gateway, once NATS is connected. */
+  asyncState(): AsyncInvocationsState | undefined {
+    return this.#parts?.async.state();
+  }
+
   /** Messages waiting for function `name` in its JetStream consumers. */
   pending(name: string): number {
     return this.#parts?.jetstream.pending(name) ?? 0;
@@ -166,13 +173,15 @@ export class EventTriggers {
     await this.#syncing?.catch(() => {});
     const p = this.#parts ?? (await this.#connecting?.catch(() => undefined));
     if (!p) return;
-    await Promise.all([p.nats.close(), p.jetstream.close(), p.cron.close()]);
+    await Promise.all([p.nats.close(), p.jetstream.close(), p.cron.close(), p.async.close()]);
   }
 
   async #syncOnce(): Promise<void> {
     if (this.#closed) return;
     const specs = (await this.#o.functions()).map((f) => f.spec);
-    if (!this.#parts && !specs.some(needsNats)) return;
+    // A connection given ready-made is used at once (async calls stored before a restart wait in
+    // its stream); one made on demand waits for a function that needs it.
+    if (!this.#parts && typeof this.#o.nats === 'function' && !specs.some(needsNats)) return;
     let parts: Parts;
     try {
       parts = await this.#connect();
@@ -212,7 +221,10 @@ export class EventTriggers {
           output: (subject, body, headers) => publisher.publish(subject, body, headers),
           ...(warn ? { onWarning: warn } : {}),
         }),
+        async: new AsyncInvocations({ connection: nc, invoke: this.#o.invoke, ...(warn ? { onWarning: warn } : {}) }),
       };
+      // The async worker starts with the connection: /async-function calls wait in its stream.
+      void parts.async.start().catch((err: unknown) => warn?.('async invocations not started', { err: errorText(err) }));
       if (typeof source === 'function') void this.#watch(nc);
       this.#parts = parts;
       this.#connectError = undefined;

@@ -133,7 +133,7 @@ describe('async invocations through JetStream', () => {
 
   async function startGateway(driver: Driver, names: string[], options: { maxQueuePerFunction?: number; maxBodyBytes?: number }): Promise<TestGateway> {
     const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
-    const gateway = createGateway({ driver, maxQueuePerFunction: options.maxQueuePerFunction });
+    const gateway = createGateway({ driver, maxQueuePerFunction: options.maxQueuePerFunction, serveAsync: false });
     gateway.app.register(asyncPlugin, {
       connection: nc,
       limits,

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -306,6 +308,39 @@ describe('jetstream triggers on the embedded platform', () => {
     const described = (await fn('describe', 'orders')).stdout;
     assert.match(described, /^NATS:\s+connected/m);
     assert.match(described, /#1 jetstream orders\.new: consuming; \d+ pending.*here: 1 delivered, 1 acked/);
+  });
+
+  it('runs an async invocation and posts its result to the callback URL, OpenFaaS style', async () => {
+    await api.deploy({ name: 'js-async', image, triggers: [{ type: 'http' }] });
+    const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+    const callbacks = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => callbacks.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (callbacks.address() as AddressInfo).port;
+      const res = await fetch(`${platform.url}/async-function/js-async`, { method: 'POST', body: 'later', headers: { 'x-callback-url': `http://127.0.0.1:${port}/done` } });
+      assert.equal(res.status, 202, await res.clone().text());
+      const callId = res.headers.get('x-call-id');
+      assert.ok(callId);
+      await waitFor(() => received.length === 1, { timeoutMs: 60_000, what: 'the callback' });
+      const cb = received[0]!;
+      assert.equal(cb.headers['x-call-id'], callId);
+      assert.equal(cb.headers['x-function-status'], '200');
+      assert.equal(cb.headers['x-function-name'], 'js-async');
+      assert.ok(Number(cb.headers['x-duration-seconds']) > 0);
+      assert.equal((JSON.parse(cb.body) as { body: string }).body, 'later');
+      const missing = await fetch(`${platform.url}/async-function/nope`, { method: 'POST', body: 'x' });
+      assert.equal(missing.status, 404);
+      await missing.text();
+    } finally {
+      callbacks.close();
+    }
   });
 
   it('fires a cron trigger once per tick with two gateways', async () => {
