@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
 import type { FunctionInfo, GatewayClient } from './client.js';
-import { waitForFunction } from './deploy.js';
+import { triggerWarnings, waitForFunction } from './deploy.js';
 
 /** A client whose getFunction answers from a script, one entry per call (the last repeats). */
 function scripted(answers: (Partial<FunctionInfo> | Error)[]): { client: GatewayClient; calls: () => number } {
@@ -62,5 +62,22 @@ describe('waitForFunction', () => {
 
     const failing = scripted([new KubefnError('UNAUTHORIZED', 'no token')]);
     await assert.rejects(waitForFunction(failing.client, 'hello', { minReady: 1, timeoutMs: 5000 }), { code: 'UNAUTHORIZED' });
+  });
+});
+
+describe('triggerWarnings', () => {
+  const spec = parseFunctionSpec({ name: 'orders', triggers: [{ type: 'http' }, { type: 'jetstream', stream: 'ORDERS', subject: 'orders.new' }] });
+  const info = (events: FunctionInfo['events']): FunctionInfo => ({ name: 'orders', image: '', replicas: 1, availableReplicas: 1, invocationCount: 0, spec, ...(events ? { events } : {}) });
+
+  it('says nothing for a gateway without events or with every trigger ready', () => {
+    assert.deepEqual(triggerWarnings(info(undefined)), []);
+    assert.deepEqual(triggerWarnings(info({ nats: { connected: true }, triggers: [{ type: 'jetstream', index: 1, ready: true }] })), []);
+  });
+
+  it('names the lost NATS connection, or each trigger that is not ready with why', () => {
+    const down = triggerWarnings(info({ nats: { connected: false, error: 'disconnected from 127.0.0.1:4222' }, triggers: [{ type: 'jetstream', index: 1, ready: false }] }));
+    assert.deepEqual(down, ['the gateway has no NATS connection (disconnected from 127.0.0.1:4222): event triggers start when it is back (see fn describe)']);
+    const stuck = triggerWarnings(info({ nats: { connected: true }, triggers: [{ type: 'jetstream', index: 1, ready: false, error: 'insufficient resources' }] }));
+    assert.deepEqual(stuck, ['trigger 1 (jetstream orders.new) is not ready: insufficient resources; it is retried in the background (see fn describe)']);
   });
 });
