@@ -9,6 +9,8 @@ export {
   componentNames,
   componentPort,
   componentServices,
+  natsPort,
+  natsServers,
   autoscalerConfigMap,
   startComponent,
   type ComponentEnv,
@@ -16,4 +18,5 @@ export {
   type RunningComponent,
 } from './components.js';
 export { main as platformMain } from './main.js';
+export { NatsLink, type NatsLinkOptions, type NatsServers } from './nats-link.js';
 export { createLogger, humanLine, type Logger, type LoggerOptions } from './logger.js';
