@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { tarOf } from '@kubefn/builder/testing';
@@ -17,7 +17,7 @@ import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
 import { ensureBinaries } from '../support/control-plane.js';
 import type { TestCluster } from '../support/cluster.js';
-import { installTestPlatform, type InstalledPlatform } from '../support/platform-install.js';
+import type { InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
@@ -25,10 +25,15 @@ const timeout = 900_000;
 const deployDir = path.resolve(examplesDir, '..', 'deploy');
 
 let sharedCluster: () => TestCluster;
+let sharedPlatform: () => Promise<InstalledPlatform>;
 
-/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
-export function platformInstallCases(cluster: () => TestCluster): void {
+/**
+ * Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it,
+ * with kubefn as `platform()` installs it there (once, for every topic).
+ */
+export function platformInstallCases(cluster: () => TestCluster, platform: () => Promise<InstalledPlatform>): void {
   sharedCluster = cluster;
+  sharedPlatform = platform;
   describe('kubefn installed on the test cluster', { timeout }, suite);
 }
 
@@ -38,17 +43,14 @@ function suite(): void {
   let fnDir: string;
 
   before(async () => {
-    p = await installTestPlatform({ cluster: sharedCluster(), onProgress: (line) => process.stderr.write(`# ${line}\n`) });
+    p = await sharedPlatform();
+    assert.equal(p.cluster, sharedCluster());
     gateway = (await p.gateways())[0]!;
     // The hello example with a short stable window and grace, so scale to zero takes seconds.
     fnDir = await mkdtemp(path.join(tmpdir(), 'kubefn-e2e-hello-'));
     await cp(path.join(examplesDir, 'hello'), fnDir, { recursive: true });
     const spec = YAML.parse(await readFile(path.join(fnDir, 'fn.yaml'), 'utf8')) as Record<string, unknown>;
     await writeFile(path.join(fnDir, 'fn.yaml'), YAML.stringify({ ...spec, scale: { stableWindow: '6s', scaleToZeroGrace: '2s' } }));
-  });
-
-  after(async () => {
-    await p?.close();
   });
 
   const fn = (...args: string[]) => p.fn(['--gateway', gateway, ...args], { KUBEFN_TOKEN: p.token });
