@@ -17,7 +17,7 @@ import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
 import { ensureBinaries } from '../support/control-plane.js';
 import type { TestCluster } from '../support/cluster.js';
-import type { InstalledPlatform } from '../support/platform-install.js';
+import { natsClaim, type InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
@@ -69,6 +69,9 @@ function suite(): void {
     const nats = (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-nats' })).items[0]!;
     const jsz = (await (await fetch(`http://${nats.status!.podIP}:8222/jsz`)).json()) as { config?: { store_dir?: string } };
     assert.equal(jsz.config?.store_dir, '/data/jetstream', 'JetStream is enabled on the /data volume');
+    const claim = await core().readNamespacedPersistentVolumeClaim({ name: natsClaim, namespace: p.namespace });
+    assert.equal(claim.status?.phase, 'Bound', "NATS's store is on its claim");
+    assert.equal(nats.spec?.volumes?.find((v) => v.name === 'data')?.persistentVolumeClaim?.claimName, natsClaim);
     const info = (await (await fetch(`${gateway}/system/info`, { headers: { authorization: `Bearer ${p.token}` } })).json()) as { kubefn: Record<string, unknown> };
     assert.equal(info.kubefn.driver, 'kubernetes');
     assert.equal(info.kubefn.registry, p.registry.host);
