@@ -33,13 +33,72 @@ describe('renderKustomization of deploy/', () => {
 
   it('refuses a kustomization with features it does not render, naming them', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-kust-'));
-    await writeFile(path.join(dir, 'kustomization.yaml'), 'resources: []\npatches: []\nconfigMapGenerator: []\n');
+    await writeFile(path.join(dir, 'kustomization.yaml'), 'resources: []\npatchesStrategicMerge: []\nconfigMapGenerator: []\n');
     await assert.rejects(renderKustomization(dir), (err: Error & { hint?: string }) => {
-      assert.match(err.message, /uses patches, configMapGenerator/);
+      assert.match(err.message, /uses patchesStrategicMerge, configMapGenerator/);
       assert.match(err.hint ?? '', /kubectl apply -k/);
       return true;
     });
     await assert.rejects(renderKustomization(path.join(dir, 'missing')), /no kustomization.yaml/);
+  });
+});
+
+describe('NATS in deploy/ and deploy/nats-ephemeral/', () => {
+  type StatefulSet = {
+    spec: {
+      volumeClaimTemplates?: { metadata: { name: string }; spec: { accessModes: string[]; storageClassName?: string; resources: { requests: { storage: string } } } }[];
+      template: { spec: { securityContext: Record<string, unknown>; volumes: { name: string; emptyDir?: unknown; configMap?: unknown }[]; containers: { image: string }[] } };
+    };
+  };
+  const nats = (objects: { kind?: string; metadata?: { name?: string } }[]) => objects.find((o) => o.kind === 'StatefulSet' && o.metadata?.name === 'kubefn-nats') as unknown as StatefulSet;
+  const ephemeralDir = path.join(defaultDeployDir, 'nats-ephemeral');
+
+  it('deploy/ keeps the JetStream store on a 1Gi claim of the default StorageClass, writable by the server', async () => {
+    const { objects } = await renderKustomization(defaultDeployDir);
+    const set = nats(objects);
+    const [claim] = set.spec.volumeClaimTemplates ?? [];
+    assert.equal(claim?.metadata.name, 'data');
+    assert.deepEqual(claim?.spec.accessModes, ['ReadWriteOnce']);
+    assert.equal(claim?.spec.resources.requests.storage, '1Gi');
+    assert.equal(claim?.spec.storageClassName, undefined, "the cluster's default class");
+    assert.ok(!set.spec.template.spec.volumes.some((v) => v.name === 'data'), 'no pod volume shadows the claim');
+    assert.equal(set.spec.template.spec.securityContext.fsGroup, 65534);
+    const config = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'kubefn-nats') as { data: Record<string, string> } | undefined;
+    assert.match(config?.data['nats.conf'] ?? '', /jetstream \{[^}]*store_dir: "\/data"/s);
+  });
+
+  it('the nats-ephemeral overlay renders deploy/ with an emptyDir store instead, in the same namespace, with the images given', async () => {
+    const digest = `sha256:${'b'.repeat(64)}`;
+    const overrides = [{ name: platformImageName, newName: 'r:5000/kubefn/platform', digest }];
+    const base = await renderKustomization(defaultDeployDir, overrides);
+    const overlay = await renderKustomization(ephemeralDir, overrides);
+    assert.equal(overlay.namespace, 'kubefn');
+    const key = (o: { kind?: string; metadata?: { name?: string; namespace?: string } }) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
+    assert.deepEqual(overlay.objects.map(key), base.objects.map(key));
+    for (const o of overlay.objects) {
+      if (o.kind === 'StatefulSet') continue;
+      assert.deepEqual(o, base.objects.find((b) => key(b) === key(o)), key(o));
+    }
+    const set = nats(overlay.objects);
+    assert.equal(set.spec.volumeClaimTemplates, undefined);
+    assert.deepEqual(set.spec.template.spec.volumes.find((v) => v.name === 'data'), { name: 'data', emptyDir: { sizeLimit: '1Gi' } });
+    const gateway = overlay.objects.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'kubefn-gateway') as unknown as StatefulSet;
+    assert.equal(gateway.spec.template.spec.containers[0]?.image, `r:5000/kubefn/platform@${digest}`);
+  });
+
+  it('refuses patches it does not render, and names the object a patch does not apply to', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-kust-patch-'));
+    await writeFile(path.join(dir, 'cm.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: c }\ndata: { a: "1" }\n');
+    const kustomization = (patch: unknown) => writeFile(path.join(dir, 'kustomization.yaml'), `resources: [cm.yaml]\npatches: ${JSON.stringify([patch])}\n`);
+    await kustomization({ target: { kind: 'ConfigMap', labelSelector: 'a=b' }, patch: '[]' });
+    await assert.rejects(renderKustomization(dir), /selecting by labelSelector, which fn install does not render/);
+    await kustomization({ target: { kind: 'ConfigMap' }, patch: 'data: { a: "2" }' });
+    await assert.rejects(renderKustomization(dir), /strategic-merge patch/);
+    await kustomization({ target: { kind: 'ConfigMap', name: 'c' }, patch: '[{op: remove, path: /data/missing}]' });
+    await assert.rejects(renderKustomization(dir), /patches\[0\] does not apply to ConfigMap c/);
+    await kustomization({ target: { version: 'v1', kind: 'ConfigMap', name: 'c' }, patch: '[{op: replace, path: /data/a, value: "2"}]' });
+    const { objects } = await renderKustomization(dir);
+    assert.deepEqual((objects[0] as { data: unknown }).data, { a: '2' });
   });
 });
 

@@ -1,5 +1,6 @@
 // `fn install`: puts the platform on a cluster from deploy/ — the same kustomization
-// `kubectl apply -k deploy/` reads, rendered here (resources, namespace, images) — with the
+// `kubectl apply -k deploy/` reads, rendered here (resources, namespace, images, JSON 6902
+// patches: enough for deploy/ and its overlays such as deploy/nats-ephemeral/) — with the
 // platform image built by kubefn's builder when asked, the token Secret created when missing,
 // server-side apply throughout, and a wait until every component is ready.
 // `fn platform-image`: just builds and pushes that image.
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import YAML from 'yaml';
+import jsonPatch, { type Operation } from 'fast-json-patch';
 import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
 import { KubefnError, isApiError, kubeError, loadKubernetesClient } from '@kubefn/platform';
@@ -38,23 +40,36 @@ interface ImageOverride {
   digest?: string;
 }
 
+/** A `patches` entry: a JSON 6902 patch (inline or in a file) for the objects `target` selects. */
+interface KustomizePatch {
+  patch?: string;
+  path?: string;
+  target?: { group?: string; version?: string; kind?: string; name?: string } & Record<string, unknown>;
+  options?: unknown;
+}
+
 interface Kustomization {
   namespace?: string;
   resources?: string[];
   images?: ImageOverride[];
+  patches?: KustomizePatch[];
 }
 
 /** The keys of a kustomization.yaml this renderer understands; anything else is refused. */
-const supportedKeys = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'images']);
+const supportedKeys = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'images', 'patches']);
+/** What a patch's target may select on here. */
+const supportedTargetKeys = new Set(['group', 'version', 'kind', 'name']);
 
 /** Kinds that are not namespaced (what kustomize leaves without a namespace). */
 const clusterScoped = new Set(['Namespace', 'CustomResourceDefinition', 'ClusterRole', 'ClusterRoleBinding', 'PersistentVolume', 'StorageClass', 'PriorityClass']);
 
 /**
  * Renders a kustomization: its resources in order (files, or directories with their own
- * kustomization.yaml), the namespace set on every namespaced object (and the Namespace renamed),
- * container images replaced by `images`. Enough for deploy/; a kustomization using more is refused
- * with a pointer to kubectl.
+ * kustomization.yaml, rendered first), its JSON 6902 `patches` applied to the objects their
+ * target names, the namespace set on every namespaced object (and the Namespace renamed; an
+ * overlay without one keeps its base's), container images replaced by `images` and then by
+ * `overrides` (which reach into bases too, so an overlay's platform image is still the one given).
+ * Enough for deploy/ and its overlays; a kustomization using more is refused with a pointer to kubectl.
  */
 export async function renderKustomization(dir: string, overrides: ImageOverride[] = []): Promise<{ namespace: string | undefined; objects: Manifest[] }> {
   const file = path.join(dir, 'kustomization.yaml');
@@ -72,10 +87,13 @@ export async function renderKustomization(dir: string, overrides: ImageOverride[
     });
   }
   const objects: Manifest[] = [];
+  let baseNamespace: string | undefined;
   for (const entry of k.resources ?? []) {
     const target = path.resolve(dir, entry);
     if ((await stat(target).catch(() => null))?.isDirectory()) {
-      objects.push(...(await renderKustomization(target)).objects);
+      const base = await renderKustomization(target, overrides);
+      baseNamespace ??= base.namespace;
+      objects.push(...base.objects);
       continue;
     }
     const docs = YAML.parseAllDocuments(await readFile(target, 'utf8'));
@@ -87,21 +105,52 @@ export async function renderKustomization(dir: string, overrides: ImageOverride[
       objects.push(obj);
     }
   }
-  const namespace = k.namespace;
+  for (const [i, p] of (k.patches ?? []).entries()) await applyPatch(objects, p, `${file} patches[${i}]`, dir);
+  const own = k.namespace;
   for (const obj of objects) {
-    if (!namespace) continue;
-    if (obj.kind === 'Namespace') obj.metadata!.name = namespace;
-    else if (!clusterScoped.has(obj.kind!)) obj.metadata!.namespace = namespace;
+    if (!own) continue;
+    if (obj.kind === 'Namespace') obj.metadata!.name = own;
+    else if (!clusterScoped.has(obj.kind!)) obj.metadata!.namespace = own;
     // kustomize also places the ServiceAccount subjects of role bindings in the namespace.
     if (obj.kind === 'RoleBinding' || obj.kind === 'ClusterRoleBinding') {
       for (const subject of (obj as { subjects?: { kind?: string; namespace?: string }[] }).subjects ?? []) {
-        if (subject.kind === 'ServiceAccount' && !subject.namespace) subject.namespace = namespace;
+        if (subject.kind === 'ServiceAccount' && !subject.namespace) subject.namespace = own;
       }
     }
   }
   const images = [...(k.images ?? []), ...overrides];
   for (const obj of objects) for (const c of containersOf(obj)) c.image = replaceImage(c.image, images);
-  return { namespace, objects };
+  return { namespace: own ?? baseNamespace, objects };
+}
+
+/** Applies one `patches` entry: JSON 6902 operations on every object its target selects. */
+async function applyPatch(objects: Manifest[], p: KustomizePatch, where: string, dir: string): Promise<void> {
+  const refuse = (what: string) =>
+    new KubefnError('NOT_SUPPORTED', `${where}: ${what}, which fn install does not render`, { hint: `apply it with kubectl instead: kubectl apply -k ${dir}` });
+  const target = p.target;
+  if (!target?.kind) throw refuse('a patch without a target kind');
+  const unknown = Object.keys(target).filter((key) => !supportedTargetKeys.has(key));
+  if (unknown.length || p.options !== undefined) throw refuse(`a patch target selecting by ${[...unknown, ...(p.options !== undefined ? ['options'] : [])].join(', ')}`);
+  const text = p.patch ?? (p.path ? await readFile(path.resolve(dir, p.path), 'utf8') : undefined);
+  if (text === undefined) throw refuse('a patch with neither patch nor path');
+  const ops = YAML.parse(text) as unknown;
+  if (!Array.isArray(ops)) throw refuse('a strategic-merge patch (only JSON 6902 lists of operations are)');
+  const selected = objects.filter((o) => {
+    const [group, version] = o.apiVersion!.includes('/') ? o.apiVersion!.split('/') : ['', o.apiVersion!];
+    return (
+      o.kind === target.kind &&
+      (target.name === undefined || o.metadata?.name === target.name) &&
+      (target.group === undefined || group === target.group) &&
+      (target.version === undefined || version === target.version)
+    );
+  });
+  for (const obj of selected) {
+    try {
+      jsonPatch.applyPatch(obj, ops as Operation[], true, true);
+    } catch (err) {
+      throw new KubefnError('INVALID_SPEC', `${where} does not apply to ${obj.kind} ${obj.metadata?.name}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { cause: err });
+    }
+  }
 }
 
 function containersOf(obj: Manifest): { image: string }[] {
@@ -191,7 +240,15 @@ export async function install(options: InstallOptions, progress: Progress, note:
     try {
       await api.patch(obj, undefined, dryRun, fieldManager, true, 'application/apply-patch+yaml');
     } catch (err) {
-      throw kubeError(err, `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused`);
+      const e = kubeError(err, `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused`);
+      // NATS's store moving between a claim and an emptyDir (deploy/ and deploy/nats-ephemeral/).
+      if (obj.kind === 'StatefulSet' && /updates to statefulset spec for fields other than/.test(e.message)) {
+        throw new KubefnError(e.code, e.message, {
+          cause: err,
+          hint: `a StatefulSet's volumeClaimTemplates cannot change in place: kubectl -n ${obj.metadata?.namespace} delete statefulset ${obj.metadata?.name} (its claims stay), then install again`,
+        });
+      }
+      throw e;
     }
   };
   // The Namespace and the CRD first: the rest lives in the one and may use the other.
@@ -322,8 +379,19 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
         const last = c.lastState?.terminated ?? c.state?.terminated;
         return [waiting && `${waiting.reason}: ${waiting.message ?? ''}`, last && `last exit ${last.exitCode} (${last.reason ?? ''})`, `restarts ${c.restartCount}`].filter(Boolean).join('; ');
       });
+      const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+      if (unscheduled) why.unshift(`not scheduled: ${unscheduled.message ?? unscheduled.reason ?? ''}`);
       note(`  pod ${pod.metadata?.name}: ${pod.status?.phase ?? 'Unknown'}${pod.status?.reason ? ` ${pod.status.reason}: ${pod.status.message ?? ''}` : ''} ${why.join(' | ')}`);
     }
+  }
+  // NATS's store claim with nothing to bind it to: say what to do.
+  const claims = await core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector: 'app.kubernetes.io/part-of=kubefn' }).catch(() => undefined);
+  for (const claim of claims?.items ?? []) {
+    if (claim.status?.phase !== 'Pending') continue;
+    note(
+      `  claim ${claim.metadata?.name} is not bound: the cluster has no default StorageClass to provision it, or no PersistentVolume fits. ` +
+        `Create one, or run NATS on an emptyDir (its streams die with the pod): fn install --from deploy/nats-ephemeral`,
+    );
   }
   return false;
 }
@@ -339,7 +407,7 @@ export function registerInstall(program: Command, app: App): void {
   program
     .command('install')
     .description('install the kubefn platform on a Kubernetes cluster (the current kubectl context) from deploy/')
-    .option('--from <dir>', 'kustomization to install', defaultDeployDir)
+    .option('--from <dir>', 'kustomization to install: deploy/, or an overlay of it such as deploy/nats-ephemeral', defaultDeployDir)
     .option('--kubeconfig <file>', 'kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster)')
     .option('--image <ref>', 'platform image to run (default: build it and push it to --registry)')
     .option('--registry <host[:port][/path]>', 'registry for function images (and the platform image when --image is not given); nodes pull from it')
@@ -360,7 +428,8 @@ autoscaler, builder and NATS are ready.
 Examples:
   $ fn install --registry registry.example.com/kubefn
   $ fn install --image registry.example.com/kubefn/platform@sha256:... --registry registry.example.com/kubefn
-  $ fn install --registry 127.0.0.1:5000 --dry-run`,
+  $ fn install --registry 127.0.0.1:5000 --dry-run
+  $ fn install --from deploy/nats-ephemeral --registry ...   # NATS without a volume claim`,
     )
     .action(async (flags: InstallFlags) => {
       const timeout = Number(flags.timeout);

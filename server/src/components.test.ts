@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildProxyPlugin, kubefnErrorHandler } from '@kubefn/gateway';
-import { componentEnv, startBuilder, type RunningComponent } from './components.js';
+import { componentEnv, natsServers, startBuilder, type RunningComponent } from './components.js';
 import { createLogger } from './logger.js';
 
 const quiet = createLogger({ level: 'silent' });
@@ -12,7 +12,32 @@ describe('componentEnv', () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_PORT: '99999' }), /not a port/);
     const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ' });
-    assert.deepEqual(env, { namespace: 'ns', token: 't', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'] });
+    assert.deepEqual(env, { namespace: 'ns', token: 't', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [] });
+    const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
+    assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
+  });
+});
+
+describe('natsServers', () => {
+  it('takes KUBEFN_NATS_URL as it is', () => {
+    const servers = natsServers({ namespace: 'ns', nats: ['nats://x:4222'] }, undefined);
+    assert.equal(servers.what, 'KUBEFN_NATS_URL');
+    assert.deepEqual(servers.list(), ['nats://x:4222']);
+    assert.equal(servers.onChange, undefined);
+  });
+
+  it('else follows the ready pods of the NATS Service, as host:port', () => {
+    let peers = [{ id: 'kubefn-nats-0', url: 'http://10.0.0.7:4222' }];
+    const listeners: (() => void)[] = [];
+    const servers = natsServers({ namespace: 'kubefn', nats: [] }, { list: () => peers, onChange: (l) => listeners.push(l) });
+    assert.equal(servers.what, 'the kubefn-nats Service in kubefn');
+    assert.deepEqual(servers.list(), ['10.0.0.7:4222']);
+    let changed = 0;
+    servers.onChange!(() => changed++);
+    peers = [{ id: 'kubefn-nats-0', url: 'http://[fd00::9]:4222' }];
+    for (const l of listeners) l();
+    assert.equal(changed, 1);
+    assert.deepEqual(servers.list(), ['[fd00::9]:4222']);
   });
 });
 
@@ -23,7 +48,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [] }, quiet);
+    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [] }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));

@@ -2,7 +2,7 @@
 //
 //   gateway     the gateway over the kubernetes driver (no reconciling); pokes the autoscaler on a
 //               request for a function at zero; proxies /system/builds to the builder; serves
-//               /system/stats for the autoscaler.
+//               /system/stats for the autoscaler; consumes event triggers from NATS (nats-link.ts).
 //   autoscaler  the Function controller (reconciles Functions into Deployments and Services) and
 //               the autoscaler, which scrapes every gateway replica each second.
 //   builder     the build service: source tarball in, image pushed to the platform's registry.
@@ -30,6 +30,7 @@ import {
   ServicePeers,
 } from '@kubefn/platform';
 import type { Logger } from './logger.js';
+import { NatsLink, type NatsServers } from './nats-link.js';
 import { registryPublisher } from './publish.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
@@ -40,9 +41,13 @@ export const componentServices = {
   gateway: 'kubefn-gateway',
   autoscaler: 'kubefn-autoscaler',
   builder: 'kubefn-builder',
+  /** NATS with JetStream (deploy/nats.yaml), which the gateways consume event triggers from. */
+  nats: 'kubefn-nats',
 } as const;
 /** The name of the HTTP port of every component Service. */
 export const componentPort = 'http';
+/** The name of the client port of the NATS Service. */
+export const natsPort = 'client';
 /** The ConfigMap of cluster autoscaler defaults (Knative's config-autoscaler keys). */
 export const autoscalerConfigMap = 'kubefn-autoscaler';
 
@@ -59,6 +64,11 @@ export interface ComponentEnv {
   base: string | undefined;
   /** KUBEFN_INSECURE_REGISTRIES: comma-separated hosts spoken to over plain HTTP. */
   insecureRegistries: string[];
+  /**
+   * KUBEFN_NATS_URL: comma-separated NATS servers for the gateway's event triggers; empty: the
+   * ready pods of the kubefn-nats Service in the namespace.
+   */
+  nats: string[];
 }
 
 export interface RunningComponent {
@@ -86,8 +96,13 @@ export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv
     port,
     registry: env.KUBEFN_REGISTRY || undefined,
     base: env.KUBEFN_BASE || undefined,
-    insecureRegistries: (env.KUBEFN_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    insecureRegistries: list(env.KUBEFN_INSECURE_REGISTRIES),
+    nats: list(env.KUBEFN_NATS_URL),
   };
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 async function clusterConfig(): Promise<KubeConfig> {
@@ -112,11 +127,15 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const driver = new KubernetesDriver(objects, { prober });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
+  // NATS: connected the first time a function needs it, never a reason not to start.
+  const natsPeers = env.nats.length ? undefined : await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.nats, port: natsPort, onWarning });
+  const nats = new NatsLink({ servers: natsServers(env, natsPeers), log: log.child({ component: 'nats' }) });
   const gateway = createGateway({
     driver,
     token: env.token,
     serveStats: true,
     systemPlugins: [buildProxyPlugin({ builders: () => builders.list(), token: env.token, service: componentServices.builder })],
+    nats: nats.connection,
     logger: log.pino.child({ component: 'gateway' }) as FastifyBaseLogger,
     requestLog: true,
     info: { builds: true, needsImage: true, ...(env.registry ? { registry: env.registry } : {}), ...(env.base ? { base: env.base } : {}) },
@@ -127,15 +146,28 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     );
   };
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
-  log.info('gateway listening', { url, namespace: env.namespace });
+  log.info('gateway listening', { url, namespace: env.namespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });
   return {
     url,
     close: async () => {
+      // The triggers stop taking messages and finish their calls as the gateway closes; then the
+      // connection drains.
       await gateway.close();
+      await nats.close();
       await driver.close();
       prober.close();
-      await Promise.all([objects.stop(), autoscalers.close(), builders.close()]);
+      await Promise.all([objects.stop(), autoscalers.close(), builders.close(), natsPeers?.close()]);
     },
+  };
+}
+
+/** The servers of KUBEFN_NATS_URL, else those of the NATS Service's ready pods (host:port). */
+export function natsServers(env: Pick<ComponentEnv, 'nats' | 'namespace'>, peers: Pick<ServicePeers, 'list' | 'onChange'> | undefined): NatsServers {
+  if (env.nats.length || !peers) return { what: 'KUBEFN_NATS_URL', list: () => env.nats };
+  return {
+    what: `the ${componentServices.nats} Service in ${env.namespace}`,
+    list: () => peers.list().map((p) => new URL(p.url).host),
+    onChange: (listener) => peers.onChange(listener),
   };
 }
 

@@ -10,6 +10,8 @@ export {
   componentNames,
   componentPort,
   componentServices,
+  natsPort,
+  natsServers,
   autoscalerConfigMap,
   startComponent,
   type ComponentEnv,
@@ -17,4 +19,5 @@ export {
   type RunningComponent,
 } from './components.js';
 export { main as platformMain } from './main.js';
+export { NatsLink, type NatsLinkOptions, type NatsServers } from './nats-link.js';
 export { createLogger, humanLine, type Logger, type LoggerOptions } from './logger.js';

@@ -15,6 +15,8 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
   /** The pino logger underneath, for fastify (`loggerInstance`) and children. */
   readonly pino: PinoLogger;
+  /** A logger that adds `fields` to every line. */
+  child(fields: Fields): Logger;
 }
 
 export interface LoggerOptions {
@@ -48,6 +50,7 @@ function wrap(p: PinoLogger): Logger {
     warn: (msg, fields) => p.warn(fields ?? {}, msg),
     error: (msg, fields) => p.error(fields ?? {}, msg),
     pino: p,
+    child: (fields) => wrap(p.child(fields)),
   };
 }
 

@@ -9,8 +9,9 @@ const usage = `usage: kubefn-platform <${componentNames.join('|')}>
 
 Runs one kubefn component in a cluster (see deploy/ in the kubefn repository). Settings come
 from the environment: KUBEFN_TOKEN (required), KUBEFN_NAMESPACE (default: the pod's),
-KUBEFN_PORT (8080), KUBEFN_REGISTRY, KUBEFN_BASE, KUBEFN_INSECURE_REGISTRIES, KUBEFN_LOG_LEVEL
-(info). Logs are JSON lines on stdout.
+KUBEFN_PORT (8080), KUBEFN_REGISTRY, KUBEFN_BASE, KUBEFN_INSECURE_REGISTRIES, KUBEFN_NATS_URL
+(the gateway's NATS servers, comma-separated; default: the pods of the kubefn-nats Service),
+KUBEFN_LOG_LEVEL (info). Logs are JSON lines on stdout.
 `;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

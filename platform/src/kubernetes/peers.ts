@@ -57,6 +57,11 @@ export class ServicePeers {
     return peersOf(this.#informer.cache.list(this.#options.namespace), this.#options.port);
   }
 
+  /** Calls `listener` after every change to the Service's slices; list() then has the new peers. */
+  onChange(listener: () => void): void {
+    for (const verb of ['add', 'update', 'delete'] as const) this.#informer.on(verb, () => listener());
+  }
+
   /** Resolves once at least one peer is ready (true), or after timeoutMs (false). */
   async any(timeoutMs: number): Promise<boolean> {
     return this.#informer.until(() => this.list().length > 0, timeoutMs);

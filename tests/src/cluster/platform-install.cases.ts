@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { tarOf } from '@kubefn/builder/testing';
@@ -17,7 +17,7 @@ import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
 import { ensureBinaries } from '../support/control-plane.js';
 import type { TestCluster } from '../support/cluster.js';
-import { installTestPlatform, type InstalledPlatform } from '../support/platform-install.js';
+import { natsClaim, type InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
@@ -25,10 +25,15 @@ const timeout = 900_000;
 const deployDir = path.resolve(examplesDir, '..', 'deploy');
 
 let sharedCluster: () => TestCluster;
+let sharedPlatform: () => Promise<InstalledPlatform>;
 
-/** Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it. */
-export function platformInstallCases(cluster: () => TestCluster): void {
+/**
+ * Registers the suite on the cluster `cluster()` returns once the enclosing suite has started it,
+ * with kubefn as `platform()` installs it there (once, for every topic).
+ */
+export function platformInstallCases(cluster: () => TestCluster, platform: () => Promise<InstalledPlatform>): void {
   sharedCluster = cluster;
+  sharedPlatform = platform;
   describe('kubefn installed on the test cluster', { timeout }, suite);
 }
 
@@ -38,17 +43,14 @@ function suite(): void {
   let fnDir: string;
 
   before(async () => {
-    p = await installTestPlatform({ cluster: sharedCluster(), onProgress: (line) => process.stderr.write(`# ${line}\n`) });
+    p = await sharedPlatform();
+    assert.equal(p.cluster, sharedCluster());
     gateway = (await p.gateways())[0]!;
     // The hello example with a short stable window and grace, so scale to zero takes seconds.
     fnDir = await mkdtemp(path.join(tmpdir(), 'kubefn-e2e-hello-'));
     await cp(path.join(examplesDir, 'hello'), fnDir, { recursive: true });
     const spec = YAML.parse(await readFile(path.join(fnDir, 'fn.yaml'), 'utf8')) as Record<string, unknown>;
     await writeFile(path.join(fnDir, 'fn.yaml'), YAML.stringify({ ...spec, scale: { stableWindow: '6s', scaleToZeroGrace: '2s' } }));
-  });
-
-  after(async () => {
-    await p?.close();
   });
 
   const fn = (...args: string[]) => p.fn(['--gateway', gateway, ...args], { KUBEFN_TOKEN: p.token });
@@ -67,6 +69,9 @@ function suite(): void {
     const nats = (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-nats' })).items[0]!;
     const jsz = (await (await fetch(`http://${nats.status!.podIP}:8222/jsz`)).json()) as { config?: { store_dir?: string } };
     assert.equal(jsz.config?.store_dir, '/data/jetstream', 'JetStream is enabled on the /data volume');
+    const claim = await core().readNamespacedPersistentVolumeClaim({ name: natsClaim, namespace: p.namespace });
+    assert.equal(claim.status?.phase, 'Bound', "NATS's store is on its claim");
+    assert.equal(nats.spec?.volumes?.find((v) => v.name === 'data')?.persistentVolumeClaim?.claimName, natsClaim);
     const info = (await (await fetch(`${gateway}/system/info`, { headers: { authorization: `Bearer ${p.token}` } })).json()) as { kubefn: Record<string, unknown> };
     assert.equal(info.kubefn.driver, 'kubernetes');
     assert.equal(info.kubefn.registry, p.registry.host);

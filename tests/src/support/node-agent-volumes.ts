@@ -12,9 +12,11 @@
 // written when the container starts (again on every restart, emptyDir kept) and not refreshed while
 // it runs: no token rotation (tokens live an hour at least, test pods minutes) and no config map or
 // secret updates. A missing non-optional config map, secret or key fails the start (the pod worker
-// reports CreateContainerConfigError and retries with back-off). Other volume types (hostPath,
-// PVCs, ...), subPathExpr, resourceFieldRef and clusterTrustBundle/podCertificate sources make the
-// node refuse the pod (unsupportedVolume).
+// reports CreateContainerConfigError and retries with back-off). A persistentVolumeClaim is
+// mounted read-write from the host directory of the hostPath PersistentVolume bound to it (the
+// only kind of PersistentVolume this node mounts; an unbound claim fails the start, retried).
+// Other volume types (hostPath, ...), subPathExpr, resourceFieldRef and
+// clusterTrustBundle/podCertificate sources make the node refuse the pod (unsupportedVolume).
 
 import { Buffer } from 'node:buffer';
 import { chmod, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -103,8 +105,12 @@ export function podField(ctx: PodContext, fieldPath: string): string | undefined
  */
 export async function containerVolumes(ctx: PodContext): Promise<string[]> {
   const root = path.join(ctx.podDir, 'volumes');
-  const written = new Map<string, { dir: string; emptyDir: boolean }>();
+  const written = new Map<string, { dir: string; writable: boolean }>();
   for (const v of ctx.pod.spec!.volumes ?? []) {
+    if (v.persistentVolumeClaim) {
+      written.set(v.name, { dir: await claimedHostPath(ctx, v.name, v.persistentVolumeClaim.claimName), writable: true });
+      continue;
+    }
     const dir = path.join(root, v.name);
     if (v.emptyDir) {
       await mkdir(dir, { recursive: true });
@@ -114,7 +120,7 @@ export async function containerVolumes(ctx: PodContext): Promise<string[]> {
         throw new Error(`volume "${v.name}": ${message(err)}`);
       }));
     }
-    written.set(v.name, { dir, emptyDir: !!v.emptyDir });
+    written.set(v.name, { dir, writable: !!v.emptyDir });
   }
   const mounts: string[] = [];
   for (const m of ctx.pod.spec!.containers[0]!.volumeMounts ?? []) {
@@ -125,12 +131,27 @@ export async function containerVolumes(ctx: PodContext): Promise<string[]> {
       source = path.join(v.dir, safeRelative(m.subPath, `volumeMount ${m.mountPath}: subPath`));
       if (!(await stat(source).catch(() => undefined))) {
         await mkdir(source, { recursive: true });
-        await chmod(source, v.emptyDir ? 0o777 : 0o755);
+        await chmod(source, v.writable ? 0o777 : 0o755);
       }
     }
-    mounts.push(`${source}:${m.mountPath}${m.readOnly || !v.emptyDir ? ':ro' : ''}`);
+    mounts.push(`${source}:${m.mountPath}${m.readOnly || !v.writable ? ':ro' : ''}`);
   }
   return mounts;
+}
+
+/** The host directory of the hostPath PersistentVolume bound to claim `claimName`. */
+async function claimedHostPath(ctx: PodContext, volume: string, claimName: string): Promise<string> {
+  const namespace = ctx.pod.metadata!.namespace!;
+  const claim = await ctx.core.readNamespacedPersistentVolumeClaim({ name: claimName, namespace }).catch((err: unknown) => {
+    throw new Error(`volume "${volume}": claim ${namespace}/${claimName}: ${message(err)}`);
+  });
+  const pvName = claim.spec?.volumeName;
+  if (!pvName || claim.status?.phase !== 'Bound') throw new Error(`volume "${volume}": claim ${namespace}/${claimName} is not bound yet`);
+  const pv = await ctx.core.readPersistentVolume({ name: pvName });
+  const dir = pv.spec?.hostPath?.path;
+  if (!dir) throw new Error(`volume "${volume}": PersistentVolume ${pvName} is not a hostPath volume, the only kind this node mounts`);
+  await mkdir(dir, { recursive: true });
+  return dir;
 }
 
 /** The files of a configMap, secret, downwardAPI or projected volume. */
@@ -216,8 +237,8 @@ export function unsupportedVolume(spec: V1PodSpec): string | undefined {
       }
     } else if (v.downwardAPI) {
       if (!metadataOnly(v.downwardAPI.items)) return `volume "${v.name}": this node supports downward API fieldRefs only`;
-    } else if (!v.configMap && !v.secret && !v.emptyDir) {
-      return `volume "${v.name}": this node supports configMap, secret, downwardAPI, projected and emptyDir volumes only`;
+    } else if (!v.configMap && !v.secret && !v.emptyDir && !v.persistentVolumeClaim) {
+      return `volume "${v.name}": this node supports configMap, secret, downwardAPI, projected, emptyDir and persistentVolumeClaim (of hostPath volumes) volumes only`;
     }
   }
   const subPathExpr = spec.containers[0]?.volumeMounts?.find((m) => m.subPathExpr);

@@ -2,12 +2,14 @@
 // with the platform image built by kubefn's builder and pushed to a real registry, a function base
 // and a NATS image made from this machine's binaries (no public registry answers here), pods run
 // by the test cluster's node (the real kubelet where the machine allows, else the node agent),
-// which pulls from the registry over plain HTTP. Shared by the end-to-end test and the cluster
-// benchmark.
+// which pulls from the registry over plain HTTP, and NATS's store claim bound to a hostPath
+// PersistentVolume in a directory of this machine (the test cluster has no storage provisioner).
+// Shared by the cluster cases and the cluster benchmark.
 
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, mkdtemp, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,10 +39,39 @@ export interface InstalledPlatform {
   fn(args: string[], env?: Record<string, string>): Promise<string>;
   /** What `fn install` took, ms (image build and push, apply, wait). */
   installMs: number;
+  /** The host directory of the PersistentVolume that holds NATS's JetStream store. */
+  natsStore: string;
   close(): Promise<void>;
 }
 
 export const platformNamespace = 'kubefn';
+/** NATS's store claim: volumeClaimTemplate "data" of deploy/nats.yaml's StatefulSet kubefn-nats, pod 0. */
+export const natsClaim = 'data-kubefn-nats-0';
+
+/**
+ * A hostPath PersistentVolume for NATS's store claim, in a directory of this machine (where the
+ * node runs pods) that the server's uid can write: the test cluster has no StorageClass and no
+ * provisioner, so without one the claim would stay Pending and NATS never start. Its claimRef
+ * reserves it for that claim. deploy/ itself is left as it is (a claim of the default class).
+ */
+async function createNatsVolume(cluster: TestCluster): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-nats-store-'));
+  await chmod(dir, 0o777);
+  const core = cluster.kc.makeApiClient(cluster.k8s.CoreV1Api);
+  await core.createPersistentVolume({
+    body: {
+      metadata: { name: `kubefn-test-nats-${randomBytes(3).toString('hex')}`, labels: { 'app.kubernetes.io/part-of': 'kubefn-tests' } },
+      spec: {
+        capacity: { storage: '1Gi' },
+        accessModes: ['ReadWriteOnce'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        hostPath: { path: dir, type: 'Directory' },
+        claimRef: { namespace: platformNamespace, name: natsClaim },
+      },
+    },
+  });
+  return dir;
+}
 
 /**
  * What the install pushes to `registry` before it starts: the function base (kubefn/node-base:host)
@@ -90,6 +121,7 @@ export async function installTestPlatform(options: InstallOptions = {}): Promise
   const insecure = ['--insecure-registry', registry.host];
   const own = !options.cluster;
   let cluster = options.cluster;
+  let natsStore: string | undefined;
   try {
     const client = new RegistryClient({ insecureRegistries: [registry.host] });
     const [base, nats] = await platformImages(client, registry.host);
@@ -100,6 +132,7 @@ export async function installTestPlatform(options: InstallOptions = {}): Promise
     } else {
       cluster = await startTestCluster({ namespace: platformNamespace, node: true, insecureRegistries: [registry.host], onProgress: progress });
     }
+    natsStore = await createNatsVolume(cluster);
     const home = await mkdtemp(path.join(tmpdir(), 'kubefn-install-'));
     const podmanEnv = (await podmanTestOptions()).env;
     const c = cluster;
@@ -143,14 +176,17 @@ export async function installTestPlatform(options: InstallOptions = {}): Promise
       insecure,
       fn,
       installMs,
+      natsStore,
       close: async () => {
         if (own) await c.close();
         await registry.close();
+        await rm(natsStore!, { recursive: true, force: true });
       },
     };
   } catch (err) {
     if (own) await cluster?.close();
     await registry.close();
+    if (natsStore) await rm(natsStore, { recursive: true, force: true });
     throw err;
   }
 }
