@@ -278,6 +278,40 @@ describe('jetstream triggers on the embedded platform', () => {
     assert.equal((await eventsOf(api, 'js-down')).nats.connected, true);
   });
 
+  // Before a second platform joins this NATS: platforms on one NATS share the async queue.
+  it('runs an async invocation and posts its result to the callback URL, OpenFaaS style', async () => {
+    await api.deploy({ name: 'js-async', image, triggers: [{ type: 'http' }] });
+    const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
+    const callbacks = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers, body });
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => callbacks.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (callbacks.address() as AddressInfo).port;
+      const res = await fetch(`${platform.url}/async-function/js-async`, { method: 'POST', body: 'later', headers: { 'x-callback-url': `http://127.0.0.1:${port}/done` } });
+      assert.equal(res.status, 202, await res.clone().text());
+      const callId = res.headers.get('x-call-id');
+      assert.ok(callId);
+      await waitFor(() => received.length === 1, { timeoutMs: 60_000, what: 'the callback' });
+      const cb = received[0]!;
+      assert.equal(cb.headers['x-call-id'], callId);
+      assert.equal(cb.headers['x-function-status'], '200');
+      assert.equal(cb.headers['x-function-name'], 'js-async');
+      assert.ok(Number(cb.headers['x-duration-seconds']) > 0);
+      assert.equal((JSON.parse(cb.body) as { body: string }).body, 'later');
+      const missing = await fetch(`${platform.url}/async-function/nope`, { method: 'POST', body: 'x' });
+      assert.equal(missing.status, 404);
+      await missing.text();
+    } finally {
+      callbacks.close();
+    }
+  });
+
   it('shares one consumer between two gateways: each message handled once, both gateways used', async () => {
     const record = path.join(home, 'shared.calls');
     const second = await startPlatform(await newHome(), { args: ['--nats', nats.url] });
@@ -310,39 +344,6 @@ describe('jetstream triggers on the embedded platform', () => {
     const described = (await fn('describe', 'orders')).stdout;
     assert.match(described, /^NATS:\s+connected/m);
     assert.match(described, /#1 jetstream orders\.new: consuming; \d+ pending.*here: 1 delivered, 1 acked/);
-  });
-
-  it('runs an async invocation and posts its result to the callback URL, OpenFaaS style', async () => {
-    await api.deploy({ name: 'js-async', image, triggers: [{ type: 'http' }] });
-    const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
-    const callbacks = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', () => {
-        received.push({ headers: req.headers, body });
-        res.end();
-      });
-    });
-    await new Promise<void>((resolve) => callbacks.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (callbacks.address() as AddressInfo).port;
-      const res = await fetch(`${platform.url}/async-function/js-async`, { method: 'POST', body: 'later', headers: { 'x-callback-url': `http://127.0.0.1:${port}/done` } });
-      assert.equal(res.status, 202, await res.clone().text());
-      const callId = res.headers.get('x-call-id');
-      assert.ok(callId);
-      await waitFor(() => received.length === 1, { timeoutMs: 60_000, what: 'the callback' });
-      const cb = received[0]!;
-      assert.equal(cb.headers['x-call-id'], callId);
-      assert.equal(cb.headers['x-function-status'], '200');
-      assert.equal(cb.headers['x-function-name'], 'js-async');
-      assert.ok(Number(cb.headers['x-duration-seconds']) > 0);
-      assert.equal((JSON.parse(cb.body) as { body: string }).body, 'later');
-      const missing = await fetch(`${platform.url}/async-function/nope`, { method: 'POST', body: 'x' });
-      assert.equal(missing.status, 404);
-      await missing.text();
-    } finally {
-      callbacks.close();
-    }
   });
 
   it('fires a cron trigger once per tick with two gateways', async () => {
