@@ -70,9 +70,9 @@ describe('token on every /system route', () => {
     }
   });
 
-  it('serves nothing outside /system but the invoke path, /healthz and /metrics', () => {
+  it('serves nothing outside /system but the invoke paths, /healthz and /metrics', () => {
     const open = new Set(routes.filter(([, p]) => !p.startsWith('/system')).map(([, p]) => p));
-    assert.deepEqual([...open].sort(), ['/function/:name', '/function/:name/*', '/healthz', '/metrics']);
+    assert.deepEqual([...open].sort(), ['/async-function/:name', '/async-function/:name/*', '/function/:name', '/function/:name/*', '/healthz', '/metrics']);
   });
 
   it('answers 401 without the token or with a wrong one, and lets the right one through, on every /system route', async () => {

@@ -62,6 +62,7 @@ export class EventTriggers {
   readonly #o: EventTriggersOptions;
   #parts: Parts | undefined;
   #connecting: Promise<Parts> | undefined;
+  #dialing: Promise<NatsConnection> | undefined;
   #connectError: string | undefined;
   #lost: string | undefined;
   #syncing: Promise<void> | undefined;
@@ -135,7 +136,7 @@ export class EventTriggers {
   /** The connection, made now if it was not yet (for `fn publish`); throws UNAVAILABLE when it cannot be. */
   async connection(): Promise<NatsConnection> {
     try {
-      return (await this.#connect()).nc;
+      return await this.#connection();
     } catch (err) {
       if (err instanceof KubefnError) throw err;
       throw new KubefnError('UNAVAILABLE', `no NATS server: ${errorText(err)}`, { cause: err });
@@ -199,8 +200,7 @@ export class EventTriggers {
   #connect(): Promise<Parts> {
     if (this.#parts) return Promise.resolve(this.#parts);
     this.#connecting ??= (async () => {
-      const source = this.#o.nats;
-      const nc = typeof source === 'function' ? await source() : source;
+      const nc = await this.#connection();
       const warn = this.#o.onWarning;
       const publisher = new Publisher(nc);
       const parts: Parts = {
@@ -225,16 +225,32 @@ export class EventTriggers {
       };
       // The async worker starts with the connection: /async-function calls wait in its stream.
       void parts.async.start().catch((err: unknown) => warn?.('async invocations not started', { err: errorText(err) }));
-      if (typeof source === 'function') void this.#watch(nc);
       this.#parts = parts;
-      this.#connectError = undefined;
       return parts;
     })().catch((err: unknown) => {
       this.#connecting = undefined;
-      this.#connectError = errorText(err);
       throw err;
     });
     return this.#connecting;
+  }
+
+  /** The connection alone (what `fn publish` needs), made once; a failed attempt is retried on the next call. */
+  #connection(): Promise<NatsConnection> {
+    const source = this.#o.nats;
+    if (typeof source !== 'function') return Promise.resolve(source);
+    this.#dialing ??= source().then(
+      (nc) => {
+        this.#connectError = undefined;
+        void this.#watch(nc);
+        return nc;
+      },
+      (err: unknown) => {
+        this.#dialing = undefined;
+        this.#connectError = errorText(err);
+        throw err;
+      },
+    );
+    return this.#dialing;
   }
 
   async #watch(nc: NatsConnection): Promise<void> {
