@@ -21,6 +21,7 @@ import { isSuccess, type EventResult, type Invoke } from './call.js';
 import { KvTickClaims, messageOf } from './cron-claims.js';
 import { cronSchedule, type CronSchedule } from './cron-schedule.js';
 import { toBinary } from './cloudevent.js';
+import { Coalesced } from './coalesce.js';
 
 export interface CronTriggersOptions {
   /** A connection to a NATS server with JetStream. */
@@ -96,8 +97,9 @@ export class CronTriggers {
   readonly #schedules = new Map<string, Schedule>();
   readonly #inFlight = new Set<Promise<void>>();
   #wanted: FunctionSpec[] = [];
-  #syncing: Promise<void> | undefined;
-  #again = false;
+  readonly #sync = new Coalesced(async () => {
+    await this.#syncOnce(this.#wanted);
+  }, () => this.#closing !== undefined);
   #closing: Promise<void> | undefined;
 
   constructor(options: CronTriggersOptions) {
@@ -114,21 +116,7 @@ export class CronTriggers {
    */
   sync(functions: FunctionSpec[]): Promise<void> {
     this.#wanted = functions;
-    if (this.#syncing) {
-      this.#again = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#syncOnce(this.#wanted);
-        } while (this.#again && !this.#closing);
-      } finally {
-        this.#syncing = undefined;
-      }
-    })();
-    return this.#syncing;
+    return this.#sync.run();
   }
 
   /** Each cron trigger of function `name`, by index. */
@@ -156,7 +144,7 @@ export class CronTriggers {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#syncing?.catch(() => {});
+      await this.#sync.running?.catch(() => {});
       for (const s of this.#schedules.values()) this.#stop(s);
       await Promise.allSettled([...this.#inFlight]);
     })();

@@ -15,6 +15,7 @@ import { EventMetrics } from './event-metrics.js';
 import { errorText, JetStreamTriggers, type JetStreamTriggerState } from './jetstream-triggers.js';
 import { NatsTriggers, type NatsTriggerState } from './nats-triggers.js';
 import { Publisher } from './publisher.js';
+import { Coalesced } from './coalesce.js';
 
 /** A NATS connection, or how to make one when a function first needs it. */
 export type NatsSource = NatsConnection | (() => Promise<NatsConnection>);
@@ -65,8 +66,9 @@ export class EventTriggers {
   #dialing: Promise<NatsConnection> | undefined;
   #connectError: string | undefined;
   #lost: string | undefined;
-  #syncing: Promise<void> | undefined;
-  #again = false;
+  readonly #sync = new Coalesced(async () => {
+    await this.#syncOnce();
+  }, () => this.#closed);
   #closed = false;
 
   constructor(options: EventTriggersOptions) {
@@ -111,21 +113,7 @@ export class EventTriggers {
 
   /** Brings every trigger in line with the deployed functions; concurrent calls are coalesced. */
   sync(): Promise<void> {
-    if (this.#syncing) {
-      this.#again = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      try {
-        do {
-          this.#again = false;
-          await this.#syncOnce();
-        } while (this.#again && !this.#closed);
-      } finally {
-        this.#syncing = undefined;
-      }
-    })();
-    return this.#syncing;
+    return this.#sync.run();
   }
 
   /** A function was deleted: its JetStream consumers go too. */
@@ -171,7 +159,7 @@ export class EventTriggers {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#syncing?.catch(() => {});
+    await this.#sync.running?.catch(() => {});
     const p = this.#parts ?? (await this.#connecting?.catch(() => undefined));
     if (!p) return;
     await Promise.all([p.nats.close(), p.jetstream.close(), p.cron.close(), p.async.close()]);
