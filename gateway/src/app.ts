@@ -5,12 +5,13 @@ import { KubefnError } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler } from './error-handler.js';
-import { injectInvoke } from './events/call.js';
+import { callerInvoke } from './events/call.js';
 import { EventTriggers } from './events/events.js';
 import { publishRoute } from './events/publish-route.js';
 import { asyncPlugin } from './events/async.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions } from './context.js';
+import { FunctionCaller } from './function-call.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
 import { RouterPool } from './router-pool.js';
@@ -41,18 +42,23 @@ export function createGateway(options: GatewayOptions): Gateway {
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
+  const catalog = new FunctionCatalog(options.driver);
+  const metrics = new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll());
+  const invocations = new Map<string, number>();
+  const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const ctx: GatewayContext = {
     driver: options.driver,
     bundles: options.bundles,
-    catalog: new FunctionCatalog(options.driver),
+    catalog,
     routers,
+    caller: new FunctionCaller({ catalog, routers, stats, metrics, invocations, options: { maxBodyBytes } }),
     stats,
-    metrics: new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll()),
-    invocations: new Map(),
+    metrics,
+    invocations,
     events: undefined,
     options: {
       token: options.token,
-      maxBodyBytes: options.maxBodyBytes ?? 32 * 1024 * 1024,
+      maxBodyBytes,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
       version: options.version ?? '0.1.0',
       systemPlugins: [
@@ -100,11 +106,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       }),
     );
   }
-  app.addHook('onClose', async () => routers.close());
+  app.addHook('onClose', async () => {
+    await ctx.caller.close();
+    await routers.close();
+  });
   if (options.nats) {
     const triggers = new EventTriggers({
       nats: options.nats,
-      invoke: injectInvoke(app),
+      invoke: callerInvoke(ctx.caller, { log: app.log, requestLog: options.requestLog ?? false }),
       functions: () => options.driver.list(),
       maxBodyBytes: ctx.options.maxBodyBytes,
       registry: ctx.metrics.registry,

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Driver } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { EventTriggers, NatsSource } from './events/events.js';
+import type { FunctionCaller } from './function-call.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';
@@ -61,6 +62,8 @@ export interface GatewayContext {
   bundles: BundleSink | undefined;
   catalog: FunctionCatalog;
   routers: RouterPool;
+  /** Calls functions: the invoke route and the event triggers. */
+  caller: FunctionCaller;
   stats: ConcurrencyStats;
   metrics: GatewayMetrics;
   /** Invocations per function since the gateway started. */

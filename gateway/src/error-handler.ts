@@ -10,26 +10,23 @@ import { isKubefnError, type ErrorBody, type KubefnError } from '@kubefn/platfor
 /** Set on every error the platform answered itself, to its code. */
 export const kubefnErrorHeader = 'x-kubefn-error';
 
-export function kubefnErrorHandler(err: FastifyError | KubefnError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const callId = reply.getHeader('x-call-id') as string | undefined;
-  let status: number;
-  let body: ErrorBody;
+/** What the platform answers for `err`: its status and body, and whether and how to log it. */
+export function errorAnswer(err: FastifyError | KubefnError | Error): { status: number; body: ErrorBody; log?: 'warn' | 'error' } {
   if (isKubefnError(err)) {
     const e = err as KubefnError;
-    status = e.status;
-    body = e.toJSON();
-    if (status >= 500 && !e.userFault) request.log.warn({ err: e, code: e.code }, e.message);
-  } else if ((err as FastifyError).validation) {
-    status = 400;
-    body = { code: 'BAD_REQUEST', message: err.message };
-  } else if ((err as FastifyError).statusCode && (err as FastifyError).statusCode! < 500) {
-    status = (err as FastifyError).statusCode!;
-    body = { code: status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', message: err.message };
-  } else {
-    status = 500;
-    body = { code: 'INTERNAL', message: 'internal server error' };
-    request.log.error({ err }, 'unhandled error');
+    return { status: e.status, body: e.toJSON(), ...(e.status >= 500 && !e.userFault ? { log: 'warn' as const } : {}) };
   }
+  if ((err as FastifyError).validation) return { status: 400, body: { code: 'BAD_REQUEST', message: err.message } };
+  const status = (err as FastifyError).statusCode;
+  if (status && status < 500) return { status, body: { code: status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', message: err.message } };
+  return { status: 500, body: { code: 'INTERNAL', message: 'internal server error' }, log: 'error' };
+}
+
+export function kubefnErrorHandler(err: FastifyError | KubefnError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const callId = reply.getHeader('x-call-id') as string | undefined;
+  const { status, body, log } = errorAnswer(err);
+  if (log === 'warn') request.log.warn({ err, code: body.code }, err.message);
+  if (log === 'error') request.log.error({ err }, 'unhandled error');
   if (callId) body.callId = callId;
   if (status === 401) reply.header('www-authenticate', 'Basic realm="Restricted"');
   // Tells the gateway's answer from a function's own (event delivery retries on QUEUE_FULL).

@@ -5,7 +5,7 @@ export * from './router.js';
 export * from './openfaas.js';
 export { checkToken } from './auth.js';
 export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
-export { kubefnErrorHandler } from './error-handler.js';
+export { errorAnswer, kubefnErrorHandler } from './error-handler.js';
 export { requestLogController } from './request-log.js';
 export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerState } from './events/nats-triggers.js';
 export { JetStreamTriggers, consumerSettings, backoffFor, covers, deadLetterHeaders, jetstreamDefaults, type JetStreamTriggerState, type ConsumerSettings } from './events/jetstream-triggers.js';
@@ -13,7 +13,8 @@ export { EventTriggers, needsNats, type NatsSource, type FunctionEvents, type Na
 export { Publisher, type Publish } from './events/publisher.js';
 export { EventMetrics, triggerLabel } from './events/event-metrics.js';
 export { toBinary, toBinaryEvent, type EventMessage, type BinaryEvent } from './events/cloudevent.js';
-export { injectInvoke, isSuccess, type Invoke, type EventCall, type EventResult } from './events/call.js';
+export { callerInvoke, isSuccess, type Invoke, type EventCall, type EventResult, type CallerInvokeOptions } from './events/call.js';
+export { FunctionCaller, type CallerContext, type ReplicaRequest, type ReplicaAnswer } from './function-call.js';
 export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
 export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';
 export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions, type PublishReply } from './events/publish-route.js';

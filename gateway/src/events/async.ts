@@ -12,7 +12,8 @@ import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jets
 import { KubefnError } from '@kubefn/platform';
 import { kubefnErrorHandler } from '../error-handler.js';
 import { endToEnd } from '../headers.js';
-import { appendForwarded, functionName } from '../invoke.js';
+import { appendForwarded } from '../invoke.js';
+import { functionName } from '../function-call.js';
 import { asyncSubject, callHeaders, ConnectionWatch, defaultAsyncStream, ensureAsyncStream, type AsyncStreamLimits } from './async-stream.js';
 
 export { AsyncInvocations, type AsyncInvocationsOptions, type AsyncInvocationsState } from './async-worker.js';

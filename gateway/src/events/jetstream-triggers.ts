@@ -86,6 +86,18 @@ export function consumerSettings(name: string, t: TriggerSpec): ConsumerSettings
   };
 }
 
+/**
+ * How many free slots (of `maxInFlight`) a gateway waits for before it pulls again, once a pull
+ * brought all it asked for: a quarter (at least one). Each pull is a request with an inbox
+ * subscription of its own, so pulling again as soon as one slot was free cost a pull per message
+ * under load; with maxInFlight 64, a pull asks for 16 or more while 48 calls still run. While a
+ * quarter of the slots or more are free a pull is open, so at low rates a message is delivered
+ * as soon as it is stored.
+ */
+export function refillAt(maxInFlight: number): number {
+  return Math.max(1, Math.floor(maxInFlight / 4));
+}
+
 /** The pause before redelivery after failed delivery `n` (1-based): the trigger's list, its last entry repeated, else 1 s doubling to 1 min. */
 export function backoffFor(s: ConsumerSettings, n: number): number {
   if (s.backoffMs.length) return s.backoffMs[Math.min(n, s.backoffMs.length) - 1]!;
@@ -281,6 +293,8 @@ class Consumption {
   #ready = false;
   #error: string | undefined;
   #lastError: { message: string; at: string } | undefined;
+  /** Acks waiting for the end of this turn of the event loop (#ack). */
+  #acks: JsMsg[] = [];
   readonly #counts = { delivered: 0, acked: 0, retried: 0, deadLettered: 0 };
 
   constructor(o: JetStreamTriggersOptions, js: JetStreamClient, manager: () => Promise<JetStreamManager>, name: string, index: number, trigger: TriggerSpec) {
@@ -314,6 +328,7 @@ class Consumption {
         setTimeout(resolve, 100).unref();
       });
     }
+    this.#flushAcks();
   }
 
   state(): JetStreamTriggerState {
@@ -348,8 +363,10 @@ class Consumption {
         this.#error = undefined;
         failures = 0;
         while (!this.#stopped) {
-          await this.#freeSlot();
+          await this.#freeSlots(refillAt(this.settings.maxInFlight));
           if (this.#stopped) break;
+          // The freed slots' acks go out before the pull: never more than maxInFlight un-acked.
+          this.#flushAcks();
           const batch = await consumer.fetch({ max_messages: this.settings.maxInFlight - this.#inFlight, expires: 5000 });
           this.#batch = batch;
           for await (const m of batch) {
@@ -403,12 +420,29 @@ class Consumption {
     }
   }
 
-  #freeSlot(): Promise<void> {
-    if (this.#inFlight < this.settings.maxInFlight) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.#slotFreed = resolve;
-      this.#wake = resolve;
-    });
+  /**
+   * Acks `m` at the end of this turn of the event loop, with every other call that finished in
+   * it. The NATS client writes what was sent in one microtask as one socket write, and each
+   * call finishes in a microtask of its own, so acking at once cost a write per message.
+   */
+  #ack(m: JsMsg): void {
+    if (this.#acks.push(m) === 1) setImmediate(() => this.#flushAcks());
+  }
+
+  #flushAcks(): void {
+    const acks = this.#acks;
+    this.#acks = [];
+    for (const m of acks) m.ack();
+  }
+
+  /** Resolves once `n` of the maxInFlight slots are free (or on stop()). */
+  async #freeSlots(n: number): Promise<void> {
+    while (!this.#stopped && this.settings.maxInFlight - this.#inFlight < n) {
+      await new Promise<void>((resolve) => {
+        this.#slotFreed = resolve;
+        this.#wake = resolve;
+      });
+    }
   }
 
   #start(m: JsMsg): void {
@@ -469,7 +503,7 @@ class Consumption {
         const type = result.headers['content-type'];
         await this.#o.publish(this.trigger.output, result.body, typeof type === 'string' ? { 'content-type': type } : {}, `out-${id}`);
       }
-      m.ack();
+      this.#ack(m);
       this.#counts.acked++;
       metrics?.acked.inc(this.#label);
       return;

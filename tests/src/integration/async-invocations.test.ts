@@ -23,7 +23,7 @@ import {
 } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { serve, type Handler, type RuntimeServer } from '@kubefn/runtime-node';
-import { asyncPlugin, AsyncInvocations, createGateway, injectInvoke, type AsyncInvocationsOptions, type Gateway, type Invoke } from '@kubefn/gateway';
+import { asyncPlugin, AsyncInvocations, callerInvoke, createGateway, type AsyncInvocationsOptions, type Gateway, type Invoke } from '@kubefn/gateway';
 import { startNatsServer, type NatsServer } from '../support/nats-server.js';
 
 /** Functions whose replicas are the runtime servers this test started. */
@@ -142,7 +142,7 @@ describe('async invocations through JetStream', () => {
     });
     const address = await gateway.app.listen({ port: 0, host: '127.0.0.1' });
     for (const name of names) await driver.get(name);
-    const inject = injectInvoke(gateway.app);
+    const inject = callerInvoke(gateway.context.caller);
     const invoke: Invoke = async (call) => {
       const res = await inject(call);
       if (res.code) codes.push(res.code);

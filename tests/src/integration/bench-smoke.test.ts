@@ -30,6 +30,37 @@ describe('benchmark smoke runs', () => {
       for (const row of ['c1', 'c32']) hasKeys(json[row] as Record<string, unknown>, ['gateway', 'direct']);
     }));
 
+  it('npm run bench:events: HTTP, core NATS and JetStream triggers side by side', { timeout: 300_000 }, () =>
+    smoke(
+      'tests/dist/bench/events-bench.js',
+      [],
+      { BENCH_MESSAGES: '300', BENCH_SECONDS: '1', BENCH_RATE: '200', BENCH_LOW_RATE: '50', BENCH_WARMUP: '50', BENCH_CONNECTIONS: '4' },
+      240_000,
+      async (run) => {
+        const json = await benchJson(run, 'events');
+        hasKeys(json, ['machine', 'settings', 'clock', 'rows', 'triggers']);
+        type Run = { sent: number; answered: number; handled: number; distinct: number; droppedAtGateway: number };
+        type Row = { throughput: Run; latency: Run; latencyLow: Run };
+        const rows = json.rows as Record<'http' | 'nats' | 'jetstream', Row>;
+        assert.deepEqual(Object.keys(rows), ['http', 'nats', 'jetstream']);
+        for (const [name, row] of Object.entries(rows)) {
+          hasKeys(row, ['throughput', 'latency', 'latencyLow']);
+          for (const r of [row.latency, row.latencyLow]) hasKeys(r, ['offeredPerSec', 'sent', 'handled', 'p50ms', 'p99ms', 'maxms', 'cpuUsPerMsg']);
+          assert.equal(row.latency.sent, 200, name);
+          assert.equal(row.latencyLow.sent, 50, name);
+        }
+        // Every HTTP request and every JetStream message reached the handler; core NATS may drop
+        // at the trigger's in-flight limit, and counts each message it dropped.
+        const { http, nats, jetstream } = rows;
+        for (const r of [http.latency, http.latencyLow, jetstream.latency, jetstream.latencyLow]) assert.equal(r.handled, r.sent);
+        // autocannon stops at its duration: requests it sent then may or may not have arrived.
+        assert.ok(http.throughput.answered <= http.throughput.handled && http.throughput.handled <= http.throughput.sent, JSON.stringify(http.throughput));
+        assert.equal(jetstream.throughput.distinct, 300);
+        assert.equal(nats.throughput.distinct + nats.throughput.droppedAtGateway, 300);
+        for (const r of [nats.latency, nats.latencyLow]) assert.equal(r.handled + r.droppedAtGateway, r.sent);
+      },
+    ));
+
   it('npm run bench:image: kubefn builds next to podman builds', { timeout: 420_000 }, () =>
     smoke('tests/dist/bench/image-bench.js', [], { BENCH_RUNS: '1', BENCH_EXAMPLES: 'hello' }, 360_000, async (run) => {
       const json = await benchJson(run, 'image-bench');

@@ -31,9 +31,10 @@ export async function newHome(): Promise<string> {
 /** Starts `fn up --json` and resolves once it reports where it listens. */
 export async function startPlatform(
   home: string,
-  options: { timeoutMs?: number; env?: Record<string, string>; args?: string[] } = {},
+  options: { timeoutMs?: number; env?: Record<string, string>; args?: string[]; nodeArgs?: string[] } = {},
 ): Promise<RunningPlatform> {
-  const child = spawn(process.execPath, [fnBin, 'up', '--port', '0', '--host', '127.0.0.1', '--home', home, '--json', ...(options.args ?? [])], {
+  // nodeArgs: flags for node itself, e.g. --cpu-prof (which NODE_OPTIONS may not carry).
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), fnBin, 'up', '--port', '0', '--host', '127.0.0.1', '--home', home, '--json', ...(options.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });
@@ -49,11 +50,15 @@ export async function startPlatform(
   createInterface({ input: child.stderr! }).on('line', keep);
   const { url, nats } = await new Promise<{ url: string; nats: string | undefined }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fn up did not start within ${options.timeoutMs ?? 30_000} ms:\n${output.join('\n')}`)), options.timeoutMs ?? 30_000);
+    let listening = false;
     createInterface({ input: child.stdout! }).on('line', (l) => {
       keep(l);
+      // Parsed only until it listens: a benchmark's request log is many lines a second.
+      if (listening) return;
       try {
         const ev = JSON.parse(l) as { msg?: string; url?: string; nats?: string };
         if (ev.msg === 'listening' && ev.url) {
+          listening = true;
           clearTimeout(timer);
           resolve({ url: ev.url, nats: ev.nats });
         }
