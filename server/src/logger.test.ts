@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createGateway } from '@kubefn/gateway';
 import { KubefnError, type Driver } from '@kubefn/platform';
 import type { FastifyBaseLogger } from 'fastify';
-import { createLogger, humanLine } from './logger.js';
+import { createLogger, humanLine, LineBatch } from './logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -62,5 +62,30 @@ describe('logger', () => {
     assert.deepEqual(requests.map((e) => [e.url, e.status]), [['/system/functions', 500], ['/system/function/nope', 404]]);
     // A refusal of ours (404) is not an error of the gateway's.
     assert.equal(entries.filter((e) => e.level === 'error').length, 1);
+  });
+
+  it('writes the lines of one event-loop turn together, in order, at its end', async () => {
+    const writes: string[] = [];
+    const batch = new LineBatch((text) => writes.push(text));
+    batch.write('a\n');
+    batch.write('b\n');
+    assert.deepEqual(writes, []);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, ['a\nb\n']);
+    batch.write('c\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, ['a\nb\n', 'c\n']);
+  });
+
+  it('writes at once when 64 KiB are waiting, and flush() writes the rest', () => {
+    const writes: string[] = [];
+    const batch = new LineBatch((text) => writes.push(text));
+    const line = 'x'.repeat(1023) + '\n';
+    for (let i = 0; i < 64; i++) batch.write(line);
+    assert.equal(writes.length, 1);
+    assert.equal(writes[0]!.length, 64 * 1024);
+    batch.write('tail\n');
+    batch.flush();
+    assert.deepEqual(writes.slice(1), ['tail\n']);
   });
 });

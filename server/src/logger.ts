@@ -9,6 +9,9 @@ import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
 
 type Fields = Record<string, unknown>;
 
+/** Lines gathered for one write to stdout at most. */
+const batchBytes = 64 * 1024;
+
 export interface Logger {
   info(msg: string, fields?: Fields): void;
   warn(msg: string, fields?: Fields): void;
@@ -30,8 +33,13 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const json = options.json ?? true;
-  const out = options.destination ?? (json ? process.stdout : process.stderr);
-  const stream: DestinationStream = json ? { write: (line: string) => void out.write(line) } : { write: (line: string) => void out.write(humanLine(line)) };
+  let stream: DestinationStream;
+  if (json && !options.destination) {
+    stream = stdoutLines();
+  } else {
+    const out = options.destination ?? (json ? process.stdout : process.stderr);
+    stream = json ? { write: (line: string) => void out.write(line) } : { write: (line: string) => void out.write(humanLine(line)) };
+  }
   const base = pino(
     {
       level: options.level ?? 'info',
@@ -42,6 +50,52 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     stream,
   );
   return wrap(base);
+}
+
+let stdoutBatch: LineBatch | undefined;
+
+/**
+ * Request logs write a line per call. Written one write(2) each, they were a tenth of the
+ * gateway's CPU under load; the lines logged in one turn of the event loop are written together
+ * at its end (or once 64 KiB are waiting), and whatever is left when the process exits.
+ */
+function stdoutLines(): LineBatch {
+  if (!stdoutBatch) {
+    const batch = new LineBatch((text) => process.stdout.write(text));
+    process.on('exit', () => batch.flush());
+    stdoutBatch = batch;
+  }
+  return stdoutBatch;
+}
+
+export class LineBatch implements DestinationStream {
+  readonly #out: (text: string) => unknown;
+  #lines: string[] = [];
+  #bytes = 0;
+  #scheduled = false;
+
+  constructor(out: (text: string) => unknown) {
+    this.#out = out;
+  }
+
+  write(line: string): void {
+    this.#lines.push(line);
+    this.#bytes += line.length;
+    if (this.#bytes >= batchBytes) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#lines.length === 0) return;
+    const text = this.#lines.join('');
+    this.#lines = [];
+    this.#bytes = 0;
+    this.#out(text);
+  }
 }
 
 function wrap(p: PinoLogger): Logger {
