@@ -1,6 +1,6 @@
 // A small typed client for the kubefn gateway's management API and function routes, mapping HTTP errors to KubefnError.
 
-import { errorFromBody, isKubefnError, KubefnError, type FunctionSpec } from '@kubefn/platform';
+import { errorFromBody, isKubefnError, KubefnError, type FunctionSpec, type Published, type PublishReply } from '@kubefn/platform';
 import { readBuildEvents, type BuildEvent } from '@kubefn/builder';
 import { CliError, isAbort } from './errors.js';
 
@@ -113,23 +113,6 @@ export interface PublishRequest {
   /** How long the gateway waits for the reply (or for NATS to confirm), e.g. "10s"; default 10s. */
   timeout?: string;
   signal?: AbortSignal;
-}
-
-/** POST /system/events/publish without a reply. */
-export interface Published {
-  subject: string;
-  bytes: number;
-}
-
-/** POST /system/events/publish?reply=true: the reply to a request. */
-export interface PublishReply {
-  subject: string;
-  /** The reply's kubefn-status header: the HTTP status of the function that answered. */
-  status?: number;
-  headers: Record<string, string[]>;
-  /** UTF-8 text, or base64 when the reply is not valid UTF-8. */
-  data: string;
-  encoding: 'utf8' | 'base64';
 }
 
 export interface GatewayClientOptions {

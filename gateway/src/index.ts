@@ -17,6 +17,6 @@ export { callerInvoke, isSuccess, type Invoke, type EventCall, type EventResult,
 export { FunctionCaller, type CallerContext, type ReplicaRequest, type ReplicaAnswer } from './function-call.js';
 export { CronTriggers, cronEventType, cronLateToleranceMs, type CronTriggersOptions, type CronTriggerState } from './events/cron-triggers.js';
 export { cronSchedule, type CronSchedule } from './events/cron-schedule.js';
-export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions, type PublishReply } from './events/publish-route.js';
+export { publishRoute, publishPath, maxReplyTimeoutMs, type PublishRouteOptions } from './events/publish-route.js';
 export { asyncPlugin, AsyncInvocations, type AsyncPluginOptions, type AsyncInvocationsOptions, type AsyncInvocationsState } from './events/async.js';
 export { defaultAsyncStream, asyncConsumerName, asyncSubject, type AsyncStreamLimits } from './events/async-stream.js';

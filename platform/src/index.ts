@@ -18,4 +18,5 @@ export * from './quantity.js';
 export * from './crd.js';
 export * from './kubernetes/index.js';
 export * from './scaling-contract.js';
+export * from './events-contract.js';
 export * from './fn-yaml.js';

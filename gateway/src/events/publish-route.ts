@@ -15,7 +15,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { isKubefnError, KubefnError, parseDuration, subjectProblem } from '@kubefn/platform';
+import { isKubefnError, KubefnError, parseDuration, subjectProblem, type PublishReply } from '@kubefn/platform';
 import { replyStatusHeader } from './nats-triggers.js';
 
 export interface PublishRouteOptions {
@@ -37,16 +37,6 @@ const PublishQuery = Type.Object({
   timeout: Type.Optional(Type.String({ maxLength: 32 })),
   header: Type.Optional(Type.Union([Type.String({ maxLength: 8192 }), Type.Array(Type.String({ maxLength: 8192 }), { maxItems: maxHeaders })])),
 });
-
-/** The JSON answer to a request (reply=true). */
-export interface PublishReply {
-  subject: string;
-  /** The reply's kubefn-status header as a number, when it has one (a function's HTTP status). */
-  status?: number;
-  headers: Record<string, string[]>;
-  data: string;
-  encoding: 'utf8' | 'base64';
-}
 
 export async function publishRoute(base: FastifyInstance, options: PublishRouteOptions): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();

@@ -230,20 +230,23 @@ function natsPath(b: Bench, nc: NatsConnection): Path {
       await nc.flush();
       const publishedMs = wallMs() - start;
       const s = await b.fn.settle('nats-tput', n, { mayDrop: true, timeoutMs: settleTimeoutMs(n) });
-      const cpu = cpuPerMessage(b.meter, s.count);
-      const seconds = (s.lastAt - start) / 1000;
-      return {
-        msgsPerSec: Math.round(s.distinct / seconds),
-        sent: n,
-        handled: s.count,
-        distinct: s.distinct,
-        seconds: round3(seconds),
-        cpuUsPerMsg: cpu,
-        publishedPerSec: Math.round(n / (publishedMs / 1000)),
-        droppedAtGateway: (await dropped()) - droppedBefore,
-      };
+      return { ...eventThroughput(b, n, s, start, publishedMs), droppedAtGateway: (await dropped()) - droppedBefore };
     },
     send: (tag, i) => nc.publish(natsSubject, enc.encode(body(tag, i))),
+  };
+}
+
+/** The throughput figures both event paths report: `n` sent from `start`, settled as `s`. */
+function eventThroughput(b: Bench, n: number, s: { count: number; distinct: number; lastAt: number }, start: number, publishedMs: number) {
+  const seconds = (s.lastAt - start) / 1000;
+  return {
+    msgsPerSec: Math.round(s.distinct / seconds),
+    sent: n,
+    handled: s.count,
+    distinct: s.distinct,
+    seconds: round3(seconds),
+    cpuUsPerMsg: cpuPerMessage(b.meter, s.count),
+    publishedPerSec: Math.round(n / (publishedMs / 1000)),
   };
 }
 
@@ -288,17 +291,10 @@ function jetstreamPath(b: Bench, js: JetStreamClient): Path {
       await publishPipelined(js, n, 1024, (i) => body('js-tput', i));
       const publishedMs = wallMs() - start;
       const s = await b.fn.settle('js-tput', n, { mayDrop: false, timeoutMs: settleTimeoutMs(n) });
-      const cpu = cpuPerMessage(b.meter, s.count);
+      const row = eventThroughput(b, n, s, start, publishedMs);
       const after = await triggerCounts(b.api, 'jetstream');
-      const seconds = (s.lastAt - start) / 1000;
       return {
-        msgsPerSec: Math.round(s.distinct / seconds),
-        sent: n,
-        handled: s.count,
-        distinct: s.distinct,
-        seconds: round3(seconds),
-        cpuUsPerMsg: cpu,
-        publishedPerSec: Math.round(n / (publishedMs / 1000)),
+        ...row,
         handledTwice: s.count - s.distinct,
         acked: (after.acked ?? 0) - (before.acked ?? 0),
         retried: (after.retried ?? 0) - (before.retried ?? 0),
