@@ -90,6 +90,7 @@ export class App {
     return new GatewayClient({
       gateway: config.gateway,
       token: config.token,
+      tokenFile: config.tokenFile,
       userAgent: `kubefn-cli/${this.version}`,
       ...(this.io.fetch ? { fetch: this.io.fetch } : {}),
     });

@@ -219,6 +219,14 @@ describe('GatewayClient error mapping', () => {
     }
   });
 
+  it('names the token file of KUBEFN_HOME in the hint of a 401', async () => {
+    const c = new GatewayClient({ gateway: base, tokenFile: '/srv/kubefn-dev/token' });
+    await assert.rejects(c.listFunctions(), (err: { hint?: string }) => {
+      assert.match(err.hint ?? '', /writes the token to \/srv\/kubefn-dev\/token\)/);
+      return true;
+    });
+  });
+
   it('keeps the text of a non-JSON error', async () => {
     await assert.rejects(new GatewayClient({ gateway: base }).info(), { code: 'INTERNAL', message: 'HTTP 500: boom' });
   });

@@ -121,12 +121,16 @@ export interface GatewayClientOptions {
   /** Sent as `Authorization: Bearer <token>` on /system/* calls only, never to functions. */
   token?: string | undefined;
   userAgent?: string;
+  /** Where the token file is (KUBEFN_HOME's), named in the hint of a 401. */
+  tokenFile?: string;
   /** Defaults to the global fetch. */
   fetch?: typeof fetch;
 }
 
-export const unauthorizedHint =
-  'run `fn up` on this machine (it writes the token to ~/.kubefn/token), or pass --token <token> / set KUBEFN_TOKEN';
+/** What to do about a 401; `tokenFile` is where this CLI reads the token `fn up` wrote. */
+export function unauthorizedHint(tokenFile = '~/.kubefn/token'): string {
+  return `run \`fn up\` on this machine (it writes the token to ${tokenFile}), or pass --token <token> / set KUBEFN_TOKEN`;
+}
 
 const functionNotFoundHint = 'run `fn list` to see deployed functions, or `fn deploy` to create it';
 
@@ -134,12 +138,14 @@ export class GatewayClient {
   readonly gateway: string;
   readonly #token: string | undefined;
   readonly #userAgent: string;
+  readonly #tokenFile: string | undefined;
   readonly #fetch: typeof fetch;
 
   constructor(options: GatewayClientOptions) {
     this.gateway = options.gateway.replace(/\/+$/, '');
     this.#token = options.token;
     this.#userAgent = options.userAgent ?? 'kubefn-cli';
+    this.#tokenFile = options.tokenFile;
     this.#fetch = options.fetch ?? fetch;
   }
 
@@ -327,7 +333,7 @@ export class GatewayClient {
     const err = errorFromBody(res.status, body);
     if (res.status === 401) {
       const what = this.#token ? `the gateway at ${this.gateway} rejected the token` : `the gateway at ${this.gateway} requires a token`;
-      return new KubefnError('UNAUTHORIZED', `${what}: ${err.message}`, { hint: unauthorizedHint, cause: err });
+      return new KubefnError('UNAUTHORIZED', `${what}: ${err.message}`, { hint: unauthorizedHint(this.#tokenFile), cause: err });
     }
     if (err.code === 'NOT_FOUND' && !err.hint && notFoundHint) {
       return new KubefnError('NOT_FOUND', err.message, { hint: notFoundHint, ...(err.fields ? { fields: err.fields } : {}) });

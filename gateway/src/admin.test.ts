@@ -51,6 +51,7 @@ describe('management API', () => {
 
   describe('GET /system/functions and /system/function/:name', () => {
     it('lists and gets functions in the OpenFaaS shape plus the spec', async () => {
+      assert.equal((await inject('GET', '/system/functions?namespace=openfaas-fn')).statusCode, 200, "faas-cli's default namespace");
       const list = await inject('GET', '/system/functions?namespace=default');
       assert.equal(list.statusCode, 200);
       assert.deepEqual(list.json().map((f: { name: string }) => f.name), ['hello']);
@@ -111,11 +112,12 @@ describe('management API', () => {
       const huge = { name: 'big', image: 'img', env: { BIG: 'x'.repeat(1024 * 1024) } };
       await fails('POST', '/system/functions', huge, 413, 'BODY_TOO_LARGE');
     });
-    it('answers 501 NOT_SUPPORTED for a trigger it does not serve and for another OpenFaaS namespace', async () => {
+    it('answers 501 NOT_SUPPORTED for a trigger it does not serve, 404 for another namespace', async () => {
       const trigger = await fails('POST', '/system/functions', { name: 'evented', image: 'img', triggers: [{ type: 'nats', subject: 's' }] }, 501, 'NOT_SUPPORTED');
       assert.equal(trigger.fields[0].field, 'triggers.0.type');
-      await fails('POST', '/system/functions', { service: 'of', image: 'img', namespace: 'other' }, 501, 'NOT_SUPPORTED');
+      await fails('POST', '/system/functions', { service: 'of', image: 'img', namespace: 'other' }, 404, 'NOT_FOUND');
       await assert.rejects(driver.get('evented'), 'nothing was deployed');
+      await assert.rejects(driver.get('of'), 'nothing was deployed');
     });
     it('maps an OpenFaaS FunctionDeployment onto the spec and back', async () => {
       const fd = {
@@ -183,6 +185,14 @@ describe('management API', () => {
       assert.deepEqual(driver.logCalls, [{ follow: false, tail: 5, since: new Date('2026-01-01T00:00:00Z') }]);
       const one = await inject('GET', '/system/logs?name=hello&instance=hello-2');
       assert.deepEqual(one.body.trim().split('\n').map((l) => JSON.parse(l).text), ['two']);
+    });
+    it("takes faas-cli's default query: namespace openfaas-fn and tail=-1 for all lines", async () => {
+      driver.logLines = [{ name: 'hello', instance: 'hello-1', timestamp: '2026-01-01T00:00:00.000Z', text: 'one', stream: 'stdout' }];
+      const res = await inject('GET', '/system/logs?name=hello&namespace=openfaas-fn&follow=false&tail=-1');
+      assert.equal(res.statusCode, 200);
+      assert.deepEqual(res.body.trim().split('\n').map((l) => JSON.parse(l).text), ['one']);
+      assert.deepEqual(driver.logCalls, [{ follow: false }], 'no tail: every line');
+      await fails('GET', '/system/logs?name=hello&tail=-2', undefined, 400, 'BAD_REQUEST');
     });
     it('answers 404 before streaming for an unknown function, 400 for bad parameters', async () => {
       await fails('GET', '/system/logs?name=nope', undefined, 404, 'NOT_FOUND');

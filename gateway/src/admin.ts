@@ -6,7 +6,7 @@ import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext } from './context.js';
-import { namespace, specInputFromBody, statusBody } from './openfaas.js';
+import { checkNamespace, namespace, specInputFromBody, statusBody } from './openfaas.js';
 
 const NameParams = Type.Object({ name: Type.String({ maxLength: 253 }) });
 const NamespaceQuery = Type.Object({ namespace: Type.Optional(Type.String({ maxLength: 253 })) });
@@ -15,7 +15,7 @@ const LogsQuery = Type.Object({
   name: Type.String({ maxLength: 253 }),
   namespace: Type.Optional(Type.String({ maxLength: 253 })),
   instance: Type.Optional(Type.String({ maxLength: 253 })),
-  tail: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+  tail: Type.Optional(Type.Integer({ minimum: -1, maximum: 100_000 })),
   follow: Type.Optional(Type.Boolean()),
   since: Type.Optional(Type.String({ format: 'date-time' })),
 });
@@ -23,7 +23,8 @@ const LogsQuery = Type.Object({
 export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   const token = ctx.options.token;
-  if (token) app.addHook('onRequest', async (request) => checkToken(request, token));
+  const hint = ctx.options.tokenHint;
+  if (token) app.addHook('onRequest', async (request) => checkToken(request, token, hint));
 
   app.get('/system/info', async () => {
     const version = { release: ctx.options.version, sha: 'unknown' };
@@ -147,7 +148,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     const aborter = new AbortController();
     reply.raw.once('close', () => aborter.abort());
     const options: { follow: boolean; tail?: number; since?: Date } = { follow: q.follow ?? false };
-    if (q.tail !== undefined) options.tail = q.tail;
+    if (q.tail !== undefined && q.tail >= 0) options.tail = q.tail; // faas-cli sends -1 for all lines
     if (q.since) options.since = new Date(q.since);
     const lines = ctx.driver.logs(q.name, options, aborter.signal);
     const ndjson = async function* () {
@@ -180,12 +181,6 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       return reply.code(201).send({ image: `bundle:${digest}` });
     });
   });
-}
-
-function checkNamespace(ns: string | undefined): void {
-  if (ns && ns !== namespace) {
-    throw new KubefnError('NOT_FOUND', `namespace "${ns}" is not served here`, { hint: `use "${namespace}" or omit it` });
-  }
 }
 
 function requireBundles(ctx: GatewayContext) {

@@ -79,7 +79,7 @@ describe('gateway routes', () => {
     assert.ok(res.json().hint);
   });
 
-  it('takes name.default, and answers 404 for any other namespace', async () => {
+  it("takes name.default and name.openfaas-fn (faas-cli's default), and answers 404 for any other namespace", async () => {
     const other = await gateway.app.inject({ method: 'GET', url: '/function/cold.other' });
     assert.equal(other.statusCode, 404);
     assertErrorBody(other.json(), 'NOT_FOUND');
@@ -87,6 +87,8 @@ describe('gateway routes', () => {
     // `cold.default` is `cold`: it gets as far as waiting for a replica.
     const res = await gateway.app.inject({ method: 'GET', url: '/function/cold.default' });
     assert.equal(res.statusCode, 504);
+    const openfaas = await gateway.app.inject({ method: 'GET', url: '/function/cold.openfaas-fn' });
+    assert.equal(openfaas.statusCode, 504);
   });
 
   it('answers 413 BODY_TOO_LARGE for a call body over the limit, before waiting for a replica', async () => {

@@ -58,6 +58,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     events: undefined,
     options: {
       token: options.token,
+      tokenHint: options.tokenHint,
       maxBodyBytes,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
       version: options.version ?? '0.1.0',

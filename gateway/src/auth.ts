@@ -7,7 +7,7 @@ import { KubefnError } from '@kubefn/platform';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-export function checkToken(request: FastifyRequest, token: string): void {
+export function checkToken(request: FastifyRequest, token: string, where = '`fn up` writes it to ~/.kubefn/token'): void {
   const header = request.headers.authorization ?? '';
   let presented: string | undefined;
   if (header.startsWith('Bearer ')) presented = header.slice(7).trim();
@@ -19,7 +19,7 @@ export function checkToken(request: FastifyRequest, token: string): void {
   // Compare digests so the comparison takes the same time whatever the lengths.
   if (presented === undefined || !timingSafeEqual(digest(presented), digest(token))) {
     throw new KubefnError('UNAUTHORIZED', 'missing or wrong token for the kubefn management API', {
-      hint: 'pass --token or set KUBEFN_TOKEN (`fn up` writes it to ~/.kubefn/token)',
+      hint: `pass --token or set KUBEFN_TOKEN (${where})`,
     });
   }
 }

@@ -21,6 +21,8 @@ export interface GatewayOptions {
   bundles?: BundleSink;
   /** Protects /system/*; without it the management API is open (only for tests). */
   token?: string;
+  /** Where the caller finds the token, for the hint of a 401 (default: fn up's ~/.kubefn/token). */
+  tokenHint?: string;
   /** Requests waiting per function before 503 "queue full". Default 1000. */
   maxQueuePerFunction?: number;
   /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
@@ -72,6 +74,7 @@ export interface GatewayContext {
   events: EventTriggers | undefined;
   options: {
     token: string | undefined;
+    tokenHint: string | undefined;
     maxBodyBytes: number;
     maxBundleBytes: number;
     version: string;

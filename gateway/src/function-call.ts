@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { CatalogEntry } from './catalog.js';
+import { checkNamespace } from './openfaas.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { Lease } from './router.js';
@@ -57,7 +58,7 @@ export class FunctionCaller {
   }
 
   /**
-   * The function `rawName` names (OpenFaaS callers may write `name.default`); NOT_FOUND when
+   * The function `rawName` names (OpenFaaS callers may write `name.openfaas-fn`); NOT_FOUND when
    * there is none, BODY_TOO_LARGE when `bodyBytes` is over the gateway's limit.
    */
   async find(rawName: string, bodyBytes: number): Promise<{ name: string; fn: CatalogEntry }> {
@@ -137,9 +138,7 @@ export class FunctionCaller {
 export function functionName(raw: string): string {
   const dot = raw.lastIndexOf('.');
   const name = dot >= 0 ? raw.slice(0, dot) : raw;
-  if (dot >= 0 && raw.slice(dot + 1) !== 'default') {
-    throw new KubefnError('NOT_FOUND', `no namespace "${raw.slice(dot + 1)}" here`, { hint: 'omit the namespace' });
-  }
+  if (dot >= 0) checkNamespace(raw.slice(dot + 1));
   validateName(name);
   return name;
 }

@@ -39,6 +39,19 @@ export interface FunctionStatusBody {
 export const namespace = 'default';
 
 /**
+ * The names a caller may give kubefn's one function namespace: its own, and OpenFaaS's default
+ * function namespace, which faas-cli sends unless told otherwise (`-n`).
+ */
+export const servedNamespaces: ReadonlySet<string> = new Set([namespace, 'openfaas-fn']);
+
+/** NOT_FOUND unless `ns` is absent or one of servedNamespaces. */
+export function checkNamespace(ns: string | undefined): void {
+  if (ns && !servedNamespaces.has(ns)) {
+    throw new KubefnError('NOT_FOUND', `namespace "${ns}" is not served here`, { hint: `use "${namespace}" (or "openfaas-fn") or omit it` });
+  }
+}
+
+/**
  * Accepts either a kubefn spec (has `name`) or an OpenFaaS FunctionDeployment (has `service`).
  * Returns the unvalidated spec input; the caller validates it.
  */
@@ -49,9 +62,7 @@ export function specInputFromBody(body: unknown): Record<string, unknown> {
   const b = body as Record<string, unknown>;
   if (!('service' in b)) return b;
   const d = b as unknown as FunctionDeployment;
-  if (d.namespace && d.namespace !== namespace) {
-    throw new KubefnError('NOT_SUPPORTED', `namespace "${d.namespace}" is not served here`, { hint: `use "${namespace}" or omit it` });
-  }
+  checkNamespace(d.namespace);
   const spec: Record<string, unknown> = { name: d.service, image: d.image };
   if (d.envVars) spec.env = d.envVars;
   if (d.secrets?.length) spec.secrets = d.secrets;

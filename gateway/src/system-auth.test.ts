@@ -100,4 +100,15 @@ describe('token on every /system route', () => {
       }
     }
   });
+
+  it('names where the token is, as the platform tells it', async () => {
+    const told = createGateway({ driver: new MemoryDriver(), token, tokenHint: '`fn up` wrote it to /srv/dev/token' });
+    try {
+      const res = await told.app.inject({ method: 'GET', url: '/system/functions' });
+      assert.equal(res.statusCode, 401);
+      assert.match(res.json().hint, /KUBEFN_TOKEN \(`fn up` wrote it to \/srv\/dev\/token\)/);
+    } finally {
+      await told.close();
+    }
+  });
 });

@@ -133,6 +133,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const gateway = createGateway({
     driver,
     token: env.token,
+    tokenHint: clusterTokenHint(env.namespace),
     serveStats: true,
     systemPlugins: [buildProxyPlugin({ builders: () => builders.list(), token: env.token, service: componentServices.builder })],
     nats: nats.connection,
@@ -201,7 +202,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   });
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request) => checkToken(request, env.token));
+    scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
     scope.post<{ Params: { name: string } }>(pokeRoute, async (request, reply) => {
       await autoscaler.poke(request.params.name);
       return reply.code(202).send({ function: request.params.name });
@@ -240,7 +241,7 @@ export async function startBuilder(env: ComponentEnv, log: Logger): Promise<Runn
   // missing on every build instead of crash-looping.
   const missing = [!env.registry && 'registry', !env.base && 'base'].filter(Boolean);
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request) => checkToken(request, env.token));
+    scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
     if (missing.length) {
       scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
       scope.post('/system/builds', async () => {
@@ -274,3 +275,8 @@ export const startComponent: Record<ComponentName, (env: ComponentEnv, log: Logg
   autoscaler: startAutoscaler,
   builder: startBuilder,
 };
+
+/** Where a cluster's token is: the Secret `fn install` created. */
+function clusterTokenHint(namespace: string): string {
+  return `\`fn install\` keeps it in the Secret ${namespace}/kubefn-token: kubectl get secret -n ${namespace} kubefn-token -o jsonpath='{.data.token}' | base64 -d`;
+}

@@ -107,6 +107,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     driver,
     ...(bundles ? { bundles } : {}),
     token,
+    ...(options.token ? {} : { tokenHint: `\`fn up\` wrote it to ${path.join(options.home, 'token')}` }),
     systemPlugins: [builds],
     ...(nats ? { nats } : local ? { nats: local.connect } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
