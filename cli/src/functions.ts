@@ -5,7 +5,7 @@ import { validateName, type FunctionSpec } from '@kubefn/platform';
 import type { App } from './app.js';
 import { parseCount } from './args.js';
 import type { FunctionEventsInfo, FunctionInfo } from './client.js';
-import { checkArg } from './errors.js';
+import { checkArg, usageError } from './errors.js';
 import { ageSince, formatTable, shortImage } from './output.js';
 
 export const listHeaders = ['NAME', 'REPLICAS', 'READY', 'INVOCATIONS', 'IMAGE', 'AGE'] as const;
@@ -154,14 +154,49 @@ export function registerFunctions(program: Command, app: App): void {
 
   program
     .command('scale')
-    .description("set a function's replica count now (the autoscaler may change it later)")
+    .description("set a function's replica count now, or the range the autoscaler keeps it in (--min/--max)")
     .argument('<name>', 'function name')
-    .argument('<replicas>', 'number of replicas, 0 or more')
-    .addHelpText('after', '\nExamples:\n  $ fn scale hello 3\n  $ fn scale hello 0     # scale to zero now')
-    .action(async (name: string, replicasText: string, _opts: unknown, command: Command) => {
+    .argument('[replicas]', 'replicas to run now, 0 or more (the autoscaler moves the count with traffic afterwards)')
+    .option('--min <n>', 'fewest replicas the autoscaler keeps (scale.min; 0 allows scale to zero)')
+    .option('--max <n>', 'most replicas the autoscaler starts (scale.max)')
+    .addHelpText(
+      'after',
+      `
+The autoscaler owns the replica count: a count set here lasts until its next decision. To hold
+a count, pin it with --min and --max; they change the deployed spec (put them in fn.yaml too, or
+the next \`fn deploy\` sets them back).
+
+Examples:
+  $ fn scale hello 3                  # 3 replicas now
+  $ fn scale hello 0                  # scale to zero now
+  $ fn scale hello --min 3 --max 3    # hold 3 replicas
+  $ fn scale hello --min 0            # allow scale to zero again`,
+    )
+    .action(async (name: string, replicasText: string | undefined, opts: { min?: string; max?: string }, command: Command) => {
       checkArg(() => validateName(name));
-      const replicas = parseCount(replicasText, 'replicas');
-      await app.client(command).scaleFunction(name, replicas, app.io.signal);
-      app.out(`scaling "${name}" to ${replicas} replica${replicas === 1 ? '' : 's'}`);
+      const replicas = replicasText === undefined ? undefined : parseCount(replicasText, 'replicas');
+      const min = opts.min === undefined ? undefined : parseCount(opts.min, '--min');
+      const max = opts.max === undefined ? undefined : parseCount(opts.max, '--max', 1);
+      if (replicas === undefined && min === undefined && max === undefined) {
+        throw usageError('give a replica count, --min or --max (see `fn scale --help`)');
+      }
+      if (min !== undefined && max !== undefined && min > max) throw usageError(`--min ${min} is above --max ${max}`);
+      const client = app.client(command);
+      const info = await client.getFunction(name, app.io.signal);
+      const scale = { ...info.spec.scale, ...(min !== undefined ? { min } : {}), ...(max !== undefined ? { max } : {}) };
+      if (scale.min > scale.max) throw usageError(`--min ${scale.min} is above --max ${scale.max}`);
+      if (min !== undefined || max !== undefined) {
+        await client.deployFunction({ ...info.spec, scale }, app.io.signal);
+        app.out(`"${name}" now scales between ${scale.min} and ${scale.max} replicas (put scale.min/max in fn.yaml too: the next \`fn deploy\` sets them back)`);
+      }
+      if (replicas !== undefined) {
+        await client.scaleFunction(name, replicas, app.io.signal);
+        const held = scale.min === scale.max && replicas === scale.min;
+        app.out(
+          held
+            ? `scaling "${name}" to ${replicas} replica${replicas === 1 ? '' : 's'}`
+            : `scaling "${name}" to ${replicas} replica${replicas === 1 ? '' : 's'} now; the autoscaler moves the count with traffic between ${scale.min} and ${scale.max}: to hold ${replicas}, run \`fn scale ${name} --min ${replicas} --max ${Math.max(replicas, 1)}\``,
+        );
+      }
     });
 }

@@ -54,7 +54,14 @@ describe('fn CLI against fn up', () => {
     const described = JSON.parse((await fn('describe', 'hello', '--json')).stdout) as { spec: { handler: string } };
     assert.equal(described.spec.handler, 'handler.js');
 
-    assert.equal((await fn('scale', 'hello', '2')).code, 0);
+    const scaled = await fn('scale', 'hello', '2');
+    assert.equal(scaled.code, 0, scaled.stderr);
+    assert.match(scaled.stdout, /autoscaler moves the count with traffic between 0 and 10: to hold 2, run `fn scale hello --min 2 --max 2`/);
+    const pinned = await fn('scale', 'hello', '--min', '2', '--max', '2');
+    assert.equal(pinned.code, 0, pinned.stderr);
+    assert.match(pinned.stdout, /now scales between 2 and 2 replicas/);
+    const scale = (JSON.parse((await fn('describe', 'hello', '--json')).stdout) as { spec: { scale: { min: number; max: number } } }).spec.scale;
+    assert.deepEqual([scale.min, scale.max], [2, 2]);
     const logs = await fn('logs', 'hello', '--tail', '100');
     assert.equal(logs.code, 0);
     assert.match(logs.stdout, /ready/);
