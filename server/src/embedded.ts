@@ -11,6 +11,7 @@ import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } fro
 import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
+import { lockHome } from './home-lock.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
 
@@ -70,6 +71,28 @@ export interface EmbeddedPlatform {
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedPlatform> {
   await mkdir(options.home, { recursive: true, mode: 0o700 });
+  const lock = await lockHome(options.home);
+  let platform: EmbeddedPlatform;
+  try {
+    platform = await startOnHome(options);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  return {
+    ...platform,
+    close: async () => {
+      try {
+        await platform.close();
+      } finally {
+        await lock.release();
+      }
+    },
+  };
+}
+
+/** startEmbedded once the state directory is this process's alone. */
+async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> {
   const token = options.token ?? (await loadOrCreateToken(options.home));
   const cacheDir = path.join(options.home, 'cache');
   const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [], credentials: (r) => loadCredentials(r) });

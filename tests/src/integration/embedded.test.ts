@@ -28,6 +28,14 @@ describe('embedded platform (fn up)', () => {
 
   const invoke = (name: string, p = '/', init?: RequestInit) => fetch(`${api.url}/function/${name}${p}`, init);
 
+  it('keeps a second fn up off its state directory, naming the pid that holds it', async () => {
+    await assert.rejects(startPlatform(home), (err: Error) => {
+      assert.match(err.message, new RegExp(`exited with 1 before listening:[\\s\\S]*state directory ${home.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by another \`fn up\` \\(pid ${platform.child.pid}\\)`));
+      return true;
+    });
+    assert.equal((await fetch(`${api.url}/healthz`)).status, 200, 'the first one still serves');
+  });
+
   it('deploys a function and serves it, with call headers', async () => {
     await api.deploy({ name: 'basic', image });
     const res = await invoke('basic');
