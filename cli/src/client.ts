@@ -20,6 +20,8 @@ export interface FunctionInfo {
   /** RFC 3339. */
   createdAt?: string;
   spec: FunctionSpec;
+  /** Each scale knob in effect and where it comes from, when the gateway knows the autoscaler's defaults. */
+  scaling?: Record<string, { value: string | number; from: 'spec' | 'config' | 'default' }>;
   /** The state of the function's event triggers, from a gateway with NATS. */
   events?: FunctionEventsInfo;
 }

@@ -43,18 +43,25 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
   const s = spec.scale;
   if (s) {
     const cap = s.containerConcurrency > 0 ? `at most ${s.containerConcurrency} in flight per replica` : 'no per-replica cap';
-    // A knob the spec leaves out takes the cluster's autoscaler default, which the gateway does not report.
-    const or = (v: string | number | undefined, unit = '') => (v === undefined ? 'default' : `${v}${unit}`);
-    const metric = s.metric === 'rps' ? 'req/s' : s.metric === 'concurrency' ? 'in-flight' : '(default metric)';
+    // A knob the spec leaves out takes the autoscaler's default: its value and where it comes from
+    // (config or default) when the gateway reports them, else just "default".
+    const knob = (name: keyof typeof s, unit = '') => {
+      const e = f.scaling?.[name];
+      if (e) return e.from === 'spec' ? `${e.value}${unit}` : `${e.value}${unit} (${e.from})`;
+      const v = s[name];
+      return v === undefined ? 'default' : `${String(v)}${unit}`;
+    };
+    const metricIs = (f.scaling?.metric?.value ?? s.metric) as string | undefined;
+    const metric = metricIs === 'rps' ? 'req/s' : metricIs === 'concurrency' ? 'in-flight' : '(default metric)';
     rows.push(
       ['Scale', `min ${s.min}, max ${s.max}, initial ${s.initial}`],
-      ['Target', `${or(s.target)} ${metric} per replica at ${or(s.targetUtilizationPercent, '%')} utilization; ${cap}`],
-      ['Windows', `stable ${or(s.stableWindow)}, panic ${or(s.panicWindowPercent, '%')} of it above ${or(s.panicThresholdPercent, '%')} of target`],
-      ['Scale down', `max rate ${or(s.maxScaleDownRate, 'x')}, delay ${or(s.scaleDownDelay)}, to zero after ${or(s.scaleToZeroGrace)} idle`],
+      ['Target', `${knob('target')} ${metric} per replica at ${knob('targetUtilizationPercent', '%')} utilization; ${cap}`],
+      ['Windows', `stable ${knob('stableWindow')}, panic ${knob('panicWindowPercent', '%')} of it above ${knob('panicThresholdPercent', '%')} of target`],
+      ['Scale down', `max rate ${knob('maxScaleDownRate', 'x')}, delay ${knob('scaleDownDelay')}, to zero after ${knob('scaleToZeroGrace')} idle`],
     );
     // Only a JetStream trigger has a backlog for the autoscaler to read.
     if (s.pendingTarget !== undefined || spec.triggers?.some((t) => t.type === 'jetstream')) {
-      rows.push(['Pending', `${or(s.pendingTarget)} waiting messages per replica`]);
+      rows.push(['Pending', `${knob('pendingTarget')} waiting messages per replica`]);
     }
   }
   if (spec.triggers?.length) rows.push(['Triggers', spec.triggers.map(describeTrigger).join('; ')]);

@@ -110,6 +110,26 @@ describe('fn list / describe layout', () => {
     assert.doesNotMatch(text, /^Pending:/m, 'no jetstream trigger, no pending target');
   });
 
+  it('shows each scale value in effect and where it comes from, when the gateway reports them', () => {
+    const spec = parseFunctionSpec({ name: 'hello', scale: { target: 5, stableWindow: '30s' } });
+    const scaling = {
+      metric: { value: 'concurrency', from: 'default' as const },
+      target: { value: 5, from: 'spec' as const },
+      targetUtilizationPercent: { value: 70, from: 'config' as const },
+      stableWindow: { value: '30s', from: 'spec' as const },
+      panicWindowPercent: { value: 10, from: 'default' as const },
+      panicThresholdPercent: { value: 200, from: 'default' as const },
+      maxScaleDownRate: { value: 2, from: 'default' as const },
+      scaleDownDelay: { value: '0s', from: 'default' as const },
+      scaleToZeroGrace: { value: '30s', from: 'default' as const },
+    };
+    const text = describeFunction(fn('hello', { spec, scaling }), 'u', now);
+    assert.match(text, /^Target:\s+5 in-flight per replica at 70% \(config\) utilization; no per-replica cap$/m);
+    assert.match(text, /^Windows:\s+stable 30s, panic 10% \(default\) of it above 200% \(default\) of target$/m);
+    assert.match(text, /^Scale down:\s+max rate 2x \(default\), delay 0s \(default\), to zero after 30s \(default\) idle$/m);
+    assert.doesNotMatch(text, /\bdefault (in-flight|%)/, 'no bare "default" where the value is known');
+  });
+
   it('shows the pending target of a function with a jetstream trigger', () => {
     const triggers = [{ type: 'jetstream' as const, subject: 'orders', stream: 'ORDERS' }];
     const bySpec = fn('orders', { spec: parseFunctionSpec({ name: 'orders', scale: { pendingTarget: 25 }, triggers }) });

@@ -49,6 +49,20 @@ describe('management API', () => {
     });
   });
 
+  describe('GET /system/function/:name with the autoscaler defaults known', () => {
+    it('reports each scale knob in effect: the spec value, or the default and where it comes from', async () => {
+      const told = createGateway({ driver, scaleDefaults: { values: { target: 100, stableWindow: '60s' }, from: 'config' } });
+      try {
+        await told.app.inject({ method: 'POST', url: '/system/functions', payload: { name: 'knobs', image: 'img', scale: { target: 7 } } });
+        const body = (await told.app.inject({ method: 'GET', url: '/system/function/knobs' })).json();
+        assert.deepEqual(body.scaling, { target: { value: 7, from: 'spec' }, stableWindow: { value: '60s', from: 'config' } });
+        assert.equal((await inject('GET', '/system/function/hello')).json().scaling, undefined, 'not known: left out');
+      } finally {
+        await told.close();
+      }
+    });
+  });
+
   describe('GET /system/functions and /system/function/:name', () => {
     it('lists and gets functions in the OpenFaaS shape plus the spec', async () => {
       assert.equal((await inject('GET', '/system/functions?namespace=openfaas-fn')).statusCode, 200, "faas-cli's default namespace");

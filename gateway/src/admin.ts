@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
-import type { GatewayContext } from './context.js';
+import type { GatewayContext, ScaleDefaults } from './context.js';
 import { checkNamespace, namespace, specInputFromBody, statusBody } from './openfaas.js';
 
 const NameParams = Type.Object({ name: Type.String({ maxLength: 253 }) });
@@ -57,8 +57,10 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     checkNamespace(request.query.namespace);
     validateName(request.params.name);
     const s = await ctx.driver.get(request.params.name);
-    const body = statusBody(s, ctx.invocations.get(s.spec.name) ?? 0);
-    return ctx.events ? { ...body, events: ctx.events.state(s.spec.name) } : body;
+    const body: Record<string, unknown> = { ...statusBody(s, ctx.invocations.get(s.spec.name) ?? 0) };
+    if (ctx.options.scaleDefaults) body.scaling = scalingInEffect(s.spec.scale, ctx.options.scaleDefaults);
+    if (ctx.events) body.events = ctx.events.state(s.spec.name);
+    return body;
   });
 
   const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionSpec> => {
@@ -190,4 +192,14 @@ function requireBundles(ctx: GatewayContext) {
     });
   }
   return ctx.bundles;
+}
+
+/** Each knob the autoscaler has a default for: the spec's value, or the default and where it comes from. */
+export function scalingInEffect(scale: FunctionSpec['scale'], defaults: ScaleDefaults): Record<string, { value: string | number; from: 'spec' | 'config' | 'default' }> {
+  const out: Record<string, { value: string | number; from: 'spec' | 'config' | 'default' }> = {};
+  for (const [knob, fallback] of Object.entries(defaults.values)) {
+    const own = (scale as Record<string, unknown>)[knob];
+    out[knob] = typeof own === 'string' || typeof own === 'number' ? { value: own, from: 'spec' } : { value: fallback, from: defaults.from };
+  }
+  return out;
 }

@@ -68,6 +68,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ],
       info: options.info ?? {},
       serveStats: options.serveStats ?? false,
+      scaleDefaults: options.scaleDefaults,
     },
   };
   const gateway: Gateway = {

@@ -15,6 +15,12 @@ export interface BundleSink {
   put(digest: string, source: AsyncIterable<Uint8Array>, options: { maxBytes: number }): Promise<void>;
 }
 
+/** The autoscaler's values for the scale knobs a spec may leave out (e.g. target: 100). */
+export interface ScaleDefaults {
+  values: Record<string, string | number>;
+  from: 'config' | 'default';
+}
+
 export interface GatewayOptions {
   driver: Driver;
   /** Enables /system/bundles; without it, deploys must name images the driver can run. */
@@ -45,6 +51,12 @@ export interface GatewayOptions {
   info?: Record<string, unknown>;
   /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
   serveStats?: boolean;
+  /**
+   * What the autoscaler uses for a scale knob a spec leaves out, and where that comes from (its
+   * config file, or the built-in defaults): GET /system/function/<name> then reports the values
+   * in effect under \`scaling\`. Without it, the gateway does not know them and leaves that out.
+   */
+  scaleDefaults?: ScaleDefaults;
   /**
    * A NATS connection, or how to make one the first time a deployed function needs it: the
    * gateway then serves nats, jetstream and cron triggers and output subjects (events/).
@@ -81,5 +93,6 @@ export interface GatewayContext {
     systemPlugins: FastifyPluginAsync[];
     info: Record<string, unknown>;
     serveStats: boolean;
+    scaleDefaults: ScaleDefaults | undefined;
   };
 }

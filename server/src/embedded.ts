@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Autoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
@@ -132,6 +132,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     token,
     ...(options.token ? {} : { tokenHint: `\`fn up\` wrote it to ${path.join(options.home, 'token')}` }),
     systemPlugins: [builds],
+    scaleDefaults: { values: clusterScaleDefaults(options.autoscalerConfig), from: options.autoscalerConfig ? 'config' : 'default' },
     ...(nats ? { nats } : local ? { nats: local.connect } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.

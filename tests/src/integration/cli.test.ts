@@ -53,6 +53,8 @@ describe('fn CLI against fn up', () => {
 
     const described = JSON.parse((await fn('describe', 'hello', '--json')).stdout) as { spec: { handler: string } };
     assert.equal(described.spec.handler, 'handler.js');
+    const describedText = await fn('describe', 'hello');
+    assert.match(describedText.stdout, /^Target:\s+100 \(default\) in-flight per replica at 70% \(default\) utilization/m);
 
     const scaled = await fn('scale', 'hello', '2');
     assert.equal(scaled.code, 0, scaled.stderr);
