@@ -1,6 +1,6 @@
 // Parsers for option values (K=V pairs, counts, durations); each bad value is a usage error naming the option.
 
-import { parseDuration, parseQuantity } from '@kubefn/platform';
+import { parseDuration, parseQuantity } from '@kubefn/platform/core';
 import { usageError } from './errors.js';
 
 /** Commander reducer for repeatable options: `--env A=1 --env B=2` -> ['A=1', 'B=2']. */

@@ -1,6 +1,7 @@
 // A small typed client for the kubefn gateway's management API and function routes, mapping HTTP errors to KubefnError.
 
-import { errorFromBody, isKubefnError, KubefnError, type FunctionSpec, type Published, type PublishReply } from '@kubefn/platform';
+import { errorFromBody, isKubefnError, KubefnError, type Published, type PublishReply } from '@kubefn/platform/core';
+import type { FunctionSpec } from '@kubefn/platform';
 import { readBuildEvents, type BuildEvent } from '@kubefn/builder';
 import { CliError, isAbort } from './errors.js';
 

@@ -1,7 +1,8 @@
 // `fn list`, `fn describe`, `fn delete`, `fn scale`: reading and changing deployed functions.
 
 import type { Command } from 'commander';
-import { validateName, type FunctionSpec } from '@kubefn/platform';
+import { validateName } from '@kubefn/platform/core';
+import type { FunctionSpec } from '@kubefn/platform';
 import type { App } from './app.js';
 import { parseCount } from './args.js';
 import type { FunctionEventsInfo, FunctionInfo } from './client.js';

@@ -3,7 +3,7 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { validateName } from '@kubefn/platform';
+import { validateName } from '@kubefn/platform/core';
 import type { App } from './app.js';
 import { checkArg, usageError } from './errors.js';
 import { langs, scaffold, type Lang } from './templates.js';

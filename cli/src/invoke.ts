@@ -4,7 +4,7 @@ import { fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { errorFromBody, isKubefnError, KubefnError, validateName } from '@kubefn/platform';
+import { errorFromBody, isKubefnError, KubefnError, validateName } from '@kubefn/platform/core';
 import type { App, Io } from './app.js';
 import { collect, pairs } from './args.js';
 import { checkArg, usageError } from './errors.js';

@@ -1,7 +1,7 @@
 // `fn logs`: prints a function's log lines from all its replicas, optionally following until Ctrl-C.
 
 import type { Command } from 'commander';
-import { validateName } from '@kubefn/platform';
+import { validateName } from '@kubefn/platform/core';
 import type { App } from './app.js';
 import { parseCount, parseSince } from './args.js';
 import type { LogEntry, LogQuery } from './client.js';

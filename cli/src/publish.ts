@@ -2,7 +2,7 @@
 // machine may not), or with --reply a request whose reply is printed.
 
 import type { Command } from 'commander';
-import { formatDuration, subjectProblem } from '@kubefn/platform';
+import { formatDuration, subjectProblem } from '@kubefn/platform/core';
 import type { App } from './app.js';
 import { collect, parseDurationArg, splitPair } from './args.js';
 import type { PublishRequest } from './client.js';

@@ -1,6 +1,6 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
-import { KubefnError } from '@kubefn/platform';
+import { KubefnError } from '@kubefn/platform/core';
 import { createLogger, startEmbedded, type EmbeddedOptions, type NatsStatus } from '@kubefn/server';
 
 export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'localNats' | 'maxBodyBytes'> {

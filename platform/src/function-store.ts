@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { parseFunctionSpec, validateName, type FunctionSpec } from './spec.js';
+import { validateName } from './names.js';
+import { parseFunctionSpec, type FunctionSpec } from './spec.js';
 
 export interface SavedFunction {
   spec: FunctionSpec;

@@ -1,5 +1,7 @@
 export * from './errors.js';
 export * from './duration.js';
+export * from './names.js';
+export * from './subjects.js';
 export * from './spec.js';
 export * from './triggers.js';
 export * from './driver.js';

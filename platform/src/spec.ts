@@ -5,10 +5,10 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { durationPattern, parseDuration } from './duration.js';
 import { KubefnError, type FieldError } from './errors.js';
+import { namePattern } from './names.js';
 import { TriggerSchema, triggerErrors } from './triggers.js';
 
 /** DNS-1123 label: what Kubernetes accepts as a Service name. */
-export const namePattern = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 const envKeyPattern = '^[A-Za-z_][A-Za-z0-9_]*$';
 const quantityPattern = '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$';
 
@@ -129,17 +129,6 @@ export function parseFunctionSpec(input: unknown): FunctionSpec {
     throw new KubefnError('INVALID_SPEC', `invalid spec${who}: ${summary}`, { fields });
   }
   return value as FunctionSpec;
-}
-
-/** Checks one function name, for routes and CLI arguments. */
-const nameRegExp = new RegExp(namePattern);
-
-export function validateName(name: string): void {
-  if (name.length === 0 || name.length > 63 || !nameRegExp.test(name)) {
-    throw new KubefnError('INVALID_NAME', `invalid function name ${JSON.stringify(name)}`, {
-      hint: 'use 1-63 lower-case letters, digits and "-", starting and ending with a letter or digit (e.g. "hello-world")',
-    });
-  }
 }
 
 interface TypeBoxError {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseFunctionSpec } from './spec.js';
-import { subjectMatches, subjectProblem } from './triggers.js';
+import { subjectMatches, subjectProblem } from './subjects.js';
 
 /** The field errors parseFunctionSpec reports for these triggers, as "field: message". */
 function errors(triggers: unknown[]): string[] {
