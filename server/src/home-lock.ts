@@ -69,12 +69,13 @@ function owner(pid: number): string {
     // Field 22, counted after the command name in parentheses (which may hold spaces).
     started = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
   } catch {
-    if (!alive(pid)) return '';
+    if (!isRunning(pid)) return '';
   }
   return `${pid} ${started}\n`;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (ours to signal or not). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

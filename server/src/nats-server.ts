@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { KubefnError } from '@kubefn/platform';
+import { isRunning } from './home-lock.js';
 import type { Logger } from './logger.js';
 import type { SupervisorMessage } from './nats-supervisor.js';
 
@@ -215,14 +216,6 @@ async function commandLine(pid: number): Promise<string[] | undefined> {
   }
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function sendSignal(pid: number, sig: NodeJS.Signals): void {
   try {
