@@ -4,7 +4,7 @@
 // else as a 500 that is logged with its cause and never shown to the caller. The code is also in
 // the x-kubefn-error header.
 
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { isKubefnError, type ErrorBody, type KubefnError } from '@kubefn/platform';
 
 /** Set on every error the platform answered itself, to its code. */
@@ -22,11 +22,17 @@ export function errorAnswer(err: FastifyError | KubefnError | Error): { status: 
   return { status: 500, body: { code: 'INTERNAL', message: 'internal server error' }, log: 'error' };
 }
 
+/** Logs `err` as errorAnswer said to (`fields` added to the line). */
+export function logErrorAnswer(log: FastifyBaseLogger | undefined, err: Error, answer: ReturnType<typeof errorAnswer>, fields: Record<string, unknown> = {}): void {
+  if (answer.log === 'warn') log?.warn({ err, code: answer.body.code, ...fields }, err.message);
+  if (answer.log === 'error') log?.error({ err, ...fields }, 'unhandled error');
+}
+
 export function kubefnErrorHandler(err: FastifyError | KubefnError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const callId = reply.getHeader('x-call-id') as string | undefined;
-  const { status, body, log } = errorAnswer(err);
-  if (log === 'warn') request.log.warn({ err, code: body.code }, err.message);
-  if (log === 'error') request.log.error({ err }, 'unhandled error');
+  const answer = errorAnswer(err);
+  const { status, body } = answer;
+  logErrorAnswer(request.log, err, answer);
   if (callId) body.callId = callId;
   if (status === 401) reply.header('www-authenticate', 'Basic realm="Restricted"');
   // Tells the gateway's answer from a function's own (event delivery retries on QUEUE_FULL).

@@ -39,6 +39,7 @@ export interface ReplicaRequest {
 }
 
 export interface ReplicaAnswer {
+  /** The replica's answer, without the runtime's headers meant for the gateway (overloaded, draining). */
   upstream: Dispatcher.ResponseData;
   /** Held until the answer's body is read or dropped: release it then. */
   lease: Lease;
@@ -126,6 +127,9 @@ export class FunctionCaller {
         lease.release();
         continue;
       }
+      // Between the runtime and the gateway only: no caller sees them.
+      delete upstream.headers[runtimeHeaders.overloaded];
+      delete upstream.headers[runtimeHeaders.draining];
       return { upstream, lease };
     }
   }

@@ -5,7 +5,6 @@
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { runtimeHeaders } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
 import { endToEnd } from './headers.js';
 
@@ -60,8 +59,6 @@ async function invoke(ctx: GatewayContext, request: FastifyRequest, reply: Fasti
   upstream.body.once('close', done);
   upstream.body.once('error', done);
   const out = endToEnd(upstream.headers);
-  delete out[runtimeHeaders.overloaded];
-  delete out[runtimeHeaders.draining];
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   ctx.caller.observeDuration(name, seconds);
   reply.code(upstream.statusCode).headers(out);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { parseFunctionSpec } from '@kubefn/platform';
+import { parseFunctionSpec, runtimeHeaders } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { createGateway, type Gateway } from '../app.js';
 import { MemoryDriver } from '../testing/memory-driver.js';
@@ -26,6 +26,7 @@ describe('event calls through the function caller', () => {
       req.on('end', () => {
         const body = Buffer.concat(chunks).toString();
         seen.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+        if (body === 'busy') return void res.writeHead(503, { [runtimeHeaders.overloaded]: '1' }).end('busy');
         res.writeHead(body === 'fail' ? 500 : 200, { 'content-type': 'text/plain' }).end(`got ${body}`);
       });
     });
@@ -41,6 +42,15 @@ describe('event calls through the function caller', () => {
   after(async () => {
     await gateway.close();
     await new Promise((resolve) => replica.close(resolve));
+  });
+
+  it("keeps the runtime's own headers from the event caller and the HTTP caller alike", async () => {
+    const event = await invoke({ name: 'echo', headers: {}, body: Buffer.from('busy') });
+    assert.equal(event.status, 503);
+    assert.equal(event.headers[runtimeHeaders.overloaded], undefined);
+    const http = await gateway.app.inject({ method: 'POST', url: '/function/echo', payload: 'busy' });
+    assert.equal(http.statusCode, 503);
+    assert.equal(http.headers[runtimeHeaders.overloaded], undefined);
   });
 
   it('sends the event to a replica as POST with its headers and the call id, and hands back the answer', async () => {

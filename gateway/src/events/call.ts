@@ -8,8 +8,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { KubefnError, runtimeHeaders } from '@kubefn/platform';
-import { errorAnswer, kubefnErrorHeader } from '../error-handler.js';
+import { KubefnError } from '@kubefn/platform';
+import { errorAnswer, kubefnErrorHeader, logErrorAnswer } from '../error-handler.js';
 import type { FunctionCaller } from '../function-call.js';
 
 export interface EventCall {
@@ -72,14 +72,11 @@ export function callerInvoke(caller: FunctionCaller, options: CallerInvokeOption
       } finally {
         lease.release();
       }
-      const headers: EventResult['headers'] = { ...upstream.headers, 'x-call-id': callId };
-      delete headers[runtimeHeaders.overloaded];
-      delete headers[runtimeHeaders.draining];
-      result = { status: upstream.statusCode, headers, body, code: undefined, ms: 0 };
+      result = { status: upstream.statusCode, headers: { ...upstream.headers, 'x-call-id': callId }, body, code: undefined, ms: 0 };
     } catch (err) {
-      const { status, body, log } = errorAnswer(err as Error);
-      if (log === 'warn') options.log?.warn({ err, code: body.code, callId }, (err as Error).message);
-      if (log === 'error') options.log?.error({ err, callId }, 'unhandled error');
+      const answer = errorAnswer(err as Error);
+      const { status, body } = answer;
+      logErrorAnswer(options.log, err as Error, answer, { callId });
       body.callId = callId;
       result = {
         status,
