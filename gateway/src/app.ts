@@ -102,7 +102,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   if (options.serveAsync !== false) {
     app.register(async (scope) =>
       asyncPlugin(scope, {
-        connection: () => ctx.events?.connection() ?? Promise.reject(noNats('async invocation')),
+        connection: () => ctx.events?.running() ?? Promise.reject(noNats('async invocation')),
         exists: async (name) => (await ctx.catalog.get(name)) !== undefined,
         maxBodyBytes: ctx.options.maxBodyBytes,
       }),

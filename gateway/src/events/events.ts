@@ -123,8 +123,21 @@ export class EventTriggers {
 
   /** The connection, made now if it was not yet (for `fn publish`); throws UNAVAILABLE when it cannot be. */
   async connection(): Promise<NatsConnection> {
+    return await this.#unavailableUnless(() => this.#connection());
+  }
+
+  /**
+   * The connection with everything that runs on it started (for /async-function calls): a call
+   * stored in the async stream is then also run, even when no function has an event trigger.
+   * Throws UNAVAILABLE when NATS cannot be reached.
+   */
+  async running(): Promise<NatsConnection> {
+    return await this.#unavailableUnless(async () => (await this.#connect()).nc);
+  }
+
+  async #unavailableUnless(connect: () => Promise<NatsConnection>): Promise<NatsConnection> {
     try {
-      return await this.#connection();
+      return await connect();
     } catch (err) {
       if (err instanceof KubefnError) throw err;
       throw new KubefnError('UNAVAILABLE', `no NATS server: ${errorText(err)}`, { cause: err });

@@ -6,6 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readdir, readFile, mkdtemp, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -127,6 +129,40 @@ describe('fn up runs its own NATS', () => {
     const r = await fn(platform, 'publish', 'nobody.home', 'x', '--reply');
     assert.equal(r.code, 1);
     assert.match(r.stderr, /nothing subscribes to nobody.home/);
+  });
+});
+
+describe('fn up with no event trigger deployed', () => {
+  it('starts NATS and the async worker for the first /async-function call, and calls back', async () => {
+    const platform = await startPlatform(await newHome());
+    const callbacks: { status: string | undefined; callId: string | undefined; body: string }[] = [];
+    const receiver = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        callbacks.push({ status: req.headers['x-function-status'] as string | undefined, callId: req.headers['x-call-id'] as string | undefined, body: Buffer.concat(chunks).toString() });
+        res.end();
+      });
+    });
+    try {
+      await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+      const api = new Api(platform.url, platform.token);
+      await api.deploy({ name: 'plain', image: await api.upload(path.join(repoRoot, 'examples', 'hello'), 'handler.js') });
+      assert.equal(platform.nats, undefined, 'nothing needed NATS yet');
+      // As faas-cli invoke --async sends it: the name with its default namespace.
+      const res = await fetch(`${platform.url}/async-function/plain.openfaas-fn`, {
+        method: 'POST',
+        headers: { 'x-callback-url': `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/done` },
+        body: 'Ada',
+      });
+      assert.equal(res.status, 202);
+      const callId = res.headers.get('x-call-id');
+      const got = await waitFor(async () => callbacks[0], { timeoutMs: 30_000, what: 'the callback of the async call' });
+      assert.deepEqual(got, { status: '200', callId: callId ?? undefined, body: 'Hello, world!\n' });
+    } finally {
+      receiver.close();
+      await platform.stop();
+    }
   });
 });
 
