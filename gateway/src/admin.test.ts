@@ -133,6 +133,32 @@ describe('management API', () => {
       await assert.rejects(driver.get('evented'), 'nothing was deployed');
       await assert.rejects(driver.get('of'), 'nothing was deployed');
     });
+    it("takes `faas-cli deploy --image`'s sequence: PUT, then POST on 404, with Go's nulls and empty values", async () => {
+      // faas-provider's FunctionDeployment marshalled by Go for `faas-cli deploy --image img --name made`:
+      // the fields without omitempty are sent as null or empty, and the update (PUT) comes first.
+      const body = {
+        service: 'made',
+        image: 'registry.local/made:1',
+        envProcess: '',
+        envVars: null,
+        constraints: null,
+        secrets: null,
+        labels: {},
+        annotations: {},
+        limits: null,
+        requests: null,
+        readOnlyRootFilesystem: false,
+      };
+      await fails('PUT', '/system/functions', body, 404, 'NOT_FOUND');
+      await assert.rejects(driver.get('made'), 'the update alone creates nothing');
+      assert.equal((await inject('POST', '/system/functions', body)).statusCode, 202);
+      assert.equal((await driver.get('made')).spec.image, 'registry.local/made:1');
+      const updated = { ...body, image: 'registry.local/made:2', namespace: 'openfaas-fn' };
+      assert.equal((await inject('PUT', '/system/functions', updated)).statusCode, 200, 'faas-cli prints "attempting rolling-update" on 200');
+      assert.equal((await driver.get('made')).spec.image, 'registry.local/made:2');
+      const listed = (await inject('GET', '/system/functions?namespace=openfaas-fn')).json() as { name: string; image: string }[];
+      assert.equal(listed.find((f) => f.name === 'made')?.image, 'registry.local/made:2');
+    });
     it('maps an OpenFaaS FunctionDeployment onto the spec and back', async () => {
       const fd = {
         service: 'of-fn',
