@@ -1,4 +1,5 @@
-// Header hygiene for the proxy hop: hop-by-hop headers never cross it.
+// Header hygiene for the proxy hop: hop-by-hop headers never cross it, nor `Expect`, which the
+// gateway's server answers itself (100 Continue) and undici refuses to send.
 
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -13,6 +14,7 @@ const hopByHop = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  'expect',
 ]);
 
 type HeaderValue = string | string[] | undefined;

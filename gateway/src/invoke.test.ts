@@ -1,5 +1,10 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -12,6 +17,8 @@ import {
   type LogLine,
 } from '@kubefn/platform';
 import { createGateway, type Gateway } from './app.js';
+
+const execFileP = promisify(execFile);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = (r: Response): Promise<any> => r.json();
@@ -114,6 +121,35 @@ describe('gateway invoke and management API', () => {
     const body = await json(res);
     assert.equal(body.code, 'REPLICA_FAILED');
     assert.ok(body.callId);
+  });
+
+  it('answers `Expect: 100-continue` itself and does not forward it (curl -T sends it)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-expect-'));
+    try {
+      const file = path.join(dir, 'upload.txt');
+      await writeFile(file, 'u'.repeat(1000));
+      const { stdout } = await execFileP('curl', ['-sS', '-T', file, '-H', 'Expect: 100-continue', '-w', '\n%{http_code}', `${base}/function/echo/upload`]);
+      const [body, status] = stdout.split('\n');
+      assert.equal(status, '200', stdout);
+      assert.deepEqual(JSON.parse(body ?? ''), { method: 'PUT', url: '/upload', callId: JSON.parse(body ?? '').callId, body: 'u'.repeat(1000) });
+      await writeFile(file, 'o'.repeat(2000));
+      const over = await execFileP('curl', ['-sS', '-T', file, '-H', 'Expect: 100-continue', '-w', '\n%{http_code}', `${base}/function/echo/upload`]).catch((err: { stdout: string }) => err);
+      assert.match(over.stdout, /\n413$/, 'over the body limit: refused by the gateway');
+      // 20 MiB with the default body limit (32 MiB): what the replica got is what was sent.
+      const roomy = createGateway({ driver: gateway.context.driver, token });
+      try {
+        const roomyBase = await roomy.app.listen({ port: 0, host: '127.0.0.1' });
+        await writeFile(file, Buffer.alloc(20 * 1024 * 1024, 'z'));
+        const big = await execFileP('curl', ['-sS', '-T', file, '-w', '\n%{http_code}', `${roomyBase}/function/echo/big`], { maxBuffer: 64 * 1024 * 1024 });
+        const [bigBody, bigStatus] = big.stdout.split('\n');
+        assert.equal(bigStatus, '200');
+        assert.equal((JSON.parse(bigBody ?? '') as { body: string }).body.length, 20 * 1024 * 1024);
+      } finally {
+        await roomy.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a body over the limit with 413', async () => {
