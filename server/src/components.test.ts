@@ -6,15 +6,21 @@ import { componentEnv, natsServers, startBuilder, type RunningComponent } from '
 import { createLogger } from './logger.js';
 
 const quiet = createLogger({ level: 'silent' });
+const tok = 'a-token-of-24-bytes-long';
 
 describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
-    await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_PORT: '99999' }), /not a port/);
-    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ' });
-    assert.deepEqual(env, { namespace: 'ns', token: 't', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [] });
-    const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 't', KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
+    await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
+    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ' });
+    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [] });
+    const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
     assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
+  });
+  it('refuses a token under 16 bytes, saying how long it is', async () => {
+    await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'x' }), /KUBEFN_TOKEN has 1 byte; at least 16 are needed/);
+    await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'fifteen-bytes!!' }), /has 15 bytes/);
+    assert.equal((await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'sixteen-bytes!!!' })).token, 'sixteen-bytes!!!');
   });
 });
 

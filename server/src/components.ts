@@ -32,6 +32,7 @@ import {
 import type { Logger } from './logger.js';
 import { NatsLink, type NatsServers } from './nats-link.js';
 import { registryPublisher } from './publish.js';
+import { strongToken } from './token.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
 export const componentNames: readonly ComponentName[] = ['gateway', 'autoscaler', 'builder'];
@@ -88,6 +89,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv
       hint: 'deploy/ sets them: the namespace from the pod, the token from the kubefn-token Secret',
     });
   }
+  strongToken(token, 'KUBEFN_TOKEN');
   const port = Number(env.KUBEFN_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new KubefnError('BAD_REQUEST', `KUBEFN_PORT "${env.KUBEFN_PORT}" is not a port`);
   return {

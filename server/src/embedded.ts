@@ -1,8 +1,8 @@
 // The embedded platform: gateway + autoscaler + a local driver (processes or podman containers)
 // and the build service, in one process, state on disk.
 
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -12,6 +12,7 @@ import { createGateway } from '@kubefn/gateway';
 import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
+import { loadOrCreateToken, strongToken } from './token.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
 
@@ -93,7 +94,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
 
 /** startEmbedded once the state directory is this process's alone. */
 async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> {
-  const token = options.token ?? (await loadOrCreateToken(options.home));
+  const token = options.token !== undefined ? strongToken(options.token, '--token') : await loadOrCreateToken(options.home);
   const cacheDir = path.join(options.home, 'cache');
   const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [], credentials: (r) => loadCredentials(r) });
   const base = options.base ?? hostBaseName;
@@ -248,15 +249,3 @@ function watchStatus(nc: NatsConnection, log: Logger | undefined): void {
   })().catch(() => {});
 }
 
-async function loadOrCreateToken(home: string): Promise<string> {
-  const file = path.join(home, 'token');
-  try {
-    const t = (await readFile(file, 'utf8')).trim();
-    if (t) return t;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'ENOENT') throw err;
-  }
-  const t = randomBytes(24).toString('base64url');
-  await writeFile(file, t + '\n', { mode: 0o600 });
-  return t;
-}
