@@ -14,6 +14,7 @@ import type { GatewayContext, GatewayOptions } from './context.js';
 import { FunctionCaller } from './function-call.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
+import { boundJsonDepth } from './bounded-json.js';
 import { RouterPool } from './router-pool.js';
 import { ConcurrencyStats } from './stats.js';
 
@@ -39,6 +40,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     // before any handler: answer them in kubefn's error shape too.
     frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
   });
+  boundJsonDepth(app);
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
