@@ -199,6 +199,11 @@ Examples:
       }
       if (replicas !== undefined) {
         await client.scaleFunction(name, replicas, app.io.signal);
+        // Every driver holds the count within scale.max: say so rather than promise more.
+        if (replicas > scale.max) {
+          app.out(`scaling "${name}" to ${scale.max} replica${scale.max === 1 ? '' : 's'}, not ${replicas}: its scale.max is ${scale.max} (raise it with \`fn scale ${name} --max ${replicas}\` or in fn.yaml)`);
+          return;
+        }
         const held = scale.min === scale.max && replicas === scale.min;
         app.out(
           held

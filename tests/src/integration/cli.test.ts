@@ -64,6 +64,9 @@ describe('fn CLI against fn up', () => {
     assert.match(pinned.stdout, /now scales between 2 and 2 replicas/);
     const scale = (JSON.parse((await fn('describe', 'hello', '--json')).stdout) as { spec: { scale: { min: number; max: number } } }).spec.scale;
     assert.deepEqual([scale.min, scale.max], [2, 2]);
+    const clamped = await fn('scale', 'hello', '1000');
+    assert.equal(clamped.code, 0, clamped.stderr);
+    assert.match(clamped.stdout, /scaling "hello" to 2 replicas, not 1000: its scale\.max is 2/);
     const logs = await fn('logs', 'hello', '--tail', '100');
     assert.equal(logs.code, 0);
     assert.match(logs.stdout, /ready/);
