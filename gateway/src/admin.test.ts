@@ -315,3 +315,51 @@ describe('management API', () => {
     });
   });
 });
+
+describe('create, update and delete of one function', () => {
+  /** A driver whose writes take a moment, as every real driver's do. */
+  class SlowDriver extends MemoryDriver {
+    override async deploy(spec: Parameters<MemoryDriver['deploy']>[0]) {
+      await new Promise((r) => setImmediate(r));
+      return super.deploy(spec);
+    }
+    override async remove(name: string) {
+      await new Promise((r) => setImmediate(r));
+      return super.remove(name);
+    }
+  }
+
+  it('are serialized and decided on the driver: 50 concurrent update/delete pairs never re-create a deleted function', async () => {
+    const driver = new SlowDriver();
+    const gateway = createGateway({ driver });
+    try {
+      const send = (method: 'POST' | 'PUT' | 'DELETE', payload: unknown) => gateway.app.inject({ method, url: '/system/functions', payload: payload as string });
+      assert.equal((await send('POST', { name: 'racy', image: 'img:1' })).statusCode, 202);
+      await gateway.app.inject({ method: 'GET', url: '/system/function/racy' });
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => [send('PUT', { name: 'racy', image: `img:${i + 2}` }), send('DELETE', { functionName: 'racy' })]).flat(),
+      );
+      const deleted = answers.filter((r, i) => i % 2 === 1 && r.statusCode === 200).length;
+      const updated = answers.filter((r, i) => i % 2 === 0 && r.statusCode === 200).length;
+      assert.equal(deleted, 1, 'one delete removed it; an update never brought it back for another');
+      assert.ok(updated <= 1, `updates after the delete answer 404 (${updated} succeeded)`);
+      for (const r of answers) assert.ok([200, 404].includes(r.statusCode), r.body);
+      await assert.rejects(driver.get('racy'), /not found/);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('POST after DELETE creates again, and a second POST of the same name is 409', async () => {
+    const gateway = createGateway({ driver: new SlowDriver() });
+    try {
+      const send = (method: 'POST' | 'DELETE', payload: unknown) => gateway.app.inject({ method, url: '/system/functions', payload: payload as string });
+      const [a, b] = await Promise.all([send('POST', { name: 'twice', image: 'img' }), send('POST', { name: 'twice', image: 'img' })]);
+      assert.deepEqual([a.statusCode, b.statusCode].sort(), [202, 409]);
+      assert.equal((await send('DELETE', { functionName: 'twice' })).statusCode, 200);
+      assert.equal((await send('POST', { name: 'twice', image: 'img' })).statusCode, 202);
+    } finally {
+      await gateway.close();
+    }
+  });
+});

@@ -3,9 +3,10 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
+import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext, ScaleDefaults } from './context.js';
+import { KeyedLock } from './keyed-lock.js';
 import { checkNamespace, namespace, specInputFromBody, statusBody } from './openfaas.js';
 
 const NameParams = Type.Object({ name: Type.String({ maxLength: 253 }) });
@@ -63,6 +64,8 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     return body;
   });
 
+  // Create, update and delete of one function, one at a time (in this gateway).
+  const changes = new KeyedLock();
   const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionSpec> => {
     const spec = parseFunctionSpec(specInputFromBody(body));
     if (!spec.image) {
@@ -84,14 +87,22 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     } else {
       await ctx.events.check(spec);
     }
-    const exists = (await ctx.catalog.get(spec.name)) !== undefined;
-    if (mode === 'update' && !exists) throw new KubefnError('NOT_FOUND', `no function named "${spec.name}" to update`, { hint: 'create it with POST' });
-    if (mode === 'create' && exists) throw new KubefnError('ALREADY_EXISTS', `function "${spec.name}" already exists`, { hint: 'update it with PUT' });
-    const status = await ctx.driver.deploy(spec);
-    ctx.catalog.set(spec.name, status.spec);
-    ctx.routers.get(status.spec);
-    await ctx.events?.sync();
-    return status.spec;
+    return changes.run(spec.name, async () => {
+      // The driver's word, not the invoke path's cache: a function deleted a moment ago is gone.
+      const exists = ctx.driver.exists
+        ? await ctx.driver.exists(spec.name)
+        : await ctx.driver.get(spec.name).then(
+            () => true,
+            (err: unknown) => (isKubefnError(err, 'NOT_FOUND') ? false : Promise.reject(err)),
+          );
+      if (mode === 'update' && !exists) throw new KubefnError('NOT_FOUND', `no function named "${spec.name}" to update`, { hint: 'create it with POST' });
+      if (mode === 'create' && exists) throw new KubefnError('ALREADY_EXISTS', `function "${spec.name}" already exists`, { hint: 'update it with PUT' });
+      const status = await ctx.driver.deploy(spec);
+      ctx.catalog.set(spec.name, status.spec);
+      ctx.routers.get(status.spec);
+      await ctx.events?.sync();
+      return status.spec;
+    });
   };
   app.post('/system/functions', async (request, reply) => {
     await deploy(request.body, 'create');
@@ -109,14 +120,16 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       checkNamespace(request.body.namespace ?? request.query.namespace);
       const name = request.body.functionName;
       validateName(name);
-      const removed = ctx.events ? await ctx.driver.get(name).catch(() => undefined) : undefined;
-      await ctx.driver.remove(name);
-      ctx.catalog.set(name, undefined);
-      ctx.routers.remove(name);
-      ctx.invocations.delete(name);
-      ctx.stats.forget(name);
-      await ctx.events?.sync();
-      if (removed) await ctx.events?.forget(removed.spec);
+      await changes.run(name, async () => {
+        const removed = ctx.events ? await ctx.driver.get(name).catch(() => undefined) : undefined;
+        await ctx.driver.remove(name);
+        ctx.catalog.set(name, undefined);
+        ctx.routers.remove(name);
+        ctx.invocations.delete(name);
+        ctx.stats.forget(name);
+        await ctx.events?.sync();
+        if (removed) await ctx.events?.forget(removed.spec);
+      });
       return reply.code(200).send();
     },
   );

@@ -66,6 +66,12 @@ export interface Driver {
   list(): Promise<FunctionStatus[]>;
   /** NOT_FOUND if unknown. */
   get(name: string): Promise<FunctionStatus>;
+  /**
+   * Whether the function exists, read from where the driver keeps its functions, not from a
+   * cache; the gateway decides create (409) and update (404) on it. Drivers whose get() reads
+   * no cache may leave it out.
+   */
+  exists?(name: string): Promise<boolean>;
   /** Sets the desired replica count; returns before the replicas are ready. */
   scale(name: string, replicas: number): Promise<void>;
   /** Live ready replicas; empty (and later filled) for a name not deployed yet. */

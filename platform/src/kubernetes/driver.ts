@@ -174,6 +174,12 @@ export class KubernetesDriver implements Driver {
     return out.sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1));
   }
 
+  /** Read from the API server: the informer's cache may not have seen a create or delete yet. */
+  async exists(name: string): Promise<boolean> {
+    this.#checkOpen();
+    return (await this.#o.readFunction(name)) !== undefined;
+  }
+
   async get(name: string): Promise<FunctionStatus> {
     this.#checkOpen();
     const fn = this.#o.cachedFunction(name);
