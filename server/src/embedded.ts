@@ -154,13 +154,28 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   gateway.onNoReplica = (name) => {
     autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
   };
+  const abandon = async (): Promise<void> => {
+    await gateway.close().catch(() => {});
+    await driver.close();
+    await nats?.close();
+    await local?.close();
+  };
+  // Bring back what was deployed before, then listen: a platform that cannot read its own state
+  // must not answer /healthz as if it were fine.
+  try {
+    await driver.restore();
+  } catch (err) {
+    await abandon();
+    throw new KubefnError('START_FAILED', `cannot restore the functions saved in ${options.home}: ${(err as Error).message}`, {
+      hint: `fix or move the state directory (${path.join(options.home, 'functions')} must be a directory), or start with another --home`,
+      cause: err,
+    });
+  }
   let url: string;
   try {
     url = await gateway.app.listen({ port: options.port, host: options.host });
   } catch (err) {
-    await driver.close();
-    await nats?.close();
-    await local?.close();
+    await abandon();
     if ((err as { code?: string }).code === 'EADDRINUSE') {
       throw new KubefnError('START_FAILED', `port ${options.port} on ${options.host} is in use`, {
         hint: 'is another `fn up` running? stop it, or pass --port',
@@ -169,8 +184,6 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     }
     throw err;
   }
-  // Bring back what was deployed before, now that the gateway can route to it.
-  await driver.restore();
   autoscaler.start();
   let closing: Promise<void> | undefined;
   return {

@@ -2,6 +2,7 @@
 // child processes, requests over real sockets.
 
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Api } from '../support/api.js';
@@ -34,6 +35,16 @@ describe('embedded platform (fn up)', () => {
       return true;
     });
     assert.equal((await fetch(`${api.url}/healthz`)).status, 200, 'the first one still serves');
+  });
+
+  it('exits 1 with the reason, before it listens, when it cannot restore its state (a `functions` file in place of the directory)', async () => {
+    const broken = await newHome();
+    await writeFile(path.join(broken, 'functions'), 'not a directory\n');
+    await assert.rejects(startPlatform(broken), (err: Error) => {
+      assert.match(err.message, /exited with 1 before listening:[\s\S]*cannot restore the functions saved in [\s\S]*ENOTDIR/);
+      assert.match(err.message, /must be a directory/);
+      return true;
+    });
   });
 
   it('deploys a function and serves it, with call headers', async () => {
