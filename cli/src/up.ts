@@ -46,9 +46,10 @@ export async function runUp(options: UpOptions): Promise<number> {
     const onSignal = (signal: NodeJS.Signals) => {
       signals++;
       if (signals > 1) {
-        log.warn('second signal: exiting without draining');
-        resolve(130);
-        return;
+        // At once: replicas leave with us (they exit when their IPC channel closes), and the
+        // logger's lines are flushed on exit.
+        log.warn('second signal: exiting now, without draining');
+        process.exit(130);
       }
       log.info('stopping: draining replicas', { signal });
       platform.close().then(

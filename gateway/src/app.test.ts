@@ -2,6 +2,7 @@
 // fastify's inject() on an in-memory driver: status codes and kubefn error bodies.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
@@ -182,6 +183,20 @@ describe('gateway error mapping', () => {
     } finally {
       await gateway.close();
     }
+  });
+
+  it('close() cuts a connection whose request was answered before its body came, instead of waiting for the body', { timeout: 30_000 }, async () => {
+    const gateway = createGateway({ driver: new MemoryDriver(), token: 'a-token-of-16-bytes+' });
+    const base = new URL(await gateway.app.listen({ port: 0, host: '127.0.0.1' }));
+    const socket = net.connect(Number(base.port), '127.0.0.1');
+    const answered = new Promise<string>((resolve) => socket.once('data', (d: Buffer) => resolve(d.toString())));
+    const closedByServer = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // An upload to a function that does not exist: answered 404 at once, the body never sent.
+    socket.write('POST /function/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nfirst bytes');
+    assert.match(await answered, /^HTTP\/1\.1 404 /);
+    await gateway.close();
+    await closedByServer;
+    assert.ok(socket.destroyed);
   });
 
   it('close() is idempotent, and the app takes no calls after it', async () => {

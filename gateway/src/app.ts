@@ -17,6 +17,7 @@ import { GatewayMetrics } from './metrics.js';
 import { boundJsonDepth } from './bounded-json.js';
 import { RouterPool } from './router-pool.js';
 import { ConcurrencyStats } from './stats.js';
+import { UnreadBodies } from './unread-bodies.js';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -41,6 +42,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
   });
   boundJsonDepth(app);
+  const unread = new UnreadBodies();
+  unread.attach(app);
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
@@ -79,6 +82,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     context: ctx,
     onNoReplica: options.onNoReplica ?? (() => {}),
     close: async () => {
+      unread.cut();
       // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
       // the close for the whole keep-alive timeout; new requests meanwhile get fastify's 503.
       const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
