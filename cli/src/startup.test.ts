@@ -108,3 +108,15 @@ describe('fn starts without its heavy dependencies', () => {
     assert.ok(r.modules.some((m) => /\/node_modules\/@sinclair\/typebox\//.test(m)), 'typebox loaded by fn init');
   });
 });
+
+describe('fn with its reader gone', () => {
+  it('exits quietly when stdout is closed before it writes (fn --help | head -1)', async () => {
+    const child = spawn(process.execPath, [fnBin, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(err, '');
+    assert.equal(code, 0);
+  });
+});
