@@ -56,10 +56,9 @@ export function processIo(): { io: Io; dispose: () => void } {
   };
   return {
     io,
-    dispose: () => {
-      process.off('SIGINT', onSigint);
-      process.stdout.off('error', onStdoutError);
-    },
+    // The EPIPE handler stays: a write buffered before main() returned can fail after it
+    // (`fn --help | head -1`), and that is still nobody left to print for.
+    dispose: () => process.off('SIGINT', onSigint),
   };
 }
 

@@ -1,11 +1,12 @@
-// `fn build`: validates fn.yaml and bundles the handler with the runtime into one module; also the first step of deploy.
+// `fn build`'s work: validates fn.yaml and bundles the handler with the runtime into one module; also the first step of deploy.
 
 import path from 'node:path';
 import type { Command } from 'commander';
 import { bundleFunction, type Bundle } from '@kubefn/builder';
 import type { App } from './app.js';
 import { loadFnYaml, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
-import { addImageOptions, buildImage, imageCacheDir, imageTarget, pushImage, registryClient, writeArchive, type ImageFlags } from './image.js';
+import { buildImage, imageTarget, pushImage, registryClient, writeArchive } from './image.js';
+import { imageCacheDir, type ImageFlags } from './image-options.js';
 import { formatBytes, silentProgress, type Progress } from './output.js';
 
 export interface Built extends LoadedFunction {
@@ -35,74 +36,50 @@ export function printWarnings(app: App, warnings: readonly string[]): void {
   for (const line of warnings) app.note(`warning: ${line}`);
 }
 
-interface BuildFlags extends ImageFlags {
+export interface BuildFlags extends ImageFlags {
   json?: boolean;
   output?: string;
 }
 
-export function registerBuild(program: Command, app: App): void {
-  const command = program
-    .command('build')
-    .description("validate fn.yaml and bundle the function's handler with the kubefn runtime; optionally build an OCI image")
-    .argument('[path]', 'function directory (or its fn.yaml)', '.')
-    .option('-o, --output <file>', 'build an OCI image and write it as an archive (podman load -i <file>)')
-    .option('--json', 'print the result as JSON');
-  addImageOptions(command).addHelpText(
-    'after',
-    `
-Without --output or --registry, the bundle is written to <path>/.kubefn/build/fn.mjs; its
-sha256 digest is what \`fn deploy\` uploads to a platform running the process driver.
-
-With --output or --registry, the bundle becomes one layer on a base image (no Docker daemon;
-the same source and base always give the same image digest). A push sends only the blobs the
-registry lacks, so rebuilding unchanged source pushes nothing. Credentials come from
-~/.docker/config.json (docker login) or podman's auth.json (podman login).
-
-Examples:
-  $ fn build
-  $ fn build --output hello.tar && podman load -i hello.tar
-  $ fn build --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
-  $ fn build --registry ghcr.io/acme --tag v1 --json | jq -r .image`,
-  );
-  command.action(async (target: string, opts: BuildFlags) => {
-    const json = opts.json === true;
-    const progress = app.progress(json);
-    if (opts.output === undefined && opts.registry === undefined) {
-      const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
-      printWarnings(app, built.bundle.warnings);
-      const { bundle, spec } = built;
-      if (json) return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings });
-      app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
-      app.out(`size:   ${formatBytes(bundle.bytes)}`);
-      app.out(`digest: ${bundle.digest}`);
-      return;
-    }
-    const loaded = await loadFnYaml(path.resolve(app.io.cwd, target));
-    const client = registryClient(opts);
-    const cacheDir = imageCacheDir(app.config(command).home);
-    const fi = await buildImage(loaded, opts, { client, cacheDir, progress });
-    printWarnings(app, fi.bundle.warnings);
-    const result: Record<string, unknown> = {
-      name: loaded.spec.name,
-      digest: fi.image.manifestDescriptor.digest,
-      base: fi.base.name,
-      bundleBytes: fi.bundle.bytes,
-      layerBytes: fi.layer.blob.length,
-    };
-    if (opts.output !== undefined) {
-      const file = path.resolve(app.io.cwd, opts.output);
-      const refName = `localhost/kubefn/${loaded.spec.name}:${opts.tag ?? 'latest'}`;
-      result.output = file;
-      result.archiveBytes = await writeArchive(client, fi, file, refName, { cacheDir, progress });
-    }
-    if (opts.registry !== undefined) {
-      const report = await pushImage(client, fi, imageTarget(opts.registry, loaded.spec.name, opts.tag), progress);
-      Object.assign(result, { image: report.ref, bytesPushed: report.bytesSent, blobs: report.blobs });
-    }
-    if (json) return app.json(result);
-    app.out(`digest: ${String(result.digest)}`);
-    app.out(`layer:  ${formatBytes(fi.layer.blob.length)} (bundle ${formatBytes(fi.bundle.bytes)})`);
-    if (result.output) app.out(`output: ${String(result.output)}`);
-    if (result.image) app.out(`image:  ${String(result.image)}`);
-  });
+/** `fn build`'s work, loaded by its command (build-command.ts) only when it runs. */
+export async function runBuild(app: App, command: Command, target: string, opts: BuildFlags): Promise<void> {
+  const json = opts.json === true;
+  const progress = app.progress(json);
+  if (opts.output === undefined && opts.registry === undefined) {
+    const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
+    printWarnings(app, built.bundle.warnings);
+    const { bundle, spec } = built;
+    if (json) return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings });
+    app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
+    app.out(`size:   ${formatBytes(bundle.bytes)}`);
+    app.out(`digest: ${bundle.digest}`);
+    return;
+  }
+  const loaded = await loadFnYaml(path.resolve(app.io.cwd, target));
+  const client = registryClient(opts);
+  const cacheDir = imageCacheDir(app.config(command).home);
+  const fi = await buildImage(loaded, opts, { client, cacheDir, progress });
+  printWarnings(app, fi.bundle.warnings);
+  const result: Record<string, unknown> = {
+    name: loaded.spec.name,
+    digest: fi.image.manifestDescriptor.digest,
+    base: fi.base.name,
+    bundleBytes: fi.bundle.bytes,
+    layerBytes: fi.layer.blob.length,
+  };
+  if (opts.output !== undefined) {
+    const file = path.resolve(app.io.cwd, opts.output);
+    const refName = `localhost/kubefn/${loaded.spec.name}:${opts.tag ?? 'latest'}`;
+    result.output = file;
+    result.archiveBytes = await writeArchive(client, fi, file, refName, { cacheDir, progress });
+  }
+  if (opts.registry !== undefined) {
+    const report = await pushImage(client, fi, imageTarget(opts.registry, loaded.spec.name, opts.tag), progress);
+    Object.assign(result, { image: report.ref, bytesPushed: report.bytesSent, blobs: report.blobs });
+  }
+  if (json) return app.json(result);
+  app.out(`digest: ${String(result.digest)}`);
+  app.out(`layer:  ${formatBytes(fi.layer.blob.length)} (bundle ${formatBytes(fi.bundle.bytes)})`);
+  if (result.output) app.out(`output: ${String(result.output)}`);
+  if (result.image) app.out(`image:  ${String(result.image)}`);
 }

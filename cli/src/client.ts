@@ -2,7 +2,7 @@
 
 import { errorFromBody, isKubefnError, KubefnError, type Published, type PublishReply } from '@kubefn/platform/core';
 import type { FunctionSpec } from '@kubefn/platform';
-import { readBuildEvents, type BuildEvent } from '@kubefn/builder';
+import type { BuildEvent } from '@kubefn/builder';
 import { CliError, isAbort } from './errors.js';
 
 /** One function as GET /system/functions and /system/function/<name> return it (OpenFaaS shape + spec). */
@@ -222,6 +222,8 @@ export class GatewayClient {
     const params = new URLSearchParams({ name, handler });
     const res = await this.#system('POST', `/system/builds?${params}`, { body: archive, contentType: 'application/gzip', signal });
     if (!res.body) throw new KubefnError('INTERNAL', 'the build service answered without a body');
+    // The builder package is heavy; every other call of this client runs without it.
+    const { readBuildEvents } = await import('@kubefn/builder');
     yield* readBuildEvents(res.body);
   }
 

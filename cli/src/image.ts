@@ -1,15 +1,11 @@
-// Image options shared by `fn build` and `fn deploy`: --registry, --base, --tag, --insecure-registry,
-// and the build -> push / archive steps behind them.
+// The build -> push / archive steps behind the image flags of `fn build` and `fn deploy` (see image-options.ts).
 
 import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type { Command } from 'commander';
 import {
   buildFunctionImage,
   defaultBase,
   formatBytes,
   functionImageArchive,
-  hostBaseName,
   loadCredentials,
   parseReference,
   pushFunctionImage,
@@ -17,30 +13,10 @@ import {
   type FunctionImage,
   type PushReport,
 } from '@kubefn/builder';
-import { collect } from './args.js';
 import { checkArg } from './errors.js';
+import type { ImageFlags } from './image-options.js';
 import type { LoadedFunction } from '@kubefn/platform';
 import { silentProgress, type Progress } from './output.js';
-
-export interface ImageFlags {
-  registry?: string;
-  base?: string;
-  tag?: string;
-  insecureRegistry?: string[];
-}
-
-export function addImageOptions(command: Command): Command {
-  return command
-    .option('--registry <host[:port][/path]>', 'build an OCI image and push it here, e.g. 127.0.0.1:5000 or ghcr.io/acme')
-    .option('--base <image>', `base image: a reference, "${hostBaseName}" (this machine's node) or "scratch" (default ${defaultBase})`)
-    .option('--tag <tag>', 'tag to push (default "latest"); specs always name the image by digest')
-    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect);
-}
-
-/** Where the host base and downloaded base layers are kept between builds: <home>/cache. */
-export function imageCacheDir(home: string): string {
-  return path.join(home, 'cache');
-}
 
 export function registryClient(flags: ImageFlags): RegistryClient {
   return new RegistryClient({

@@ -6,7 +6,9 @@ import { Option, type Command } from 'commander';
 import { validateName } from '@kubefn/platform/core';
 import type { App } from './app.js';
 import { checkArg, usageError } from './errors.js';
-import { langs, scaffold, type Lang } from './templates.js';
+
+export type Lang = 'js' | 'ts';
+export const langs: readonly Lang[] = ['js', 'ts'];
 
 export interface InitOptions {
   name: string;
@@ -37,6 +39,8 @@ export async function initFunction(options: InitOptions): Promise<InitResult> {
     );
   }
   await mkdir(dir, { recursive: true });
+  // The templates read the spec schemas (typebox): loaded here, not when `fn` starts.
+  const { scaffold } = await import('./templates.js');
   const files = scaffold(options.name, options.lang);
   for (const [file, contents] of Object.entries(files)) {
     // `wx`: never overwrite a file that appeared since the emptiness check.

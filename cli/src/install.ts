@@ -3,26 +3,22 @@
 // patches: enough for deploy/ and its overlays such as deploy/nats-ephemeral/) — with the
 // platform image built by kubefn's builder when asked, the token Secret created when missing,
 // server-side apply throughout, and a wait until every component is ready.
-// `fn platform-image`: just builds and pushes that image.
+// `fn platform-image`: just builds and pushes that image. Their command lines are in install-command.ts.
 
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
 import YAML from 'yaml';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
 import { KubefnError, isApiError, kubeError, loadKubernetesClient } from '@kubefn/platform';
-import type { App } from './app.js';
-import { collect } from './args.js';
-import { resolveConfig } from './config.js';
-import { imageCacheDir, registryClient } from './image.js';
+import { registryClient } from './image.js';
+import { imageCacheDir } from './image-options.js';
 import type { Progress } from './output.js';
 
-/** deploy/ of this kubefn. */
-export const defaultDeployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
+export { defaultDeployDir } from './install-command.js';
 /** The compiled entry point the platform image runs. */
 /** The platform image's entry module: @kubefn/server's, resolved without loading the server. */
 export const platformEntry = fileURLToPath(import.meta.resolve('@kubefn/server/entry'));
@@ -394,82 +390,4 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
     );
   }
   return false;
-}
-
-/** The options as commander hands them over: absent flags have no key. */
-interface InstallFlags extends Omit<InstallOptions, 'dryRun' | 'timeoutMs' | 'home'> {
-  dryRun?: boolean;
-  timeout: string;
-  json?: boolean;
-}
-
-export function registerInstall(program: Command, app: App): void {
-  program
-    .command('install')
-    .description('install the kubefn platform on a Kubernetes cluster (the current kubectl context) from deploy/')
-    .option('--from <dir>', 'kustomization to install: deploy/, or an overlay of it such as deploy/nats-ephemeral', defaultDeployDir)
-    .option('--kubeconfig <file>', 'kubeconfig (default: KUBECONFIG, ~/.kube/config or in-cluster)')
-    .option('--image <ref>', 'platform image to run (default: build it and push it to --registry)')
-    .option('--registry <host[:port][/path]>', 'registry for function images (and the platform image when --image is not given); nodes pull from it')
-    .option('--base <image>', `base image of functions built in the cluster; "${hostBaseName}" pushes this machine's node to --registry`)
-    .option('--platform-base <image>', `base of the platform image (default "${hostBaseName}")`)
-    .option('--nats-image <ref>', 'NATS server image (default docker.io/library/nats:2.10-alpine)')
-    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
-    .option('--dry-run', 'send every object to the API server as a dry run (server-side validation, nothing stored)')
-    .option('--timeout <seconds>', 'how long to wait for the components to be ready', '300')
-    .option('--json', 'print the result as JSON')
-    .addHelpText(
-      'after',
-      `
-Renders deploy/ (the same kustomization \`kubectl apply -k deploy/\` reads), creates the
-kubefn-token Secret when missing, server-side applies everything and waits until the gateway,
-autoscaler, builder and NATS are ready.
-
-Examples:
-  $ fn install --registry registry.example.com/kubefn
-  $ fn install --image registry.example.com/kubefn/platform@sha256:... --registry registry.example.com/kubefn
-  $ fn install --registry 127.0.0.1:5000 --dry-run
-  $ fn install --from deploy/nats-ephemeral --registry ...   # NATS without a volume claim`,
-    )
-    .action(async (flags: InstallFlags) => {
-      const timeout = Number(flags.timeout);
-      if (!Number.isFinite(timeout) || timeout <= 0) throw new KubefnError('BAD_REQUEST', `--timeout "${flags.timeout}" is not a number of seconds`);
-      const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
-      const { dryRun, timeout: _timeout, json: _json, ...rest } = flags;
-      const result = await install(
-        { ...rest, from: path.resolve(flags.from), dryRun: dryRun === true, timeoutMs: timeout * 1000, home },
-        app.progress(flags.json === true),
-        (s) => app.note(s),
-      );
-      if (flags.json) return app.json(result);
-      if (flags.dryRun) {
-        app.out(`the API server accepted all ${result.objects.length} objects (dry run: nothing was stored)`);
-        return;
-      }
-      app.out(`kubefn is ${result.ready ? 'installed' : 'applied but not ready yet'} in namespace ${result.namespace} (platform image ${result.image})`);
-      app.out(`  gateway   kubectl -n ${result.namespace} port-forward svc/kubefn-gateway 8080`);
-      app.out(`  token     kubectl -n ${result.namespace} get secret kubefn-token -o jsonpath='{.data.token}' | base64 -d`);
-      app.out(`  deploy    KUBEFN_TOKEN=<token> fn deploy --gateway http://127.0.0.1:8080`);
-      if (!result.ready) app.exitCode = 1;
-    });
-
-  program
-    .command('platform-image')
-    .description("build kubefn's own image (every component) and push it, for deploy/'s kustomization")
-    .requiredOption('--registry <host[:port][/path]>', 'push it here, as <registry>/kubefn/platform')
-    .option('--base <image>', `base image with node on PATH (default "${hostBaseName}": this machine's node)`)
-    .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (repeatable)', collect)
-    .action(async (flags: { registry: string; base?: string; insecureRegistry?: string[] }) => {
-      const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
-      const ref = await buildAndPushPlatformImage({
-        registry: flags.registry,
-        base: flags.base ?? hostBaseName,
-        client: registryClient({ insecureRegistry: flags.insecureRegistry ?? [] }),
-        cacheDir: imageCacheDir(home),
-        progress: app.progress(false),
-        version: app.version,
-      });
-      app.out(ref);
-      app.note(`use it: cd deploy && kustomize edit set image ${platformImageName}=${ref}`);
-    });
 }

@@ -5,14 +5,13 @@ import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { App, processIo, type Io } from './app.js';
 import { collect, parseCount, parseSize } from './args.js';
-import { GatewayClient } from './client.js';
-import { registerBuild } from './build.js';
+import { registerBuild } from './build-command.js';
 import { defaultGateway, envVars } from './config.js';
-import { deployFunction, registerDeploy } from './deploy.js';
+import { registerDeploy } from './deploy-command.js';
 import { exitCodeFor, formatError, usageError } from './errors.js';
 import { registerFunctions } from './functions.js';
 import { registerInit } from './init.js';
-import { registerInstall } from './install.js';
+import { registerInstall } from './install-command.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import { registerPublish } from './publish.js';
@@ -151,6 +150,8 @@ Examples:
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;
       if (opts.deploy?.length) {
         options.deploy = opts.deploy.map((dir) => path.resolve(app.io.cwd, dir));
+        const { GatewayClient } = await import('./client.js');
+        const { deployFunction } = await import('./deploy.js');
         options.deployer = async (dir, gateway, token) => {
           const client = new GatewayClient({ gateway, token, userAgent: `kubefn-cli/${version}` });
           const result = await deployFunction(client, dir);

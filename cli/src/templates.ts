@@ -3,8 +3,9 @@
 import { clusterScaleDefaults } from '@kubefn/autoscaler';
 import { FunctionSpecSchema, ScaleSchema } from '@kubefn/platform';
 
-export type Lang = 'js' | 'ts';
-export const langs: readonly Lang[] = ['js', 'ts'];
+import type { Lang } from './init.js';
+
+export type { Lang };
 
 /** File name -> contents, in the order they are written. */
 export type Scaffold = Record<string, string>;
