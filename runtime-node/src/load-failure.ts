@@ -24,7 +24,8 @@ const runtimeFrame = /^node:|^internal\/|kubefn-entry\.js$|[/\\]kubefn[/\\](runt
 export function loadFailureOf(stage: LoadFailure['stage'], err: unknown, baseDir: string | undefined): LoadFailure {
   const message = errorMessage(err).slice(0, loadFailureMessageMax);
   const failure: LoadFailure = { stage, message };
-  const location = userLocation(err, baseDir);
+  // A missing export is found by the runtime, not thrown by the user's code: no line to point at.
+  const location = stage === 'export' ? undefined : userLocation(err, baseDir);
   if (location) failure.location = location;
   return failure;
 }

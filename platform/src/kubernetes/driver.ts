@@ -18,7 +18,8 @@ import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
 import { FunctionReconciler } from './reconciler.js';
-import { functionStatusOf, type FunctionResource } from './status.js';
+import { functionStatusOf, loadErrorOf, type FunctionResource } from './status.js';
+import { rolloutState } from '../rollout.js';
 
 export interface KubernetesDriverOptions {
   /**
@@ -174,12 +175,43 @@ export class KubernetesDriver implements Driver {
     return out.sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1));
   }
 
+  /** The status; while a rollout waits for replicas, also the current spec's load error from its pods. */
   async get(name: string): Promise<FunctionStatus> {
     this.#checkOpen();
     const fn = this.#o.cachedFunction(name);
     const status = fn && this.#statusOf(fn);
     if (!status) throw notFound(name);
+    await this.#addLoadError(status);
     return status;
+  }
+
+  /**
+   * Reads the function's pods only while the rollout of its applied spec is waiting for ready
+   * replicas (a pod crash moves neither the Deployment nor the Function, so no cache holds it).
+   * A failed read leaves the status without it: the wait then ends at its deadline, as before.
+   */
+  async #addLoadError(status: FunctionStatus): Promise<void> {
+    const name = status.spec.name;
+    const deployment = this.#o.cachedDeployment(name);
+    if (!deployment || status.replicas === 0) return;
+    const rollout = rolloutState({
+      replicas: status.replicas,
+      readyReplicas: status.readyReplicas,
+      updatedReplicas: status.updatedReplicas ?? 0,
+      generation: status.generation ?? 0,
+      observedGeneration: status.observedGeneration ?? 0,
+    });
+    if (rollout.state !== 'progressing' || (status.observedGeneration ?? 0) < (status.generation ?? 0)) return;
+    try {
+      const pods = await this.#o.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${kubefnLabels.function}=${name}` });
+      const loadError = loadErrorOf(name, deployment, pods.items);
+      if (loadError) {
+        status.loadError = loadError;
+        status.lastError ??= loadError;
+      }
+    } catch (err) {
+      this.#o.onWarning(`cannot read the pods of function "${name}" for its load error`, err);
+    }
   }
 
   async scale(name: string, replicas: number): Promise<void> {
