@@ -68,7 +68,7 @@ export function run(handlerModule: HandlerModule): void {
     (err: unknown) => {
       const stage = err instanceof HandlerLoadError ? 'export' : err instanceof StartError && err.code === 'INIT_FAILED' ? 'init' : undefined;
       if (stage) {
-        logger.error(stage === 'init' ? 'init() failed' : 'cannot load the handler', { err: stage === 'init' ? (err as StartError).cause : err });
+        logger.error(stage === 'init' ? 'init() failed' : (err as Error).message, { err: stage === 'init' ? (err as StartError).cause : err });
         exitWithLoadFailure(loadFailureOf(stage, stage === 'init' ? (err as StartError).cause : err, entryDir()));
       }
       if (err instanceof StartError) {
