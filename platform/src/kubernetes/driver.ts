@@ -289,11 +289,21 @@ export class KubernetesDriver implements Driver {
   #statusOf(fn: FunctionResource): FunctionStatus | undefined {
     const spec = this.#o.specOf(fn);
     if (spec instanceof Error) return undefined;
-    return functionStatusOf(fn, spec, this.#o.cachedDeployment(fn.metadata?.name ?? ''));
+    const name = fn.metadata?.name ?? '';
+    const status = functionStatusOf(fn, spec, this.#o.cachedDeployment(name));
+    // The Deployment may count an old pod gone before its EndpointSlice says so: until then it is
+    // still routable and may answer, so it counts as a ready replica that does not run the new spec.
+    const routable = endpointsOf(this.#slicesOf(name)).length;
+    if (routable > status.readyReplicas) status.readyReplicas = routable;
+    return status;
+  }
+
+  #slicesOf(name: string) {
+    return this.#o.slices.cache.list(this.namespace).filter((s) => s.metadata?.labels?.[serviceNameLabel] === name);
   }
 
   #refreshEndpoints(name: string): void {
-    const slices = this.#o.slices.cache.list(this.namespace).filter((s) => s.metadata?.labels?.[serviceNameLabel] === name);
+    const slices = this.#slicesOf(name);
     const set = this.#endpointSets.get(name);
     let next = endpointsOf(slices);
     if (this.#prober) {
