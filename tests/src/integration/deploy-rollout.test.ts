@@ -66,9 +66,13 @@ describe('fn deploy waits for the new version', () => {
 
     await writeFile(path.join(dir, 'handler.js'), versioned('v2'));
     // Before, this waited for a replica nobody starts and failed after --timeout.
-    const again = await fn('deploy', dir, '--timeout', '60s');
+    const again = await fn('deploy', dir, '--timeout', '60s', '--json');
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stderr, /deployed at zero replicas: the next call starts the new version/);
+    assert.deepEqual(
+      [(JSON.parse(again.stdout) as { replicas: number }).replicas, (JSON.parse(again.stdout) as { availableReplicas: number }).availableReplicas],
+      [0, 0],
+      'returned at zero',
+    );
     assert.equal((await call('atzero')).body, 'version=v2\n');
   });
 
