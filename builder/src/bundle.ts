@@ -29,8 +29,10 @@ export interface Bundle {
 }
 
 const runtimeSpecifier = 'kubefn:runtime';
+const loadGuardSpecifier = 'kubefn:runtime/load-guard';
 /** runtime-node's entry module, bundled into every function. */
 export const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
+const loadGuardEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/load-guard'));
 
 /** esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this. */
 export const esmRequireBanner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
@@ -53,7 +55,10 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   }
   const outDir = path.resolve(options.outDir ?? path.join(dir, '.kubefn', 'build'));
   const outFile = path.join(outDir, 'fn.mjs');
+  // The load guard is imported first so it is evaluated before the handler module: an error the
+  // handler throws while loading is then reported as a load failure with its source location.
   const entry = [
+    `import ${JSON.stringify(loadGuardSpecifier)};`,
     `import * as handlerModule from ${JSON.stringify('./' + rel.split(path.sep).join('/'))};`,
     `import { run } from ${JSON.stringify(runtimeSpecifier)};`,
     'run(handlerModule);',
@@ -142,6 +147,7 @@ const runtimePlugin: esbuild.Plugin = {
   name: 'kubefn-runtime',
   setup(build) {
     build.onResolve({ filter: /^kubefn:runtime$/ }, () => ({ path: runtimeEntry }));
+    build.onResolve({ filter: /^kubefn:runtime\/load-guard$/ }, () => ({ path: loadGuardEntry }));
   },
 };
 

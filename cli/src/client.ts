@@ -1,6 +1,6 @@
 // A small typed client for the kubefn gateway's management API and function routes, mapping HTTP errors to KubefnError.
 
-import { errorFromBody, isKubefnError, KubefnError, type Published, type PublishReply } from '@kubefn/platform/core';
+import { errorFromBody, isKubefnError, KubefnError, type ErrorBody, type Published, type PublishReply } from '@kubefn/platform/core';
 import type { FunctionSpec } from '@kubefn/platform';
 import type { BuildEvent } from '@kubefn/builder';
 import { CliError, isAbort } from './errors.js';
@@ -25,6 +25,15 @@ export interface FunctionInfo {
   scaling?: Record<string, { value: string | number; from: 'spec' | 'config' | 'default' }>;
   /** The state of the function's event triggers, from a gateway with NATS. */
   events?: FunctionEventsInfo;
+  /** Ready replicas that run the current spec; absent from older gateways and from OpenFaaS. */
+  updatedReplicas?: number;
+  /** The spec's generation and the one the platform has applied. */
+  generation?: number;
+  observedGeneration?: number;
+  /** Why replicas are missing, when the platform knows. */
+  lastError?: ErrorBody;
+  /** The current spec's handler cannot load (LOAD_FAILED, with `location`). */
+  loadError?: ErrorBody;
 }
 
 /** GET /system/function/<name>'s `events`: the NATS link and each trigger's state in that gateway. */

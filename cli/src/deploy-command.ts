@@ -30,16 +30,17 @@ export function registerDeploy(program: Command, app: App): void {
     .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable; wins over fn.yaml)', collect)
     .option('--min <n>', 'minimum replicas (scale.min); 0 allows scale to zero')
     .option('--max <n>', 'maximum replicas (scale.max)')
-    .option('--no-wait', 'return once the gateway accepted the function, without waiting for readiness')
-    .option('--timeout <duration>', 'how long to wait for a ready replica', '2m')
+    .option('--no-wait', 'return once the gateway accepted the function, without waiting for the new version')
+    .option('--timeout <duration>', 'how long to wait for the new version to answer', '2m')
     .option('--json', 'print the result as JSON')
     .option('--remote-build', "send the source (tar.gz) to the platform's build service instead of building here");
   addImageOptions(command)
     .addHelpText(
       'after',
       `
-Steps: build -> ship the code -> PUT /system/functions (POST when new) -> wait for a ready
-replica -> print the URL. How the code ships depends on the platform (GET /system/info):
+Steps: build -> ship the code -> PUT /system/functions (POST when new) -> wait until the new
+version is what answers (every ready replica runs it, or the function is at zero and the next
+call starts it; a handler that cannot load fails the deploy at once) -> print the URL. How the code ships depends on the platform (GET /system/info):
   process driver        the bundle is uploaded (skipped when the gateway has this digest)
   podman or kubernetes, a registry
                         an OCI image is built here and pushed (only blobs the registry lacks)

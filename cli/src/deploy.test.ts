@@ -65,6 +65,60 @@ describe('waitForFunction', () => {
   });
 });
 
+describe('waitForFunction against a gateway that reports the rollout', () => {
+  const rollout = { generation: 2, observedGeneration: 2 };
+
+  it('returns at once for a function at zero with the new spec applied, however scale.initial reads', async () => {
+    const { client, calls } = scripted([{ ...rollout, replicas: 0, availableReplicas: 0, updatedReplicas: 0 }]);
+    // minReady 1 is what the spec's initial asks for; it must not make a redeploy at zero wait.
+    assert.equal((await waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 5000 })).replicas, 0);
+    assert.equal(calls(), 1);
+  });
+
+  it('does not count an old replica: waits until every ready replica runs the new spec', async () => {
+    const { client, calls } = scripted([
+      { generation: 2, observedGeneration: 1, replicas: 1, availableReplicas: 1, updatedReplicas: 0 },
+      { ...rollout, replicas: 1, availableReplicas: 1, updatedReplicas: 0 },
+      { ...rollout, replicas: 1, availableReplicas: 2, updatedReplicas: 1 },
+      { ...rollout, replicas: 1, availableReplicas: 1, updatedReplicas: 1 },
+    ]);
+    const info = await waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 10_000 });
+    assert.equal(info.updatedReplicas, 1);
+    assert.equal(calls(), 4);
+  });
+
+  it('fails at once with LOAD_FAILED, the file:line and a hint to the logs', async () => {
+    const loadError = { code: 'LOAD_FAILED', message: 'the handler module threw while loading: boom', location: 'handler.js:4:7' };
+    const { client, calls } = scripted([{ ...rollout, replicas: 1, availableReplicas: 0, updatedReplicas: 0, loadError }]);
+    await assert.rejects(waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 60_000 }), (err: KubefnError) => {
+      assert.equal(err.code, 'LOAD_FAILED');
+      assert.equal(err.message, 'function "hello" cannot load its handler: handler.js:4:7: the handler module threw while loading: boom');
+      assert.match(err.hint ?? '', /fn logs hello/);
+      return true;
+    });
+    assert.equal(calls(), 1, 'no second poll');
+  });
+
+  it('names the handler file when the error has no line, and ignores a load error of a spec not applied yet', async () => {
+    const loadError = { code: 'LOAD_FAILED', message: 'the handler module is not usable: it has no default export' };
+    const { client } = scripted([
+      { generation: 3, observedGeneration: 2, replicas: 1, availableReplicas: 0, updatedReplicas: 0, loadError },
+      { generation: 3, observedGeneration: 3, replicas: 1, availableReplicas: 0, updatedReplicas: 0, loadError },
+    ]);
+    await assert.rejects(waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 60_000 }), /cannot load its handler: handler\.js: the handler module is not usable/);
+  });
+
+  it('says what it still waited for at the deadline, with the last error', async () => {
+    const lastError = { code: 'START_FAILED', message: 'replica hello-3 failed to start: exited with code 1' };
+    const { client } = scripted([{ ...rollout, replicas: 1, availableReplicas: 1, updatedReplicas: 0, lastError }]);
+    await assert.rejects(waitForFunction(client, 'hello', { minReady: 1, timeoutMs: 300 }), (err: KubefnError) => {
+      assert.equal(err.code, 'DEADLINE_EXCEEDED');
+      assert.match(err.message, /0 of 1 ready replica\(s\) run the new version \(1 wanted\); last error: replica hello-3 failed to start/);
+      return true;
+    });
+  });
+});
+
 describe('triggerWarnings', () => {
   const spec = parseFunctionSpec({ name: 'orders', triggers: [{ type: 'http' }, { type: 'jetstream', stream: 'ORDERS', subject: 'orders.new' }] });
   const info = (events: FunctionInfo['events']): FunctionInfo => ({ name: 'orders', image: '', replicas: 1, availableReplicas: 1, invocationCount: 0, spec, ...(events ? { events } : {}) });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { packSource } from '@kubefn/builder';
-import { errorFromBody, isKubefnError, KubefnError } from '@kubefn/platform/core';
+import { errorFromBody, isKubefnError, KubefnError, rolloutState, type RolloutState } from '@kubefn/platform/core';
 import type { FunctionSpec } from '@kubefn/platform';
 import { bundleLoaded } from './build.js';
 import type { FunctionInfo, GatewayClient } from './client.js';
@@ -16,9 +16,9 @@ import { formatBytes, formatElapsed, silentProgress, type Progress } from './out
 
 export interface DeployOptions {
   overrides?: SpecOverrides;
-  /** Wait until the function is deployed (and has a ready replica when it should). Default true. */
+  /** Wait until the new version is what answers (see waitForFunction). Default true. */
   wait?: boolean;
-  /** How long to wait for readiness, in ms. Default 120000. */
+  /** How long to wait for the new version, in ms. Default 120000. */
   timeoutMs?: number;
   progress?: Progress;
   signal?: AbortSignal;
@@ -101,9 +101,12 @@ export async function deployFunction(client: GatewayClient, target: string, opti
 
   const minReady = Math.max(spec.scale.min, spec.scale.initial) > 0 ? 1 : 0;
   result.status = await progress.step(
-    minReady > 0 ? `waiting for a ready replica of ${spec.name}` : `waiting for ${spec.name} to be deployed`,
+    `waiting for the new version of ${spec.name} to answer`,
     () => waitForFunction(client, spec.name, { minReady, timeoutMs: options.timeoutMs ?? 120_000, ...(signal ? { signal } : {}) }),
-    (s) => `${spec.name} is ready: ${s.availableReplicas}/${s.replicas} replicas`,
+    (s) =>
+      s.replicas === 0 && s.availableReplicas === 0
+        ? `${spec.name} is deployed at zero replicas: the next call starts the new version`
+        : `${spec.name} is ready: ${s.updatedReplicas ?? s.availableReplicas}/${s.replicas} replicas run the new version`,
   );
   result.warnings.push(...triggerWarnings(result.status));
   return result;
@@ -195,9 +198,12 @@ async function shipSource(client: GatewayClient, loaded: LoadedFunction, options
 }
 
 /**
- * Polls GET /system/function/<name> with exponential backoff (100ms doubling to 2s) until it
- * exists and has at least `minReady` available replicas. Throws DEADLINE_EXCEEDED after
- * `timeoutMs`; rejects with an AbortError when `signal` aborts.
+ * Polls GET /system/function/<name> with exponential backoff (100ms doubling to 2s) until the new
+ * version is what answers (rolloutState): every ready replica runs the deployed spec, or the
+ * function is at zero with the spec applied, so the next call starts it. Throws LOAD_FAILED at
+ * once when the platform reports that the handler cannot load, DEADLINE_EXCEEDED after
+ * `timeoutMs`; rejects with an AbortError when `signal` aborts. A gateway that reports no
+ * rollout fields (older, or OpenFaaS) is waited on for `minReady` available replicas instead.
  */
 export async function waitForFunction(
   client: GatewayClient,
@@ -215,15 +221,17 @@ export async function waitForFunction(
     if (options.signal) signals.push(options.signal);
     try {
       last = await client.getFunction(name, AbortSignal.any(signals));
-      if (last.availableReplicas >= options.minReady) return last;
+      const state = rolloutOf(last, options.minReady);
+      if (state.state === 'done') return last;
+      if (state.state === 'failed') throw loadFailed(name, last.spec.handler, state.error);
     } catch (err) {
-      if (options.signal?.aborted) throw err;
+      if (options.signal?.aborted || isKubefnError(err, 'LOAD_FAILED')) throw err;
       const timedOut = (err as { name?: unknown }).name === 'TimeoutError';
       if (!timedOut && !isKubefnError(err, 'NOT_FOUND')) throw err;
     }
     const remaining = deadline - now();
     if (remaining <= 0) {
-      const state = last ? `${last.availableReplicas}/${last.replicas} replicas ready` : 'not listed by the gateway yet';
+      const state = last ? describeWait(last, options.minReady) : 'not listed by the gateway yet';
       throw new KubefnError('DEADLINE_EXCEEDED', `function "${name}" is not ready after ${formatElapsed(options.timeoutMs)} (${state})`, {
         hint: `\`fn logs ${name}\` shows why its replicas do not start; wait longer with --timeout, or skip waiting with --no-wait`,
       });
@@ -231,4 +239,36 @@ export async function waitForFunction(
     await sleep(Math.ceil(Math.min(delayMs, remaining)), undefined, options.signal ? { signal: options.signal } : {});
     delayMs = Math.min(delayMs * 2, 2000);
   }
+}
+
+/** The rollout as the gateway reports it, or, from a gateway without rollout fields, `minReady` available replicas. */
+export function rolloutOf(f: FunctionInfo, minReady: number): RolloutState {
+  if (f.updatedReplicas === undefined || f.generation === undefined || f.observedGeneration === undefined) {
+    return f.availableReplicas >= minReady
+      ? { state: 'done', reason: 'updated' }
+      : { state: 'progressing', message: `${f.availableReplicas}/${f.replicas} replicas ready` };
+  }
+  return rolloutState({
+    replicas: f.replicas,
+    readyReplicas: f.availableReplicas,
+    updatedReplicas: f.updatedReplicas,
+    generation: f.generation,
+    observedGeneration: f.observedGeneration,
+    loadError: f.loadError,
+  });
+}
+
+/** What a timed-out wait was still waiting for, with the platform's last error when it has one. */
+function describeWait(f: FunctionInfo, minReady: number): string {
+  const state = rolloutOf(f, minReady);
+  const waiting = state.state === 'progressing' ? state.message : `${f.availableReplicas}/${f.replicas} replicas ready`;
+  return f.lastError ? `${waiting}; last error: ${f.lastError.message}` : waiting;
+}
+
+/** The deploy's error for a handler that cannot load: where, what, and where to read more. */
+function loadFailed(name: string, handler: string, error: { message: string; location?: string | undefined; hint?: string | undefined }): KubefnError {
+  const where = error.location ?? handler;
+  return new KubefnError('LOAD_FAILED', `function "${name}" cannot load its handler: ${where}: ${error.message}`, {
+    hint: error.hint ?? `fix the handler and deploy again; the replica's output is in \`fn logs ${name}\``,
+  });
 }

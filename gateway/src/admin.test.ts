@@ -81,6 +81,19 @@ describe('management API', () => {
       assert.equal(body.invocationCount, 0);
       assert.equal(body.spec.name, 'hello');
     });
+    it("adds the rollout and a load error to the OpenFaaS shape, renaming nothing", async () => {
+      const before = (await inject('GET', '/system/function/hello')).json();
+      assert.deepEqual([before.replicas, before.availableReplicas, before.updatedReplicas, before.generation, before.observedGeneration], [1, 0, 0, 1, 1]);
+      assert.equal(before.loadError, undefined);
+      assert.equal((await inject('PUT', '/system/functions', { name: 'hello', image: 'img2' })).statusCode, 200);
+      driver.failLoad('hello', { message: 'init() threw: db down', location: 'handler.js:3:9' });
+      const after = (await inject('GET', '/system/function/hello')).json();
+      assert.equal(after.generation, 2);
+      assert.deepEqual(after.loadError, { code: 'LOAD_FAILED', message: 'init() threw: db down', location: 'handler.js:3:9' });
+      const listed = (await inject('GET', '/system/functions')).json().find((f: { name: string }) => f.name === 'hello');
+      assert.equal(listed.loadError.location, 'handler.js:3:9');
+    });
+
     it('answers 404 for an unknown function or another namespace, 400 for a bad name', async () => {
       const missing = await fails('GET', '/system/function/nope', undefined, 404, 'NOT_FOUND');
       assert.match(missing.message, /"nope"/);

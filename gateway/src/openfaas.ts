@@ -1,6 +1,6 @@
 // The OpenFaaS gateway API's shapes <-> kubefn's FunctionSpec, where the concepts match.
 
-import { KubefnError, type FunctionSpec, type FunctionStatus } from '@kubefn/platform';
+import { KubefnError, type ErrorBody, type FunctionSpec, type FunctionStatus } from '@kubefn/platform';
 
 /** OpenFaaS FunctionDeployment, the body of POST/PUT /system/functions. */
 export interface FunctionDeployment {
@@ -34,6 +34,15 @@ export interface FunctionStatusBody {
   invocationCount: number;
   createdAt: string;
   spec: FunctionSpec;
+  /** kubefn: ready replicas that run the current spec (availableReplicas counts old ones too, during an update). */
+  updatedReplicas?: number;
+  /** kubefn: the spec's generation, and the one the driver has applied (see FunctionStatus). */
+  generation?: number;
+  observedGeneration?: number;
+  /** kubefn: why replicas are missing, when the driver knows. */
+  lastError?: ErrorBody;
+  /** kubefn: the current spec's handler cannot load (LOAD_FAILED, with `location`). */
+  loadError?: ErrorBody;
 }
 
 export const namespace = 'default';
@@ -117,5 +126,11 @@ export function statusBody(s: FunctionStatus, invocationCount: number): Function
     spec,
   };
   if (Object.keys(limits).length) body.limits = limits;
+  // Added fields only, so OpenFaaS clients that ignore unknown ones are unaffected.
+  if (s.updatedReplicas !== undefined) body.updatedReplicas = s.updatedReplicas;
+  if (s.generation !== undefined) body.generation = s.generation;
+  if (s.observedGeneration !== undefined) body.observedGeneration = s.observedGeneration;
+  if (s.lastError) body.lastError = s.lastError;
+  if (s.loadError) body.loadError = s.loadError;
   return body;
 }

@@ -17,6 +17,27 @@ export interface FunctionStatus {
    * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready.
    */
   lastError?: ErrorBody;
+  /**
+   * Ready replicas that run the current spec; readyReplicas minus this are left from before an
+   * update. A deploy is done when every ready replica runs it (see rolloutState). Every kubefn
+   * driver reports this and the two generations (the conformance suite checks); a status
+   * without them comes from an older driver.
+   */
+  updatedReplicas?: number;
+  /** Goes up with every deploy that changed the spec. */
+  generation?: number;
+  /**
+   * The generation replicas started from now on run. Below `generation` while the driver has
+   * not acted on the latest spec yet (Kubernetes: the controller has not written it into the
+   * Deployment, or the Deployment controller has not observed that).
+   */
+  observedGeneration?: number;
+  /**
+   * The current spec's handler could not load in a replica (code LOAD_FAILED): its module threw
+   * on import, it has no usable default export, or init() threw. `location` is file:line:column
+   * in the function's source. Cleared when the spec changes or a replica of it becomes ready.
+   */
+  loadError?: ErrorBody;
 }
 
 /** One ready replica the gateway may send requests to. */

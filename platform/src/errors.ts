@@ -18,6 +18,8 @@ export const errorCatalogue = {
   HANDLER_ERROR: { status: 500, userFault: true },
   REPLICA_FAILED: { status: 502, userFault: false },
   START_FAILED: { status: 503, userFault: true },
+  /** The function's handler cannot load: its module throws on import, has no default export, or init() throws. */
+  LOAD_FAILED: { status: 503, userFault: true },
   QUEUE_FULL: { status: 503, userFault: false },
   OVERLOADED: { status: 503, userFault: false },
   SHUTTING_DOWN: { status: 503, userFault: false },

@@ -6,6 +6,7 @@ export * from './spec.js';
 export * from './triggers.js';
 export * from './driver.js';
 export * from './runtime-contract.js';
+export * from './rollout.js';
 export * from './bundle-store.js';
 export * from './log-buffer.js';
 export * from './replica-plan.js';

@@ -168,7 +168,7 @@ export class PodmanReplica implements Replica {
     clearTimeout(this.#startTimer);
     clearTimeout(this.#killTimer);
     const o = this.#options;
-    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines() };
+    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines(), loadFailure: this.#stderrTail.loadFailure() };
     // --rm removes the container when podman run ends normally; after a kill it may be left behind.
     const cleanup = this.#child ? o.podman.run(['rm', '--force', '--time', '0', '--ignore', o.containerName]) : Promise.resolve();
     void cleanup.then(() => {

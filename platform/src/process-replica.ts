@@ -140,7 +140,7 @@ export class ProcessReplica implements Replica {
     clearTimeout(this.#startTimer);
     clearTimeout(this.#killTimer);
     if (this.#child) liveChildren.delete(this.#child);
-    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines() };
+    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines(), loadFailure: this.#stderrTail.loadFailure() };
     this.#resolveExited(exit);
     this.#options.onExit(this, exit);
   }

@@ -9,6 +9,7 @@ import { FunctionStore } from './function-store.js';
 import { LogBuffer } from './log-buffer.js';
 import { describeExit, describeFailure, type Replica, type ReplicaExit, type ReplicaLauncher } from './replica.js';
 import { nextBackoff, planReplicas, type CrashBackoff } from './replica-plan.js';
+import { loadErrorBody } from './rollout.js';
 import { canonicalJson, replicaTemplateKey } from './process-launch.js';
 import { timeoutMs, type FunctionSpec } from './spec.js';
 
@@ -44,6 +45,10 @@ interface ManagedFunction<A> {
   backoff: CrashBackoff;
   retryTimer: NodeJS.Timeout | undefined;
   lastError: ErrorBody | undefined;
+  /** The current spec's handler failed to load (LOAD_FAILED); cleared by a new spec or a ready replica of this one. */
+  loadError: ErrorBody | undefined;
+  /** Goes up with every spec change; replicas start from the current spec at once, so it is also the observed one. */
+  generation: number;
   removed: boolean;
 }
 
@@ -125,7 +130,9 @@ export class ReplicaDriver<A> implements Driver {
       if (templateKey !== existing.templateKey) {
         existing.logs.append(existing.name, 'system', `spec changed: replacing replicas one by one`);
       }
-      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now });
+      // A new template is new code or settings: an earlier load error says nothing about it.
+      if (templateKey !== existing.templateKey) existing.loadError = undefined;
+      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1 });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
       return this.#status(existing);
@@ -213,6 +220,8 @@ export class ReplicaDriver<A> implements Driver {
       backoff: { failures: 0, nextStartAtMs: 0 },
       retryTimer: undefined,
       lastError: undefined,
+      loadError: undefined,
+      generation: 1,
       removed: false,
     };
     fn.desired = this.#clamp(fn, Math.max(spec.scale.min, spec.scale.initial));
@@ -277,7 +286,10 @@ export class ReplicaDriver<A> implements Driver {
   #onReady(fn: ManagedFunction<A>, r: Replica): void {
     if (fn.removed || this.#closed || fn.replicas.get(r.id) !== r || !r.endpoint) return;
     fn.logs.append(r.id, 'system', `replica ${r.id} ready at ${r.endpoint.url} after ${Date.now() - r.startedAtMs} ms`);
-    if (r.templateKey === fn.templateKey) fn.lastError = undefined;
+    if (r.templateKey === fn.templateKey) {
+      fn.lastError = undefined;
+      fn.loadError = undefined;
+    }
     this.#endpointSets.get(fn.name).add(r.endpoint);
     this.#reconcile(fn);
   }
@@ -297,6 +309,7 @@ export class ReplicaDriver<A> implements Driver {
     fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
     const failure = describeFailure(r, exit, this.#startTimeoutMs, upMs);
     fn.lastError = { ...failure, hint: `see the function's logs: fn logs ${fn.name}` };
+    if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
     fn.logs.append(r.id, 'system', `${failure.message}; next start in ${next.delayMs} ms`);
     this.#reconcile(fn);
   }
@@ -312,14 +325,20 @@ export class ReplicaDriver<A> implements Driver {
   }
 
   #status(fn: ManagedFunction<A>): FunctionStatus {
+    const ready = this.#endpointSets.get(fn.name).current();
     const status: FunctionStatus = {
       spec: structuredClone(fn.spec),
       replicas: fn.desired,
-      readyReplicas: this.#endpointSets.get(fn.name).current().length,
+      readyReplicas: ready.length,
+      // A replica left from before an update keeps its endpoint until its replacement is ready.
+      updatedReplicas: ready.filter((e) => fn.replicas.get(e.id)?.templateKey === fn.templateKey).length,
+      generation: fn.generation,
+      observedGeneration: fn.generation,
       createdAt: fn.createdAt,
       updatedAt: fn.updatedAt,
     };
     if (fn.lastError) status.lastError = { ...fn.lastError };
+    if (fn.loadError) status.loadError = { ...fn.loadError };
     return status;
   }
 

@@ -4,6 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
+import { loadFailedPrefix, parseLoadFailure, type LoadFailure } from './runtime-contract.js';
 import type { FunctionSpec } from './spec.js';
 
 export type ReplicaState = 'starting' | 'ready' | 'draining' | 'exited';
@@ -19,6 +20,8 @@ export interface ReplicaExit {
   error: Error | undefined;
   /** Last meaningful stderr lines, for failure messages. */
   stderrTail: string[];
+  /** What the runtime reported when the handler could not load (its load-failed line). */
+  loadFailure?: LoadFailure | undefined;
 }
 
 export interface Replica {
@@ -75,8 +78,13 @@ const stderrTailLines = 20;
 /** Keeps the last stderr lines that say what went wrong, not the stack frames and banner around them. */
 export class StderrTail {
   readonly #lines: string[] = [];
+  #loadFailure: LoadFailure | undefined;
 
   add(text: string): void {
+    if (text.startsWith(loadFailedPrefix)) {
+      this.#loadFailure ??= parseLoadFailure(text);
+      return;
+    }
     const t = text.trim();
     if (!t || /^at\s/.test(t) || /^Node\.js v\d/.test(t) || /^\^+$/.test(t)) return;
     this.#lines.push(t.length > 500 ? `${t.slice(0, 500)}...` : t);
@@ -85,6 +93,11 @@ export class StderrTail {
 
   lines(): string[] {
     return [...this.#lines];
+  }
+
+  /** The runtime's load-failed report, when it wrote one. */
+  loadFailure(): LoadFailure | undefined {
+    return this.#loadFailure;
   }
 }
 
@@ -96,15 +109,26 @@ export function describeExit(exit: ReplicaExit): string {
 }
 
 /**
- * Why a replica the driver did not stop has gone: START_FAILED if it never became ready (with
- * the last stderr lines, which usually hold the error), REPLICA_FAILED if it crashed later.
+ * Why a replica the driver did not stop has gone: LOAD_FAILED if the runtime reported that the
+ * handler cannot load (with its message and source location), START_FAILED if it never became
+ * ready otherwise (with the last stderr lines, which usually hold the error), REPLICA_FAILED if
+ * it crashed later.
  */
 export function describeFailure(
   replica: Pick<Replica, 'id'>,
   exit: ReplicaExit,
   startTimeoutMs: number,
   upMs: number | undefined,
-): { code: 'START_FAILED' | 'REPLICA_FAILED'; message: string } {
+): { code: 'LOAD_FAILED' | 'START_FAILED' | 'REPLICA_FAILED'; message: string; location?: string } {
+  if (exit.loadFailure && exit.phase === 'starting' && exit.requested === undefined) {
+    const f = exit.loadFailure;
+    const what = f.stage === 'init' ? 'init() threw' : f.stage === 'export' ? 'the handler module is not usable' : 'the handler module threw while loading';
+    return {
+      code: 'LOAD_FAILED',
+      message: `replica ${replica.id}: ${what}: ${f.message}${f.location ? ` (at ${f.location})` : ''}`,
+      ...(f.location ? { location: f.location } : {}),
+    };
+  }
   if (exit.requested === 'start-timeout' || exit.phase === 'starting') {
     const why =
       exit.requested === 'start-timeout'

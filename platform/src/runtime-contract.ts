@@ -37,6 +37,58 @@ export interface DrainingMessage {
 
 export type RuntimeMessage = ReadyMessage | DrainingMessage;
 
+/**
+ * Exit code of a replica whose handler could not load: the module threw while it was imported,
+ * it has no usable default export, or init() threw. Starting the same code again fails the same
+ * way, so whoever started it reports the load error rather than a crash. 78 is EX_CONFIG
+ * (sysexits.h).
+ */
+export const loadFailedExitCode = 78;
+
+/** Starts the one stderr line (and termination message) that carries a LoadFailure as JSON. */
+export const loadFailedPrefix = 'kubefn:load-failed ';
+
+/** Kubernetes' default terminationMessagePath: the runtime writes the load-failed line there when it exists. */
+export const terminationLogPath = '/dev/termination-log';
+
+/** Why a handler could not load, as the runtime reports it. */
+export interface LoadFailure {
+  /** 'import': the module threw while loading; 'export': no usable default export; 'init': init() threw. */
+  stage: 'import' | 'export' | 'init';
+  message: string;
+  /** Where in the function's source, from the source-mapped stack: "handler.js:3:9". */
+  location?: string;
+}
+
+/** Longest LoadFailure message kept, in characters. */
+export const loadFailureMessageMax = 1000;
+
+/** The line a runtime writes for `failure`. */
+export function formatLoadFailure(failure: LoadFailure): string {
+  return loadFailedPrefix + JSON.stringify(failure);
+}
+
+/** The LoadFailure in `text` (one output line, or a termination message of several), or undefined. */
+export function parseLoadFailure(text: string): LoadFailure | undefined {
+  for (const line of text.split('\n')) {
+    const at = line.indexOf(loadFailedPrefix);
+    if (at < 0) continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line.slice(at + loadFailedPrefix.length));
+    } catch {
+      continue;
+    }
+    const v = value as Partial<LoadFailure>;
+    if (typeof v !== 'object' || v === null || typeof v.message !== 'string') continue;
+    const stage = v.stage === 'export' || v.stage === 'init' ? v.stage : 'import';
+    const failure: LoadFailure = { stage, message: v.message.slice(0, loadFailureMessageMax) };
+    if (typeof v.location === 'string' && v.location) failure.location = v.location.slice(0, 300);
+    return failure;
+  }
+  return undefined;
+}
+
 /** The JSON body of an error answer, from the runtime or the gateway (errors.ts builds it). */
 export interface ErrorBody {
   code: string;
@@ -44,6 +96,8 @@ export interface ErrorBody {
   hint?: string;
   fields?: { field: string; message: string }[];
   callId?: string;
+  /** Where in the function's source the error is, as file:line:column (LOAD_FAILED). */
+  location?: string;
 }
 
 /** Admin-port paths. */

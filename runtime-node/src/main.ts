@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { HandlerModule } from './handler.js';
+import { exitWithLoadFailure, loadFailureOf } from './load-failure.js';
 import { fatal, run } from './run.js';
 
 export async function main(argv: string[]): Promise<void> {
@@ -12,7 +13,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     mod = (await import(pathToFileURL(path.resolve(file)).href)) as HandlerModule;
   } catch (err) {
-    fatal(`cannot load the handler module ${file}`, err);
+    process.stderr.write(`cannot load the handler module ${file}\n`);
+    exitWithLoadFailure(loadFailureOf('import', err, path.dirname(path.resolve(file))));
   }
   run(mod);
 }

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { loadFailedExitCode, parseLoadFailure } from '@kubefn/platform/runtime-contract';
 import { RuntimeChild, call, withDeadline, type RawResponse } from './testkit.js';
+
+/** The load failure the child reported on stderr. */
+function reportedFailure(replica: RuntimeChild) {
+  const failure = parseLoadFailure(replica.stderr.join(''));
+  assert.ok(failure, `a load-failed line on stderr, got: ${replica.stderr.join('')}`);
+  return failure;
+}
 
 describe('run() in a real child process', () => {
   it('runs init() once, then reports ready over IPC and on stdout', async (t) => {
@@ -57,11 +65,15 @@ describe('run() in a real child process', () => {
     assert.ok(replica.logs.lines.some((l) => l.msg === 'stopped'));
   });
 
-  it('exits non-zero without ever being ready when init() throws', async (t) => {
+  it('reports a load failure without ever being ready when init() throws', async (t) => {
     const replica = new RuntimeChild('init-fails.mjs');
     t.after(() => replica.kill());
     const exit = await withDeadline(replica.exited, 'the child to exit');
-    assert.equal(exit.code, 1);
+    assert.equal(exit.code, loadFailedExitCode);
+    const reported = reportedFailure(replica);
+    assert.equal(reported.stage, 'init');
+    assert.equal(reported.message, 'init boom: database unreachable');
+    assert.match(reported.location ?? '', /init-fails\.mjs:7:\d+$/, 'the line of the throw in init()');
     assert.equal(replica.messages.length, 0, 'no IPC message at all');
     assert.ok(!replica.logs.lines.some((l) => l.msg === 'ready'));
     const failure = replica.logs.lines.find((l) => l.level === 'error');
@@ -69,14 +81,30 @@ describe('run() in a real child process', () => {
     assert.match((failure?.err as { stack: string }).stack, /init boom: database unreachable/);
   });
 
-  it('exits 1 with a clear message when the module has no handler', async (t) => {
+  it('reports a load failure with a clear message when the module has no handler', async (t) => {
     const replica = new RuntimeChild('no-handler.mjs');
     t.after(() => replica.kill());
     const exit = await withDeadline(replica.exited, 'the child to exit');
-    assert.equal(exit.code, 1);
+    assert.equal(exit.code, loadFailedExitCode);
+    const reported = reportedFailure(replica);
+    assert.equal(reported.stage, 'export');
+    assert.match(reported.message, /it has no default export/);
+    assert.equal(reported.location, undefined, 'no line of the user\'s to point at');
     assert.equal(replica.messages.length, 0);
     const failure = replica.logs.lines.find((l) => l.level === 'error');
     assert.match(failure?.msg ?? '', /default export that is a function .* or an object with a `fetch\(request, context\)` method/);
+  });
+
+  it('reports a load failure with the file and line when the handler module throws on import', async (t) => {
+    const replica = new RuntimeChild('import-fails.mjs');
+    t.after(() => replica.kill());
+    const exit = await withDeadline(replica.exited, 'the child to exit');
+    assert.equal(exit.code, loadFailedExitCode);
+    assert.equal(replica.messages.length, 0);
+    const reported = reportedFailure(replica);
+    assert.equal(reported.stage, 'import');
+    assert.equal(reported.message, 'no region configured: undefined');
+    assert.equal(reported.location, 'throws-on-import.mjs:3:7', 'relative to the entry module, line and column of the throw');
   });
 
   it('exits 1 with a clear message on a bad environment', async (t) => {
@@ -92,7 +120,8 @@ describe('run() in a real child process', () => {
     ['/reject-later', 'unhandled boom', 'unhandled promise rejection'],
   ] as const) {
     it(`exits non-zero on ${msg} in a handler's background work`, async (t) => {
-      const replica = new RuntimeChild('replica.mjs');
+      // Behind the load guard, as a bundle runs: once run() took over, a crash is a crash.
+      const replica = new RuntimeChild('guarded-replica.mjs');
       t.after(() => replica.kill());
       const { port } = await replica.waitForMessage('kubefn:ready');
       // The crash may win the race with the response; either way the process must go.

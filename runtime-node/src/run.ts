@@ -3,17 +3,20 @@
 import { hostname } from 'node:os';
 import { runtimeEnv, type RuntimeMessage } from '@kubefn/platform/runtime-contract';
 import { configFromEnv, type RuntimeConfig } from './config.js';
-import type { HandlerModule } from './handler.js';
+import { HandlerLoadError, type HandlerModule } from './handler.js';
+import { endLoadGuard, entryDir, exitWithLoadFailure, loadFailureOf } from './load-failure.js';
 import { RootLogger } from './logger.js';
 import { serve, StartError, type RuntimeServer } from './serve.js';
 
 /**
  * Runs a function module as this process's whole job: what the generated entry calls,
  * `import * as m from './handler.js'; run(m);`. Reports ready on IPC and stdout once init()
- * finished and both ports listen; exits 0 after a SIGTERM drain, 1 on any startup failure
- * or uncaught error (the platform then replaces the replica).
+ * finished and both ports listen; exits 0 after a SIGTERM drain, loadFailedExitCode with a
+ * load-failed line when the handler cannot load (no usable default export, init() threw), 1 on
+ * any other startup failure or uncaught error (the platform then replaces the replica).
  */
 export function run(handlerModule: HandlerModule): void {
+  endLoadGuard();
   let config: RuntimeConfig;
   try {
     config = configFromEnv(process.env);
@@ -63,6 +66,11 @@ export function run(handlerModule: HandlerModule): void {
       logger.info('ready', { port: started.port, adminPort: started.adminPort });
     },
     (err: unknown) => {
+      const stage = err instanceof HandlerLoadError ? 'export' : err instanceof StartError && err.code === 'INIT_FAILED' ? 'init' : undefined;
+      if (stage) {
+        logger.error(stage === 'init' ? 'init() failed' : (err as Error).message, { err: stage === 'init' ? (err as StartError).cause : err });
+        exitWithLoadFailure(loadFailureOf(stage, stage === 'init' ? (err as StartError).cause : err, entryDir()));
+      }
       if (err instanceof StartError) {
         logger.error(err.message, { err: err.cause });
       } else {

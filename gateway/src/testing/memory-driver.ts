@@ -6,6 +6,7 @@ import {
   MutableEndpointSet,
   parseFunctionSpec,
   type Driver,
+  type ErrorBody,
   type FunctionSpec,
   type FunctionStatus,
   type LogLine,
@@ -17,7 +18,7 @@ type Operation = 'deploy' | 'remove' | 'list' | 'get' | 'scale';
 
 export class MemoryDriver implements Driver {
   readonly kind = 'memory';
-  readonly #functions = new Map<string, { spec: FunctionSpec; replicas: number; createdAt: string }>();
+  readonly #functions = new Map<string, { spec: FunctionSpec; replicas: number; createdAt: string; generation: number; loadError?: ErrorBody }>();
   readonly #sets = new Map<string, MutableEndpointSet>();
   readonly #failures = new Map<Operation, unknown>();
   /** Every scale(name, n) call, in order. */
@@ -37,7 +38,9 @@ export class MemoryDriver implements Driver {
     const spec = parseFunctionSpec(input);
     const old = this.#functions.get(spec.name);
     const replicas = old ? Math.max(old.replicas, spec.scale.min) : Math.max(spec.scale.min, spec.scale.initial);
-    this.#functions.set(spec.name, { spec, replicas, createdAt: old?.createdAt ?? new Date().toISOString() });
+    // Every deploy is a new generation here; endpoints a test adds run the latest one.
+    const generation = (old?.generation ?? 0) + 1;
+    this.#functions.set(spec.name, { spec, replicas, createdAt: old?.createdAt ?? new Date().toISOString(), generation });
     return this.get(spec.name);
   }
 
@@ -56,13 +59,25 @@ export class MemoryDriver implements Driver {
     this.#maybeFail('get');
     const fn = this.#functions.get(name);
     if (!fn) throw notFound(name);
+    const ready = this.endpoints(name).current().length;
     return {
       spec: structuredClone(fn.spec),
       replicas: fn.replicas,
-      readyReplicas: this.endpoints(name).current().length,
+      readyReplicas: ready,
+      updatedReplicas: ready,
+      generation: fn.generation,
+      observedGeneration: fn.generation,
       createdAt: fn.createdAt,
       updatedAt: fn.createdAt,
+      ...(fn.loadError ? { loadError: { ...fn.loadError }, lastError: { ...fn.loadError } } : {}),
     };
+  }
+
+  /** Reports, as a real driver would after a replica's load-failed line, that the current spec's handler cannot load. */
+  failLoad(name: string, error: { message: string; location?: string }): void {
+    const fn = this.#functions.get(name);
+    if (!fn) throw notFound(name);
+    fn.loadError = { code: 'LOAD_FAILED', ...error };
   }
 
   async scale(name: string, replicas: number): Promise<void> {

@@ -18,7 +18,8 @@ import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
 import { FunctionReconciler } from './reconciler.js';
-import { functionStatusOf, type FunctionResource } from './status.js';
+import { functionStatusOf, loadErrorOf, type FunctionResource } from './status.js';
+import { rolloutState } from '../rollout.js';
 
 export interface KubernetesDriverOptions {
   /**
@@ -180,12 +181,43 @@ export class KubernetesDriver implements Driver {
     return (await this.#o.readFunction(name)) !== undefined;
   }
 
+  /** The status; while a rollout waits for replicas, also the current spec's load error from its pods. */
   async get(name: string): Promise<FunctionStatus> {
     this.#checkOpen();
     const fn = this.#o.cachedFunction(name);
     const status = fn && this.#statusOf(fn);
     if (!status) throw notFound(name);
+    await this.#addLoadError(status);
     return status;
+  }
+
+  /**
+   * Reads the function's pods only while the rollout of its applied spec is waiting for ready
+   * replicas (a pod crash moves neither the Deployment nor the Function, so no cache holds it).
+   * A failed read leaves the status without it: the wait then ends at its deadline, as before.
+   */
+  async #addLoadError(status: FunctionStatus): Promise<void> {
+    const name = status.spec.name;
+    const deployment = this.#o.cachedDeployment(name);
+    if (!deployment || status.replicas === 0) return;
+    const rollout = rolloutState({
+      replicas: status.replicas,
+      readyReplicas: status.readyReplicas,
+      updatedReplicas: status.updatedReplicas ?? 0,
+      generation: status.generation ?? 0,
+      observedGeneration: status.observedGeneration ?? 0,
+    });
+    if (rollout.state !== 'progressing' || (status.observedGeneration ?? 0) < (status.generation ?? 0)) return;
+    try {
+      const pods = await this.#o.core.listNamespacedPod({ namespace: this.namespace, labelSelector: `${kubefnLabels.function}=${name}` });
+      const loadError = loadErrorOf(name, deployment, pods.items);
+      if (loadError) {
+        status.loadError = loadError;
+        status.lastError ??= loadError;
+      }
+    } catch (err) {
+      this.#o.onWarning(`cannot read the pods of function "${name}" for its load error`, err);
+    }
   }
 
   async scale(name: string, replicas: number): Promise<void> {
@@ -263,11 +295,21 @@ export class KubernetesDriver implements Driver {
   #statusOf(fn: FunctionResource): FunctionStatus | undefined {
     const spec = this.#o.specOf(fn);
     if (spec instanceof Error) return undefined;
-    return functionStatusOf(fn, spec, this.#o.cachedDeployment(fn.metadata?.name ?? ''));
+    const name = fn.metadata?.name ?? '';
+    const status = functionStatusOf(fn, spec, this.#o.cachedDeployment(name));
+    // The Deployment may count an old pod gone before its EndpointSlice says so: until then it is
+    // still routable and may answer, so it counts as a ready replica that does not run the new spec.
+    const routable = endpointsOf(this.#slicesOf(name)).length;
+    if (routable > status.readyReplicas) status.readyReplicas = routable;
+    return status;
+  }
+
+  #slicesOf(name: string) {
+    return this.#o.slices.cache.list(this.namespace).filter((s) => s.metadata?.labels?.[serviceNameLabel] === name);
   }
 
   #refreshEndpoints(name: string): void {
-    const slices = this.#o.slices.cache.list(this.namespace).filter((s) => s.metadata?.labels?.[serviceNameLabel] === name);
+    const slices = this.#slicesOf(name);
     const set = this.#endpointSets.get(name);
     let next = endpointsOf(slices);
     if (this.#prober) {

@@ -1,8 +1,9 @@
 // What a Function becomes on Kubernetes: pure builders for its Deployment and Service, as
 // server-side apply configurations (only the fields kubefn owns).
 
-import type { V1Deployment, V1EnvVar, V1Service, V1Toleration } from '@kubernetes/client-node';
-import { contractEnv } from '../process-launch.js';
+import { createHash } from 'node:crypto';
+import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Service, V1Toleration } from '@kubernetes/client-node';
+import { canonicalJson, contractEnv } from '../process-launch.js';
 import { adminPaths, runtimeEnv } from '../runtime-contract.js';
 import { timeoutMs, type FunctionSpec } from '../spec.js';
 
@@ -19,6 +20,13 @@ export const kubefnLabels = {
   function: 'kubefn.dev/function',
 } as const;
 export const managedBy = 'kubefn';
+
+export const kubefnAnnotations = {
+  /** On the Deployment: the Function generation it was last applied from (a rollout waits for it). */
+  functionGeneration: 'kubefn.dev/function-generation',
+  /** On the pod template: a hash of the rest of the template, so the pods of the current spec can be told apart. */
+  specRevision: 'kubefn.dev/spec-revision',
+} as const;
 /** The label the EndpointSlice controller puts on every slice of a Service. */
 export const serviceNameLabel = 'kubernetes.io/service-name';
 
@@ -37,6 +45,8 @@ export interface DeploymentOptions {
    * it. See driver.ts for how ownership of the field is handed over.
    */
   replicas?: number;
+  /** The Function's metadata.generation the Deployment is applied from. */
+  generation?: number;
 }
 
 /** Replicas a new Deployment starts with: max(min, initial), as every driver does on create. */
@@ -63,6 +73,7 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
       name: spec.name,
       namespace,
       labels,
+      ...(options.generation === undefined ? {} : { annotations: { [kubefnAnnotations.functionGeneration]: String(options.generation) } }),
       ownerReferences: [{ ...owner, controller: true, blockOwnerDeletion: true }],
     },
     spec: {
@@ -87,6 +98,9 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
             {
               name: containerName,
               image: spec.image ?? '',
+              // The runtime writes a handler's load failure to /dev/termination-log; from an older
+              // runtime the log's tail stands in, so the reason reaches the pod's status either way.
+              terminationMessagePolicy: 'FallbackToLogsOnError',
               ports: [
                 { name: 'http', containerPort: containerPorts.http, protocol: 'TCP' },
                 { name: 'admin', containerPort: containerPorts.admin, protocol: 'TCP' },
@@ -115,7 +129,17 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
       },
     },
   };
+  const template = deployment.spec!.template;
+  template.metadata!.annotations = { ...(template.metadata!.annotations ?? {}), [kubefnAnnotations.specRevision]: specRevision(template) };
   return deployment;
+}
+
+/** A short hash of a pod template (without its revision annotation): changes exactly when the template does. */
+export function specRevision(template: V1PodTemplateSpec): string {
+  const annotations = { ...(template.metadata?.annotations ?? {}) };
+  delete annotations[kubefnAnnotations.specRevision];
+  const bare = { ...template, metadata: { ...template.metadata, annotations } };
+  return createHash('sha256').update(canonicalJson(bare)).digest('hex').slice(0, 16);
 }
 
 /** The ClusterIP Service in front of the replicas: port 80 -> the container's 8080. */

@@ -130,7 +130,7 @@ export class FunctionReconciler {
     const owner: Owner = { apiVersion: functionApiVersion, kind: 'Function', name, uid: fn.metadata?.uid ?? '' };
     let deployment: V1Deployment;
     try {
-      deployment = await this.#applyDeployment(spec, owner);
+      deployment = await this.#applyDeployment(spec, owner, fn.metadata?.generation ?? 0);
       await this.#apply(serviceFor(spec, this.#o.namespace, owner));
     } catch (err) {
       const e = kubeError(err, `applying the Deployment and Service of function "${name}"`);
@@ -156,13 +156,13 @@ export class FunctionReconciler {
    * Step 2 is decided from managedFields, not from memory, so a controller that crashed between
    * steps finishes the hand-over on its next reconcile.
    */
-  async #applyDeployment(spec: FunctionSpec, owner: Owner): Promise<V1Deployment> {
+  async #applyDeployment(spec: FunctionSpec, owner: Owner, generation: number): Promise<V1Deployment> {
     const ns = this.#o.namespace;
     let live = await this.#o.apps.readNamespacedDeployment({ name: spec.name, namespace: ns }).catch((err: unknown) => {
       if (isApiError(err, 404)) return undefined;
       throw err;
     });
-    if (!live) live = await this.#apply(deploymentFor(spec, ns, owner, { replicas: initialReplicas(spec) }));
+    if (!live) live = await this.#apply(deploymentFor(spec, ns, owner, { replicas: initialReplicas(spec), generation }));
     if (appliedReplicasOwner(live)) {
       try {
         await this.#apply(
@@ -173,7 +173,7 @@ export class FunctionReconciler {
         if (!isApiError(err, 409)) throw err;
       }
     }
-    return this.#apply(deploymentFor(spec, ns, owner));
+    return this.#apply(deploymentFor(spec, ns, owner, { generation }));
   }
 
   #apply<T extends KubernetesObject>(object: T, options: { manager?: string; force?: boolean } = {}): Promise<T> {

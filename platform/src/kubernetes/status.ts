@@ -1,8 +1,11 @@
 // The Function resource as kubefn reads it, its status subresource, and the driver's FunctionStatus made from them.
 
-import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
+import { loadErrorBody } from '../rollout.js';
+import { parseLoadFailure, type ErrorBody } from '../runtime-contract.js';
 import type { FunctionSpec } from '../spec.js';
+import { containerName, kubefnAnnotations } from './manifests.js';
 
 /** metav1.Condition. */
 export interface Condition {
@@ -71,10 +74,19 @@ export function functionStatusOf(fn: FunctionResource, spec: FunctionSpec, deplo
     .filter((m) => !m.subresource && m.time !== undefined)
     .map((m) => new Date(m.time as unknown as string).getTime());
   const updatedAt = times.length ? new Date(Math.max(...times)).toISOString() : createdAt;
+  const generation = fn.metadata?.generation ?? 0;
+  const caughtUp = rolledFrom(fn, deployment);
+  const readyReplicas = deployment ? (deployment.status?.readyReplicas ?? 0) : (fn.status?.readyReplicas ?? 0);
+  // The Deployment counts pods, not ready pods, per template: every pod not of the current
+  // template may be a ready one, so this is the fewest ready pods that can run the current spec.
+  const stale = Math.max(0, (deployment?.status?.replicas ?? 0) - (deployment?.status?.updatedReplicas ?? 0));
   const status: FunctionStatus = {
     spec,
     replicas: deployment?.spec?.replicas ?? fn.status?.replicas ?? 0,
-    readyReplicas: deployment ? (deployment.status?.readyReplicas ?? 0) : (fn.status?.readyReplicas ?? 0),
+    readyReplicas,
+    updatedReplicas: caughtUp ? Math.max(0, readyReplicas - stale) : 0,
+    generation,
+    observedGeneration: caughtUp ? generation : Math.min(fn.status?.observedGeneration ?? 0, generation - 1),
     createdAt,
     updatedAt,
   };
@@ -83,6 +95,38 @@ export function functionStatusOf(fn: FunctionResource, spec: FunctionSpec, deplo
     status.lastError = { code: ready.reason === 'InvalidSpec' ? 'INVALID_SPEC' : 'START_FAILED', message: ready.message };
   }
   return status;
+}
+
+/**
+ * Whether the pods the Deployment makes from now on run the Function's current spec: the
+ * controller applied this generation (the Function's status and the Deployment's annotation say
+ * so) and the Deployment controller observed that Deployment spec.
+ */
+export function rolledFrom(fn: FunctionResource, deployment: V1Deployment | undefined): boolean {
+  const generation = fn.metadata?.generation ?? 0;
+  if (!deployment || (fn.status?.observedGeneration ?? -1) < generation) return false;
+  const applied = Number(deployment.metadata?.annotations?.[kubefnAnnotations.functionGeneration] ?? -1);
+  return applied >= generation && (deployment.status?.observedGeneration ?? -1) >= (deployment.metadata?.generation ?? 0);
+}
+
+/**
+ * The load error of the current spec, from its pods' function containers: the runtime's
+ * load-failed line in a termination message (the file the runtime wrote, or the log's tail).
+ * Pods of an older template (their spec-revision annotation differs) say nothing about it.
+ */
+export function loadErrorOf(name: string, deployment: V1Deployment, pods: readonly V1Pod[]): ErrorBody | undefined {
+  const revision = deployment.spec?.template?.metadata?.annotations?.[kubefnAnnotations.specRevision];
+  if (!revision) return undefined;
+  for (const pod of pods) {
+    if (pod.metadata?.annotations?.[kubefnAnnotations.specRevision] !== revision || pod.metadata?.deletionTimestamp) continue;
+    const c = pod.status?.containerStatuses?.find((s) => s.name === containerName);
+    if (!c || c.ready) continue;
+    for (const terminated of [c.state?.terminated, c.lastState?.terminated]) {
+      const failure = terminated?.message ? parseLoadFailure(terminated.message) : undefined;
+      if (failure) return loadErrorBody(name, failure);
+    }
+  }
+  return undefined;
 }
 
 /** A date as RFC 3339 in whole seconds (metav1.Time), or with milliseconds when `precise`. */

@@ -7,16 +7,18 @@
 //   crash: `/crash` -> answers, then the process exits with code 3; other paths -> 200 `boot=<id>`,
 //          an id fixed for the life of the process (so a replacement is told apart from the original).
 //   slow:  `?ms=N` -> waits N ms, then 200 `slept N`; `?mark=X` prints `mark=X` to stdout when the call starts.
+//   broken: throws `broken fixture: failed at import time` on line 2 of handler.js while it is imported.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Driver, Endpoint, FunctionStatus, LogLine } from '../driver.js';
 import { isKubefnError, type ErrorCode } from '../errors.js';
+import { rolloutState, type RolloutState } from '../rollout.js';
 import { parseFunctionSpec, type FunctionSpecInput } from '../spec.js';
 import { waitFor } from './wait-for.js';
 
-export type ConformanceFixture = 'hello' | 'crash' | 'slow';
+export type ConformanceFixture = 'hello' | 'crash' | 'slow' | 'broken';
 
 export interface ConformanceHarness {
   driver: Driver;
@@ -165,6 +167,89 @@ export function driverConformance(
         }
         assert.equal(emptied, false, 'a rolling update never leaves a function with no ready replica');
         assert.equal((await h().driver.get(fn)).spec.env?.GREETING, 'two');
+      } finally {
+        await removeQuietly(fn);
+      }
+    });
+
+    /** The rollout as `fn deploy` judges it; the driver must report every field it needs. */
+    async function rolloutOf(fn: string): Promise<{ status: FunctionStatus; rollout: RolloutState }> {
+      const status = await h().driver.get(fn);
+      for (const field of ['updatedReplicas', 'generation', 'observedGeneration'] as const) {
+        assert.equal(typeof status[field], 'number', `the status reports ${field}`);
+      }
+      const rollout = rolloutState({
+        replicas: status.replicas,
+        readyReplicas: status.readyReplicas,
+        updatedReplicas: status.updatedReplicas!,
+        generation: status.generation!,
+        observedGeneration: status.observedGeneration!,
+        loadError: status.loadError,
+      });
+      return { status, rollout };
+    }
+
+    it('a redeploy at zero is done once applied, and the next replica runs the new spec', { timeout }, async () => {
+      const fn = uniqueName('zero');
+      try {
+        const first = await deploy('hello', { name: fn, env: { GREETING: 'one' }, scale: { initial: 0 } });
+        await deploy('hello', { name: fn, env: { GREETING: 'two' }, scale: { initial: 0 } });
+        const done = await wait('the redeploy at zero to be done', async () => {
+          const r = await rolloutOf(fn);
+          return r.rollout.state === 'done' ? r : undefined;
+        });
+        assert.deepEqual(done.rollout, { state: 'done', reason: 'at-zero' });
+        assert.ok(done.status.generation! > (first.generation ?? 0), 'the generation went up');
+        await h().driver.scale(fn, 1);
+        await endpointsAnswering(fn, 1, (body) => body.includes('greeting=two'));
+      } finally {
+        await removeQuietly(fn);
+      }
+    });
+
+    it('an update is done only once every ready replica runs the new spec', { timeout }, async () => {
+      const fn = uniqueName('rollout');
+      try {
+        await deploy('hello', { name: fn, env: { GREETING: 'one' }, scale: { initial: 1, max: 1 } });
+        await endpointsAnswering(fn, 1, (body) => body.includes('greeting=one'));
+        assert.deepEqual((await rolloutOf(fn)).rollout, { state: 'done', reason: 'updated' });
+        await deploy('hello', { name: fn, env: { GREETING: 'two' }, scale: { initial: 1, max: 1 } });
+        const done = await wait('the update to be done', async () => {
+          const r = await rolloutOf(fn);
+          return r.rollout.state === 'done' ? r : undefined;
+        });
+        assert.equal(done.status.updatedReplicas, done.status.readyReplicas);
+        // Right when the status says done, whatever is routable answers with the new spec.
+        const endpoints = h().driver.endpoints(fn).current();
+        assert.ok(endpoints.length >= 1, 'a ready replica');
+        for (const e of endpoints) assert.match((await call(e.url, '/')).body, /greeting=two/, `${e.id} runs the new spec`);
+      } finally {
+        await removeQuietly(fn);
+      }
+    });
+
+    it('a handler that cannot load is reported with its message and source line', { timeout }, async () => {
+      const fn = uniqueName('broken');
+      try {
+        await deploy('broken', { name: fn, scale: { initial: 1, max: 1 } });
+        const failed = await wait('a load error', async () => {
+          const r = await rolloutOf(fn);
+          return r.rollout.state === 'failed' ? r : undefined;
+        });
+        const e = failed.status.loadError;
+        assert.equal(e?.code, 'LOAD_FAILED');
+        assert.match(e?.message ?? '', /broken fixture: failed at import time/);
+        assert.match(e?.location ?? '', /^handler\.js:2:\d+$/);
+        assert.equal(failed.status.readyReplicas, 0);
+
+        // Fixed code clears it: the error belonged to the old spec.
+        await deploy('hello', { name: fn, env: { GREETING: 'fixed' }, scale: { initial: 1, max: 1 } });
+        const fixed = await wait('the fixed spec to be done', async () => {
+          const r = await rolloutOf(fn);
+          return r.rollout.state === 'done' ? r : undefined;
+        });
+        assert.equal(fixed.status.loadError, undefined);
+        await endpointsAnswering(fn, 1, (body) => body.includes('greeting=fixed'));
       } finally {
         await removeQuietly(fn);
       }

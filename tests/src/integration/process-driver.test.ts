@@ -137,18 +137,18 @@ describe('process driver', () => {
     await driver.deploy(await spec('broken', { name: 'broken', scale: { initial: 1 } }));
     const failures = await waitFor(
       async () => {
-        const lines = (await history(driver, 'broken')).filter((l) => l.stream === 'system' && l.text.includes('failed to start'));
+        const lines = (await history(driver, 'broken')).filter((l) => l.stream === 'system' && l.text.includes('threw while loading'));
         return lines.length >= 2 ? lines : undefined;
       },
-      { what: 'two failed starts in the system log', timeoutMs: waitTimeoutMs },
+      { what: 'two failed loads in the system log', timeoutMs: waitTimeoutMs },
     );
-    assert.match(failures[0]!.text, /exited with code 1 before it was ready/);
-    assert.match(failures[0]!.text, /broken fixture: failed at import time/, 'the reason from stderr is in the line');
+    assert.match(failures[0]!.text, /broken fixture: failed at import time \(at handler\.js:2:7\)/, 'the reason and the line from the runtime');
     const delays = failures.map((l) => Number(/next start in (\d+) ms/.exec(l.text)?.[1]));
     assert.ok(delays[1]! > delays[0]!, `backoff grows between failures (${delays.join(', ')})`);
 
     const status = await driver.get('broken');
-    assert.equal(status.lastError?.code, 'START_FAILED');
+    assert.equal(status.lastError?.code, 'LOAD_FAILED');
+    assert.equal(status.loadError?.location, 'handler.js:2:7');
     assert.equal(status.readyReplicas, 0);
     assert.deepEqual(driver.endpoints('broken').current(), []);
     await driver.remove('broken');

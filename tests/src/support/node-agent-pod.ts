@@ -176,6 +176,14 @@ export class PodWorker {
     const terminated: V1ContainerStateTerminated = {
       exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', containerID: this.#containerID, startedAt: this.#state.running?.startedAt, finishedAt,
     };
+    // As the kubelet does for FallbackToLogsOnError (no termination-log file here): the log's
+    // last 80 lines, at most 2 KiB, of a container that failed.
+    if (exitCode !== 0 && this.pod.spec!.containers[0]?.terminationMessagePolicy === 'FallbackToLogsOnError') {
+      const logs = await this.#agent.podman.run(['logs', '--tail', '80', id]);
+      const text = `${logs.stdout}${logs.stderr}`.trim();
+      if (logs.code === 0 && text) terminated.message = text.slice(-2048);
+    }
+    if (this.#done || this.#terminating || run !== this.#run) return;
     this.#ready = false;
     this.#agent.log(`pod ${this.#key}: container exited with code ${exitCode}`);
     const policy = this.pod.spec!.restartPolicy ?? 'Always';
