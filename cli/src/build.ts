@@ -24,7 +24,7 @@ export async function buildFunction(
 export async function bundleLoaded(loaded: LoadedFunction, progress: Progress = silentProgress): Promise<Built> {
   const bundle = await progress.step(
     `bundling ${loaded.spec.name} (${loaded.spec.handler})`,
-    () => bundleFunction({ dir: loaded.dir, handler: loaded.spec.handler }),
+    () => bundleFunction({ dir: loaded.dir, handler: loaded.spec.handler, assets: loaded.spec.assets ?? [] }),
     (b) => `bundled ${loaded.spec.name}: ${formatBytes(b.bytes)}`,
   );
   return { ...loaded, bundle };
@@ -50,8 +50,10 @@ export function registerBuild(program: Command, app: App): void {
   addImageOptions(command).addHelpText(
     'after',
     `
-Without --output or --registry, the bundle is written to <path>/.kubefn/build/fn.mjs; its
-sha256 digest is what \`fn deploy\` uploads to a platform running the process driver.
+Without --output or --registry, the bundle is written to <path>/.kubefn/build/fn.cjs (fn.mjs
+when the code uses top-level await), and the files shipped next to it are listed: the assets
+fn.yaml names and the files the code reads beside itself (path.join(__dirname, 'x.html')).
+\`fn deploy\` packs both into one tar (an app) for a platform running the process driver.
 
 With --output or --registry, the bundle becomes one layer on a base image (no Docker daemon;
 the same source and base always give the same image digest). A push sends only the blobs the
@@ -71,10 +73,12 @@ Examples:
       const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
       printWarnings(app, built.bundle.warnings);
       const { bundle, spec } = built;
-      if (json) return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings });
+      const files = bundle.files.map((f) => f.path);
+      if (json) return app.json({ name: spec.name, file: bundle.file, format: bundle.format, bytes: bundle.bytes, digest: bundle.digest, files, warnings: bundle.warnings });
       app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
       app.out(`size:   ${formatBytes(bundle.bytes)}`);
       app.out(`digest: ${bundle.digest}`);
+      if (files.length) app.out(`files:  ${files.join(', ')}`);
       return;
     }
     const loaded = await loadFnYaml(path.resolve(app.io.cwd, target));
