@@ -39,7 +39,7 @@ describe('management API', () => {
       const info = res.json();
       assert.equal(info.provider.provider, 'kubefn');
       assert.equal(info.provider.orchestration, 'memory');
-      assert.deepEqual(info.kubefn, { driver: 'memory', bundles: true, builds: false });
+      assert.deepEqual(info.kubefn, { driver: 'memory', bundles: true, apps: false, builds: false });
       assert.equal(info.version.release, '0.1.0');
     });
     it('lists the one namespace', async () => {
