@@ -1,13 +1,18 @@
-// Bundles a function's handler together with runtime-node into one ES module with an inline
-// source map: the artifact every driver runs.
+// Bundles a function's handler together with runtime-node into one module with an inline source
+// map (CommonJS `fn.cjs`, or ES module `fn.mjs` when the code needs top-level await), and lists
+// the files shipped next to it: the artifact every driver runs.
 
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decode, encode } from '@jridgewell/sourcemap-codec';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
 import { writeAtomic } from './atomic-write.js';
+import { binaryFallbackPlugin, FoundFiles, locationBanner, locationPlugin, textLoaders, type BundleFile } from './bundle-files.js';
+
+export type { BundleFile } from './bundle-files.js';
 
 export interface BundleOptions {
   /** The function's directory (where fn.yaml lives); imports resolve from here. */
@@ -17,22 +22,37 @@ export interface BundleOptions {
   /** Where to write the bundle; default `<dir>/.kubefn/build`. */
   outDir?: string;
   minify?: boolean;
+  /** Files or directories (relative to `dir`) shipped next to the bundle: fn.yaml's `assets`. */
+  assets?: readonly string[];
 }
 
 export interface Bundle {
-  /** Absolute path of the bundled module. */
+  /** Absolute path of the bundled module: `<outDir>/fn.cjs`, or `fn.mjs` for an ES module. */
   file: string;
+  /** CommonJS unless the code needs an ES module (top-level await). */
+  format: BundleFormat;
   /** sha256 of the bundle's bytes: "sha256:<hex>". */
   digest: string;
   bytes: number;
   warnings: string[];
+  /**
+   * Files shipped next to the bundle, sorted by path: the declared assets and the files modules
+   * name by a literal path beside themselves (`path.join(__dirname, 'x.html')`).
+   */
+  files: BundleFile[];
 }
+
+export type BundleFormat = 'cjs' | 'esm';
+
+/** The bundle's file name in the app root, by format. */
+export const bundleFileNames: Record<BundleFormat, string> = { cjs: 'fn.cjs', esm: 'fn.mjs' };
 
 const runtimeSpecifier = 'kubefn:runtime';
 const loadGuardSpecifier = 'kubefn:runtime/load-guard';
 /** runtime-node's entry module, bundled into every function. */
 export const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
 const loadGuardEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/load-guard'));
+
 
 /** esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this. */
 export const esmRequireBanner = "import { createRequire as __kubefnCreateRequire } from 'node:module';\n" +
@@ -47,14 +67,13 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       hint: 'point `handler` in fn.yaml at a file inside the function directory',
     });
   }
-  const found = await stat(handlerPath).catch(() => null);
-  if (!found?.isFile()) {
+  const handlerFile = await stat(handlerPath).catch(() => null);
+  if (!handlerFile?.isFile()) {
     throw new KubefnError('BUILD_FAILED', `handler file not found: ${handlerPath}`, {
       hint: 'check `handler` in fn.yaml, or run `fn init` to scaffold one',
     });
   }
   const outDir = path.resolve(options.outDir ?? path.join(dir, '.kubefn', 'build'));
-  const outFile = path.join(outDir, 'fn.mjs');
   // The load guard is imported first so it is evaluated before the handler module: an error the
   // handler throws while loading is then reported as a load failure with its source location.
   const entry = [
@@ -64,14 +83,17 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     'run(handlerModule);',
   ].join('\n');
 
-  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
-  try {
-    result = await esbuild.build({
+  const build = async (format: BundleFormat) => {
+    const found = new FoundFiles(dir, (abs) => stablePath(dir, abs));
+    await found.addAssets(options.assets ?? []);
+    const outFile = path.join(outDir, bundleFileNames[format]);
+    const result = await esbuild.build({
       stdin: { contents: entry, resolveDir: dir, sourcefile: 'kubefn-entry.js', loader: 'js' },
       absWorkingDir: dir,
       bundle: true,
       platform: 'node',
-      format: 'esm',
+      // CommonJS, so sloppy-mode code stays sloppy (an ES module is strict throughout).
+      format,
       target: 'node20',
       // External here, inlined below once its paths no longer depend on where things live on disk.
       sourcemap: 'external',
@@ -79,12 +101,23 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       minify: options.minify ?? false,
       keepNames: true,
       legalComments: 'none',
-      banner: { js: esmRequireBanner },
+      banner: { js: locationBanner(format) },
+      loader: textLoaders,
       write: false,
       metafile: true,
       logLevel: 'silent',
       outfile: outFile,
-      plugins: [runtimePlugin, nativeAddonPlugin],
+      plugins: [runtimePlugin, nativeAddonPlugin, locationPlugin({ dir, stable: found.stable, found }), binaryFallbackPlugin],
+    });
+    return { result, found, outFile, format };
+  };
+
+  let built: Awaited<ReturnType<typeof build>>;
+  try {
+    built = await build('cjs').catch((err: unknown) => {
+      // Top-level await exists only in ES modules: such code keeps an ES module bundle.
+      if ((err as esbuild.BuildFailure).errors?.some((e) => /top-level await/i.test(e.text))) return build('esm');
+      throw err;
     });
   } catch (err) {
     const failure = err as esbuild.BuildFailure;
@@ -96,6 +129,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     }
     throw err;
   }
+  const { result, found, outFile, format } = built;
   const output = result.outputFiles?.find((f) => f.path === outFile);
   const map = result.outputFiles?.find((f) => f.path === `${outFile}.map`);
   if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no output');
@@ -104,16 +138,41 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   // builds of one function may bundle into the same place at once and read the file back.
   const previous = await readFile(outFile).catch(() => null);
   if (!previous?.equals(contents)) await writeAtomic(outFile, contents);
+  // A bundle of the other format left from an earlier build would only mislead.
+  await rm(path.join(outDir, bundleFileNames[format === 'cjs' ? 'esm' : 'cjs']), { force: true });
+  const files = found.list();
+  const notes = files.filter((f) => !(options.assets ?? []).some((a) => f.path === a.replace(/\/+$/, '') || f.path.startsWith(a.replace(/\/+$/, '') + '/')));
   return {
     file: outFile,
+    format,
     digest: `sha256:${createHash('sha256').update(contents).digest('hex')}`,
     bytes: contents.byteLength,
-    warnings: result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : [],
+    warnings: [
+      ...(result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : []),
+      ...found.warnings,
+      ...(notes.length ? [`shipping ${notes.length} file(s) the code reads next to itself: ${notes.map((f) => f.path).slice(0, 10).join(', ')}${notes.length > 10 ? ', ...' : ''}`] : []),
+    ],
+    files,
   };
 }
 
 /** Where kubefn's own packages sit (runtime-node, platform): their files are named `kubefn/...` in every bundle. */
 const kubefnRoot = path.resolve(path.dirname(runtimeEntry), '..', '..');
+
+/**
+ * Where a file sits in the app root, the same on every machine: relative to the function
+ * directory, packages as `node_modules/<pkg>/...` wherever node_modules is, kubefn's own files as
+ * `kubefn/<pkg>/...`. Anything else keeps its `../` path.
+ */
+export function stablePath(dir: string, file: string): string {
+  const posix = path.relative(dir, file).split(path.sep).join('/');
+  if (!posix.startsWith('../')) return posix;
+  const modules = posix.lastIndexOf('node_modules/');
+  if (modules >= 0) return posix.slice(modules);
+  const inKubefn = path.relative(kubefnRoot, file);
+  if (!inKubefn.startsWith('..') && !path.isAbsolute(inKubefn)) return `kubefn/${inKubefn.split(path.sep).join('/')}`;
+  return posix;
+}
 
 /**
  * The bundle with every path in it independent of where the function, kubefn and node_modules
@@ -123,24 +182,29 @@ const kubefnRoot = path.resolve(path.dirname(runtimeEntry), '..', '..');
  * from `node_modules/<pkg>` and kubefn's own as `kubefn/<pkg>`. The source map is then inlined.
  */
 function stableOutput(js: string, mapText: string, dir: string, outDir: string, inputs: string[]): string {
-  const stable = (fromDir: string): string => {
-    const rel = path.relative(dir, fromDir);
-    const posix = rel.split(path.sep).join('/');
-    if (!posix.startsWith('../')) return posix;
-    const modules = posix.lastIndexOf('node_modules/');
-    if (modules >= 0) return posix.slice(modules);
-    const inKubefn = path.relative(kubefnRoot, fromDir);
-    if (!inKubefn.startsWith('..') && !path.isAbsolute(inKubefn)) return `kubefn/${inKubefn.split(path.sep).join('/')}`;
-    return posix;
-  };
+  const stable = (file: string) => stablePath(dir, file);
   const known = new Set(inputs);
-  const body = js
-    .replace(/^\/\/ (.+)$/gm, (line, p: string) => (known.has(p) ? `// ${stable(path.resolve(dir, p))}` : line))
-    .replace(/"(\.\.\/[^"\n]*)"/g, (quoted, p: string) => (known.has(p) ? JSON.stringify(stable(path.resolve(dir, p))) : quoted))
-    .replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, '\n');
-  const map = JSON.parse(mapText) as { sources: string[] };
+  const map = JSON.parse(mapText) as { sources: string[]; mappings: string };
+  const mappings = decode(map.mappings);
+  const lines = js.replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, '').split('\n');
+  const body = lines.map((line, i) => {
+    if (line.startsWith('// ') && known.has(line.slice(3))) return `// ${stable(path.resolve(dir, line.slice(3)))}`;
+    // A module key changes length, so the columns mapped after it on the line move with it.
+    const shifts: { at: number; by: number }[] = [];
+    const out = line.replace(/"(\.\.\/[^"\n]*)"/g, (quoted: string, p: string, at: number) => {
+      if (!known.has(p)) return quoted;
+      const key = JSON.stringify(stable(path.resolve(dir, p)));
+      shifts.push({ at: at + quoted.length, by: key.length - quoted.length });
+      return key;
+    });
+    for (const segment of shifts.length ? (mappings[i] ?? []) : []) {
+      segment[0] += shifts.reduce((n, s) => (s.at <= segment[0] ? n + s.by : n), 0);
+    }
+    return out;
+  });
+  map.mappings = encode(mappings);
   map.sources = map.sources.map((s) => stable(path.resolve(outDir, s)));
-  return `${body}//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
+  return `${body.join('\n')}\n//# sourceMappingURL=data:application/json;base64,${Buffer.from(JSON.stringify(map)).toString('base64')}\n`;
 }
 
 const runtimePlugin: esbuild.Plugin = {

@@ -1,14 +1,13 @@
 // From a function's source to an OCI image: bundle -> one reproducible layer on a base image ->
 // pushed to a registry (only the blobs it lacks) or written as an archive. No daemon involved.
 
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { KubefnError } from '@kubefn/platform';
-import { bundleFunction, type Bundle } from './bundle.js';
+import { appFiles } from './app-archive.js';
+import { bundleFileNames, bundleFunction, type Bundle, type BundleFormat } from './bundle.js';
 import { cachedBlob, cachedHostBase } from './build-cache.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
-import { buildLayer, type Layer, type LayerFile } from './oci-layer.js';
+import { buildLayer, type Layer } from './oci-layer.js';
 import type { RegistryClient } from './registry/client.js';
 import { formatReference, parseReference, type ImageReference } from './registry/reference.js';
 
@@ -19,9 +18,11 @@ export const scratchBaseName = 'scratch';
 /** The base `fn build` uses unless told otherwise. */
 export const defaultBase = 'docker.io/library/node:20-bookworm-slim';
 
-/** Where the bundle lives in the image, and how the image starts it. */
+/** Where the bundle and its files live in the image (the app root), and how the image starts it. */
 export const appDir = '/app';
-export const imageEntrypoint = ['node', '--enable-source-maps', `${appDir}/fn.mjs`];
+export function imageEntrypoint(format: BundleFormat): string[] {
+  return ['node', '--enable-source-maps', `${appDir}/${bundleFileNames[format]}`];
+}
 export const imageLabels = {
   function: 'dev.kubefn.function',
   bundleDigest: 'dev.kubefn.bundle.digest',
@@ -53,7 +54,7 @@ export interface ImageBuildOptions {
   name: string;
   /** Base image reference, "host" or "scratch". */
   base: string;
-  /** Files or directories (relative to `dir`) shipped next to the bundle, under /app. */
+  /** Files or directories (relative to `dir`) shipped next to the bundle, under /app (with the files the code names beside itself). */
   assets?: string[];
   client: RegistryClient;
   /** Cache for the host base and downloaded layers, e.g. ~/.kubefn/cache. */
@@ -67,17 +68,14 @@ export async function buildFunctionImage(options: ImageBuildOptions): Promise<Fu
   progress(`resolving base ${options.base}`);
   const [base, bundle] = await Promise.all([
     resolveBase(options.base, options.client, options.cacheDir),
-    bundleFunction({ dir: options.dir, handler: options.handler }),
+    bundleFunction({ dir: options.dir, handler: options.handler, assets: options.assets ?? [] }),
   ]);
   progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
-  const assets = await collectAssets(options.dir, options.assets ?? []);
-  if (assets.length) progress(`assets: ${assets.length} file(s), ${formatBytes(assets.reduce((n, f) => n + f.content.length, 0))}`);
-  const layer = await buildLayer([
-    { path: `${appDir.slice(1)}/fn.mjs`, content: await readFile(bundle.file) },
-    ...assets.map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })),
-  ]);
+  const [entry, ...files] = await appFiles(bundle);
+  if (files.length) progress(`files next to the bundle: ${files.length}, ${formatBytes(files.reduce((n, f) => n + f.content.length, 0))}`);
+  const layer = await buildLayer([entry!, ...files].map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })));
   const image = assembleImage(base.base, layer, {
-    entrypoint: imageEntrypoint,
+    entrypoint: imageEntrypoint(bundle.format),
     workingDir: appDir,
     env: { NODE_ENV: 'production', PORT: '8080', ADMIN_PORT: '8081' },
     exposedPorts: [8080, 8081],
@@ -168,42 +166,6 @@ export async function functionImageArchive(client: RegistryClient, fi: Pick<Func
     blobs.push({ digest: l.digest, content });
   }
   return writeOciArchive(fi.image, blobs, refName);
-}
-
-/** Largest total of asset bytes in one image. */
-const maxAssetBytes = 256 * 1024 * 1024;
-const maxAssetFiles = 10_000;
-
-/**
- * The files the spec's `assets` name, read from `dir`: directories are walked, symlinks are
- * followed only when they stay inside `dir`. Paths in the result are relative to `dir`.
- */
-export async function collectAssets(dir: string, assets: readonly string[]): Promise<LayerFile[]> {
-  const root = await realpath(dir);
-  const files = new Map<string, LayerFile>();
-  let bytes = 0;
-  const add = async (rel: string, where: string): Promise<void> => {
-    const real = await realpath(path.join(root, rel)).catch(() => undefined);
-    if (!real) throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) does not exist`, { hint: 'fix `assets` in fn.yaml' });
-    const inside = path.relative(root, real);
-    if (inside.startsWith('..') || path.isAbsolute(inside)) {
-      throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) leads outside the function directory`, { hint: 'copy the file into the function directory' });
-    }
-    const info = await stat(real);
-    if (info.isDirectory()) {
-      for (const entry of (await readdir(real)).sort()) await add(path.posix.join(rel, entry), where);
-      return;
-    }
-    if (!info.isFile()) throw new KubefnError('BUILD_FAILED', `asset "${rel}" (${where}) is not a regular file`);
-    bytes += info.size;
-    if (bytes > maxAssetBytes || files.size >= maxAssetFiles) {
-      throw new KubefnError('BUILD_FAILED', `assets are over ${formatBytes(maxAssetBytes)} or ${maxAssetFiles} files`, { hint: 'ship large data from object storage instead' });
-    }
-    files.set(rel, { path: rel, content: await readFile(real), mode: info.mode & 0o111 ? 0o755 : 0o644 });
-  };
-  for (const [i, a] of assets.entries()) await add(a.replace(/\/+$/, ''), `assets.${i}`);
-  if (files.has('fn.mjs')) throw new KubefnError('BUILD_FAILED', 'an asset named "fn.mjs" would replace the bundle', { hint: 'rename it' });
-  return [...files.values()];
 }
 
 /** Resolves `--base`: a registry reference, "host" or "scratch". */

@@ -1,4 +1,5 @@
 export * from './bundle.js';
+export * from './app-archive.js';
 export * from './oci-layer.js';
 export * from './oci-image.js';
 export * from './oci-archive.js';

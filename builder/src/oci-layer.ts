@@ -7,7 +7,7 @@ import { KubefnError } from '@kubefn/platform';
 import { reproducibleGzip } from './gzip.js';
 
 export interface LayerFile {
-  /** Path inside the image, relative to /, with "/" separators: "app/fn.mjs". */
+  /** Path inside the image, relative to /, with "/" separators: "app/fn.cjs". */
   path: string;
   /** File bytes; empty for a directory. */
   content: Uint8Array;
@@ -38,6 +38,13 @@ export function sha256(data: Uint8Array): string {
 }
 
 export async function buildLayer(files: readonly LayerFile[]): Promise<Layer> {
+  const tar = await reproducibleTar(files);
+  const blob = await reproducibleGzip(tar);
+  return { blob, digest: sha256(blob), diffId: sha256(tar), tarBytes: tar.length };
+}
+
+/** The uncompressed tar of `files`, parent directories implied: the same files always give the same bytes. */
+export async function reproducibleTar(files: readonly LayerFile[]): Promise<Buffer> {
   const entries = new Map<string, LayerFile>();
   for (const f of files) {
     const p = checkPath(f.path);
@@ -65,9 +72,7 @@ export async function buildLayer(files: readonly LayerFile[]): Promise<Layer> {
     ...[...dirs].map(([d, mode]) => ({ name: `${d}/`, mode })),
     ...[...entries.values()].map((f) => ({ name: f.path, mode: f.mode ?? 0o644, content: f.content })),
   ].sort((x, y) => Buffer.compare(Buffer.from(x.name), Buffer.from(y.name)));
-  const tar = await writeTar(ordered);
-  const blob = await reproducibleGzip(tar);
-  return { blob, digest: sha256(blob), diffId: sha256(tar), tarBytes: tar.length };
+  return writeTar(ordered);
 }
 
 export interface TarEntry {

@@ -15,8 +15,10 @@ export function registerBuild(program: Command, app: App): void {
   addImageOptions(command).addHelpText(
     'after',
     `
-Without --output or --registry, the bundle is written to <path>/.kubefn/build/fn.mjs; its
-sha256 digest is what \`fn deploy\` uploads to a platform running the process driver.
+Without --output or --registry, the bundle is written to <path>/.kubefn/build/fn.cjs (fn.mjs
+when the code uses top-level await), and the files shipped next to it are listed: the assets
+fn.yaml names and the files the code reads beside itself (path.join(__dirname, 'x.html')).
+\`fn deploy\` packs both into one tar (an app) for a platform running the process driver.
 
 With --output or --registry, the bundle becomes one layer on a base image (no Docker daemon;
 the same source and base always give the same image digest). A push sends only the blobs the

@@ -25,7 +25,7 @@ export async function buildFunction(
 export async function bundleLoaded(loaded: LoadedFunction, progress: Progress = silentProgress): Promise<Built> {
   const bundle = await progress.step(
     `bundling ${loaded.spec.name} (${loaded.spec.handler})`,
-    () => bundleFunction({ dir: loaded.dir, handler: loaded.spec.handler }),
+    () => bundleFunction({ dir: loaded.dir, handler: loaded.spec.handler, assets: loaded.spec.assets ?? [] }),
     (b) => `bundled ${loaded.spec.name}: ${formatBytes(b.bytes)}`,
   );
   return { ...loaded, bundle };
@@ -49,10 +49,12 @@ export async function runBuild(app: App, command: Command, target: string, opts:
     const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
     printWarnings(app, built.bundle.warnings);
     const { bundle, spec } = built;
-    if (json) return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings });
+    const files = bundle.files.map((f) => f.path);
+    if (json) return app.json({ name: spec.name, file: bundle.file, format: bundle.format, bytes: bundle.bytes, digest: bundle.digest, files, warnings: bundle.warnings });
     app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
     app.out(`size:   ${formatBytes(bundle.bytes)}`);
     app.out(`digest: ${bundle.digest}`);
+    if (files.length) app.out(`files:  ${files.join(', ')}`);
     return;
   }
   const loaded = await loadFnYaml(path.resolve(app.io.cwd, target));

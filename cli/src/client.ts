@@ -79,6 +79,8 @@ export interface GatewayInfo {
     driver?: string;
     /** The gateway takes bundle uploads (process driver). */
     bundles?: boolean;
+    /** The gateway takes app uploads: a bundle and its files as one tar (process driver). */
+    apps?: boolean;
     /** POST /system/builds is served. */
     builds?: boolean;
     /** The driver runs OCI images, not bundles. */
@@ -205,22 +207,40 @@ export class GatewayClient {
   }
 
   /** Whether the gateway already stores the bundle with this digest ("sha256:<hex>"). */
-  async hasBundle(digest: string, signal?: AbortSignal): Promise<boolean> {
-    const res = await this.#send('HEAD', `/system/bundles/${digest}`, { signal, auth: true });
+  hasBundle(digest: string, signal?: AbortSignal): Promise<boolean> {
+    return this.#hasUpload('bundles', digest, signal);
+  }
+
+  /** Stores a bundle under its digest; returns the image reference the gateway assigned. */
+  uploadBundle(digest: string, bytes: Uint8Array, signal?: AbortSignal): Promise<{ image: string }> {
+    return this.#upload('bundles', digest, bytes, signal);
+  }
+
+  /** Whether the gateway already stores the app (bundle and files, one tar) with this digest. */
+  hasApp(digest: string, signal?: AbortSignal): Promise<boolean> {
+    return this.#hasUpload('apps', digest, signal);
+  }
+
+  /** Stores an app tar under its digest; returns the image reference the gateway assigned. */
+  uploadApp(digest: string, bytes: Uint8Array, signal?: AbortSignal): Promise<{ image: string }> {
+    return this.#upload('apps', digest, bytes, signal);
+  }
+
+  async #hasUpload(what: 'bundles' | 'apps', digest: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const res = await this.#send('HEAD', `/system/${what}/${digest}`, { signal, auth: true });
     if (res.status === 404) return false;
     if (res.ok) return true;
     throw await this.#errorFrom(res);
   }
 
-  /** Stores a bundle under its digest; returns the image reference the gateway assigned. */
-  async uploadBundle(digest: string, bytes: Uint8Array, signal?: AbortSignal): Promise<{ image: string }> {
-    const res = await this.#system('PUT', `/system/bundles/${digest}`, {
+  async #upload(what: 'bundles' | 'apps', digest: string, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<{ image: string }> {
+    const res = await this.#system('PUT', `/system/${what}/${digest}`, {
       body: bytes,
       contentType: 'application/octet-stream',
       signal,
     });
     const body = (await res.json().catch(() => ({}))) as { image?: unknown };
-    return { image: typeof body.image === 'string' ? body.image : `bundle:${digest}` };
+    return { image: typeof body.image === 'string' ? body.image : `${what === 'apps' ? 'app' : 'bundle'}:${digest}` };
   }
 
   /**

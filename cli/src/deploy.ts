@@ -1,10 +1,9 @@
-// `fn deploy`'s work (deploy-command.ts is its command line): build, upload the bundle unless the gateway has it, create or update the function, wait until it is ready.
+// `fn deploy`'s work (deploy-command.ts is its command line): build, upload the app (bundle and files) unless the gateway has it, create or update the function, wait until it is ready.
 
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
-import { packSource } from '@kubefn/builder';
+import { packApp, packSource } from '@kubefn/builder';
 import { errorFromBody, isKubefnError, KubefnError, rolloutState, type RolloutState } from '@kubefn/platform/core';
 import type { FunctionSpec } from '@kubefn/platform';
 import { bundleLoaded } from './build.js';
@@ -38,7 +37,7 @@ export type DeployMode = 'bundle' | 'image' | 'remote';
 export interface DeployResult {
   name: string;
   image: string;
-  /** The bundle's or the image manifest's digest. */
+  /** The app's (bundle and files) or the image manifest's digest. */
   digest: string;
   mode: DeployMode;
   /** Bytes sent to the gateway or the registry for the code (0 when it was there already). */
@@ -151,20 +150,21 @@ async function chooseMode(
   });
 }
 
-/** Bundles here and uploads the bundle unless the gateway has it. */
+/** Bundles here and uploads the app (the bundle and the files shipped next to it, one tar) unless the gateway has it. */
 async function shipBundle(client: GatewayClient, loaded: LoadedFunction, options: DeployOptions, progress: Progress): Promise<Shipped> {
   const { bundle } = await bundleLoaded(loaded, progress);
-  const size = formatBytes(bundle.bytes);
+  const app = await packApp(bundle);
+  const size = `${formatBytes(app.tar.length)}${bundle.files.length ? `, bundle and ${bundle.files.length} file(s)` : ''}`;
   const uploaded = await progress.step(
-    `uploading bundle (${size})`,
+    `uploading app (${size})`,
     async () => {
-      if (await client.hasBundle(bundle.digest, options.signal)) return false;
-      await client.uploadBundle(bundle.digest, await readFile(bundle.file), options.signal);
+      if (await client.hasApp(app.digest, options.signal)) return false;
+      await client.uploadApp(app.digest, app.tar, options.signal);
       return true;
     },
-    (sent) => (sent ? `uploaded bundle: ${size}` : `bundle unchanged (${bundle.digest.slice(0, 19)})`),
+    (sent) => (sent ? `uploaded app: ${size}` : `app unchanged (${app.digest.slice(0, 19)})`),
   );
-  return { image: `bundle:${bundle.digest}`, digest: bundle.digest, bytes: uploaded ? bundle.bytes : 0, warnings: bundle.warnings };
+  return { image: `app:${app.digest}`, digest: app.digest, bytes: uploaded ? app.tar.length : 0, warnings: bundle.warnings };
 }
 
 /** Builds the image here and pushes what the registry lacks. */

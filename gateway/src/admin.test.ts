@@ -39,7 +39,7 @@ describe('management API', () => {
       const info = res.json();
       assert.equal(info.provider.provider, 'kubefn');
       assert.equal(info.provider.orchestration, 'memory');
-      assert.deepEqual(info.kubefn, { driver: 'memory', bundles: true, builds: false });
+      assert.deepEqual(info.kubefn, { driver: 'memory', bundles: true, apps: false, builds: false });
       assert.equal(info.version.release, '0.1.0');
     });
     it('lists the one namespace', async () => {
@@ -289,6 +289,22 @@ describe('management API', () => {
         assert.match(res.json().hint, /OCI image/);
       } finally {
         await bare.close();
+      }
+    });
+    it('stores apps (a bundle and its files, one tar) under /system/apps when the gateway has an app store', async () => {
+      const apps = new MemoryBundles();
+      const withApps = createGateway({ driver: new MemoryDriver(), apps, maxBundleBytes: 64 });
+      try {
+        const put = await withApps.app.inject({ method: 'PUT', url: `/system/apps/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('app tar') });
+        assert.equal(put.statusCode, 201);
+        assert.deepEqual(put.json(), { image: `app:${digest}` });
+        assert.equal(apps.blobs.get(digest)?.toString(), 'app tar');
+        assert.equal((await withApps.app.inject({ method: 'HEAD', url: `/system/apps/${digest}` })).statusCode, 200);
+        const big = await withApps.app.inject({ method: 'PUT', url: `/system/apps/${digest}`, headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(65) });
+        assert.equal(big.statusCode, 413);
+        assert.equal((await inject('HEAD', `/system/apps/${digest}`)).statusCode, 501, 'no app store, no app uploads');
+      } finally {
+        await withApps.close();
       }
     });
   });

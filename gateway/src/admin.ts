@@ -33,7 +33,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       provider: { provider: 'kubefn', orchestration: ctx.driver.kind, version },
       version,
       arch: process.arch,
-      kubefn: { driver: ctx.driver.kind, bundles: ctx.bundles !== undefined, ...ctx.options.info },
+      kubefn: { driver: ctx.driver.kind, bundles: ctx.bundles !== undefined, apps: ctx.apps !== undefined, ...ctx.options.info },
     };
   });
 
@@ -176,35 +176,39 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
     return reply.send(Readable.from(ndjson(), { objectMode: false }));
   });
 
-  // Bundles: content-addressed uploads the process driver runs (`image: bundle:sha256:...`).
+  // Bundles and apps: content-addressed uploads the process driver runs (`image: bundle:sha256:...`
+  // for one module alone, `app:sha256:...` for a tar of the bundle and its files).
   app.register(async (raw) => {
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
     const typed = raw.withTypeProvider<TypeBoxTypeProvider>();
-    typed.head('/system/bundles/:digest', { schema: { params: DigestParams } }, async (request, reply) => {
-      const store = requireBundles(ctx);
-      return reply.code((await store.has(request.params.digest)) ? 200 : 404).send();
-    });
-    typed.put('/system/bundles/:digest', { schema: { params: DigestParams } }, async (request, reply) => {
-      const store = requireBundles(ctx);
-      const { digest } = request.params;
-      const length = Number(request.headers['content-length'] ?? 0);
-      if (length > ctx.options.maxBundleBytes) {
-        throw new KubefnError('BODY_TOO_LARGE', `bundle of ${length} bytes is over the ${ctx.options.maxBundleBytes} byte limit`);
-      }
-      if (!(await store.has(digest))) await store.put(digest, request.raw, { maxBytes: ctx.options.maxBundleBytes });
-      return reply.code(201).send({ image: `bundle:${digest}` });
-    });
+    for (const [kind, what] of [['bundle', 'bundles'], ['app', 'apps']] as const) {
+      typed.head(`/system/${what}/:digest`, { schema: { params: DigestParams } }, async (request, reply) => {
+        const store = requireStore(ctx, what);
+        return reply.code((await store.has(request.params.digest)) ? 200 : 404).send();
+      });
+      typed.put(`/system/${what}/:digest`, { schema: { params: DigestParams } }, async (request, reply) => {
+        const store = requireStore(ctx, what);
+        const { digest } = request.params;
+        const length = Number(request.headers['content-length'] ?? 0);
+        if (length > ctx.options.maxBundleBytes) {
+          throw new KubefnError('BODY_TOO_LARGE', `${kind} of ${length} bytes is over the ${ctx.options.maxBundleBytes} byte limit`);
+        }
+        if (!(await store.has(digest))) await store.put(digest, request.raw, { maxBytes: ctx.options.maxBundleBytes });
+        return reply.code(201).send({ image: `${kind}:${digest}` });
+      });
+    }
   });
 }
 
-function requireBundles(ctx: GatewayContext) {
-  if (!ctx.bundles) {
-    throw new KubefnError('NOT_SUPPORTED', `the ${ctx.driver.kind} driver does not take bundle uploads`, {
+function requireStore(ctx: GatewayContext, what: 'bundles' | 'apps') {
+  const store = ctx[what];
+  if (!store) {
+    throw new KubefnError('NOT_SUPPORTED', `the ${ctx.driver.kind} driver does not take ${what === 'apps' ? 'app' : 'bundle'} uploads`, {
       hint: 'deploy an OCI image instead',
     });
   }
-  return ctx.bundles;
+  return store;
 }
 
 /** Each knob the autoscaler has a default for: the spec's value, or the default and where it comes from. */

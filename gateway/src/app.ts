@@ -54,6 +54,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const ctx: GatewayContext = {
     driver: options.driver,
     bundles: options.bundles,
+    apps: options.apps,
     catalog,
     routers,
     caller: new FunctionCaller({ catalog, routers, stats, metrics, invocations, options: { maxBodyBytes } }),

@@ -9,7 +9,7 @@ import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';
 
-/** Where uploaded bundles go (the process driver's store). */
+/** Where uploaded bundles and apps go (the process driver's stores). */
 export interface BundleSink {
   has(digest: string): Promise<boolean>;
   put(digest: string, source: AsyncIterable<Uint8Array>, options: { maxBytes: number }): Promise<void>;
@@ -25,6 +25,8 @@ export interface GatewayOptions {
   driver: Driver;
   /** Enables /system/bundles; without it, deploys must name images the driver can run. */
   bundles?: BundleSink;
+  /** Enables /system/apps: a bundle and its files as one tar (`image: app:sha256:...`). */
+  apps?: BundleSink;
   /** Protects /system/*; without it the management API is open (only for tests). */
   token?: string;
   /** Where the caller finds the token, for the hint of a 401 (default: fn up's ~/.kubefn/token). */
@@ -33,7 +35,7 @@ export interface GatewayOptions {
   maxQueuePerFunction?: number;
   /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
   maxBodyBytes?: number;
-  /** Largest bundle upload, bytes. Default 256 MiB. */
+  /** Largest bundle or app upload, bytes. Default 256 MiB. */
   maxBundleBytes?: number;
   /** Called when a request finds a function with no ready replica (the autoscaler's poke). */
   onNoReplica?: (name: string) => void;
@@ -74,6 +76,7 @@ export interface GatewayOptions {
 export interface GatewayContext {
   driver: Driver;
   bundles: BundleSink | undefined;
+  apps: BundleSink | undefined;
   catalog: FunctionCatalog;
   routers: RouterPool;
   /** Calls functions: the invoke route and the event triggers. */

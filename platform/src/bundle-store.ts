@@ -1,4 +1,5 @@
-// A content-addressed store of function bundles (one ES module each), named by their sha256 digest.
+// A content-addressed store of function bundles (one ES module each), named by their sha256 digest;
+// with another suffix, of app archives (see app-store.ts).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -39,14 +40,17 @@ export interface PutOptions {
 
 export class BundleStore {
   readonly dir: string;
+  /** File name suffix: `.mjs` for bundles, so node loads one as an ES module whatever package.json sits above the store. */
+  readonly suffix: string;
 
-  constructor(dir: string) {
+  constructor(dir: string, suffix = '.mjs') {
     this.dir = path.resolve(dir);
+    this.suffix = suffix;
   }
 
   /** Creates the directory and clears temp files a crashed upload left behind. */
-  static async open(dir: string): Promise<BundleStore> {
-    const store = new BundleStore(dir);
+  static async open(dir: string, suffix?: string): Promise<BundleStore> {
+    const store = new BundleStore(dir, suffix);
     await mkdir(store.dir, { recursive: true });
     const now = Date.now();
     for (const entry of await readdir(store.dir)) {
@@ -60,9 +64,7 @@ export class BundleStore {
 
   /** Where the bundle with this digest lives (whether or not it is there yet). */
   path(digest: string): string {
-    const hex = checkDigest(digest);
-    // `.mjs` so node loads it as an ES module whatever package.json sits above the store.
-    return path.join(this.dir, `${hex}.mjs`);
+    return path.join(this.dir, `${checkDigest(digest)}${this.suffix}`);
   }
 
   async has(digest: string): Promise<boolean> {

@@ -8,6 +8,7 @@ export * from './driver.js';
 export * from './runtime-contract.js';
 export * from './rollout.js';
 export * from './bundle-store.js';
+export * from './app-store.js';
 export * from './log-buffer.js';
 export * from './replica-plan.js';
 export * from './function-store.js';

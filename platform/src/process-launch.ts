@@ -1,27 +1,28 @@
-// What a process replica is started from: its bundle file, its environment, and the key that
-// says when a spec change needs new replicas.
+// What a process replica is started from: its bundle file and the directory it runs in, its
+// environment, and the key that says when a spec change needs new replicas.
 
+import path from 'node:path';
+import { parseAppImageRef, type AppStore } from './app-store.js';
 import { parseBundleImageRef, type BundleStore } from './bundle-store.js';
 import { KubefnError } from './errors.js';
 import { runtimeEnv } from './runtime-contract.js';
 import { timeoutMs, type FunctionSpec } from './spec.js';
 
-/** The bundle file a spec's `image` names, or the error that says why the process driver cannot run it. */
-export async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec): Promise<string> {
+/** Where a process replica starts: the bundle file, run with the app root as working directory. */
+export interface ProcessArtifact {
+  file: string;
+  cwd: string;
+}
+
+/**
+ * What a spec's `image` names, or the error that says why the process driver cannot run it:
+ * `app:sha256:<hex>` (a bundle and its files, unpacked from the app store) or the older
+ * `bundle:sha256:<hex>` (one ES module alone, from the bundle store).
+ */
+export async function resolveProcessArtifact(stores: { bundles: BundleStore; apps?: AppStore | undefined }, spec: FunctionSpec): Promise<ProcessArtifact> {
   if (!spec.image) {
     throw new KubefnError('BAD_REQUEST', `function "${spec.name}" has no image to run`, {
       hint: '`fn deploy` builds the bundle, uploads it and sets the image',
-    });
-  }
-  const digest = parseBundleImageRef(spec.image);
-  if (!digest) {
-    throw new KubefnError('NOT_SUPPORTED', `the process driver cannot run image "${spec.image}"`, {
-      hint: 'the process driver runs bundles built by `fn deploy`; use the podman driver for OCI images',
-    });
-  }
-  if (spec.assets?.length) {
-    throw new KubefnError('NOT_SUPPORTED', `the process driver runs a bundle alone and cannot ship assets (function "${spec.name}" lists ${spec.assets.join(', ')})`, {
-      hint: 'import the files from the handler so esbuild bundles them, or run the function in an image: fn up --driver podman',
     });
   }
   if (spec.secrets?.length) {
@@ -29,12 +30,37 @@ export async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec
       hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
     });
   }
+  const app = parseAppImageRef(spec.image);
+  if (app && stores.apps) {
+    if (!(await stores.apps.has(app))) {
+      throw new KubefnError('BAD_REQUEST', `app ${app} for function "${spec.name}" is not in the app store`, {
+        hint: 'upload the app before deploying the spec that names it; `fn deploy` does both',
+      });
+    }
+    const unpacked = await stores.apps.unpack(app);
+    return { file: unpacked.entry, cwd: unpacked.dir };
+  }
+  const digest = parseBundleImageRef(spec.image);
+  if (!digest) {
+    throw new KubefnError('NOT_SUPPORTED', `the process driver cannot run image "${spec.image}"`, {
+      hint: 'the process driver runs apps and bundles built by `fn deploy`; use the podman driver for OCI images',
+    });
+  }
+  if (spec.assets?.length) {
+    throw new KubefnError('NOT_SUPPORTED', `a bundle image runs alone and cannot ship assets (function "${spec.name}" lists ${spec.assets.join(', ')})`, {
+      hint: 'deploy again with `fn deploy`: it ships the bundle and its files as an app (image "app:sha256:...")',
+    });
+  }
+  return { file: await resolveBundleFile(stores.bundles, spec, digest), cwd: stores.bundles.dir };
+}
+
+async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec, digest: string): Promise<string> {
   if (!(await bundles.has(digest))) {
     throw new KubefnError('BAD_REQUEST', `bundle ${digest} for function "${spec.name}" is not in the bundle store`, {
       hint: 'upload the bundle before deploying the spec that names it; `fn deploy` does both',
     });
   }
-  return bundles.path(digest);
+  return path.resolve(bundles.path(digest));
 }
 
 /** Taken from the driver's own environment; everything else a replica sees comes from its spec. */

@@ -8,6 +8,8 @@ import type { RuntimeMessage } from './runtime-contract.js';
 export interface ProcessReplicaOptions extends ReplicaStart {
   nodePath: string;
   args: string[];
+  /** Working directory: the app root, as /app is in an image. */
+  cwd?: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -54,7 +56,7 @@ export class ProcessReplica implements Replica {
     this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
     let child: ChildProcess;
     try {
-      child = spawn(options.nodePath, options.args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+      child = spawn(options.nodePath, options.args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     } catch (err) {
       this.#child = undefined;
       queueMicrotask(() => this.#finish(null, null, err as Error));

@@ -9,12 +9,12 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import { AppStore, BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
-import { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
+import { appPublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
 
 export type DriverKind = 'process' | 'podman';
 
@@ -101,6 +101,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   let driver: ProcessDriver | PodmanDriver;
   let publish: Publisher;
   let bundles: BundleStore | undefined;
+  let apps: AppStore | undefined;
   if ((options.driver ?? 'process') === 'podman') {
     const podman = options.podman ?? {};
     const podmanDriver = new PodmanDriver({
@@ -117,8 +118,9 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       : podmanLoadPublisher({ client, base, cacheDir, podman: new Podman(podman) });
   } else {
     bundles = await BundleStore.open(path.join(options.home, 'bundles'));
-    driver = new ProcessDriver({ bundles, stateDir: options.home });
-    publish = bundlePublisher(bundles);
+    apps = await AppStore.open(path.join(options.home, 'apps'));
+    driver = new ProcessDriver({ bundles, apps, stateDir: options.home });
+    publish = appPublisher(apps);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
   const local = !nats && options.localNats ? localNatsConnector(options.home, options.logger) : undefined;
@@ -130,6 +132,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   const gateway = createGateway({
     driver,
     ...(bundles ? { bundles } : {}),
+    ...(apps ? { apps } : {}),
     token,
     ...(options.token ? {} : { tokenHint: `\`fn up\` wrote it to ${path.join(options.home, 'token')}` }),
     systemPlugins: [builds],

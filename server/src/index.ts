@@ -4,7 +4,7 @@
 
 export { startEmbedded, type DriverKind, type EmbeddedOptions, type EmbeddedPlatform, type NatsStatus } from './embedded.js';
 export { findOnPath, startLocalNats, type LocalNats, type LocalNatsOptions } from './nats-server.js';
-export { bundlePublisher, podmanLoadPublisher, registryPublisher, type Publisher, type PublishRequest, type Published } from './publish.js';
+export { appPublisher, podmanLoadPublisher, registryPublisher, type Publisher, type PublishRequest, type Published } from './publish.js';
 export {
   componentEnv,
   componentNames,

@@ -1,21 +1,22 @@
-// How a built function becomes something a driver can run: a bundle in the bundle store (process
-// driver), an image in a registry, or an image loaded straight into podman (podman driver, no
+// How a built function becomes something a driver can run: an app (the bundle and its files) in
+// the app store (process driver), an image in a registry, or an image loaded straight into podman (podman driver, no
 // registry). The build service in `fn up` publishes with one of these.
 
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import {
   buildFunctionImage,
   bundleFunction,
   formatBytes,
+  packApp,
   functionImageArchive,
   parseReference,
   pushFunctionImage,
   type RegistryClient,
 } from '@kubefn/builder';
-import { bundleImageRef, KubefnError, podmanError, type BundleStore, type Podman } from '@kubefn/platform';
+import { appImageRef, KubefnError, podmanError, type AppStore, type Podman } from '@kubefn/platform';
 import { fnYamlName, loadFnYaml } from '@kubefn/platform';
 
 export interface PublishRequest {
@@ -35,15 +36,17 @@ export interface Published {
 
 export type Publisher = (request: PublishRequest) => Promise<Published>;
 
-/** Bundles into the process driver's bundle store. */
-export function bundlePublisher(store: BundleStore): Publisher {
+/** Bundles, with the assets fn.yaml declares and the files the code reads, into the process driver's app store. */
+export function appPublisher(store: AppStore): Publisher {
   return async ({ dir, handler, log }) => {
     const out = await mkdtemp(path.join(tmpdir(), 'kubefn-publish-'));
     try {
-      const bundle = await bundleFunction({ dir, handler, outDir: out });
-      log(`bundled ${handler}: ${formatBytes(bundle.bytes)}`);
-      await store.put(bundle.digest, createReadStream(bundle.file));
-      return { image: bundleImageRef(bundle.digest), digest: bundle.digest };
+      const bundle = await bundleFunction({ dir, handler, outDir: out, assets: await declaredAssets(dir) });
+      for (const warning of bundle.warnings) log(`warning: ${warning}`);
+      const app = await packApp(bundle);
+      log(`bundled ${handler}: ${formatBytes(bundle.bytes)}, ${bundle.files.length} file(s) next to it, app ${formatBytes(app.tar.length)}`);
+      if (!(await store.has(app.digest))) await store.put(app.digest, Readable.from([app.tar]));
+      return { image: appImageRef(app.digest), digest: app.digest };
     } finally {
       await rm(out, { recursive: true, force: true });
     }

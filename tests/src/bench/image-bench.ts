@@ -1,5 +1,5 @@
 // `npm run bench:image`: kubefn's daemonless image build + push next to `podman build` + `podman
-// push` of a Containerfile doing the same job (the same fn.mjs on the same base), for every example
+// push` of a Containerfile doing the same job (the same fn.cjs on the same base), for every example
 // function, measured side by side in one run. Prints a table and writes JSON.
 //
 // Per run and example, in alternating tool order:
@@ -134,8 +134,9 @@ async function podman(b: Bench, ex: Example, run: number, variant: Exclude<Varia
 async function podmanContext(bundleFile: string, base: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-bench-context-'));
   // A fresh copy has a fresh mtime, so podman's COPY layer is new and a cold push must send it.
-  await copyFile(bundleFile, path.join(dir, 'fn.mjs'));
-  const containerfile = [`FROM ${base}`, 'COPY fn.mjs /app/fn.mjs', 'WORKDIR /app', 'ENTRYPOINT ["node","--enable-source-maps","/app/fn.mjs"]', ''];
+  const entry = path.basename(bundleFile);
+  await copyFile(bundleFile, path.join(dir, entry));
+  const containerfile = [`FROM ${base}`, `COPY ${entry} /app/${entry}`, 'WORKDIR /app', `ENTRYPOINT ["node","--enable-source-maps","/app/${entry}"]`, ''];
   await writeFile(path.join(dir, 'Containerfile'), containerfile.join('\n'));
   return dir;
 }

@@ -87,13 +87,29 @@ describe('fn CLI against fn up', () => {
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { mode: string; image: string; digest: string };
     assert.equal(out.mode, 'remote');
-    assert.equal(out.image, `bundle:${out.digest}`);
+    assert.equal(out.image, `app:${out.digest}`);
     const invoked = await fn('invoke', 'hello-remote', '--query', 'name=Remote');
     assert.equal(invoked.stdout, 'Hello, Remote!\n');
-    // The same source bundled here gives the same digest: the service built what the CLI would.
-    const local = JSON.parse((await fn('build', fnDir, '--json')).stdout) as { digest: string };
+    // The same source deployed from here gives the same app digest: the service built what the CLI would.
+    const local = JSON.parse((await fn('deploy', fnDir, '--name', 'hello-local', '--json', '--no-wait')).stdout) as { digest: string; image: string };
     assert.equal(local.digest, out.digest);
+    assert.equal(local.image, out.image);
+    assert.equal((await fn('delete', 'hello-local')).code, 0);
     assert.equal((await fn('delete', 'hello-remote')).code, 0);
+  });
+
+  it('runs a CommonJS function with files next to its bundle and assets on the process driver, reporting what it ships', async () => {
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-lambda-')), 'lambda-cjs');
+    await cp(path.join(repoRoot, 'tests', 'fixtures', 'lambda-cjs'), dir, { recursive: true });
+    const deployed = await fn('deploy', dir, '--json');
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.match(deployed.stderr, /warning: shipping 2 file\(s\) the code reads next to itself: src\/footer\.txt, templates\/page\.html/);
+    assert.match((JSON.parse(deployed.stdout) as { image: string }).image, /^app:sha256:[0-9a-f]{64}$/);
+    const page = await fn('invoke', 'lambda-cjs', '--query', 'name=Ada');
+    assert.equal(page.stdout, '<h1>Hello, Ada!</h1>\nfooter from src\ndir=src\ntally=6\n', page.stderr);
+    const data = await fn('invoke', 'lambda-cjs', '--query', 'file=words.txt');
+    assert.equal(data.stdout, 'alpha beta\n', 'data/ shipped through assets');
+    assert.equal((await fn('delete', 'lambda-cjs')).code, 0);
   });
 
   it('refuses a bad fn.yaml naming the file and the field, deploying nothing', async () => {

@@ -4,6 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { cp, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
@@ -12,7 +14,7 @@ import { Podman, podmanLabels } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
 import { fnBin, newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
-import { examplesDir, podmanTestOptions } from '../support/podman.js';
+import { examplesDir, fixturesDir, podmanTestOptions } from '../support/podman.js';
 
 const exec = promisify(execFile);
 const timeout = 600_000;
@@ -62,6 +64,19 @@ describe('fn up --driver podman', () => {
     assert.ok(running.includes(out.image), `a container of ${out.image} runs (saw ${running.join(', ')})`);
     const logs = await fn('logs', 'hello', '--tail', '50');
     assert.match(logs, /ready at http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it('runs a CommonJS function that reads files next to itself and its assets from /app in the container', { timeout }, async () => {
+    // A copy, so the build output lands outside the repository's fixtures.
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-lambda-')), 'lambda-cjs');
+    await cp(path.join(fixturesDir, 'lambda-cjs'), dir, { recursive: true });
+    const out = JSON.parse(await fn('deploy', dir, '--json')) as { mode: string };
+    assert.equal(out.mode, 'remote');
+    const page = await fetch(`${platform.url}/function/lambda-cjs?name=Ada`);
+    assert.equal(await page.text(), '<h1>Hello, Ada!</h1>\nfooter from src\ndir=src\ntally=6\n');
+    const data = await fetch(`${platform.url}/function/lambda-cjs?file=words.txt`);
+    assert.equal(await data.text(), 'alpha beta\n', 'data/ shipped through assets');
+    await fn('delete', 'lambda-cjs');
   });
 
   it('fn deploy --registry builds and pushes here; the driver pulls the image by digest', { timeout }, async () => {

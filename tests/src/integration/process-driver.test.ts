@@ -1,19 +1,23 @@
 // The process driver: the shared driver conformance suite, plus what only this driver does
-// (saved state, start failures, bundle images, no orphan processes).
+// (saved state, start failures, app and bundle images, files next to the bundle, no orphan processes).
 
 import assert from 'node:assert/strict';
-import { createReadStream, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { bundleFunction } from '@kubefn/builder';
+import { Readable } from 'node:stream';
+import { bundleFunction, packApp } from '@kubefn/builder';
 import {
+  AppStore,
+  appImageRef,
   BundleStore,
   bundleImageRef,
+  loadFnYaml,
   parseFunctionSpec,
   ProcessDriver,
   type FunctionSpecInput,
@@ -26,20 +30,19 @@ const fixturesDir = fileURLToPath(new URL('../../fixtures/', import.meta.url));
 const waitTimeoutMs = 90_000;
 const timeout = 300_000;
 
-/** Bundles fixtures into a store once each, as `fn deploy` would. */
-function fixtureImages(store: BundleStore, buildDir: string): (fixture: string) => Promise<string> {
+/** Bundles fixtures with their files into an app store once each, as `fn deploy` would. */
+function fixtureImages(store: AppStore, buildDir: string): (fixture: string) => Promise<string> {
   const built = new Map<string, Promise<string>>();
   return (fixture) => {
     let image = built.get(fixture);
     if (!image) {
       image = (async () => {
-        const bundle = await bundleFunction({
-          dir: path.join(fixturesDir, fixture),
-          handler: 'handler.js',
-          outDir: path.join(buildDir, fixture),
-        });
-        await store.put(bundle.digest, createReadStream(bundle.file));
-        return bundleImageRef(bundle.digest);
+        const dir = path.join(fixturesDir, fixture);
+        const assets = existsSync(path.join(dir, 'fn.yaml')) ? ((await loadFnYaml(dir)).spec.assets ?? []) : [];
+        const bundle = await bundleFunction({ dir, handler: 'handler.js', outDir: path.join(buildDir, fixture), assets });
+        const app = await packApp(bundle);
+        await store.put(app.digest, Readable.from([app.tar]));
+        return appImageRef(app.digest);
       })();
       built.set(fixture, image);
     }
@@ -50,10 +53,11 @@ function fixtureImages(store: BundleStore, buildDir: string): (fixture: string) 
 driverConformance('process', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-process-conformance-'));
   const bundles = await BundleStore.open(path.join(dir, 'bundles'));
-  const driver = new ProcessDriver({ bundles, stateDir: path.join(dir, 'state') });
+  const apps = await AppStore.open(path.join(dir, 'apps'));
+  const driver = new ProcessDriver({ bundles, apps, stateDir: path.join(dir, 'state') });
   return {
     driver,
-    image: fixtureImages(bundles, path.join(dir, 'build')),
+    image: fixtureImages(apps, path.join(dir, 'build')),
     cleanup: async () => {
       await driver.close();
       await rm(dir, { recursive: true, force: true });
@@ -64,13 +68,15 @@ driverConformance('process', async () => {
 describe('process driver', () => {
   let dir: string;
   let bundles: BundleStore;
+  let apps: AppStore;
   let image: (fixture: string) => Promise<string>;
   const drivers: ProcessDriver[] = [];
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'kubefn-process-driver-'));
     bundles = await BundleStore.open(path.join(dir, 'bundles'));
-    image = fixtureImages(bundles, path.join(dir, 'build'));
+    apps = await AppStore.open(path.join(dir, 'apps'));
+    image = fixtureImages(apps, path.join(dir, 'build'));
   });
 
   after(async () => {
@@ -79,7 +85,7 @@ describe('process driver', () => {
   });
 
   function newDriver(options: Partial<ProcessDriverOptions> = {}): ProcessDriver {
-    const driver = new ProcessDriver({ bundles, ...options });
+    const driver = new ProcessDriver({ bundles, apps, ...options });
     drivers.push(driver);
     return driver;
   }
@@ -101,7 +107,7 @@ describe('process driver', () => {
 
   it('brings saved functions back after a restart, and forgets removed ones', { timeout }, async () => {
     const stateDir = path.join(dir, 'state-restart');
-    const first = await ProcessDriver.open({ bundles, stateDir });
+    const first = await ProcessDriver.open({ bundles, apps, stateDir });
     drivers.push(first);
     const created = await first.deploy(await spec('hello', { name: 'saved', env: { GREETING: 'saved' }, scale: { initial: 1, max: 3 } }));
     await first.scale('saved', 2);
@@ -109,7 +115,7 @@ describe('process driver', () => {
     await first.close();
     assert.deepEqual(first.endpoints('saved').current(), []);
 
-    const second = new ProcessDriver({ bundles, stateDir });
+    const second = new ProcessDriver({ bundles, apps, stateDir });
     drivers.push(second);
     assert.deepEqual(await second.restore(), ['saved']);
     const restored = await second.get('saved');
@@ -179,16 +185,34 @@ describe('process driver', () => {
     await driver.remove('nonode');
   });
 
-  it('runs only bundles that are in its store', { timeout }, async () => {
+  it('runs only apps and bundles that are in its stores', { timeout }, async () => {
     const driver = newDriver();
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'oci', image: 'registry.example/hello:1' })), 'NOT_SUPPORTED');
     const missing = bundleImageRef(`sha256:${'0'.repeat(64)}`);
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'missing', image: missing })), 'BAD_REQUEST');
+    await expectCode(driver.deploy(parseFunctionSpec({ name: 'missing-app', image: appImageRef(`sha256:${'0'.repeat(64)}`) })), 'BAD_REQUEST');
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'noimage' })), 'BAD_REQUEST');
     await expectCode(driver.deploy(await spec('hello', { name: 'secret', secrets: ['db'] })), 'NOT_SUPPORTED');
-    await expectCode(driver.deploy(await spec('hello', { name: 'assets', assets: ['public'] })), 'NOT_SUPPORTED');
+    // A bundle image is one module alone; files travel in an app.
+    await expectCode(driver.deploy(parseFunctionSpec({ name: 'assets', image: bundleImageRef(`sha256:${'a'.repeat(64)}`), assets: ['public'] })), 'NOT_SUPPORTED');
     await expectCode(Promise.resolve().then(() => parseFunctionSpec({ name: 'escape', assets: ['../secrets'] })), 'INVALID_SPEC');
     assert.deepEqual(await driver.list(), [], 'a rejected deploy creates nothing');
+  });
+
+  it('runs a CommonJS function with the files next to its bundle: __dirname, sloppy mode, assets, an .html import', { timeout }, async () => {
+    const driver = newDriver();
+    // A spec with assets runs: the app carries them.
+    await driver.deploy(await spec('lambda-cjs', { name: 'lambda', assets: ['data/'], scale: { initial: 1 } }));
+    await driver.deploy(await spec('html-import', { name: 'html', scale: { initial: 1 } }));
+    const [endpoint] = await waitFor(() => driver.endpoints('lambda').current().length === 1 && driver.endpoints('lambda').current(), { what: 'lambda ready', timeoutMs: waitTimeoutMs });
+    assert.equal(await answer(`${endpoint!.url}/?name=Ada`), '<h1>Hello, Ada!</h1>\nfooter from src\ndir=src\ntally=6\n');
+    assert.equal(await answer(`${endpoint!.url}/?file=words.txt`), 'alpha beta\n', 'data/ shipped through assets');
+    const [html] = await waitFor(() => driver.endpoints('html').current().length === 1 && driver.endpoints('html').current(), { what: 'html ready', timeoutMs: waitTimeoutMs });
+    assert.equal(await answer(html!.url), '<p>imported page</p>\n');
+    // The replica runs from the app's unpacked directory under the store.
+    const unpacked = await readdir(apps.runDir);
+    assert.ok(unpacked.some((d) => existsSync(path.join(apps.runDir, d, 'templates', 'page.html'))), `unpacked: ${unpacked.join(', ')}`);
+    await Promise.all([driver.remove('lambda'), driver.remove('html')]);
   });
 
   it('keeps replicas when a deploy does not change what they run', { timeout }, async () => {
@@ -219,8 +243,8 @@ describe('process driver', () => {
   it('kills its replicas when the process that owns it exits without close()', { timeout }, async () => {
     // A separate node process deploys one replica, prints the replica's pid and exits at once.
     const script = `
-      import { BundleStore, ProcessDriver, parseFunctionSpec } from '@kubefn/platform';
-      const driver = new ProcessDriver({ bundles: await BundleStore.open(process.env.STORE) });
+      import { AppStore, BundleStore, ProcessDriver, parseFunctionSpec } from '@kubefn/platform';
+      const driver = new ProcessDriver({ bundles: await BundleStore.open(process.env.STORE), apps: await AppStore.open(process.env.APPS) });
       await driver.deploy(parseFunctionSpec({ name: 'orphan', image: process.env.IMAGE, scale: { initial: 1 } }));
       await new Promise((resolve) => driver.endpoints('orphan').subscribe((list) => list.length && resolve()));
       for await (const l of driver.logs('orphan', {}, AbortSignal.timeout(10000))) {
@@ -231,7 +255,7 @@ describe('process driver', () => {
     `;
     const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
       cwd: path.dirname(fixturesDir),
-      env: { PATH: process.env.PATH ?? '', STORE: bundles.dir, IMAGE: await image('hello') },
+      env: { PATH: process.env.PATH ?? '', STORE: bundles.dir, APPS: path.dirname(apps.runDir), IMAGE: await image('hello') },
       timeout: waitTimeoutMs,
     });
     const pid = Number(stdout.trim());

@@ -5,15 +5,15 @@
 // Real process driver and gateway; the autoscaler's clock and ticks are moved by hand.
 
 import assert from 'node:assert/strict';
-import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Autoscaler, ManualClock } from '@kubefn/autoscaler';
-import { bundleFunction } from '@kubefn/builder';
+import { bundleFunction, packApp } from '@kubefn/builder';
 import { createGateway, type Gateway } from '@kubefn/gateway';
-import { BundleStore, bundleImageRef, ProcessDriver } from '@kubefn/platform';
+import { AppStore, appImageRef, BundleStore, ProcessDriver } from '@kubefn/platform';
 import { repoRoot } from '../support/platform-process.js';
 
 const timeout = 120_000;
@@ -30,10 +30,12 @@ describe('redeploying a deleted function at zero', () => {
     dir = await mkdtemp(path.join(tmpdir(), 'kubefn-redeploy-'));
     const bundles = await BundleStore.open(path.join(dir, 'bundles'));
     const bundle = await bundleFunction({ dir: path.join(repoRoot, 'tests', 'fixtures', 'hello'), handler: 'handler.js', outDir: path.join(dir, 'build') });
-    await bundles.put(bundle.digest, createReadStream(bundle.file));
-    image = bundleImageRef(bundle.digest);
-    driver = new ProcessDriver({ bundles });
-    gateway = createGateway({ driver, bundles });
+    const apps = await AppStore.open(path.join(dir, 'apps'));
+    const app = await packApp(bundle);
+    await apps.put(app.digest, Readable.from([app.tar]));
+    image = appImageRef(app.digest);
+    driver = new ProcessDriver({ bundles, apps });
+    gateway = createGateway({ driver, bundles, apps });
     clock = new ManualClock(Date.now());
     // Wired as `fn up` wires them, but never started: the test makes every tick itself.
     autoscaler = new Autoscaler({ target: driver, sources: [gateway.stats], clock });

@@ -1,8 +1,7 @@
 // The management API for tests and benchmarks: the CLI's GatewayClient, plus raw calls for
 // asserting on status codes.
 
-import { readFile } from 'node:fs/promises';
-import { bundleFunction } from '@kubefn/builder';
+import { bundleFunction, packApp } from '@kubefn/builder';
 import { GatewayClient, type FunctionInfo } from '@kubefn/cli';
 import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
 
@@ -37,10 +36,10 @@ export class Api {
     return text ? JSON.parse(text) : undefined;
   }
 
-  /** Bundles a function directory and uploads it; returns the image reference. */
+  /** Bundles a function directory and uploads it with its files, as `fn deploy` does; returns the image reference. */
   async upload(dir: string, handler: string): Promise<string> {
-    const bundle = await bundleFunction({ dir, handler });
-    return (await this.client.uploadBundle(bundle.digest, await readFile(bundle.file))).image;
+    const app = await packApp(await bundleFunction({ dir, handler }));
+    return (await this.client.uploadApp(app.digest, app.tar)).image;
   }
 
   /** Creates or updates, as `fn deploy` does. */
