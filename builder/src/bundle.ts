@@ -1,13 +1,17 @@
 // Bundles a function's handler together with runtime-node into one ES module with an inline
-// source map: the artifact every driver runs.
+// source map: the artifact every driver runs. Packages with native code stay out of the module
+// and ship beside it as files (native-modules.ts).
 
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
 import { writeAtomic } from './atomic-write.js';
+import { NativeModules, packageDirOf, type NativeModule, type ShippedFile } from './native-modules.js';
+import { hostTarget, type NativeTarget } from './native-platform.js';
 
 export interface BundleOptions {
   /** The function's directory (where fn.yaml lives); imports resolve from here. */
@@ -17,6 +21,8 @@ export interface BundleOptions {
   /** Where to write the bundle; default `<dir>/.kubefn/build`. */
   outDir?: string;
   minify?: boolean;
+  /** Where the function runs, for its native packages; default this machine (the process driver). */
+  target?: NativeTarget;
 }
 
 export interface Bundle {
@@ -26,6 +32,13 @@ export interface Bundle {
   digest: string;
   bytes: number;
   warnings: string[];
+  /**
+   * Files shipped with the bundle: `path` posix, relative to the app root (where the bundle sits;
+   * /app in images), `source` absolute on this machine. Native packages land under node_modules/.
+   */
+  files: ShippedFile[];
+  /** The native packages (and the function's own .node files) shipped, with the platform the target loads. */
+  natives: NativeModule[];
 }
 
 const runtimeSpecifier = 'kubefn:runtime';
@@ -59,6 +72,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     'run(handlerModule);',
   ].join('\n');
 
+  const natives = new NativeModules();
   let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     result = await esbuild.build({
@@ -79,7 +93,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       metafile: true,
       logLevel: 'silent',
       outfile: outFile,
-      plugins: [runtimePlugin, nativeAddonPlugin],
+      plugins: [runtimePlugin, nativeModulesPlugin(natives), nativeAddonPlugin(natives, dir)],
     });
   } catch (err) {
     const failure = err as esbuild.BuildFailure;
@@ -91,6 +105,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     }
     throw err;
   }
+  const shipped = await natives.ship(options.target ?? hostTarget(), dir);
   const output = result.outputFiles?.find((f) => f.path === outFile);
   const map = result.outputFiles?.find((f) => f.path === `${outFile}.map`);
   if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no output');
@@ -103,7 +118,9 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     file: outFile,
     digest: `sha256:${createHash('sha256').update(contents).digest('hex')}`,
     bytes: contents.byteLength,
-    warnings: result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : [],
+    warnings: [...(result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : []), ...shipped.warnings],
+    files: shipped.files,
+    natives: shipped.natives,
   };
 }
 
@@ -145,18 +162,60 @@ const runtimePlugin: esbuild.Plugin = {
   },
 };
 
-const nativeAddonPlugin: esbuild.Plugin = {
-  name: 'kubefn-native-addons',
-  setup(build) {
-    build.onResolve({ filter: /\.node$/ }, (args) => ({
-      errors: [
-        {
-          text: `native addon "${args.path}" cannot be bundled: kubefn functions must be pure JavaScript or WebAssembly`,
-        },
-      ],
-    }));
-  },
-};
+/** Marks the resolver's own look-ups, so the plugin does not inspect them a second time. */
+const nativeProbe = 'kubefnNativeProbe';
+
+/**
+ * Leaves packages with native code external (`import "sharp"` stays an import, found at run time
+ * in the node_modules shipped beside the bundle): each bare import is resolved as esbuild would,
+ * and the package it lands in is inspected once.
+ */
+function nativeModulesPlugin(natives: NativeModules): esbuild.Plugin {
+  return {
+    name: 'kubefn-native-modules',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if ((args.pluginData as Record<string, unknown> | undefined)?.[nativeProbe] || args.path.startsWith('kubefn:') || isBuiltin(args.path)) return undefined;
+        const resolved = await build.resolve(args.path, {
+          kind: args.kind,
+          resolveDir: args.resolveDir,
+          importer: args.importer,
+          pluginData: { [nativeProbe]: true },
+        });
+        if (resolved.errors.length || resolved.external || !resolved.path) return undefined;
+        const dir = packageDirOf(resolved.path);
+        const segments = args.path.split('/');
+        const name = segments.slice(0, args.path.startsWith('@') ? 2 : 1).join('/');
+        if (!dir || !(await natives.add(name, dir))) return undefined;
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * A `.node` file the function imports itself (`require('./build/Release/addon.node')`) stays a
+ * require, relative to the bundle, and ships at the same place relative to the function.
+ */
+function nativeAddonPlugin(natives: NativeModules, dir: string): esbuild.Plugin {
+  return {
+    name: 'kubefn-native-addons',
+    setup(build) {
+      build.onResolve({ filter: /\.node$/ }, async (args) => {
+        const file = path.resolve(args.resolveDir, args.path);
+        const rel = path.relative(dir, file);
+        const error = (text: string) => ({ errors: [{ text }] });
+        if (rel.startsWith('..') || path.isAbsolute(rel) || packageDirOf(file)) {
+          return error(`native addon "${args.path}" is outside the function's own files and no package ships it`);
+        }
+        if (!(await stat(file).catch(() => null))?.isFile()) return error(`native addon "${args.path}" not found (${rel}); build it first`);
+        const posix = rel.split(path.sep).join('/');
+        natives.ownAddons.set(posix, file);
+        return { path: `./${posix}`, external: true };
+      });
+    },
+  };
+}
 
 function formatMessages(messages: esbuild.Message[], dir: string): string {
   return messages

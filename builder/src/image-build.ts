@@ -5,6 +5,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { KubefnError } from '@kubefn/platform';
 import { bundleFunction, type Bundle } from './bundle.js';
+import { archFromOci, hostTarget, type Libc, type NativeTarget } from './native-platform.js';
 import { cachedBlob, cachedHostBase } from './build-cache.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
@@ -65,16 +66,20 @@ export interface ImageBuildOptions {
 export async function buildFunctionImage(options: ImageBuildOptions): Promise<FunctionImage> {
   const progress = options.onProgress ?? (() => {});
   progress(`resolving base ${options.base}`);
-  const [base, bundle] = await Promise.all([
-    resolveBase(options.base, options.client, options.cacheDir),
-    bundleFunction({ dir: options.dir, handler: options.handler }),
-  ]);
+  const base = await resolveBase(options.base, options.client, options.cacheDir);
+  // The base decides which native binaries the function can load: its architecture and C library.
+  const bundle = await bundleFunction({ dir: options.dir, handler: options.handler, target: baseTarget(base) });
   progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
+  const shipped = await readShippedFiles(bundle);
+  if (bundle.natives.length) {
+    const names = bundle.natives.map((n) => `${n.name}${n.version ? `@${n.version}` : ''} (${n.platform})`).join(', ');
+    progress(`native modules: ${names}; ${shipped.length} file(s), ${formatBytes(shipped.reduce((n, f) => n + f.content.length, 0))}`);
+  }
   const assets = await collectAssets(options.dir, options.assets ?? []);
   if (assets.length) progress(`assets: ${assets.length} file(s), ${formatBytes(assets.reduce((n, f) => n + f.content.length, 0))}`);
   const layer = await buildLayer([
     { path: `${appDir.slice(1)}/fn.mjs`, content: await readFile(bundle.file) },
-    ...assets.map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })),
+    ...[...shipped, ...assets].map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })),
   ]);
   const image = assembleImage(base.base, layer, {
     entrypoint: imageEntrypoint,
@@ -168,6 +173,36 @@ export async function functionImageArchive(client: RegistryClient, fi: Pick<Func
     blobs.push({ digest: l.digest, content });
   }
   return writeOciArchive(fi.image, blobs, refName);
+}
+
+/** The files shipped with the bundle (native packages), read for the layer, relative to /app. */
+async function readShippedFiles(bundle: Bundle): Promise<LayerFile[]> {
+  return Promise.all(
+    bundle.files.map(async (f) => {
+      const info = await stat(f.source);
+      return { path: f.path, content: await readFile(f.source), mode: info.mode & 0o111 ? 0o755 : 0o644 };
+    }),
+  );
+}
+
+/**
+ * The platform a base image runs native code on: its os and architecture from the image config;
+ * its C library musl when it is an Alpine (or otherwise musl) image, glibc otherwise, and this
+ * machine's for a base made from this machine's node (which says so in its history).
+ */
+export function baseTarget(base: ResolvedBase): NativeTarget {
+  const { os, architecture, history = [] } = base.base.config;
+  const made = history.map((h) => h.created_by ?? '').join('\n');
+  const hostMade = /kubefn host-node base \(node [^,)]*(?:, (glibc|musl))?\)/.exec(made);
+  const libc: Libc | undefined =
+    base.name === hostBaseName
+      ? hostTarget().libc
+      : hostMade
+        ? ((hostMade[1] as Libc | undefined) ?? 'glibc')
+        : /alpine|musl/i.test(`${base.name}\n${made}`)
+          ? 'musl'
+          : 'glibc';
+  return { os, arch: archFromOci(architecture), libc };
 }
 
 /** Largest total of asset bytes in one image. */
