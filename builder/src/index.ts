@@ -1,4 +1,6 @@
 export * from './bundle.js';
+export * from './native-modules.js';
+export * from './native-platform.js';
 export * from './oci-layer.js';
 export * from './oci-image.js';
 export * from './oci-archive.js';

@@ -2,7 +2,7 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import { bundleFunction, type Bundle } from '@kubefn/builder';
+import { bundleFunction, type Bundle, type NativeModule } from '@kubefn/builder';
 import type { App } from './app.js';
 import { loadFnYaml, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
 import { addImageOptions, buildImage, imageCacheDir, imageTarget, pushImage, registryClient, writeArchive, type ImageFlags } from './image.js';
@@ -28,6 +28,11 @@ export async function bundleLoaded(loaded: LoadedFunction, progress: Progress = 
     (b) => `bundled ${loaded.spec.name}: ${formatBytes(b.bytes)}`,
   );
   return { ...loaded, bundle };
+}
+
+/** What ships beside the bundle, on stderr whatever the output mode, like warnings: it is not in the bundle. */
+export function printNatives(app: App, natives: readonly NativeModule[]): void {
+  for (const n of natives) app.note(`native: ${n.name}${n.version ? `@${n.version}` : ''} for ${n.platform} ships beside the bundle`);
 }
 
 /** Bundler warnings go to stderr whatever the output mode: they are about the user's code. */
@@ -70,8 +75,11 @@ Examples:
     if (opts.output === undefined && opts.registry === undefined) {
       const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
       printWarnings(app, built.bundle.warnings);
+      printNatives(app, built.bundle.natives);
       const { bundle, spec } = built;
-      if (json) return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings });
+      if (json) {
+        return app.json({ name: spec.name, file: bundle.file, bytes: bundle.bytes, digest: bundle.digest, warnings: bundle.warnings, natives: bundle.natives, files: bundle.files.length });
+      }
       app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
       app.out(`size:   ${formatBytes(bundle.bytes)}`);
       app.out(`digest: ${bundle.digest}`);
@@ -82,12 +90,14 @@ Examples:
     const cacheDir = imageCacheDir(app.config(command).home);
     const fi = await buildImage(loaded, opts, { client, cacheDir, progress });
     printWarnings(app, fi.bundle.warnings);
+    printNatives(app, fi.bundle.natives);
     const result: Record<string, unknown> = {
       name: loaded.spec.name,
       digest: fi.image.manifestDescriptor.digest,
       base: fi.base.name,
       bundleBytes: fi.bundle.bytes,
       layerBytes: fi.layer.blob.length,
+      natives: fi.bundle.natives,
     };
     if (opts.output !== undefined) {
       const file = path.resolve(app.io.cwd, opts.output);
