@@ -194,9 +194,8 @@ function loadable(name: string, found: Inspected, target: NativeTarget): NativeP
 async function inspectPackage(dir: string, inspect: (dir: string) => Promise<Inspected>): Promise<Inspected> {
   const pkg = await readPackageJson(dir);
   const binaries: NativePlatform[] = [];
-  for (const rel of await packageFiles(dir, { files: 0, bytes: 0 })) {
-    if (!rel.endsWith('.node')) continue;
-    const p = await binaryPlatform(path.join(dir, rel), pkg);
+  for (const file of await findAddons(dir)) {
+    const p = await binaryPlatform(file, pkg);
     if (p) binaries.push(p);
   }
   const reasons: string[] = [];
@@ -264,6 +263,19 @@ async function readPackageJson(dir: string): Promise<PackageJson> {
   } catch (err) {
     throw new KubefnError('BUILD_FAILED', `${path.join(dir, 'package.json')} is not valid JSON`, { cause: err });
   }
+}
+
+/** The `.node` files in the package at `dir` (not in its node_modules): names only, so every imported package is cheap to look at. */
+async function findAddons(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (at: string): Promise<void> => {
+    for (const d of await readdir(at, { withFileTypes: true })) {
+      if (d.isDirectory() && d.name !== 'node_modules') await walk(path.join(at, d.name));
+      else if (d.name.endsWith('.node') && !d.isDirectory()) out.push(path.join(at, d.name));
+    }
+  };
+  await walk(dir);
+  return out.sort();
 }
 
 /**
