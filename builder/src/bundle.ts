@@ -204,11 +204,11 @@ function nativeAddonPlugin(natives: NativeModules, dir: string): esbuild.Plugin 
       build.onResolve({ filter: /\.node$/ }, async (args) => {
         const file = path.resolve(args.resolveDir, args.path);
         const rel = path.relative(dir, file);
-        const error = (text: string) => ({ errors: [{ text }] });
+        // A missing one is esbuild's to report, or to let be inside a try block.
+        if (!(await stat(file).catch(() => null))?.isFile()) return undefined;
         if (rel.startsWith('..') || path.isAbsolute(rel) || packageDirOf(file)) {
-          return error(`native addon "${args.path}" is outside the function's own files and no package ships it`);
+          return { errors: [{ text: `native addon "${args.path}" is outside the function's own files and no package ships it` }] };
         }
-        if (!(await stat(file).catch(() => null))?.isFile()) return error(`native addon "${args.path}" not found (${rel}); build it first`);
         const posix = rel.split(path.sep).join('/');
         natives.ownAddons.set(posix, file);
         return { path: `./${posix}`, external: true };
