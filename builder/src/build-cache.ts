@@ -41,7 +41,8 @@ const hostBaseBuilds = new Map<string, Promise<CachedHostBase>>();
 export async function cachedHostBase(cacheDir: string, options: HostBaseCacheOptions = {}): Promise<CachedHostBase> {
   const nodePath = options.nodePath ?? process.execPath;
   const node = await stat(nodePath);
-  const key = createHash('sha256').update(`v1 ${nodePath} ${node.size} ${node.mtimeMs}`).digest('hex').slice(0, 32);
+  // v2: the base carries glibc's small libraries and names its C library (host-base.ts).
+  const key = createHash('sha256').update(`v2 ${nodePath} ${node.size} ${node.mtimeMs}`).digest('hex').slice(0, 32);
   const file = path.resolve(cacheDir, 'host-base', `${key}.json`);
   let shared = hostBaseBuilds.get(file);
   if (!shared) {

@@ -1,9 +1,11 @@
 // Bundles a function's handler together with runtime-node into one module with an inline source
 // map (CommonJS `fn.cjs`, or ES module `fn.mjs` when the code needs top-level await), and lists
-// the files shipped next to it: the artifact every driver runs.
+// the files shipped next to it: the artifact every driver runs. Packages with native code stay
+// out of the module and ship beside it as files (native-modules.ts).
 
 import { createHash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decode, encode } from '@jridgewell/sourcemap-codec';
@@ -13,6 +15,8 @@ import { writeAtomic } from './atomic-write.js';
 import { binaryFallbackPlugin, FoundFiles, locationBanner, locationPlugin, textLoaders, type BundleFile } from './bundle-files.js';
 
 export type { BundleFile } from './bundle-files.js';
+import { NativeModules, packageDirOf, type NativeModule, type ShippedFile } from './native-modules.js';
+import { hostTarget, type NativeTarget } from './native-platform.js';
 
 export interface BundleOptions {
   /** The function's directory (where fn.yaml lives); imports resolve from here. */
@@ -24,6 +28,8 @@ export interface BundleOptions {
   minify?: boolean;
   /** Files or directories (relative to `dir`) shipped next to the bundle: fn.yaml's `assets`. */
   assets?: readonly string[];
+  /** Where the function runs, for its native packages; default this machine (the process driver). */
+  target?: NativeTarget;
 }
 
 export interface Bundle {
@@ -36,10 +42,14 @@ export interface Bundle {
   bytes: number;
   warnings: string[];
   /**
-   * Files shipped next to the bundle, sorted by path: the declared assets and the files modules
-   * name by a literal path beside themselves (`path.join(__dirname, 'x.html')`).
+   * Files shipped next to the bundle, sorted by path (`path` posix, relative to the app root,
+   * where the bundle sits, /app in images; `source` absolute on this machine): the declared
+   * assets, the files modules name by a literal path beside themselves
+   * (`path.join(__dirname, 'x.html')`), and native packages under node_modules/.
    */
   files: BundleFile[];
+  /** The native packages (and the function's own .node files) shipped, with the platform the target loads. */
+  natives: NativeModule[];
 }
 
 export type BundleFormat = 'cjs' | 'esm';
@@ -86,6 +96,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   const build = async (format: BundleFormat) => {
     const found = new FoundFiles(dir, (abs) => stablePath(dir, abs));
     await found.addAssets(options.assets ?? []);
+    const natives = new NativeModules();
     const outFile = path.join(outDir, bundleFileNames[format]);
     const result = await esbuild.build({
       stdin: { contents: entry, resolveDir: dir, sourcefile: 'kubefn-entry.js', loader: 'js' },
@@ -107,9 +118,9 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       metafile: true,
       logLevel: 'silent',
       outfile: outFile,
-      plugins: [runtimePlugin, nativeAddonPlugin, locationPlugin({ dir, stable: found.stable, found }), binaryFallbackPlugin],
+      plugins: [runtimePlugin, nativeModulesPlugin(natives), nativeAddonPlugin(natives, dir), locationPlugin({ dir, stable: found.stable, found }), binaryFallbackPlugin],
     });
-    return { result, found, outFile, format };
+    return { result, found, natives, outFile, format };
   };
 
   let built: Awaited<ReturnType<typeof build>>;
@@ -129,7 +140,8 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     }
     throw err;
   }
-  const { result, found, outFile, format } = built;
+  const { result, found, natives, outFile, format } = built;
+  const shipped = await natives.ship(options.target ?? hostTarget(), dir);
   const output = result.outputFiles?.find((f) => f.path === outFile);
   const map = result.outputFiles?.find((f) => f.path === `${outFile}.map`);
   if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no output');
@@ -140,8 +152,10 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   if (!previous?.equals(contents)) await writeAtomic(outFile, contents);
   // A bundle of the other format left from an earlier build would only mislead.
   await rm(path.join(outDir, bundleFileNames[format === 'cjs' ? 'esm' : 'cjs']), { force: true });
-  const files = found.list();
-  const notes = files.filter((f) => !(options.assets ?? []).some((a) => f.path === a.replace(/\/+$/, '') || f.path.startsWith(a.replace(/\/+$/, '') + '/')));
+  const own = found.list();
+  const ownPaths = new Set(own.map((f) => f.path));
+  const files = [...own, ...shipped.files.filter((f) => !ownPaths.has(f.path))].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const notes = own.filter((f) => !(options.assets ?? []).some((a) => f.path === a.replace(/\/+$/, '') || f.path.startsWith(a.replace(/\/+$/, '') + '/')));
   return {
     file: outFile,
     format,
@@ -150,9 +164,11 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     warnings: [
       ...(result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : []),
       ...found.warnings,
+      ...shipped.warnings,
       ...(notes.length ? [`shipping ${notes.length} file(s) the code reads next to itself: ${notes.map((f) => f.path).slice(0, 10).join(', ')}${notes.length > 10 ? ', ...' : ''}`] : []),
     ],
     files,
+    natives: shipped.natives,
   };
 }
 
@@ -215,18 +231,60 @@ const runtimePlugin: esbuild.Plugin = {
   },
 };
 
-const nativeAddonPlugin: esbuild.Plugin = {
-  name: 'kubefn-native-addons',
-  setup(build) {
-    build.onResolve({ filter: /\.node$/ }, (args) => ({
-      errors: [
-        {
-          text: `native addon "${args.path}" cannot be bundled: kubefn functions must be pure JavaScript or WebAssembly`,
-        },
-      ],
-    }));
-  },
-};
+/** Marks the resolver's own look-ups, so the plugin does not inspect them a second time. */
+const nativeProbe = 'kubefnNativeProbe';
+
+/**
+ * Leaves packages with native code external (`import "sharp"` stays an import, found at run time
+ * in the node_modules shipped beside the bundle): each bare import is resolved as esbuild would,
+ * and the package it lands in is inspected once.
+ */
+function nativeModulesPlugin(natives: NativeModules): esbuild.Plugin {
+  return {
+    name: 'kubefn-native-modules',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if ((args.pluginData as Record<string, unknown> | undefined)?.[nativeProbe] || args.path.startsWith('kubefn:') || isBuiltin(args.path)) return undefined;
+        const resolved = await build.resolve(args.path, {
+          kind: args.kind,
+          resolveDir: args.resolveDir,
+          importer: args.importer,
+          pluginData: { [nativeProbe]: true },
+        });
+        if (resolved.errors.length || resolved.external || !resolved.path) return undefined;
+        const dir = packageDirOf(resolved.path);
+        const segments = args.path.split('/');
+        const name = segments.slice(0, args.path.startsWith('@') ? 2 : 1).join('/');
+        if (!dir || !(await natives.add(name, dir))) return undefined;
+        return { path: args.path, external: true };
+      });
+    },
+  };
+}
+
+/**
+ * A `.node` file the function imports itself (`require('./build/Release/addon.node')`) stays a
+ * require, relative to the bundle, and ships at the same place relative to the function.
+ */
+function nativeAddonPlugin(natives: NativeModules, dir: string): esbuild.Plugin {
+  return {
+    name: 'kubefn-native-addons',
+    setup(build) {
+      build.onResolve({ filter: /\.node$/ }, async (args) => {
+        const file = path.resolve(args.resolveDir, args.path);
+        const rel = path.relative(dir, file);
+        // A missing one is esbuild's to report, or to let be inside a try block.
+        if (!(await stat(file).catch(() => null))?.isFile()) return undefined;
+        if (rel.startsWith('..') || path.isAbsolute(rel) || packageDirOf(file)) {
+          return { errors: [{ text: `native addon "${args.path}" is outside the function's own files and no package ships it` }] };
+        }
+        const posix = rel.split(path.sep).join('/');
+        natives.ownAddons.set(posix, file);
+        return { path: `./${posix}`, external: true };
+      });
+    },
+  };
+}
 
 function formatMessages(messages: esbuild.Message[], dir: string): string {
   return messages

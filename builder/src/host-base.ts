@@ -3,11 +3,13 @@
 // and the smallest base that still runs every kubefn function.
 
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { KubefnError } from '@kubefn/platform';
 import { buildLayer, type Layer, type LayerFile } from './oci-layer.js';
 import { fixedCreated, type BaseImage } from './oci-image.js';
+import { hostTarget } from './native-platform.js';
 
 const run = promisify(execFile);
 
@@ -35,7 +37,8 @@ export async function hostNodeBase(nodePath: string = process.execPath): Promise
       hint: 'name a Node.js base image with --base instead',
     });
   }
-  const [{ stdout: version }, libraries] = await Promise.all([run(nodePath, ['--version']), linkedLibraries(nodePath)]);
+  const [{ stdout: version }, linked] = await Promise.all([run(nodePath, ['--version']), linkedLibraries(nodePath)]);
+  const libraries = [...new Set([...linked, ...(await cLibraryFamily(linked))])].sort();
   const files: LayerFile[] = [
     { path: hostBaseNodePath, content: await readFile(nodePath), mode: 0o755 },
     ...(await Promise.all(libraries.map(async (lib) => ({ path: lib, content: await readFile(lib), mode: 0o755 })))),
@@ -47,6 +50,7 @@ export async function hostNodeBase(nodePath: string = process.execPath): Promise
   if (ca) files.push({ path: caBundle, content: ca });
   const layer = await buildLayer(files);
   const nodeVersion = version.trim();
+  const { libc } = hostTarget();
   const arch = process.arch === 'x64' ? 'amd64' : process.arch;
   const base: BaseImage = {
     config: {
@@ -59,11 +63,30 @@ export async function hostNodeBase(nodePath: string = process.execPath): Promise
         WorkingDir: '/',
       },
       rootfs: { type: 'layers', diff_ids: [layer.diffId] },
-      history: [{ created: fixedCreated, created_by: `kubefn host-node base (node ${nodeVersion})` }],
+      // The C library is read back by baseTarget(), to tell which native addons the image loads.
+      history: [{ created: fixedCreated, created_by: `kubefn host-node base (node ${nodeVersion}${libc ? `, ${libc}` : ''})` }],
     },
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer.digest, size: layer.blob.length }],
   };
   return { base, layer, nodeVersion };
+}
+
+/**
+ * Parts of glibc that node itself does not link but prebuilt native addons do (sharp's libvips
+ * links libresolv): tiny, and tied to the libc.so.6 beside them, so they come from this machine too.
+ */
+const cLibraryParts = ['libresolv.so.2', 'librt.so.1', 'libutil.so.1', 'libanl.so.1', 'libdl.so.2', 'libpthread.so.0'];
+
+async function cLibraryFamily(linked: readonly string[]): Promise<string[]> {
+  const libc = linked.find((l) => path.basename(l) === 'libc.so.6');
+  if (!libc) return [];
+  const found = await Promise.all(
+    cLibraryParts.map(async (name) => {
+      const file = path.join(path.dirname(libc), name);
+      return (await stat(file).catch(() => null))?.isFile() ? file : undefined;
+    }),
+  );
+  return found.filter((f): f is string => f !== undefined);
 }
 
 /** The absolute paths `ldd` lists for a binary, the dynamic loader included. */

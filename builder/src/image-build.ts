@@ -4,6 +4,7 @@
 import { KubefnError } from '@kubefn/platform';
 import { appFiles } from './app-archive.js';
 import { bundleFileNames, bundleFunction, type Bundle, type BundleFormat } from './bundle.js';
+import { archFromOci, hostTarget, type Libc, type NativeTarget } from './native-platform.js';
 import { cachedBlob, cachedHostBase } from './build-cache.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
@@ -66,11 +67,13 @@ export interface ImageBuildOptions {
 export async function buildFunctionImage(options: ImageBuildOptions): Promise<FunctionImage> {
   const progress = options.onProgress ?? (() => {});
   progress(`resolving base ${options.base}`);
-  const [base, bundle] = await Promise.all([
-    resolveBase(options.base, options.client, options.cacheDir),
-    bundleFunction({ dir: options.dir, handler: options.handler, assets: options.assets ?? [] }),
-  ]);
+  const base = await resolveBase(options.base, options.client, options.cacheDir);
+  // The base decides which native binaries the function can load: its architecture and C library.
+  const bundle = await bundleFunction({ dir: options.dir, handler: options.handler, assets: options.assets ?? [], target: baseTarget(base) });
   progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
+  if (bundle.natives.length) {
+    progress(`native modules: ${bundle.natives.map((n) => `${n.name}${n.version ? `@${n.version}` : ''} (${n.platform})`).join(', ')}`);
+  }
   const [entry, ...files] = await appFiles(bundle);
   if (files.length) progress(`files next to the bundle: ${files.length}, ${formatBytes(files.reduce((n, f) => n + f.content.length, 0))}`);
   const layer = await buildLayer([entry!, ...files].map((f) => ({ ...f, path: `${appDir.slice(1)}/${f.path}` })));
@@ -166,6 +169,26 @@ export async function functionImageArchive(client: RegistryClient, fi: Pick<Func
     blobs.push({ digest: l.digest, content });
   }
   return writeOciArchive(fi.image, blobs, refName);
+}
+
+/**
+ * The platform a base image runs native code on: its os and architecture from the image config;
+ * its C library musl when it is an Alpine (or otherwise musl) image, glibc otherwise, and this
+ * machine's for a base made from this machine's node (which says so in its history).
+ */
+export function baseTarget(base: ResolvedBase): NativeTarget {
+  const { os, architecture, history = [] } = base.base.config;
+  const made = history.map((h) => h.created_by ?? '').join('\n');
+  const hostMade = /kubefn host-node base \(node [^,)]*(?:, (glibc|musl))?\)/.exec(made);
+  const libc: Libc | undefined =
+    base.name === hostBaseName
+      ? hostTarget().libc
+      : hostMade
+        ? ((hostMade[1] as Libc | undefined) ?? 'glibc')
+        : /alpine|musl/i.test(`${base.name}\n${made}`)
+          ? 'musl'
+          : 'glibc';
+  return { os, arch: archFromOci(architecture), libc };
 }
 
 /** Resolves `--base`: a registry reference, "host" or "scratch". */

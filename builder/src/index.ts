@@ -1,5 +1,7 @@
 export * from './bundle.js';
 export * from './app-archive.js';
+export * from './native-modules.js';
+export * from './native-platform.js';
 export * from './oci-layer.js';
 export * from './oci-image.js';
 export * from './oci-archive.js';

@@ -2,7 +2,7 @@
 
 import path from 'node:path';
 import type { Command } from 'commander';
-import { bundleFunction, type Bundle } from '@kubefn/builder';
+import { bundleFunction, type Bundle, type NativeModule } from '@kubefn/builder';
 import type { App } from './app.js';
 import { loadFnYaml, type LoadedFunction, type SpecOverrides } from '@kubefn/platform';
 import { buildImage, imageTarget, pushImage, registryClient, writeArchive } from './image.js';
@@ -31,6 +31,11 @@ export async function bundleLoaded(loaded: LoadedFunction, progress: Progress = 
   return { ...loaded, bundle };
 }
 
+/** What ships beside the bundle, on stderr whatever the output mode, like warnings: it is not in the bundle. */
+export function printNatives(app: App, natives: readonly NativeModule[]): void {
+  for (const n of natives) app.note(`native: ${n.name}${n.version ? `@${n.version}` : ''} for ${n.platform} ships beside the bundle`);
+}
+
 /** Bundler warnings go to stderr whatever the output mode: they are about the user's code. */
 export function printWarnings(app: App, warnings: readonly string[]): void {
   for (const line of warnings) app.note(`warning: ${line}`);
@@ -48,9 +53,10 @@ export async function runBuild(app: App, command: Command, target: string, opts:
   if (opts.output === undefined && opts.registry === undefined) {
     const built = await buildFunction(path.resolve(app.io.cwd, target), { progress });
     printWarnings(app, built.bundle.warnings);
+    printNatives(app, built.bundle.natives);
     const { bundle, spec } = built;
     const files = bundle.files.map((f) => f.path);
-    if (json) return app.json({ name: spec.name, file: bundle.file, format: bundle.format, bytes: bundle.bytes, digest: bundle.digest, files, warnings: bundle.warnings });
+    if (json) return app.json({ name: spec.name, file: bundle.file, format: bundle.format, bytes: bundle.bytes, digest: bundle.digest, files, natives: bundle.natives, warnings: bundle.warnings });
     app.out(`bundle: ${path.relative(app.io.cwd, bundle.file) || bundle.file}`);
     app.out(`size:   ${formatBytes(bundle.bytes)}`);
     app.out(`digest: ${bundle.digest}`);
@@ -62,12 +68,14 @@ export async function runBuild(app: App, command: Command, target: string, opts:
   const cacheDir = imageCacheDir(app.config(command).home);
   const fi = await buildImage(loaded, opts, { client, cacheDir, progress });
   printWarnings(app, fi.bundle.warnings);
+  printNatives(app, fi.bundle.natives);
   const result: Record<string, unknown> = {
     name: loaded.spec.name,
     digest: fi.image.manifestDescriptor.digest,
     base: fi.base.name,
     bundleBytes: fi.bundle.bytes,
     layerBytes: fi.layer.blob.length,
+    natives: fi.bundle.natives,
   };
   if (opts.output !== undefined) {
     const file = path.resolve(app.io.cwd, opts.output);

@@ -71,7 +71,7 @@ Examples:
       const started = performance.now();
       const progress = app.progress(flags.json === true);
       const { deployFunction } = await import('./deploy.js');
-      const { printWarnings } = await import('./build.js');
+      const { printNatives, printWarnings } = await import('./build.js');
       const result = await deployFunction(client, path.resolve(app.io.cwd, target), {
         overrides,
         wait: flags.wait,
@@ -86,6 +86,7 @@ Examples:
         },
       });
       printWarnings(app, result.warnings);
+      printNatives(app, result.natives);
       if (flags.json) {
         const { status, ...rest } = result;
         return app.json({ ...rest, ...(status ? { replicas: status.replicas, availableReplicas: status.availableReplicas } : {}) });

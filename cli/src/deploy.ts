@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
-import { packApp, packSource } from '@kubefn/builder';
+import { packApp, packSource, type NativeModule } from '@kubefn/builder';
 import { errorFromBody, isKubefnError, KubefnError, rolloutState, type RolloutState } from '@kubefn/platform/core';
 import type { FunctionSpec } from '@kubefn/platform';
 import { bundleLoaded } from './build.js';
@@ -50,6 +50,8 @@ export interface DeployResult {
   /** The function as the gateway last reported it; absent with wait: false. */
   status?: FunctionInfo;
   warnings: string[];
+  /** Packages with native code shipped beside the bundle (a remote build lists them in its log). */
+  natives: NativeModule[];
 }
 
 interface Shipped {
@@ -57,6 +59,7 @@ interface Shipped {
   digest: string;
   bytes: number;
   warnings: string[];
+  natives: NativeModule[];
 }
 
 /** Runs the whole deploy of the function in `target` (a directory or its fn.yaml). */
@@ -90,6 +93,7 @@ export async function deployFunction(client: GatewayClient, target: string, opti
     created,
     url: client.functionUrl(spec.name),
     warnings: shipped.warnings,
+    natives: shipped.natives,
   };
   if (options.wait === false) {
     if (spec.triggers.some((t) => t.type !== 'http')) {
@@ -164,7 +168,7 @@ async function shipBundle(client: GatewayClient, loaded: LoadedFunction, options
     },
     (sent) => (sent ? `uploaded app: ${size}` : `app unchanged (${app.digest.slice(0, 19)})`),
   );
-  return { image: `app:${app.digest}`, digest: app.digest, bytes: uploaded ? app.tar.length : 0, warnings: bundle.warnings };
+  return { image: `app:${app.digest}`, digest: app.digest, bytes: uploaded ? app.tar.length : 0, warnings: bundle.warnings, natives: bundle.natives };
 }
 
 /** Builds the image here and pushes what the registry lacks. */
@@ -172,7 +176,7 @@ async function shipImage(loaded: LoadedFunction, flags: ImageFlags, options: Dep
   const client = registryClient(flags);
   const fi = await buildImage(loaded, flags, { client, cacheDir: options.cacheDir ?? path.join(tmpdir(), 'kubefn-cache'), progress });
   const report = await pushImage(client, fi, imageTarget(flags.registry!, loaded.spec.name, flags.tag), progress);
-  return { image: report.ref, digest: report.digest, bytes: report.bytesSent, warnings: fi.bundle.warnings };
+  return { image: report.ref, digest: report.digest, bytes: report.bytesSent, warnings: fi.bundle.warnings, natives: fi.bundle.natives };
 }
 
 /** Packs the source and has the platform's build service build it. */
@@ -194,7 +198,7 @@ async function shipSource(client: GatewayClient, loaded: LoadedFunction, options
     },
     (r) => `built ${r.image}`,
   );
-  return { image: result.image, digest: result.digest, bytes: packed.archive.length, warnings: [] };
+  return { image: result.image, digest: result.digest, bytes: packed.archive.length, warnings: [], natives: [] };
 }
 
 /**

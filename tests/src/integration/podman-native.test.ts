@@ -1,0 +1,104 @@
+// A function with native code in a real container: examples/thumbnail (sharp, with its
+// @img/sharp-linux-x64 addon and libvips) built on the base made from this machine's node,
+// pushed to a real registry, run by podman, resizing a PNG made here.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { deflateSync, crc32 } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { buildFunctionImage, parseReference, pushFunctionImage, RegistryClient } from '@kubefn/builder';
+import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
+import { Podman } from '@kubefn/platform';
+import { waitFor } from '@kubefn/platform/testing';
+import { examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
+
+const timeout = 300_000;
+
+/** A `width` x `height` RGB PNG of a gradient: signature, IHDR, one IDAT, IEND. */
+function png(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, 'latin1');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bits per channel
+  ihdr[9] = 2; // RGB
+  const rows: number[] = [];
+  for (let y = 0; y < height; y++) {
+    rows.push(0); // filter: none
+    for (let x = 0; x < width; x++) rows.push((x * 255) / width, (y * 255) / height, 128);
+  }
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.from(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+describe('native modules in images', () => {
+  let registry: TestRegistry;
+  let client: RegistryClient;
+  let podman: Podman;
+
+  before(async () => {
+    registry = await startRegistry();
+    client = new RegistryClient();
+    podman = new Podman(await podmanTestOptions());
+  });
+
+  after(async () => {
+    await registry?.close();
+  });
+
+  it('ships sharp with its platform packages, and the container resizes an image', { timeout }, async () => {
+    // The base by registry reference, as a cluster names it: its history says it is glibc.
+    const base = await pushTestBase(client, registry.host);
+    const progress: string[] = [];
+    const fi = await buildFunctionImage({
+      dir: path.join(examplesDir, 'thumbnail'),
+      handler: 'handler.js',
+      name: 'thumbnail',
+      base,
+      client,
+      cacheDir: testCacheDir,
+      onProgress: (m) => progress.push(m),
+    });
+    assert.deepEqual(
+      fi.bundle.natives.map((n) => [n.name, n.platform]),
+      [['sharp', 'linux-x64-glibc']],
+    );
+    const shipped = fi.bundle.files.map((f) => f.path);
+    assert.ok(shipped.some((p) => /^node_modules\/@img\/sharp-linux-x64\/lib\/.*\.node$/.test(p)), 'the addon ships');
+    assert.ok(shipped.some((p) => /^node_modules\/@img\/sharp-libvips-linux-x64\/lib\/libvips-cpp\.so/.test(p)), 'libvips ships');
+    assert.ok(shipped.includes('node_modules/sharp/package.json'));
+    assert.ok(progress.some((m) => /native modules: sharp@\S+ \(linux-x64-glibc\)/.test(m)), progress.join('\n'));
+
+    const report = await pushFunctionImage(client, fi, parseReference(`${registry.host}/e2e/thumbnail:latest`));
+    await podman.check(['pull', '--quiet', '--tls-verify=false', report.ref]);
+    const name = `kubefn-native-test-${process.pid}`;
+    await podman.check(['run', '--detach', '--pull', 'never', '--name', name, '--publish', '127.0.0.1::8080', report.ref]);
+    try {
+      const port = (await podman.check(['port', name, '8080/tcp'])).trim().split(':').pop();
+      const res = await waitFor(
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${port}/?width=16`, { method: 'POST', body: png(64, 48) }).catch(() => undefined);
+          return r ?? false;
+        },
+        { timeoutMs: 60_000, what: `the thumbnail container answering on port ${port}` },
+      );
+      const body = Buffer.from(await res.arrayBuffer());
+      assert.equal(res.status, 200, body.toString());
+      assert.equal(res.headers.get('content-type'), 'image/png');
+      assert.equal(body.subarray(1, 4).toString('latin1'), 'PNG');
+      assert.deepEqual([body.readUInt32BE(16), body.readUInt32BE(20)], [16, 12], 'resized to 16 wide, aspect kept');
+
+      const bad = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: 'not an image' });
+      assert.equal(bad.status, 422, 'sharp itself answered: it loaded');
+    } finally {
+      await podman.run(['rm', '--force', '--time', '0', name]);
+    }
+  });
+});
