@@ -24,11 +24,6 @@ export async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec
       hint: 'import the files from the handler so esbuild bundles them, or run the function in an image: fn up --driver podman',
     });
   }
-  if (spec.secrets?.length) {
-    throw new KubefnError('NOT_SUPPORTED', `the process driver has no secret store (function "${spec.name}" lists secrets)`, {
-      hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
-    });
-  }
   if (!(await bundles.has(digest))) {
     throw new KubefnError('BAD_REQUEST', `bundle ${digest} for function "${spec.name}" is not in the bundle store`, {
       hint: 'upload the bundle before deploying the spec that names it; `fn deploy` does both',
@@ -67,8 +62,8 @@ export function contractEnv(spec: FunctionSpec, instance: string): Record<string
 
 /** What a replica's process depends on: a change means a rolling restart; scale bounds, triggers and labels do not. */
 export function replicaTemplateKey(spec: FunctionSpec): string {
-  const { image, handler, env, secrets, resources, timeout } = spec;
-  return canonicalJson({ image, handler, env, secrets, resources, timeout, concurrency: spec.scale.containerConcurrency });
+  const { image, handler, env, secrets, secretEnv, resources, timeout } = spec;
+  return canonicalJson({ image, handler, env, secrets, secretEnv, resources, timeout, concurrency: spec.scale.containerConcurrency });
 }
 
 /** JSON with object keys sorted, so equal values give equal strings. */
