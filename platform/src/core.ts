@@ -10,3 +10,4 @@ export * from './subjects.js';
 export * from './events-contract.js';
 export * from './scaling-contract.js';
 export * from './runtime-contract.js';
+export * from './secrets.js';

@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import { BundleStore, FileSecretStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
@@ -100,11 +100,14 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   let driver: ProcessDriver | PodmanDriver;
   let publish: Publisher;
   let bundles: BundleStore | undefined;
+  // One store for either driver, so secrets outlive a switch of --driver: <home>/secrets, its key <home>/secrets.key.
+  const secrets = new FileSecretStore(options.home);
   if ((options.driver ?? 'process') === 'podman') {
     const podman = options.podman ?? {};
     const podmanDriver = new PodmanDriver({
       ...podman,
       stateDir: path.join(options.home, 'podman'),
+      secrets,
       // One owner per state directory: a restart removes what a crashed run left.
       owner: createHash('sha256').update(path.resolve(options.home)).digest('hex').slice(0, 12),
       insecureRegistries: options.insecureRegistries ?? [],
@@ -116,7 +119,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       : podmanLoadPublisher({ client, base, cacheDir, podman: new Podman(podman) });
   } else {
     bundles = await BundleStore.open(path.join(options.home, 'bundles'));
-    driver = new ProcessDriver({ bundles, stateDir: options.home });
+    driver = new ProcessDriver({ bundles, stateDir: options.home, secrets });
     publish = bundlePublisher(bundles);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
