@@ -198,6 +198,7 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
   }
   const listed = new Set(spec.secrets ?? []);
   for (const [key, secret] of Object.entries(spec.secretEnv ?? {})) {
+    if (!new RegExp(envKeyPattern).test(key)) out.push({ field: `secretEnv.${key}`, message: 'must be a valid environment variable name' });
     if (!listed.has(secret)) out.push({ field: `secretEnv.${key}`, message: `names secret "${secret}", which is not in \`secrets\`` });
     if (reservedEnv.has(key) || key.startsWith(reservedEnvPrefix)) {
       out.push({ field: `secretEnv.${key}`, message: `is reserved for the runtime (PORT, ADMIN_PORT, NODE_OPTIONS, ${reservedEnvPrefix}*)` });
