@@ -9,8 +9,7 @@ import { parseBundleImageRef } from './bundle-store.js';
 import { Podman, podmanError, type PodmanOptions } from './podman.js';
 import { PodmanReplica } from './podman-replica.js';
 import { contractEnv } from './process-launch.js';
-import { secretsOption } from './process-driver.js';
-import { removeSecretFiles, writeSecretFiles } from './secret-mounts.js';
+import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
 import { readSpecSecrets, secretEnvValues, secretsMountPath, type SecretStore } from './secrets.js';
 import { parseQuantity } from './quantity.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
@@ -57,7 +56,7 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
 
   constructor(options: PodmanDriverOptions) {
     this.#options = options;
-    this.#secrets = secretsOption(options);
+    this.#secrets = secretFiles(options);
     this.podman = new Podman(options);
     this.owner = options.owner ?? 'default';
   }

@@ -7,7 +7,7 @@ import { replicaEnv, resolveBundleFile } from './process-launch.js';
 import { ProcessReplica } from './process-replica.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
-import { removeSecretFiles, writeSecretFiles } from './secret-mounts.js';
+import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
 import { readSpecSecrets, secretEnvValues, secretsDirEnv, type SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
 
@@ -77,7 +77,7 @@ class ProcessLauncher implements ReplicaLauncher<ProcessArtifact> {
 
 export class ProcessDriver extends ReplicaDriver<ProcessArtifact> {
   constructor(options: ProcessDriverOptions) {
-    super(new ProcessLauncher(options.bundles, options.nodePath ?? process.execPath, secretsOption(options)), options);
+    super(new ProcessLauncher(options.bundles, options.nodePath ?? process.execPath, secretFiles(options)), options);
   }
 
   /** A driver with the functions saved in `stateDir` already coming back up. */
@@ -86,12 +86,4 @@ export class ProcessDriver extends ReplicaDriver<ProcessArtifact> {
     await driver.restore();
     return driver;
   }
-}
-
-/** The secret store and where its decrypted files go, for a driver given a store. */
-export function secretsOption(options: ReplicaDriverOptions & { secretFilesDir?: string }): { store: SecretStore; filesDir: string } | undefined {
-  if (!options.secrets) return undefined;
-  const filesDir = options.secretFilesDir ?? (options.stateDir === undefined ? undefined : path.join(options.stateDir, 'secret-files'));
-  if (filesDir === undefined) throw new KubefnError('BAD_REQUEST', 'a driver given a secret store needs stateDir or secretFilesDir for the decrypted files');
-  return { store: options.secrets, filesDir: path.resolve(filesDir) };
 }

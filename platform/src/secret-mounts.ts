@@ -5,6 +5,16 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { KubefnError } from './errors.js';
+import type { SecretStore } from './secrets.js';
+
+/** The store and where a driver given one writes the decrypted files: `secretFilesDir`, else `<stateDir>/secret-files`. */
+export function secretFiles(options: { secrets?: SecretStore; stateDir?: string; secretFilesDir?: string }): { store: SecretStore; filesDir: string } | undefined {
+  if (!options.secrets) return undefined;
+  const filesDir = options.secretFilesDir ?? (options.stateDir === undefined ? undefined : path.join(options.stateDir, 'secret-files'));
+  if (filesDir === undefined) throw new KubefnError('BAD_REQUEST', 'a driver given a secret store needs stateDir or secretFilesDir for the decrypted files');
+  return { store: options.secrets, filesDir: path.resolve(filesDir) };
+}
 
 /**
  * Makes `dir` hold exactly `values`, one file per name. `root` (the parent of every such
