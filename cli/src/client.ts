@@ -206,6 +206,29 @@ export class GatewayClient {
     });
   }
 
+  /** Secret names; values never come back. */
+  async listSecrets(signal?: AbortSignal): Promise<{ name: string }[]> {
+    return (await this.#system('GET', '/system/secrets', { signal })).json() as Promise<{ name: string }[]>;
+  }
+
+  /** Creates a secret (ALREADY_EXISTS if the name is taken), or with `replace` creates or updates it. */
+  async putSecret(name: string, value: Uint8Array, replace: boolean, signal?: AbortSignal): Promise<{ created: boolean }> {
+    // rawValue (base64) carries any bytes, as OpenFaaS's Secret type allows.
+    const json = { name, rawValue: Buffer.from(value).toString('base64') };
+    try {
+      await this.#system('POST', '/system/secrets', { json, signal });
+      return { created: true };
+    } catch (err) {
+      if (!replace || !isKubefnError(err, 'ALREADY_EXISTS')) throw err;
+    }
+    await this.#system('PUT', '/system/secrets', { json, signal });
+    return { created: false };
+  }
+
+  async deleteSecret(name: string, signal?: AbortSignal): Promise<void> {
+    await this.#system('DELETE', '/system/secrets', { json: { name }, signal, notFoundHint: 'run `fn secret list` to see the secrets there are' });
+  }
+
   /** Whether the gateway already stores the bundle with this digest ("sha256:<hex>"). */
   hasBundle(digest: string, signal?: AbortSignal): Promise<boolean> {
     return this.#hasUpload('bundles', digest, signal);

@@ -35,7 +35,7 @@ describe('help and version', () => {
     const top = await run('--help');
     assert.equal(top.code, 0);
     assert.match(top.out, /Getting started:/);
-    for (const command of ['init', 'build', 'deploy', 'invoke', 'publish', 'list', 'describe', 'logs', 'delete', 'scale', 'up']) {
+    for (const command of ['init', 'build', 'deploy', 'invoke', 'publish', 'list', 'describe', 'logs', 'delete', 'scale', 'secret', 'up']) {
       const r = await run(command, '-h');
       assert.equal(r.code, 0, command);
       assert.match(r.out, /Examples:\n {2}\$ fn /, `${command} --help has examples`);
@@ -77,6 +77,13 @@ describe('usage errors exit 2 and say how to fix it', () => {
     [['publish'], /missing required argument 'subject'/],
     [['publish', 'orders.>', 'x'], /takes no wildcard/],
     [['publish', 'a', '--header', 'k'], /--header expects name=value/],
+    [['secret', 'create', 'DB_PASSWORD', 'v'], /invalid secret name "DB_PASSWORD"[\s\S]*hint: use 1-63/],
+    [['secret', 'create', 'db'], /no value given[\s\S]*"-" to read stdin/],
+    [['secret', 'create', 'db', 'v', '--from-file', 'f'], /give the value once/],
+    [['secret', 'create', 'db', '--from-file', '/nonexistent/key.pem'], /cannot read --from-file \/nonexistent\/key.pem: ENOENT/],
+    [['secret', 'create', 'db', ''], /the secret value is empty/],
+    [['secret', 'create', 'db', 'x'.repeat(512 * 1024 + 1)], /over the 524288 byte limit/],
+    [['secret', 'delete', 'Nope!'], /invalid secret name/],
   ];
   for (const [args, message] of cases) {
     it(`fn ${args.join(' ')}`, async () => {

@@ -15,6 +15,7 @@ import { registerInstall } from './install-command.js';
 import { registerInvoke } from './invoke.js';
 import { registerLogs } from './logs.js';
 import { registerPublish } from './publish.js';
+import { registerSecret } from './secret.js';
 import type { UpOptions } from './up.js';
 import type { AutoscalerConfig } from '@kubefn/autoscaler';
 
@@ -57,6 +58,7 @@ Environment: ${envVars.gateway}, ${envVars.token}, ${envVars.home} (default ~/.k
   registerPublish(program, app);
   registerFunctions(program, app);
   registerLogs(program, app);
+  registerSecret(program, app);
   registerUp(program, app);
   registerInstall(program, app);
   return program;

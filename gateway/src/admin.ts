@@ -8,6 +8,7 @@ import { checkToken } from './auth.js';
 import type { GatewayContext, ScaleDefaults } from './context.js';
 import { KeyedLock } from './keyed-lock.js';
 import { checkNamespace, namespace, specInputFromBody, statusBody } from './openfaas.js';
+import { secretRoutes } from './secrets.js';
 
 const NameParams = Type.Object({ name: Type.String({ maxLength: 253 }) });
 const NamespaceQuery = Type.Object({ namespace: Type.Optional(Type.String({ maxLength: 253 })) });
@@ -47,6 +48,8 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   }
 
   app.get('/system/namespaces', async () => [namespace]);
+
+  await secretRoutes(app, ctx.driver);
 
   app.get('/system/functions', { schema: { querystring: NamespaceQuery } }, async (request) => {
     checkNamespace(request.query.namespace);

@@ -11,3 +11,4 @@ export * from './events-contract.js';
 export * from './scaling-contract.js';
 export * from './runtime-contract.js';
 export * from './rollout.js';
+export * from './secrets.js';

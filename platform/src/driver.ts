@@ -2,6 +2,7 @@
 // conformance suite in ./testing.
 
 import type { ErrorBody } from './errors.js';
+import type { SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
 
 export interface FunctionStatus {
@@ -101,6 +102,8 @@ export interface Driver {
   logs(name: string, options: LogOptions, signal: AbortSignal): AsyncIterable<LogLine>;
   /** Stops every replica (draining) and releases resources. Idempotent. */
   close(): Promise<void>;
+  /** Where this driver keeps secrets (the /system/secrets API); absent when it keeps none. */
+  readonly secrets?: SecretStore | undefined;
 }
 
 /** A small EndpointSet implementation drivers can share. */

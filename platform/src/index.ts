@@ -24,3 +24,5 @@ export * from './kubernetes/index.js';
 export * from './scaling-contract.js';
 export * from './events-contract.js';
 export * from './fn-yaml.js';
+export * from './secrets.js';
+export * from './secret-files.js';

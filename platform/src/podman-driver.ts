@@ -3,17 +3,22 @@
 // resources as container limits.
 
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { KubefnError } from './errors.js';
 import { parseBundleImageRef } from './bundle-store.js';
 import { Podman, podmanError, type PodmanOptions } from './podman.js';
 import { PodmanReplica } from './podman-replica.js';
 import { contractEnv } from './process-launch.js';
+import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
+import { readSpecSecrets, secretEnvValues, secretsMountPath, type SecretStore } from './secrets.js';
 import { parseQuantity } from './quantity.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
 import type { FunctionSpec } from './spec.js';
 
 export interface PodmanDriverOptions extends ReplicaDriverOptions, PodmanOptions {
+  /** Where replicas' decrypted secret files go, one directory per replica (default `<stateDir>/secret-files`); needed with `secrets`. */
+  secretFilesDir?: string;
   /**
    * Names this driver's containers (label kubefn.dev/owner) so a restarted driver can remove the
    * ones a crashed predecessor left behind. Default "default".
@@ -33,7 +38,13 @@ export const podmanLabels = {
   replica: 'kubefn.dev/replica',
 } as const;
 
-class PodmanLauncher implements ReplicaLauncher<string> {
+/** What a podman replica starts from: the pulled image and its secrets' values. */
+interface PodmanArtifact {
+  image: string;
+  secrets: Map<string, Buffer>;
+}
+
+class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   readonly kind = 'podman';
   readonly podman: Podman;
   readonly owner: string;
@@ -41,14 +52,16 @@ class PodmanLauncher implements ReplicaLauncher<string> {
   /** Per driver, so two drivers (or a restarted one) never pick the same container name. */
   readonly #tag = randomBytes(3).toString('hex');
   readonly #pulls = new Map<string, Promise<void>>();
+  readonly #secrets: { store: SecretStore; filesDir: string } | undefined;
 
   constructor(options: PodmanDriverOptions) {
     this.#options = options;
+    this.#secrets = secretFiles(options);
     this.podman = new Podman(options);
     this.owner = options.owner ?? 'default';
   }
 
-  async prepare(spec: FunctionSpec): Promise<string> {
+  async prepare(spec: FunctionSpec): Promise<PodmanArtifact> {
     const image = spec.image;
     if (!image) {
       throw new KubefnError('BAD_REQUEST', `function "${spec.name}" has no image to run`, {
@@ -60,22 +73,27 @@ class PodmanLauncher implements ReplicaLauncher<string> {
         hint: 'deploy with `fn deploy --registry <host:port>` so the function is built into an image',
       });
     }
-    if (spec.secrets?.length) {
-      throw new KubefnError('NOT_SUPPORTED', `the podman driver has no secret store (function "${spec.name}" lists secrets)`, {
-        hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
-      });
-    }
     if (spec.resources?.gpu) {
       throw new KubefnError('NOT_SUPPORTED', `the podman driver does not assign GPUs (function "${spec.name}" asks for ${spec.resources.gpu})`, {
         hint: 'run GPU functions on the kubernetes driver, on a node pool with nvidia.com/gpu',
       });
     }
+    let secrets = new Map<string, Buffer>();
+    if (spec.secrets?.length) {
+      if (!this.#secrets) {
+        throw new KubefnError('NOT_SUPPORTED', `this podman driver has no secret store (function "${spec.name}" lists secrets)`, {
+          hint: 'run it under `fn up`, which keeps secrets in its home directory',
+        });
+      }
+      secrets = await readSpecSecrets(this.#secrets.store, spec);
+    }
     await this.#ensureImage(image);
-    return image;
+    return { image, secrets };
   }
 
-  start(image: string, start: ReplicaStart): Replica {
+  start(artifact: PodmanArtifact, start: ReplicaStart): Replica {
     const { spec } = start;
+    const { image } = artifact;
     const runFlags = [
       '--label', `${podmanLabels.owner}=${this.owner}`,
       '--label', `${podmanLabels.function}=${spec.name}`,
@@ -83,13 +101,29 @@ class PodmanLauncher implements ReplicaLauncher<string> {
     ];
     if (spec.resources?.memory) runFlags.push('--memory', String(Math.floor(parseQuantity(spec.resources.memory))));
     if (spec.resources?.cpu) runFlags.push('--cpus', String(parseQuantity(spec.resources.cpu)));
+    if (this.#secrets && spec.secrets?.length) {
+      // Each replica gets its own copy, mounted read-only where OpenFaaS functions look, and
+      // removed when the container is gone. The image's user (often not this user's uid in the
+      // container) must read the files: 0444 under this user's 0700 secret-files directory.
+      const dir = path.join(this.#secrets.filesDir, `${start.id}-${this.#tag}`);
+      writeSecretFiles(this.#secrets.filesDir, dir, artifact.secrets, 0o444);
+      runFlags.push('--volume', `${dir}:${secretsMountPath}:ro`);
+      const replica = this.#replica(image, start, runFlags, secretEnvValues(spec, artifact.secrets));
+      void replica.exited.then(() => removeSecretFiles(dir));
+      return replica;
+    }
+    return this.#replica(image, start, runFlags, {});
+  }
+
+  #replica(image: string, start: ReplicaStart, runFlags: string[], secretEnv: Record<string, string>): Replica {
+    const { spec } = start;
     return new PodmanReplica({
       ...start,
       podman: this.podman,
       image,
       containerName: `kubefn-${start.id}-${this.#tag}`,
       runFlags,
-      env: contractEnv(spec, start.id),
+      env: { ...contractEnv(spec, start.id), ...secretEnv },
       network: this.#options.network ?? 'bridge',
     });
   }
@@ -100,6 +134,8 @@ class PodmanLauncher implements ReplicaLauncher<string> {
       .split('\n')
       .filter(Boolean);
     if (ids.length) await this.podman.run(['rm', '--force', '--time', '0', '--ignore', ...ids]);
+    // Their secret files too: every directory there belonged to a replica of a driver before this one.
+    if (this.#secrets) removeSecretFiles(this.#secrets.filesDir);
     return ids.length;
   }
 
@@ -134,7 +170,7 @@ export function isLoopbackRegistry(registry: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127(?:\.[0-9]{1,3}){3}$/.test(host);
 }
 
-export class PodmanDriver extends ReplicaDriver<string> {
+export class PodmanDriver extends ReplicaDriver<PodmanArtifact> {
   readonly #launcher: PodmanLauncher;
 
   constructor(options: PodmanDriverOptions = {}) {

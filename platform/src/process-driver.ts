@@ -1,12 +1,16 @@
 // The `process` driver: every replica is a local `node` child process running a function bundle,
 // in the directory its app (the bundle and the files shipped next to it) was unpacked into.
 
+import path from 'node:path';
 import type { AppStore } from './app-store.js';
 import type { BundleStore } from './bundle-store.js';
+import { KubefnError } from './errors.js';
 import { replicaEnv, resolveProcessArtifact, type ProcessArtifact } from './process-launch.js';
 import { ProcessReplica } from './process-replica.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
+import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
+import { readSpecSecrets, secretEnvValues, secretsDirEnv, type SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
 
 export interface ProcessDriverOptions extends ReplicaDriverOptions {
@@ -15,35 +19,69 @@ export interface ProcessDriverOptions extends ReplicaDriverOptions {
   apps?: AppStore;
   /** The node binary replicas run on (default: this process's). */
   nodePath?: string;
+  /**
+   * Where each function's decrypted secret files go, one 0700 directory per function (default
+   * `<stateDir>/secret-files`); needed with `secrets`.
+   */
+  secretFilesDir?: string;
+}
+
+/** What a process replica starts from: its app (or bundle) and the environment its secrets add. */
+interface ProcessStart extends ProcessArtifact {
+  secretEnv: Record<string, string>;
 }
 
 /** Starts a replica as `node --enable-source-maps <app>/fn.cjs` in its app root, with the runtime contract's environment. */
-class ProcessLauncher implements ReplicaLauncher<ProcessArtifact> {
+class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   readonly kind = 'process';
 
   constructor(
     readonly stores: { bundles: BundleStore; apps?: AppStore | undefined },
     readonly nodePath: string,
+    readonly secrets: { store: SecretStore; filesDir: string } | undefined,
   ) {}
 
-  prepare(spec: FunctionSpec): Promise<ProcessArtifact> {
-    return resolveProcessArtifact(this.stores, spec);
+  async prepare(spec: FunctionSpec): Promise<ProcessStart> {
+    const artifact = await resolveProcessArtifact(this.stores, spec);
+    if (!spec.secrets?.length) {
+      if (this.secrets) removeSecretFiles(this.#filesDir(spec.name));
+      return { ...artifact, secretEnv: {} };
+    }
+    if (!this.secrets) {
+      throw new KubefnError('NOT_SUPPORTED', `this process driver has no secret store (function "${spec.name}" lists secrets)`, {
+        hint: 'run it under `fn up`, which keeps secrets in its home directory',
+      });
+    }
+    const values = await readSpecSecrets(this.secrets.store, spec);
+    // A process cannot mount at /var/openfaas/secrets: the files go to a private directory of
+    // the function, and the replica is told where through KUBEFN_SECRETS_DIR.
+    const dir = this.#filesDir(spec.name);
+    writeSecretFiles(this.secrets.filesDir, dir, values, 0o600);
+    return { ...artifact, secretEnv: { ...secretEnvValues(spec, values), [secretsDirEnv]: dir } };
   }
 
-  start(artifact: ProcessArtifact, start: ReplicaStart): Replica {
+  start(artifact: ProcessStart, start: ReplicaStart): Replica {
     return new ProcessReplica({
       ...start,
       nodePath: this.nodePath,
       cwd: artifact.cwd,
       args: ['--enable-source-maps', artifact.file],
-      env: replicaEnv(start.spec, start.id),
+      env: { ...replicaEnv(start.spec, start.id), ...artifact.secretEnv },
     });
+  }
+
+  async forget(name: string): Promise<void> {
+    if (this.secrets) removeSecretFiles(this.#filesDir(name));
+  }
+
+  #filesDir(name: string): string {
+    return path.join(this.secrets!.filesDir, name);
   }
 }
 
-export class ProcessDriver extends ReplicaDriver<ProcessArtifact> {
+export class ProcessDriver extends ReplicaDriver<ProcessStart> {
   constructor(options: ProcessDriverOptions) {
-    super(new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, options.nodePath ?? process.execPath), options);
+    super(new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, options.nodePath ?? process.execPath, secretFiles(options)), options);
   }
 
   /** A driver with the functions saved in `stateDir` already coming back up. */

@@ -25,11 +25,6 @@ export async function resolveProcessArtifact(stores: { bundles: BundleStore; app
       hint: '`fn deploy` builds the bundle, uploads it and sets the image',
     });
   }
-  if (spec.secrets?.length) {
-    throw new KubefnError('NOT_SUPPORTED', `the process driver has no secret store (function "${spec.name}" lists secrets)`, {
-      hint: 'pass the values through `env` when running locally, or use the kubernetes driver',
-    });
-  }
   const app = parseAppImageRef(spec.image);
   if (app && stores.apps) {
     if (!(await stores.apps.has(app))) {
@@ -93,8 +88,8 @@ export function contractEnv(spec: FunctionSpec, instance: string): Record<string
 
 /** What a replica's process depends on: a change means a rolling restart; scale bounds, triggers and labels do not. */
 export function replicaTemplateKey(spec: FunctionSpec): string {
-  const { image, handler, env, secrets, resources, timeout } = spec;
-  return canonicalJson({ image, handler, env, secrets, resources, timeout, concurrency: spec.scale.containerConcurrency });
+  const { image, handler, env, secrets, secretEnv, resources, timeout } = spec;
+  return canonicalJson({ image, handler, env, secrets, secretEnv, resources, timeout, concurrency: spec.scale.containerConcurrency });
 }
 
 /** JSON with object keys sorted, so equal values give equal strings. */

@@ -11,9 +11,15 @@ import { describeExit, describeFailure, type Replica, type ReplicaExit, type Rep
 import { nextBackoff, planReplicas, type CrashBackoff } from './replica-plan.js';
 import { loadErrorBody } from './rollout.js';
 import { canonicalJson, replicaTemplateKey } from './process-launch.js';
+import type { SecretStore } from './secrets.js';
 import { timeoutMs, type FunctionSpec } from './spec.js';
 
 export interface ReplicaDriverOptions {
+  /**
+   * Where secrets come from (FileSecretStore under the state directory); without one, a
+   * function that lists secrets is refused. It is also the driver's `secrets`.
+   */
+  secrets?: SecretStore;
   /** Where specs are saved so restore() brings functions back; nothing is saved without it. */
   stateDir?: string;
   /** How long a replica may take to report ready before it is killed, in ms (default 30000). */
@@ -57,6 +63,7 @@ const drainGraceMs = 10_000;
 
 export class ReplicaDriver<A> implements Driver {
   readonly kind: string;
+  readonly secrets: SecretStore | undefined;
   readonly #launcher: ReplicaLauncher<A>;
   readonly #store: FunctionStore | undefined;
   readonly #startTimeoutMs: number;
@@ -73,6 +80,7 @@ export class ReplicaDriver<A> implements Driver {
 
   constructor(launcher: ReplicaLauncher<A>, options: ReplicaDriverOptions) {
     this.kind = launcher.kind;
+    this.secrets = options.secrets;
     this.#launcher = launcher;
     this.#store = options.stateDir === undefined ? undefined : new FunctionStore(options.stateDir);
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
@@ -151,6 +159,7 @@ export class ReplicaDriver<A> implements Driver {
       this.#endpointSets.get(name).set([]);
       await Promise.all([...fn.stopping]);
       fn.logs.close();
+      await this.#launcher.forget?.(name);
     });
   }
 

@@ -69,6 +69,8 @@ export interface ReplicaLauncher<A> {
   /** Resolves what replicas of `spec` run, or throws the KubefnError that says why it cannot. */
   prepare(spec: FunctionSpec): Promise<A>;
   start(artifact: A, start: ReplicaStart): Replica;
+  /** Called once a function is removed and its replicas are gone, to drop what prepare() left. */
+  forget?(name: string): Promise<void>;
   /** Called once after the driver stopped every replica. */
   close?(): Promise<void>;
 }

@@ -69,7 +69,17 @@ export const FunctionSpecSchema = Type.Object(
       }),
     ),
     env: Type.Optional(Type.Record(Type.String({ pattern: envKeyPattern }), Type.String({ maxLength: 32_768 }))),
-    secrets: Type.Optional(Type.Array(Type.String({ pattern: namePattern, maxLength: 253 }), { maxItems: 64 })),
+    secrets: Type.Optional(
+      Type.Array(Type.String({ pattern: namePattern, maxLength: 63 }), {
+        maxItems: 64,
+        description: 'secrets (`fn secret create`) the function reads as files: /var/openfaas/secrets/<name>',
+      }),
+    ),
+    secretEnv: Type.Optional(
+      Type.Record(Type.String({ pattern: envKeyPattern }), Type.String({ pattern: namePattern, maxLength: 63 }), {
+        description: 'environment variables set to a secret\'s value, e.g. DB_PASSWORD: db-password; each secret must be in `secrets`',
+      }),
+    ),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
     annotations: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 65_536 }))),
     resources: Type.Optional(
@@ -185,6 +195,15 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
     if (reservedEnv.has(key) || key.startsWith(reservedEnvPrefix)) {
       out.push({ field: `env.${key}`, message: `is reserved for the runtime (PORT, ADMIN_PORT, NODE_OPTIONS, ${reservedEnvPrefix}*)` });
     }
+  }
+  const listed = new Set(spec.secrets ?? []);
+  for (const [key, secret] of Object.entries(spec.secretEnv ?? {})) {
+    if (!new RegExp(envKeyPattern).test(key)) out.push({ field: `secretEnv.${key}`, message: 'must be a valid environment variable name' });
+    if (!listed.has(secret)) out.push({ field: `secretEnv.${key}`, message: `names secret "${secret}", which is not in \`secrets\`` });
+    if (reservedEnv.has(key) || key.startsWith(reservedEnvPrefix)) {
+      out.push({ field: `secretEnv.${key}`, message: `is reserved for the runtime (PORT, ADMIN_PORT, NODE_OPTIONS, ${reservedEnvPrefix}*)` });
+    }
+    if (spec.env?.[key] !== undefined) out.push({ field: `secretEnv.${key}`, message: 'is also set in `env`; set it in one place' });
   }
   if (spec.handler.includes('\0')) out.push({ field: 'handler', message: 'must be a file path' });
   (spec.assets ?? []).forEach((a, i) => {

@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { AppStore, BundleStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import { AppStore, BundleStore, FileSecretStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
@@ -102,11 +102,14 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   let publish: Publisher;
   let bundles: BundleStore | undefined;
   let apps: AppStore | undefined;
+  // One store for either driver, so secrets outlive a switch of --driver: <home>/secrets, its key <home>/secrets.key.
+  const secrets = new FileSecretStore(options.home);
   if ((options.driver ?? 'process') === 'podman') {
     const podman = options.podman ?? {};
     const podmanDriver = new PodmanDriver({
       ...podman,
       stateDir: path.join(options.home, 'podman'),
+      secrets,
       // One owner per state directory: a restart removes what a crashed run left.
       owner: createHash('sha256').update(path.resolve(options.home)).digest('hex').slice(0, 12),
       insecureRegistries: options.insecureRegistries ?? [],
@@ -119,7 +122,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   } else {
     bundles = await BundleStore.open(path.join(options.home, 'bundles'));
     apps = await AppStore.open(path.join(options.home, 'apps'));
-    driver = new ProcessDriver({ bundles, apps, stateDir: options.home });
+    driver = new ProcessDriver({ bundles, apps, stateDir: options.home, secrets });
     publish = appPublisher(apps);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;

@@ -9,6 +9,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Driver, EndpointSet, FunctionStatus, LogLine, LogOptions } from '../driver.js';
 import { EndpointSets } from '../endpoint-sets.js';
 import { KubefnError } from '../errors.js';
+import { readSpecSecrets } from '../secrets.js';
 import type { FunctionSpec } from '../spec.js';
 import { crdGroup, crdVersion } from '../crd.js';
 import { endpointsOf, pendingEndpointsOf, sameEndpoints } from './endpoints.js';
@@ -18,6 +19,7 @@ import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
 import { FunctionReconciler } from './reconciler.js';
+import { KubernetesSecretStore } from './secrets.js';
 import { functionStatusOf, loadErrorOf, type FunctionResource } from './status.js';
 import { rolloutState } from '../rollout.js';
 
@@ -42,6 +44,8 @@ export const scaleFieldManager = 'kubefn-scale';
 export class KubernetesDriver implements Driver {
   readonly kind = 'kubernetes';
   readonly namespace: string;
+  /** Secrets as labelled Secrets in the functions' namespace. */
+  readonly secrets: KubernetesSecretStore;
   readonly #o: KubefnObjects;
   readonly #reconciler: FunctionReconciler | undefined;
   readonly #prober: PendingPodProber | undefined;
@@ -58,6 +62,7 @@ export class KubernetesDriver implements Driver {
   constructor(objects: KubefnObjects, options: KubernetesDriverOptions = {}) {
     this.#o = objects;
     this.namespace = objects.namespace;
+    this.secrets = new KubernetesSecretStore(objects.core, objects.namespace);
     this.#reconciler = options.reconciler;
     this.#prober = options.prober;
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
@@ -92,6 +97,8 @@ export class KubernetesDriver implements Driver {
 
   async deploy(spec: FunctionSpec): Promise<FunctionStatus> {
     this.#checkOpen();
+    // A pod naming a missing Secret would wait in ContainerCreating: say so now instead.
+    await readSpecSecrets(this.secrets, spec);
     const { name: _name, ...fields } = spec;
     let applied: FunctionResource;
     try {

@@ -10,3 +10,4 @@ export * from './status.js';
 export * from './client.js';
 export * from './peers.js';
 export * from './errors.js';
+export * from './secrets.js';

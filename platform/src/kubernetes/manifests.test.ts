@@ -15,6 +15,7 @@ describe('deploymentFor', () => {
     image: `registry.example/hello@${digest}`,
     env: { GREETING: 'hi', PRICE: '$(NOT_A_VAR)' },
     secrets: ['db', 'api-key'],
+    secretEnv: { DB_PASSWORD: 'db' },
     resources: { cpu: '500m', memory: '256Mi', gpu: 1 },
     placement: { nodeSelector: { pool: 'gpu' }, tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }] },
     timeout: '45s',
@@ -50,11 +51,29 @@ describe('deploymentFor', () => {
       KUBEFN_INSTANCE: { fieldRef: { fieldPath: 'metadata.name' } },
       KUBEFN_TIMEOUT_MS: '45000',
       KUBEFN_CONCURRENCY: '4',
+      DB_PASSWORD: { secretKeyRef: { name: 'db', key: 'db' } },
       PORT: '8080',
       ADMIN_PORT: '8081',
       KUBEFN_HOST: '0.0.0.0',
     });
-    assert.deepEqual(c.envFrom, [{ secretRef: { name: 'db' } }, { secretRef: { name: 'api-key' } }]);
+    // Each secret as the file /var/openfaas/secrets/<name>, from the key named like it (as OpenFaaS keeps them).
+    assert.equal(c.envFrom, undefined);
+    assert.deepEqual(c.volumeMounts, [{ name: 'openfaas-secrets', mountPath: '/var/openfaas/secrets', readOnly: true }]);
+    assert.deepEqual(pod.volumes, [
+      {
+        name: 'openfaas-secrets',
+        projected: {
+          defaultMode: 0o444,
+          sources: [
+            { secret: { name: 'db', items: [{ key: 'db', path: 'db' }] } },
+            { secret: { name: 'api-key', items: [{ key: 'api-key', path: 'api-key' }] } },
+          ],
+        },
+      },
+    ]);
+    const bare = deploymentFor(parseFunctionSpec({ name: 'plain', image: 'i' }), 'fns', owner).spec!.template.spec!;
+    assert.equal(bare.volumes, undefined);
+    assert.equal(bare.containers[0]!.volumeMounts, undefined);
     assert.deepEqual(c.ports!.map((p) => [p.name, p.containerPort]), [['http', 8080], ['admin', 8081]]);
     assert.deepEqual(c.readinessProbe!.httpGet, { path: '/readyz', port: 8081 });
     assert.equal(c.readinessProbe!.periodSeconds, 1);

@@ -2,9 +2,10 @@
 // server-side apply configurations (only the fields kubefn owns).
 
 import { createHash } from 'node:crypto';
-import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Service, V1Toleration } from '@kubernetes/client-node';
+import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Service, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import { canonicalJson, contractEnv } from '../process-launch.js';
 import { adminPaths, runtimeEnv } from '../runtime-contract.js';
+import { secretsMountPath } from '../secrets.js';
 import { timeoutMs, type FunctionSpec } from '../spec.js';
 
 /** Ports inside every function container. */
@@ -13,6 +14,8 @@ export const containerPorts = { http: 8080, admin: 8081 } as const;
 export const servicePort = 80;
 /** The name of the function's container in its pods (logs read it). */
 export const containerName = 'function';
+/** The pod volume holding the function's secrets, mounted at secretsMountPath. */
+const secretsVolume = 'openfaas-secrets';
 
 export const kubefnLabels = {
   name: 'app.kubernetes.io/name',
@@ -94,6 +97,7 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
           ...(spec.placement?.tolerations?.length
             ? { tolerations: spec.placement.tolerations.map((t) => ({ ...t }) as V1Toleration) }
             : {}),
+          ...(spec.secrets?.length ? { volumes: [secretsVolumeFor(spec.secrets)] } : {}),
           containers: [
             {
               name: containerName,
@@ -106,7 +110,7 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
                 { name: 'admin', containerPort: containerPorts.admin, protocol: 'TCP' },
               ],
               env: envFor(spec),
-              ...(spec.secrets?.length ? { envFrom: spec.secrets.map((name) => ({ secretRef: { name } })) } : {}),
+              ...(spec.secrets?.length ? { volumeMounts: [{ name: secretsVolume, mountPath: secretsMountPath, readOnly: true }] } : {}),
               ...(resources ? { resources } : {}),
               readinessProbe: {
                 httpGet: { path: adminPaths.ready, port: containerPorts.admin },
@@ -175,12 +179,26 @@ function envFor(spec: FunctionSpec): V1EnvVar[] {
     if (name === runtimeEnv.instance) env.push({ name, valueFrom: podName });
     else env.push({ name, value: Object.hasOwn(user, name) ? value.replaceAll('$(', '$$$$(') : value });
   }
+  for (const [name, secret] of Object.entries(spec.secretEnv ?? {})) {
+    env.push({ name, valueFrom: { secretKeyRef: { name: secret, key: secret } } });
+  }
   env.push(
     { name: runtimeEnv.port, value: String(containerPorts.http) },
     { name: runtimeEnv.adminPort, value: String(containerPorts.admin) },
     { name: runtimeEnv.host, value: '0.0.0.0' },
   );
   return env;
+}
+
+/** The volume of a function's secrets: each Secret's one key as a file named like it, read-only. */
+function secretsVolumeFor(secrets: readonly string[]): V1Volume {
+  return {
+    name: secretsVolume,
+    projected: {
+      defaultMode: 0o444,
+      sources: secrets.map((name) => ({ secret: { name, items: [{ key: name, path: name }] } })),
+    },
+  };
 }
 
 /**

@@ -188,6 +188,22 @@ function suite(): void {
     assert.match(await res.text(), /\.\./);
   });
 
+  it('fn secret create keeps a Secret through the gateway pod; a function reads it as /var/openfaas/secrets/<name> and as env', async () => {
+    const created = await fn('secret', 'create', 'db-password', 'hunter2');
+    assert.match(created, /created secret "db-password"/);
+    assert.match(await fn('secret', 'list'), /^db-password\s*$/m);
+    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-e2e-secrets-'));
+    await cp(path.join(examplesDir, '..', 'tests', 'fixtures', 'secrets', 'handler.js'), path.join(dir, 'handler.js'));
+    await writeFile(path.join(dir, 'fn.yaml'), YAML.stringify({ name: 'reads-secret', handler: 'handler.js', secrets: ['db-password'], secretEnv: { DB_PASSWORD: 'db-password' } }));
+    await fn('deploy', dir, ...p.insecure, '--json');
+    const res = await fetch(`${gateway}/function/reads-secret`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { dir: '/var/openfaas/secrets', files: { 'db-password': 'hunter2' }, env: 'hunter2', writable: false });
+    await fn('delete', 'reads-secret');
+    assert.match(await fn('secret', 'delete', 'db-password'), /deleted secret "db-password"/);
+    await assert.rejects(core().readNamespacedSecret({ name: 'db-password', namespace: p.namespace }), (err: { code?: number }) => err.code === 404);
+  });
+
   it('fn delete removes the Function, and its Deployment and Service go with it', async () => {
     await fn('delete', 'hello');
     const gone = (err: { code?: number }) => err.code === 404;

@@ -2,11 +2,11 @@
 // what only this driver does (pulls, limits, published ports, leftover containers).
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseFunctionSpec, Podman, PodmanDriver, podmanLabels, type FunctionSpecInput } from '@kubefn/platform';
+import { FileSecretStore, isKubefnError, parseFunctionSpec, Podman, PodmanDriver, podmanLabels, type FunctionSpecInput } from '@kubefn/platform';
 import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
 import { fixtureImages, podmanTestOptions, type FixtureImages } from '../support/podman.js';
 
@@ -93,7 +93,47 @@ describe('podman driver', () => {
     await assert.rejects(driver.get('ghost'), /not found/);
   });
 
-  it('refuses bundles, secrets and GPUs with NOT_SUPPORTED', { timeout }, async () => {
+  it('mounts the secrets a function lists read-only at /var/openfaas/secrets, a copy per replica removed with it', { timeout }, async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kubefn-podman-secrets-'));
+    const stateDir = path.join(dir, 'state');
+    const store = new FileSecretStore(stateDir);
+    const owner = `secrets-${process.pid}`;
+    const driver = await PodmanDriver.open({ ...(await podmanTestOptions()), owner, stateDir, secrets: store });
+    drivers.push(driver);
+    const input = { name: 'reads-secret', fixture: 'secrets', secrets: ['db-password', 'tls-key'], secretEnv: { DB_PASSWORD: 'db-password' } };
+    await assert.rejects(driver.deploy(await spec(input)), (e) => isKubefnError(e, 'BAD_REQUEST') && /needs secrets "db-password", "tls-key", which do not exist/.test(e.message));
+
+    await store.create('db-password', Buffer.from('hunter2'));
+    await store.create('tls-key', Buffer.from('-----BEGIN KEY-----'));
+    await driver.deploy(await spec(input));
+    const [endpoint] = await waitFor(() => (driver.endpoints('reads-secret').current().length === 1 ? driver.endpoints('reads-secret').current() : false), {
+      timeoutMs: waitTimeoutMs,
+      what: 'a ready replica',
+    });
+    const answer = (await (await fetch(endpoint!.url)).json()) as { dir: string; files: Record<string, string>; env: string; writable: boolean };
+    assert.deepEqual(answer, {
+      dir: '/var/openfaas/secrets',
+      files: { 'db-password': 'hunter2', 'tls-key': '-----BEGIN KEY-----' },
+      env: 'hunter2',
+      writable: false,
+    });
+
+    const [id] = (await podman.check(['ps', '--quiet', '--filter', `label=${podmanLabels.owner}=${owner}`])).trim().split('\n');
+    const [inspect] = JSON.parse(await podman.check(['inspect', id!])) as { Mounts: { Source: string; Destination: string; RW: boolean }[]; Config: { Env: string[] } }[];
+    const mount = inspect!.Mounts.find((m) => m.Destination === '/var/openfaas/secrets');
+    assert.ok(mount, JSON.stringify(inspect!.Mounts));
+    assert.equal(mount.RW, false);
+    assert.equal(path.dirname(mount.Source), path.join(stateDir, 'secret-files'));
+    assert.equal((await stat(path.dirname(mount.Source))).mode & 0o777, 0o700);
+    // Values reach podman through its environment, never its argv; the inspect shows the env var the spec asked for.
+    assert.ok(inspect!.Config.Env.includes('DB_PASSWORD=hunter2'));
+
+    await driver.remove('reads-secret');
+    await waitFor(async () => (await readdir(path.join(stateDir, 'secret-files'))).length === 0, { timeoutMs: waitTimeoutMs, what: 'the replica\'s secret files removed' });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses bundles, secrets (without a secret store) and GPUs with NOT_SUPPORTED', { timeout }, async () => {
     const driver = await newDriver(`refuse-${process.pid}`);
     await expectCode(driver.deploy(parseFunctionSpec({ name: 'b', image: `bundle:sha256:${'a'.repeat(64)}` })), 'NOT_SUPPORTED');
     await expectCode(driver.deploy(await spec({ name: 's', secrets: ['db'] })), 'NOT_SUPPORTED');
