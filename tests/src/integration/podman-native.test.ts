@@ -1,9 +1,12 @@
-// A function with native code in a real container: examples/thumbnail (sharp, with its
-// @img/sharp-linux-x64 addon and libvips) built on the base made from this machine's node,
-// pushed to a real registry, run by podman, resizing a PNG made here.
+// A function with native code: examples/thumbnail (sharp, with its @img/sharp-linux-x64 addon
+// and libvips) resizing a PNG made here, in a real container (built on the base made from this
+// machine's node, pushed to a real registry, run by podman) and on `fn up`'s process driver
+// (deployed with `fn deploy`, which ships sharp in the app beside the bundle).
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { deflateSync, crc32 } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { buildFunctionImage, parseReference, pushFunctionImage, RegistryClient } from '@kubefn/builder';
@@ -11,6 +14,7 @@ import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { Podman } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
+import { fnBin, newHome, startPlatform } from '../support/platform-process.js';
 
 const timeout = 300_000;
 
@@ -99,6 +103,27 @@ describe('native modules in images', () => {
       assert.equal(bad.status, 422, 'sharp itself answered: it loaded');
     } finally {
       await podman.run(['rm', '--force', '--time', '0', name]);
+    }
+  });
+});
+
+describe('native modules on the process driver', () => {
+  it('fn deploy ships sharp in the app, and the replica resizes an image', { timeout }, async () => {
+    const home = await newHome();
+    const platform = await startPlatform(home, { args: ['--no-nats'] });
+    try {
+      const env = { ...process.env, KUBEFN_GATEWAY: platform.url, KUBEFN_TOKEN: platform.token, KUBEFN_HOME: home };
+      const deployed = await promisify(execFile)(process.execPath, [fnBin, 'deploy', path.join(examplesDir, 'thumbnail')], { env });
+      assert.match(deployed.stderr, /native: sharp@[\d.]+ for linux-x64-glibc ships beside the bundle/);
+      const res = await fetch(`${platform.url}/function/thumbnail?width=16`, { method: 'POST', body: png(64, 48) });
+      assert.equal(res.status, 200, await res.clone().text());
+      const out = Buffer.from(await res.arrayBuffer());
+      assert.equal(out.subarray(1, 4).toString('latin1'), 'PNG');
+      assert.deepEqual([out.readUInt32BE(16), out.readUInt32BE(20)], [16, 12], 'IHDR width and height');
+      const garbage = await fetch(`${platform.url}/function/thumbnail`, { method: 'POST', body: 'not an image' });
+      assert.equal(garbage.status, 422);
+    } finally {
+      await platform.stop();
     }
   });
 });
