@@ -197,7 +197,10 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
         if (length > ctx.options.maxBundleBytes) {
           throw new KubefnError('BODY_TOO_LARGE', `${kind} of ${length} bytes is over the ${ctx.options.maxBundleBytes} byte limit`);
         }
-        if (!(await store.has(digest))) await store.put(digest, request.raw, { maxBytes: ctx.options.maxBundleBytes });
+        // A refusal mid-body (over the limit, a full disk) must not destroy the request: the
+        // client then reads the answer instead of a connection reset while it is still sending.
+        const body = request.raw.iterator({ destroyOnReturn: false });
+        if (!(await store.has(digest))) await store.put(digest, body, { maxBytes: ctx.options.maxBundleBytes });
         return reply.code(201).send({ image: `${kind}:${digest}` });
       });
     }

@@ -179,6 +179,18 @@ describe('gateway error mapping', () => {
       assert.equal(internal.statusCode, 500);
       assert.deepEqual(internal.json(), { code: 'INTERNAL', message: 'internal server error' });
 
+      const errno = (code: string) => Object.assign(new Error(`${code}: write /home/secret/path/functions/f.json`), { code, path: '/home/secret/path/functions/f.json' });
+      driver.failNext('scale', errno('ENOSPC'));
+      const full = await scale();
+      assert.equal(full.statusCode, 507);
+      assert.equal(full.json().code, 'NO_SPACE');
+      assert.match(full.json().hint, /free space/);
+      assert.doesNotMatch(full.body, /secret\/path/, 'the file is logged, not answered');
+      driver.failNext('scale', errno('EIO'));
+      const broken = await scale();
+      assert.equal(broken.statusCode, 503);
+      assert.equal(broken.json().code, 'UNAVAILABLE');
+
       assert.equal((await scale()).statusCode, 202, 'each failure was for one call only');
     } finally {
       await gateway.close();

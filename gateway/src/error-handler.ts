@@ -17,15 +17,42 @@ export function errorAnswer(err: FastifyError | KubefnError | Error): { status: 
     return { status: e.status, body: e.toJSON(), ...(e.status >= 500 && !e.userFault ? { log: 'warn' as const } : {}) };
   }
   if ((err as FastifyError).validation) return { status: 400, body: { code: 'BAD_REQUEST', message: err.message } };
+  const io = ioFailure(err);
+  if (io) return io;
   const status = (err as FastifyError).statusCode;
   if (status && status < 500) return { status, body: { code: status === 413 ? 'BODY_TOO_LARGE' : 'BAD_REQUEST', message: err.message } };
   return { status: 500, body: { code: 'INTERNAL', message: 'internal server error' }, log: 'error' };
 }
 
+/** The node system errors of a disk or file system, by errno code: full, or failing. */
+const diskFull = new Set(['ENOSPC', 'EDQUOT']);
+const ioBroken = new Set(['EIO', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
+
+/**
+ * A failed read or write of the platform's own files: 507 when the disk is full, 503 for other
+ * I/O errors, with a hint; logged as an error with the file (the body does not name it).
+ */
+function ioFailure(err: Error): ReturnType<typeof errorAnswer> | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (!code || !(diskFull.has(code) || ioBroken.has(code)) || (err as FastifyError).statusCode) return undefined;
+  if (diskFull.has(code)) {
+    return {
+      status: 507,
+      body: { code: 'NO_SPACE', message: `the platform's disk is full (${code}); nothing was changed`, hint: 'free space on the disk of the state directory (the platform log names the file), then try again' },
+      log: 'error',
+    };
+  }
+  return {
+    status: 503,
+    body: { code: 'UNAVAILABLE', message: `the platform cannot read or write its files (${code})`, hint: 'the platform log names the file and the cause; check the state directory' },
+    log: 'error',
+  };
+}
+
 /** Logs `err` as errorAnswer said to (`fields` added to the line). */
 export function logErrorAnswer(log: FastifyBaseLogger | undefined, err: Error, answer: ReturnType<typeof errorAnswer>, fields: Record<string, unknown> = {}): void {
   if (answer.log === 'warn') log?.warn({ err, code: answer.body.code, ...fields }, err.message);
-  if (answer.log === 'error') log?.error({ err, ...fields }, 'unhandled error');
+  if (answer.log === 'error') log?.error({ err, ...fields }, answer.status === 500 ? 'unhandled error' : `${answer.body.code}: ${err.message}`);
 }
 
 export function kubefnErrorHandler(err: FastifyError | KubefnError, request: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -1,6 +1,7 @@
-// Requests answered before their body was read in full (a 404, a 413, a refusal): node keeps
-// the connection until the rest of the body arrives, which may be never. A closing gateway cuts
-// them, so a stalled upload cannot hold its shutdown for the keep-alive timeout.
+// Requests answered before their body was read in full (a 404, a 413, a refusal): the answer
+// says `Connection: close`, and node keeps the connection until the rest of the body arrives,
+// which may be never. A closing gateway cuts them, so a stalled upload cannot hold its shutdown
+// for the keep-alive timeout.
 
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
@@ -11,6 +12,11 @@ export class UnreadBodies {
 
   /** Watches every answered request of `app` (root hooks cover every route and the 404 handler). */
   attach(app: FastifyInstance): void {
+    // Answered before its body ended: the rest of the body would be read as the next request on
+    // a kept-alive connection, so the client is told to open a new one.
+    app.addHook('onSend', async (request, reply) => {
+      if (!request.raw.complete && request.raw.readableEnded === false && !reply.sent) reply.header('connection', 'close');
+    });
     app.addHook('onResponse', async (request) => this.#answered(request.raw));
   }
 

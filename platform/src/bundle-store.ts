@@ -111,6 +111,8 @@ export class BundleStore {
     } catch (err) {
       if (!closed) await file.close().catch(() => {});
       await unlink(temp).catch(() => {});
+      // A write through a file handle names no file: say which, for the log of a full disk.
+      if ((err as NodeJS.ErrnoException).code && !(err as NodeJS.ErrnoException).path) (err as NodeJS.ErrnoException).path = temp;
       throw err;
     }
   }

@@ -26,6 +26,8 @@ export const errorCatalogue = {
   UNAVAILABLE: { status: 503, userFault: false },
   DEADLINE_EXCEEDED: { status: 504, userFault: false },
   TIMEOUT: { status: 504, userFault: true },
+  /** A disk the platform writes to is full (ENOSPC, EDQUOT). */
+  NO_SPACE: { status: 507, userFault: false },
   INTERNAL: { status: 500, userFault: false },
 } as const satisfies Record<string, { status: number; userFault: boolean }>;
 
