@@ -211,6 +211,22 @@ describe('gateway error mapping', () => {
     assert.ok(socket.destroyed);
   });
 
+  it('answers requests that arrive while it closes with 503 SHUTTING_DOWN in its own shape and Connection: close', { timeout: 30_000 }, async () => {
+    const driver = new MemoryDriver();
+    await driver.deploy(parseFunctionSpec({ name: 'waits', image: 'img', timeout: '20s' }));
+    const gateway = createGateway({ driver });
+    // A call waiting for a replica keeps the close waiting.
+    const waiting = gateway.app.inject({ method: 'GET', url: '/function/waits' });
+    await waitFor(() => gateway.stats.inFlight('waits') > 0, { what: 'the waiting call in flight', timeoutMs: 5000 });
+    const closed = gateway.close();
+    const answer = await gateway.app.inject({ method: 'GET', url: '/system/functions' });
+    assert.equal(answer.statusCode, 503);
+    assert.equal(answer.headers.connection, 'close');
+    assertErrorBody(answer.json(), 'SHUTTING_DOWN');
+    await closed;
+    assert.equal((await waiting).statusCode, 503, 'the waiting call is answered too');
+  });
+
   it('close() is idempotent, and the app takes no calls after it', async () => {
     const driver = new MemoryDriver();
     const gateway = createGateway({ driver });

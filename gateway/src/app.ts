@@ -36,12 +36,20 @@ export function createGateway(options: GatewayOptions): Gateway {
     bodyLimit: 1024 * 1024,
     keepAliveTimeout: 65_000,
     requestIdHeader: false,
+    // Answered by the hook below in kubefn's error shape instead of fastify's own body.
+    return503OnClosing: false,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
     // The router's own refusals (a malformed URL, a path parameter over 100 characters) come
     // before any handler: answer them in kubefn's error shape too.
     frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
   });
   boundJsonDepth(app);
+  let closing = false;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' });
+  });
   const unread = new UnreadBodies();
   unread.attach(app);
   const stats = new ConcurrencyStats();
@@ -83,6 +91,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     context: ctx,
     onNoReplica: options.onNoReplica ?? (() => {}),
     close: async () => {
+      closing = true;
       unread.cut();
       // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
       // the close for the whole keep-alive timeout; new requests meanwhile get fastify's 503.
