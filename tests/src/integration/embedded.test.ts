@@ -181,3 +181,28 @@ describe('embedded platform (fn up)', () => {
     assert.equal(await res.text(), 'Hello from drain\n');
   });
 });
+
+describe('fn up told twice to stop', () => {
+  it('drains on the first SIGTERM and exits at once (130) on the second, with a call still in flight', { timeout: 90_000 }, async () => {
+    const platform = await startPlatform(await newHome(), { args: ['--no-nats'] });
+    try {
+      const api = new Api(platform.url, platform.token);
+      const image = await api.upload(fixture, 'handler.js');
+      await api.deploy({ name: 'slowcall', image, timeout: '5m', scale: { min: 1 } });
+      await waitFor(async () => (await api.status('slowcall')).availableReplicas >= 1, { what: 'a ready replica' });
+      const inFlight = fetch(`${platform.url}/function/slowcall/hang`).catch(() => undefined);
+      await waitFor(async () => /kubefn_gateway_in_flight_requests\{function="slowcall"\} 1/.test(await (await fetch(`${platform.url}/metrics`)).text()), {
+        what: 'the call in flight',
+      });
+      const exited = new Promise<number | null>((resolve) => platform.child.once('exit', (code) => resolve(code)));
+      platform.child.kill('SIGTERM');
+      await waitFor(() => platform.output.some((l) => l.includes('stopping: draining')), { what: 'the drain to start' });
+      platform.child.kill('SIGTERM');
+      assert.equal(await exited, 130, platform.output.slice(-5).join('\n'));
+      assert.ok(platform.output.some((l) => l.includes('second signal')), 'it says why it did not drain');
+      await inFlight;
+    } finally {
+      await platform.stop();
+    }
+  });
+});
