@@ -2,7 +2,7 @@
 // and the build service, in one process, state on disk.
 
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -131,6 +131,8 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     scratchDir: path.join(options.home, 'builds'),
     build: async ({ dir, handler, name, log }) => ({ ...(await publish({ dir, handler, name, log })) }),
   });
+  // Scratch directories of builds a killed `fn up` left behind: the state lock says none is running.
+  await rm(path.join(options.home, 'builds'), { recursive: true, force: true });
   await mkdir(path.join(options.home, 'builds'), { recursive: true });
   const gateway = createGateway({
     driver,

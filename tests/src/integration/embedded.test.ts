@@ -2,7 +2,7 @@
 // child processes, requests over real sockets.
 
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Api } from '../support/api.js';
@@ -35,6 +35,18 @@ describe('embedded platform (fn up)', () => {
       return true;
     });
     assert.equal((await fetch(`${api.url}/healthz`)).status, 200, 'the first one still serves');
+  });
+
+  it('removes the scratch directories of builds a killed fn up left behind', async () => {
+    const other = await newHome();
+    await mkdir(path.join(other, 'builds', 'build-left-over', 'src'), { recursive: true });
+    await writeFile(path.join(other, 'builds', 'build-left-over', 'src', 'big.js'), 'x'.repeat(1024));
+    const second = await startPlatform(other, { args: ['--no-nats'] });
+    try {
+      assert.deepEqual(await readdir(path.join(other, 'builds')), []);
+    } finally {
+      await second.stop();
+    }
   });
 
   it('exits 1 with the reason, before it listens, when it cannot restore its state (a `functions` file in place of the directory)', async () => {
