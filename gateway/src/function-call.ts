@@ -6,7 +6,7 @@
 
 import type { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
-import { KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
+import { isKubefnError, KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { CatalogEntry } from './catalog.js';
 import { checkNamespace } from './openfaas.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -153,6 +153,8 @@ function isConnectError(err: unknown): boolean {
 }
 
 function replicaError(name: string, lease: Lease, err: unknown, fnTimeoutMs: number): KubefnError {
+  // The request's own body failed (over the limit): the replica is not at fault.
+  if (isKubefnError(err)) return err as KubefnError;
   if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
     return new KubefnError('DEADLINE_EXCEEDED', `function "${name}" replica ${lease.endpoint.id} did not answer within ${fnTimeoutMs + upstreamSlackMs} ms`, { cause: err });
   }

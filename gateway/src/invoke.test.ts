@@ -157,6 +157,24 @@ describe('gateway invoke and management API', () => {
     assert.equal(res.status, 413);
   });
 
+  it('refuses a chunked body over the limit with 413 every time, not sometimes a 502', async () => {
+    for (let i = 0; i < 20; i++) {
+      const chunks = [Buffer.alloc(700, 'a'), Buffer.alloc(700, 'b')];
+      const body = new ReadableStream({
+        pull(controller) {
+          const next = chunks.shift();
+          if (next) controller.enqueue(next);
+          else controller.close();
+        },
+      });
+      const res = await fetch(`${base}/function/echo`, { method: 'POST', body, duplex: 'half' } as RequestInit);
+      assert.equal(res.status, 413, `attempt ${i}`);
+      assert.equal((await json(res)).code, 'BODY_TOO_LARGE');
+    }
+    const small = await fetch(`${base}/function/echo`, { method: 'POST', body: new Blob(['ok']).stream(), duplex: 'half' } as RequestInit);
+    assert.equal((await json(small)).body, 'ok', 'a chunked body under the limit passes whole');
+  });
+
   it('protects /system with the token (Bearer or Basic) but not /healthz', async () => {
     const none = await fetch(`${base}/system/functions`);
     assert.equal(none.status, 401);

@@ -4,7 +4,9 @@
 // this is the HTTP adapter around it: the caller's socket, headers and streamed bodies.
 
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { KubefnError } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
 import { endToEnd } from './headers.js';
 
@@ -50,7 +52,9 @@ async function invoke(ctx: GatewayContext, request: FastifyRequest, reply: Fasti
     method: request.method,
     path: upstreamPath(request.raw.url ?? '/', rawName),
     headers,
-    body: hasBody ? request.raw : null,
+    // A body with a Content-Length was checked against the limit in find(); a chunked one is
+    // counted as it passes, so it is refused with 413 here, whatever the replica does with it.
+    body: !hasBody ? null : request.headers['content-length'] !== undefined ? request.raw : Readable.from(bounded(request.raw, ctx.options.maxBodyBytes), { objectMode: false }),
     signal: aborter.signal,
   });
   if (!answer) return; // the caller left; nobody to answer
@@ -78,4 +82,15 @@ function upstreamPath(url: string, rawName: string): string {
 export function appendForwarded(existing: string | string[] | undefined, ip: string): string {
   const prior = Array.isArray(existing) ? existing.join(', ') : existing;
   return prior ? `${prior}, ${ip}` : ip;
+}
+
+/** The request body as it streams, failing with BODY_TOO_LARGE once it passes `limit` bytes. */
+async function* bounded(source: Readable, limit: number): AsyncGenerator<Buffer> {
+  let bytes = 0;
+  // Not destroyed on the refusal: the client then reads the 413 instead of a reset.
+  for await (const chunk of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    if (bytes > limit) throw new KubefnError('BODY_TOO_LARGE', `request body is over the ${limit} byte limit`, { hint: 'send a smaller body' });
+    yield chunk;
+  }
 }
