@@ -61,7 +61,8 @@ const runtimeSpecifier = 'kubefn:runtime';
 const loadGuardSpecifier = 'kubefn:runtime/load-guard';
 /** runtime-node's entry module, bundled into every function. */
 export const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
-const loadGuardEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/load-guard'));
+/** The guard the bundle imports before the handler, so a throw while the handler loads is reported as a load failure. */
+export const loadGuardEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/load-guard'));
 
 
 /** esbuild's ESM output cannot `require()` node builtins from bundled CommonJS without this. */

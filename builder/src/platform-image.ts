@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
-import { esmRequireBanner, runtimeEntry } from './bundle.js';
+import { esmRequireBanner, loadGuardEntry, runtimeEntry } from './bundle.js';
 import { formatBytes, imageLabels, pushBaseLayers, resolveBase, type ResolvedBase } from './image-build.js';
 import { assembleImage, configMediaType, manifestMediaType, type AssembledImage } from './oci-image.js';
 import { buildLayer, sha256, type Layer, type LayerFile } from './oci-layer.js';
@@ -120,7 +120,8 @@ const checkoutRoot = fileURLToPath(new URL('../../', import.meta.url));
  */
 async function runtimeFiles(): Promise<LayerFile[]> {
   const result = await esbuild.build({
-    entryPoints: [runtimeEntry],
+    // Every module of runtime-node a function bundle imports: the runtime and its load guard.
+    entryPoints: [runtimeEntry, loadGuardEntry],
     absWorkingDir: checkoutRoot,
     bundle: true,
     platform: 'node',
@@ -128,7 +129,7 @@ async function runtimeFiles(): Promise<LayerFile[]> {
     write: false,
     metafile: true,
     logLevel: 'silent',
-    outfile: 'runtime.mjs',
+    outdir: 'runtime',
   });
   const out = new Map<string, LayerFile>();
   const packages = new Map<string, { dir: string; target: string }>();

@@ -212,7 +212,12 @@ export function driverConformance(
       try {
         await deploy('hello', { name: fn, env: { GREETING: 'one' }, scale: { initial: 1, max: 1 } });
         await endpointsAnswering(fn, 1, (body) => body.includes('greeting=one'));
-        assert.deepEqual((await rolloutOf(fn)).rollout, { state: 'done', reason: 'updated' });
+        // A driver's status may trail its endpoints (a Deployment's status after the pod is ready).
+        const first = await wait('the first version to be done', async () => {
+          const r = await rolloutOf(fn);
+          return r.rollout.state === 'done' ? r : undefined;
+        });
+        assert.deepEqual(first.rollout, { state: 'done', reason: 'updated' });
         await deploy('hello', { name: fn, env: { GREETING: 'two' }, scale: { initial: 1, max: 1 } });
         const done = await wait('the update to be done', async () => {
           const r = await rolloutOf(fn);
