@@ -14,6 +14,7 @@ import { eventCases } from './events.cases.js';
 import { functionCrdCases } from './function-crd.cases.js';
 import { kubernetesConformanceCases } from './kubernetes-conformance.cases.js';
 import { kubernetesDriverCases } from './kubernetes-driver.cases.js';
+import { nativeModuleCases } from './native-modules.cases.js';
 import { platformInstallCases } from './platform-install.cases.js';
 
 const kind = testNodeKind();
@@ -42,5 +43,6 @@ describe(`kubefn on a real cluster (${kind} node)`, () => {
   kubernetesDriverCases(shared);
   kubernetesConformanceCases(shared);
   platformInstallCases(shared, platform);
+  nativeModuleCases(platform);
   eventCases(platform);
 });

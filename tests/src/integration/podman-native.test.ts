@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { deflateSync, crc32 } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { buildFunctionImage, parseReference, pushFunctionImage, RegistryClient } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
@@ -15,32 +14,9 @@ import { Podman } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { examplesDir, podmanTestOptions, pushTestBase, testCacheDir } from '../support/podman.js';
 import { fnBin, newHome, startPlatform } from '../support/platform-process.js';
+import { png, pngSize } from '../support/png.js';
 
 const timeout = 300_000;
-
-/** A `width` x `height` RGB PNG of a gradient: signature, IHDR, one IDAT, IEND. */
-function png(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const head = Buffer.alloc(8);
-    head.writeUInt32BE(data.length, 0);
-    head.write(type, 4, 'latin1');
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])), 0);
-    return Buffer.concat([head, data, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bits per channel
-  ihdr[9] = 2; // RGB
-  const rows: number[] = [];
-  for (let y = 0; y < height; y++) {
-    rows.push(0); // filter: none
-    for (let x = 0; x < width; x++) rows.push((x * 255) / width, (y * 255) / height, 128);
-  }
-  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.from(rows))), chunk('IEND', Buffer.alloc(0))]);
-}
 
 describe('native modules in images', () => {
   let registry: TestRegistry;
@@ -97,7 +73,7 @@ describe('native modules in images', () => {
       assert.equal(res.status, 200, body.toString());
       assert.equal(res.headers.get('content-type'), 'image/png');
       assert.equal(body.subarray(1, 4).toString('latin1'), 'PNG');
-      assert.deepEqual([body.readUInt32BE(16), body.readUInt32BE(20)], [16, 12], 'resized to 16 wide, aspect kept');
+      assert.deepEqual(pngSize(body), [16, 12], 'resized to 16 wide, aspect kept');
 
       const bad = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', body: 'not an image' });
       assert.equal(bad.status, 422, 'sharp itself answered: it loaded');
@@ -119,7 +95,7 @@ describe('native modules on the process driver', () => {
       assert.equal(res.status, 200, await res.clone().text());
       const out = Buffer.from(await res.arrayBuffer());
       assert.equal(out.subarray(1, 4).toString('latin1'), 'PNG');
-      assert.deepEqual([out.readUInt32BE(16), out.readUInt32BE(20)], [16, 12], 'IHDR width and height');
+      assert.deepEqual(pngSize(out), [16, 12], 'IHDR width and height');
       const garbage = await fetch(`${platform.url}/function/thumbnail`, { method: 'POST', body: 'not an image' });
       assert.equal(garbage.status, 422);
     } finally {
