@@ -44,14 +44,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
   });
   boundJsonDepth(app);
-  let closing = false;
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return;
-    reply.header('connection', 'close');
-    throw new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' });
-  });
   const unread = new UnreadBodies();
   unread.attach(app);
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!unread.closing) return done();
+    reply.header('connection', 'close');
+    done(new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' }));
+  });
   const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
@@ -91,7 +90,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     context: ctx,
     onNoReplica: options.onNoReplica ?? (() => {}),
     close: async () => {
-      closing = true;
       unread.cut();
       // Keep-alive connections that go idle while in-flight calls finish would otherwise hold
       // the close for the whole keep-alive timeout; new requests meanwhile get fastify's 503.

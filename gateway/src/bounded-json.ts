@@ -6,10 +6,10 @@ import type { FastifyInstance } from 'fastify';
 import { KubefnError } from '@kubefn/platform';
 
 /** Deeper than any FunctionSpec or OpenFaaS body; deeper is refused with a 400. */
-export const maxJsonDepth = 64;
+const maxJsonDepth = 64;
 
 /** Whether `value` nests objects or arrays deeper than `max` levels (walked without recursion). */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
+function nestedDeeperThan(value: unknown, max: number): boolean {
   const stack: [unknown, number][] = [[value, 1]];
   for (let next = stack.pop(); next; next = stack.pop()) {
     const [v, depth] = next;

@@ -16,9 +16,4 @@ export class KeyedLock {
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }
   }
-
-  /** Keys with a run in progress or waiting. */
-  get busy(): number {
-    return this.#tails.size;
-  }
 }

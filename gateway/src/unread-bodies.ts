@@ -14,10 +14,20 @@ export class UnreadBodies {
   attach(app: FastifyInstance): void {
     // Answered before its body ended: the rest of the body would be read as the next request on
     // a kept-alive connection, so the client is told to open a new one.
-    app.addHook('onSend', async (request, reply) => {
+    // Callback hooks, not async ones: they run on every call, and allocate no promise.
+    app.addHook('onSend', (request, reply, payload, done) => {
       if (!request.raw.complete && request.raw.readableEnded === false && !reply.sent) reply.header('connection', 'close');
+      done(null, payload);
     });
-    app.addHook('onResponse', async (request) => this.#answered(request.raw));
+    app.addHook('onResponse', (request, _reply, done) => {
+      this.#answered(request.raw);
+      done();
+    });
+  }
+
+  /** Whether cut() was called: the gateway is closing. */
+  get closing(): boolean {
+    return this.#closing;
   }
 
   /** From now on cuts every connection whose request was answered before its body ended. */
