@@ -4,7 +4,7 @@
 // so scale from zero, concurrency limits, the queue, retries, metrics and call ids are the same
 // for both; only what surrounds a call (a socket and its reply, or a buffered event) differs.
 
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { isKubefnError, KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { CatalogEntry } from './catalog.js';
@@ -88,14 +88,15 @@ export class FunctionCaller {
   }
 
   /**
-   * Sends `req` to a replica of `fn`, through its router. A request without a body is tried
-   * again on another replica when the first could not take it (connection refused, replica
-   * draining or overloaded); one with a body cannot be. Resolves with the replica's answer, or
-   * undefined when `req.signal` aborted the call (nobody is left to answer).
+   * Sends `req` to a replica of `fn`, through its router. A call is tried again on another
+   * replica (up to 3 attempts) when the first could not take it and nothing of it was sent: the
+   * connection was refused or closed before the replica read a byte of the body, or the replica
+   * refused a call without a body as draining or overloaded. Resolves with the replica's
+   * answer, or undefined when `req.signal` aborted the call (nobody is left to answer).
    */
   async send(name: string, fn: CatalogEntry, req: ReplicaRequest): Promise<ReplicaAnswer | undefined> {
     const router = this.#ctx.routers.get(fn.spec);
-    const attempts = req.body === null ? 3 : 1;
+    const body = req.body === null || Buffer.isBuffer(req.body) ? undefined : new UntouchedBody(req.body);
     for (let attempt = 1; ; attempt++) {
       const waitStart = process.hrtime.bigint();
       const lease = await router.acquire(req.signal, fn.timeoutMs);
@@ -109,7 +110,7 @@ export class FunctionCaller {
           path: req.path,
           method: req.method as Dispatcher.HttpMethod,
           headers: req.headers,
-          body: req.body,
+          body: body ? body.attempt() : req.body,
           signal: req.signal,
           headersTimeout: fn.timeoutMs + upstreamSlackMs,
           bodyTimeout: fn.timeoutMs + upstreamSlackMs,
@@ -117,12 +118,13 @@ export class FunctionCaller {
       } catch (err) {
         lease.release();
         if (req.signal.aborted) return undefined;
-        if (attempt < attempts && isConnectError(err)) continue;
+        const unsent = req.body === null ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
+        if (attempt < maxAttempts && unsent) continue;
         throw replicaError(name, lease, err, fn.timeoutMs);
       }
-      const retryable = upstream.statusCode === 503 &&
+      const retryable = req.body === null && upstream.statusCode === 503 &&
         (upstream.headers[runtimeHeaders.overloaded] !== undefined || upstream.headers[runtimeHeaders.draining] !== undefined);
-      if (retryable && attempt < attempts) {
+      if (retryable && attempt < maxAttempts) {
         upstream.body.resume();
         lease.release();
         continue;
@@ -145,6 +147,39 @@ export function functionName(raw: string): string {
   if (dot >= 0) checkNamespace(raw.slice(dot + 1));
   validateName(name);
   return name;
+}
+
+/** Tries of one call, on different replicas where it can (see send()). */
+const maxAttempts = 3;
+
+/**
+ * A streamed request body that another replica can still be offered while no attempt has read
+ * any of it. undici destroys a body it could not send, so each attempt gets its own view of the
+ * source, which reads from it only once that attempt's connection asks for the first chunk.
+ */
+class UntouchedBody {
+  touched = false;
+  readonly #source: Readable;
+
+  constructor(source: Readable) {
+    this.#source = source;
+  }
+
+  attempt(): Readable {
+    return Readable.from(this.#read(), { objectMode: false });
+  }
+
+  async *#read(): AsyncGenerator<Buffer> {
+    this.touched = true;
+    // Not destroyed when an attempt gives up: what is left of it is the caller's to drain or cut.
+    yield* this.#source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+  }
+}
+
+/** The connection was never made: nothing of the request left this process. */
+function isRefused(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT';
 }
 
 function isConnectError(err: unknown): boolean {

@@ -231,3 +231,45 @@ describe('gateway invoke and management API', () => {
     assert.equal(one.limits.memory, '128Mi');
   });
 });
+
+describe('retries of calls that never reached a replica', () => {
+  it('a call with a body, sized or chunked, goes to another replica when one refuses the connection', async () => {
+    const live = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(Buffer.concat(chunks)));
+    });
+    await new Promise<void>((r) => live.listen(0, '127.0.0.1', r));
+    // A port that was just free: nothing listens there, so connecting is refused.
+    const dead = http.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadUrl = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => dead.close(() => r()));
+
+    const driver = new OneServerDriver(`http://127.0.0.1:${(live.address() as AddressInfo).port}`);
+    await driver.deploy(parseFunctionSpec({ name: 'upload', image: 'x' }));
+    const [liveEndpoint] = driver.endpoints('upload').current();
+    driver.endpoints('upload').set([{ id: 'upload-0', url: deadUrl, adminUrl: deadUrl }, liveEndpoint!]);
+    const gateway = createGateway({ driver, token: 'secret-token-0123456789', maxBodyBytes: 1 << 20 });
+    const base = await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const answers: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const sized = await fetch(`${base}/function/upload`, { method: 'POST', body: `sized-${i}` });
+        answers.push(`${sized.status} ${await sized.text()}`);
+        const stream = new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode(`chunked-${i}`));
+            c.close();
+          },
+        });
+        const chunked = await fetch(`${base}/function/upload`, { method: 'PUT', body: stream, duplex: 'half' } as RequestInit);
+        answers.push(`${chunked.status} ${await chunked.text()}`);
+      }
+      assert.deepEqual(answers, Array.from({ length: 6 }, (_, i) => [`200 sized-${i}`, `200 chunked-${i}`]).flat());
+    } finally {
+      await gateway.close();
+      live.close();
+    }
+  });
+});

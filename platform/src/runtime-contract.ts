@@ -17,6 +17,8 @@ export const runtimeEnv = {
   concurrency: 'KUBEFN_CONCURRENCY',
   /** Max time to finish in-flight calls after SIGTERM, in ms. Default timeout + 5000. */
   drainMs: 'KUBEFN_DRAIN_MS',
+  /** After SIGTERM, how long the port stays open for calls already on their way (each answered with Connection: close), in ms. Default 500. */
+  drainLingerMs: 'KUBEFN_DRAIN_LINGER_MS',
   /** Largest request body in bytes. Default 6 MiB. */
   maxBodyBytes: 'KUBEFN_MAX_BODY_BYTES',
   /** Address to bind, default 0.0.0.0. */
@@ -30,7 +32,7 @@ export interface ReadyMessage {
   adminPort: number;
 }
 
-/** Sent over IPC when SIGTERM arrives and the replica stops taking new calls. */
+/** Sent over IPC when SIGTERM arrives and the replica starts to drain. */
 export interface DrainingMessage {
   type: 'kubefn:draining';
 }

@@ -14,6 +14,7 @@ describe('configFromEnv', () => {
       timeoutMs: 30_000,
       concurrency: 0,
       drainMs: 35_000,
+      drainLingerMs: 500,
       maxBodyBytes: 6 * 1024 * 1024,
       logLevel: 'info',
     });
@@ -42,6 +43,7 @@ describe('configFromEnv', () => {
     assert.equal(config.maxBodyBytes, 1024);
     assert.equal(config.logLevel, 'debug');
     assert.equal(configFromEnv({ KUBEFN_DRAIN_MS: '50' }).drainMs, 50);
+    assert.equal(configFromEnv({ KUBEFN_DRAIN_LINGER_MS: '0' }).drainLingerMs, 0);
   });
 
   it('rejects bad values, naming each variable', () => {

@@ -22,6 +22,12 @@ export interface RuntimeConfig {
   concurrency: number;
   /** How long a drain waits for in-flight calls before cutting them off, in ms. */
   drainMs: number;
+  /**
+   * How long a draining replica keeps its port open and serves what still arrives (each answer
+   * with Connection: close) before it closes idle connections, in ms: the time its router needs to
+   * stop sending calls here. Skipped when no connection is open.
+   */
+  drainLingerMs: number;
   /** Largest request body, in bytes. */
   maxBodyBytes: number;
   logLevel: LogLevel;
@@ -33,6 +39,8 @@ export const defaultHost = '0.0.0.0';
 export const defaultTimeoutMs = 30_000;
 /** Added to the call timeout for the default drain: a call that started just before SIGTERM may still finish. */
 export const drainGraceMs = 5_000;
+/** Default drain linger: the platform drivers take a replica out of rotation before they stop it, so calls already on their way arrive within this. */
+export const defaultDrainLingerMs = 500;
 /** 6 MiB, the same request limit AWS Lambda has. */
 export const defaultMaxBodyBytes = 6 * 1024 * 1024;
 
@@ -53,6 +61,7 @@ export function resolveConfig(given: Partial<RuntimeConfig> = {}): RuntimeConfig
     timeoutMs,
     concurrency: given.concurrency ?? 0,
     drainMs: given.drainMs ?? timeoutMs + drainGraceMs,
+    drainLingerMs: given.drainLingerMs ?? defaultDrainLingerMs,
     maxBodyBytes: given.maxBodyBytes ?? defaultMaxBodyBytes,
     logLevel: given.logLevel ?? 'info',
   };
@@ -62,6 +71,7 @@ export function resolveConfig(given: Partial<RuntimeConfig> = {}): RuntimeConfig
   checkInt(problems, 'timeoutMs', config.timeoutMs, 1, 2 ** 31 - 1);
   checkInt(problems, 'concurrency', config.concurrency, 0, 2 ** 31 - 1);
   checkInt(problems, 'drainMs', config.drainMs, 0, 2 ** 31 - 1);
+  checkInt(problems, 'drainLingerMs', config.drainLingerMs, 0, 2 ** 31 - 1);
   checkInt(problems, 'maxBodyBytes', config.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER);
   if (!logLevels.includes(config.logLevel)) problems.push(`logLevel must be one of ${logLevels.join(', ')}`);
   if (problems.length) throw new ConfigError(`invalid runtime options: ${problems.join('; ')}`);
@@ -87,6 +97,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     timeoutMs: int(runtimeEnv.timeoutMs, 1, 2 ** 31 - 1),
     concurrency: int(runtimeEnv.concurrency, 0, 2 ** 31 - 1),
     drainMs: int(runtimeEnv.drainMs, 0, 2 ** 31 - 1),
+    drainLingerMs: int(runtimeEnv.drainLingerMs, 0, 2 ** 31 - 1),
     maxBodyBytes: int(runtimeEnv.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER),
     functionName: env[runtimeEnv.functionName] || undefined,
     instance: env[runtimeEnv.instance] || undefined,

@@ -38,7 +38,7 @@ describe('concurrency cap', () => {
 });
 
 describe('drain', () => {
-  it('finishes in-flight calls, refuses new ones, then closes', async () => {
+  it('finishes in-flight calls, serves one that arrives on an open connection with Connection: close, then closes', async () => {
     const release = deferred();
     let started = 0;
     const allStarted = deferred();
@@ -64,10 +64,10 @@ describe('drain', () => {
     assert.equal(readyz.status, 503);
 
     late.write('\r\n');
-    const refused = await withDeadline(lateText, 'the late call to be refused');
-    assert.match(refused, /^HTTP\/1.1 503/);
-    assert.match(refused, /x-kubefn-draining: 1/i);
-    assert.match(refused, /SHUTTING_DOWN/);
+    const served = await withDeadline(lateText, 'the late call to be answered and its connection closed');
+    assert.match(served, /^HTTP\/1.1 200/);
+    assert.match(served, /connection: close/i);
+    assert.match(served, /\r\n\r\nfast$/);
 
     release.resolve();
     for (const res of await Promise.all(inFlight)) {
@@ -77,6 +77,26 @@ describe('drain', () => {
     await withDeadline(drained, 'the drain');
     await assert.rejects(fetch(base), 'the port is closed');
     await server.close();
+  });
+
+  it('keeps serving on idle keep-alive connections for drainLingerMs: a call already on its way is not cut', async () => {
+    const { server, base } = await startRuntime({ default: () => 'ok' }, { drainLingerMs: 60_000 });
+    const socket = await connect(server.port);
+    const text = readUntilClose(socket);
+    // One call leaves the connection idle and open, as the gateway's keep-alive pool holds it.
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await withDeadline(new Promise((resolve) => socket.once('data', resolve)), 'the first answer');
+    const drained = server.drain();
+    // Sent as the router stops routing here: before, the drain had closed this idle connection.
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const rest = await withDeadline(text, 'the second answer and the close');
+    assert.match(rest, /^HTTP\/1.1 200[^]*connection: close[^]*\r\n\r\nok$/i);
+    // A new connection during the linger is served too.
+    const late = await fetch(base);
+    assert.equal(await late.text(), 'ok');
+    assert.equal(late.headers.get('connection'), 'close');
+    await server.close();
+    await withDeadline(drained, 'the drain');
   });
 
   it('cuts calls still running at drainMs', async () => {

@@ -21,6 +21,7 @@ export class FunctionServer implements CallHost, RuntimeStats {
   private metrics: RuntimeMetrics | undefined;
   private whenIdle: (() => void) | undefined;
   private drained: Promise<void> | undefined;
+  private endLinger: (() => void) | undefined;
 
   constructor(
     readonly config: RuntimeConfig,
@@ -49,8 +50,10 @@ export class FunctionServer implements CallHost, RuntimeStats {
   }
 
   /**
-   * Refuses new calls, lets in-flight ones finish (up to drainMs, then cuts their connections),
-   * closes idle keep-alive connections, and resolves once every connection is gone.
+   * Lets calls in flight finish (up to drainMs, then cuts their connections). For drainLingerMs
+   * first, while the router stops sending calls here, it still serves what arrives, new
+   * connections included, each answered with Connection: close. Then it stops listening, closes
+   * idle keep-alive connections, and resolves once every connection is gone.
    */
   drain(): Promise<void> {
     return (this.drained ??= this.runDrain());
@@ -58,6 +61,7 @@ export class FunctionServer implements CallHost, RuntimeStats {
 
   /** Cuts every connection now; in-flight handlers see their signal abort. */
   closeNow(): Promise<void> {
+    this.endLinger?.();
     const closed = this.drain();
     this.http.closeAllConnections();
     return closed;
@@ -65,8 +69,6 @@ export class FunctionServer implements CallHost, RuntimeStats {
 
   private async runDrain(): Promise<void> {
     this.draining = true;
-    // Stops accepting; node:http also closes the keep-alive connections that are idle right now.
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     const deadline = setTimeout(() => {
       this.logger.warn('drain deadline passed; closing the remaining connections', {
         drainMs: this.config.drainMs,
@@ -74,6 +76,19 @@ export class FunctionServer implements CallHost, RuntimeStats {
       });
       this.http.closeAllConnections();
     }, this.config.drainMs);
+    // Closing an idle keep-alive connection now would fail a call the router sent just before it
+    // stopped routing here: the call meets a closed socket. With no connection open, there is none to fail.
+    if (this.config.drainLingerMs > 0 && (await this.connectionCount()) > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(this.config.drainLingerMs, this.config.drainMs));
+        this.endLinger = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    // Stops accepting; node:http also closes the keep-alive connections that are idle right now.
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.whenIdle = resolve));
     this.whenIdle = undefined;
     // Connections whose last response went out during the drain are idle now.
@@ -82,17 +97,20 @@ export class FunctionServer implements CallHost, RuntimeStats {
     clearTimeout(deadline);
   }
 
+  private connectionCount(): Promise<number> {
+    return new Promise((resolve) => this.http.getConnections((err, count) => resolve(err ? 0 : count)));
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     const startedAt = performance.now();
     const incoming = req.headers[runtimeHeaders.callId];
     const callId =
       typeof incoming === 'string' && incoming !== '' && incoming.length <= maxCallIdLength ? incoming : randomUUID();
 
-    // A call can still arrive during a drain on a connection that was mid-request when the drain began.
-    if (this.draining) {
-      const headers = [runtimeHeaders.callId, callId, runtimeHeaders.draining, '1', 'connection', 'close'];
-      return this.refuse(res, 503, 'SHUTTING_DOWN', 'this replica is shutting down; retry on another', callId, headers, startedAt);
-    }
+    // A call that arrives during a drain was sent before the router stopped routing here, or on a
+    // connection that was mid-request when the drain began: it is served, and its connection
+    // closed after the answer, so no other call follows on it.
+    if (this.draining) res.shouldKeepAlive = false;
     const cap = this.config.concurrency;
     if (cap > 0 && this.inFlight >= cap) {
       const headers = [runtimeHeaders.callId, callId, runtimeHeaders.overloaded, '1'];

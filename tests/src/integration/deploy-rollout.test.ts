@@ -103,6 +103,50 @@ describe('fn deploy waits for the new version', () => {
     assert.deepEqual([...statuses.keys()], [200], `the calls during the update all answered 200: ${JSON.stringify([...statuses])}`);
   });
 
+  it('rolling updates under mixed GET/POST load on keep-alive connections lose no call', { timeout }, async () => {
+    // Echoes the version and what it read, so a call answered by the wrong replica or with a lost body shows.
+    const echo = (v: string) =>
+      `export default async (req) => ({ version: '${v}', method: req.method, bytes: req.method === 'POST' ? (await req.text()).length : 0 });\n`;
+    const dir = await writeFunction('lossless', echo('v1'), ['scale:', '  min: 2', '  initial: 2']);
+    assert.equal((await fn('deploy', dir, '--timeout', '60s')).code, 0);
+
+    const body = 'x'.repeat(16 * 1024);
+    const failures: string[] = [];
+    let calls = 0;
+    let stop = false;
+    const worker = async (i: number) => {
+      for (let n = 0; !stop; n++) {
+        const post = (i + n) % 2 === 0;
+        calls++;
+        try {
+          const res = await fetch(`${platform.url}/function/lossless`, {
+            method: post ? 'POST' : 'GET',
+            ...(post ? { body, headers: { 'content-type': 'text/plain' } } : {}),
+            signal: AbortSignal.timeout(60_000),
+          });
+          const text = await res.text();
+          if (res.status !== 200) failures.push(`${post ? 'POST' : 'GET'} ${res.status} ${text.slice(0, 200)}`);
+          else if ((JSON.parse(text) as { bytes: number }).bytes !== (post ? body.length : 0)) failures.push(`wrong body: ${text}`);
+        } catch (err) {
+          failures.push(`${post ? 'POST' : 'GET'} ${(err as Error).message}`);
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, (_, i) => worker(i));
+    try {
+      for (const v of ['v2', 'v3', 'v4']) {
+        await writeFile(path.join(dir, 'handler.js'), echo(v));
+        const deployed = await fn('deploy', dir, '--timeout', '60s');
+        assert.equal(deployed.code, 0, deployed.stderr);
+      }
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
+    assert.ok(calls > 100, `only ${calls} calls were made`);
+    assert.deepEqual(failures, [], `${failures.length} of ${calls} calls failed during three rolling updates`);
+  });
+
   const broken: [string, string, RegExp, RegExp][] = [
     [
       'loadthrows',
