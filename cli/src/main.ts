@@ -79,6 +79,8 @@ interface UpFlags {
   /** A URL, false for --no-nats, undefined when neither is given. */
   nats?: string | false;
   maxBody: string;
+  /** False for --no-isolation. */
+  isolation: boolean;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -98,6 +100,7 @@ function registerUp(program: Command, app: App): void {
     .option('--nats <url>', 'NATS server for nats triggers, output subjects and `fn publish` (default: start nats-server from PATH when first needed, store in <home>/nats)')
     .option('--no-nats', 'run without NATS: no local nats-server, nats triggers are refused')
     .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
+    .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -108,6 +111,10 @@ free port of 127.0.0.1) when nats-server is on PATH, and stops it when it stops.
 With --driver podman each replica is a container of the function's OCI image; \`fn deploy\`
 then sends the source to the platform's build service (or, with --registry, builds and
 pushes the image itself). podman must work for the current user.
+Run as root, the process driver gives each function a user of its own and a private directory:
+a function cannot read the state directory, the token, or other functions' files and
+environments. Run as any other user, every function runs as that user: use --driver podman
+for code you do not trust.
 
 Examples:
   $ fn up
@@ -147,6 +154,7 @@ Examples:
         ...(autoscalerConfig ? { autoscalerConfig } : {}),
         ...(typeof opts.nats === 'string' ? { nats: opts.nats } : { localNats: opts.nats !== false }),
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
+        ...(opts.isolation === false ? { isolation: false } : {}),
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

@@ -1,9 +1,9 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform/core';
-import { createLogger, startEmbedded, type EmbeddedOptions, type NatsStatus } from '@kubefn/server';
+import { createLogger, startEmbedded, type EmbeddedOptions, type IsolationStatus, type NatsStatus } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'localNats' | 'maxBodyBytes'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation'> {
   port: number;
   home: string;
   host: string;
@@ -25,7 +25,7 @@ export async function runUp(options: UpOptions): Promise<number> {
   const nats = platform.nats();
   if (options.json) {
     const natsUrl = nats.kind === 'external' || nats.kind === 'local' ? nats.url : undefined;
-    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name), ...(natsUrl ? { nats: natsUrl } : {}) });
+    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name), ...(natsUrl ? { nats: natsUrl } : {}), isolation: platform.isolation.kind });
   } else {
     process.stderr.write(
       [
@@ -33,6 +33,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         `  state     ${options.home}` + (functions.length ? ` (${functions.length} function(s) restored)` : ''),
         `  token     ${options.home}/token (the CLI reads it from there)`,
         `  nats      ${natsLine(nats)}`,
+        `  isolation ${isolationLine(platform.isolation)}`,
         `  deploy    fn deploy examples/hello`,
         `  invoke    curl ${platform.url}/function/hello`,
         'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',
@@ -40,6 +41,8 @@ export async function runUp(options: UpOptions): Promise<number> {
       ].join('\n'),
     );
   }
+
+  if (platform.isolation.kind === 'none') log.warn(isolationWarning);
 
   const stopped = new Promise<number>((resolve) => {
     let signals = 0;
@@ -92,5 +95,21 @@ function natsLine(nats: NatsStatus): string {
       const err = nats.error as { message?: string; hint?: string };
       return `off: ${err.message ?? String(nats.error)}${err.hint ? `\n            hint: ${err.hint}` : ''}`;
     }
+  }
+}
+
+const isolationWarning =
+  'the process driver does not isolate functions from each other: every function runs as this user and can read its files, the platform token and other functions\' environments; use --driver podman (or run fn up as root) for code you do not trust';
+
+function isolationLine(isolation: IsolationStatus): string {
+  switch (isolation.kind) {
+    case 'users':
+      return `a user of its own per function, private directories under ${isolation.runDir}`;
+    case 'containers':
+      return 'a container per replica';
+    case 'none':
+      return isolation.reason === 'not-root'
+        ? 'none: functions run as this user (--driver podman for code you do not trust)'
+        : 'none (--no-isolation): functions run as root';
   }
 }

@@ -13,6 +13,7 @@ export * from './log-buffer.js';
 export * from './replica-plan.js';
 export * from './function-store.js';
 export * from './process-driver.js';
+export * from './process-isolation.js';
 export * from './endpoint-sets.js';
 export * from './replica.js';
 export * from './replica-driver.js';

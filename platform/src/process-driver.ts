@@ -1,11 +1,13 @@
 // The `process` driver: every replica is a local `node` child process running a function bundle,
 // in the directory its app (the bundle and the files shipped next to it) was unpacked into.
 
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AppStore } from './app-store.js';
 import type { BundleStore } from './bundle-store.js';
 import { KubefnError } from './errors.js';
-import { replicaEnv, resolveProcessArtifact, type ProcessArtifact } from './process-launch.js';
+import { ProcessIsolation, type IsolatedPlace } from './process-isolation.js';
+import { replicaEnv, resolveProcessArtifact, type ProcessArtifact, type ReplicaDirs } from './process-launch.js';
 import { ProcessReplica } from './process-replica.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
@@ -24,11 +26,18 @@ export interface ProcessDriverOptions extends ReplicaDriverOptions {
    * `<stateDir>/secret-files`); needed with `secrets`.
    */
   secretFilesDir?: string;
+  /**
+   * Run each function as a user of its own, in a private directory (needs root; see
+   * process-isolation.ts). Without it every replica runs as this process's user.
+   */
+  isolation?: ProcessIsolation;
 }
 
-/** What a process replica starts from: its app (or bundle) and the environment its secrets add. */
+/** What a process replica starts from: its app (or bundle), as whom, and the environment its secrets add. */
 interface ProcessStart extends ProcessArtifact {
   secretEnv: Record<string, string>;
+  dirs: ReplicaDirs;
+  user?: { uid: number; gid: number };
 }
 
 /** Starts a replica as `node --enable-source-maps <app>/fn.cjs` in its app root, with the runtime contract's environment. */
@@ -39,13 +48,18 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
     readonly stores: { bundles: BundleStore; apps?: AppStore | undefined },
     readonly nodePath: string,
     readonly secrets: { store: SecretStore; filesDir: string } | undefined,
+    readonly isolation: ProcessIsolation | undefined,
   ) {}
 
   async prepare(spec: FunctionSpec): Promise<ProcessStart> {
     const artifact = await resolveProcessArtifact(this.stores, spec);
+    const place: IsolatedPlace | undefined = await this.isolation?.place(spec.name, artifact);
+    const start: ProcessStart = place
+      ? { file: place.file, cwd: place.cwd, secretEnv: {}, dirs: { home: place.home, tmp: place.tmp }, user: { uid: place.uid, gid: place.gid } }
+      : { ...artifact, secretEnv: {}, dirs: { home: tmpdir() } };
     if (!spec.secrets?.length) {
-      if (this.secrets) removeSecretFiles(this.#filesDir(spec.name));
-      return { ...artifact, secretEnv: {} };
+      if (this.secrets) removeSecretFiles(this.#filesDir(spec.name, place));
+      return start;
     }
     if (!this.secrets) {
       throw new KubefnError('NOT_SUPPORTED', `this process driver has no secret store (function "${spec.name}" lists secrets)`, {
@@ -55,9 +69,14 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
     const values = await readSpecSecrets(this.secrets.store, spec);
     // A process cannot mount at /var/openfaas/secrets: the files go to a private directory of
     // the function, and the replica is told where through KUBEFN_SECRETS_DIR.
-    const dir = this.#filesDir(spec.name);
-    writeSecretFiles(this.secrets.filesDir, dir, values, 0o600);
-    return { ...artifact, secretEnv: { ...secretEnvValues(spec, values), [secretsDirEnv]: dir } };
+    const dir = this.#filesDir(spec.name, place);
+    if (place) {
+      writeSecretFiles(path.dirname(dir), dir, values, 0o600);
+      await this.isolation!.ownSecrets(spec.name, dir);
+    } else {
+      writeSecretFiles(this.secrets.filesDir, dir, values, 0o600);
+    }
+    return { ...start, secretEnv: { ...secretEnvValues(spec, values), [secretsDirEnv]: dir } };
   }
 
   start(artifact: ProcessStart, start: ReplicaStart): Replica {
@@ -66,22 +85,30 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
       nodePath: this.nodePath,
       cwd: artifact.cwd,
       args: ['--enable-source-maps', artifact.file],
-      env: { ...replicaEnv(start.spec, start.id), ...artifact.secretEnv },
+      env: { ...replicaEnv(start.spec, start.id, this.nodePath, artifact.dirs), ...artifact.secretEnv },
+      uid: artifact.user?.uid,
+      gid: artifact.user?.gid,
     });
   }
 
   async forget(name: string): Promise<void> {
-    if (this.secrets) removeSecretFiles(this.#filesDir(name));
+    if (this.secrets) removeSecretFiles(path.join(this.secrets.filesDir, name));
+    await this.isolation?.forget(name);
   }
 
-  #filesDir(name: string): string {
-    return path.join(this.secrets!.filesDir, name);
+  async close(): Promise<void> {
+    await this.isolation?.close();
+  }
+
+  /** Under isolation, the function's private directory; else one 0700 directory per function under filesDir. */
+  #filesDir(name: string, place: IsolatedPlace | undefined): string {
+    return place ? place.secretsDir : path.join(this.secrets!.filesDir, name);
   }
 }
 
 export class ProcessDriver extends ReplicaDriver<ProcessStart> {
   constructor(options: ProcessDriverOptions) {
-    super(new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, options.nodePath ?? process.execPath, secretFiles(options)), options);
+    super(new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, options.nodePath ?? process.execPath, secretFiles(options), options.isolation), options);
   }
 
   /** A driver with the functions saved in `stateDir` already coming back up. */

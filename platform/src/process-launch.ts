@@ -58,16 +58,22 @@ async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec, diges
   return path.resolve(bundles.path(digest));
 }
 
-/** Taken from the driver's own environment; everything else a replica sees comes from its spec. */
-const passedThrough = ['PATH', 'HOME', 'TZ', 'LANG'];
+/** Where a replica's own files go: HOME, and TMPDIR when it has a private one. */
+export interface ReplicaDirs {
+  home: string;
+  tmp?: string | undefined;
+}
 
-/** The environment of replica `instance`: a few basics, the spec's env, then the runtime contract. */
-export function replicaEnv(spec: FunctionSpec, instance: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const key of passedThrough) {
-    const value = process.env[key];
-    if (value !== undefined) env[key] = value;
-  }
+/**
+ * The environment of replica `instance`: nothing of the driver's own, only a PATH that finds
+ * the node binary it runs on, its HOME (and TMPDIR), the spec's env, then the runtime contract.
+ */
+export function replicaEnv(spec: FunctionSpec, instance: string, nodePath: string, dirs: ReplicaDirs): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: [...new Set([path.dirname(nodePath), '/usr/local/bin', '/usr/bin', '/bin'])].join(':'),
+    HOME: dirs.home,
+  };
+  if (dirs.tmp !== undefined) env.TMPDIR = dirs.tmp;
   Object.assign(env, contractEnv(spec, instance));
   env[runtimeEnv.port] = '0';
   env[runtimeEnv.adminPort] = '0';

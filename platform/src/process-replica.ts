@@ -11,6 +11,9 @@ export interface ProcessReplicaOptions extends ReplicaStart {
   /** Working directory: the app root, as /app is in an image. */
   cwd?: string;
   env: NodeJS.ProcessEnv;
+  /** The user (and group) the process runs as; default this process's. */
+  uid?: number | undefined;
+  gid?: number | undefined;
 }
 
 // Children still running, killed if this process exits without closing its drivers.
@@ -56,7 +59,12 @@ export class ProcessReplica implements Replica {
     this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
     let child: ChildProcess;
     try {
-      child = spawn(options.nodePath, options.args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+      child = spawn(options.nodePath, options.args, {
+        env: options.env,
+        cwd: options.cwd,
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid ?? options.uid } : {}),
+      });
     } catch (err) {
       this.#child = undefined;
       queueMicrotask(() => this.#finish(null, null, err as Error));

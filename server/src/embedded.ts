@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { AppStore, BundleStore, FileSecretStore, KubefnError, Podman, PodmanDriver, ProcessDriver, type Driver, type PodmanOptions } from '@kubefn/platform';
+import { AppStore, BundleStore, canIsolate, defaultRunDir, FileSecretStore, KubefnError, Podman, PodmanDriver, ProcessDriver, ProcessIsolation, type Driver, type PodmanOptions } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
@@ -49,7 +49,19 @@ export interface EmbeddedOptions {
    * false: no NATS, nats triggers are refused.
    */
   localNats?: boolean;
+  /**
+   * Process driver: run each function as a user of its own, in a private directory under
+   * `runDir` (default /var/lib/kubefn/run/<hash of home>). Needs root; default: on when root.
+   */
+  isolation?: boolean;
+  runDir?: string;
 }
+
+/** How the process driver keeps functions apart, for `fn up` to print. */
+export type IsolationStatus =
+  | { kind: 'users'; runDir: string }
+  | { kind: 'none'; reason: 'not-root' | 'turned-off' }
+  | { kind: 'containers' };
 
 /** Where the platform's NATS is, for `fn up` to print. */
 export type NatsStatus =
@@ -67,6 +79,7 @@ export interface EmbeddedPlatform {
   autoscaler: Autoscaler;
   /** Where NATS is now (a local server may start after startEmbedded resolved). */
   nats(): NatsStatus;
+  isolation: IsolationStatus;
   close(): Promise<void>;
 }
 
@@ -102,6 +115,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   let publish: Publisher;
   let bundles: BundleStore | undefined;
   let apps: AppStore | undefined;
+  let isolationStatus: IsolationStatus = { kind: 'containers' };
   // One store for either driver, so secrets outlive a switch of --driver: <home>/secrets, its key <home>/secrets.key.
   const secrets = new FileSecretStore(options.home);
   if ((options.driver ?? 'process') === 'podman') {
@@ -122,7 +136,16 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   } else {
     bundles = await BundleStore.open(path.join(options.home, 'bundles'));
     apps = await AppStore.open(path.join(options.home, 'apps'));
-    driver = new ProcessDriver({ bundles, apps, stateDir: options.home, secrets });
+    const isolate = options.isolation ?? canIsolate();
+    const isolation = isolate
+      ? await ProcessIsolation.open({
+          runDir: options.runDir ?? defaultRunDir(options.home),
+          usersFile: path.join(options.home, 'function-users.json'),
+          nodePath: process.execPath,
+        })
+      : undefined;
+    isolationStatus = isolation ? { kind: 'users', runDir: isolation.runDir } : { kind: 'none', reason: canIsolate() ? 'turned-off' : 'not-root' };
+    driver = new ProcessDriver({ bundles, apps, stateDir: options.home, secrets, ...(isolation ? { isolation } : {}) });
     publish = appPublisher(apps);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
@@ -200,6 +223,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     driver,
     autoscaler,
     nats: () => (nats ? { kind: 'external', url: options.nats! } : (local?.status() ?? { kind: 'off' })),
+    isolation: isolationStatus,
     close: () =>
       (closing ??= (async () => {
         await autoscaler.stop();

@@ -2,7 +2,7 @@
 // components of the platform image (`kubefn-platform gateway|autoscaler|builder`), how a build
 // becomes something a driver runs, and the logger they share.
 
-export { startEmbedded, type DriverKind, type EmbeddedOptions, type EmbeddedPlatform, type NatsStatus } from './embedded.js';
+export { startEmbedded, type DriverKind, type EmbeddedOptions, type EmbeddedPlatform, type IsolationStatus, type NatsStatus } from './embedded.js';
 export { findOnPath, startLocalNats, type LocalNats, type LocalNatsOptions } from './nats-server.js';
 export { appPublisher, podmanLoadPublisher, registryPublisher, type Publisher, type PublishRequest, type Published } from './publish.js';
 export {
