@@ -235,3 +235,33 @@ describe('gateway error mapping', () => {
     await assert.rejects(gateway.app.inject({ method: 'GET', url: '/healthz' }));
   });
 });
+
+describe('what the HTTP parser refuses', () => {
+  it('a malformed request line and headers over the size limit get 400 / 431 in kubefn\'s error shape, then the connection closes', async () => {
+    const gateway = createGateway({ driver: new MemoryDriver() });
+    const base = await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+    const port = Number(new URL(base).port);
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
+        let text = '';
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+      });
+    try {
+      for (const [request, status] of [
+        ['GET /healthz HTTP/1.1 extra\r\nHost: x\r\n\r\n', 400],
+        [`GET /healthz HTTP/1.1\r\nHost: x\r\nx-big: ${'a'.repeat(64 * 1024)}\r\n\r\n`, 431],
+      ] as const) {
+        const answer = await raw(request);
+        assert.match(answer, new RegExp(`^HTTP/1.1 ${status} `), answer.slice(0, 200));
+        const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
+        assertErrorBody(JSON.parse(body) as Record<string, unknown>, 'BAD_REQUEST');
+        assert.match(answer, /x-kubefn-error: BAD_REQUEST/i);
+      }
+    } finally {
+      await gateway.close();
+    }
+  });
+});

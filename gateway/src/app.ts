@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { KubefnError } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
-import { kubefnErrorHandler } from './error-handler.js';
+import { kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound } from './error-handler.js';
 import { callerInvoke } from './events/call.js';
 import { EventTriggers } from './events/events.js';
 import { publishRoute } from './events/publish-route.js';
@@ -39,9 +39,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Answered by the hook below in kubefn's error shape instead of fastify's own body.
     return503OnClosing: false,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false } },
-    // The router's own refusals (a malformed URL, a path parameter over 100 characters) come
-    // before any handler: answer them in kubefn's error shape too.
-    frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
+    // What fastify answers before any route (router and HTTP parser refusals) in kubefn's error shape too.
+    ...kubefnFrameworkErrors,
   });
   boundJsonDepth(app);
   const unread = new UnreadBodies();
@@ -103,9 +102,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 
   app.setErrorHandler(kubefnErrorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
-  );
+  kubefnNotFound(app);
 
   app.get('/healthz', async () => 'OK');
   app.get('/metrics', async (_request, reply) =>

@@ -4,7 +4,9 @@
 // else as a 500 that is logged with its cause and never shown to the caller. The code is also in
 // the x-kubefn-error header.
 
-import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { isKubefnError, type ErrorBody, type KubefnError } from '@kubefn/platform';
 
 /** Set on every error the platform answered itself, to its code. */
@@ -65,4 +67,38 @@ export function kubefnErrorHandler(err: FastifyError | KubefnError, request: Fas
   // Tells the gateway's answer from a function's own (event delivery retries on QUEUE_FULL).
   reply.header(kubefnErrorHeader, body.code);
   return reply.code(status).type('application/json').send(body);
+}
+
+/**
+ * The fastify options that give what fastify answers before any route runs kubefn's error body:
+ * the router's refusals (a malformed URL, a path parameter over 100 characters) and the HTTP
+ * parser's (a malformed request line or header, headers over the size limit), which fastify
+ * otherwise answers with its own JSON shape.
+ */
+export const kubefnFrameworkErrors: Pick<FastifyServerOptions, 'frameworkErrors' | 'clientErrorHandler'> = {
+  frameworkErrors: (err, _request, reply) => void (reply as FastifyReply).code(400).header(kubefnErrorHeader, 'BAD_REQUEST').type('application/json').send({ code: 'BAD_REQUEST', message: err.message }),
+  clientErrorHandler: answerClientError,
+};
+
+/** Unknown routes, in kubefn's error body. */
+export function kubefnNotFound(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).header(kubefnErrorHeader, 'NOT_FOUND').send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+}
+
+/** A request the HTTP parser refused: answered on the raw socket, which is then closed (its framing is lost). */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  // Nothing to answer: the client is gone, or an answer is already on its way.
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const why = status === 431 ? 'request headers are too large' : status === 408 ? 'the request took too long to arrive' : 'malformed HTTP request';
+  const body = JSON.stringify({ code: 'BAD_REQUEST', message: `${why}${err.code ? ` (${err.code})` : ''}` });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `${kubefnErrorHeader}: BAD_REQUEST\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

@@ -5,7 +5,7 @@ export * from './router.js';
 export * from './openfaas.js';
 export { checkToken } from './auth.js';
 export { buildProxyPlugin, type BuildProxyOptions } from './build-proxy.js';
-export { errorAnswer, kubefnErrorHandler } from './error-handler.js';
+export { errorAnswer, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound } from './error-handler.js';
 export { requestLogController } from './request-log.js';
 export { NatsTriggers, replyStatusHeader, type NatsTriggersOptions, type NatsTriggerState } from './events/nats-triggers.js';
 export { JetStreamTriggers, consumerSettings, backoffFor, covers, deadLetterHeaders, jetstreamDefaults, type JetStreamTriggerState, type ConsumerSettings } from './events/jetstream-triggers.js';

@@ -17,7 +17,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
-import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, requestLogController } from '@kubefn/gateway';
+import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
   FunctionReconciler,
   isApiError,
@@ -180,8 +180,9 @@ export function natsServers(env: Pick<ComponentEnv, 'nats' | 'namespace'>, peers
  * `checkToken` (the gateway's check) in their own scope.
  */
 function internalServer(bodyLimit: number, log: Logger, component: string): FastifyInstance {
-  const app = Fastify({ loggerInstance: log.pino.child({ component }) as FastifyBaseLogger, logController: requestLogController(true), bodyLimit });
+  const app = Fastify({ loggerInstance: log.pino.child({ component }) as FastifyBaseLogger, logController: requestLogController(true), bodyLimit, ...kubefnFrameworkErrors });
   app.setErrorHandler(kubefnErrorHandler);
+  kubefnNotFound(app);
   app.get('/healthz', async () => 'OK');
   return app;
 }
