@@ -6,42 +6,17 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { fnBin, newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { fixturesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
 const timeout = 180_000;
 const isRoot = process.getuid?.() === 0;
-
-// What the hostile function reports: each attempt's result, or the error code it met.
-const hostile = `import { readFileSync, readdirSync } from 'node:fs';
-import path from 'node:path';
-const attempt = (f) => { try { return { read: String(f()).slice(0, 200) }; } catch (e) { return { error: e.code }; } };
-export default async () => {
-  const home = process.env.PROBE_HOME;
-  const canaries = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\\d+$/.test(p) && Number(p) !== process.pid)) {
-    try {
-      const env = readFileSync('/proc/' + pid + '/environ', 'latin1');
-      for (const canary of ['PLATFORM_CANARY', 'VICTIM_CANARY']) if (env.includes(canary)) canaries.push(canary + ' in ' + pid);
-    } catch {}
-  }
-  const runDir = path.dirname(path.dirname(process.cwd()));
-  return {
-    uid: process.getuid(),
-    env: Object.keys(process.env).sort(),
-    token: attempt(() => readFileSync(path.join(home, 'token'), 'utf8')),
-    state: attempt(() => readdirSync(path.join(home, 'functions'))),
-    parentEnv: attempt(() => readFileSync('/proc/' + process.ppid + '/environ', 'latin1')),
-    victimFiles: attempt(() => readdirSync(path.join(runDir, 'victim'))),
-    canaries,
-  };
-};
-`;
 
 const victim = `import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -64,31 +39,33 @@ describe('functions under fn up as root cannot reach the platform or each other'
     await platform?.stop();
   });
 
-  const deploy = async (name: string, files: Record<string, string>, yaml: string[]) => {
+  const deploy = async (dir: string) => exec(process.execPath, [fnBin, 'deploy', dir, '--timeout', '60s'], { env, timeout: 120_000 });
+  const write = async (name: string, files: Record<string, string>, yaml: string[]) => {
     const dir = path.join(root, name);
     await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, 'fn.yaml'), [`name: ${name}`, 'handler: handler.js', ...yaml, ''].join('\n'));
     for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, file), text);
-    const r = await exec(process.execPath, [fnBin, 'deploy', dir, '--timeout', '60s'], { env, timeout: 120_000 });
-    return r;
+    return dir;
   };
-  const call = async (name: string) => {
-    const res = await fetch(`${platform.url}/function/${name}`, { signal: AbortSignal.timeout(60_000) });
+  const call = async (name: string, query = '') => {
+    const res = await fetch(`${platform.url}/function/${name}${query}`, { signal: AbortSignal.timeout(60_000) });
     assert.equal(res.status, 200, await res.clone().text());
     return (await res.json()) as Record<string, unknown>;
   };
 
   it('a hostile function reads neither the token, the state, the gateway environment nor another function', { timeout }, async () => {
     assert.ok(platform.output.some((l) => /"isolation":"users"/.test(l)), `fn up said it isolates functions: ${platform.output.join('\n')}`);
-    await deploy('victim', { 'handler.js': victim, 'template.txt': 'hello from a file next to the handler' }, ['env:', '  VICTIM_CANARY: victim-environment-value', 'scale:', '  min: 1']);
-    await deploy('hostile', { 'handler.js': hostile }, ['env:', `  PROBE_HOME: ${home}`, 'scale:', '  min: 1']);
+    await deploy(await write('victim', { 'handler.js': victim, 'template.txt': 'hello from a file next to the handler' }, ['env:', '  VICTIM_CANARY: victim-environment-value', 'scale:', '  min: 1']));
+    const hostile = path.join(root, 'hostile');
+    await cp(path.join(fixturesDir, 'hostile'), hostile, { recursive: true });
+    await deploy(hostile);
 
     const v = await call('victim');
     // The victim itself works as before: its env, and files read next to its code.
     assert.equal(v.canary, 'victim-environment-value');
     assert.equal(v.template, 'hello from a file next to the handler');
 
-    const h = await call('hostile');
+    const h = await call('hostile', `?home=${encodeURIComponent(home)}`);
     assert.notEqual(h.uid, 0, 'the function does not run as root');
     assert.notEqual(h.uid, v.uid, 'each function has a user of its own');
     assert.deepEqual(h.token, { error: 'EACCES' }, 'the token');
@@ -97,7 +74,7 @@ describe('functions under fn up as root cannot reach the platform or each other'
     assert.deepEqual(h.victimFiles, { error: 'EACCES' }, "the other function's private directory");
     assert.deepEqual(h.canaries, [], 'no environment of the platform or the other function is readable anywhere in /proc');
     // A clean environment: its spec's env and the runtime's variables, nothing of fn up's.
-    const allowed = /^(PATH|HOME|TMPDIR|PROBE_HOME|PORT|ADMIN_PORT|KUBEFN_[A-Z_]+)$/;
+    const allowed = /^(PATH|HOME|TMPDIR|PORT|ADMIN_PORT|KUBEFN_[A-Z_]+)$/;
     assert.deepEqual((h.env as string[]).filter((k) => !allowed.test(k)), [], 'environment variables from outside the spec');
     assert.ok(!(h.env as string[]).includes('PLATFORM_CANARY'));
 

@@ -28,7 +28,8 @@ describe('fn up --driver podman', () => {
   before(async () => {
     env = (await podmanTestOptions()).env;
     registry = await startRegistry();
-    platform = await startPlatform(await newHome(), { args: ['--driver', 'podman'], env, timeoutMs: 120_000 });
+    // The canary: a variable of the platform's environment no container may see.
+    platform = await startPlatform(await newHome(), { args: ['--driver', 'podman'], env: { ...env, PLATFORM_CANARY: 'gateway-environment-value' }, timeoutMs: 120_000 });
     api = new Api(platform.url, platform.token);
   });
 
@@ -77,6 +78,25 @@ describe('fn up --driver podman', () => {
     const data = await fetch(`${platform.url}/function/lambda-cjs?file=words.txt`);
     assert.equal(await data.text(), 'alpha beta\n', 'data/ shipped through assets');
     await fn('delete', 'lambda-cjs');
+  });
+
+  it('a hostile function in its container reaches no token, no state and nothing of the host environment', { timeout }, async () => {
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-hostile-')), 'hostile');
+    await cp(path.join(fixturesDir, 'hostile'), dir, { recursive: true });
+    await fn('deploy', dir, '--json');
+    const res = await fetch(`${platform.url}/function/hostile?home=${encodeURIComponent(platform.home)}`);
+    assert.equal(res.status, 200);
+    const h = (await res.json()) as Record<string, unknown>;
+    // The state directory is not in the container at all.
+    assert.deepEqual(h.token, { error: 'ENOENT' }, 'the token');
+    assert.deepEqual(h.state, { error: 'ENOENT' }, 'the saved specs');
+    assert.ok((h.parentEnv as { error?: string }).error, `the parent's environment: ${JSON.stringify(h.parentEnv)}`);
+    assert.deepEqual(h.canaries, [], 'no environment of the platform is readable anywhere in /proc');
+    // What the image and podman set, the spec's env and the runtime's variables; nothing of fn up's own.
+    const own = new Set(['PATH', 'HOME', 'HOSTNAME', 'TERM', 'container']);
+    const leaked = (h.env as string[]).filter((k) => !own.has(k) && !/^(PORT|ADMIN_PORT|KUBEFN_[A-Z_]+)$/.test(k) && k in process.env);
+    assert.deepEqual(leaked, [], 'variables of the host environment inside the container');
+    await fn('delete', 'hostile');
   });
 
   it('fn deploy --registry builds and pushes here; the driver pulls the image by digest', { timeout }, async () => {
