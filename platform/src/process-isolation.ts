@@ -112,7 +112,7 @@ export class ProcessIsolation {
   async place(name: string, artifact: ProcessArtifact): Promise<IsolatedPlace> {
     const uid = await this.userOf(name);
     const root = path.join(this.runDir, name);
-    await mkdir(root, { mode: 0o700 });
+    await mkdir(root, { recursive: true, mode: 0o700 });
     await chown(root, uid, uid).catch(async (err: NodeJS.ErrnoException) => {
       throw new KubefnError('INTERNAL', `cannot give ${root} to uid ${uid}: ${err.message}`);
     });
