@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,6 +53,8 @@ describe('jetstream triggers on the embedded platform', () => {
   let js: JetStreamClient;
   let jsm: JetStreamManager;
   let home: string;
+  /** Where functions write what they handled: open to every user, since each function runs as its own. */
+  let records: string;
   let platform: RunningPlatform;
   let api: Api;
   let image: string;
@@ -64,6 +66,8 @@ describe('jetstream triggers on the embedded platform', () => {
     js = jetstream(nc);
     jsm = await jetstreamManager(nc);
     home = await newHome();
+    records = await mkdtemp(path.join(tmpdir(), 'kubefn-records-'));
+    await chmod(records, 0o1777);
     platform = await startPlatform(home, { args: ['--nats', nats.url, '--max-body', '64Ki'] });
     api = new Api(platform.url, platform.token);
     image = await api.upload(fixture, 'handler.js');
@@ -75,7 +79,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('scales a function from zero for pending messages, handles each, and goes back to zero when drained', async () => {
-    const record = path.join(home, 'zero.calls');
+    const record = path.join(records, 'zero.calls');
     await api.deploy({
       name: 'js-zero',
       image,
@@ -102,7 +106,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('follows the backlog: pending messages per replica scale a function past what its concurrency asks', async () => {
-    const record = path.join(home, 'backlog.calls');
+    const record = path.join(records, 'backlog.calls');
     await api.deploy({
       name: 'js-backlog',
       image,
@@ -127,7 +131,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('retries a failing message with the trigger backoff, then dead-letters it with the error, subject and delivery count', async () => {
-    const record = path.join(home, 'fail.calls');
+    const record = path.join(records, 'fail.calls');
     await api.deploy({
       name: 'js-fail',
       image,
@@ -166,7 +170,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('dead-letters a message over the body limit without running the function', async () => {
-    const record = path.join(home, 'big.calls');
+    const record = path.join(records, 'big.calls');
     await api.deploy({ name: 'js-big', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'jetstream', stream: 'BIG', subject: 'big.in', deadLetter: 'big.dead' }] });
     const dead = nc.subscribe('big.dead', { max: 1 });
     await nc.flush();
@@ -209,8 +213,9 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('processes 1,000 messages at least once through a replica SIGKILL and a gateway restart', async () => {
-    const record = path.join(home, 'many.calls');
-    await writeFile(record, '');
+    const record = path.join(records, 'many.calls');
+    await writeFile(record, '', { mode: 0o666 });
+    await chmod(record, 0o666);
     await api.deploy({
       name: 'js-many',
       image,
@@ -249,7 +254,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('deploys with NATS down, reports the trigger not ready, and consumes once NATS is back; reconnects after a later outage', async () => {
-    const record = path.join(home, 'down.calls');
+    const record = path.join(records, 'down.calls');
     await nats.stop();
     try {
       await api.deploy({ name: 'js-down', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'http' }, { type: 'jetstream', stream: 'DOWN', subject: 'down.in' }] });
@@ -313,7 +318,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('shares one consumer between two gateways: each message handled once, both gateways used', async () => {
-    const record = path.join(home, 'shared.calls');
+    const record = path.join(records, 'shared.calls');
     const second = await startPlatform(await newHome(), { args: ['--nats', nats.url] });
     extra.push(second);
     const api2 = new Api(second.url, second.token);
@@ -347,7 +352,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('fires a cron trigger once per tick with two gateways', async () => {
-    const record = path.join(home, 'cron.calls');
+    const record = path.join(records, 'cron.calls');
     const api2 = new Api(extra[0]!.url, extra[0]!.token);
     const spec = { name: 'ticker', env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'cron' as const, schedule: '@every 1s', body: 'tick' }] };
     await api.deploy({ ...spec, image });

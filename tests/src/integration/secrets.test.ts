@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 import { fnBin, newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
 const exec = promisify(execFile);
+/** `fn up` as root runs each function as a user of its own, with its secret files in its private directory. */
+const isolated = process.getuid?.() === 0;
 
 const handler = `import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -83,11 +85,18 @@ describe('secrets through fn up (process driver)', () => {
     const answer = JSON.parse(invoked.stdout) as { file: string; env: string; dir: string };
     assert.equal(answer.file, 'hunter2-from-stdin');
     assert.equal(answer.env, 'hunter2-from-stdin');
-    // The decrypted copy is the function's own, in a private directory under the home.
-    assert.equal(answer.dir, path.join(home, 'secret-files', 'reads-secret'));
+    // The decrypted copy is the function's own, in a private directory: as root, the function's
+    // private directory (its user's alone); otherwise under the home.
+    const filesRoot = isolated ? path.dirname(path.dirname(answer.dir)) : path.join(home, 'secret-files');
+    assert.equal(answer.dir, isolated ? path.join(filesRoot, 'reads-secret', 'secrets') : path.join(filesRoot, 'reads-secret'));
     assert.equal((await stat(answer.dir)).mode & 0o777, 0o700);
     assert.equal((await stat(path.join(answer.dir, 'db-password'))).mode & 0o777, 0o600);
-    assert.equal((await stat(path.join(home, 'secret-files'))).mode & 0o777, 0o700);
+    if (isolated) {
+      assert.notEqual((await stat(path.join(answer.dir, 'db-password'))).uid, 0, "the file is the function user's");
+      assert.equal((await stat(path.dirname(answer.dir))).mode & 0o777, 0o700);
+    } else {
+      assert.equal((await stat(filesRoot)).mode & 0o777, 0o700);
+    }
 
     // An update reaches replicas started after it.
     const updated = await fn(['secret', 'create', 'db-password', 'rotated', '--update']);
@@ -100,7 +109,7 @@ describe('secrets through fn up (process driver)', () => {
 
     // Deleting the function removes its decrypted files.
     assert.equal((await fn(['delete', 'reads-secret'])).code, 0);
-    assert.deepEqual(await readdir(path.join(home, 'secret-files')), []);
+    await assert.rejects(stat(answer.dir), { code: 'ENOENT' });
 
     const deleted = await fn(['secret', 'delete', 'db-password']);
     assert.equal(deleted.code, 0, deleted.stderr);
