@@ -99,7 +99,7 @@ async function checkExtends(file: string, root: string, chain: string[]): Promis
  * Where `extends` leads, as TypeScript and esbuild look: a path (with ".json" added, or a
  * directory's tsconfig.json), or a package in the nearest node_modules. A path is judged by its
  * text before anything is looked at; a package is looked for only up to `root`, where esbuild
- * would go on looking above it. Undefined-like `{ why }` when it cannot stay inside.
+ * would go on looking above it. `{ why }` when it does not stay inside.
  */
 async function resolveExtends(spec: string, fromDir: string, root: string): Promise<string | { why: string }> {
   const isPath = path.isAbsolute(spec) || spec === '.' || spec === '..' || spec.startsWith('./') || spec.startsWith('../');
@@ -167,7 +167,8 @@ export function confinePlugin(c: Confinement, trusted: readonly string[]): esbui
           kubefn.add(r.path);
           return undefined;
         }
-        if (r.namespace !== 'file') return refuse(args, `resolves into esbuild's "${r.namespace}" namespace`);
+        // Only the file namespace reads files (the other is esbuild's own for data: URLs).
+        if (r.namespace !== 'file') return undefined;
         const real = await realpath(r.path).catch(() => r.path);
         if (!isInside(c.root, real)) {
           return refuse(args, isBare(spec) ? "is not installed in the function's node_modules" : 'resolves outside the function directory');
