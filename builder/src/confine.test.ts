@@ -19,11 +19,11 @@ describe('a confined build (uploaded source) reads nothing outside its directory
    * `<outside>/scratch/fn` with `files`; `<outside>` holds foreign files: secret.txt, a package
    * installed above the function (node_modules/outside-pkg) and node_modules/secret/passwd.
    */
-  async function upload(files: Record<string, string>): Promise<{ dir: string; outside: string }> {
+  async function upload(files: Record<string, string | Buffer>): Promise<{ dir: string; outside: string }> {
     const outside = await realpath(await mkdtemp(path.join(tmpdir(), 'kubefn-confine-')));
     roots.push(outside);
     const dir = path.join(outside, 'scratch', 'fn');
-    const write = async (file: string, content: string) => {
+    const write = async (file: string, content: string | Buffer) => {
       await mkdir(path.dirname(file), { recursive: true });
       await writeFile(file, content);
     };
@@ -109,6 +109,30 @@ describe('a confined build (uploaded source) reads nothing outside its directory
     assert.deepEqual(b.files, []);
     assert.ok(b.warnings.some((w) => /reads "\.\.\/\.\.\/node_modules\/secret\/passwd" next to itself, which is outside the function directory/.test(w)), b.warnings.join('\n'));
     await assertBuiltClean(b, outside);
+  });
+
+  it('ships no dependency of a native package from a node_modules above the function', async () => {
+    // An x86-64 ELF header that links glibc: all the addon inspection reads.
+    const head = Buffer.alloc(64);
+    head.writeUInt32BE(0x7f454c46, 0);
+    head.set([2, 1, 1], 4);
+    head.writeUInt16LE(0x3e, 18);
+    const { dir, outside } = await upload({
+      'handler.js': "import gyp from 'gyp-pkg';\nexport default () => new Response(String(gyp));\n",
+      'node_modules/gyp-pkg/package.json': JSON.stringify({ name: 'gyp-pkg', version: '1.0.0', main: 'index.js', dependencies: { 'outside-pkg': '1' } }),
+      'node_modules/gyp-pkg/binding.gyp': '{ "targets": [] }',
+      'node_modules/gyp-pkg/index.js': "module.exports = require('./build/Release/gyp.node');\n",
+      'node_modules/gyp-pkg/build/Release/gyp.node': Buffer.concat([head, Buffer.from('\0libc.so.6\0GLIBC_2.2.5\0')]),
+    });
+    await writeFile(path.join(outside, 'node_modules', 'outside-pkg', 'package.json'), JSON.stringify({ name: 'outside-pkg', version: '1.0.0' }));
+    const target = { os: 'linux', arch: 'x64', libc: 'glibc' } as const;
+    const local = await bundleFunction({ dir, handler: 'handler.js', outDir: path.join(dir, '..', 'out'), target });
+    assert.ok(local.files.some((f) => f.path === 'node_modules/outside-pkg/index.js'), 'a local build ships it, as npm workspaces hoist packages');
+    const err = await bundleFunction({ dir, handler: 'handler.js', outDir: path.join(dir, '..', 'out'), target, confine: true }).then(
+      () => assert.fail('built'),
+      (e: unknown) => e,
+    );
+    assert.ok(isKubefnError(err, 'BUILD_FAILED') && /gyp-pkg needs outside-pkg, which is not installed/.test(err.message), String(err));
   });
 
   it('refuses a tsconfig.json that extends a file outside, before esbuild reads it', async () => {
