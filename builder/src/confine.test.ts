@@ -75,6 +75,12 @@ describe('a confined build (uploaded source) reads nothing outside its directory
     assert.match(err.message, /lib\/t\.js imports "(\.\.\/)+etc\/passwd"/);
   });
 
+  it('refuses the files outside that a pattern import matches, without naming them', async () => {
+    const { dir } = await upload({ 'handler.js': 'export default async (name) => new Response((await import(`../../${name}.txt`)).default);\n' });
+    const err = await refused(dir, /handler\.js:1:\d+: this import reads a file outside the function directory: refused/);
+    assert.doesNotMatch(err.message, /secret/);
+  });
+
   it('refuses a package that only resolves in a node_modules above the function', async () => {
     const { dir } = await upload({ 'handler.js': "import s from 'outside-pkg';\nexport default () => new Response(s);\n" });
     await refused(dir, /handler\.js imports "outside-pkg", which is not installed in the function's node_modules/);

@@ -179,7 +179,9 @@ export function confinePlugin(c: Confinement, trusted: readonly string[]): esbui
         if (kubefn.has(args.path)) return undefined;
         const real = await realpath(args.path).catch(() => args.path);
         if (isInside(c.root, real)) return undefined;
-        return { errors: [{ text: 'refused to read a file outside the function directory' }] };
+        // Reached without a resolve esbuild asks plugins about: a pattern import (`../${name}.txt`)
+        // that matches files above the function. Which file is not said.
+        return { errors: [{ text: "this import reads a file outside the function directory: refused, the build reads only the function's own files" }] };
       });
     },
   };
