@@ -33,13 +33,14 @@ interface Service {
 
 type Build = BuildServiceOptions['build'];
 
-/** The real build: esbuild bundles the extracted source into a directory outside the scratch dir. */
+/** The real build, as the server's: esbuild bundles the upload, confined to it, into a directory outside the scratch dir. */
 function bundleBuild(svc: Service): Build {
   return async ({ dir, handler, log }) => {
     log(`bundling ${handler}`);
     await mkdir(path.join(svc.root, 'out'), { recursive: true });
     const outDir = await mkdtemp(path.join(svc.root, 'out', 'b-'));
-    const bundle = await bundleFunction({ dir, handler, outDir });
+    const bundle = await bundleFunction({ dir, handler, outDir, confine: true });
+    for (const warning of bundle.warnings) log(`warning: ${warning}`);
     svc.bundles.push(bundle.file);
     log(`bundled ${bundle.bytes} bytes`);
     return { image: `bundle:${bundle.digest}`, digest: bundle.digest };
@@ -117,9 +118,9 @@ async function expectRefused(res: Response, status: number, code: string): Promi
 }
 
 /** Every build cleaned up: the scratch dir is empty and nothing appeared beside it. */
-async function assertNothingLeft(svc: Service): Promise<void> {
+async function assertNothingLeft(svc: Service, own: string[] = []): Promise<void> {
   await waitFor(async () => (await readdir(svc.scratch)).length === 0, { what: 'an empty scratch dir', timeoutMs: 10_000 });
-  const extra = (await readdir(svc.root)).filter((n) => !['scratch', 'out', 'src'].includes(n));
+  const extra = (await readdir(svc.root)).filter((n) => !['scratch', 'out', 'src', ...own].includes(n));
   assert.deepEqual(extra, []);
 }
 
@@ -174,6 +175,76 @@ describe('build service', () => {
       assert.equal(last.error.code, 'BUILD_FAILED');
       assert.match(last.error.message, /handler\.js:2:\d+/);
       await assertNothingLeft(svc);
+    });
+  });
+
+  it('refuses an upload that reads files of the server, and no event holds their content', async (t) => {
+    const secret = 'root:x:0:0';
+    const cases: { what: string; files: Record<string, string>; message: RegExp }[] = [
+      {
+        what: 'an absolute import',
+        files: { 'handler.js': "import pw from '/etc/passwd';\nexport default () => pw;\n" },
+        message: /handler\.js:1:\d+: handler\.js imports "\/etc\/passwd", which is outside the function directory/,
+      },
+      {
+        what: 'a relative import that climbs out, as text',
+        files: { 'handler.js': "import pw from './lib/pw.js';\nexport default () => pw;\n", 'lib/pw.js': `export { default } from '${'../'.repeat(30)}etc/passwd.txt';\n` },
+        message: /lib\/pw\.js imports "(\.\.\/)+etc\/passwd\.txt", which is outside the function directory/,
+      },
+      {
+        what: 'a tsconfig.json extending a file outside',
+        files: { ...hello, 'tsconfig.json': '{ "extends": "/etc/passwd" }\n' },
+        message: /tsconfig\.json extends "\/etc\/passwd", which is outside the function directory/,
+      },
+    ];
+    await withService({}, async (svc) => {
+      // A file above the scratch directory, and a package.json there that esbuild cannot parse.
+      await writeFile(path.join(svc.root, 'passwd.txt'), `${secret}:root:/root:/bin/bash\n`);
+      cases.push({
+        what: 'a relative import of a file above the scratch directory',
+        files: { 'handler.js': "import pw from '../../../passwd.txt';\nexport default () => pw;\n" },
+        message: /handler\.js imports "\.\.\/\.\.\/\.\.\/passwd\.txt", which is outside the function directory/,
+      });
+      for (const c of cases) {
+        await t.test(c.what, async () => {
+          const res = await post(svc, await functionArchive(svc, c.files));
+          const text = await res.text();
+          assert.ok(!text.includes(secret), `the server's file leaked:\n${text}`);
+          const last = finalEvent(await eventsOf(new Response(text, { headers: res.headers })));
+          assert.equal(last.type, 'error', JSON.stringify(last));
+          assert.equal(last.error.code, 'BUILD_FAILED');
+          assert.match(last.error.message, c.message);
+          assert.match(last.error.hint ?? '', /reads only the uploaded files/);
+          assert.equal(svc.bundles.length, 0);
+        });
+      }
+      await t.test('a package.json above the scratch directory that does not parse', async () => {
+        await writeFile(path.join(svc.root, 'package.json'), `${secret}:root:/root:/bin/bash\n`);
+        const res = await post(svc, await functionArchive(svc, hello));
+        const text = await res.text();
+        assert.ok(!text.includes(secret), `the server's file leaked:\n${text}`);
+        const last = finalEvent(await eventsOf(new Response(text, { headers: res.headers })));
+        assert.equal(last.type, 'error', JSON.stringify(last));
+        assert.match(last.error.message, /a problem in a file outside the function directory, "package\.json" \(its text is not shown/);
+      });
+      await assertNothingLeft(svc, ['passwd.txt', 'package.json']);
+    });
+  });
+
+  it('applies no package.json or tsconfig.json above its scratch directory to the upload', async () => {
+    await withService({}, async (svc) => {
+      const files = { 'handler.js': "const greet = require('./greet.js');\nmodule.exports = () => greet('Ada');\n", 'greet.js': 'module.exports = (n) => `hi ${n}`;\n' };
+      const clean = finalEvent(await eventsOf(await post(svc, await functionArchive(svc, files))));
+      assert.equal(clean.type, 'result', JSON.stringify(clean));
+      // The server's own: CommonJS read as ES modules, and every file strict, were they to apply.
+      await writeFile(path.join(svc.root, 'package.json'), '{ "type": "module" }\n');
+      await writeFile(path.join(svc.root, 'tsconfig.json'), '{ "compilerOptions": { "alwaysStrict": true } }\n');
+      const events = await eventsOf(await post(svc, await functionArchive(svc, files)));
+      const last = finalEvent(events);
+      assert.equal(last.type, 'result', JSON.stringify(last));
+      assert.deepEqual(events.filter((e) => e.type === 'log' && /warning/.test(e.message)), []);
+      assert.equal(last.digest, clean.digest);
+      await assertNothingLeft(svc, ['package.json', 'tsconfig.json']);
     });
   });
 

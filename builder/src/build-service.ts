@@ -1,7 +1,7 @@
 // The build service: a fastify plugin that takes an untrusted function source tarball, extracts
 // it into a scratch directory, builds it and streams the build log back as NDJSON.
 
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { isKubefnError, KubefnError } from '@kubefn/platform';
@@ -35,7 +35,12 @@ export interface BuildRequest {
   name: string;
   /** Handler module, relative to `dir`: relative, no "..", no NUL. */
   handler: string;
-  /** The extracted source: a scratch directory, removed once the build settles. */
+  /**
+   * The extracted source, `<build scratch directory>/src`, removed once the build settles. The
+   * directory above it holds only an empty package.json and tsconfig.json: esbuild reads those
+   * in every directory above the files it bundles and applies the nearest, so these keep any
+   * further up (the server's own) from applying to the upload.
+   */
   dir: string;
   /** Sends one line of build log to the client (bounded and cut to 4 KiB by the service). */
   log(line: string): void;
@@ -158,8 +163,11 @@ async function handleBuild(service: Service, request: BuildHttpRequest, reply: F
     job.release = await service.slots.acquire(AbortSignal.any([gone, service.shutdown]));
     job.started = performance.now(); // durationMs leaves out the wait in the queue
     job.scratch = await mkdtemp(path.join(config.scratchDir, 'build-'));
-    const extracted = await extractUpload(request.raw, job.scratch, config.limits, gone);
-    build = { name, handler, dir: job.scratch };
+    const dir = path.join(job.scratch, 'src');
+    for (const barrier of ['package.json', 'tsconfig.json']) await writeFile(path.join(job.scratch, barrier), '{}\n');
+    await mkdir(dir);
+    const extracted = await extractUpload(request.raw, dir, config.limits, gone);
+    build = { name, handler, dir };
     events = new BuildEventWriter();
     events.log(`extracted ${extracted.files} file${extracted.files === 1 ? '' : 's'} (${extracted.bytes} bytes)`);
   } catch (err) {

@@ -6,6 +6,7 @@ import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
+import { isInside } from './source-paths.js';
 
 /** A file shipped next to the bundle: `path` posix, relative to the app root; `source` absolute on this machine. */
 export interface BundleFile {
@@ -141,9 +142,11 @@ export class FoundFiles {
   readonly warnings: string[] = [];
   #bytes = 0;
 
+  /** `confinedTo`: the real path of the function directory when nothing outside it may ship (an uploaded source). */
   constructor(
     readonly dir: string,
     readonly stable: (abs: string) => string,
+    readonly confinedTo?: string,
   ) {}
 
   /** Adds what `source` (module `file`, at `rel` under the app root) names beside itself. */
@@ -155,10 +158,12 @@ export class FoundFiles {
       // The module's own directory or one above it is a package root, not a file it reads.
       if (!path.relative(target, moduleDir).startsWith('..')) continue;
       const where = this.stable(target);
-      const info = await stat(target).catch(() => undefined);
-      if (!info || where.startsWith('../') || where.startsWith('kubefn/')) {
+      // A confined build does not even look at a path outside the function directory.
+      const outside = this.confinedTo !== undefined && !isInside(this.confinedTo, target);
+      const info = outside ? undefined : await stat(target).catch(() => undefined);
+      if (outside || !info || where.startsWith('../') || where.startsWith('kubefn/')) {
         this.warnings.push(
-          `${rel} reads ${named} next to itself, which ${info ? 'is outside the function directory' : 'was not found'}: ` +
+          `${rel} reads ${named} next to itself, which ${outside || info ? 'is outside the function directory' : 'was not found'}: ` +
             'list the file in `assets` in fn.yaml (copied into the function directory) if the function needs it at run time',
         );
         continue;
@@ -186,8 +191,9 @@ export class FoundFiles {
   async add(abs: string, at: string, why: string, within?: string): Promise<void> {
     const real = await realpath(abs).catch(() => undefined);
     if (!real) throw new KubefnError('BUILD_FAILED', `"${at}" (${why}) does not exist`, { hint: 'fix `assets` in fn.yaml' });
-    if (within) {
-      const inside = path.relative(within, real);
+    for (const root of [within, this.confinedTo]) {
+      if (root === undefined) continue;
+      const inside = path.relative(root, real);
       if (inside.startsWith('..') || path.isAbsolute(inside)) {
         throw new KubefnError('BUILD_FAILED', `"${at}" (${why}) leads outside the function directory`, { hint: 'copy the file into the function directory' });
       }

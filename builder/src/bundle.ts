@@ -4,7 +4,7 @@
 // out of the module and ship beside it as files (native-modules.ts).
 
 import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, realpath, rm, stat } from 'node:fs/promises';
 import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,8 @@ import { decode, encode } from '@jridgewell/sourcemap-codec';
 import * as esbuild from 'esbuild';
 import { KubefnError } from '@kubefn/platform';
 import { writeAtomic } from './atomic-write.js';
+import { confine, confineHint, confineMessages, confinePlugin, confinePluginName, isForeignProblem, type Confinement } from './confine.js';
+import { isInside } from './source-paths.js';
 import { binaryFallbackPlugin, FoundFiles, locationBanner, locationPlugin, textLoaders, type BundleFile } from './bundle-files.js';
 
 export type { BundleFile } from './bundle-files.js';
@@ -30,6 +32,13 @@ export interface BundleOptions {
   assets?: readonly string[];
   /** Where the function runs, for its native packages; default this machine (the process driver). */
   target?: NativeTarget;
+  /**
+   * The source is an upload (the build service): read nothing outside `dir` but kubefn's own
+   * runtime. Imports, tsconfig `extends`, symlinks and shipped files that lead out are refused
+   * with BUILD_FAILED, and no message shows a line of a file outside it. Off for a build of the
+   * user's own checkout, where a workspace package may live above the function.
+   */
+  confine?: boolean;
 }
 
 export interface Bundle {
@@ -85,6 +94,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     });
   }
   const outDir = path.resolve(options.outDir ?? path.join(dir, '.kubefn', 'build'));
+  const confined = options.confine ? await confine(dir) : undefined;
   // The load guard is imported first so it is evaluated before the handler module: an error the
   // handler throws while loading is then reported as a load failure with its source location.
   const entry = [
@@ -95,9 +105,9 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   ].join('\n');
 
   const build = async (format: BundleFormat) => {
-    const found = new FoundFiles(dir, (abs) => stablePath(dir, abs));
+    const found = new FoundFiles(dir, (abs) => stablePath(dir, abs), confined?.root);
     await found.addAssets(options.assets ?? []);
-    const natives = new NativeModules();
+    const natives = new NativeModules(confined?.root);
     const outFile = path.join(outDir, bundleFileNames[format]);
     const result = await esbuild.build({
       stdin: { contents: entry, resolveDir: dir, sourcefile: 'kubefn-entry.js', loader: 'js' },
@@ -119,7 +129,14 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
       metafile: true,
       logLevel: 'silent',
       outfile: outFile,
-      plugins: [runtimePlugin, nativeModulesPlugin(natives), nativeAddonPlugin(natives, dir), locationPlugin({ dir, stable: found.stable, found }), binaryFallbackPlugin],
+      plugins: [
+        ...(confined ? [confinePlugin(confined, [runtimeEntry, loadGuardEntry])] : []),
+        runtimePlugin,
+        nativeModulesPlugin(natives),
+        nativeAddonPlugin(natives, dir),
+        locationPlugin({ dir, stable: found.stable, found }),
+        binaryFallbackPlugin,
+      ],
     });
     return { result, found, natives, outFile, format };
   };
@@ -134,9 +151,12 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   } catch (err) {
     const failure = err as esbuild.BuildFailure;
     if (Array.isArray(failure.errors)) {
-      throw new KubefnError('BUILD_FAILED', `build failed:\n${formatMessages(failure.errors, dir)}`, {
-        cause: err,
-        hint: 'fix the errors above; paths are file:line:column relative to the function directory',
+      const errors = confined ? confineMessages(failure.errors, confined) : failure.errors;
+      const refused = errors.some((e) => e.pluginName === confinePluginName && !isForeignProblem(e));
+      // A confined build's failure keeps no cause: esbuild's own message may quote a file outside.
+      throw new KubefnError('BUILD_FAILED', `build failed:\n${formatMessages(errors, dir)}`, {
+        ...(confined ? {} : { cause: err }),
+        hint: refused ? confineHint : 'fix the errors above; paths are file:line:column relative to the function directory',
       });
     }
     throw err;
@@ -156,6 +176,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   const own = found.list();
   const ownPaths = new Set(own.map((f) => f.path));
   const files = [...own, ...shipped.files.filter((f) => !ownPaths.has(f.path))].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  if (confined) await refuseFilesOutside(files, confined);
   const notes = own.filter((f) => !(options.assets ?? []).some((a) => f.path === a.replace(/\/+$/, '') || f.path.startsWith(a.replace(/\/+$/, '') + '/')));
   return {
     file: outFile,
@@ -163,7 +184,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
     digest: `sha256:${createHash('sha256').update(contents).digest('hex')}`,
     bytes: contents.byteLength,
     warnings: [
-      ...(result.warnings.length ? formatMessages(result.warnings, dir).split('\n') : []),
+      ...(result.warnings.length ? formatMessages(confined ? confineMessages(result.warnings, confined) : result.warnings, dir).split('\n') : []),
       ...found.warnings,
       ...shipped.warnings,
       ...(notes.length ? [`shipping ${notes.length} file(s) the code reads next to itself: ${notes.map((f) => f.path).slice(0, 10).join(', ')}${notes.length > 10 ? ', ...' : ''}`] : []),
@@ -285,6 +306,16 @@ function nativeAddonPlugin(natives: NativeModules, dir: string): esbuild.Plugin 
       });
     },
   };
+}
+
+/** Every file shipped next to a confined bundle must really be inside the function directory. */
+async function refuseFilesOutside(files: readonly BundleFile[], c: Confinement): Promise<void> {
+  for (const f of files) {
+    const real = await realpath(f.source).catch(() => f.source);
+    if (!isInside(c.root, real)) {
+      throw new KubefnError('BUILD_FAILED', `"${f.path}" would ship a file from outside the function directory`, { hint: confineHint });
+    }
+  }
 }
 
 function formatMessages(messages: esbuild.Message[], dir: string): string {

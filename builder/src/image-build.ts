@@ -61,6 +61,8 @@ export interface ImageBuildOptions {
   /** Cache for the host base and downloaded layers, e.g. ~/.kubefn/cache. */
   cacheDir: string;
   onProgress?: (message: string) => void;
+  /** The source is an upload: the bundler reads nothing outside `dir` (see `BundleOptions.confine`). */
+  confine?: boolean;
 }
 
 /** Bundles the function and assembles its image in memory; nothing is pushed yet. */
@@ -69,7 +71,13 @@ export async function buildFunctionImage(options: ImageBuildOptions): Promise<Fu
   progress(`resolving base ${options.base}`);
   const base = await resolveBase(options.base, options.client, options.cacheDir);
   // The base decides which native binaries the function can load: its architecture and C library.
-  const bundle = await bundleFunction({ dir: options.dir, handler: options.handler, assets: options.assets ?? [], target: baseTarget(base) });
+  const bundle = await bundleFunction({
+    dir: options.dir,
+    handler: options.handler,
+    assets: options.assets ?? [],
+    target: baseTarget(base),
+    confine: options.confine ?? false,
+  });
   progress(`bundled ${options.handler} (${formatBytes(bundle.bytes)})`);
   if (bundle.natives.length) {
     progress(`native modules: ${bundle.natives.map((n) => `${n.name}${n.version ? `@${n.version}` : ''} (${n.platform})`).join(', ')}`);

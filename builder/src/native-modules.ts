@@ -6,6 +6,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { KubefnError } from '@kubefn/platform';
+import { isInside } from './source-paths.js';
 import { binaryPlatform, formatPlatform, runsOn, type NativePlatform, type NativeTarget } from './native-platform.js';
 
 /** A native package found in a bundle's imports. */
@@ -71,6 +72,9 @@ export class NativeModules {
   readonly roots = new Map<string, string>();
   /** `.node` files the function itself imports (not from a package), relative to the function directory. */
   readonly ownAddons = new Map<string, string>();
+
+  /** `within`: a real path packages are looked for under and never above (a confined build's function directory). */
+  constructor(private readonly within?: string) {}
 
   /**
    * True when the package `name` at `dir` (where node finds it) is native, and it is now shipped;
@@ -140,7 +144,7 @@ export class NativeModules {
       for (const { dest, dir } of level) {
         if (done.has(dest)) continue;
         done.add(dest);
-        for (const dep of await runtimeDependencies(await this.inspect(dir))) {
+        for (const dep of await runtimeDependencies(await this.inspect(dir), this.within)) {
           const where = visibleFrom(placed, dest, dep.name);
           if (where && placed.get(where) === dep.dir) continue;
           const slot = where ? `${dest}/node_modules/${dep.name}` : `node_modules/${dep.name}`;
@@ -158,7 +162,7 @@ export class NativeModules {
     if (chain.includes(dir)) return Promise.resolve({ dir, pkg: {}, reason: undefined, binaries: [] });
     let found = this.inspected.get(dir);
     if (!found) {
-      found = inspectPackage(dir, (d) => this.inspect(d, [...chain, dir]));
+      found = inspectPackage(dir, (d) => this.inspect(d, [...chain, dir]), this.within);
       this.inspected.set(dir, found);
     }
     return found;
@@ -191,7 +195,7 @@ function loadable(name: string, found: Inspected, target: NativeTarget): NativeP
   });
 }
 
-async function inspectPackage(dir: string, inspect: (dir: string) => Promise<Inspected>): Promise<Inspected> {
+async function inspectPackage(dir: string, inspect: (dir: string) => Promise<Inspected>, within: string | undefined): Promise<Inspected> {
   const pkg = await readPackageJson(dir);
   const binaries: NativePlatform[] = [];
   for (const file of await findAddons(dir)) {
@@ -209,7 +213,7 @@ async function inspectPackage(dir: string, inspect: (dir: string) => Promise<Ins
   // os and cpu they are for and hold binaries. (An optional dependency that names only an os,
   // such as fsevents, is an extra the package does without elsewhere, not its native code.)
   for (const name of Object.keys(pkg.optionalDependencies ?? {})) {
-    const dep = await resolvePackage(dir, name);
+    const dep = await resolvePackage(dir, name, within);
     if (!dep) continue;
     const sub = await inspect(dep);
     if (sub.binaries.length && sub.pkg.os !== undefined && sub.pkg.cpu !== undefined) {
@@ -221,11 +225,11 @@ async function inspectPackage(dir: string, inspect: (dir: string) => Promise<Ins
 }
 
 /** The installed packages `found` needs at run time: dependencies, installed optional and peer dependencies. */
-async function runtimeDependencies(found: Inspected): Promise<{ name: string; dir: string }[]> {
+async function runtimeDependencies(found: Inspected, within: string | undefined): Promise<{ name: string; dir: string }[]> {
   const out: { name: string; dir: string }[] = [];
   const { dependencies = {}, optionalDependencies = {}, peerDependencies = {} } = found.pkg;
   for (const name of Object.keys({ ...dependencies, ...optionalDependencies, ...peerDependencies }).sort()) {
-    const dir = await resolvePackage(found.dir, name);
+    const dir = await resolvePackage(found.dir, name, within);
     if (dir) out.push({ name, dir });
     else if (name in dependencies && !(name in optionalDependencies)) {
       throw new KubefnError('BUILD_FAILED', `${found.pkg.name ?? found.dir} needs ${name}, which is not installed`, { hint: 'run npm install' });
@@ -234,9 +238,10 @@ async function runtimeDependencies(found: Inspected): Promise<{ name: string; di
   return out;
 }
 
-/** Node's lookup of package `name` from `fromDir`: the nearest node_modules/<name> above it, real path. */
-async function resolvePackage(fromDir: string, name: string): Promise<string | undefined> {
+/** Node's lookup of package `name` from `fromDir`: the nearest node_modules/<name> above it (up to `within`), real path. */
+async function resolvePackage(fromDir: string, name: string, within?: string): Promise<string | undefined> {
   for (let dir = fromDir; ; dir = path.dirname(dir)) {
+    if (within !== undefined && !isInside(within, dir)) return undefined;
     if (path.basename(dir) !== 'node_modules') {
       const candidate = path.join(dir, 'node_modules', ...name.split('/'));
       if ((await stat(path.join(candidate, 'package.json')).catch(() => null))?.isFile()) return realpath(candidate);

@@ -1,8 +1,9 @@
 // How a built function becomes something a driver can run: an app (the bundle and its files) in
 // the app store (process driver), an image in a registry, or an image loaded straight into podman (podman driver, no
-// registry). The build service in `fn up` publishes with one of these.
+// registry). The build service in `fn up` publishes with one of these. The source is always an
+// upload, so every build here is confined to its directory (`BundleOptions.confine`).
 
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -20,7 +21,7 @@ import { appImageRef, KubefnError, podmanError, type AppStore, type Podman } fro
 import { fnYamlName, loadFnYaml } from '@kubefn/platform';
 
 export interface PublishRequest {
-  /** The function's source directory and handler module. */
+  /** The function's source directory (an upload, extracted by the build service) and handler module. */
   dir: string;
   handler: string;
   name: string;
@@ -41,7 +42,7 @@ export function appPublisher(store: AppStore): Publisher {
   return async ({ dir, handler, log }) => {
     const out = await mkdtemp(path.join(tmpdir(), 'kubefn-publish-'));
     try {
-      const bundle = await bundleFunction({ dir, handler, outDir: out, assets: await declaredAssets(dir) });
+      const bundle = await bundleFunction({ dir, handler, outDir: out, assets: await declaredAssets(dir), confine: true });
       for (const warning of bundle.warnings) log(`warning: ${warning}`);
       const app = await packApp(bundle);
       log(`bundled ${handler}: ${formatBytes(bundle.bytes)}, ${bundle.files.length} file(s) next to it, app ${formatBytes(app.tar.length)}`);
@@ -55,14 +56,21 @@ export function appPublisher(store: AppStore): Publisher {
 
 /** The `assets` of the fn.yaml that came with the source, if any. */
 async function declaredAssets(dir: string): Promise<string[]> {
-  const found = await stat(path.join(dir, fnYamlName)).catch(() => undefined);
+  const file = path.join(dir, fnYamlName);
+  // Read only if it is really the upload's own: a link out would show another file's lines in a YAML error.
+  const real = await realpath(file).catch(() => undefined);
+  const inside = real && path.relative(await realpath(dir), real);
+  if (inside !== undefined && (inside.startsWith('..') || path.isAbsolute(inside))) {
+    throw new KubefnError('BUILD_FAILED', `${fnYamlName} is a symlink that leads outside the function directory`, { hint: 'upload the file itself' });
+  }
+  const found = await stat(file).catch(() => undefined);
   return found?.isFile() ? ((await loadFnYaml(dir)).spec.assets ?? []) : [];
 }
 
 /** Builds the function's image from a source directory, assets included. */
 async function buildFrom(options: ImagePublisherOptions, { dir, handler, name, log }: PublishRequest) {
   const assets = await declaredAssets(dir);
-  return buildFunctionImage({ dir, handler, name, base: options.base, assets, client: options.client, cacheDir: options.cacheDir, onProgress: log });
+  return buildFunctionImage({ dir, handler, name, base: options.base, assets, client: options.client, cacheDir: options.cacheDir, onProgress: log, confine: true });
 }
 
 export interface ImagePublisherOptions {

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -96,6 +96,20 @@ describe('fn CLI against fn up', () => {
     assert.equal(local.image, out.image);
     assert.equal((await fn('delete', 'hello-local')).code, 0);
     assert.equal((await fn('delete', 'hello-remote')).code, 0);
+  });
+
+  it('deploy --remote-build of source that imports a file of the server is refused, showing none of it', async () => {
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-escape-')), 'escape');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'fn.yaml'), 'name: escape\nhandler: handler.js\n');
+    await writeFile(path.join(dir, 'handler.js'), "import pw from '/etc/passwd';\nexport default () => new Response(pw);\n");
+    const r = await fn('deploy', dir, '--remote-build');
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /handler\.js imports "\/etc\/passwd", which is outside the function directory/);
+    assert.match(r.stderr, /reads only the uploaded files/);
+    for (const text of [r.stdout, r.stderr, platform.output.join('\n')]) assert.ok(!text.includes('root:x:0:0'), `the server's /etc/passwd leaked:\n${text}`);
+    const list = JSON.parse((await fn('list', '--json')).stdout) as { name: string }[];
+    assert.ok(!list.some((f) => f.name === 'escape'));
   });
 
   it('runs a CommonJS function with files next to its bundle and assets on the process driver, reporting what it ships', async () => {
