@@ -39,6 +39,11 @@ export interface FunctionStatus {
    * in the function's source. Cleared when the spec changes or a replica of it becomes ready.
    */
   loadError?: ErrorBody;
+  /**
+   * What of the spec this driver does not enforce where it runs, one sentence each (a CPU limit
+   * on a machine without a cpu cgroup): `fn deploy` prints them.
+   */
+  warnings?: string[];
 }
 
 /** One ready replica the gateway may send requests to. */

@@ -6,6 +6,7 @@ import type { AppStore } from './app-store.js';
 import type { BundleStore } from './bundle-store.js';
 import { KubefnError } from './errors.js';
 import { replicaEnv, resolveProcessArtifact, type ProcessArtifact } from './process-launch.js';
+import { memoryNodeArgs, ProcessLimiter, processMemoryLimit } from './process-limits.js';
 import { ProcessReplica } from './process-replica.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
@@ -34,6 +35,7 @@ interface ProcessStart extends ProcessArtifact {
 /** Starts a replica as `node --enable-source-maps <app>/fn.cjs` in its app root, with the runtime contract's environment. */
 class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   readonly kind = 'process';
+  readonly limits = new ProcessLimiter();
 
   constructor(
     readonly stores: { bundles: BundleStore; apps?: AppStore | undefined },
@@ -61,17 +63,29 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   }
 
   start(artifact: ProcessStart, start: ReplicaStart): Replica {
-    return new ProcessReplica({
+    const memoryLimit = processMemoryLimit(start.spec);
+    const replica = new ProcessReplica({
       ...start,
       nodePath: this.nodePath,
       cwd: artifact.cwd,
-      args: ['--enable-source-maps', artifact.file],
+      args: [...memoryNodeArgs(memoryLimit), '--enable-source-maps', artifact.file],
       env: { ...replicaEnv(start.spec, start.id), ...artifact.secretEnv },
+      memoryLimit,
     });
+    this.limits.hold(replica, start.spec, memoryLimit);
+    return replica;
+  }
+
+  warnings(spec: FunctionSpec): string[] {
+    return this.limits.warnings(spec);
   }
 
   async forget(name: string): Promise<void> {
     if (this.secrets) removeSecretFiles(this.#filesDir(name));
+  }
+
+  async close(): Promise<void> {
+    this.limits.close();
   }
 
   #filesDir(name: string): string {

@@ -348,6 +348,8 @@ export class ReplicaDriver<A> implements Driver {
     };
     if (fn.lastError) status.lastError = { ...fn.lastError };
     if (fn.loadError) status.loadError = { ...fn.loadError };
+    const warnings = this.#launcher.warnings?.(fn.spec);
+    if (warnings?.length) status.warnings = warnings;
     return status;
   }
 
