@@ -15,6 +15,11 @@ export interface OutOfMemory {
   usedBytes?: number | undefined;
   /** V8's old-space limit the driver set from the limit, in MiB. */
   heapMiB?: number | undefined;
+  /**
+   * 'container' only: false when the container was SIGKILLed under a memory limit but podman did
+   * not confirm an OOM kill (State.OOMKilled stays false with runc on some cgroup v1 machines).
+   */
+  confirmed?: boolean | undefined;
 }
 
 /** V8's last words before it aborts for memory: "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory". */
@@ -33,6 +38,8 @@ export function describeOutOfMemory(replicaId: string, oom: OutOfMemory): string
         ? `replica ${replicaId} ran out of JavaScript heap (${oom.heapMiB} MiB, set from its ${oom.limit} limit); V8 stopped it`
         : `replica ${replicaId} ran out of JavaScript heap; V8 stopped it`;
     case 'container':
-      return `replica ${replicaId} reached its${limit} memory limit; killed by the kernel (OOM)`;
+      return oom.confirmed === false
+        ? `replica ${replicaId} was killed (SIGKILL, exit 137) under its${limit} memory limit, most likely by the kernel's OOM killer (podman did not confirm it)`
+        : `replica ${replicaId} reached its${limit} memory limit; killed by the kernel (OOM)`;
   }
 }

@@ -64,7 +64,11 @@ describe('out of memory reports', () => {
       'replica hello-3 ran out of JavaScript heap (64 MiB, set from its 128Mi limit); V8 stopped it',
     );
     assert.equal(describeOutOfMemory('hello-3', { kind: 'heap' }), 'replica hello-3 ran out of JavaScript heap; V8 stopped it');
-    assert.equal(describeOutOfMemory('hello-3', { kind: 'container', limit: '64Mi' }), 'replica hello-3 reached its 64Mi memory limit; killed by the kernel (OOM)');
+    assert.equal(describeOutOfMemory('hello-3', { kind: 'container', limit: '64Mi', confirmed: true }), 'replica hello-3 reached its 64Mi memory limit; killed by the kernel (OOM)');
+    assert.equal(
+      describeOutOfMemory('hello-3', { kind: 'container', limit: '64Mi', confirmed: false }),
+      "replica hello-3 was killed (SIGKILL, exit 137) under its 64Mi memory limit, most likely by the kernel's OOM killer (podman did not confirm it)",
+    );
   });
 
   it("recognises V8's out-of-memory lines and nothing else", () => {
