@@ -3,7 +3,7 @@
 // the v1 cpu hierarchy (cpu.cfs_quota_us). Where neither can be written, CPU is not enforced and
 // `reason` says why.
 
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The CFS period quotas are measured in, in µs (the kernel's default). */
@@ -104,6 +104,38 @@ function removeDir(dir: string): void {
   }
 }
 
+/** Removes the empty groups drivers that are gone left behind (`kubefn-<pid>` of a dead pid). */
+function removeStaleGroups(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^kubefn-(\d+)$/.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    const group = path.join(dir, name);
+    let children: string[] = [];
+    try {
+      children = readdirSync(group, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      continue;
+    }
+    for (const child of children) removeDir(path.join(group, child));
+    removeDir(group);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Finds where CPU can be limited on this machine and proves it by writing a quota into a probe
  * group: the group `kubefn-<pid>` of this driver is made under this process's own cgroup.
@@ -116,6 +148,7 @@ export function openCpuLimiter(options: { procDir?: string; groupName?: string }
   );
   if (!found) return notEnforced('this machine has no cpu cgroup controller this process can use');
   const base = path.join(found.dir, options.groupName ?? `kubefn-${process.pid}`);
+  removeStaleGroups(found.dir);
   try {
     mkdirSync(base, { recursive: true });
     // v2 hands a controller to a group's children only through its subtree_control.
