@@ -15,7 +15,8 @@ export interface FunctionStatus {
   updatedAt: string;
   /**
    * Why replicas are missing, when the driver knows: the last failed start (START_FAILED) or
-   * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready.
+   * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready, except a kill
+   * for memory (OUT_OF_MEMORY), which stays until the spec changes: its replacement would leak too.
    */
   lastError?: ErrorBody;
   /**

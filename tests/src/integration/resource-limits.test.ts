@@ -79,6 +79,7 @@ describe('process driver resource limits', () => {
       assert.equal(logged.length, 1, 'one system line in the logs says why');
 
       await waitFor(() => driver.endpoints(name).current().some((e) => e.id !== id), { what: 'a replacement replica', timeoutMs: waitTimeoutMs });
+      assert.equal((await driver.get(name)).lastError?.message, message, 'the kill is still in the status once its replacement is ready');
       await driver.remove(name);
     });
   }
