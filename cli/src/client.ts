@@ -34,6 +34,8 @@ export interface FunctionInfo {
   lastError?: ErrorBody;
   /** The current spec's handler cannot load (LOAD_FAILED, with `location`). */
   loadError?: ErrorBody;
+  /** What of the spec the platform does not enforce where it runs (resource limits), one sentence each. */
+  warnings?: string[];
 }
 
 /** GET /system/function/<name>'s `events`: the NATS link and each trigger's state in that gateway. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KubefnError, parseFunctionSpec } from '@kubefn/platform';
 import type { FunctionInfo, GatewayClient } from './client.js';
-import { triggerWarnings, waitForFunction } from './deploy.js';
+import { statusWarnings, triggerWarnings, waitForFunction } from './deploy.js';
 
 /** A client whose getFunction answers from a script, one entry per call (the last repeats). */
 function scripted(answers: (Partial<FunctionInfo> | Error)[]): { client: GatewayClient; calls: () => number } {
@@ -133,5 +133,26 @@ describe('triggerWarnings', () => {
     assert.deepEqual(down, ['the gateway has no NATS connection (disconnected from 127.0.0.1:4222): event triggers start when it is back (see fn describe)']);
     const stuck = triggerWarnings(info({ nats: { connected: true }, triggers: [{ type: 'jetstream', index: 1, ready: false, error: 'insufficient resources' }] }));
     assert.deepEqual(stuck, ['trigger 1 (jetstream orders.new) is not ready: insufficient resources; it is retried in the background (see fn describe)']);
+  });
+});
+
+describe('statusWarnings', () => {
+  it('passes on what the gateway does not enforce, before the trigger warnings', () => {
+    const spec = parseFunctionSpec({ name: 'hog', resources: { cpu: '1' }, triggers: [{ type: 'nats', subject: 'a' }] });
+    const info: FunctionInfo = {
+      name: 'hog',
+      image: '',
+      replicas: 1,
+      availableReplicas: 1,
+      invocationCount: 0,
+      spec,
+      warnings: ['resources.cpu 1 is not enforced by the process driver on this machine: no cpu controller'],
+      events: { nats: { connected: false }, triggers: [] },
+    };
+    assert.deepEqual(statusWarnings(info), [
+      'resources.cpu 1 is not enforced by the process driver on this machine: no cpu controller',
+      'the gateway has no NATS connection: event triggers start when it is back (see fn describe)',
+    ]);
+    assert.deepEqual(statusWarnings(undefined), []);
   });
 });

@@ -96,9 +96,7 @@ export async function deployFunction(client: GatewayClient, target: string, opti
     natives: shipped.natives,
   };
   if (options.wait === false) {
-    if (spec.triggers.some((t) => t.type !== 'http')) {
-      result.warnings.push(...triggerWarnings(await client.getFunction(spec.name, signal).catch(() => undefined)));
-    }
+    result.warnings.push(...statusWarnings(await client.getFunction(spec.name, signal).catch(() => undefined)));
     return result;
   }
 
@@ -111,8 +109,13 @@ export async function deployFunction(client: GatewayClient, target: string, opti
         ? `${spec.name} is deployed at zero replicas: the next call starts the new version`
         : `${spec.name} is ready: ${s.updatedReplicas ?? s.availableReplicas}/${s.replicas} replicas run the new version`,
   );
-  result.warnings.push(...triggerWarnings(result.status));
+  result.warnings.push(...statusWarnings(result.status));
   return result;
+}
+
+/** What the gateway says it does not enforce (resource limits), then the event triggers it could not start. */
+export function statusWarnings(f: FunctionInfo | undefined): string[] {
+  return [...(f?.warnings ?? []), ...triggerWarnings(f)];
 }
 
 /** A warning per event trigger the gateway could not start yet (NATS away, a stream it cannot make). */

@@ -72,6 +72,8 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     const parts = [r.cpu && `cpu ${r.cpu}`, r.memory && `memory ${r.memory}`, r.gpu && `gpu ${r.gpu}`].filter(Boolean);
     if (parts.length) rows.push(['Resources', parts.join(', ')]);
   }
+  for (const [i, w] of (f.warnings ?? []).entries()) rows.push([i === 0 ? 'Warnings' : '', w]);
+  if (f.lastError) rows.push(['Last error', `${f.lastError.code}: ${f.lastError.message}`]);
   const env = f.envVars ?? spec.env ?? {};
   for (const [i, [k, v]] of Object.entries(env).entries()) rows.push([i === 0 ? 'Env' : '', `${k}=${v}`]);
   for (const [i, [k, v]] of Object.entries(f.labels ?? spec.labels ?? {}).entries()) rows.push([i === 0 ? 'Labels' : '', `${k}=${v}`]);

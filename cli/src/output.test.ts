@@ -130,6 +130,19 @@ describe('fn list / describe layout', () => {
     assert.doesNotMatch(text, /\bdefault (in-flight|%)/, 'no bare "default" where the value is known');
   });
 
+  it('shows the limits the platform does not enforce and the last error, when there are any', () => {
+    const spec = parseFunctionSpec({ name: 'hog', resources: { cpu: '500m', memory: '128Mi' } });
+    const lastError = { code: 'OUT_OF_MEMORY', message: 'replica hog-1 used 141 MiB, over its 128Mi limit; killed' };
+    const warnings = ['resources.cpu 500m is not enforced by the process driver on this machine: no cpu controller', 'second'];
+    const text = describeFunction(fn('hog', { spec, lastError, warnings }), 'u', now);
+    assert.match(text, /^Resources:\s+cpu 500m, memory 128Mi$/m);
+    assert.match(text, /^Warnings:\s+resources\.cpu 500m is not enforced by the process driver on this machine: no cpu controller$/m);
+    assert.match(text, /^\s+second$/m);
+    assert.match(text, /^Last error:\s+OUT_OF_MEMORY: replica hog-1 used 141 MiB, over its 128Mi limit; killed$/m);
+    const plain = describeFunction(fn('hello'), 'u', now);
+    assert.doesNotMatch(plain, /^(Warnings|Last error):/m);
+  });
+
   it('shows the pending target of a function with a jetstream trigger', () => {
     const triggers = [{ type: 'jetstream' as const, subject: 'orders', stream: 'ORDERS' }];
     const bySpec = fn('orders', { spec: parseFunctionSpec({ name: 'orders', scale: { pendingTarget: 25 }, triggers }) });

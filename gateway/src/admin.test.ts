@@ -94,6 +94,19 @@ describe('management API', () => {
       assert.equal(listed.loadError.location, 'handler.js:3:9');
     });
 
+    it("passes on what the driver says it does not enforce, and nothing when it enforces all", async () => {
+      driver.specWarnings = (spec) => (spec.resources?.cpu ? [`resources.cpu ${spec.resources.cpu} is not enforced`] : []);
+      try {
+        assert.equal((await inject('GET', '/system/function/hello')).json().warnings, undefined);
+        assert.equal((await inject('PUT', '/system/functions', { name: 'hello', image: 'img3', resources: { cpu: '500m' } })).statusCode, 200);
+        assert.deepEqual((await inject('GET', '/system/function/hello')).json().warnings, ['resources.cpu 500m is not enforced']);
+        const listed = (await inject('GET', '/system/functions')).json().find((f: { name: string }) => f.name === 'hello');
+        assert.deepEqual(listed.warnings, ['resources.cpu 500m is not enforced']);
+      } finally {
+        driver.specWarnings = () => [];
+      }
+    });
+
     it('answers 404 for an unknown function or another namespace, 400 for a bad name', async () => {
       const missing = await fails('GET', '/system/function/nope', undefined, 404, 'NOT_FOUND');
       assert.match(missing.message, /"nope"/);

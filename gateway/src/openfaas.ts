@@ -43,6 +43,8 @@ export interface FunctionStatusBody {
   lastError?: ErrorBody;
   /** kubefn: the current spec's handler cannot load (LOAD_FAILED, with `location`). */
   loadError?: ErrorBody;
+  /** kubefn: what of the spec the driver does not enforce where it runs (a CPU limit without a cpu cgroup). */
+  warnings?: string[];
 }
 
 export const namespace = 'default';
@@ -132,5 +134,6 @@ export function statusBody(s: FunctionStatus, invocationCount: number): Function
   if (s.observedGeneration !== undefined) body.observedGeneration = s.observedGeneration;
   if (s.lastError) body.lastError = s.lastError;
   if (s.loadError) body.loadError = s.loadError;
+  if (s.warnings?.length) body.warnings = s.warnings;
   return body;
 }

@@ -15,7 +15,8 @@ export interface FunctionStatus {
   updatedAt: string;
   /**
    * Why replicas are missing, when the driver knows: the last failed start (START_FAILED) or
-   * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready.
+   * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready, except a kill
+   * for memory (OUT_OF_MEMORY), which stays until the spec changes: its replacement would leak too.
    */
   lastError?: ErrorBody;
   /**
@@ -39,6 +40,11 @@ export interface FunctionStatus {
    * in the function's source. Cleared when the spec changes or a replica of it becomes ready.
    */
   loadError?: ErrorBody;
+  /**
+   * What of the spec this driver does not enforce where it runs, one sentence each (a CPU limit
+   * on a machine without a cpu cgroup): `fn deploy` prints them.
+   */
+  warnings?: string[];
 }
 
 /** One ready replica the gateway may send requests to. */

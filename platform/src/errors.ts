@@ -20,6 +20,8 @@ export const errorCatalogue = {
   START_FAILED: { status: 503, userFault: true },
   /** The function's handler cannot load: its module throws on import, has no default export, or init() throws. */
   LOAD_FAILED: { status: 503, userFault: true },
+  /** A replica used more memory than its `resources.memory` and was killed (or V8 ran out of heap). */
+  OUT_OF_MEMORY: { status: 503, userFault: true },
   QUEUE_FULL: { status: 503, userFault: false },
   OVERLOADED: { status: 503, userFault: false },
   SHUTTING_DOWN: { status: 503, userFault: false },

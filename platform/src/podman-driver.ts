@@ -53,6 +53,9 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   readonly #tag = randomBytes(3).toString('hex');
   readonly #pulls = new Map<string, Promise<void>>();
   readonly #secrets: { store: SecretStore; filesDir: string } | undefined;
+  /** The cgroup controllers podman gives containers here (podman info), read at the first deploy with limits. */
+  #controllers: Promise<string[] | undefined> | undefined;
+  #knownControllers: string[] | undefined;
 
   constructor(options: PodmanDriverOptions) {
     this.#options = options;
@@ -88,7 +91,40 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
       secrets = await readSpecSecrets(this.#secrets.store, spec);
     }
     await this.#ensureImage(image);
+    if (spec.resources?.memory || spec.resources?.cpu) this.#knownControllers = await this.#cgroupControllers();
     return { image, secrets };
+  }
+
+  /** The limits podman cannot hold on this machine: its containers get no cgroup controller for them. */
+  warnings(spec: FunctionSpec): string[] {
+    const out: string[] = [];
+    const controllers = this.#knownControllers;
+    const limits: [string | undefined, string, string][] = [
+      [spec.resources?.memory, 'memory', 'memory'],
+      [spec.resources?.cpu, 'cpu', 'cpu'],
+    ];
+    for (const [value, field, controller] of limits) {
+      if (!value || controllers?.includes(controller)) continue;
+      out.push(
+        controllers
+          ? `resources.${field} ${value} is not enforced by podman on this machine: its containers get no ${controller} cgroup controller (podman info lists ${controllers.join(', ') || 'none'})`
+          : `resources.${field} ${value} may not be enforced: podman info did not say which cgroup controllers its containers get`,
+      );
+    }
+    return out;
+  }
+
+  #cgroupControllers(): Promise<string[] | undefined> {
+    this.#controllers ??= this.podman.run(['info', '--format', '{{json .Host.CgroupControllers}}'], { timeoutMs: 30_000 }).then((r) => {
+      if (r.code !== 0) return undefined;
+      try {
+        const list: unknown = JSON.parse(r.stdout);
+        return Array.isArray(list) ? list.filter((c): c is string => typeof c === 'string') : undefined;
+      } catch {
+        return undefined;
+      }
+    });
+    return this.#controllers;
   }
 
   start(artifact: PodmanArtifact, start: ReplicaStart): Replica {

@@ -102,7 +102,8 @@ export class PodmanReplica implements Replica {
       ports.push('--publish', `127.0.0.1:${port}:${containerPort}`, '--publish', `127.0.0.1:${adminPort}:${containerAdminPort}`);
     }
     const envFlags = Object.keys(env).sort().flatMap((k) => ['--env', k]);
-    const args = ['run', '--rm', '--pull', 'never', '--name', o.containerName, ...ports, ...envFlags, ...o.runFlags, o.image];
+    // No --rm: #finish reads whether the kernel OOM-killed it before it removes the container.
+    const args = ['run', '--pull', 'never', '--name', o.containerName, ...ports, ...envFlags, ...o.runFlags, o.image];
     const child = o.podman.spawn(args, env);
     this.#child = child;
     trackContainer(o.containerName, o.podman);
@@ -169,14 +170,28 @@ export class PodmanReplica implements Replica {
     clearTimeout(this.#killTimer);
     const o = this.#options;
     const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines(), loadFailure: this.#stderrTail.loadFailure() };
-    // --rm removes the container when podman run ends normally; after a kill it may be left behind.
-    const cleanup = this.#child ? o.podman.run(['rm', '--force', '--time', '0', '--ignore', o.containerName]) : Promise.resolve();
+    const limit = o.spec.resources?.memory;
+    if (this.#stderrTail.heapOutOfMemory) exit.outOfMemory = { kind: 'heap', limit };
+    // 137 is SIGKILL, which kubefn sends only to replicas it stops: under a memory limit it is the
+    // kernel's OOM killer, which podman confirms in State.OOMKilled where it can see it.
+    const sigkilled = this.#child !== undefined && code === 137 && this.#requested === undefined && limit !== undefined;
+    const oomKilled = sigkilled ? containerOomKilled(o.podman, o.containerName) : Promise.resolve(false);
+    const cleanup = oomKilled.then((confirmed) => {
+      if (sigkilled && !exit.outOfMemory) exit.outOfMemory = { kind: 'container', limit, confirmed };
+      if (this.#child) return o.podman.run(['rm', '--force', '--time', '0', '--ignore', o.containerName]);
+    });
     void cleanup.then(() => {
       liveContainers.delete(o.containerName);
       this.#resolveExited(exit);
       o.onExit(this, exit);
     });
   }
+}
+
+/** Whether the kernel's OOM killer ended the container (podman inspect State.OOMKilled); false when podman cannot tell. */
+async function containerOomKilled(podman: Podman, containerName: string): Promise<boolean> {
+  const r = await podman.run(['inspect', '--format', '{{.State.OOMKilled}}', containerName], { timeoutMs: 30_000 });
+  return r.code === 0 && r.stdout.trim() === 'true';
 }
 
 /** `count` TCP ports free on 127.0.0.1 right now (the kernel picks them; a race with others is retried by the driver). */

@@ -8,6 +8,7 @@ import type { BundleStore } from './bundle-store.js';
 import { KubefnError } from './errors.js';
 import { ProcessIsolation, type IsolatedPlace } from './process-isolation.js';
 import { replicaEnv, resolveProcessArtifact, type ProcessArtifact, type ReplicaDirs } from './process-launch.js';
+import { memoryNodeArgs, ProcessLimiter, processMemoryLimit } from './process-limits.js';
 import { ProcessReplica } from './process-replica.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
@@ -43,6 +44,7 @@ interface ProcessStart extends ProcessArtifact {
 /** Starts a replica as `node --enable-source-maps <app>/fn.cjs` in its app root, with the runtime contract's environment. */
 class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   readonly kind = 'process';
+  readonly limits = new ProcessLimiter();
 
   constructor(
     readonly stores: { bundles: BundleStore; apps?: AppStore | undefined },
@@ -80,15 +82,23 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   }
 
   start(artifact: ProcessStart, start: ReplicaStart): Replica {
-    return new ProcessReplica({
+    const memoryLimit = processMemoryLimit(start.spec);
+    const replica = new ProcessReplica({
       ...start,
       nodePath: this.nodePath,
       cwd: artifact.cwd,
-      args: ['--enable-source-maps', artifact.file],
+      args: [...memoryNodeArgs(memoryLimit), '--enable-source-maps', artifact.file],
       env: { ...replicaEnv(start.spec, start.id, this.nodePath, artifact.dirs), ...artifact.secretEnv },
       uid: artifact.user?.uid,
       gid: artifact.user?.gid,
+      memoryLimit,
     });
+    this.limits.hold(replica, start.spec, memoryLimit);
+    return replica;
+  }
+
+  warnings(spec: FunctionSpec): string[] {
+    return this.limits.warnings(spec);
   }
 
   async forget(name: string): Promise<void> {
@@ -97,6 +107,7 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   }
 
   async close(): Promise<void> {
+    this.limits.close();
     await this.isolation?.close();
   }
 

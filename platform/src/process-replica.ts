@@ -2,6 +2,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
+import type { OutOfMemory } from './out-of-memory.js';
+import type { ProcessMemoryLimit } from './process-limits.js';
 import { isPort, StderrTail, watchChild, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
 import type { RuntimeMessage } from './runtime-contract.js';
 
@@ -14,6 +16,8 @@ export interface ProcessReplicaOptions extends ReplicaStart {
   /** The user (and group) the process runs as; default this process's. */
   uid?: number | undefined;
   gid?: number | undefined;
+  /** Its memory limit, for the OUT_OF_MEMORY report (args carry the heap flag). */
+  memoryLimit?: ProcessMemoryLimit | undefined;
 }
 
 // Children still running, killed if this process exits without closing its drivers.
@@ -50,6 +54,7 @@ export class ProcessReplica implements Replica {
   #startTimer: NodeJS.Timeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
   #resolveExited!: (exit: ReplicaExit) => void;
+  #overMemory: OutOfMemory | undefined;
 
   constructor(options: ProcessReplicaOptions) {
     this.#options = options;
@@ -98,6 +103,13 @@ export class ProcessReplica implements Replica {
       this.#killTimer = setTimeout(() => this.#child?.kill('SIGKILL'), this.#options.drainMs);
     }
     return this.exited;
+  }
+
+  /** Kills it for using `usedBytes`, over its memory limit; its exit then says so (OUT_OF_MEMORY). */
+  killOverMemory(usedBytes: number): void {
+    if (this.#processExited || this.state === 'exited') return;
+    this.#overMemory ??= { kind: 'rss', limit: this.#options.memoryLimit?.quantity, usedBytes };
+    this.#child?.kill('SIGKILL');
   }
 
   #wire(child: ChildProcess): void {
@@ -150,8 +162,14 @@ export class ProcessReplica implements Replica {
     clearTimeout(this.#startTimer);
     clearTimeout(this.#killTimer);
     if (this.#child) liveChildren.delete(this.#child);
-    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines(), loadFailure: this.#stderrTail.loadFailure() };
+    const exit: ReplicaExit = { code, signal, phase, requested: this.#requested, error, stderrTail: this.#stderrTail.lines(), loadFailure: this.#stderrTail.loadFailure(), outOfMemory: this.#outOfMemory() };
     this.#resolveExited(exit);
     this.#options.onExit(this, exit);
+  }
+
+  #outOfMemory(): OutOfMemory | undefined {
+    if (this.#overMemory || !this.#stderrTail.heapOutOfMemory) return this.#overMemory;
+    const limit = this.#options.memoryLimit;
+    return { kind: 'heap', limit: limit?.quantity, heapMiB: limit?.heapMiB };
   }
 }

@@ -4,6 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Endpoint } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
+import { describeOutOfMemory, isHeapOutOfMemory, type OutOfMemory } from './out-of-memory.js';
 import { loadFailedPrefix, parseLoadFailure, type LoadFailure } from './runtime-contract.js';
 import type { FunctionSpec } from './spec.js';
 
@@ -22,6 +23,8 @@ export interface ReplicaExit {
   stderrTail: string[];
   /** What the runtime reported when the handler could not load (its load-failed line). */
   loadFailure?: LoadFailure | undefined;
+  /** Set when it went for memory: over its limit (killed), or V8 out of heap. */
+  outOfMemory?: OutOfMemory | undefined;
 }
 
 export interface Replica {
@@ -73,6 +76,8 @@ export interface ReplicaLauncher<A> {
   forget?(name: string): Promise<void>;
   /** Called once after the driver stopped every replica. */
   close?(): Promise<void>;
+  /** What of `spec` (its resources) this launcher cannot enforce here; shown at deploy. */
+  warnings?(spec: FunctionSpec): string[];
 }
 
 const stderrTailLines = 20;
@@ -81,8 +86,11 @@ const stderrTailLines = 20;
 export class StderrTail {
   readonly #lines: string[] = [];
   #loadFailure: LoadFailure | undefined;
+  #heapOutOfMemory = false;
 
   add(text: string): void {
+    // Seen once, even if the native stack V8 prints after it pushes it out of the tail.
+    if (isHeapOutOfMemory(text)) this.#heapOutOfMemory = true;
     if (text.startsWith(loadFailedPrefix)) {
       this.#loadFailure ??= parseLoadFailure(text);
       return;
@@ -101,6 +109,11 @@ export class StderrTail {
   loadFailure(): LoadFailure | undefined {
     return this.#loadFailure;
   }
+
+  /** V8 wrote "JavaScript heap out of memory" before the process went. */
+  get heapOutOfMemory(): boolean {
+    return this.#heapOutOfMemory;
+  }
 }
 
 /** "exited with code 3", "was killed by SIGKILL", "could not be started: spawn node ENOENT". */
@@ -114,14 +127,15 @@ export function describeExit(exit: ReplicaExit): string {
  * Why a replica the driver did not stop has gone: LOAD_FAILED if the runtime reported that the
  * handler cannot load (with its message and source location), START_FAILED if it never became
  * ready otherwise (with the last stderr lines, which usually hold the error), REPLICA_FAILED if
- * it crashed later.
+ * it crashed later, OUT_OF_MEMORY if it went for memory (whatever its phase).
  */
 export function describeFailure(
   replica: Pick<Replica, 'id'>,
   exit: ReplicaExit,
   startTimeoutMs: number,
   upMs: number | undefined,
-): { code: 'LOAD_FAILED' | 'START_FAILED' | 'REPLICA_FAILED'; message: string; location?: string } {
+): { code: 'LOAD_FAILED' | 'START_FAILED' | 'REPLICA_FAILED' | 'OUT_OF_MEMORY'; message: string; location?: string } {
+  if (exit.outOfMemory && exit.requested === undefined) return { code: 'OUT_OF_MEMORY', message: describeOutOfMemory(replica.id, exit.outOfMemory) };
   if (exit.loadFailure && exit.phase === 'starting' && exit.requested === undefined) {
     const f = exit.loadFailure;
     const what = f.stage === 'init' ? 'init() threw' : f.stage === 'export' ? 'the handler module is not usable' : 'the handler module threw while loading';

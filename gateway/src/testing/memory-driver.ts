@@ -27,6 +27,8 @@ export class MemoryDriver implements Driver {
   readonly logCalls: LogOptions[] = [];
   /** What logs() yields for any function. */
   logLines: LogLine[] = [];
+  /** What of a spec this driver says it does not enforce (FunctionStatus.warnings). */
+  specWarnings: (spec: FunctionSpec) => string[] = () => [];
 
   /** The next call of `op` throws `err` (once). */
   failNext(op: Operation, err: unknown): void {
@@ -70,6 +72,7 @@ export class MemoryDriver implements Driver {
       createdAt: fn.createdAt,
       updatedAt: fn.createdAt,
       ...(fn.loadError ? { loadError: { ...fn.loadError }, lastError: { ...fn.loadError } } : {}),
+      ...(this.specWarnings(fn.spec).length ? { warnings: this.specWarnings(fn.spec) } : {}),
     };
   }
 

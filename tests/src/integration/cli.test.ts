@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { waitFor } from '@kubefn/platform/testing';
 import { fnBin, newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
 const exec = promisify(execFile);
@@ -124,6 +125,30 @@ describe('fn CLI against fn up', () => {
     const data = await fn('invoke', 'lambda-cjs', '--query', 'file=words.txt');
     assert.equal(data.stdout, 'alpha beta\n', 'data/ shipped through assets');
     assert.equal((await fn('delete', 'lambda-cjs')).code, 0);
+  });
+
+  it('prints the limits the process driver does not hold at deploy, and shows an out-of-memory kill in describe and logs', async () => {
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'kubefn-hog-')), 'hog');
+    await cp(path.join(repoRoot, 'tests', 'fixtures', 'memory-hog'), dir, { recursive: true });
+    await writeFile(path.join(dir, 'fn.yaml'), 'name: hog\nhandler: handler.js\nresources: { memory: 128Mi, gpu: 1 }\nscale: { initial: 1, max: 1 }\n');
+    const deployed = await fn('deploy', dir);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.match(deployed.stderr, /^warning: resources\.gpu 1 is not assigned by the process driver/m);
+
+    const leaked = await fn('invoke', 'hog', '--query', 'kind=buffer');
+    assert.notEqual(leaked.code, 0, `held 1 GiB under a 128Mi limit: ${leaked.stdout}`);
+    const killed = /replica hog-1 used \d+ MiB, over its 128Mi limit; killed/;
+    const described = await waitFor(
+      async () => {
+        const text = (await fn('describe', 'hog')).stdout;
+        return killed.test(text) ? text : false;
+      },
+      { what: 'the kill in fn describe', timeoutMs: 60_000 },
+    );
+    assert.match(described, /^Last error:\s+OUT_OF_MEMORY: replica hog-1 used \d+ MiB, over its 128Mi limit; killed$/m);
+    assert.match(described, /^Warnings:\s+resources\.gpu 1 is not assigned/m);
+    assert.match((await fn('logs', 'hog')).stdout, killed);
+    assert.equal((await fn('delete', 'hog')).code, 0);
   });
 
   it('refuses a bad fn.yaml naming the file and the field, deploying nothing', async () => {

@@ -86,6 +86,39 @@ describe('podman driver', () => {
     assert.equal(left, '', 'remove() leaves no container behind');
   });
 
+  it('a replica over its memory limit is OOM-killed, reported as OUT_OF_MEMORY and replaced, or deploy warns that podman cannot limit memory', { timeout }, async () => {
+    const driver = await newDriver(`oom-${process.pid}`);
+    const status = await driver.deploy(await spec({ name: 'hog', fixture: 'memory-hog', resources: { memory: '128Mi' }, scale: { initial: 1, max: 1 } }));
+    const [endpoint] = await waitFor(() => (driver.endpoints('hog').current().length === 1 ? driver.endpoints('hog').current() : false), {
+      timeoutMs: waitTimeoutMs,
+      what: 'a ready replica',
+    });
+    const warned = status.warnings?.some((w) => w.startsWith('resources.memory 128Mi is not enforced'));
+    // Buffers, outside V8's heap: only the container's memory cgroup stops them.
+    const answer = await fetch(`${endpoint!.url}/?kind=buffer&mib=1024`, { signal: AbortSignal.timeout(waitTimeoutMs) }).then(
+      (res) => res.text(),
+      () => undefined,
+    );
+    if (warned) {
+      assert.equal(answer, 'holding 1024 MiB in buffer\n', 'podman said it cannot limit memory here, and it did not');
+      return;
+    }
+    assert.equal(answer, undefined, `the replica held 1 GiB under a 128Mi limit: ${answer}`);
+    await waitFor(async () => (await driver.get('hog')).lastError?.code === 'OUT_OF_MEMORY', { what: 'OUT_OF_MEMORY in status', timeoutMs: waitTimeoutMs });
+    const message = (await driver.get('hog')).lastError!.message;
+    // runc on this kind of machine leaves State.OOMKilled false: the message then says "most likely".
+    assert.ok(
+      message === `replica ${endpoint!.id} reached its 128Mi memory limit; killed by the kernel (OOM)` ||
+        message === `replica ${endpoint!.id} was killed (SIGKILL, exit 137) under its 128Mi memory limit, most likely by the kernel's OOM killer (podman did not confirm it)`,
+      message,
+    );
+    const logged: string[] = [];
+    for await (const line of driver.logs('hog', {}, AbortSignal.timeout(waitTimeoutMs))) if (line.stream === 'system' && line.text.includes(message)) logged.push(line.text);
+    assert.equal(logged.length, 1, 'one system line in the logs says why');
+    await waitFor(() => driver.endpoints('hog').current().some((e) => e.id !== endpoint!.id), { what: 'a replacement replica', timeoutMs: waitTimeoutMs });
+    await driver.remove('hog');
+  });
+
   it('refuses an image it cannot pull at deploy, with podman\'s reason', { timeout }, async () => {
     const driver = await newDriver(`pull-${process.pid}`);
     const missing = `${images.registry.host}/kubefn-test/nothing-here:1`;
