@@ -30,6 +30,8 @@ export const errorCatalogue = {
   TIMEOUT: { status: 504, userFault: true },
   /** A disk the platform writes to is full (ENOSPC, EDQUOT). */
   NO_SPACE: { status: 507, userFault: false },
+  /** Something the platform stored (a bundle, an app) no longer matches its digest; it was moved aside. */
+  CORRUPT: { status: 500, userFault: false },
   INTERNAL: { status: 500, userFault: false },
 } as const satisfies Record<string, { status: number; userFault: boolean }>;
 

@@ -9,6 +9,7 @@ export * from './runtime-contract.js';
 export * from './rollout.js';
 export * from './bundle-store.js';
 export * from './app-store.js';
+export * from './store-gc.js';
 export * from './log-buffer.js';
 export * from './replica-plan.js';
 export * from './function-store.js';

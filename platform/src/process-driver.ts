@@ -101,6 +101,10 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
     return this.limits.warnings(spec);
   }
 
+  async check(spec: FunctionSpec): Promise<void> {
+    await resolveProcessArtifact(this.stores, spec);
+  }
+
   async forget(name: string): Promise<void> {
     if (this.secrets) removeSecretFiles(path.join(this.secrets.filesDir, name));
     await this.isolation?.forget(name);

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { parseAppImageRef, type AppStore } from './app-store.js';
 import { parseBundleImageRef, type BundleStore } from './bundle-store.js';
-import { KubefnError } from './errors.js';
+import { isKubefnError, KubefnError } from './errors.js';
 import { runtimeEnv } from './runtime-contract.js';
 import { timeoutMs, type FunctionSpec } from './spec.js';
 
@@ -17,7 +17,10 @@ export interface ProcessArtifact {
 /**
  * What a spec's `image` names, or the error that says why the process driver cannot run it:
  * `app:sha256:<hex>` (a bundle and its files, unpacked from the app store) or the older
- * `bundle:sha256:<hex>` (one ES module alone, from the bundle store).
+ * `bundle:sha256:<hex>` (one ES module alone, from the bundle store). What the store holds is
+ * checked against the digest here (hashed again only when a file was rewritten): a blob that
+ * fails is moved aside and this throws CORRUPT; an unpacked app whose files changed is unpacked
+ * again from its archive.
  */
 export async function resolveProcessArtifact(stores: { bundles: BundleStore; apps?: AppStore | undefined }, spec: FunctionSpec): Promise<ProcessArtifact> {
   if (!spec.image) {
@@ -27,12 +30,7 @@ export async function resolveProcessArtifact(stores: { bundles: BundleStore; app
   }
   const app = parseAppImageRef(spec.image);
   if (app && stores.apps) {
-    if (!(await stores.apps.has(app))) {
-      throw new KubefnError('BAD_REQUEST', `app ${app} for function "${spec.name}" is not in the app store`, {
-        hint: 'upload the app before deploying the spec that names it; `fn deploy` does both',
-      });
-    }
-    const unpacked = await stores.apps.unpack(app);
+    const unpacked = await stores.apps.unpack(app).catch((err: unknown) => Promise.reject(forFunction(err, spec)));
     return { file: unpacked.entry, cwd: unpacked.dir };
   }
   const digest = parseBundleImageRef(spec.image);
@@ -50,12 +48,18 @@ export async function resolveProcessArtifact(stores: { bundles: BundleStore; app
 }
 
 async function resolveBundleFile(bundles: BundleStore, spec: FunctionSpec, digest: string): Promise<string> {
-  if (!(await bundles.has(digest))) {
+  if (!(await bundles.verify(digest).catch((err: unknown) => Promise.reject(forFunction(err, spec))))) {
     throw new KubefnError('BAD_REQUEST', `bundle ${digest} for function "${spec.name}" is not in the bundle store`, {
       hint: 'upload the bundle before deploying the spec that names it; `fn deploy` does both',
     });
   }
   return path.resolve(bundles.path(digest));
+}
+
+/** A store's error with the function it was resolving for named in the message. */
+function forFunction(err: unknown, spec: FunctionSpec): unknown {
+  if (!isKubefnError(err)) return err;
+  return new KubefnError(err.code, `function "${spec.name}": ${err.message}`, { cause: err, ...(err.hint ? { hint: err.hint } : {}) });
 }
 
 /** Where a replica's own files go: HOME, and TMPDIR when it has a private one. */

@@ -4,7 +4,7 @@
 
 import type { Driver, EndpointSet, FunctionStatus, LogLine, LogOptions } from './driver.js';
 import { EndpointSets } from './endpoint-sets.js';
-import { KubefnError, type ErrorBody } from './errors.js';
+import { isKubefnError, KubefnError, type ErrorBody } from './errors.js';
 import { FunctionStore } from './function-store.js';
 import { LogBuffer } from './log-buffer.js';
 import { describeExit, describeFailure, type Replica, type ReplicaExit, type ReplicaLauncher } from './replica.js';
@@ -53,6 +53,10 @@ interface ManagedFunction<A> {
   lastError: ErrorBody | undefined;
   /** The current spec's handler failed to load (LOAD_FAILED); cleared by a new spec or a ready replica of this one. */
   loadError: ErrorBody | undefined;
+  /** What the launcher's check found wrong after a failure (a corrupt bundle); shown as lastError until a replica is ready or the function is deployed again. */
+  artifactError: ErrorBody | undefined;
+  /** A launcher check runs (one at a time per function). */
+  checking: boolean;
   /** Goes up with every spec change; replicas start from the current spec at once, so it is also the observed one. */
   generation: number;
   removed: boolean;
@@ -122,7 +126,18 @@ export class ReplicaDriver<A> implements Driver {
     return this.#serial(spec.name, async () => {
       const existing = this.#functions.get(spec.name);
       const specJson = canonicalJson(spec);
-      if (existing?.specJson === specJson) return this.#status(existing);
+      if (existing?.specJson === specJson) {
+        if (!existing.lastError && !existing.artifactError) return this.#status(existing);
+        // The same spec again while its replicas fail: what it names may have been uploaded
+        // again (a bundle that failed its digest check), so prepare it again and retry now.
+        existing.artifact = await this.#launcher.prepare(spec);
+        Object.assign(existing, { artifactError: undefined, loadError: undefined, backoff: { failures: 0, nextStartAtMs: 0 } });
+        clearTimeout(existing.retryTimer);
+        existing.retryTimer = undefined;
+        existing.logs.append(existing.name, 'system', 'deployed again unchanged: retrying replicas now');
+        this.#reconcile(existing);
+        return this.#status(existing);
+      }
       const artifact = await this.#launcher.prepare(spec);
       const now = new Date().toISOString();
       const createdAt = existing?.createdAt ?? now;
@@ -141,7 +156,7 @@ export class ReplicaDriver<A> implements Driver {
       // A new template is new code or settings: an earlier load error says nothing about it.
       if (templateKey !== existing.templateKey) existing.loadError = undefined;
       if (templateKey !== existing.templateKey && existing.lastError?.code === 'OUT_OF_MEMORY') existing.lastError = undefined;
-      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1 });
+      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1, artifactError: undefined });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
       return this.#status(existing);
@@ -231,6 +246,8 @@ export class ReplicaDriver<A> implements Driver {
       retryTimer: undefined,
       lastError: undefined,
       loadError: undefined,
+      artifactError: undefined,
+      checking: false,
       generation: 1,
       removed: false,
     };
@@ -300,6 +317,7 @@ export class ReplicaDriver<A> implements Driver {
       // A ready replacement says nothing about a leak: OUT_OF_MEMORY stays until the spec changes.
       if (fn.lastError?.code !== 'OUT_OF_MEMORY') fn.lastError = undefined;
       fn.loadError = undefined;
+      fn.artifactError = undefined;
     }
     this.#endpointSets.get(fn.name).add(r.endpoint);
     this.#reconcile(fn);
@@ -323,6 +341,23 @@ export class ReplicaDriver<A> implements Driver {
     if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
     fn.logs.append(r.id, 'system', `${failure.message}; next start in ${next.delayMs} ms`);
     this.#reconcile(fn);
+    if (this.#launcher.check && !fn.checking) void this.#checkArtifact(fn);
+  }
+
+  /** After a failure: asks the launcher whether what the replicas run from is sound. */
+  async #checkArtifact(fn: ManagedFunction<A>): Promise<void> {
+    const { spec } = fn;
+    fn.checking = true;
+    try {
+      await this.#launcher.check!(spec);
+    } catch (err) {
+      if (fn.removed || fn.spec !== spec) return;
+      const body: ErrorBody = isKubefnError(err) ? (err as KubefnError).toJSON() : { code: 'INTERNAL', message: (err as Error).message };
+      if (fn.artifactError?.message !== body.message) fn.logs.append(fn.name, 'system', `${body.message}${body.hint ? ` (${body.hint})` : ''}`);
+      fn.artifactError = body;
+    } finally {
+      fn.checking = false;
+    }
   }
 
   /** Takes a replica out of endpoints at once, then asks it to drain, then kills it after the drain deadline. */
@@ -349,6 +384,8 @@ export class ReplicaDriver<A> implements Driver {
       updatedAt: fn.updatedAt,
     };
     if (fn.lastError) status.lastError = { ...fn.lastError };
+    // The cause beneath the crashes, when the launcher found one (a corrupt bundle).
+    if (fn.artifactError) status.lastError = { ...fn.artifactError };
     if (fn.loadError) status.loadError = { ...fn.loadError };
     const warnings = this.#launcher.warnings?.(fn.spec);
     if (warnings?.length) status.warnings = warnings;

@@ -72,6 +72,12 @@ export interface ReplicaLauncher<A> {
   /** Resolves what replicas of `spec` run, or throws the KubefnError that says why it cannot. */
   prepare(spec: FunctionSpec): Promise<A>;
   start(artifact: A, start: ReplicaStart): Replica;
+  /**
+   * Called after a replica of `spec` failed: checks that what it ran from is still sound (a
+   * stored bundle still matches its digest), repairing what it can; throws the KubefnError that
+   * says what is wrong otherwise, which the status then shows.
+   */
+  check?(spec: FunctionSpec): Promise<void>;
   /** Called once a function is removed and its replicas are gone, to drop what prepare() left. */
   forget?(name: string): Promise<void>;
   /** Called once after the driver stopped every replica. */

@@ -9,7 +9,22 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
-import { AppStore, BundleStore, canIsolate, defaultRunDir, FileSecretStore, KubefnError, Podman, PodmanDriver, ProcessDriver, ProcessIsolation, type Driver, type PodmanOptions } from '@kubefn/platform';
+import {
+  AppStore,
+  BundleStore,
+  canIsolate,
+  collectStores,
+  defaultRunDir,
+  FileSecretStore,
+  KubefnError,
+  Podman,
+  PodmanDriver,
+  ProcessDriver,
+  ProcessIsolation,
+  referencedDigests,
+  type Driver,
+  type PodmanOptions,
+} from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
@@ -55,6 +70,12 @@ export interface EmbeddedOptions {
    */
   isolation?: boolean;
   runDir?: string;
+  /**
+   * Bundles and apps no saved function references are removed at start and then every
+   * `intervalMs` (default 10 min), unless written or used within `graceMs` (default 1 h): an
+   * upload whose deploy has not arrived yet is kept.
+   */
+  storeGc?: { graceMs?: number; intervalMs?: number };
 }
 
 /** How the process driver keeps functions apart, for `fn up` to print. */
@@ -62,6 +83,11 @@ export type IsolationStatus =
   | { kind: 'users'; runDir: string }
   | { kind: 'none'; reason: 'not-root' | 'turned-off' }
   | { kind: 'containers' };
+
+/** Default age below which an unreferenced bundle or app is kept, in ms. */
+export const defaultStoreGraceMs = 60 * 60 * 1000;
+/** Default time between two collections of unreferenced bundles and apps, in ms. */
+export const defaultStoreGcIntervalMs = 10 * 60 * 1000;
 
 /** Where the platform's NATS is, for `fn up` to print. */
 export type NatsStatus =
@@ -136,6 +162,8 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   } else {
     bundles = await BundleStore.open(path.join(options.home, 'bundles'));
     apps = await AppStore.open(path.join(options.home, 'apps'));
+    // A blob that failed its digest check, or an unpacked app that changed, says so in the platform log.
+    bundles.onWarning = apps.onWarning = (message) => options.logger?.warn(message);
     const isolate = options.isolation ?? canIsolate();
     const isolation = isolate
       ? await ProcessIsolation.open({
@@ -185,7 +213,9 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   gateway.onNoReplica = (name) => {
     autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
   };
+  const gc = storeCollector(options, driver, { bundles, apps });
   const abandon = async (): Promise<void> => {
+    await gc.stop();
     await gateway.close().catch(() => {});
     await driver.close();
     await nats?.close();
@@ -202,6 +232,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       cause: err,
     });
   }
+  await gc.run();
   let url: string;
   try {
     url = await gateway.app.listen({ port: options.port, host: options.host });
@@ -216,6 +247,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     throw err;
   }
   autoscaler.start();
+  gc.start();
   let closing: Promise<void> | undefined;
   return {
     url,
@@ -226,12 +258,47 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     isolation: isolationStatus,
     close: () =>
       (closing ??= (async () => {
+        await gc.stop();
         await autoscaler.stop();
         await gateway.close();
         await nats?.drain().catch(() => {});
         await local?.close();
         await driver.close();
       })()),
+  };
+}
+
+/**
+ * Removes the bundles and apps no function references (see collectStores): once at start, after
+ * the functions are restored, then every interval, never two runs at once. A failed run is
+ * logged and tried again at the next interval.
+ */
+function storeCollector(options: EmbeddedOptions, driver: Driver, stores: { bundles: BundleStore | undefined; apps: AppStore | undefined }) {
+  const graceMs = options.storeGc?.graceMs ?? defaultStoreGraceMs;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const once = async (): Promise<void> => {
+    if (!stores.bundles && !stores.apps) return;
+    try {
+      const referenced = await referencedDigests(options.home, (await driver.list()).map((s) => s.spec.image));
+      const removed = await collectStores(stores, referenced, { graceMs });
+      if (removed.bundles.length || removed.apps.length) options.logger?.info('removed bundles and apps no function uses', { ...removed });
+    } catch (err) {
+      options.logger?.warn('cannot collect unused bundles and apps', { err });
+    }
+  };
+  const run = (): Promise<void> => (running ??= once().finally(() => (running = undefined)));
+  return {
+    run,
+    start: () => {
+      timer ??= setInterval(() => void run(), options.storeGc?.intervalMs ?? defaultStoreGcIntervalMs);
+      timer.unref();
+    },
+    /** Stops the timer and waits for a run in progress: after close the home may be another process's. */
+    stop: async (): Promise<void> => {
+      clearInterval(timer);
+      await running;
+    },
   };
 }
 
