@@ -174,7 +174,7 @@ export class AppStore {
     const manifest = await readManifest(manifestFile);
     if (!manifest) return 'has no readable manifest of its files';
     for (const f of manifest) {
-      const found = await this.#files.check(path.join(dir, ...f.name.split('/')), f.sha256, f.size);
+      const found = await this.#files.check(path.join(dir, ...f.name.split('/')), f.sha256, f.size, this.archives.clock());
       if (found.state === 'missing') return `lost ${f.name}`;
       if (found.state === 'mismatch') return `has a changed ${f.name} (${found.why})`;
     }

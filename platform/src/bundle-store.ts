@@ -67,6 +67,8 @@ export class BundleStore {
   readonly what: string;
   /** Told about blobs that failed their digest check (and were moved aside); default: nowhere. */
   onWarning: (message: string) => void = () => {};
+  /** The time, in ms since the epoch: when a blob was used, and whether a file is too fresh to remember as checked. */
+  clock: () => number = Date.now;
   /** Bytes hashed to check stored blobs, ever (monotonic): a cache hit adds nothing. */
   get hashedBytes(): number {
     return this.#verified.hashedBytes;
@@ -124,7 +126,7 @@ export class BundleStore {
     const file = this.path(digest);
     return this.#locks.run(digest, async () => {
       this.#touch(digest);
-      const found = await this.#verified.check(file, digest.slice('sha256:'.length));
+      const found = await this.#verified.check(file, digest.slice('sha256:'.length), undefined, this.clock());
       if (found.state === 'ok') return true;
       const aside = path.join(this.dir, corruptDir, path.basename(file));
       if (found.state === 'missing') {
@@ -148,7 +150,7 @@ export class BundleStore {
 
   #touch(digest: string): void {
     this.#used.delete(digest);
-    this.#used.set(digest, Date.now());
+    this.#used.set(digest, this.clock());
     if (this.#used.size > maxUsed) this.#used.delete(this.#used.keys().next().value!);
   }
 
@@ -158,7 +160,7 @@ export class BundleStore {
    * removed (at most `maxRemovals`).
    */
   async collect(referenced: ReadonlySet<string>, options: CollectOptions): Promise<string[]> {
-    const now = options.now ?? Date.now();
+    const now = options.now ?? this.clock();
     const max = options.maxRemovals ?? defaultMaxRemovals;
     const removed: string[] = [];
     const stale = (mtimeMs: number, digest?: string) => Math.max(mtimeMs, (digest && this.#used.get(digest)) || 0) <= now - options.graceMs;
