@@ -101,8 +101,11 @@ export class AppStore {
     return true;
   }
 
-  put(...args: Parameters<BundleStore['put']>): Promise<void> {
-    return this.archives.put(...args);
+  /** Stores an archive (see BundleStore.put); an unpacked directory of it that changed is unpacked again. */
+  async put(...args: Parameters<BundleStore['put']>): Promise<void> {
+    await this.archives.put(...args);
+    const [digest] = args;
+    if (await isDirectory(this.#dirOf(digest))) await this.unpack(digest);
   }
 
   /**
