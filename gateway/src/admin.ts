@@ -180,7 +180,9 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   });
 
   // Bundles and apps: content-addressed uploads the process driver runs (`image: bundle:sha256:...`
-  // for one module alone, `app:sha256:...` for a tar of the bundle and its files).
+  // for one module alone, `app:sha256:...` for a tar of the bundle and its files). The stores'
+  // has() checks the stored bytes against the digest: a corrupted blob is moved aside and
+  // answered 404 here, so the client that asks before uploading (`fn deploy`) sends it again.
   app.register(async (raw) => {
     raw.removeAllContentTypeParsers();
     raw.addContentTypeParser('*', (_req, payload, done) => done(null, payload));

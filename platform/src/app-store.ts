@@ -189,21 +189,23 @@ export class AppStore {
    * directories and manifests whose archive is gone and whose digest is not referenced.
    */
   async collect(referenced: ReadonlySet<string>, options: CollectOptions): Promise<string[]> {
-    const removed = await this.archives.collect(referenced, options);
-    let budget = (options.maxRemovals ?? defaultMaxRemovals) - removed.length;
+    const removed = new Set(await this.archives.collect(referenced, options));
+    let budget = (options.maxRemovals ?? defaultMaxRemovals) - removed.size;
     for (const entry of await readdir(this.runDir)) {
       if (budget <= 0) break;
-      const hex = entry.endsWith(manifestSuffix) ? entry.slice(0, -manifestSuffix.length) : entry;
-      const digest = `sha256:${hex}`;
+      const isManifest = entry.endsWith(manifestSuffix);
+      const digest = `sha256:${isManifest ? entry.slice(0, -manifestSuffix.length) : entry}`;
       if (!isBundleDigest(digest) || referenced.has(digest) || this.#unpacking.has(digest)) continue;
+      // Kept with its archive (fresh, or referenced by a deploy on its way); gone with it otherwise.
       if (await stat(this.archives.path(digest)).catch(() => undefined)) continue;
       const target = path.join(this.runDir, entry);
       await rm(target, { recursive: true, force: true });
       this.#files.forgetUnder(target);
-      if (hex === entry) budget--;
-      if (!removed.includes(digest) && hex === entry) removed.push(digest);
+      if (isManifest) continue;
+      budget--;
+      removed.add(digest);
     }
-    return removed;
+    return [...removed];
   }
 }
 

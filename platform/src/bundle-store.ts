@@ -3,7 +3,7 @@
 // digest when it is used, a blob that fails is moved aside, and unreferenced ones are collected.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { KubefnError } from './errors.js';
@@ -135,6 +135,9 @@ export class BundleStore {
       }
       await mkdir(path.dirname(aside), { recursive: true });
       await rename(file, aside);
+      // Its age is the time it was moved aside: collection keeps it for the grace period from now.
+      const now = new Date(this.clock());
+      await utimes(aside, now, now).catch(() => {});
       this.#verified.forget(file);
       const error = this.#corrupt(digest, `failed its digest check (${found.why}); it was moved aside to ${aside}`);
       this.onWarning(error.message);
