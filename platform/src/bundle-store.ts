@@ -3,7 +3,7 @@
 // digest when it is used, a blob that fails is moved aside, and unreferenced ones are collected.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { KubefnError } from './errors.js';
@@ -134,6 +134,7 @@ export class BundleStore {
         throw this.#corrupt(digest, `failed its digest check earlier and was moved aside to ${aside}`);
       }
       await mkdir(path.dirname(aside), { recursive: true });
+      await rm(aside, { recursive: true, force: true });
       await rename(file, aside);
       // Its age is the time it was moved aside: collection keeps it for the grace period from now.
       const now = new Date(this.clock());
@@ -185,7 +186,7 @@ export class BundleStore {
     for (const entry of await readdir(aside).catch(() => [] as string[])) {
       const file = path.join(aside, entry);
       const info = await stat(file).catch(() => undefined);
-      if (info && stale(info.mtimeMs)) await unlink(file).catch(() => {});
+      if (info && stale(info.mtimeMs)) await rm(file, { recursive: true, force: true }).catch(() => {});
     }
     return removed;
   }
