@@ -57,6 +57,8 @@ interface ManagedFunction<A> {
   artifactError: ErrorBody | undefined;
   /** A launcher check runs (one at a time per function). */
   checking: boolean;
+  /** Restored without an artifact (its prepare failed): no replica starts until a deploy prepares one. */
+  unprepared: boolean;
   /** Goes up with every spec change; replicas start from the current spec at once, so it is also the observed one. */
   generation: number;
   removed: boolean;
@@ -114,6 +116,15 @@ export class ReplicaDriver<A> implements Driver {
           this.#reconcile(fn);
         } catch (err) {
           this.#onWarning(`cannot restore function "${name}": ${(err as Error).message}`);
+          // A stored bundle that failed its digest check: the function stays listed, with no
+          // replicas and the reason as its lastError, until a deploy brings a good copy.
+          if (isKubefnError(err, 'CORRUPT')) {
+            const fn = this.#create(saved.spec, undefined as A, saved.createdAt, saved.updatedAt);
+            fn.unprepared = true;
+            fn.artifactError = (err as KubefnError).toJSON();
+            fn.logs.append(name, 'system', `cannot start ${name}: ${fn.artifactError.message}`);
+            restored.push(name);
+          }
         }
       });
     }
@@ -131,7 +142,7 @@ export class ReplicaDriver<A> implements Driver {
         // The same spec again while its replicas fail: what it names may have been uploaded
         // again (a bundle that failed its digest check), so prepare it again and retry now.
         existing.artifact = await this.#launcher.prepare(spec);
-        Object.assign(existing, { artifactError: undefined, loadError: undefined, backoff: { failures: 0, nextStartAtMs: 0 } });
+        Object.assign(existing, { artifactError: undefined, loadError: undefined, unprepared: false, backoff: { failures: 0, nextStartAtMs: 0 } });
         clearTimeout(existing.retryTimer);
         existing.retryTimer = undefined;
         existing.logs.append(existing.name, 'system', 'deployed again unchanged: retrying replicas now');
@@ -156,7 +167,7 @@ export class ReplicaDriver<A> implements Driver {
       // A new template is new code or settings: an earlier load error says nothing about it.
       if (templateKey !== existing.templateKey) existing.loadError = undefined;
       if (templateKey !== existing.templateKey && existing.lastError?.code === 'OUT_OF_MEMORY') existing.lastError = undefined;
-      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1, artifactError: undefined });
+      Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1, artifactError: undefined, unprepared: false });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
       return this.#status(existing);
@@ -248,6 +259,7 @@ export class ReplicaDriver<A> implements Driver {
       loadError: undefined,
       artifactError: undefined,
       checking: false,
+      unprepared: false,
       generation: 1,
       removed: false,
     };
@@ -258,7 +270,7 @@ export class ReplicaDriver<A> implements Driver {
 
   /** Starts and stops replicas to match fn.desired; synchronous, so it never races itself. */
   #reconcile(fn: ManagedFunction<A>): void {
-    if (fn.removed || this.#closed) return;
+    if (fn.removed || this.#closed || fn.unprepared) return;
     const plan = planReplicas(
       fn.desired,
       [...fn.replicas.values()].map((r) => ({

@@ -1,6 +1,6 @@
 // The stores under `fn up` check what they hold, through the real fn binary: an app corrupted on
-// disk is found by the next `fn deploy` (which uploads it again) and by a replica that fails on it
-// (the status says why), and apps no function uses are collected at start.
+// disk is found by the next `fn deploy` (which uploads it again), by a replica that fails on it
+// and by the next `fn up` (the status says why), and apps no function uses are collected at start.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -25,7 +25,8 @@ describe('the app store checks what it holds (fn up)', () => {
 
   before(async () => {
     home = await newHome();
-    platform = await startPlatform(home, { args: ['--no-nats'] });
+    // Replicas run from the store's directory: as root, isolation would run them from a copy.
+    platform = await startPlatform(home, { args: ['--no-nats', '--no-isolation'] });
     api = new Api(platform.url, platform.token);
     root = await mkdtemp(path.join(tmpdir(), 'kubefn-store-'));
   });
@@ -62,6 +63,12 @@ describe('the app store checks what it holds (fn up)', () => {
     const image = (await api.status(name)).image;
     const hex = /^app:sha256:([0-9a-f]{64})$/.exec(image)?.[1];
     assert.ok(hex, image);
+    return { archive: path.join(home, 'apps', 'archives', `${hex}.tar`), bundle: path.join(home, 'apps', 'run', hex, 'fn.cjs') };
+  };
+  /** The same, from the spec saved in `home` (while the platform is stopped). */
+  const appFilesIn = async (home: string, name: string) => {
+    const saved = JSON.parse(await readFile(path.join(home, 'functions', `${name}.json`), 'utf8')) as { spec: { image: string } };
+    const hex = saved.spec.image.slice('app:sha256:'.length);
     return { archive: path.join(home, 'apps', 'archives', `${hex}.tar`), bundle: path.join(home, 'apps', 'run', hex, 'fn.cjs') };
   };
   /** Flips bytes in the archive and replaces the unpacked bundle with something that does not parse. */
@@ -112,6 +119,25 @@ describe('the app store checks what it holds (fn up)', () => {
     assert.equal((await deployed(dir)).uploaded, true);
     assert.deepEqual(await call('broken'), { status: 200, body: 'fixed\n' });
     assert.equal((await api.status('broken')).lastError, undefined);
+  });
+
+  it('a corrupted app found by the next fn up: the function stays listed with the reason, and fn deploy brings it back', { timeout }, async () => {
+    const dir = await writeFunction('restarted', 'back');
+    await deployed(dir);
+    await platform.stop();
+    await corrupt(await appFilesIn(home, 'restarted'));
+    // As root this one isolates: every replica runs from a copy made when it is prepared.
+    platform = await startPlatform(home, { args: ['--no-nats'] });
+    api = new Api(platform.url, platform.token);
+
+    const status = await api.status('restarted');
+    assert.equal(status.lastError?.code, 'CORRUPT', JSON.stringify(status));
+    assert.match(status.lastError!.message, /the stored app sha256:[0-9a-f]{64} failed its digest check/);
+    assert.equal(status.availableReplicas, 0);
+    assert.match((await fn('describe', 'restarted')).out, /^Last error:\s+CORRUPT: .*failed its digest check/m);
+
+    assert.equal((await deployed(dir)).uploaded, true);
+    assert.deepEqual(await call('restarted'), { status: 200, body: 'back\n' });
   });
 });
 
