@@ -39,10 +39,6 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     ['Replicas', `${f.availableReplicas ?? 0} ready / ${f.replicas ?? 0} desired`],
     ['Invocations', String(f.invocationCount ?? 0)],
   );
-  // Why replicas are not ready: a handler that cannot load, or the last failure and its cause.
-  for (const [label, e] of [['Load error', f.loadError], ['Last error', f.lastError]] as const) {
-    if (e) rows.push([label, `${e.code}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`]);
-  }
   if (spec.handler) rows.push(['Handler', spec.handler]);
   if (spec.timeout) rows.push(['Timeout', spec.timeout]);
   const s = spec.scale;

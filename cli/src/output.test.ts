@@ -110,12 +110,6 @@ describe('fn list / describe layout', () => {
     assert.doesNotMatch(text, /^Pending:/m, 'no jetstream trigger, no pending target');
   });
 
-  it('shows why replicas are not ready: the last error with its hint', () => {
-    const lastError = { code: 'CORRUPT', message: 'the stored app sha256:ab failed its digest check', hint: '`fn deploy` uploads it again' };
-    assert.match(describeFunction(fn('hello', { lastError }), 'u', now), /^Last error:\s+CORRUPT: the stored app sha256:ab failed its digest check \(`fn deploy` uploads it again\)$/m);
-    assert.doesNotMatch(describeFunction(fn('hello'), 'u', now), /^Last error:/m);
-  });
-
   it('shows each scale value in effect and where it comes from, when the gateway reports them', () => {
     const spec = parseFunctionSpec({ name: 'hello', scale: { target: 5, stableWindow: '30s' } });
     const scaling = {

@@ -138,9 +138,11 @@ export class ReplicaDriver<A> implements Driver {
       const existing = this.#functions.get(spec.name);
       const specJson = canonicalJson(spec);
       if (existing?.specJson === specJson) {
-        if (!existing.lastError && !existing.artifactError) return this.#status(existing);
-        // The same spec again while its replicas fail: what it names may have been uploaded
-        // again (a bundle that failed its digest check), so prepare it again and retry now.
+        // The same spec again while its replicas fail (none ready, a last error) or cannot start:
+        // what it names may have been uploaded again (a bundle that failed its digest check), so
+        // prepare it again and retry now.
+        const failing = existing.artifactError !== undefined || existing.unprepared || (existing.lastError !== undefined && this.#endpointSets.get(existing.name).current().length === 0);
+        if (!failing) return this.#status(existing);
         existing.artifact = await this.#launcher.prepare(spec);
         Object.assign(existing, { artifactError: undefined, loadError: undefined, unprepared: false, backoff: { failures: 0, nextStartAtMs: 0 } });
         clearTimeout(existing.retryTimer);
