@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 
-/** Most files whose last good check is remembered; the oldest is forgotten (and hashed again) first. */
-export const maxVerifiedFiles = 200_000;
+/** Most files whose last good check is remembered (a few hundred bytes each); the oldest is forgotten, and hashed again, first. */
+export const maxVerifiedFiles = 100_000;
 
 /**
  * A file changed less than this long before it was hashed is hashed again at every check, in ms.
