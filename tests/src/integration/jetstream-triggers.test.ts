@@ -56,6 +56,13 @@ describe('jetstream triggers on the embedded platform', () => {
   /** Where functions write what they handled: open to every user, since each function runs as its own. */
   let records: string;
   let platform: RunningPlatform;
+  /** An empty file every function may append to: functions of two platforms run as different users. */
+  const recordFile = async (name: string) => {
+    const file = path.join(records, name);
+    await writeFile(file, '');
+    await chmod(file, 0o666);
+    return file;
+  };
   let api: Api;
   let image: string;
   const extra: RunningPlatform[] = [];
@@ -79,7 +86,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('scales a function from zero for pending messages, handles each, and goes back to zero when drained', async () => {
-    const record = path.join(records, 'zero.calls');
+    const record = await recordFile('zero.calls');
     await api.deploy({
       name: 'js-zero',
       image,
@@ -106,7 +113,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('follows the backlog: pending messages per replica scale a function past what its concurrency asks', async () => {
-    const record = path.join(records, 'backlog.calls');
+    const record = await recordFile('backlog.calls');
     await api.deploy({
       name: 'js-backlog',
       image,
@@ -131,7 +138,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('retries a failing message with the trigger backoff, then dead-letters it with the error, subject and delivery count', async () => {
-    const record = path.join(records, 'fail.calls');
+    const record = await recordFile('fail.calls');
     await api.deploy({
       name: 'js-fail',
       image,
@@ -170,7 +177,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('dead-letters a message over the body limit without running the function', async () => {
-    const record = path.join(records, 'big.calls');
+    const record = await recordFile('big.calls');
     await api.deploy({ name: 'js-big', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'jetstream', stream: 'BIG', subject: 'big.in', deadLetter: 'big.dead' }] });
     const dead = nc.subscribe('big.dead', { max: 1 });
     await nc.flush();
@@ -213,9 +220,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('processes 1,000 messages at least once through a replica SIGKILL and a gateway restart', async () => {
-    const record = path.join(records, 'many.calls');
-    await writeFile(record, '', { mode: 0o666 });
-    await chmod(record, 0o666);
+    const record = await recordFile('many.calls');
     await api.deploy({
       name: 'js-many',
       image,
@@ -254,7 +259,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('deploys with NATS down, reports the trigger not ready, and consumes once NATS is back; reconnects after a later outage', async () => {
-    const record = path.join(records, 'down.calls');
+    const record = await recordFile('down.calls');
     await nats.stop();
     try {
       await api.deploy({ name: 'js-down', image, env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'http' }, { type: 'jetstream', stream: 'DOWN', subject: 'down.in' }] });
@@ -318,7 +323,7 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('shares one consumer between two gateways: each message handled once, both gateways used', async () => {
-    const record = path.join(records, 'shared.calls');
+    const record = await recordFile('shared.calls');
     const second = await startPlatform(await newHome(), { args: ['--nats', nats.url] });
     extra.push(second);
     const api2 = new Api(second.url, second.token);
@@ -352,15 +357,18 @@ describe('jetstream triggers on the embedded platform', () => {
   });
 
   it('fires a cron trigger once per tick with two gateways', async () => {
-    const record = path.join(records, 'cron.calls');
+    const record = await recordFile('cron.calls');
     const api2 = new Api(extra[0]!.url, extra[0]!.token);
     const spec = { name: 'ticker', env: { RECORD_FILE: record }, scale: { min: 1 }, triggers: [{ type: 'cron' as const, schedule: '@every 1s', body: 'tick' }] };
     await api.deploy({ ...spec, image });
     await api2.deploy({ ...spec, image: await api2.upload(fixture, 'handler.js') });
-    await waitFor(async () => (await calls(record)).length >= 6, { timeoutMs: 60_000, what: '6 ticks' });
+    // Counted once both replicas are ready: a tick that waits for a replica to start may pass up the next one, by design.
+    await waitFor(async () => (await Promise.all([api, api2].map((a) => a.status('ticker')))).every((f) => f.availableReplicas >= 1), { timeoutMs: 60_000, what: 'a ready replica on both' });
+    const from = Date.now() + 1000;
+    await waitFor(async () => (await calls(record)).filter((c) => c.at >= from).length >= 6, { timeoutMs: 60_000, what: '6 ticks' });
     await api.ok('DELETE', '/system/functions', { functionName: 'ticker' });
     await api2.ok('DELETE', '/system/functions', { functionName: 'ticker' });
-    const ticks = (await calls(record)).map((c) => Number(c.id.split('.').at(-1)));
+    const ticks = (await calls(record)).filter((c) => c.at >= from).map((c) => Number(c.id.split('.').at(-1)));
     assert.equal(new Set(ticks).size, ticks.length, `each tick fired once (${ticks.join(', ')})`);
     const sorted = [...ticks].sort((a, b) => a - b);
     for (let i = 1; i < sorted.length; i++) assert.equal(sorted[i]! - sorted[i - 1]!, 1000, 'no tick skipped between the first and the last');
