@@ -7,6 +7,7 @@ import { EndpointSets } from './endpoint-sets.js';
 import { KubefnError, type ErrorBody } from './errors.js';
 import { FunctionStore } from './function-store.js';
 import { LogBuffer } from './log-buffer.js';
+import { livenessSettings, unhealthyError, watchLiveness, type LivenessProber, type LivenessSettings } from './liveness.js';
 import { describeExit, describeFailure, type Replica, type ReplicaExit, type ReplicaLauncher } from './replica.js';
 import { nextBackoff, planReplicas, type CrashBackoff } from './replica-plan.js';
 import { loadErrorBody } from './rollout.js';
@@ -30,6 +31,8 @@ export interface ReplicaDriverOptions {
   maxReplicasPerFunction?: number;
   /** Problems worth telling a person about (a saved function that cannot come back). */
   onWarning?: (message: string) => void;
+  /** How ready replicas' /healthz is probed (liveness.ts has the defaults: every 1 s, 1 s each, 3 failures). */
+  liveness?: Partial<LivenessSettings>;
 }
 
 interface ManagedFunction<A> {
@@ -70,6 +73,11 @@ export class ReplicaDriver<A> implements Driver {
   readonly #logLines: number;
   readonly #maxReplicas: number;
   readonly #onWarning: (message: string) => void;
+  readonly #liveness: LivenessSettings;
+  /** The liveness prober of each ready replica, until it stops or exits. */
+  readonly #probers = new Map<Replica, LivenessProber>();
+  /** Why the driver killed a replica that failed liveness: its exit is reported with it. */
+  readonly #unhealthy = new WeakMap<Replica, string>();
   readonly #functions = new Map<string, ManagedFunction<A>>();
   readonly #endpointSets = new EndpointSets((name) => this.#functions.has(name));
   /** Last replica number per name, kept after remove() so replica ids stay unique. */
@@ -87,6 +95,7 @@ export class ReplicaDriver<A> implements Driver {
     this.#logLines = options.logLinesPerFunction ?? 5000;
     this.#maxReplicas = options.maxReplicasPerFunction ?? 32;
     this.#onWarning = options.onWarning ?? ((message) => process.emitWarning(message, `Kubefn${launcher.kind}Driver`));
+    this.#liveness = livenessSettings(options.liveness);
   }
 
   /**
@@ -302,10 +311,18 @@ export class ReplicaDriver<A> implements Driver {
       fn.loadError = undefined;
     }
     this.#endpointSets.get(fn.name).add(r.endpoint);
+    this.#probers.set(r, watchLiveness(r, r.endpoint, this.#liveness, {
+      tracked: () => !fn.removed && !this.#closed && fn.replicas.get(r.id) === r,
+      endpoints: this.#endpointSets.get(fn.name),
+      log: (text) => fn.logs.append(r.id, 'system', text),
+      killed: (message) => this.#unhealthy.set(r, message),
+    }));
     this.#reconcile(fn);
   }
 
   #onExit(fn: ManagedFunction<A>, r: Replica, exit: ReplicaExit): void {
+    this.#probers.get(r)?.stop();
+    this.#probers.delete(r);
     const tracked = fn.replicas.get(r.id) === r;
     if (tracked) fn.replicas.delete(r.id);
     if (!fn.removed) this.#endpointSets.get(fn.name).remove(r.id);
@@ -318,8 +335,9 @@ export class ReplicaDriver<A> implements Driver {
     const upMs = r.readyAtMs === undefined ? undefined : now - r.readyAtMs;
     const next = nextBackoff(fn.backoff, upMs, now);
     fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
-    const failure = describeFailure(r, exit, this.#startTimeoutMs, upMs);
-    fn.lastError = { ...failure, hint: `see the function's logs: fn logs ${fn.name}` };
+    const unhealthy = this.#unhealthy.get(r);
+    const failure = unhealthy === undefined ? describeFailure(r, exit, this.#startTimeoutMs, upMs) : unhealthyError(fn.name, unhealthy);
+    fn.lastError = { hint: `see the function's logs: fn logs ${fn.name}`, ...failure };
     if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
     fn.logs.append(r.id, 'system', `${failure.message}; next start in ${next.delayMs} ms`);
     this.#reconcile(fn);
@@ -327,6 +345,8 @@ export class ReplicaDriver<A> implements Driver {
 
   /** Takes a replica out of endpoints at once, then asks it to drain, then kills it after the drain deadline. */
   #stopReplica(fn: ManagedFunction<A>, r: Replica, reason: string): void {
+    this.#probers.get(r)?.stop();
+    this.#probers.delete(r);
     fn.replicas.delete(r.id);
     this.#endpointSets.get(fn.name).remove(r.id);
     fn.logs.append(r.id, 'system', `stopping replica ${r.id}: ${reason}`);
