@@ -198,7 +198,7 @@ export function watchLiveness(
       hooks.endpoints.remove(id);
       const message =
         `replica ${id} was unresponsive: ${settings.failureThreshold} liveness probe(s) in a row failed ` +
-        `(GET ${adminPaths.health} every ${settings.periodMs} ms, ${settings.timeoutMs} ms each; last: ${reason}); killed with SIGKILL`;
+        `(GET ${adminPaths.health} every ${settings.periodMs} ms, ${settings.timeoutMs} ms each; last: ${reason}); killed with SIGKILL at ${new Date().toISOString()}`;
       hooks.killed(message);
       hooks.log(`replica ${id} is unresponsive (${settings.failureThreshold} liveness probe(s) in a row failed; last: ${reason}): out of rotation, killing it with SIGKILL`);
       replica.kill();

@@ -150,6 +150,7 @@ export class ReplicaDriver<A> implements Driver {
       // A new template is new code or settings: an earlier load error says nothing about it.
       if (templateKey !== existing.templateKey) existing.loadError = undefined;
       if (templateKey !== existing.templateKey && existing.lastError?.code === 'OUT_OF_MEMORY') existing.lastError = undefined;
+      if (templateKey !== existing.templateKey && existing.lastError?.code === 'UNHEALTHY') existing.lastError = undefined;
       Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1 });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
@@ -306,8 +307,8 @@ export class ReplicaDriver<A> implements Driver {
     if (fn.removed || this.#closed || fn.replicas.get(r.id) !== r || !r.endpoint) return;
     fn.logs.append(r.id, 'system', `replica ${r.id} ready at ${r.endpoint.url} after ${Date.now() - r.startedAtMs} ms`);
     if (r.templateKey === fn.templateKey) {
-      // A ready replacement says nothing about a leak: OUT_OF_MEMORY stays until the spec changes.
-      if (fn.lastError?.code !== 'OUT_OF_MEMORY') fn.lastError = undefined;
+      // A ready replacement says nothing about a leak or a handler that blocks: OUT_OF_MEMORY and UNHEALTHY stay until the spec changes.
+      if (fn.lastError?.code !== 'OUT_OF_MEMORY' && fn.lastError?.code !== 'UNHEALTHY') fn.lastError = undefined;
       fn.loadError = undefined;
     }
     this.#endpointSets.get(fn.name).add(r.endpoint);
