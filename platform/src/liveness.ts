@@ -164,15 +164,15 @@ export interface LivenessHooks {
   endpoints: { add(endpoint: Endpoint): void; remove(id: string): void };
   /** A system line in the function's log. */
   log(text: string): void;
-  /** Called just before the replica is killed for failing liveness, with the reason. */
+  /** Called once the replica was killed for failing liveness, with the reason. */
   killed(message: string): void;
 }
 
 /**
  * Probes a ready replica's /healthz. The first failed probe takes it out of rotation (as a failed
  * readiness probe does on Kubernetes); a passing one puts it back; `failureThreshold` failures in
- * a row kill it with SIGKILL (a spinning event loop never runs SIGTERM's drain), and its exit is
- * then handled as a crash: replaced, with crash backoff.
+ * a row kill it with SIGKILL (a spinning event loop never runs SIGTERM's drain), and the driver
+ * (hooks.killed) handles it as a crash: replaced, with crash backoff.
  */
 export function watchLiveness(
   replica: Pick<Replica, 'id' | 'state' | 'kill'>,
@@ -199,9 +199,9 @@ export function watchLiveness(
       const message =
         `replica ${id} was unresponsive: ${settings.failureThreshold} liveness probe(s) in a row failed ` +
         `(GET ${adminPaths.health} every ${settings.periodMs} ms, ${settings.timeoutMs} ms each; last: ${reason}); killed with SIGKILL at ${new Date().toISOString()}`;
-      hooks.killed(message);
       hooks.log(`replica ${id} is unresponsive (${settings.failureThreshold} liveness probe(s) in a row failed; last: ${reason}): out of rotation, killing it with SIGKILL`);
       replica.kill();
+      hooks.killed(message);
     },
   }, probe);
 }

@@ -76,8 +76,6 @@ export class ReplicaDriver<A> implements Driver {
   readonly #liveness: LivenessSettings;
   /** The liveness prober of each ready replica, until it stops or exits. */
   readonly #probers = new Map<Replica, LivenessProber>();
-  /** Why the driver killed a replica that failed liveness: its exit is reported with it. */
-  readonly #unhealthy = new WeakMap<Replica, string>();
   readonly #functions = new Map<string, ManagedFunction<A>>();
   readonly #endpointSets = new EndpointSets((name) => this.#functions.has(name));
   /** Last replica number per name, kept after remove() so replica ids stay unique. */
@@ -316,7 +314,7 @@ export class ReplicaDriver<A> implements Driver {
       tracked: () => !fn.removed && !this.#closed && fn.replicas.get(r.id) === r,
       endpoints: this.#endpointSets.get(fn.name),
       log: (text) => fn.logs.append(r.id, 'system', text),
-      killed: (message) => this.#unhealthy.set(r, message),
+      killed: (message) => this.#onUnhealthy(fn, r, message),
     }));
     this.#reconcile(fn);
   }
@@ -336,11 +334,27 @@ export class ReplicaDriver<A> implements Driver {
     const upMs = r.readyAtMs === undefined ? undefined : now - r.readyAtMs;
     const next = nextBackoff(fn.backoff, upMs, now);
     fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
-    const unhealthy = this.#unhealthy.get(r);
-    const failure = unhealthy === undefined ? describeFailure(r, exit, this.#startTimeoutMs, upMs) : unhealthyError(fn.name, unhealthy);
-    fn.lastError = { hint: `see the function's logs: fn logs ${fn.name}`, ...failure };
+    const failure = describeFailure(r, exit, this.#startTimeoutMs, upMs);
+    fn.lastError = { ...failure, hint: `see the function's logs: fn logs ${fn.name}` };
     if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
     fn.logs.append(r.id, 'system', `${failure.message}; next start in ${next.delayMs} ms`);
+    this.#reconcile(fn);
+  }
+
+  /**
+   * A replica killed for failing liveness, as a crash: lastError and the crash backoff, and its
+   * replacement starts without waiting for it to be gone (a container takes a while to remove).
+   */
+  #onUnhealthy(fn: ManagedFunction<A>, r: Replica, message: string): void {
+    fn.replicas.delete(r.id);
+    const done = r.exited;
+    fn.stopping.add(done);
+    void done.finally(() => fn.stopping.delete(done));
+    const now = Date.now();
+    const next = nextBackoff(fn.backoff, r.readyAtMs === undefined ? undefined : now - r.readyAtMs, now);
+    fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
+    fn.lastError = unhealthyError(fn.name, message);
+    fn.logs.append(r.id, 'system', `${message}; next start in ${next.delayMs} ms`);
     this.#reconcile(fn);
   }
 
