@@ -39,6 +39,11 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     ['Replicas', `${f.availableReplicas ?? 0} ready / ${f.replicas ?? 0} desired`],
     ['Invocations', String(f.invocationCount ?? 0)],
   );
+  // Why replicas are missing or were replaced (a failed start, a crash, a liveness kill).
+  if (f.lastError) {
+    rows.push(['Last error', `${f.lastError.code}: ${f.lastError.message}`]);
+    if (f.lastError.hint) rows.push(['', `hint: ${f.lastError.hint}`]);
+  }
   if (spec.handler) rows.push(['Handler', spec.handler]);
   if (spec.timeout) rows.push(['Timeout', spec.timeout]);
   const s = spec.scale;
