@@ -74,6 +74,7 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
   }
   for (const [i, w] of (f.warnings ?? []).entries()) rows.push([i === 0 ? 'Warnings' : '', w]);
   if (f.lastError) rows.push(['Last error', `${f.lastError.code}: ${f.lastError.message}`]);
+  if (f.lastError?.hint) rows.push(['', `hint: ${f.lastError.hint}`]);
   const env = f.envVars ?? spec.env ?? {};
   for (const [i, [k, v]] of Object.entries(env).entries()) rows.push([i === 0 ? 'Env' : '', `${k}=${v}`]);
   for (const [i, [k, v]] of Object.entries(f.labels ?? spec.labels ?? {}).entries()) rows.push([i === 0 ? 'Labels' : '', `${k}=${v}`]);

@@ -110,6 +110,14 @@ describe('fn list / describe layout', () => {
     assert.doesNotMatch(text, /^Pending:/m, 'no jetstream trigger, no pending target');
   });
 
+  it("shows the status's last error with its code and hint, and no row without one", () => {
+    const lastError = { code: 'UNHEALTHY', message: 'replica hello-2 was unresponsive: 3 liveness probe(s) in a row failed', hint: 'see `fn logs hello`' };
+    const text = describeFunction(fn('hello', { lastError }), 'u', now);
+    assert.match(text, /^Last error:\s+UNHEALTHY: replica hello-2 was unresponsive: 3 liveness probe\(s\) in a row failed$/m);
+    assert.match(text, /^\s+hint: see `fn logs hello`$/m);
+    assert.doesNotMatch(describeFunction(fn('hello'), 'u', now), /Last error/);
+  });
+
   it('shows each scale value in effect and where it comes from, when the gateway reports them', () => {
     const spec = parseFunctionSpec({ name: 'hello', scale: { target: 5, stableWindow: '30s' } });
     const scaling = {

@@ -91,8 +91,11 @@ export class FunctionCaller {
    * Sends `req` to a replica of `fn`, through its router. A call is tried again on another
    * replica (up to 3 attempts) when the first could not take it and nothing of it was sent: the
    * connection was refused or closed before the replica read a byte of the body, or the replica
-   * refused a call without a body as draining or overloaded. Resolves with the replica's
-   * answer, or undefined when `req.signal` aborted the call (nobody is left to answer).
+   * refused a call without a body as draining or overloaded. A call whose replica held it past
+   * the function's timeout before failing is not tried again: it had its time there, and one
+   * that wedged its replica (a handler that spins until the liveness probe kills it) would wedge
+   * the next. Resolves with the replica's answer, or undefined when `req.signal` aborted the
+   * call (nobody is left to answer).
    */
   async send(name: string, fn: CatalogEntry, req: ReplicaRequest): Promise<ReplicaAnswer | undefined> {
     const router = this.#ctx.routers.get(fn.spec);
@@ -103,6 +106,7 @@ export class FunctionCaller {
       if (lease.waitedForReplica) {
         this.#ctx.metrics.coldStart.observe({ function: name }, Number(process.hrtime.bigint() - waitStart) / 1e9);
       }
+      const sentAt = Date.now();
       let upstream: Dispatcher.ResponseData;
       try {
         upstream = await this.#agent.request({
@@ -119,7 +123,7 @@ export class FunctionCaller {
         lease.release();
         if (req.signal.aborted) return undefined;
         const unsent = req.body === null ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
-        if (attempt < maxAttempts && unsent) continue;
+        if (attempt < maxAttempts && unsent && Date.now() - sentAt < fn.timeoutMs) continue;
         throw replicaError(name, lease, err, fn.timeoutMs);
       }
       const retryable = req.body === null && upstream.statusCode === 503 &&

@@ -16,7 +16,8 @@ export interface FunctionStatus {
   /**
    * Why replicas are missing, when the driver knows: the last failed start (START_FAILED) or
    * crash (REPLICA_FAILED). Cleared once a replica of the current spec is ready, except a kill
-   * for memory (OUT_OF_MEMORY), which stays until the spec changes: its replacement would leak too.
+   * for memory (OUT_OF_MEMORY), which stays until the spec changes: its replacement would leak too,
+   * and a kill for failing liveness (UNHEALTHY), likewise: its replacement may block again.
    */
   lastError?: ErrorBody;
   /**

@@ -22,6 +22,8 @@ export const errorCatalogue = {
   LOAD_FAILED: { status: 503, userFault: true },
   /** A replica used more memory than its `resources.memory` and was killed (or V8 ran out of heap). */
   OUT_OF_MEMORY: { status: 503, userFault: true },
+  /** A replica stopped answering its liveness probe (a handler that blocks the event loop) and was killed. */
+  UNHEALTHY: { status: 503, userFault: true },
   QUEUE_FULL: { status: 503, userFault: false },
   OVERLOADED: { status: 503, userFault: false },
   SHUTTING_DOWN: { status: 503, userFault: false },

@@ -88,6 +88,11 @@ export class PodmanReplica implements Replica {
     return this.exited;
   }
 
+  /** `podman rm --force --time 0`: SIGKILL to the container, then podman run exits. */
+  kill(): void {
+    if (this.state !== 'exited') this.#forceRemove();
+  }
+
   async #launch(): Promise<void> {
     const o = this.#options;
     const [port, adminPort] = await freePorts(2);

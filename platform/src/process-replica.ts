@@ -112,6 +112,10 @@ export class ProcessReplica implements Replica {
     this.#child?.kill('SIGKILL');
   }
 
+  kill(): void {
+    if (this.state !== 'exited') this.#child?.kill('SIGKILL');
+  }
+
   #wire(child: ChildProcess): void {
     child.on('message', (message: unknown) => this.#onMessage(message));
     watchChild(child, {

@@ -7,6 +7,7 @@ import { EndpointSets } from './endpoint-sets.js';
 import { isKubefnError, KubefnError, type ErrorBody } from './errors.js';
 import { FunctionStore } from './function-store.js';
 import { LogBuffer } from './log-buffer.js';
+import { livenessSettings, unhealthyError, watchLiveness, type LivenessProber, type LivenessSettings } from './liveness.js';
 import { describeExit, describeFailure, type Replica, type ReplicaExit, type ReplicaLauncher } from './replica.js';
 import { nextBackoff, planReplicas, type CrashBackoff } from './replica-plan.js';
 import { loadErrorBody } from './rollout.js';
@@ -30,6 +31,8 @@ export interface ReplicaDriverOptions {
   maxReplicasPerFunction?: number;
   /** Problems worth telling a person about (a saved function that cannot come back). */
   onWarning?: (message: string) => void;
+  /** How ready replicas' /healthz is probed (liveness.ts has the defaults: every 1 s, 1 s each, 3 failures). */
+  liveness?: Partial<LivenessSettings>;
 }
 
 interface ManagedFunction<A> {
@@ -76,6 +79,9 @@ export class ReplicaDriver<A> implements Driver {
   readonly #logLines: number;
   readonly #maxReplicas: number;
   readonly #onWarning: (message: string) => void;
+  readonly #liveness: LivenessSettings;
+  /** The liveness prober of each ready replica, until it stops or exits. */
+  readonly #probers = new Map<Replica, LivenessProber>();
   readonly #functions = new Map<string, ManagedFunction<A>>();
   readonly #endpointSets = new EndpointSets((name) => this.#functions.has(name));
   /** Last replica number per name, kept after remove() so replica ids stay unique. */
@@ -93,6 +99,7 @@ export class ReplicaDriver<A> implements Driver {
     this.#logLines = options.logLinesPerFunction ?? 5000;
     this.#maxReplicas = options.maxReplicasPerFunction ?? 32;
     this.#onWarning = options.onWarning ?? ((message) => process.emitWarning(message, `Kubefn${launcher.kind}Driver`));
+    this.#liveness = livenessSettings(options.liveness);
   }
 
   /**
@@ -169,6 +176,7 @@ export class ReplicaDriver<A> implements Driver {
       // A new template is new code or settings: an earlier load error says nothing about it.
       if (templateKey !== existing.templateKey) existing.loadError = undefined;
       if (templateKey !== existing.templateKey && existing.lastError?.code === 'OUT_OF_MEMORY') existing.lastError = undefined;
+      if (templateKey !== existing.templateKey && existing.lastError?.code === 'UNHEALTHY') existing.lastError = undefined;
       Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1, artifactError: undefined, unprepared: false });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
@@ -328,16 +336,24 @@ export class ReplicaDriver<A> implements Driver {
     if (fn.removed || this.#closed || fn.replicas.get(r.id) !== r || !r.endpoint) return;
     fn.logs.append(r.id, 'system', `replica ${r.id} ready at ${r.endpoint.url} after ${Date.now() - r.startedAtMs} ms`);
     if (r.templateKey === fn.templateKey) {
-      // A ready replacement says nothing about a leak: OUT_OF_MEMORY stays until the spec changes.
-      if (fn.lastError?.code !== 'OUT_OF_MEMORY') fn.lastError = undefined;
+      // A ready replacement says nothing about a leak or a handler that blocks: OUT_OF_MEMORY and UNHEALTHY stay until the spec changes.
+      if (fn.lastError?.code !== 'OUT_OF_MEMORY' && fn.lastError?.code !== 'UNHEALTHY') fn.lastError = undefined;
       fn.loadError = undefined;
       fn.artifactError = undefined;
     }
     this.#endpointSets.get(fn.name).add(r.endpoint);
+    this.#probers.set(r, watchLiveness(r, r.endpoint, this.#liveness, {
+      tracked: () => !fn.removed && !this.#closed && fn.replicas.get(r.id) === r,
+      endpoints: this.#endpointSets.get(fn.name),
+      log: (text) => fn.logs.append(r.id, 'system', text),
+      killed: (message) => this.#onUnhealthy(fn, r, message),
+    }));
     this.#reconcile(fn);
   }
 
   #onExit(fn: ManagedFunction<A>, r: Replica, exit: ReplicaExit): void {
+    this.#probers.get(r)?.stop();
+    this.#probers.delete(r);
     const tracked = fn.replicas.get(r.id) === r;
     if (tracked) fn.replicas.delete(r.id);
     if (!fn.removed) this.#endpointSets.get(fn.name).remove(r.id);
@@ -374,8 +390,27 @@ export class ReplicaDriver<A> implements Driver {
     }
   }
 
+  /**
+   * A replica killed for failing liveness, as a crash: lastError and the crash backoff, and its
+   * replacement starts without waiting for it to be gone (a container takes a while to remove).
+   */
+  #onUnhealthy(fn: ManagedFunction<A>, r: Replica, message: string): void {
+    fn.replicas.delete(r.id);
+    const done = r.exited;
+    fn.stopping.add(done);
+    void done.finally(() => fn.stopping.delete(done));
+    const now = Date.now();
+    const next = nextBackoff(fn.backoff, r.readyAtMs === undefined ? undefined : now - r.readyAtMs, now);
+    fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
+    fn.lastError = unhealthyError(fn.name, message);
+    fn.logs.append(r.id, 'system', `${message}; next start in ${next.delayMs} ms`);
+    this.#reconcile(fn);
+  }
+
   /** Takes a replica out of endpoints at once, then asks it to drain, then kills it after the drain deadline. */
   #stopReplica(fn: ManagedFunction<A>, r: Replica, reason: string): void {
+    this.#probers.get(r)?.stop();
+    this.#probers.delete(r);
     fn.replicas.delete(r.id);
     this.#endpointSets.get(fn.name).remove(r.id);
     fn.logs.append(r.id, 'system', `stopping replica ${r.id}: ${reason}`);

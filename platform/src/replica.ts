@@ -44,6 +44,8 @@ export interface Replica {
   readonly stopRequested: boolean;
   /** Asks it to drain, kills it after the drain deadline; resolves when it is gone. */
   stop(): Promise<ReplicaExit>;
+  /** Kills it at once (SIGKILL, no drain); resolves nothing itself: `exited` says when it is gone. */
+  kill(): void;
   /** For the function's log: "pid 4242", "container kubefn-hello-3". */
   describe(): string;
 }

@@ -75,10 +75,18 @@ describe('deploymentFor', () => {
     assert.equal(bare.volumes, undefined);
     assert.equal(bare.containers[0]!.volumeMounts, undefined);
     assert.deepEqual(c.ports!.map((p) => [p.name, p.containerPort]), [['http', 8080], ['admin', 8081]]);
-    assert.deepEqual(c.readinessProbe!.httpGet, { path: '/readyz', port: 8081 });
-    assert.equal(c.readinessProbe!.periodSeconds, 1);
-    assert.deepEqual(c.livenessProbe!.httpGet, { path: '/healthz', port: 8081 });
     assert.equal(c.image, `registry.example/hello@${digest}`);
+  });
+
+  it('probes readiness and liveness separately: /readyz for calls, /healthz with its own thresholds for restarts', () => {
+    assert.deepEqual(c.readinessProbe, { httpGet: { path: '/readyz', port: 8081 }, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 1 });
+    assert.deepEqual(c.livenessProbe, { httpGet: { path: '/healthz', port: 8081 }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 });
+    // A wedged replica is restarted within seconds, not the 30 s of the defaults (10 s x 3).
+    const p = c.livenessProbe!;
+    assert.ok(p.periodSeconds! * p.failureThreshold! + p.timeoutSeconds! <= 10);
+    // Liveness waits for the runtime to answer once, so a slow handler import is not a wedge.
+    assert.deepEqual(c.startupProbe, { httpGet: { path: '/healthz', port: 8081 }, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 60 });
+    assert.notDeepEqual(c.livenessProbe!.httpGet, c.readinessProbe!.httpGet);
   });
 
   it('maps resources, placement, grace period and security', () => {

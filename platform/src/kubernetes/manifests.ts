@@ -2,7 +2,7 @@
 // server-side apply configurations (only the fields kubefn owns).
 
 import { createHash } from 'node:crypto';
-import type { V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Service, V1Toleration, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1EnvVar, V1PodTemplateSpec, V1Service, V1Toleration, V1Volume } from '@kubernetes/client-node';
 import { canonicalJson, contractEnv } from '../process-launch.js';
 import { adminPaths, runtimeEnv } from '../runtime-contract.js';
 import { secretsMountPath } from '../secrets.js';
@@ -112,16 +112,7 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
               env: envFor(spec),
               ...(spec.secrets?.length ? { volumeMounts: [{ name: secretsVolume, mountPath: secretsMountPath, readOnly: true }] } : {}),
               ...(resources ? { resources } : {}),
-              readinessProbe: {
-                httpGet: { path: adminPaths.ready, port: containerPorts.admin },
-                periodSeconds: 1,
-                failureThreshold: 1,
-              },
-              livenessProbe: {
-                httpGet: { path: adminPaths.health, port: containerPorts.admin },
-                periodSeconds: 10,
-                failureThreshold: 3,
-              },
+              ...probesFor(),
               securityContext: {
                 allowPrivilegeEscalation: false,
                 capabilities: { drop: ['ALL'] },
@@ -136,6 +127,29 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
   const template = deployment.spec!.template;
   template.metadata!.annotations = { ...(template.metadata!.annotations ?? {}), [kubefnAnnotations.specRevision]: specRevision(template) };
   return deployment;
+}
+
+/**
+ * Readiness and liveness are separate questions on separate paths. Readiness (/readyz, every
+ * second, out at the first failure) decides whether the Service sends calls: it fails while
+ * init() runs, while the replica drains, and when its event loop is too busy to answer within a
+ * second. Liveness (/healthz) decides whether the kubelet kills and restarts the container: it
+ * fails only when the event loop has not turned for a while (a handler that spins). Every 2 s,
+ * 2 s each, 3 in a row: a wedged replica is restarted 6 to 8 s after it stopped answering
+ * (the process and podman drivers take 3 to 4 s; a kubelet's probes and a CPU-limited,
+ * throttled container need the wider margin against killing a replica that is merely slow).
+ * The restart is a container restart, under the kubelet's crash backoff. The startup probe holds
+ * liveness off until the runtime's admin port first answers (it listens before the handler's
+ * init() runs), so a slow import of a large handler is not taken for a wedged one.
+ */
+export function probesFor(): Pick<V1Container, 'readinessProbe' | 'livenessProbe' | 'startupProbe'> {
+  const admin = containerPorts.admin;
+  return {
+    readinessProbe: { httpGet: { path: adminPaths.ready, port: admin }, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 1 },
+    livenessProbe: { httpGet: { path: adminPaths.health, port: admin }, periodSeconds: 2, timeoutSeconds: 2, failureThreshold: 3 },
+    // Up to 60 s for the runtime to load and listen; past that the container is restarted.
+    startupProbe: { httpGet: { path: adminPaths.health, port: admin }, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 60 },
+  };
 }
 
 /** A short hash of a pod template (without its revision annotation): changes exactly when the template does. */
