@@ -3,6 +3,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { KubefnError, ScaleSchema } from '@kubefn/platform';
+import { defaultDecider, deciders } from './deciders.js';
+import { defaultFailedScrape, failedScrapePolicies, parseBlackouts, parseStartup } from './faults.js';
 import { parseTrace, scenarios, type Scenario } from './scenarios.js';
 import { simulate, type SimOptions } from './simulate.js';
 import { summarize, summaryMarkdown, toCsv, type Summary } from './summary.js';
@@ -13,12 +15,21 @@ export const usage = `usage: npm run sim -- [options] [scale overrides]
   --trace file.csv    replay a trace of "second,rps" rows
   --out dir           where to write <name>.csv, <name>.svg, summary.{md,json} (default sim-results)
   --seed n            PRNG seed (default 1)
-  --startup-ms n      scale call to ready replica (default 500)
+  --startup-ms d      scale call to ready replica, ms, drawn per replica (default 500): "2000" (always),
+                      "1500..2500" (uniform), "p50=800,p99=2000" (log-normal with that median and p99)
   --service-ms n      mean service time (default 100)
   --service fixed|exp service time distribution (default fixed)
   --capacity n        requests one replica serves at once (default containerConcurrency, else 100 for the scenarios, 10 for a trace)
   --queue-depth n     gateway queue bound (default 10000)
   --decide-every-ms n how often the autoscaler decides (default 2000)
+  --gateways n        gateways, each with its own queue (--queue-depth each) and stats; the load is split evenly (default 1)
+  --restart-at s[,s]  restart the autoscaler at second s: its windows and decider state start empty
+  --blackout A..B[:g] every scrape (of gateway g only, from 1) at seconds A <= t < B fails; several comma-separated
+  --failed-scrape p   what a failed scrape contributes (default ${defaultFailedScrape}):
+${Object.entries(failedScrapePolicies).map(([k, v]) => `                        ${k}: ${v.description}`).join('\n')}
+  --node-capacity n   replicas the nodes hold; those beyond n never become ready (default unlimited)
+  --decider name      the autoscaler to run (default ${defaultDecider}, the only one so far; a new default will be named here):
+${Object.entries(deciders).map(([k, v]) => `                        ${k}: ${v.description}`).join('\n')}
 Any other --kebab-name value sets scale.kebabName in the function spec, e.g.
   --target 50 --stable-window 30s --metric rps --max 20 --panic-threshold-percent 300`;
 
@@ -34,6 +45,12 @@ const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperC
 function number(flag: string, v: string): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n)) throw bad(`${flag} needs a number (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+function whole(flag: string, v: string): number {
+  const n = number(flag, v);
+  if (!Number.isInteger(n) || n < 1) throw bad(`${flag} needs whole seconds >= 1 (got ${JSON.stringify(v)})`);
   return n;
 }
 
@@ -54,12 +71,35 @@ export async function parseArgs(argv: string[]): Promise<CliArgs> {
   };
   const options: CliArgs['options'] = { scale: {} };
   const numeric: [string, keyof SimOptions][] = [
-    ['seed', 'seed'], ['startup-ms', 'startupMs'], ['service-ms', 'serviceMs'], ['capacity', 'capacity'], ['queue-depth', 'queueDepth'],
-    ['decide-every-ms', 'decideEveryMs'],
+    ['seed', 'seed'], ['service-ms', 'serviceMs'], ['capacity', 'capacity'], ['queue-depth', 'queueDepth'],
+    ['decide-every-ms', 'decideEveryMs'], ['gateways', 'gateways'], ['node-capacity', 'nodeCapacity'],
   ];
   for (const [flag, key] of numeric) {
     const v = take(flag);
     if (v !== undefined) (options as Record<string, unknown>)[key] = number(`--${flag}`, v);
+  }
+  for (const flag of ['gateways', 'node-capacity'] as const) {
+    const v = (options as Record<string, unknown>)[camel(flag)] as number | undefined;
+    const min = flag === 'gateways' ? 1 : 0;
+    if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= (flag === 'gateways' ? 100 : 100_000))) {
+      throw bad(`--${flag} needs a whole number from ${min} to ${flag === 'gateways' ? 100 : 100_000} (got ${v})`);
+    }
+  }
+  const startup = take('startup-ms');
+  if (startup !== undefined) options.startup = parseStartup(startup);
+  const restart = take('restart-at');
+  if (restart !== undefined) options.restartAtS = restart.split(',').map((v) => whole('--restart-at', v));
+  const blackout = take('blackout');
+  if (blackout !== undefined) options.blackouts = parseBlackouts(blackout);
+  const failed = take('failed-scrape');
+  if (failed !== undefined) {
+    if (!failedScrapePolicies[failed]) throw bad(`--failed-scrape is one of ${Object.keys(failedScrapePolicies).join(', ')} (got ${JSON.stringify(failed)})`);
+    options.failedScrape = failed;
+  }
+  const decider = take('decider');
+  if (decider !== undefined) {
+    if (!deciders[decider]) throw bad(`--decider is one of ${Object.keys(deciders).join(', ')} (got ${JSON.stringify(decider)})`);
+    options.decider = decider;
   }
   const service = take('service');
   if (service !== undefined) {

@@ -1,24 +1,33 @@
-// The world the simulated autoscaler scales: the gateway's bounded FIFO queue in front of
-// replicas that each serve up to `capacity` requests at once, advanced in fixed time steps.
+// The world the simulated autoscaler scales: one or more gateways, each with its own bounded
+// FIFO queue and its own stats, in front of replicas that each serve up to `capacity` requests at
+// once, advanced in fixed time steps.
 //
 // Model, per step of `stepMs` (10 ms by default), in this order:
 //   1. requests whose service time is over leave their replica (served);
 //   2. replicas whose start-up is over become ready;
-//   3. new requests arrive (the caller draws them) and join the queue, or are rejected when it
-//      holds `queueDepth` already (Knative's activator: 10 000);
+//   3. new requests arrive at a gateway (the caller draws them) and join its queue, or are
+//      rejected (an overload 503) when it holds `queueDepth` already (Knative's activator: 10 000);
 //   4. queued requests go, oldest first, to the ready replica with the fewest in flight and a
-//      free slot (the gateway's pick: least in-flight, ties round-robin);
-//   5. the gateway's in-flight count (serving + queued) is constant until the next step, so
-//      adding it x stepMs gives the exact time-weighted mean the gateway reports per second.
+//      free slot (the gateway's pick: least in-flight, ties round-robin); with several gateways
+//      they take one request each in turn, the first gateway rotating from step to step;
+//   5. each gateway's in-flight count (serving + queued) is constant until the next step, so
+//      adding it x stepMs gives the exact time-weighted mean the gateway reports when scraped.
 // Service times are rounded to whole steps (at least one). A scale-up adds replicas that become
-// ready `startupMs` later; a scale-down removes starting replicas first, then the ready ones with
+// ready a start-up time (`startupMs()`, one draw per replica) after they are scheduled: at once,
+// or, beyond `nodeCapacity` replicas, when an older one is removed (never, if none is); a scale-down removes starting replicas first, then the ready ones with
 // the fewest requests in flight, at once: they take no new request but finish what they hold.
 
 export interface ClusterOptions {
   /** Requests one ready replica serves at once (its real capacity, not the autoscaler's target). */
   capacity: number;
-  /** From the scale call to a ready replica, ms. */
-  startupMs: number;
+  /** A start-up time, from scheduling to a ready replica, ms; one draw per replica (Infinity: never ready). */
+  startupMs: () => number;
+  /** Replicas the nodes can hold: those beyond it stay pending and never become ready. Default unlimited. */
+  nodeCapacity?: number;
+  /** Gateways, each with its own queue and stats; arrivals are split between them by the caller. Default 1. */
+  gateways?: number;
+  /** The initial replicas are ready at t = 0 (default); false: they start up like any other. */
+  warm?: boolean;
   /** Simulation step, ms. */
   stepMs: number;
   /** Requests the gateway holds while no replica has a free slot. */
@@ -26,9 +35,28 @@ export interface ClusterOptions {
 }
 
 interface Replica {
-  readyAt: number;
+  /** When it becomes ready; undefined while pending (not scheduled: no room on the nodes). */
+  readyAt: number | undefined;
   ready: boolean;
   inFlight: number;
+}
+
+/** A gateway's side: its queue, its requests at replicas, and what it reports when scraped. */
+interface Gateway {
+  /** Arrival times of queued requests, a ring buffer. */
+  queue: Float64Array;
+  head: number;
+  queued: number;
+  /** Its requests at replicas. */
+  inFlight: number;
+  /** Since the last successful scrape (ConcurrencyStats: a failed scrape never reads or resets it). */
+  scrape: { area: number; requests: number; since: number };
+}
+
+/** What one gateway reports when scraped: its mean in flight (queued included) and arrivals since the last scrape. */
+export interface GatewaySample {
+  concurrency: number;
+  requests: number;
 }
 
 /** One second of traffic as the gateway saw it. */
@@ -57,15 +85,13 @@ export class Cluster {
   desired: number;
   readonly totals: Totals = { arrived: 0, served: 0, rejected: 0, waitedOver1s: 0, maxWaitMs: 0, maxQueued: 0 };
   readonly #o: ClusterOptions;
-  /** Starting and ready replicas; removed ones are only referenced by their pending completions. */
+  /** Pending, starting and ready replicas; removed ones are only referenced by their pending completions. */
   #replicas: Replica[] = [];
-  /** Arrival times of queued requests, a ring buffer. */
-  readonly #queue: Float64Array;
-  #head = 0;
-  #queued = 0;
+  readonly #gateways: Gateway[];
+  #firstGateway = 0;
   #inFlight = 0;
-  /** Completion time (ms) -> the replica of each request that finishes then. */
-  readonly #completions = new Map<number, Replica[]>();
+  /** Completion time (ms) -> the replica and gateway of each request that finishes then. */
+  readonly #completions = new Map<number, { r: Replica; g: Gateway }[]>();
   /** Started requests by wait, in steps: waits[k] requests waited k steps. */
   readonly #waits: number[] = [];
   #rr = 0;
@@ -73,30 +99,52 @@ export class Cluster {
 
   constructor(options: ClusterOptions, initialReplicas: number) {
     this.#o = options;
-    this.#queue = new Float64Array(options.queueDepth);
+    const gateways = options.gateways ?? 1;
+    this.#gateways = Array.from({ length: gateways }, () => ({
+      queue: new Float64Array(options.queueDepth),
+      head: 0,
+      queued: 0,
+      inFlight: 0,
+      scrape: { area: 0, requests: 0, since: 0 },
+    }));
     this.desired = initialReplicas;
-    for (let i = 0; i < initialReplicas; i++) this.#replicas.push({ readyAt: 0, ready: true, inFlight: 0 });
+    const fit = options.warm === false ? 0 : Math.min(initialReplicas, options.nodeCapacity ?? Infinity);
+    for (let i = 0; i < initialReplicas; i++) {
+      this.#replicas.push(i < fit ? { readyAt: 0, ready: true, inFlight: 0 } : { readyAt: undefined, ready: false, inFlight: 0 });
+    }
+    this.#schedule(0);
+  }
+
+  get gateways(): number {
+    return this.#gateways.length;
   }
 
   get ready(): number {
     return this.#replicas.filter((r) => r.ready).length;
   }
+  /** Asked for and not ready: starting, pending for room on the nodes, or never to be ready. */
   get starting(): number {
     return this.#replicas.length - this.ready;
+  }
+  /** Of `starting`, those the nodes have no room for. */
+  get pending(): number {
+    return this.#replicas.filter((r) => r.readyAt === undefined).length;
   }
   /** Requests at replicas, draining ones included. */
   get inFlight(): number {
     return this.#inFlight;
   }
   get queued(): number {
-    return this.#queued;
+    return this.#gateways.reduce((a, g) => a + g.queued, 0);
   }
 
   /** What the scale call does: start or remove replicas to have `n`. */
   scaleTo(n: number, now: number): void {
     this.desired = n;
     while (this.#replicas.length < n) {
-      this.#replicas.push({ readyAt: now + this.#o.startupMs, ready: this.#o.startupMs <= 0, inFlight: 0 });
+      const r: Replica = { readyAt: undefined, ready: false, inFlight: 0 };
+      this.#replicas.push(r);
+      this.#schedule(now);
     }
     if (this.#replicas.length > n) {
       // Keep the ready replicas with the most work; starting ones go first (newest first).
@@ -106,33 +154,52 @@ export class Cluster {
         .slice(0, n)
         .sort((a, b) => a.i - b.i);
       this.#replicas = keep.map((x) => x.r);
+      this.#schedule(now);
+    }
+  }
+
+  /** Pending replicas take the room the nodes have, oldest first; their start-up runs from now. */
+  #schedule(now: number): void {
+    let room = (this.#o.nodeCapacity ?? Infinity) - this.#replicas.filter((r) => r.readyAt !== undefined).length;
+    for (const r of this.#replicas) {
+      if (room <= 0) break;
+      if (r.readyAt !== undefined) continue;
+      const startup = this.#o.startupMs();
+      r.readyAt = now + startup;
+      r.ready = startup <= 0;
+      room--;
     }
   }
 
   /** Steps 1 and 2: completions and readiness due at `t`. */
   advance(t: number): void {
-    for (const r of this.#completions.get(t) ?? []) {
+    for (const { r, g } of this.#completions.get(t) ?? []) {
       r.inFlight--;
+      g.inFlight--;
       this.#inFlight--;
       this.#sec.served++;
       this.totals.served++;
     }
     this.#completions.delete(t);
-    for (const r of this.#replicas) if (!r.ready && r.readyAt <= t) r.ready = true;
+    for (const r of this.#replicas) if (!r.ready && r.readyAt !== undefined && r.readyAt <= t) r.ready = true;
   }
 
-  /** Step 3: `n` requests arrive at `t`. True when one of them found no ready replica (cold). */
-  arrive(t: number, n: number): boolean {
+  /** Step 3: `n` requests arrive at `t` at gateway `gateway`. True when one of them found no ready replica (cold). */
+  arrive(t: number, n: number, gateway = 0): boolean {
+    const g = this.#gateways[gateway];
+    if (!g) throw new RangeError(`no gateway ${gateway}`);
     for (let i = 0; i < n; i++) {
       this.totals.arrived++;
       this.#sec.arrived++;
-      if (this.#queued >= this.#queue.length) {
+      // The gateway counts a request before queueing it: rejected ones too.
+      g.scrape.requests++;
+      if (g.queued >= g.queue.length) {
         this.totals.rejected++;
         this.#sec.rejected++;
         continue;
       }
-      this.#queue[(this.#head + this.#queued) % this.#queue.length] = t;
-      this.#queued++;
+      g.queue[(g.head + g.queued) % g.queue.length] = t;
+      g.queued++;
     }
     return n > 0 && !this.#replicas.some((r) => r.ready);
   }
@@ -140,27 +207,49 @@ export class Cluster {
   /** Steps 4 and 5: start queued requests where there is room, then account for the step. */
   dispatch(t: number, serviceMs: () => number): void {
     const step = this.#o.stepMs;
-    while (this.#queued > 0) {
+    const gs = this.#gateways;
+    let waiting = this.queued;
+    for (let turn = 0; waiting > 0; turn++) {
+      const g = gs[(this.#firstGateway + turn) % gs.length]!;
+      if (g.queued === 0) continue;
       const r = this.#pick();
       if (!r) break;
-      const arrivedAt = this.#queue[this.#head]!;
-      this.#head = (this.#head + 1) % this.#queue.length;
-      this.#queued--;
+      const arrivedAt = g.queue[g.head]!;
+      g.head = (g.head + 1) % g.queue.length;
+      g.queued--;
+      waiting--;
       const wait = t - arrivedAt;
       const k = Math.round(wait / step);
       this.#waits[k] = (this.#waits[k] ?? 0) + 1;
       if (wait > 1000) this.totals.waitedOver1s++;
       this.totals.maxWaitMs = Math.max(this.totals.maxWaitMs, wait);
       r.inFlight++;
+      g.inFlight++;
       this.#inFlight++;
       const done = t + Math.max(1, Math.round(serviceMs() / step)) * step;
       const list = this.#completions.get(done);
-      if (list) list.push(r);
-      else this.#completions.set(done, [r]);
+      if (list) list.push({ r, g });
+      else this.#completions.set(done, [{ r, g }]);
     }
+    this.#firstGateway = (this.#firstGateway + 1) % gs.length;
+    const queued = this.queued;
     this.#sec.inFlightArea += this.#inFlight * step;
-    this.#sec.queuedArea += this.#queued * step;
-    this.totals.maxQueued = Math.max(this.totals.maxQueued, this.#queued);
+    this.#sec.queuedArea += queued * step;
+    for (const g of gs) g.scrape.area += (g.inFlight + g.queued) * step;
+    this.totals.maxQueued = Math.max(this.totals.maxQueued, queued);
+  }
+
+  /**
+   * A successful scrape of gateway `gateway` at `now`: the mean in flight (queued included) and
+   * the arrivals since its last successful scrape, which this resets (as ConcurrencyStats.collect).
+   */
+  scrape(gateway: number, now: number): GatewaySample {
+    const g = this.#gateways[gateway];
+    if (!g) throw new RangeError(`no gateway ${gateway}`);
+    const span = now - g.scrape.since;
+    const sample = { concurrency: span > 0 ? g.scrape.area / span : g.inFlight + g.queued, requests: g.scrape.requests };
+    g.scrape = { area: 0, requests: 0, since: now };
+    return sample;
   }
 
   /** The last `ms` of traffic, and a fresh start for the next interval. */
@@ -173,7 +262,9 @@ export class Cluster {
   /** Requests still queued at `t` that have waited more than 1 s already. */
   waitingOver1s(t: number): number {
     let n = 0;
-    for (let i = 0; i < this.#queued; i++) if (t - this.#queue[(this.#head + i) % this.#queue.length]! > 1000) n++;
+    for (const g of this.#gateways) {
+      for (let i = 0; i < g.queued; i++) if (t - g.queue[(g.head + i) % g.queue.length]! > 1000) n++;
+    }
     return n;
   }
 

@@ -11,6 +11,12 @@ export interface Scenario {
   rate(t: number): number;
   /** Requests one replica serves at once, when neither --capacity nor containerConcurrency says. */
   capacity?: number;
+  /** Replicas at t = 0 (default: the spec's max(min, initial), deployed and warm). */
+  initialReplicas?: number;
+  /** Replicas never become ready (a readiness probe that never passes). */
+  neverReady?: boolean;
+  /** Scale fields of the function spec for this scenario; the command line's win. */
+  scale?: Record<string, unknown>;
 }
 
 /**
@@ -56,6 +62,37 @@ export const scenarios: Record<string, Scenario> = {
     durationS: 705,
     rate: (t) => (t >= 10 && t < 40 ? 1000 : t >= 640 && t < 645 ? 2 : 0),
     capacity: 100,
+  },
+  steady: {
+    name: 'steady',
+    description: '3000 req/s throughout, from 5 warm replicas (what it needs): a baseline for --blackout',
+    durationS: 400,
+    rate: () => 3000,
+    capacity: 100,
+    initialReplicas: 5,
+  },
+  alternating: {
+    name: 'alternating',
+    description: `${peak} req/s (8 replicas) and 0, alternating every 10 s: a baseline for --restart-at`,
+    durationS: 400,
+    rate: (t) => (Math.floor(t / 10) % 2 === 0 ? peak : 0),
+    capacity: 100,
+  },
+  'cold-burst': {
+    name: 'cold-burst',
+    description: 'at zero, then 3000 req/s (5 replicas) from 10 s for 2 min, then 0',
+    durationS: 250,
+    rate: (t) => (t >= 10 && t < 130 ? 3000 : 0),
+    capacity: 100,
+    initialReplicas: 0,
+  },
+  'never-ready': {
+    name: 'never-ready',
+    description: 'containerConcurrency 1, 20 req/s, and no replica ever becomes ready',
+    durationS: 600,
+    rate: () => 20,
+    neverReady: true,
+    scale: { containerConcurrency: 1 },
   },
 };
 

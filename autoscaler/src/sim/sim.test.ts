@@ -35,7 +35,7 @@ describe('simulator model', () => {
     // few seconds (allow 5); the panic window then stops seeing it, so the last over-threshold
     // decision is by then + the panic window; panic ends a stable window later, when the stable
     // window no longer holds the backlog either; one more decision interval to act.
-    const bound = (2 * r.options.decideEveryMs + r.options.startupMs + 5000 + s.panicWindowMs + s.stableWindowMs) / 1000;
+    const bound = (2 * r.options.decideEveryMs + 500 + 5000 + s.panicWindowMs + s.stableWindowMs) / 1000;
     const settled = r.rows.filter((row) => row.t >= stepAt + Math.ceil(bound));
     assert.ok(settled.length > 30, 'the run covers the settled period');
     for (const row of settled) assert.deepEqual([row.t, row.desired, row.ready], [row.t, 8, 8]);
@@ -65,7 +65,7 @@ describe('simulator model', () => {
 
   it('scales from zero on the first request (the poke): it waits for one start-up', async () => {
     // Idle from the start: zero once a stable window of data and the grace period have passed.
-    const r = await simulate(shape('cold', 130, (t) => (t >= 110 && t < 110.01 ? 100 : 0)), { startupMs: 500 });
+    const r = await simulate(shape('cold', 130, (t) => (t >= 110 && t < 110.01 ? 100 : 0)), { startup: { kind: 'fixed', ms: 500 } });
     assert.equal(r.rows.find((row) => row.t === 105)?.desired, 0, 'at zero before the request');
     assert.ok(r.totals.arrived >= 1 && r.totals.rejected === 0);
     assert.equal(r.totals.maxWaitMs, 500);

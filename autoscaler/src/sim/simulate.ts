@@ -1,21 +1,26 @@
 // Runs one scenario: the real Autoscaler loop (collect every 1 s, decide every 2 s, poke from
 // zero), with the real MetricWindow, decider and settings, against the Cluster model, in
-// simulated time. Deterministic for a given seed.
+// simulated time, with the failures asked for: several gateways, failed scrapes, an autoscaler
+// restart, too little room on the nodes, slow or never-ready start-ups. Deterministic for a seed.
 
-import { parseFunctionSpec, type FunctionSpec } from '@kubefn/platform';
-import { Autoscaler, type ScaleTarget, type StatsSource } from '../autoscaler.js';
+import { KubefnError, parseFunctionSpec, type FunctionSample, type FunctionSpec } from '@kubefn/platform';
+import type { ScaleTarget, StatsSource } from '../autoscaler.js';
 import { ManualClock } from '../clock.js';
 import type { ScaleSettings } from '../decider.js';
 import { settingsFromSpec } from '../settings.js';
 import { MetricWindow } from '../window.js';
+import { defaultDecider, deciders, type SimAutoscaler } from './deciders.js';
+import {
+  defaultFailedScrape, failedScrapePolicies, scrapeFails, ScrapeFailed, startupSampler, type Blackout, type Startup,
+} from './faults.js';
 import { Cluster, type SecondStats, type Totals } from './model.js';
 import { exponential, poissonArrivals, seededRandom } from './rng.js';
 import type { Scenario } from './scenarios.js';
 
 export interface SimOptions {
   seed: number;
-  /** From the scale call to a ready replica, ms. */
-  startupMs: number;
+  /** From scheduling (the scale call, when the nodes have room) to a ready replica, drawn per replica. */
+  startup: Startup;
   /** Mean service time of one request, ms. */
   serviceMs: number;
   /** `fixed`: every request takes serviceMs; `exp`: exponential with that mean. */
@@ -29,17 +34,34 @@ export interface SimOptions {
   stepMs: number;
   /** The function's `scale` overrides, validated by parseFunctionSpec like a fn.yaml. */
   scale: Record<string, unknown>;
+  /** Gateways: each gets an equal share of the arrivals (a Poisson split), has its own queue of queueDepth and its own stats. */
+  gateways: number;
+  /** Replicas the nodes hold; those beyond never become ready. Undefined: unlimited. */
+  nodeCapacity?: number;
+  /** Seconds at which the autoscaler restarts: its windows and decider state start empty. */
+  restartAtS: number[];
+  /** Failed scrapes. */
+  blackouts: Blackout[];
+  /** What a failed scrape contributes: a key of failedScrapePolicies. */
+  failedScrape: string;
+  /** The autoscaler: a key of deciders. */
+  decider: string;
 }
 
 export const defaultSimOptions: SimOptions = {
   seed: 1,
-  startupMs: 500,
+  startup: { kind: 'fixed', ms: 500 },
   serviceMs: 100,
   serviceDist: 'fixed',
   queueDepth: 10_000,
   decideEveryMs: 2000,
   stepMs: 10,
   scale: {},
+  gateways: 1,
+  restartAtS: [],
+  blackouts: [],
+  failedScrape: defaultFailedScrape,
+  decider: defaultDecider,
 };
 
 /** One second [t, t + 1) of traffic; replica counts as of its end, after that second's decision. */
@@ -50,8 +72,15 @@ export interface Row extends SecondStats {
   panic: number | undefined;
   desired: number;
   ready: number;
+  /** Asked for and not ready (starting, pending or never ready). */
   starting: number;
+  /** Of `starting`, those with no room on the nodes. */
+  pending: number;
   panicking: boolean;
+  /** Gateways whose scrape at the end of this second failed. */
+  failedScrapes: number;
+  /** The autoscaler restarted at the end of this second (before its collection). */
+  restarted: boolean;
   /** The scenario's rate averaged over the second: the load without Poisson noise. */
   expectedRps: number;
 }
@@ -95,39 +124,71 @@ export function biggestRise(expected: number[]): number {
 }
 
 export async function simulate(scenario: Scenario, options: Partial<SimOptions> = {}): Promise<SimResult> {
-  const o: SimOptions = { ...defaultSimOptions, ...options };
+  const o: SimOptions = { ...defaultSimOptions, ...options, scale: { ...scenario.scale, ...options.scale } };
   if (1000 % o.stepMs !== 0) throw new Error(`stepMs must divide 1000 (got ${o.stepMs})`);
+  const entry = deciders[o.decider];
+  if (!entry) throw badOption(`no decider ${JSON.stringify(o.decider)}; there are ${Object.keys(deciders).join(', ')}`);
+  const policy = failedScrapePolicies[o.failedScrape];
+  if (!policy) {
+    throw badOption(`no failed-scrape policy ${JSON.stringify(o.failedScrape)}; there are ${Object.keys(failedScrapePolicies).join(', ')}`);
+  }
+  if (!Number.isInteger(o.gateways) || o.gateways < 1 || o.gateways > 100) throw badOption(`gateways must be a whole number from 1 to 100 (got ${o.gateways})`);
+  for (const b of o.blackouts) {
+    if (b.gateway !== undefined && b.gateway > o.gateways) throw badOption(`blackout of gateway ${b.gateway}, but there are ${o.gateways} gateways`);
+  }
+  if (o.nodeCapacity !== undefined && !(Number.isInteger(o.nodeCapacity) && o.nodeCapacity >= 0)) {
+    throw badOption(`node capacity must be a whole number >= 0 (got ${o.nodeCapacity})`);
+  }
   const spec = parseFunctionSpec({ name: 'sim', scale: o.scale });
   const settings = settingsFromSpec(spec.scale);
   const cc = spec.scale.containerConcurrency ?? 0;
   const capacity = o.capacity ?? (cc > 0 ? cc : (scenario.capacity ?? 10));
   const random = seededRandom(o.seed);
   const serviceMs = o.serviceDist === 'exp' ? () => exponential(random, o.serviceMs) : () => o.serviceMs;
+  // Start-ups draw from their own stream, so a distribution does not shift the arrivals.
+  const drawStartup = startupSampler(o.startup, seededRandom(o.seed ^ 0x5bd1e995));
+  const startupMs = scenario.neverReady ? () => Infinity : drawStartup;
 
-  // Deployed and warm at t = 0, as the drivers start a function: max(min, initial) replicas.
+  // Deployed and warm at t = 0, as the drivers start a function: max(min, initial) replicas,
+  // unless the scenario starts at zero.
   const cluster = new Cluster(
-    { capacity, startupMs: o.startupMs, stepMs: o.stepMs, queueDepth: o.queueDepth },
-    Math.max(settings.minScale, spec.scale.initial ?? 1),
+    { capacity, startupMs, stepMs: o.stepMs, queueDepth: o.queueDepth, gateways: o.gateways, nodeCapacity: o.nodeCapacity, warm: !scenario.neverReady },
+    scenario.initialReplicas ?? Math.max(settings.minScale, spec.scale.initial ?? 1),
   );
   const clock = new ManualClock(0);
   const target: ScaleTarget = {
     list: async () => [{ spec, replicas: cluster.desired, readyReplicas: cluster.ready }],
     scale: async (_name, n) => cluster.scaleTo(n, clock.now()),
   };
-  // What the gateway's ConcurrencyStats reports: mean in flight including the queue, and
-  // requests counted on arrival (rejected ones too, as the gateway counts before queueing).
+  // What each gateway's ConcurrencyStats reports: mean in flight including its queue, and
+  // requests counted on arrival (rejected ones too, as the gateway counts before queueing),
+  // since its last successful scrape. A failed scrape contributes what the policy says.
   let second: SecondStats = { arrived: 0, served: 0, rejected: 0, inFlight: 0, queued: 0 };
+  let failedScrapes = 0;
+  const lastGood: (FunctionSample[] | undefined)[] = [];
   // The Autoscaler's windows are private and its Decision carries only the wants, so a mirror
-  // window fed the same samples gives the CSV's stable and panic columns.
-  const mirror = new MetricWindow(settings.stableWindowMs + 1000);
+  // window fed the same samples gives the CSV's stable and panic columns; a restart empties it.
+  let mirror = new MetricWindow(settings.stableWindowMs + 1000);
   const source: StatsSource = {
     collect: (now) => {
-      const concurrency = second.inFlight + second.queued;
-      mirror.add(now, concurrency, second.arrived);
-      return [{ name: 'sim', concurrency, requests: second.arrived }];
+      const samples: FunctionSample[] = [];
+      for (let g = 0; g < cluster.gateways; g++) {
+        if (scrapeFails(o.blackouts, g, now)) {
+          samples.push(...policy.contributes({ gateway: g, last: lastGood[g] }));
+          continue;
+        }
+        const got = [{ name: 'sim', ...cluster.scrape(g, now) }];
+        lastGood[g] = got;
+        samples.push(...got);
+      }
+      const sum = samples.reduce((a, x) => ({ c: a.c + x.concurrency, r: a.r + x.requests }), { c: 0, r: 0 });
+      mirror.add(now, sum.c, sum.r);
+      return samples;
     },
   };
-  const autoscaler = new Autoscaler({ target, sources: [source], clock, decideEveryMs: o.decideEveryMs });
+  const create = (): SimAutoscaler => entry.create({ target, sources: [source], clock, decideEveryMs: o.decideEveryMs });
+  let autoscaler = create();
+  const restarts = new Set(o.restartAtS.map((s) => s * 1000));
 
   const expected = expectedRates(scenario, o.stepMs);
   const riseAtS = biggestRise(expected);
@@ -138,7 +199,20 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   const tick = async (now: number) => {
     clock.set(now);
     second = cluster.takeSecond(1000);
-    await autoscaler.tick();
+    const restarted = restarts.has(now);
+    if (restarted) {
+      // A new process: empty windows, fresh decider state; it decides at its first collection.
+      autoscaler = create();
+      mirror = new MetricWindow(settings.stableWindowMs + 1000);
+    }
+    failedScrapes = 0;
+    for (let g = 0; g < cluster.gateways; g++) if (scrapeFails(o.blackouts, g, now)) failedScrapes++;
+    try {
+      await autoscaler.tick();
+    } catch (err) {
+      // A source that throws fails the whole tick; Autoscaler.start logs it and goes on.
+      if (!(err instanceof ScrapeFailed)) throw err;
+    }
     const s = now / 1000 - 1;
     rows.push({
       t: s,
@@ -148,7 +222,10 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       desired: cluster.desired,
       ready: cluster.ready,
       starting: cluster.starting,
+      pending: cluster.pending,
       panicking: autoscaler.lastDecision('sim')?.panicking ?? false,
+      failedScrapes,
+      restarted,
       expectedRps: expected[s] ?? 0,
     });
   };
@@ -161,7 +238,10 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     const s = Math.floor(t / 1000);
     // Capacity counts while there is load: a load that stops first never had it.
     if (capacityAtMs === undefined && s >= riseAtS && load(s) > 0 && cluster.ready * capacity >= load(s)) capacityAtMs = t;
-    const cold = cluster.arrive(t, poissonArrivals(random, scenario.rate(t / 1000) / 1000, o.stepMs));
+    // Each gateway gets an equal share: a split Poisson process is Poisson at the share's rate.
+    const share = scenario.rate(t / 1000) / 1000 / cluster.gateways;
+    let cold = false;
+    for (let g = 0; g < cluster.gateways; g++) cold = cluster.arrive(t, poissonArrivals(random, share, o.stepMs), g) || cold;
     // The gateway pokes when a request finds no ready replica; the poke only acts at zero.
     if (cold) await autoscaler.poke('sim');
     cluster.dispatch(t, serviceMs);
@@ -185,4 +265,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     riseAtS,
     capacityAtMs,
   };
+}
+
+function badOption(message: string): KubefnError {
+  return new KubefnError('BAD_REQUEST', message, { hint: 'see npm run sim -- --help' });
 }

@@ -26,7 +26,10 @@ export interface Summary {
   waitedOver1sPct: number;
   p99WaitMs: number;
   maxWaitMs: number;
+  /** Arrivals a gateway refused because its queue was full (503 QUEUE_FULL): the only rejection the model has. */
   rejected: number;
+  /** The same count under the name the table uses. */
+  overload503s: number;
   /** From the load stopping (a second with rate 0 after one with load) to no replica, s; null if never. */
   toZeroS: number | null;
 }
@@ -75,6 +78,7 @@ export function summarize(r: SimResult): Summary {
     p99WaitMs: totals.p99WaitMs,
     maxWaitMs: totals.maxWaitMs,
     rejected: totals.rejected,
+    overload503s: totals.rejected,
     toZeroS: timeToZero(rows),
   };
 }
@@ -104,7 +108,7 @@ export function summaryMarkdown(summaries: Summary[]): string {
     'waited > 1 s',
     'p99 wait',
     'max wait',
-    'rejected',
+    'overload 503s',
     'to zero',
   ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
@@ -120,7 +124,7 @@ export function summaryMarkdown(summaries: Summary[]): string {
       `${s.waitedOver1s} (${num(s.waitedOver1sPct, 2)} %)`,
       `${s.p99WaitMs} ms`,
       `${num(s.maxWaitMs)} ms`,
-      String(s.rejected),
+      String(s.overload503s),
       s.toZeroS === null ? '—' : `${s.toZeroS} s`,
     ];
     lines.push(`| ${cells.join(' | ')} |`);
@@ -130,7 +134,7 @@ export function summaryMarkdown(summaries: Summary[]): string {
 
 const columns = [
   't', 'offered_rps', 'served_rps', 'in_flight', 'queued', 'stable', 'panic',
-  'desired', 'ready', 'panicking', 'rejected', 'starting', 'expected_rps',
+  'desired', 'ready', 'panicking', 'rejected', 'starting', 'expected_rps', 'pending', 'failed_scrapes', 'restarted',
 ] as const;
 
 /** One row per second; means to 2 decimals, so the same seed gives byte-identical files. */
@@ -140,7 +144,8 @@ export function toCsv(rows: Row[]): string {
   for (const r of rows) {
     out.push(
       [r.t, r.arrived, r.served, f(r.inFlight), f(r.queued), f(r.stable), f(r.panic),
-        r.desired, r.ready, r.panicking ? 1 : 0, r.rejected, r.starting, f(r.expectedRps)].join(','),
+        r.desired, r.ready, r.panicking ? 1 : 0, r.rejected, r.starting, f(r.expectedRps), r.pending, r.failedScrapes,
+        r.restarted ? 1 : 0].join(','),
     );
   }
   return out.join('\n') + '\n';

@@ -1,6 +1,7 @@
 // A hand-written SVG chart of one run: load and queue on top, replicas below with panic shaded.
 
 import type { SimResult } from './simulate.js';
+import { describeStartup } from './faults.js';
 
 const W = 960;
 const left = 70;
@@ -82,7 +83,12 @@ export function chartSvg(r: SimResult): string {
   push(
     `<text x="${W / 2}" y="42" text-anchor="middle">${esc(
       `target ${target}/replica, stable ${s.stableWindowMs / 1000} s, panic ${s.panicWindowMs / 1000} s at ${Math.round(s.panicThreshold * 100)} %, ` +
-        `max ${s.maxScale || '∞'}; capacity ${r.capacity}/replica, start-up ${o.startupMs} ms, service ${o.serviceMs} ms ${o.serviceDist}, seed ${o.seed}`,
+        `max ${s.maxScale || '∞'}; capacity ${r.capacity}/replica, start-up ${describeStartup(o.startup)}, service ${o.serviceMs} ms ${o.serviceDist}, seed ${o.seed}` +
+        (o.gateways > 1 ? `; ${o.gateways} gateways` : '') +
+        (o.nodeCapacity !== undefined ? `; nodes hold ${o.nodeCapacity}` : '') +
+        (o.restartAtS.length ? `; restart at ${o.restartAtS.join(', ')} s` : '') +
+        (o.blackouts.length ? `; scrapes fail ${o.blackouts.map((b) => `${b.fromS}..${b.toS} s${b.gateway ? ` (gateway ${b.gateway})` : ''}`).join(', ')} (${o.failedScrape})` : '') +
+        (o.decider !== 'knative' ? `; decider ${o.decider}` : ''),
     )}</text>`,
   );
 
