@@ -7,7 +7,8 @@ import { Cluster } from './model.js';
 import { seededRandom } from './rng.js';
 import { scenarios, type Scenario } from './scenarios.js';
 import { simulate } from './simulate.js';
-import { summarize, summaryMarkdown } from './summary.js';
+import { summarize, summaryMarkdown, toCsv } from './summary.js';
+import { chartSvg } from './svg.js';
 
 const shape = (name: string, durationS: number, rate: (t: number) => number, extra: Partial<Scenario> = {}): Scenario => ({
   name,
@@ -207,5 +208,18 @@ describe('fault flags: effects', () => {
     const i = cells(head!).indexOf('overload 503s');
     assert.ok(i > 0);
     assert.ok(Number(cells(row!)[i]) > 100_000);
+  });
+
+  it('the chart marks failed scrapes and restarts; the CSV has their columns', async () => {
+    const r = await simulate(scenarios.steady!, { blackouts: parseBlackouts('100..250'), restartAtS: [300] });
+    const svg = chartSvg(r);
+    assert.equal((svg.match(/fill="#c9c9e8"/g) ?? []).length, 1, 'one band for the blackout');
+    assert.match(svg, /<text[^>]*>failed scrapes<\/text>/);
+    assert.match(svg, /<text[^>]*>autoscaler restart<\/text>/);
+    assert.doesNotMatch(svg, /NaN|undefined|Infinity/);
+    const csv = toCsv(r.rows).split('\n');
+    assert.equal(csv[0], 't,offered_rps,served_rps,in_flight,queued,stable,panic,desired,ready,panicking,rejected,starting,expected_rps,pending,failed_scrapes,restarted');
+    assert.match(csv.find((l) => l.startsWith('299,'))!, /,0,1$/);
+    assert.match(csv.find((l) => l.startsWith('150,'))!, /,1,0$/);
   });
 });

@@ -73,10 +73,11 @@ export const scenarios: Record<string, Scenario> = {
   },
   alternating: {
     name: 'alternating',
-    description: `${peak} req/s (8 replicas) and 0, alternating every 10 s: a baseline for --restart-at`,
+    description: `${peak} req/s (8 replicas) and 0, alternating every 10 s, from 8 warm replicas: a baseline for --restart-at`,
     durationS: 400,
     rate: (t) => (Math.floor(t / 10) % 2 === 0 ? peak : 0),
     capacity: 100,
+    initialReplicas: 8,
   },
   'cold-burst': {
     name: 'cold-burst',

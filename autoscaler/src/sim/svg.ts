@@ -101,16 +101,31 @@ export function chartSvg(r: SimResult): string {
   line(rows.map((row) => [x(row.t + 0.5), yQueue(row.queued)]), colours.queued);
 
   // Bottom: panic periods, desired and ready replicas.
-  legend(342, [['desired', colours.desired, '5 3'], ['ready', colours.ready], ['panic', '#f4c7c7']]);
+  const failing = rows.some((row) => row.failedScrapes > 0);
+  const restarts = rows.filter((row) => row.restarted);
+  legend(342, [
+    ['desired', colours.desired, '5 3'],
+    ['ready', colours.ready],
+    ['panic', '#f4c7c7'],
+    ...(failing ? [['failed scrapes', '#c9c9e8'] as [string, string]] : []),
+    ...(restarts.length ? [['autoscaler restart', '#000', '2 2'] as [string, string, string]] : []),
+  ]);
   const p = replicaPanel;
-  // One band per run of panicking seconds (adjacent per-second rects would leave hairline gaps).
-  for (let i = 0; i < rows.length; i++) {
-    if (!rows[i]!.panicking) continue;
-    let j = i;
-    while (rows[j + 1]?.panicking) j++;
-    push(`<rect x="${x(rows[i]!.t)}" y="${p.top}" width="${r1(x(rows[j]!.t + 1) - x(rows[i]!.t))}" height="${p.bottom - p.top}" fill="#f4c7c7"/>`);
-    i = j;
-  }
+  // One band per run of seconds (adjacent per-second rects would leave hairline gaps): panic,
+  // and failed scrapes in the lower half.
+  const bands = (on: (i: number) => boolean, top: number, fill: string) => {
+    for (let i = 0; i < rows.length; i++) {
+      if (!on(i)) continue;
+      let j = i;
+      while (j + 1 < rows.length && on(j + 1)) j++;
+      push(`<rect x="${x(rows[i]!.t)}" y="${top}" width="${r1(x(rows[j]!.t + 1) - x(rows[i]!.t))}" height="${r1(p.bottom - top)}" fill="${fill}"/>`);
+      i = j;
+    }
+  };
+  bands((i) => rows[i]!.panicking, p.top, '#f4c7c7');
+  bands((i) => rows[i]!.failedScrapes > 0, (p.top + p.bottom) / 2, '#c9c9e8');
+  // A restart takes effect at the end of its row's second.
+  for (const row of restarts) push(`<line x1="${x(row.t + 1)}" x2="${x(row.t + 1)}" y1="${p.top}" y2="${p.bottom}" stroke="#000" stroke-dasharray="2 2"/>`);
   frame(p);
   // 10 % headroom, so a line at the maximum does not hide in the frame.
   const yRep = axis(p, 1.1 * Math.max(1, ...rows.map((row) => Math.max(row.desired, row.ready))), 'left', 'replicas', '#333', true);
