@@ -24,8 +24,9 @@ export interface Summary {
   /** Started after more than 1 s in the queue, or still queued at the end after 1 s. */
   waitedOver1s: number;
   waitedOver1sPct: number;
-  p99WaitMs: number;
-  maxWaitMs: number;
+  /** Over the requests that started; null when none did. */
+  p99WaitMs: number | null;
+  maxWaitMs: number | null;
   /** Arrivals a gateway refused because its queue was full (503 QUEUE_FULL): the only rejection the model has. */
   rejected: number;
   /** The same count under the name the table uses. */
@@ -62,6 +63,7 @@ export function summarize(r: SimResult): Summary {
     under += Math.max(0, want - row.ready);
   }
   const waited = totals.waitedOver1s + totals.waitingOver1sAtEnd;
+  const started = totals.served + totals.inFlightAtEnd;
   return {
     scenario: r.scenario.name,
     riseAtS: r.riseAtS,
@@ -75,8 +77,8 @@ export function summarize(r: SimResult): Summary {
     arrived: totals.arrived,
     waitedOver1s: waited,
     waitedOver1sPct: totals.arrived > 0 ? (100 * waited) / totals.arrived : 0,
-    p99WaitMs: totals.p99WaitMs,
-    maxWaitMs: totals.maxWaitMs,
+    p99WaitMs: started > 0 ? totals.p99WaitMs : null,
+    maxWaitMs: started > 0 ? totals.maxWaitMs : null,
     rejected: totals.rejected,
     overload503s: totals.rejected,
     toZeroS: timeToZero(rows),
@@ -122,8 +124,8 @@ export function summaryMarkdown(summaries: Summary[]): string {
       `${s.overReplicaSeconds} / ${s.underReplicaSeconds}`,
       String(s.peakQueue),
       `${s.waitedOver1s} (${num(s.waitedOver1sPct, 2)} %)`,
-      `${s.p99WaitMs} ms`,
-      `${num(s.maxWaitMs)} ms`,
+      s.p99WaitMs === null ? '—' : `${s.p99WaitMs} ms`,
+      s.maxWaitMs === null ? '—' : `${num(s.maxWaitMs)} ms`,
       String(s.overload503s),
       s.toZeroS === null ? '—' : `${s.toZeroS} s`,
     ];
