@@ -104,8 +104,12 @@ export function scrapeFails(blackouts: readonly Blackout[], gateway: number, now
   return blackouts.some((b) => nowMs >= b.fromS * 1000 && nowMs < b.toS * 1000 && (b.gateway === undefined || b.gateway === gateway + 1));
 }
 
-/** Thrown by a stats source under the `error` policy, so the simulator tells it from a bug. */
-export class ScrapeFailed extends Error {}
+export const scrapeFailedCode = 'SCRAPE_FAILED';
+
+/** Thrown by a stats source under the `error` policy; its code tells it from a bug. */
+export class ScrapeFailed extends Error {
+  readonly code = scrapeFailedCode;
+}
 
 export interface FailedScrapePolicy {
   description: string;
