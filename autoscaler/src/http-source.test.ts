@@ -32,7 +32,9 @@ describe('HttpStatsSource', () => {
       onWarning: (m, f) => warnings.push(`${m} ${String(f?.gateway)}`),
     });
     const first = await source.collect();
-    assert.deepEqual(first, [
+    assert.equal(first.answered, 2, 'the dead gateway did not answer');
+    assert.equal(first.expected, 3);
+    assert.deepEqual(first.samples, [
       { name: 'hello', concurrency: 1.5, requests: 3 },
       { name: 'orders', concurrency: 0, requests: 0, pending: 42 },
       { name: 'hello', concurrency: 1.5, requests: 3 },
