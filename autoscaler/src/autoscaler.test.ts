@@ -258,7 +258,9 @@ describe('Autoscaler with stats that go missing', () => {
     const gateway = await fakeGateway(() => (failing ? 'fail' : [{ name: 'steady', concurrency: 350, requests: 3000 }]));
     try {
       const source = new HttpStatsSource({ peers: () => [{ id: 'gw', url: gateway.url }], token: 't' });
-      const autoscaler = new Autoscaler({ target, sources: [source], clock });
+      const warnings: string[] = [];
+      const logger = { info: () => {}, warn: (msg: string) => void warnings.push(msg) };
+      const autoscaler = new Autoscaler({ target, sources: [source], clock, logger });
       const seen: number[] = [];
       for (let s = 1; s <= 400; s++) {
         failing = s > 100 && s <= 250;
@@ -267,6 +269,7 @@ describe('Autoscaler with stats that go missing', () => {
         seen.push(target.functions.get('steady')!.replicas);
       }
       assert.ok(seen.every((n) => n === 5), `replicas stayed 5: ${[...new Set(seen)].join(', ')}`);
+      assert.equal(warnings.filter((m) => m.startsWith('holding the scale')).length, 1, 'said once why it held');
     } finally {
       await gateway.close();
     }

@@ -173,7 +173,7 @@ export class Autoscaler {
       const resumed: string[] = [];
       await Promise.all(functions.map((fn) => this.#decideAndScale(fn, now, held, resumed)));
       if (held.length > 0) {
-        this.#log?.warn('holding the scale: stats cover less than half of the panic window, so no scale-down until they come back', {
+        this.#log?.warn('holding the scale: stats cover less than half of the panic window (failed or missing scrapes), so no scale-down until they come back', {
           functions: held.slice(0, maxNamesLogged),
           count: held.length,
           gateways: { answered, expected },

@@ -71,7 +71,7 @@ export interface Decision {
   panicWant?: number;
   /** Replicas the pending messages want, before rate limits and min/max. */
   pendingWant?: number;
-  /** True when too little of the panic window had data to scale down (see `coverage`). */
+  /** True when the scale holds for want of data: none in a window, or too little (see `coverage`). */
   holding?: boolean;
 }
 
@@ -100,7 +100,7 @@ export function decide(
   now: number,
 ): { decision: Decision; state: DeciderState } {
   if (input.stableValue === undefined || input.panicValue === undefined) {
-    return { decision: { desired: undefined, panicking: state.panicSince !== undefined }, state };
+    return { decision: { desired: undefined, panicking: state.panicSince !== undefined, holding: true }, state };
   }
   const ready = Math.max(1, input.readyReplicas);
   const maxUp = Math.ceil(s.maxScaleUpRate * ready);
