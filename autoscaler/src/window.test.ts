@@ -138,7 +138,10 @@ describe('MetricWindow ring and running sums', () => {
 
   it('tells known seconds from unknown ones: coverage of a window', () => {
     const w = new MetricWindow(60_000);
-    for (const s of [1, 2, 3, 7, 8, 10]) w.add(s * 1000, 1, 1);
+    assert.equal(w.coverage(1000, 6000), 0, 'no data yet');
+    w.add(1000, 1, 1);
+    assert.equal(w.coverage(1000, 6000), 1, 'the seconds before the first are not missing');
+    for (const s of [2, 3, 7, 8, 10]) w.add(s * 1000, 1, 1);
     assert.equal(w.knownSeconds(10_000, 6000), 3, '7, 8 and 10 of 5..10');
     assert.equal(w.coverage(10_000, 6000), 0.5);
     assert.equal(w.coverage(20_000, 6000), 0, 'nothing since 10 s');

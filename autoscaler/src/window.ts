@@ -147,9 +147,15 @@ export class MetricWindow {
     return span ? this.#knownBetween(span.lo, span.hi) : 0;
   }
 
-  /** The share (0..1) of the seconds in (now - windowMs, now] that are known. */
+  /**
+   * The share (0..1) of the seconds in (now - windowMs, now] that are known, counting from the
+   * first known second: a window that began 2 s ago with 2 known seconds is fully covered, as
+   * the seconds before its history are not missing data. 0 before any sample.
+   */
   coverage(now: number, windowMs: number): number {
-    const seconds = Math.floor(now / 1000) - (Math.floor((now - windowMs) / 1000) + 1) + 1;
+    if (this.#firstKnownMs === undefined) return 0;
+    const from = Math.max(Math.floor((now - windowMs) / 1000) + 1, this.#firstKnownMs / 1000);
+    const seconds = Math.floor(now / 1000) - from + 1;
     return seconds > 0 ? Math.min(1, this.knownSeconds(now, windowMs) / seconds) : 0;
   }
 
