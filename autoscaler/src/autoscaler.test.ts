@@ -317,4 +317,20 @@ describe('Autoscaler with stats that go missing', () => {
     // Then the normal rule: out of panic, down to 2 (6 -> 3 -> 2 by the scale-down rate).
     assert.equal(seen.at(-1), 2);
   });
+
+  it('only the functions running when it starts begin in panic: one deployed later starts as usual', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add(spec, 6);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['steady', 'later'], 140, 1000)], clock });
+    clock.advance(1000);
+    await autoscaler.tick();
+    assert.equal(autoscaler.lastDecision('steady')?.panicking, true);
+    target.add({ name: 'later', scale: { min: 0, max: 50 } }, 6);
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.equal(autoscaler.lastDecision('later')?.panicking, false);
+    assert.equal(target.functions.get('later')!.replicas, 3, 'down by the rate limit at once');
+    assert.equal(target.functions.get('steady')!.replicas, 6);
+  });
 });

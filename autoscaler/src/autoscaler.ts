@@ -101,6 +101,8 @@ export class Autoscaler {
   #timer: NodeJS.Timeout | undefined;
   #lastDecideAt = 0;
   #ticking: Promise<void> | undefined;
+  /** No tick yet: the functions the first tick finds were running before this autoscaler. */
+  #starting = true;
   /** Sources whose collect threw last time, so a lasting failure is logged once. */
   readonly #throwing = new Set<StatsSource>();
 
@@ -159,7 +161,7 @@ export class Autoscaler {
     const live = new Set<string>();
     for (const fn of functions) {
       live.add(fn.spec.name);
-      const t = this.#trackedFor(fn, now);
+      const t = this.#trackedFor(fn, now, this.#starting);
       if (!known) continue;
       const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0, pending: undefined };
       // The sample covers the interval ending now; it is filed under the current second, so a
@@ -167,6 +169,7 @@ export class Autoscaler {
       t.window.add(now, s.concurrency * share, s.requests * share, s.pending);
     }
     for (const name of this.#tracked.keys()) if (!live.has(name)) this.#tracked.delete(name);
+    this.#starting = false;
     if (now - this.#lastDecideAt >= this.#decideEveryMs) {
       this.#lastDecideAt = now;
       const held: string[] = [];
@@ -225,15 +228,17 @@ export class Autoscaler {
   }
 
   /**
-   * The history of `fn`, new when first seen (or created again under its name). A function found
-   * with more than one ready replica starts in panic at that count, as Knative starts a restarted
-   * autoscaler: it has no history yet, and its first seconds of data must not scale it down.
+   * The history of `fn`, new when first seen (or created again under its name). With `found`
+   * (the first tick of this autoscaler: a restart, or a start beside functions already running),
+   * a function with more than one ready replica starts in panic at that count, as Knative starts
+   * a restarted autoscaler: it has no history yet, and its first seconds of data must not scale
+   * it down. A function deployed later starts as usual.
    */
-  #trackedFor(fn: ScaledFunction, now: number): Tracked {
+  #trackedFor(fn: ScaledFunction, now: number, found = false): Tracked {
     let t = this.#tracked.get(fn.spec.name);
     if (!t || t.createdAt !== fn.createdAt) {
       const settings = settingsFromSpec(fn.spec.scale, this.#config);
-      const restartPanic = fn.readyReplicas > 1;
+      const restartPanic = found && fn.readyReplicas > 1;
       const state = initialDeciderState();
       if (restartPanic) {
         state.panicSince = now;
