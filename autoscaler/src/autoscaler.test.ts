@@ -318,6 +318,29 @@ describe('Autoscaler with stats that go missing', () => {
     assert.equal(seen.at(-1), 2);
   });
 
+  it('a source that throws is a gateway that did not answer: no data, the scale holds', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'steady', scale: { min: 0, max: 50 } }, 1);
+    let throwing = false;
+    const warnings: string[] = [];
+    const source = {
+      collect: (): FunctionSample[] => {
+        if (throwing) throw new Error('gateway gone');
+        return [{ name: 'steady', concurrency: 350, requests: 3000 }];
+      },
+    };
+    const autoscaler = new Autoscaler({ target, sources: [source], clock, logger: { info: () => {}, warn: (m) => void warnings.push(m) } });
+    for (let s = 1; s <= 200; s++) {
+      throwing = s > 20;
+      clock.advance(1000);
+      await autoscaler.tick();
+    }
+    assert.equal(target.functions.get('steady')!.replicas, 5);
+    assert.equal(autoscaler.lastDecision('steady')?.holding, true);
+    assert.equal(warnings.filter((m) => m.startsWith('collecting stats failed')).length, 1);
+  });
+
   it('only the functions running when it starts begin in panic: one deployed later starts as usual', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();

@@ -46,6 +46,26 @@ describe('HttpStatsSource', () => {
     assert.ok(seen.every((h) => h === 'Bearer s3cret'));
   });
 
+  it('counts a gateway slower than the timeout as not answered', async () => {
+    const slow = createServer((_req, res) => void setTimeout(() => res.writeHead(200).end('{"samples":[]}'), 2000).unref());
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const source = new HttpStatsSource({
+        peers: () => [
+          { id: 'a', url },
+          { id: 'slow', url: `http://127.0.0.1:${(slow.address() as AddressInfo).port}` },
+        ],
+        token: 't',
+        timeoutMs: 200,
+      });
+      const c = await source.collect();
+      assert.deepEqual([c.answered, c.expected, c.samples.length], [1, 2, 2]);
+    } finally {
+      slow.closeAllConnections();
+      await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
+  });
+
   it('refuses replies that are not samples', () => {
     assert.throws(() => parseSamples({}, 10), /no samples/);
     assert.throws(() => parseSamples({ samples: [{ name: 'x', concurrency: -1, requests: 0 }] }, 10), /sample 0/);
