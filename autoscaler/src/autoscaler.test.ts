@@ -2,11 +2,14 @@
 // function scales on, when it decides, and the scale from zero on a poke.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
 import { Autoscaler, type FunctionSample, type ScaledFunction, type ScaleTarget } from './autoscaler.js';
 import { ManualClock } from './clock.js';
 import { defaultAutoscalerConfig } from './config.js';
+import { HttpStatsSource } from './http-source.js';
 
 /** A driver stand-in that records scale calls and reports every replica ready at once. */
 class RecordingTarget implements ScaleTarget {
@@ -102,7 +105,8 @@ describe('Autoscaler', () => {
     target.add({ name: 'floor', scale: { min: 2, max: 5 } }, 0);
     // Scaled by hand below its floor, the one replica not ready yet: a request finds none ready.
     target.functions.set('floor', { ...target.functions.get('floor')!, replicas: 1, readyReplicas: 0 });
-    const autoscaler = new Autoscaler({ target, sources: [], clock });
+    // One gateway that answers with no traffic (without any gateway, no second is known).
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [] }], clock });
     await autoscaler.poke('floor');
     assert.deepEqual(target.calls, [], 'a poke only scales from zero, and never down');
     clock.advance(2000);
@@ -225,5 +229,131 @@ describe('Autoscaler', () => {
       assert.equal(zeroAt.get('plain'), 91);
       assert.equal(zeroAt.get('drained'), 91, 'pending read as 0 is idle, as no traffic is');
     });
+  });
+});
+
+/** A gateway's GET /system/stats on a local port: `answer` says whether it answers, and what. */
+async function fakeGateway(samples: () => FunctionSample[] | 'fail'): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const s = samples();
+    if (s === 'fail') return void res.writeHead(503).end('overloaded');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ samples: s }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('Autoscaler with stats that go missing', () => {
+  // 350 in flight at target 70: 5 replicas.
+  const spec = { name: 'steady', scale: { min: 0, max: 50 } };
+
+  it('keeps the replicas through 150 s of failed scrapes at steady load', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add(spec, 5);
+    let failing = false;
+    const gateway = await fakeGateway(() => (failing ? 'fail' : [{ name: 'steady', concurrency: 350, requests: 3000 }]));
+    try {
+      const source = new HttpStatsSource({ peers: () => [{ id: 'gw', url: gateway.url }], token: 't' });
+      const warnings: string[] = [];
+      const logger = { info: () => {}, warn: (msg: string) => void warnings.push(msg) };
+      const autoscaler = new Autoscaler({ target, sources: [source], clock, logger });
+      const seen: number[] = [];
+      for (let s = 1; s <= 400; s++) {
+        failing = s > 100 && s <= 250;
+        clock.advance(1000);
+        await autoscaler.tick();
+        seen.push(target.functions.get('steady')!.replicas);
+      }
+      assert.ok(seen.every((n) => n === 5), `replicas stayed 5: ${[...new Set(seen)].join(', ')}`);
+      assert.equal(warnings.filter((m) => m.startsWith('holding the scale')).length, 1, 'said once why it held');
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('scales on the gateways that answer when one of two fails: within 1 of the right count', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add(spec, 5);
+    let failing = false;
+    // Each gateway carries half of 700 in flight: 10 replicas at target 70.
+    const half = () => [{ name: 'steady', concurrency: 350, requests: 1500 }];
+    const a = await fakeGateway(half);
+    const b = await fakeGateway(() => (failing ? 'fail' : half()));
+    try {
+      const source = new HttpStatsSource({ peers: () => [{ id: 'a', url: a.url }, { id: 'b', url: b.url }], token: 't' });
+      const autoscaler = new Autoscaler({ target, sources: [source], clock });
+      const seen: number[] = [];
+      for (let s = 1; s <= 400; s++) {
+        failing = s > 100;
+        clock.advance(1000);
+        await autoscaler.tick();
+        if (s > 30) seen.push(target.functions.get('steady')!.replicas);
+      }
+      assert.ok(seen.every((n) => n >= 9 && n <= 11), `replicas stayed in 9..11: ${[...new Set(seen)].join(', ')}`);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a new Autoscaler does not scale a loaded function below its ready count on its first seconds of data', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    // 6 replicas ready; the load has just dropped to what 2 need (140 in flight at target 70).
+    target.add(spec, 6);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['steady'], 140, 1000)], clock });
+    const seen: number[] = [];
+    for (let s = 1; s <= 200; s++) {
+      clock.advance(1000);
+      await autoscaler.tick();
+      seen.push(target.functions.get('steady')!.replicas);
+    }
+    assert.ok(seen.slice(0, 59).every((n) => n === 6), `held 6 for a stable window: ${seen.slice(0, 59).join(' ')}`);
+    // Then the normal rule: out of panic, down to 2 (6 -> 3 -> 2 by the scale-down rate).
+    assert.equal(seen.at(-1), 2);
+  });
+
+  it('a source that throws is a gateway that did not answer: no data, the scale holds', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'steady', scale: { min: 0, max: 50 } }, 1);
+    let throwing = false;
+    const warnings: string[] = [];
+    const source = {
+      collect: (): FunctionSample[] => {
+        if (throwing) throw new Error('gateway gone');
+        return [{ name: 'steady', concurrency: 350, requests: 3000 }];
+      },
+    };
+    const autoscaler = new Autoscaler({ target, sources: [source], clock, logger: { info: () => {}, warn: (m) => void warnings.push(m) } });
+    for (let s = 1; s <= 200; s++) {
+      throwing = s > 20;
+      clock.advance(1000);
+      await autoscaler.tick();
+    }
+    assert.equal(target.functions.get('steady')!.replicas, 5);
+    assert.equal(autoscaler.lastDecision('steady')?.holding, true);
+    assert.equal(warnings.filter((m) => m.startsWith('collecting stats failed')).length, 1);
+  });
+
+  it('only the functions running when it starts begin in panic: one deployed later starts as usual', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add(spec, 6);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['steady', 'later'], 140, 1000)], clock });
+    clock.advance(1000);
+    await autoscaler.tick();
+    assert.equal(autoscaler.lastDecision('steady')?.panicking, true);
+    target.add({ name: 'later', scale: { min: 0, max: 50 } }, 6);
+    clock.advance(2000);
+    await autoscaler.tick();
+    assert.equal(autoscaler.lastDecision('later')?.panicking, false);
+    assert.equal(target.functions.get('later')!.replicas, 3, 'down by the rate limit at once');
+    assert.equal(target.functions.get('steady')!.replicas, 6);
   });
 });

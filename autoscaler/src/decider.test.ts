@@ -339,3 +339,24 @@ describe('decide over a metric window', () => {
     assert.equal(zeroAt, 110_000);
   });
 });
+
+describe('decide with little data', () => {
+  const settings: ScaleSettings = { ...base, targetPerReplica: 70 };
+
+  it('under half coverage of the panic window holds the scale: no scale-down, no zero', () => {
+    const input = { stableValue: 0, panicValue: 0, readyReplicas: 5, currentReplicas: 5, coverage: 2 / 6 };
+    const { decision, state } = decide(initialDeciderState(), input, settings, 100_000);
+    assert.equal(decision.desired, 5);
+    assert.equal(decision.holding, true);
+    assert.equal(state.zeroSince, undefined, 'the grace period does not run on a gap');
+    const full = decide(initialDeciderState(), { ...input, coverage: 1 }, settings, 100_000).decision;
+    assert.equal(full.desired, 2, 'with the data, down by the rate limit (5 -> 2)');
+    assert.equal(full.holding, undefined);
+  });
+
+  it('under half coverage still scales up on the data there is', () => {
+    const input = { stableValue: 700, panicValue: 700, readyReplicas: 5, currentReplicas: 5, coverage: 1 / 6 };
+    const { decision } = decide(initialDeciderState(), input, settings, 100_000);
+    assert.equal(decision.desired, 10);
+  });
+});

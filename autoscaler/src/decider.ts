@@ -40,7 +40,16 @@ export interface DeciderInput {
    * stable window (Knative: the revision must have been observed that long). Default: long enough.
    */
   observedMs?: number;
+  /**
+   * The share (0..1) of the panic window's seconds with data (a second in which no gateway
+   * answered is unknown). Under `minCoverage` the decision holds the current scale: it may go up
+   * on the data there is, never down, and never to zero. Default 1.
+   */
+  coverage?: number;
 }
+
+/** Below this share of known seconds in the panic window, the decision only holds or scales up. */
+export const minCoverage = 0.5;
 
 export interface DeciderState {
   /** When the load last was over the panic threshold; undefined when not panicking. */
@@ -62,6 +71,8 @@ export interface Decision {
   panicWant?: number;
   /** Replicas the pending messages want, before rate limits and min/max. */
   pendingWant?: number;
+  /** True when the scale holds for want of data: none in a window, or too little (see `coverage`). */
+  holding?: boolean;
 }
 
 export const initialDeciderState = (): DeciderState => ({
@@ -89,7 +100,7 @@ export function decide(
   now: number,
 ): { decision: Decision; state: DeciderState } {
   if (input.stableValue === undefined || input.panicValue === undefined) {
-    return { decision: { desired: undefined, panicking: state.panicSince !== undefined }, state };
+    return { decision: { desired: undefined, panicking: state.panicSince !== undefined, holding: true }, state };
   }
   const ready = Math.max(1, input.readyReplicas);
   const maxUp = Math.ceil(s.maxScaleUpRate * ready);
@@ -124,6 +135,18 @@ export function decide(
 
   want = Math.max(want, s.minScale);
   if (s.maxScale > 0) want = Math.min(want, s.maxScale);
+
+  // Too little data to trust a lower number: hold (or go up). The scale-down delay and the grace
+  // period do not run on it either, so a gap in the data does not count towards going down.
+  if ((input.coverage ?? 1) < minCoverage) {
+    let desired = Math.max(want, input.currentReplicas);
+    if (s.maxScale > 0) desired = Math.min(desired, Math.max(want, s.maxScale));
+    const panicking = panicSince !== undefined;
+    return {
+      decision: { desired, panicking, stableWant, panicWant, pendingWant, holding: true },
+      state: { panicSince, maxPanicReplicas: panicking ? Math.max(maxPanicReplicas, desired) : 0, recent: state.recent, zeroSince: state.zeroSince },
+    };
+  }
 
   // To zero only after a whole stable window of data and then the grace period; until then keep
   // the last replica. A message waiting anywhere in the stable window makes pendingWant >= 1, so

@@ -32,7 +32,9 @@ describe('HttpStatsSource', () => {
       onWarning: (m, f) => warnings.push(`${m} ${String(f?.gateway)}`),
     });
     const first = await source.collect();
-    assert.deepEqual(first, [
+    assert.equal(first.answered, 2, 'the dead gateway did not answer');
+    assert.equal(first.expected, 3);
+    assert.deepEqual(first.samples, [
       { name: 'hello', concurrency: 1.5, requests: 3 },
       { name: 'orders', concurrency: 0, requests: 0, pending: 42 },
       { name: 'hello', concurrency: 1.5, requests: 3 },
@@ -42,6 +44,26 @@ describe('HttpStatsSource', () => {
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /dead$/);
     assert.ok(seen.every((h) => h === 'Bearer s3cret'));
+  });
+
+  it('counts a gateway slower than the timeout as not answered', async () => {
+    const slow = createServer((_req, res) => void setTimeout(() => res.writeHead(200).end('{"samples":[]}'), 2000).unref());
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const source = new HttpStatsSource({
+        peers: () => [
+          { id: 'a', url },
+          { id: 'slow', url: `http://127.0.0.1:${(slow.address() as AddressInfo).port}` },
+        ],
+        token: 't',
+        timeoutMs: 200,
+      });
+      const c = await source.collect();
+      assert.deepEqual([c.answered, c.expected, c.samples.length], [1, 2, 2]);
+    } finally {
+      slow.closeAllConnections();
+      await new Promise<void>((resolve) => slow.close(() => resolve()));
+    }
   });
 
   it('refuses replies that are not samples', () => {

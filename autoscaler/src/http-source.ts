@@ -1,7 +1,7 @@
 // Stats scraped over HTTP: in a cluster the autoscaler reads GET /system/stats of every gateway
 // replica each second (the gateways it is given by whoever tracks them, e.g. EndpointSlices).
 
-import { statsPath, type FunctionSample, type StatsSource } from '@kubefn/platform';
+import { statsPath, type FunctionSample, type StatsCollection, type StatsSource } from '@kubefn/platform';
 
 export interface StatsPeer {
   id: string;
@@ -30,14 +30,19 @@ export class HttpStatsSource implements StatsSource {
     this.#options = options;
   }
 
-  async collect(): Promise<FunctionSample[]> {
+  /**
+   * Every gateway's samples, and how many answered: a gateway that fails or times out is left
+   * out and counted as not answered, so the autoscaler does not read its share as no traffic.
+   */
+  async collect(): Promise<StatsCollection> {
     const peers = this.#options.peers();
     const replies = await Promise.all(peers.map((p) => this.#scrape(p)));
     for (const id of this.#failing) if (!peers.some((p) => p.id === id)) this.#failing.delete(id);
-    return replies.flat();
+    const answered = replies.filter((r) => r !== undefined);
+    return { samples: answered.flat(), answered: answered.length, expected: peers.length };
   }
 
-  async #scrape(peer: StatsPeer): Promise<FunctionSample[]> {
+  async #scrape(peer: StatsPeer): Promise<FunctionSample[] | undefined> {
     try {
       const res = await fetch(`${peer.url}${statsPath}`, {
         headers: { authorization: `Bearer ${this.#options.token}` },
@@ -50,13 +55,13 @@ export class HttpStatsSource implements StatsSource {
     } catch (err) {
       if (!this.#failing.has(peer.id)) {
         this.#failing.add(peer.id);
-        this.#options.onWarning?.('reading gateway stats failed; its traffic is not counted until it answers', {
+        this.#options.onWarning?.('reading gateway stats failed; until it answers, the others\' traffic stands in for its share', {
           gateway: peer.id,
           url: peer.url,
           err: err instanceof Error ? err.message : String(err),
         });
       }
-      return [];
+      return undefined;
     }
   }
 }

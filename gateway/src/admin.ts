@@ -44,7 +44,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   // scrape resets the request counts (not the pending messages, a level), so exactly one reader
   // (the autoscaler) may use it; off in `fn up`, where the autoscaler reads the stats in-process.
   if (ctx.options.serveStats) {
-    app.get(statsPath, async () => ({ samples: ctx.stats.collect(Date.now()) }));
+    app.get(statsPath, async () => ({ samples: ctx.stats.collect(Date.now()).samples }));
   }
 
   app.get('/system/namespaces', async () => [namespace]);

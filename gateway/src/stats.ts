@@ -1,7 +1,7 @@
 // Per-function in-flight and request counts, averaged over each collection interval, and the
 // messages waiting in each function's event triggers: what the autoscaler reads from every gateway.
 
-import type { FunctionSample, StatsSource } from '@kubefn/platform';
+import type { FunctionSample, StatsCollection, StatsSource } from '@kubefn/platform';
 
 interface Counter {
   inFlight: number;
@@ -82,9 +82,13 @@ export class ConcurrencyStats implements StatsSource {
   /**
    * Mean concurrency and request count per function since the last collect, which resets them;
    * and the pending count where one is known, which a collect leaves as it is (a level, not a
-   * count of the interval).
+   * count of the interval). In process, this gateway always answers: answered = expected = 1.
    */
-  collect(now: number): FunctionSample[] {
+  collect(now: number): StatsCollection {
+    return { samples: this.#take(now), answered: 1, expected: 1 };
+  }
+
+  #take(now: number): FunctionSample[] {
     const out: FunctionSample[] = [];
     const pending = new Map<string, number>();
     for (const [name, p] of this.#pending) {

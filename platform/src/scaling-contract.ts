@@ -26,9 +26,28 @@ export interface FunctionSample {
   pending?: number;
 }
 
-/** What the autoscaler needs from a gateway (in-process, or scraped over HTTP). */
+/**
+ * One collection from a source: the samples, and how many of the gateways it reads answered.
+ * A gateway that did not answer reported nothing, which is not zero traffic: the autoscaler
+ * scales a partial answer up by expected / answered (each gateway carries a like share of the
+ * traffic), and files nothing for a second in which none answered (an unknown second).
+ * Example: 2 of 3 gateways answer with 100 and 110 in flight -> 210 x 3 / 2 = 315.
+ */
+export interface StatsCollection {
+  samples: FunctionSample[];
+  /** Gateways whose samples are in `samples`. */
+  answered: number;
+  /** Gateways the source meant to read. */
+  expected: number;
+}
+
+/**
+ * What the autoscaler needs from a gateway (in-process, or scraped over HTTP). A bare array of
+ * samples is one gateway that answered (`{ samples, answered: 1, expected: 1 }`); a collect that
+ * throws is one gateway that did not.
+ */
 export interface StatsSource {
-  collect(now: number): FunctionSample[] | Promise<FunctionSample[]>;
+  collect(now: number): StatsCollection | FunctionSample[] | Promise<StatsCollection | FunctionSample[]>;
 }
 
 /** The gateway's stats route; answers `{ samples: FunctionSample[] }` behind the management token. */

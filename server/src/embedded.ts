@@ -2,11 +2,12 @@
 // and the build service, in one process, state on disk.
 
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig, type StatsSource } from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import {
@@ -206,7 +207,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   });
   const autoscaler = new Autoscaler({
     target: driver,
-    sources: [gateway.stats],
+    sources: [withStatsBlackout(gateway.stats, process.env.KUBEFN_TEST_STATS_BLACKOUT)],
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
   });
@@ -361,3 +362,12 @@ function watchStatus(nc: NatsConnection, log: Logger | undefined): void {
   })().catch(() => {});
 }
 
+
+/**
+ * For the autoscaler's blackout test only: while the file `blackoutFile` names exists, the
+ * gateway's stats do not answer, as a scrape of a gateway that fails. Without it, `stats` itself.
+ */
+function withStatsBlackout(stats: StatsSource, blackoutFile: string | undefined): StatsSource {
+  if (!blackoutFile) return stats;
+  return { collect: (now) => (existsSync(blackoutFile) ? { samples: [], answered: 0, expected: 1 } : stats.collect(now)) };
+}

@@ -83,6 +83,14 @@ describe('benchmark smoke runs', () => {
       }
     }));
 
+  it('npm run bench:autoscaler: window heap and CPU per decision round', { timeout: 120_000 }, () =>
+    smoke('tests/dist/bench/autoscaler-bench.js', ['--functions', '20', '--rounds', '2'], {}, 60_000, async (run) => {
+      const json = await benchJson(run, 'autoscaler');
+      hasKeys(json, ['functions', 'rounds', 'stableWindowMs', 'ring', 'buckets', 'autoscaler']);
+      assert.equal(json.functions, 20);
+      for (const row of ['ring', 'buckets', 'autoscaler']) hasKeys(json[row] as Record<string, unknown>, ['heapBytes', 'cpuMsPerRound']);
+    }));
+
   it('npm run sim: the autoscaler simulator', { timeout: 120_000 }, () =>
     // The simulator takes --out rather than BENCH_OUT.
     smoke('autoscaler/dist/sim/main.js', (out) => ['--scenario', 'spike', '--out', out], {}, 60_000, async (run) => {
