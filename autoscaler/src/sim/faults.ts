@@ -114,23 +114,28 @@ export class ScrapeFailed extends Error {
 export interface FailedScrapePolicy {
   description: string;
   /**
-   * What the stats source returns for a gateway whose scrape failed: `last` is what it returned
-   * for that gateway the last time the scrape succeeded. It may throw ScrapeFailed.
+   * What the stats source reports for a gateway whose scrape failed: its samples, and whether
+   * they count as that gateway's answer. `last` is what it returned for that gateway the last
+   * time the scrape succeeded. It may throw ScrapeFailed.
    */
-  contributes(failed: { gateway: number; last: FunctionSample[] | undefined }): FunctionSample[];
+  contributes(failed: { gateway: number; last: FunctionSample[] | undefined }): { samples: FunctionSample[]; answered: boolean };
 }
 
 export const failedScrapePolicies: Record<string, FailedScrapePolicy> = {
   missing: {
-    description: "no samples from that gateway, as HttpStatsSource does today; the Autoscaler files what is missing as zero traffic",
-    contributes: () => [],
+    description: 'the gateway did not answer, as HttpStatsSource reports it: its seconds are unknown, a partial answer is scaled up, and under half coverage the scale holds',
+    contributes: () => ({ samples: [], answered: false }),
+  },
+  zero: {
+    description: 'no samples from that gateway, counted as an answer of zero traffic (what kubefn did before it told missing data from zero)',
+    contributes: () => ({ samples: [], answered: true }),
   },
   'last-good': {
     description: "the gateway's last successful samples again, as if it had said the same",
-    contributes: ({ last }) => last ?? [],
+    contributes: ({ last }) => ({ samples: last ?? [], answered: true }),
   },
   error: {
-    description: 'the stats source throws: the tick fails (as Autoscaler.start logs and skips it): no sample, no decision',
+    description: 'the stats source throws: the Autoscaler counts it as a gateway that did not answer',
     contributes: ({ gateway }) => {
       throw new ScrapeFailed(`scrape of gateway ${gateway + 1} failed`);
     },

@@ -172,18 +172,22 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   const source: StatsSource = {
     collect: (now) => {
       const samples: FunctionSample[] = [];
+      let answered = 0;
       for (let g = 0; g < cluster.gateways; g++) {
         if (scrapeFails(o.blackouts, g, now)) {
-          samples.push(...policy.contributes({ gateway: g, last: lastGood[g] }));
+          const failed = policy.contributes({ gateway: g, last: lastGood[g] });
+          samples.push(...failed.samples);
+          if (failed.answered) answered++;
           continue;
         }
         const got = [{ name: 'sim', ...cluster.scrape(g, now) }];
         lastGood[g] = got;
         samples.push(...got);
+        answered++;
       }
       const sum = samples.reduce((a, x) => ({ c: a.c + x.concurrency, r: a.r + x.requests }), { c: 0, r: 0 });
-      mirror.add(now, sum.c, sum.r);
-      return samples;
+      if (answered > 0) mirror.add(now, (sum.c * cluster.gateways) / answered, (sum.r * cluster.gateways) / answered);
+      return { samples, answered, expected: cluster.gateways };
     },
   };
   const create = (): SimAutoscaler => entry.create({ target, sources: [source], clock, decideEveryMs: o.decideEveryMs });
