@@ -91,6 +91,9 @@ async function bundlePlatform(entry: string): Promise<{ code: Buffer; map: Buffe
       banner: { js: esmRequireBanner },
       // esbuild runs its binary; ws's optional native speed-ups are looked up in try/catch.
       external: ['esbuild', 'bufferutil', 'utf-8-validate'],
+      // jsonc-parser's main build is UMD, whose require() of its own files esbuild cannot follow;
+      // its ES module build bundles whole.
+      alias: { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' },
       write: false,
       logLevel: 'silent',
       outfile: path.join(checkoutRoot, 'kubefn-platform.mjs'),
