@@ -67,6 +67,14 @@ interface ManagedFunction<A> {
   removed: boolean;
 }
 
+/**
+ * Failures a ready replacement says nothing about (a leak, a handler that blocks the event loop):
+ * they stay in the status until the spec changes.
+ */
+function keptUntilSpecChange(error: ErrorBody | undefined): boolean {
+  return error?.code === 'OUT_OF_MEMORY' || error?.code === 'UNHEALTHY';
+}
+
 /** Extra time past the function timeout a stopping replica gets to finish its calls, in ms. */
 const drainGraceMs = 10_000;
 
@@ -175,8 +183,7 @@ export class ReplicaDriver<A> implements Driver {
       }
       // A new template is new code or settings: an earlier load error says nothing about it.
       if (templateKey !== existing.templateKey) existing.loadError = undefined;
-      if (templateKey !== existing.templateKey && existing.lastError?.code === 'OUT_OF_MEMORY') existing.lastError = undefined;
-      if (templateKey !== existing.templateKey && existing.lastError?.code === 'UNHEALTHY') existing.lastError = undefined;
+      if (templateKey !== existing.templateKey && keptUntilSpecChange(existing.lastError)) existing.lastError = undefined;
       Object.assign(existing, { spec, specJson, templateKey, artifact, updatedAt: now, generation: existing.generation + 1, artifactError: undefined, unprepared: false });
       existing.desired = this.#clamp(existing, Math.max(existing.desired, spec.scale.min));
       this.#reconcile(existing);
@@ -336,8 +343,7 @@ export class ReplicaDriver<A> implements Driver {
     if (fn.removed || this.#closed || fn.replicas.get(r.id) !== r || !r.endpoint) return;
     fn.logs.append(r.id, 'system', `replica ${r.id} ready at ${r.endpoint.url} after ${Date.now() - r.startedAtMs} ms`);
     if (r.templateKey === fn.templateKey) {
-      // A ready replacement says nothing about a leak or a handler that blocks: OUT_OF_MEMORY and UNHEALTHY stay until the spec changes.
-      if (fn.lastError?.code !== 'OUT_OF_MEMORY' && fn.lastError?.code !== 'UNHEALTHY') fn.lastError = undefined;
+      if (!keptUntilSpecChange(fn.lastError)) fn.lastError = undefined;
       fn.loadError = undefined;
       fn.artifactError = undefined;
     }
@@ -362,16 +368,22 @@ export class ReplicaDriver<A> implements Driver {
       return;
     }
     if (fn.removed || this.#closed) return;
+    const { upMs, delayMs } = this.#backOff(fn, r);
+    const failure = describeFailure(r, exit, this.#startTimeoutMs, upMs);
+    fn.lastError = { ...failure, hint: `see the function's logs: fn logs ${fn.name}` };
+    if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
+    fn.logs.append(r.id, 'system', `${failure.message}; next start in ${delayMs} ms`);
+    this.#reconcile(fn);
+    if (this.#launcher.check && !fn.checking) void this.#checkArtifact(fn);
+  }
+
+  /** Counts a replica's failure in the function's crash backoff; says how long it was up and when the next start is. */
+  #backOff(fn: ManagedFunction<A>, r: Replica): { upMs: number | undefined; delayMs: number } {
     const now = Date.now();
     const upMs = r.readyAtMs === undefined ? undefined : now - r.readyAtMs;
     const next = nextBackoff(fn.backoff, upMs, now);
     fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
-    const failure = describeFailure(r, exit, this.#startTimeoutMs, upMs);
-    fn.lastError = { ...failure, hint: `see the function's logs: fn logs ${fn.name}` };
-    if (exit.loadFailure && failure.code === 'LOAD_FAILED' && r.templateKey === fn.templateKey) fn.loadError = loadErrorBody(fn.name, exit.loadFailure);
-    fn.logs.append(r.id, 'system', `${failure.message}; next start in ${next.delayMs} ms`);
-    this.#reconcile(fn);
-    if (this.#launcher.check && !fn.checking) void this.#checkArtifact(fn);
+    return { upMs, delayMs: next.delayMs };
   }
 
   /** After a failure: asks the launcher whether what the replicas run from is sound. */
@@ -399,11 +411,9 @@ export class ReplicaDriver<A> implements Driver {
     const done = r.exited;
     fn.stopping.add(done);
     void done.finally(() => fn.stopping.delete(done));
-    const now = Date.now();
-    const next = nextBackoff(fn.backoff, r.readyAtMs === undefined ? undefined : now - r.readyAtMs, now);
-    fn.backoff = { failures: next.failures, nextStartAtMs: next.nextStartAtMs };
+    const { delayMs } = this.#backOff(fn, r);
     fn.lastError = unhealthyError(fn.name, message);
-    fn.logs.append(r.id, 'system', `${message}; next start in ${next.delayMs} ms`);
+    fn.logs.append(r.id, 'system', `${message}; next start in ${delayMs} ms`);
     this.#reconcile(fn);
   }
 
