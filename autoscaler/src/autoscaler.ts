@@ -1,7 +1,7 @@
 // The autoscaler loop: collects per-second samples from the gateways, decides every 2 s (and at
 // once on a cold poke), and sets replica counts through the scale target.
 
-import type { FunctionSample, ScaleSpec, StatsCollection, StatsSource } from '@kubefn/platform';
+import type { ActivationStall, FunctionSample, PokeBody, ScaleSpec, StatsCollection, StatsSource } from '@kubefn/platform';
 
 // The gateway's side of the contract lives in platform (scaling-contract.ts); named here too for
 // the autoscaler's callers.
@@ -45,6 +45,12 @@ export interface AutoscalerOptions {
   logger?: AutoscalerLogger;
   /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
   config?: AutoscalerConfig;
+  /**
+   * Called when a function's activation stalls (replicas asked for, none ready within its p99
+   * start-up) with the reason, and with undefined when it recovers: the platform shows it in the
+   * function's status.
+   */
+  onActivation?: (name: string, stall: ActivationStall | undefined) => void;
 }
 
 interface Tracked {
@@ -95,7 +101,7 @@ export class Autoscaler {
   readonly #tickMs: number;
   readonly #decideEveryMs: number;
   readonly #log: AutoscalerLogger | undefined;
-  readonly #config: AutoscalerConfig | undefined;
+  #config: AutoscalerConfig | undefined;
   readonly #tracked = new Map<string, Tracked>();
   readonly #pokes = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -204,7 +210,7 @@ export class Autoscaler {
    * A request found `name` with no ready replica: scale from zero now instead of at the next
    * round. Concurrent pokes share one scale call.
    */
-  poke(name: string): Promise<void> {
+  poke(name: string, _body: PokeBody = {}): Promise<void> {
     const pending = this.#pokes.get(name);
     if (pending) return pending;
     const p = (async () => {
@@ -220,6 +226,19 @@ export class Autoscaler {
     })().finally(() => this.#pokes.delete(name));
     this.#pokes.set(name, p);
     return p;
+  }
+
+  /**
+   * New cluster defaults, applied from the next decision on: every function's settings are made
+   * again from its spec and `config`, and its window keeps the seconds both sizes hold. The
+   * caller validates (parseAutoscalerConfig) and keeps the last good config on a bad one.
+   */
+  setConfig(config: AutoscalerConfig | undefined): void {
+    this.#config = config;
+    for (const t of this.#tracked.values()) {
+      t.settings = settingsFromSpec(t.scale, config);
+      t.window.resize(windowSpanMs(t.settings));
+    }
   }
 
   /** The last decision per function, for status and debugging. */

@@ -24,6 +24,32 @@ export interface FunctionSample {
    * their sum. A level, not a rate: a scrape does not reset it.
    */
   pending?: number;
+  /**
+   * Requests waiting in this gateway's queue for the function at the end of the interval (no
+   * replica ready, or none with room under containerConcurrency): a level, like `pending`, and
+   * summed across gateways (each holds its own queue). Absent from older gateways: unknown.
+   */
+  queued?: number;
+  /** Calls to the function that finished in the interval (weights `serviceMs` across gateways). */
+  completed?: number;
+  /**
+   * The gateway's moving average (EWMA) of the function's upstream service time, ms: how long a
+   * call holds its replica, from the lease to its release, so waiting in the queue is not in it.
+   * Absent until a call finished. Demand in replicas is arrivals x serviceMs / 1000 / target.
+   */
+  serviceMs?: number;
+}
+
+/**
+ * One second from before a reader's first collection, kept in the gateways' rings (see
+ * StatsCollection.backfill): the samples of that second from every gateway that had it.
+ */
+export interface BackfillSecond {
+  /** How long before this collection the second ended, ms (>= 0; a multiple of about 1000). */
+  ageMs: number;
+  samples: FunctionSample[];
+  /** Gateways whose samples for this second are in `samples`. */
+  answered: number;
 }
 
 /**
@@ -39,6 +65,12 @@ export interface StatsCollection {
   answered: number;
   /** Gateways the source meant to read. */
   expected: number;
+  /**
+   * Only in a reader's first collection from a gateway: that gateway's last stable window of
+   * per-second samples, oldest first, so a new autoscaler decides on a full window at once
+   * instead of starting blind. Seconds are combined across gateways by age.
+   */
+  backfill?: BackfillSecond[];
 }
 
 /**
@@ -59,4 +91,26 @@ export const pokeRoute = '/poke/:name';
 /** pokeRoute for function `name`. */
 export function pokePath(name: string): string {
   return `/poke/${encodeURIComponent(name)}`;
+}
+
+/**
+ * The optional JSON body of a poke: what the poking gateway holds for the function now, so the
+ * autoscaler sizes the scale-up to the backlog instead of asking for one replica. An empty body
+ * is a poke with nothing known (read as 1 request queued).
+ */
+export interface PokeBody {
+  /** Requests waiting in the gateway's queue for the function. */
+  queued?: number;
+}
+
+/**
+ * Why a function's activation stalled: replicas were asked for and none became ready within the
+ * function's p99 start-up (or the nodes have no room), so the autoscaler stops adding replicas.
+ * Shown by `fn describe` and on the Function's status; cleared when a replica becomes ready.
+ */
+export interface ActivationStall {
+  /** One sentence, e.g. "no replica became ready within 4.2 s (p99 start-up); 3 asked for". */
+  reason: string;
+  /** When the stall was declared, ISO 8601. */
+  since: string;
 }
