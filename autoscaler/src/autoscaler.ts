@@ -157,7 +157,12 @@ function asCollection(reply: StatsCollection | FunctionSample[]): StatsCollectio
   if (Array.isArray(reply)) return { samples: reply, answered: 1, expected: 1 };
   const answered = isCount(reply.answered) ? Math.floor(reply.answered) : 0;
   const expected = isCount(reply.expected) ? Math.max(answered, Math.floor(reply.expected)) : answered;
-  return { samples: Array.isArray(reply.samples) ? reply.samples : [], answered, expected };
+  return {
+    samples: Array.isArray(reply.samples) ? reply.samples : [],
+    answered,
+    expected,
+    ...(Array.isArray(reply.backfill) ? { backfill: reply.backfill } : {}),
+  };
 }
 
 /** Functions named in one log line at most. */
@@ -239,9 +244,10 @@ export class Autoscaler {
       this.#observeStartups(t, fn, now);
       // Seconds from the gateways' rings, older than anything this window holds: a new
       // autoscaler's first decision then reads a full window.
+      const ownSince = t.window.firstKnownMs;
       for (const b of backfill) {
         const at = now - b.ageMs;
-        if (t.window.firstKnownMs !== undefined && at >= t.window.firstKnownMs) continue;
+        if (ownSince !== undefined && at >= ownSince) continue;
         this.#file(t, at, b.byName.get(fn.spec.name) ?? noTraffic, b.share);
       }
       if (!known) continue;

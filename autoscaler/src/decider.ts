@@ -125,7 +125,7 @@ export function decide(
   const stableWant = Math.ceil(input.stableValue / s.targetPerReplica);
   const panicWant = Math.ceil(input.panicValue / s.targetPerReplica);
   const pendingWant = pendingWantOf(input, s);
-  const backlogWant = input.backlogValue !== undefined ? Math.ceil(input.backlogValue / s.targetPerReplica - 1e-9) : 0;
+  const backlogWant = input.backlogValue !== undefined ? Math.max(0, Math.ceil(input.backlogValue / s.targetPerReplica - 1e-9)) : 0;
   // As Knative: the rounded-up panic want against the ready replicas (one replica panics as soon
   // as the panic window needs a second one). The backlog term may start a panic too.
   const overThreshold = Math.max(panicWant, backlogWant) / ready >= s.panicThreshold;
@@ -137,9 +137,15 @@ export function decide(
   let want: number;
   let maxPanicReplicas = 0;
   if (panicSince !== undefined) {
-    // Panic holds what the windows wanted, not the backlog: a queue, once drained, is gone.
-    maxPanicReplicas = Math.max(clampRate(stableWant), clampRate(panicWant), clampRate(pendingWant), state.maxPanicReplicas);
-    want = Math.max(maxPanicReplicas, clampRate(backlogWant));
+    if (input.backlogValue === undefined) {
+      want = Math.max(clampRate(stableWant), clampRate(panicWant), clampRate(pendingWant), state.maxPanicReplicas);
+      maxPanicReplicas = want;
+    } else {
+      // Panic holds what the windows wanted, not the backlog (a queue, once drained, is gone),
+      // and not the replicas the scale-down rate kept for a moment either.
+      maxPanicReplicas = Math.max(Math.min(maxUp, Math.max(stableWant, panicWant, pendingWant)), state.maxPanicReplicas);
+      want = clampRate(Math.max(maxPanicReplicas, backlogWant));
+    }
   } else {
     want = clampRate(Math.max(stableWant, pendingWant, backlogWant));
   }
