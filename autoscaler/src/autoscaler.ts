@@ -182,6 +182,8 @@ export class Autoscaler {
   #expected = 1;
   readonly #tracked = new Map<string, Tracked>();
   readonly #pokes = new Map<string, Promise<void>>();
+  /** Scale calls made by decisions and not answered yet: one per function, never awaited by a tick. */
+  readonly #scaling = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #lastDecideAt = 0;
   #ticking: Promise<void> | undefined;
@@ -524,7 +526,8 @@ export class Autoscaler {
       // A poke only ever adds; from zero it brings one replica even with no data at all.
       desired = Math.max(desired ?? 0, fn.replicas, fn.replicas === 0 ? Math.max(1, fn.spec.scale.min) : 0);
       if (settings.maxScale > 0) desired = Math.min(desired, Math.max(settings.maxScale, fn.replicas));
-    } else if (this.#pokes.has(fn.spec.name)) {
+    } else if (this.#pokes.has(fn.spec.name) || this.#scaling.has(fn.spec.name)) {
+      // The count is about to change: the next decision sees where it landed.
       return;
     }
     if (desired === undefined || desired === fn.replicas) return;
@@ -538,7 +541,24 @@ export class Autoscaler {
       ...(poked !== undefined ? { poke: { queued: poked } } : {}),
     });
     for (let k = fn.replicas; k < desired; k++) t.starts.push(now);
-    await this.#target.scale(fn.spec.name, desired);
+    const name = fn.spec.name;
+    if (poked !== undefined) {
+      await this.#target.scale(name, desired);
+      return;
+    }
+    // Not awaited: a scale call that hangs (an API server that does not answer) holds only its
+    // own function, never the tick that collects and decides for every other.
+    const to = desired;
+    const call = Promise.resolve()
+      .then(() => this.#target.scale(name, to))
+      .catch((err: unknown) => this.#log?.warn('scaling failed', { function: name, to, err: String(err) }))
+      .finally(() => this.#scaling.delete(name));
+    this.#scaling.set(name, call);
+  }
+
+  /** Resolves when every scale call made so far has answered (for tests and shutdown). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#scaling.values()]);
   }
 }
 
