@@ -44,7 +44,7 @@ describe('pokeAutoscaler', () => {
   let refusing: PokePeer;
   let forbidding: Peer;
   const token = 'a-token-of-24-bytes-long';
-  const opts = (peers: PokePeer[], first = 0) => ({ peers: () => peers, token, first: () => first, attemptTimeoutMs: 300, what: 'the kubefn-autoscaler Service' });
+  const opts = (peers: PokePeer[], first = 0) => ({ peers: () => peers, token, first: () => first, what: 'the kubefn-autoscaler Service' });
 
   before(async () => {
     good = await peer('good', (_req, res) => res.writeHead(202, { 'content-type': 'application/json' }).end('{"function":"f"}'));
