@@ -46,6 +46,12 @@ export interface FunctionStatus {
    * on a machine without a cpu cgroup): `fn deploy` prints them.
    */
   warnings?: string[];
+  /**
+   * Replicas asked for that the nodes have no room for (Kubernetes: pods the scheduler marked
+   * Unschedulable), when the driver knows; absent is none known. The autoscaler stalls the
+   * activation of a function with any: more replicas would not fit either.
+   */
+  unschedulable?: number;
 }
 
 /** One ready replica the gateway may send requests to. */
