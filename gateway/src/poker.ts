@@ -7,8 +7,9 @@
 // ready replica and its queue has grown by `growth` (2: doubled) since the last poke, and no
 // sooner than `minIntervalMs` after it. Worked example, 100 requests in 50 ms, the poke settling
 // in 5 ms: a poke with queued 1 at 0 ms, then none (the queue doubled, but within the interval);
-// at 1 s, still cold with 100 waiting, the next cold request (or a settling poke) sends queued 100.
-// The autoscaler reads every gateway's queue each second anyway; the poke is the head start.
+// at 1 s, still cold with 100 waiting, the next cold request sends queued 100 (a poke that
+// settles a second or more after the last was sent checks the same at once). The autoscaler
+// reads every gateway's queue each second anyway; the poke is the head start.
 
 import { KubefnError, type PokeBody } from '@kubefn/platform';
 
