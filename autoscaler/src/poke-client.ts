@@ -1,8 +1,8 @@
 // The gateway's side of the cold poke when the autoscaler runs in another process (a cluster):
-// POST /poke/<name> on an autoscaler replica, so a function at zero is scaled up at once rather
-// than at the next decision.
+// POST /poke/<name> with the gateway's backlog on an autoscaler replica, so a function at zero is
+// scaled up at once rather than at the next decision; and the autoscaler's reading of that body.
 
-import { KubefnError, pokePath } from '@kubefn/platform';
+import { KubefnError, pokePath, type PokeBody } from '@kubefn/platform';
 
 export interface PokePeer {
   id: string;
@@ -17,24 +17,80 @@ export interface PokeClientOptions {
   token: string;
   /** What the autoscalers are, for errors ("the kubefn-autoscaler Service"). */
   what?: string;
-  /** Longest one poke may take, ms (default 10000). */
-  timeoutMs?: number;
+  /** Longest one attempt at one replica may take, ms (default 2000); then the next replica is tried. */
+  attemptTimeoutMs?: number;
+  /** The index of the first replica tried, given their count (default: random, so pokes spread). */
+  first?: (count: number) => number;
 }
 
-/** Pokes the first ready autoscaler replica about `name`; throws UNAVAILABLE when none answers. */
-export async function pokeAutoscaler(options: PokeClientOptions, name: string): Promise<void> {
-  const peer = options.peers()[0];
+/** Most requests a poke may say are queued: far over any gateway's budget, so a larger count is a bug. */
+export const maxPokeQueued = 10_000_000;
+
+/**
+ * Pokes an autoscaler replica about `name`: starting at a random one, the next on a connection
+ * error, a timeout or a 5xx, until one took it. Throws UNAVAILABLE naming every replica tried and
+ * what each answered when none did, or at once when one refused the poke itself (a 4xx: another
+ * would refuse it too).
+ */
+export async function pokeAutoscaler(options: PokeClientOptions, name: string, body?: PokeBody): Promise<void> {
+  const peers = options.peers();
   const what = options.what ?? 'the autoscaler';
-  if (!peer) throw new KubefnError('UNAVAILABLE', `no ready replica of ${what} to poke about "${name}"`);
-  let res: Response;
-  try {
-    res = await fetch(`${peer.url}${pokePath(name)}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${options.token}` },
-      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
-    });
-  } catch (err) {
-    throw new KubefnError('UNAVAILABLE', `autoscaler ${peer.id} did not answer the poke about "${name}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  if (peers.length === 0) throw new KubefnError('UNAVAILABLE', `no ready replica of ${what} to poke about "${name}"`);
+  const first = Math.abs(Math.trunc((options.first ?? ((n) => Math.floor(Math.random() * n)))(peers.length))) % peers.length;
+  const failures: string[] = [];
+  for (let i = 0; i < peers.length; i++) {
+    const peer = peers[(first + i) % peers.length]!;
+    let res: Response;
+    try {
+      res = await fetch(`${peer.url}${pokePath(name)}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${options.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(options.attemptTimeoutMs ?? 2000),
+      });
+    } catch (err) {
+      failures.push(`${peer.id}: ${describeFetchError(err)}`);
+      continue;
+    }
+    const text = res.ok ? '' : (await res.text().catch(() => '')).slice(0, 200);
+    if (res.ok) {
+      await res.body?.cancel().catch(() => {});
+      return;
+    }
+    if (res.status < 500) {
+      throw new KubefnError('UNAVAILABLE', `autoscaler ${peer.id} refused the poke about "${name}" with ${res.status}: ${text}`, {
+        hint: res.status === 401 ? 'the gateway and the autoscaler must share KUBEFN_TOKEN' : 'a gateway and an autoscaler of different versions?',
+      });
+    }
+    failures.push(`${peer.id}: ${res.status} ${text}`);
   }
-  if (!res.ok) throw new KubefnError('UNAVAILABLE', `autoscaler ${peer.id} answered the poke about "${name}" with ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  throw new KubefnError('UNAVAILABLE', `no replica of ${what} took the poke about "${name}" (tried ${failures.length}): ${failures.join('; ')}`, {
+    hint: `the autoscaler's next decision (each second) still scales "${name}" from its queue; see the autoscaler's logs for why it does not answer`,
+  });
+}
+
+function describeFetchError(err: unknown): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'no answer in time';
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * The body of a poke as the autoscaler's route received it (undefined or '' when it had none):
+ * `{ queued?: n }` with n a whole number from 0 to maxPokeQueued; other keys are ignored (a newer
+ * gateway may say more). BAD_REQUEST naming the field otherwise.
+ */
+export function parsePokeBody(raw: unknown): PokeBody {
+  if (raw === undefined || raw === null || raw === '') return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new KubefnError('BAD_REQUEST', `a poke's body must be a JSON object like {"queued": 12}, not ${Array.isArray(raw) ? 'an array' : typeof raw}`);
+  }
+  const queued = (raw as Record<string, unknown>).queued;
+  if (queued === undefined) return {};
+  if (typeof queued !== 'number' || !Number.isInteger(queued) || queued < 0 || queued > maxPokeQueued) {
+    throw new KubefnError('BAD_REQUEST', `a poke's "queued" must be a whole number from 0 to ${maxPokeQueued}, not ${JSON.stringify(queued)}`, {
+      fields: [{ field: 'queued', message: `a whole number from 0 to ${maxPokeQueued}` }],
+    });
+  }
+  return { queued };
 }

@@ -138,8 +138,9 @@ describe('gateway routes', () => {
     const full = await gateway.app.inject({ method: 'GET', url: '/function/waits' });
     assert.equal(full.statusCode, 503);
     assertErrorBody(full.json(), 'QUEUE_FULL');
-    assert.match(full.json().message, /pending request queue full/);
+    assert.match(full.json().message, /has 1 requests waiting, its queue limit/);
     assert.ok(full.json().hint);
+    assert.equal(full.headers['retry-after'], '2', 'the default start-up, rounded up');
 
     // Deleting the function answers the call still waiting for it instead of leaving it hanging.
     const removed = await gateway.app.inject({ method: 'DELETE', url: '/system/functions', payload: { functionName: 'waits' } });

@@ -1,7 +1,7 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
-import { KubefnError } from '@kubefn/platform';
+import { KubefnError, type PokeBody } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound } from './error-handler.js';
@@ -15,6 +15,7 @@ import { FunctionCaller } from './function-call.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
 import { boundJsonDepth } from './bounded-json.js';
+import { ColdPoker } from './poker.js';
 import { RouterPool } from './router-pool.js';
 import { ConcurrencyStats } from './stats.js';
 import { UnreadBodies } from './unread-bodies.js';
@@ -23,8 +24,8 @@ export interface Gateway {
   app: FastifyInstance;
   stats: ConcurrencyStats;
   context: GatewayContext;
-  /** Set later when the autoscaler exists. */
-  onNoReplica: (name: string) => void;
+  /** Sends a cold poke (see GatewayOptions.onNoReplica); set later when the autoscaler exists. */
+  onNoReplica: (name: string, body: PokeBody) => unknown;
   close(): Promise<void>;
 }
 
@@ -51,10 +52,19 @@ export function createGateway(options: GatewayOptions): Gateway {
     done(new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' }));
   });
   const stats = new ConcurrencyStats();
-  // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
-  const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
+  const routers: RouterPool = new RouterPool(options.driver, {
+    queue: { ...(options.maxQueuePerFunction !== undefined ? { maxPerFunction: options.maxQueuePerFunction } : {}), ...options.queue },
+    onNoReplica: (name) => poker.cold(name),
+  });
   const catalog = new FunctionCatalog(options.driver);
   const metrics = new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll());
+  const poker = new ColdPoker({
+    // Read at each poke: `fn up` sets gateway.onNoReplica once the autoscaler exists.
+    send: (name, body) => gateway.onNoReplica(name, body),
+    state: (name) => routers.state(name),
+    onSent: (name) => metrics.pokes.inc({ function: name }),
+    ...options.poke,
+  });
   const invocations = new Map<string, number>();
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
   const ctx: GatewayContext = {

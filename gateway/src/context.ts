@@ -1,11 +1,12 @@
 // What the gateway's plugins share.
 
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
-import type { Driver } from '@kubefn/platform';
+import type { Driver, PokeBody } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { EventTriggers, NatsSource } from './events/events.js';
 import type { FunctionCaller } from './function-call.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { QueueSettings } from './queue-budget.js';
 import type { RouterPool } from './router-pool.js';
 import type { ConcurrencyStats } from './stats.js';
 
@@ -31,14 +32,27 @@ export interface GatewayOptions {
   token?: string;
   /** Where the caller finds the token, for the hint of a 401 (default: fn up's ~/.kubefn/token). */
   tokenHint?: string;
-  /** Requests waiting per function before 503 "queue full". Default 1000. */
+  /**
+   * Requests waiting per function before 503 "queue full", a fixed cap (tests); same as
+   * queue.maxPerFunction. Default: the depth follows the traffic (see `queue`).
+   */
   maxQueuePerFunction?: number;
+  /**
+   * The queue of requests waiting for a replica: per-function depth sized in seconds of traffic,
+   * and gateway-wide budgets of requests and body bytes (queue-budget.ts has the defaults).
+   */
+  queue?: Partial<QueueSettings>;
+  /** The cold poke (poker.ts): queue growth for another poke (default 2) and least ms between pokes (default 1000). */
+  poke?: { growth?: number; minIntervalMs?: number };
   /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
   maxBodyBytes?: number;
   /** Largest bundle or app upload, bytes. Default 256 MiB. */
   maxBundleBytes?: number;
-  /** Called when a request finds a function with no ready replica (the autoscaler's poke). */
-  onNoReplica?: (name: string) => void;
+  /**
+   * Sends the autoscaler's poke for a function with no ready replica, with the gateway's queue for
+   * it; at most one in flight per function (what it returns is awaited as the poke in flight).
+   */
+  onNoReplica?: (name: string, body: PokeBody) => unknown;
   /**
    * Where the gateway logs (a pino logger: fastify's own); default: nothing. Unhandled errors are
    * logged at error with their cause, refusals of ours at warn.

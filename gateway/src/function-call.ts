@@ -100,9 +100,10 @@ export class FunctionCaller {
   async send(name: string, fn: CatalogEntry, req: ReplicaRequest): Promise<ReplicaAnswer | undefined> {
     const router = this.#ctx.routers.get(fn.spec);
     const body = req.body === null || Buffer.isBuffer(req.body) ? undefined : new UntouchedBody(req.body);
+    const bodyBytes = this.#ctx.routers.bodyBytes(req.body, req.headers['content-length']);
     for (let attempt = 1; ; attempt++) {
       const waitStart = process.hrtime.bigint();
-      const lease = await router.acquire(req.signal, fn.timeoutMs);
+      const lease = await router.acquire(req.signal, fn.timeoutMs, bodyBytes);
       if (lease.waitedForReplica) {
         this.#ctx.metrics.coldStart.observe({ function: name }, Number(process.hrtime.bigint() - waitStart) / 1e9);
       }

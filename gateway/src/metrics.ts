@@ -24,6 +24,12 @@ export class GatewayMetrics {
     buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly pokes = new Counter({
+    name: 'kubefn_autoscaler_pokes_total',
+    help: 'Cold pokes this gateway sent the autoscaler (one in flight per function, with its queue), by function.',
+    labelNames: ['function'] as const,
+    registers: [this.registry],
+  });
   readonly queued: Gauge<'function'>;
   readonly inFlight: Gauge<'function'>;
 

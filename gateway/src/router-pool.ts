@@ -1,16 +1,29 @@
-// One FunctionRouter per function, made on first use and closed when the function goes.
+// One FunctionRouter per function, made on first use and closed when the function goes; their
+// queues share one gateway-wide budget.
 
 import type { Driver, FunctionSpec } from '@kubefn/platform';
+import { QueueBudget, queueSettings, type QueueSettings } from './queue-budget.js';
 import { FunctionRouter } from './router.js';
+
+export interface RouterPoolOptions {
+  queue?: Partial<QueueSettings>;
+  /** Called when a request finds a function with no ready replica, once it is queued. */
+  onNoReplica: (name: string) => void;
+  now?: () => number;
+}
 
 export class RouterPool {
   readonly #routers = new Map<string, FunctionRouter>();
+  readonly settings: QueueSettings;
+  readonly budget: QueueBudget;
 
   constructor(
     private readonly driver: Pick<Driver, 'endpoints'>,
-    private readonly maxQueue: number,
-    private readonly onNoReplica: (name: string) => void,
-  ) {}
+    private readonly options: RouterPoolOptions,
+  ) {
+    this.settings = queueSettings(options.queue);
+    this.budget = new QueueBudget(this.settings);
+  }
 
   get(spec: FunctionSpec): FunctionRouter {
     let r = this.#routers.get(spec.name);
@@ -19,14 +32,30 @@ export class RouterPool {
         name: spec.name,
         endpoints: this.driver.endpoints(spec.name),
         containerConcurrency: spec.scale.containerConcurrency,
-        maxQueue: this.maxQueue,
-        onNoReplica: this.onNoReplica,
+        queue: this.settings,
+        budget: this.budget,
+        onNoReplica: this.options.onNoReplica,
+        ...(this.options.now ? { now: this.options.now } : {}),
       });
       this.#routers.set(spec.name, r);
     } else {
       r.containerConcurrency = spec.scale.containerConcurrency;
     }
     return r;
+  }
+
+  /** The function's queue and ready replicas now; undefined when it has no router here. */
+  state(name: string): { queued: number; ready: number } | undefined {
+    const r = this.#routers.get(name);
+    return r && { queued: r.queued, ready: r.readyReplicas };
+  }
+
+  /** Bytes a queued request's body counts against the budget: its content-length, else the chunked estimate. */
+  bodyBytes(body: Buffer | object | null, contentLength: string | string[] | undefined): number {
+    if (body === null) return 0;
+    if (Buffer.isBuffer(body)) return body.length;
+    const n = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
+    return contentLength !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : this.settings.chunkedBodyBytes;
   }
 
   remove(name: string): void {

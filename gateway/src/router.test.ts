@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MutableEndpointSet, isKubefnError } from '@kubefn/platform';
-import { FunctionRouter } from './router.js';
+import { QueueBudget } from './queue-budget.js';
+import { FunctionRouter, retryAfterSeconds } from './router.js';
 
 const ep = (id: string) => ({ id, url: `http://127.0.0.1/${id}`, adminUrl: '' });
 
@@ -12,7 +13,7 @@ function router(opts: { cc?: number; maxQueue?: number } = {}) {
     name: 'f',
     endpoints,
     containerConcurrency: opts.cc ?? 0,
-    maxQueue: opts.maxQueue ?? 10,
+    queue: { minPerFunction: opts.maxQueue ?? 10, maxPerFunction: opts.maxQueue ?? 10 },
     onNoReplica: (n) => pokes.push(n),
   });
   return { r, endpoints, pokes };
@@ -65,6 +66,94 @@ describe('FunctionRouter', () => {
     await assert.rejects(r.acquire(signal, 60_000), (e) => isKubefnError(e, 'QUEUE_FULL'));
     r.close();
     for (const h of held) await assert.rejects(h, (e) => isKubefnError(e, 'SHUTTING_DOWN'));
+  });
+
+  it('sizes the queue in seconds of traffic: a peak of 3000 req/s and a measured 2 s start-up hold 9000, not 1000', async () => {
+    let now = 0;
+    const endpoints = new MutableEndpointSet();
+    const r = new FunctionRouter({ name: 'f', endpoints, containerConcurrency: 0, onNoReplica: () => {}, now: () => now });
+    const signal = new AbortController().signal;
+    // A cold spell: the first request at 0 s, a replica ready at 2 s -> a start-up of 2 s.
+    const first = r.acquire(signal, 600_000);
+    now = 2000;
+    endpoints.set([ep('a')]);
+    (await first).release();
+    assert.equal(r.startupMs, 2000);
+    // 3000 requests in the second from 2 s, served at once.
+    now = 2500;
+    for (let i = 0; i < 3000; i++) (await r.acquire(signal, 600_000)).release();
+    // Scaled to zero: in the next second, 9000 = 3000 x (1 s + 2 s) wait and the 9001st is refused.
+    now = 3500;
+    endpoints.set([]);
+    assert.equal(r.peakArrivalsPerSecond(), 3000);
+    assert.equal(r.depth(), 9000);
+    const held: Promise<unknown>[] = [];
+    for (let i = 0; i < 9000; i++) held.push(r.acquire(signal, 600_000).catch(() => {}));
+    assert.equal(r.queued, 9000);
+    await assert.rejects(r.acquire(signal, 600_000), (e) => {
+      assert.ok(isKubefnError(e, 'QUEUE_FULL'));
+      assert.match((e as Error).message, /9000 requests waiting, its queue limit \(3000 req\/s at peak x \(1 s decision \+ 2\.0 s start-up\), at least 1000/);
+      assert.equal(retryAfterSeconds(e), 2);
+      return true;
+    });
+    r.close();
+    await Promise.all(held);
+    // Without that traffic the floor holds: the 1001st is refused.
+    const quiet = new FunctionRouter({ name: 'g', endpoints: new MutableEndpointSet(), containerConcurrency: 0, onNoReplica: () => {}, now: () => now });
+    for (let i = 0; i < 1000; i++) held.push(quiet.acquire(signal, 600_000).catch(() => {}));
+    await assert.rejects(quiet.acquire(signal, 600_000), (e) => isKubefnError(e, 'QUEUE_FULL'));
+    quiet.close();
+  });
+
+  it('the peak is of whole seconds within the last 60: a burst a minute ago no longer counts', async () => {
+    let now = 10_000;
+    const endpoints = new MutableEndpointSet();
+    endpoints.set([ep('a')]);
+    const r = new FunctionRouter({ name: 'f', endpoints, containerConcurrency: 0, onNoReplica: () => {}, now: () => now });
+    const signal = new AbortController().signal;
+    for (let i = 0; i < 50; i++) (await r.acquire(signal, 1000)).release();
+    assert.equal(r.peakArrivalsPerSecond(), 0, 'the current second is not whole yet');
+    now = 11_000;
+    (await r.acquire(signal, 1000)).release();
+    assert.equal(r.peakArrivalsPerSecond(), 50);
+    now = 69_500;
+    assert.equal(r.peakArrivalsPerSecond(), 50);
+    now = 70_000;
+    assert.equal(r.peakArrivalsPerSecond(), 1);
+    now = 71_000;
+    assert.equal(r.peakArrivalsPerSecond(), 0);
+  });
+
+  it('shares the gateway-wide budgets of queued requests and of declared body bytes, and gives them back', async () => {
+    const budget = new QueueBudget({ maxRequests: 3, maxBodyBytes: 100 });
+    const make = (name: string) => new FunctionRouter({ name, endpoints: new MutableEndpointSet(), containerConcurrency: 0, budget, onNoReplica: () => {} });
+    const f = make('f');
+    const g = make('g');
+    const ac = new AbortController();
+    const signal = new AbortController().signal;
+    const held = [f.acquire(ac.signal, 60_000, 60).catch(() => {}), f.acquire(signal, 60_000).catch(() => {})];
+    await assert.rejects(g.acquire(signal, 60_000, 50), (e) => {
+      assert.ok(isKubefnError(e, 'QUEUE_FULL'));
+      assert.match((e as Error).message, /queued request bodies would pass the gateway's limit of 100 bytes across all functions \(queue.maxBodyBytes\): 60 held, this one declares 50/);
+      return true;
+    });
+    held.push(g.acquire(signal, 60_000, 40).catch(() => {}));
+    assert.deepEqual([budget.requests, budget.bytes], [3, 100]);
+    await assert.rejects(g.acquire(signal, 60_000), (e) => {
+      assert.ok(isKubefnError(e, 'QUEUE_FULL'));
+      assert.match((e as Error).message, /the gateway holds 3 queued requests across all functions, its limit \(queue.maxRequests\)/);
+      return true;
+    });
+    // The 60-byte call leaves: its request and bytes are free again.
+    ac.abort(new Error('gone'));
+    await held[0];
+    assert.deepEqual([budget.requests, budget.bytes], [2, 40]);
+    held.push(g.acquire(signal, 60_000, 50).catch(() => {}));
+    assert.deepEqual([budget.requests, budget.bytes], [3, 90]);
+    f.close();
+    g.close();
+    await Promise.all(held);
+    assert.deepEqual([budget.requests, budget.bytes], [0, 0]);
   });
 
   it('answers DEADLINE_EXCEEDED at the deadline and forgets the waiter', async () => {

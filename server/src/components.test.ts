@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildProxyPlugin, kubefnErrorHandler } from '@kubefn/gateway';
-import { componentEnv, natsServers, startBuilder, type RunningComponent } from './components.js';
+import type { PokeBody } from '@kubefn/platform';
+import { componentEnv, natsServers, pokePlugin, startBuilder, type RunningComponent } from './components.js';
 import { createLogger } from './logger.js';
 
 const quiet = createLogger({ level: 'silent' });
@@ -87,5 +88,47 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   it('the builder refuses callers without the token', async () => {
     const res = await fetch(`${builder.url.replace('0.0.0.0', '127.0.0.1')}/system/builds?name=x`, { method: 'POST' });
     assert.equal(res.status, 401);
+  });
+});
+
+describe('the autoscaler\'s poke route', () => {
+  const pokes: [string, PokeBody][] = [];
+  let app: FastifyInstance;
+  before(async () => {
+    app = Fastify();
+    app.setErrorHandler(kubefnErrorHandler);
+    await app.register(async (scope) => pokePlugin(scope, { poke: async (name, body = {}) => void pokes.push([name, body]) }));
+  });
+  after(() => app.close());
+
+  it('passes the backlog on; no body or an empty one is a poke with nothing known', async () => {
+    pokes.length = 0;
+    const json = { 'content-type': 'application/json' };
+    for (const [headers, payload] of [
+      [json, '{"queued":42}'],
+      [{}, undefined],
+      [json, ''],
+    ] as const) {
+      const res = await app.inject({ method: 'POST', url: '/poke/f', headers, ...(payload !== undefined ? { payload } : {}) });
+      assert.equal(res.statusCode, 202, res.body);
+      assert.deepEqual(res.json(), { function: 'f' });
+    }
+    assert.deepEqual(pokes, [['f', { queued: 42 }], ['f', {}], ['f', {}]]);
+  });
+
+  it('refuses a bad body with 400 BAD_REQUEST and a message saying what is wrong, without poking', async () => {
+    pokes.length = 0;
+    for (const [payload, why] of [
+      ['{"queued":-3}', /"queued" must be a whole number from 0 to 10000000, not -3/],
+      ['{"queued":"many"}', /"queued" must be a whole number/],
+      ['[1,2]', /must be a JSON object/],
+      ['{not json', /a poke's body is not JSON/],
+    ] as const) {
+      const res = await app.inject({ method: 'POST', url: '/poke/f', headers: { 'content-type': 'application/json' }, payload });
+      assert.equal(res.statusCode, 400, payload);
+      assert.equal(res.json().code, 'BAD_REQUEST');
+      assert.match(res.json().message, why);
+    }
+    assert.deepEqual(pokes, []);
   });
 });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { tmpdir } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, parsePokeBody, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
@@ -143,11 +143,11 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     requestLog: true,
     info: { builds: true, needsImage: true, ...(env.registry ? { registry: env.registry } : {}), ...(env.base ? { base: env.base } : {}) },
   });
-  gateway.onNoReplica = (name) => {
-    pokeAutoscaler({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service` }, name).catch((err: unknown) =>
+  // The gateway keeps one poke in flight per function (gateway/src/poker.ts): the promise is it.
+  gateway.onNoReplica = (name, body) =>
+    pokeAutoscaler({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service` }, name, body).catch((err: unknown) =>
       log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
     );
-  };
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
   log.info('gateway listening', { url, namespace: env.namespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });
   return {
@@ -206,10 +206,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
-    scope.post<{ Params: { name: string } }>(pokeRoute, async (request, reply) => {
-      await autoscaler.poke(request.params.name);
-      return reply.code(202).send({ function: request.params.name });
-    });
+    await pokePlugin(scope, autoscaler);
   });
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
   autoscaler.start();
@@ -224,6 +221,27 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
       await Promise.all([gateways.close(), objects.stop()]);
     },
   };
+}
+
+/**
+ * POST /poke/<name> with an optional JSON body `{ queued }` (the poking gateway's backlog): the
+ * autoscaler scales the function from zero at once. An empty body is a poke with nothing known;
+ * a body that is not JSON or not a valid PokeBody is 400 BAD_REQUEST.
+ */
+export async function pokePlugin(scope: FastifyInstance, autoscaler: Pick<Autoscaler, 'poke'>): Promise<void> {
+  scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, text, done) => {
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text as string));
+    } catch (err) {
+      done(new KubefnError('BAD_REQUEST', `a poke's body is not JSON: ${(err as Error).message}`, { hint: 'send {"queued": <requests waiting>} or no body' }), undefined);
+    }
+  });
+  scope.post<{ Params: { name: string } }>(pokeRoute, async (request, reply) => {
+    const body = parsePokeBody(request.body);
+    await autoscaler.poke(request.params.name, body);
+    return reply.code(202).send({ function: request.params.name });
+  });
 }
 
 /** The kubefn-autoscaler ConfigMap's settings; undefined (Knative's defaults) when there is none. */

@@ -211,9 +211,9 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
   });
-  gateway.onNoReplica = (name) => {
-    autoscaler.poke(name).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
-  };
+  // The gateway keeps one poke in flight per function (gateway/src/poker.ts): the promise is it.
+  gateway.onNoReplica = (name, body) =>
+    autoscaler.poke(name, body).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
   const gc = storeCollector(options, driver, { bundles, apps });
   const abandon = async (): Promise<void> => {
     await gc.stop();
