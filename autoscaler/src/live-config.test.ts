@@ -51,6 +51,21 @@ describe('LiveAutoscalerConfig', () => {
     assert.equal(r.applied.at(-1), undefined);
     assert.equal(r.lines.at(-1)?.fields?.config, 'built-in defaults');
   });
+
+  it('takes a ConfigMap’s data: valid applied, invalid refused naming the key with the last good kept, deleted back to the defaults', () => {
+    const r = recorder();
+    const live = new LiveAutoscalerConfig({ initial: undefined, apply: (c) => r.applied.push(c), logger: r.logger });
+    const source = 'ConfigMap kubefn/kubefn-autoscaler';
+    assert.equal(live.offerData({ 'stable-window': '30s' }, source), true);
+    assert.equal(live.offerData({ 'stable-window': 'soon' }, source), false);
+    const warning = r.lines.at(-1);
+    assert.equal(warning?.level, 'warn');
+    assert.match(String((warning?.fields?.fields as string[])[0]), /^stable-window: must be a duration/);
+    assert.equal(live.current?.stableWindowMs, 30_000, 'the last good config stays');
+    assert.equal(live.offerData(undefined, source), true);
+    assert.equal(live.current, undefined);
+    assert.deepEqual(r.applied.map((c) => c?.stableWindowMs), [30_000, undefined]);
+  });
 });
 
 describe('watchAutoscalerConfigFile', () => {

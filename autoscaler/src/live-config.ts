@@ -5,7 +5,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { isKubefnError } from '@kubefn/platform';
-import { autoscalerConfigChanges, loadAutoscalerConfig, type AutoscalerConfig } from './config.js';
+import { autoscalerConfigChanges, loadAutoscalerConfig, parseAutoscalerConfig, type AutoscalerConfig } from './config.js';
 
 export interface LiveConfigLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -49,6 +49,22 @@ export class LiveAutoscalerConfig {
       changed: Object.fromEntries(changes.map((c) => [c.key, `${String(c.from)} -> ${String(c.to)}`])),
     });
     return true;
+  }
+
+  /**
+   * A ConfigMap's data (undefined: the ConfigMap was deleted, so the built-in defaults): validated,
+   * then offered, or refused with its errors.
+   */
+  offerData(data: Record<string, string> | undefined, source: string): boolean {
+    if (data === undefined) return this.offer(undefined, source);
+    let config: AutoscalerConfig;
+    try {
+      config = parseAutoscalerConfig(data, source);
+    } catch (err) {
+      this.refuse(err, source);
+      return false;
+    }
+    return this.offer(config, source);
   }
 
   /** A config from `source` that did not validate: logged with its errors; the last good one stays. */
