@@ -89,7 +89,8 @@ export interface ConfigFileWatch {
  * renaming it over the old one replace the inode a file watch would follow. Events within
  * `debounceMs` (default 200) of each other are read once, so a save seen as several writes is
  * not read half-written; a file that is gone for a moment (between an unlink and a rename) is
- * refused with a warning and the next event reads it again.
+ * refused with a warning and the next event reads it again. The file is read once at the start
+ * too (the same config as `live` holds applies nothing).
  */
 export function watchAutoscalerConfigFile(file: string, live: LiveAutoscalerConfig, options: { debounceMs?: number } = {}): ConfigFileWatch {
   const dir = path.dirname(path.resolve(file));
@@ -119,6 +120,8 @@ export function watchAutoscalerConfigFile(file: string, live: LiveAutoscalerConf
     if (!closed && (name === null || name === base)) due();
   });
   watcher.on('error', (err) => live.refuse(err, file));
+  // Once now: a change made after the caller read the file, before this watch began, is not missed.
+  due();
   return {
     close: () => {
       closed = true;

@@ -202,6 +202,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     await configMap.close();
     throw err;
   }
+  // Listening from here on, so a change made while the rest starts is not missed: it goes into
+  // the config the autoscaler is made with, or to the autoscaler once it exists.
+  let running: Autoscaler | undefined;
+  const live = new LiveAutoscalerConfig({ initial: config, apply: (c) => running?.setConfig(c), logger: log });
+  configMap.onChange((data) => live.offerData(data, configSource));
   // The one Function controller of the cluster runs here, beside the autoscaler that scales
   // through the same objects.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
@@ -212,12 +217,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     target: driver,
     sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
     logger: log,
-    ...(config ? { config } : {}),
+    ...(live.current ? { config: live.current } : {}),
     // A stalled activation goes on the Function's status (its ActivationStalled condition).
     onActivation: (name, stall) => reconciler.setActivation(name, stall),
   });
-  const live = new LiveAutoscalerConfig({ initial: config, apply: (c) => autoscaler.setConfig(c), logger: log });
-  configMap.onChange((data) => live.offerData(data, configSource));
+  running = autoscaler;
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
@@ -228,7 +232,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   });
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
   autoscaler.start();
-  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: config ? autoscalerConfigMap : 'built-in defaults' });
+  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
   return {
     url,
     close: async () => {
