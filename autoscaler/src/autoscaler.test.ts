@@ -65,11 +65,11 @@ describe('Autoscaler', () => {
     assert.equal(target.functions.get('shared')!.replicas, 3, '15 + 15 in flight at target 10');
   });
 
-  it('decides every 2 s, collecting every second in between', async () => {
+  it('knative mode decides every 2 s, collecting every second in between', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();
     target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
-    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['f'], 25, 0)], clock });
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['f'], 25, 0)], clock, mode: 'knative' });
     clock.advance(2000);
     await autoscaler.tick();
     assert.deepEqual(target.calls, [['f', 3]]);
@@ -127,7 +127,8 @@ describe('Autoscaler', () => {
   it('forgets the traffic of a function deleted and created again under its name', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();
-    target.add({ name: 'again', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
+    // initial 0: a function created at zero is not raised to its initial scale.
+    target.add({ name: 'again', scale: { target: 10, targetUtilizationPercent: 100, initial: 0 } }, 1);
     const first = { ...target.functions.get('again')!, createdAt: '2026-01-01T00:00:00.000Z' };
     target.functions.set('again', first);
     let traffic = 25;
@@ -355,5 +356,181 @@ describe('Autoscaler with stats that go missing', () => {
     assert.equal(autoscaler.lastDecision('later')?.panicking, false);
     assert.equal(target.functions.get('later')!.replicas, 3, 'down by the rate limit at once');
     assert.equal(target.functions.get('steady')!.replicas, 6);
+  });
+});
+
+describe('Autoscaler, demand decider', () => {
+  /** One gateway's second: `rps` arrivals, `queued` waiting, calls that take `serviceMs`. */
+  const busy = (name: string, rps: number, serviceMs: number | undefined, queued = 0, inFlight = (rps * (serviceMs ?? 0)) / 1000): FunctionSample => ({
+    name,
+    concurrency: inFlight + queued,
+    requests: rps,
+    queued,
+    completed: serviceMs === undefined ? 0 : rps,
+    ...(serviceMs === undefined ? {} : { serviceMs }),
+  });
+  const run = async (autoscaler: Autoscaler, clock: ManualClock, seconds: number) => {
+    for (let i = 0; i < seconds; i++) {
+      clock.advance(1000);
+      await autoscaler.tick();
+    }
+  };
+
+  it('decides every second, and scales on arrivals x service time: a queue is not demand', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100 } }, 1);
+    // 200 req/s x 50 ms = 10 in flight; the gateway's concurrency counts a standing queue of 90 too.
+    let sample = busy('f', 200, 50, 0, 100);
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [sample] }], clock });
+    await run(autoscaler, clock, 1);
+    assert.equal(autoscaler.lastDecision('f')?.desired, 1, '10 in flight at target 10: one replica, not ten');
+    sample = busy('f', 800, 50);
+    await run(autoscaler, clock, 1);
+    assert.deepEqual(target.calls, [['f', 4]], 'the next second already decides again: the latest second, 800 x 0.05 = 40 -> 4');
+    const knative = new RecordingTarget();
+    knative.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100 } }, 1);
+    const old = new Autoscaler({ target: knative, sources: [{ collect: () => [busy('f', 200, 50, 0, 100)] }], clock, mode: 'knative' });
+    clock.advance(2000);
+    await old.tick();
+    assert.deepEqual(knative.calls, [['f', 10]], 'Knative counts the queue as lasting concurrency');
+  });
+
+  it('while the service time is young, scales on the requests at replicas, the queue left out', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100 } }, 1);
+    // No call has finished: 30 at the replica, 500 queued.
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [busy('f', 600, undefined, 500, 30)] }], clock });
+    await run(autoscaler, clock, 1);
+    assert.deepEqual(target.calls, [['f', 3]]);
+    assert.equal(autoscaler.lastDecision('f')?.backlogWant, 0, 'no backlog term without a service time');
+  });
+
+  it('the backlog term raises a decision and starts a panic, and panic does not hold it once drained', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100 } }, 1);
+    let sample = busy('f', 200, 50);
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [sample] }], clock });
+    await run(autoscaler, clock, 10);
+    assert.deepEqual(target.calls, []);
+    // 3000 queued: horizon = p50 start-up (1 s before one is measured) + 1 s decision = 2 s:
+    // (200 + 3000 / 2) x 0.05 = 85 -> 9 replicas; the window's demand alone wants 1.
+    sample = busy('f', 200, 50, 3000);
+    await run(autoscaler, clock, 1);
+    const d = autoscaler.lastDecision('f')!;
+    assert.deepEqual([d.backlogWant, d.desired, d.panicking], [9, 9, true]);
+    // Drained: panic holds what the windows wanted (1), not the backlog; the scale-down rate
+    // (2: at most halve) is the only brake. Knative's panic would hold 9 for a stable window.
+    sample = busy('f', 200, 50, 0);
+    await run(autoscaler, clock, 1);
+    assert.deepEqual([autoscaler.lastDecision('f')!.desired, autoscaler.lastDecision('f')!.panicking], [4, true]);
+    await run(autoscaler, clock, 2);
+    assert.deepEqual((target.calls as [string, number][]).map((c) => c[1]), [9, 4, 2, 1]);
+  });
+
+  it('reads counts over a longer interval as per-second rates (a scrape after failed ones)', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100, metric: 'rps' } }, 3);
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [{ ...busy('f', 30 * 150, 50), spanMs: 150_000 }] }], clock });
+    await run(autoscaler, clock, 1);
+    assert.deepEqual(target.calls, [], '4500 requests over 150 s are 30 req/s: 3 replicas, as it has');
+  });
+
+  it('a poke at zero sizes the scale-up by the queue once the service time is known, and asks for one without it', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'known', scale: { target: 10, targetUtilizationPercent: 100, max: 50, min: 0 } }, 1);
+    target.add({ name: 'fresh', scale: { target: 10, targetUtilizationPercent: 100, max: 50, min: 0 } }, 0);
+    let samples = [busy('known', 20, 100)];
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => samples }], clock });
+    await run(autoscaler, clock, 5);
+    // Quiet, then at zero (as after the grace period).
+    samples = [];
+    target.functions.set('known', { ...target.functions.get('known')!, replicas: 0, readyReplicas: 0 });
+    await run(autoscaler, clock, 3);
+    target.calls.length = 0;
+    // 800 queued, 2 s horizon, 100 ms each: 800 / 2 x 0.1 = 40 in flight -> 4 replicas.
+    await Promise.all([autoscaler.poke('known', { queued: 800 }), autoscaler.poke('known', { queued: 800 })]);
+    await autoscaler.poke('fresh', { queued: 800 });
+    assert.deepEqual(target.calls, [['known', 4], ['fresh', 1]]);
+  });
+
+  it('calls an activation stalled when no replica is ready after 10 s, adds none then, and clears it when one is', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 50 } }, 1);
+    target.functions.set('f', { ...target.functions.get('f')!, readyReplicas: 0 });
+    // The replica never comes up; the scale call records but readiness stays 0.
+    target.scale = async (name, n) => {
+      target.calls.push([name, n]);
+      target.functions.set(name, { ...target.functions.get(name)!, replicas: n });
+    };
+    const seen: [string, string | undefined][] = [];
+    const autoscaler = new Autoscaler({
+      target,
+      sources: [{ collect: () => [busy('f', 20, 100, 200, 0)] }],
+      clock,
+      onActivation: (name, stall) => seen.push([name, stall?.reason]),
+    });
+    await run(autoscaler, clock, 9);
+    assert.equal(autoscaler.activation('f'), undefined);
+    const before = target.functions.get('f')!.replicas;
+    await run(autoscaler, clock, 3);
+    assert.match(autoscaler.activation('f')?.reason ?? '', /no replica became ready within 10\.0 s \(no start-up measured yet\)/);
+    assert.equal(seen.length, 1);
+    await run(autoscaler, clock, 20);
+    assert.equal(target.functions.get('f')!.replicas, before, 'a stalled activation gets no more replicas');
+    target.functions.set('f', { ...target.functions.get('f')!, readyReplicas: 1 });
+    await run(autoscaler, clock, 1);
+    assert.equal(autoscaler.activation('f'), undefined);
+    assert.deepEqual(seen.at(-1), ['f', undefined]);
+  });
+
+  it('an activation with unschedulable replicas is stalled at once', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'gpu', scale: { max: 10 } }, 2);
+    target.functions.set('gpu', { ...target.functions.get('gpu')!, readyReplicas: 1, unschedulable: 1 });
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [] }], clock });
+    await run(autoscaler, clock, 1);
+    assert.match(autoscaler.activation('gpu')?.reason ?? '', /1 of 1 replicas asked for have no room on the nodes/);
+  });
+
+  it('holds initial until it was reached once', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [] }], clock });
+    await run(autoscaler, clock, 1);
+    // Deployed after the autoscaler started, its 10 replicas not ready yet.
+    target.add({ name: 'f', scale: { initial: 10, max: 20 } }, 10);
+    target.functions.set('f', { ...target.functions.get('f')!, readyReplicas: 0 });
+    await run(autoscaler, clock, 5);
+    assert.deepEqual(target.calls, [], 'no traffic, none ready yet: the 10 stay');
+    target.functions.set('f', { ...target.functions.get('f')!, readyReplicas: 10 });
+    await run(autoscaler, clock, 120);
+    assert.ok(target.functions.get('f')!.replicas < 10, 'once reached, the load decides');
+  });
+
+  it('a new autoscaler backfills from the gateways\' rings and decides on a full window at once', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100, max: 100 } }, 6);
+    // The last minute: 1000 req/s x 50 ms = 50 in flight for 50 s, 0 for the last 10 s.
+    const backfill = Array.from({ length: 60 }, (_, i) => ({ ageMs: (60 - i) * 1000, samples: [busy('f', i < 50 ? 1000 : 0, 50)], answered: 1 }));
+    let first = true;
+    const source = {
+      collect: () => {
+        const c = { samples: [busy('f', 0, 50)], answered: 1, expected: 1, ...(first ? { backfill } : {}) };
+        first = false;
+        return c;
+      },
+    };
+    const autoscaler = new Autoscaler({ target, sources: [source], clock });
+    await run(autoscaler, clock, 1);
+    // Over the stable window, 50 x 50 / 60 = 41.7 in flight -> 5; without the ring it had one second of 0.
+    assert.equal(autoscaler.lastDecision('f')?.stableWant, 5);
   });
 });

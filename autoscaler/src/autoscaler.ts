@@ -1,5 +1,6 @@
-// The autoscaler loop: collects per-second samples from the gateways, decides every 2 s (and at
-// once on a cold poke), and sets replica counts through the scale target.
+// The autoscaler loop: collects per-second samples from the gateways, decides every second (the
+// demand decider; Knative's every 2 s) and at once on a poke, and sets replica counts through the
+// scale target. See docs/autoscaler.md for the demand decider.
 
 import type { ActivationStall, FunctionSample, PokeBody, ScaleSpec, StatsCollection, StatsSource } from '@kubefn/platform';
 
@@ -21,6 +22,11 @@ export interface ScaledFunction {
    * under the same name is a new one: its history (window, decider state) starts empty.
    */
   createdAt?: string;
+  /**
+   * Replicas asked for that the nodes have no room for (Kubernetes: pods Unschedulable), when the
+   * driver knows: an activation with any is stalled at once.
+   */
+  unschedulable?: number;
 }
 
 /** What the autoscaler needs from a driver. */
@@ -51,7 +57,22 @@ export interface AutoscalerOptions {
    * function's status.
    */
   onActivation?: (name: string, stall: ActivationStall | undefined) => void;
+  /**
+   * `demand` (default): windows of arrivals x service time, a backlog term, 1 s decisions,
+   * start-up aware. `knative`: Knative's KPA as shipped before it (in-flight requests, queue
+   * included, in the windows; 2 s decisions; a poke asks for max(1, min)), kept for comparison.
+   */
+  mode?: 'demand' | 'knative';
 }
+
+/** Completed calls a service-time estimate needs before demand is measured with it. */
+const minServiceSamples = 5;
+/** Start-up samples kept per function (p50 and p99 of the last ones). */
+const startupSamplesKept = 32;
+/** A function's p99 start-up before one was measured: this long without a ready replica stalls it. */
+export const defaultStallAfterMs = 10_000;
+/** The least a measured start-up lets an activation wait before it is called stalled. */
+const minStallAfterMs = 2000;
 
 interface Tracked {
   createdAt: string | undefined;
@@ -69,6 +90,20 @@ interface Tracked {
   restartPanic: boolean;
   /** The last decision held the scale for want of data (logged once per spell). */
   holding: boolean;
+  /** The gateways' service-time estimate, ms, and the completed calls behind it (capped). */
+  serviceMs: number | undefined;
+  serviceSamples: number;
+  /** The newest second's arrivals and queue (all gateways, scaled to their share), and when. */
+  latest: { requests: number; queued: number; at: number } | undefined;
+  /** When each replica asked for and not yet ready was asked for, oldest first. */
+  starts: number[];
+  /** Ready replicas at the last look, to see start-ups complete. */
+  lastReady: number;
+  /** Recent start-up times, ms: a ring of `startupSamplesKept`. */
+  startups: number[];
+  stall: ActivationStall | undefined;
+  /** `initial` was reached once (or the function was found running): it no longer floors. */
+  initialReached: boolean;
 }
 
 /** One function's samples of one collection, combined across gateways. */
@@ -77,7 +112,41 @@ interface Combined {
   requests: number;
   /** Undefined when no gateway had a reading. */
   pending: number | undefined;
+  queued: number;
+  completed: number;
+  /** Sum of serviceMs x weight, and the weights (completed calls, at least 1 per reading). */
+  serviceSum: number;
+  serviceWeight: number;
 }
+
+function combine(samples: Iterable<FunctionSample>): Map<string, Combined> {
+  const byName = new Map<string, Combined>();
+  for (const s of samples) {
+    let acc = byName.get(s.name);
+    if (!acc) {
+      acc = { concurrency: 0, requests: 0, pending: undefined, queued: 0, completed: 0, serviceSum: 0, serviceWeight: 0 };
+      byName.set(s.name, acc);
+    }
+    // Each gateway counts its own share of the requests and holds its own queue: sum. All read
+    // the same trigger consumers: max (scaling-contract.ts). A reading that is not a count is left out.
+    // Counts over a longer interval (a scrape after failed ones) are read as per-second rates.
+    const perSecond = isCount(s.spanMs) && s.spanMs > 1500 ? 1000 / s.spanMs : 1;
+    acc.concurrency += s.concurrency;
+    acc.requests += s.requests * perSecond;
+    if (isCount(s.pending)) acc.pending = Math.max(acc.pending ?? 0, s.pending);
+    if (isCount(s.queued)) acc.queued += s.queued;
+    const completed = isCount(s.completed) ? s.completed * perSecond : 0;
+    acc.completed += completed;
+    if (isCount(s.serviceMs) && s.serviceMs > 0) {
+      const w = Math.max(1, completed);
+      acc.serviceSum += s.serviceMs * w;
+      acc.serviceWeight += w;
+    }
+  }
+  return byName;
+}
+
+const noTraffic: Combined = { concurrency: 0, requests: 0, pending: undefined, queued: 0, completed: 0, serviceSum: 0, serviceWeight: 0 };
 
 function isCount(n: unknown): n is number {
   return typeof n === 'number' && Number.isFinite(n) && n >= 0;
@@ -88,7 +157,12 @@ function asCollection(reply: StatsCollection | FunctionSample[]): StatsCollectio
   if (Array.isArray(reply)) return { samples: reply, answered: 1, expected: 1 };
   const answered = isCount(reply.answered) ? Math.floor(reply.answered) : 0;
   const expected = isCount(reply.expected) ? Math.max(answered, Math.floor(reply.expected)) : answered;
-  return { samples: Array.isArray(reply.samples) ? reply.samples : [], answered, expected };
+  return {
+    samples: Array.isArray(reply.samples) ? reply.samples : [],
+    answered,
+    expected,
+    ...(Array.isArray(reply.backfill) ? { backfill: reply.backfill } : {}),
+  };
 }
 
 /** Functions named in one log line at most. */
@@ -102,6 +176,10 @@ export class Autoscaler {
   readonly #decideEveryMs: number;
   readonly #log: AutoscalerLogger | undefined;
   #config: AutoscalerConfig | undefined;
+  readonly #demand: boolean;
+  readonly #onActivation: AutoscalerOptions['onActivation'];
+  /** Gateways the last collection meant to read: a poke from one stands for this many queues. */
+  #expected = 1;
   readonly #tracked = new Map<string, Tracked>();
   readonly #pokes = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -117,9 +195,11 @@ export class Autoscaler {
     this.#sources = options.sources;
     this.#clock = options.clock ?? systemClock;
     this.#tickMs = options.tickMs ?? 1000;
-    this.#decideEveryMs = options.decideEveryMs ?? 2000;
+    this.#demand = (options.mode ?? 'demand') === 'demand';
+    this.#decideEveryMs = options.decideEveryMs ?? (this.#demand ? 1000 : 2000);
     this.#log = options.logger;
     this.#config = options.config;
+    this.#onActivation = options.onActivation;
   }
 
   start(): void {
@@ -154,25 +234,24 @@ export class Autoscaler {
     // answers up by expected / answered. With no answer at all, the second stays unknown.
     const known = answered > 0;
     const share = known ? expected / answered : 0;
-    const byName = new Map<string, Combined>();
-    for (const s of collections.flatMap((c) => c.samples)) {
-      const acc = byName.get(s.name) ?? { concurrency: 0, requests: 0, pending: undefined };
-      // Each gateway counts its own share of the requests: sum. All read the same trigger
-      // consumers: max (scaling-contract.ts). A reading that is not a count is left out.
-      acc.concurrency += s.concurrency;
-      acc.requests += s.requests;
-      if (isCount(s.pending)) acc.pending = Math.max(acc.pending ?? 0, s.pending);
-      byName.set(s.name, acc);
-    }
+    if (expected > 0) this.#expected = expected;
+    const byName = combine(collections.flatMap((c) => c.samples));
+    const backfill = this.#demand ? backfillByAge(collections, expected) : [];
     const live = new Set<string>();
     for (const fn of functions) {
       live.add(fn.spec.name);
       const t = this.#trackedFor(fn, now, this.#starting);
+      this.#observeStartups(t, fn, now);
+      // Seconds from the gateways' rings, older than anything this window holds: a new
+      // autoscaler's first decision then reads a full window.
+      const ownSince = t.window.firstKnownMs;
+      for (const b of backfill) {
+        const at = now - b.ageMs;
+        if (ownSince !== undefined && at >= ownSince) continue;
+        this.#file(t, at, b.byName.get(fn.spec.name) ?? noTraffic, b.share);
+      }
       if (!known) continue;
-      const s = byName.get(fn.spec.name) ?? { concurrency: 0, requests: 0, pending: undefined };
-      // The sample covers the interval ending now; it is filed under the current second, so a
-      // window of N seconds ending now holds the last N samples.
-      t.window.add(now, s.concurrency * share, s.requests * share, s.pending);
+      this.#file(t, now, byName.get(fn.spec.name) ?? noTraffic, share);
     }
     for (const name of this.#tracked.keys()) if (!live.has(name)) this.#tracked.delete(name);
     this.#starting = false;
@@ -207,22 +286,131 @@ export class Autoscaler {
   }
 
   /**
-   * A request found `name` with no ready replica: scale from zero now instead of at the next
-   * round. Concurrent pokes share one scale call.
+   * Files one second of `fn`'s combined samples. The demand decider's windows hold demand:
+   * arrivals x the service-time estimate (Little's law: the in-flight requests the arrivals need,
+   * whatever waits in a queue), and, while that estimate is young, the requests in flight at
+   * replicas (the queue left out). Knative's hold the gateways' in-flight count, queue included.
    */
-  poke(name: string, _body: PokeBody = {}): Promise<void> {
+  #file(t: Tracked, at: number, c: Combined, share: number): void {
+    if (this.#demand) {
+      if (c.serviceWeight > 0) {
+        const ms = c.serviceSum / c.serviceWeight;
+        t.serviceMs = ms;
+        t.serviceSamples = Math.min(1_000_000, t.serviceSamples + Math.max(1, c.completed));
+      }
+      if (t.latest === undefined || at >= t.latest.at) t.latest = { requests: c.requests * share, queued: c.queued * share, at };
+      t.window.add(at, this.#demandOf(t, c) * share, c.requests * share, c.pending);
+    } else {
+      t.window.add(at, c.concurrency * share, c.requests * share, c.pending);
+    }
+  }
+
+  #serviceKnown(t: Tracked): boolean {
+    return t.serviceMs !== undefined && t.serviceSamples >= minServiceSamples;
+  }
+
+  #demandOf(t: Tracked, c: Combined): number {
+    if (this.#serviceKnown(t)) return (c.requests * t.serviceMs!) / 1000;
+    return Math.max(0, c.concurrency - c.queued);
+  }
+
+  /**
+   * The backlog term in the metric's unit: what serves the arrivals and drains `queued` within
+   * the horizon, the function's start-up (p50) plus a decision interval: replicas asked for now
+   * help only from then on. Undefined without a service-time estimate (concurrency: nothing says
+   * what a queued request costs) or without a recent reading.
+   */
+  #backlogValue(t: Tracked, now: number, queued?: number): number | undefined {
+    const latest = t.latest && now - t.latest.at <= 2 * this.#tickMs ? t.latest : undefined;
+    const q = Math.max(queued ?? 0, latest?.queued ?? 0);
+    const rate = latest?.requests ?? 0;
+    const horizonS = (this.#startupP(t, 0.5, 1000) + this.#decideEveryMs) / 1000;
+    const perSecond = rate + q / horizonS;
+    if (t.settings.metric === 'rps') return perSecond;
+    if (!this.#serviceKnown(t)) return undefined;
+    return (perSecond * t.serviceMs!) / 1000;
+  }
+
+  /** The q-quantile of the measured start-ups, ms; `prior` before any. */
+  #startupP(t: Tracked, q: number, prior: number): number {
+    if (t.startups.length === 0) return prior;
+    const sorted = [...t.startups].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+  }
+
+  /**
+   * Start-ups: replicas asked for are stamped when asked (by this autoscaler) or when first seen
+   * starting; one that turns ready gives a start-up time. An activation whose oldest start has
+   * waited past twice the p99 start-up (10 s before any was measured), or that has replicas the
+   * nodes have no room for, is stalled: no replica is added until one becomes ready.
+   */
+  #observeStartups(t: Tracked, fn: ScaledFunction, now: number): void {
+    const starting = Math.max(0, fn.replicas - fn.readyReplicas);
+    for (let k = fn.readyReplicas - t.lastReady; k > 0 && t.starts.length > 0; k--) {
+      const at = t.starts.shift()!;
+      t.startups.push(now - at);
+      if (t.startups.length > startupSamplesKept) t.startups.shift();
+    }
+    // Scale-downs remove starting replicas first, newest first.
+    if (t.starts.length > starting) t.starts.length = starting;
+    while (t.starts.length < starting) t.starts.push(now);
+    const rose = fn.readyReplicas > t.lastReady;
+    t.lastReady = fn.readyReplicas;
+    if (fn.readyReplicas >= Math.max(1, fn.spec.scale.initial)) t.initialReached = true;
+    if (!this.#demand) return;
+    let stall: string | undefined;
+    if (starting > 0 && !rose) {
+      const after = t.startups.length > 0 ? Math.max(minStallAfterMs, 2 * this.#startupP(t, 0.99, 0)) : defaultStallAfterMs;
+      const waited = now - t.starts[0]!;
+      if ((fn.unschedulable ?? 0) > 0) {
+        stall = `${fn.unschedulable} of ${starting} replicas asked for have no room on the nodes (unschedulable)`;
+      } else if (waited > after) {
+        stall = `no replica became ready within ${seconds(after)} (${t.startups.length > 0 ? 'twice its p99 start-up' : 'no start-up measured yet'}); ${starting} asked for, waiting ${seconds(waited)}`;
+      }
+    }
+    if ((stall === undefined) === (t.stall === undefined)) {
+      if (stall !== undefined) t.stall = { ...t.stall!, reason: stall };
+      return;
+    }
+    t.stall = stall === undefined ? undefined : { reason: stall, since: new Date(now).toISOString() };
+    if (stall !== undefined) this.#log?.warn('activation stalled: adding no replicas until one becomes ready', { function: fn.spec.name, reason: stall });
+    else this.#log?.info('activation no longer stalled', { function: fn.spec.name });
+    this.#onActivation?.(fn.spec.name, t.stall);
+  }
+
+  /** Why `name`'s activation is stalled, if it is. */
+  activation(name: string): ActivationStall | undefined {
+    return this.#tracked.get(name)?.stall;
+  }
+
+  /**
+   * A gateway holds requests for `name` that no replica took: none is ready (a cold start), or
+   * its queue outgrew the replicas. Decides for `name` now instead of at the next round, and only
+   * ever scales up: from zero to at least max(1, min), and with the demand decider to what the
+   * backlog term wants for `body.queued` (times the gateways: each holds its own queue).
+   * Concurrent pokes share one decision.
+   */
+  poke(name: string, body: PokeBody = {}): Promise<void> {
     const pending = this.#pokes.get(name);
     if (pending) return pending;
     const p = (async () => {
       const fn = (await this.#target.list()).find((f) => f.spec.name === name);
-      if (!fn || fn.replicas > 0) return;
-      const t = this.#trackedFor(fn, this.#clock.now());
-      // Restart the grace period, so the replica started for this request is not culled by a
-      // decision made on samples from before it arrived.
-      t.state = { ...t.state, zeroSince: this.#clock.now() };
-      const n = Math.max(1, fn.spec.scale.min);
-      this.#log?.info('scaling from zero', { function: name, replicas: n });
-      await this.#target.scale(name, n);
+      if (!fn) return;
+      const now = this.#clock.now();
+      const t = this.#trackedFor(fn, now);
+      if (!this.#demand) {
+        if (fn.replicas > 0) return;
+        // Restart the grace period, so the replica started for this request is not culled by a
+        // decision made on samples from before it arrived.
+        t.state = { ...t.state, zeroSince: now };
+        const n = Math.max(1, fn.spec.scale.min);
+        this.#log?.info('scaling from zero', { function: name, replicas: n });
+        await this.#target.scale(name, n);
+        return;
+      }
+      if (fn.replicas === 0) t.state = { ...t.state, zeroSince: now };
+      const queued = isCount(body.queued) ? Math.max(1, body.queued) * this.#expected : this.#expected;
+      await this.#decideAndScale(fn, now, [], [], queued);
     })().finally(() => this.#pokes.delete(name));
     this.#pokes.set(name, p);
     return p;
@@ -271,6 +459,15 @@ export class Autoscaler {
         state,
         restartPanic,
         holding: false,
+        serviceMs: undefined,
+        serviceSamples: 0,
+        latest: undefined,
+        starts: [],
+        lastReady: fn.readyReplicas,
+        startups: [],
+        stall: undefined,
+        // Found running by a restarted autoscaler: whatever `initial` was, it has been served.
+        initialReached: found,
       };
       this.#tracked.set(fn.spec.name, t);
     } else if (t.scale !== fn.spec.scale) {
@@ -281,7 +478,11 @@ export class Autoscaler {
     return t;
   }
 
-  async #decideAndScale(fn: ScaledFunction, now: number, held: string[], resumed: string[]): Promise<void> {
+  /**
+   * One decision for `fn`, and the scale call when it changes the count. `poked`: a poke's queue
+   * (all gateways): the decision may only raise the count, and from zero gives at least one.
+   */
+  async #decideAndScale(fn: ScaledFunction, now: number, held: string[], resumed: string[], poked?: number): Promise<void> {
     const t = this.#trackedFor(fn, now);
     const settings = t.settings;
     if (t.restartPanic) {
@@ -302,6 +503,13 @@ export class Autoscaler {
         currentReplicas: fn.replicas,
         observedMs: t.window.observedMs(now),
         coverage: t.window.coverage(now, settings.panicWindowMs),
+        ...(this.#demand
+          ? {
+              backlogValue: this.#backlogValue(t, now, poked),
+              stalled: t.stall !== undefined,
+              floor: Math.max(t.initialReached ? 0 : fn.spec.scale.initial, poked !== undefined && fn.replicas === 0 ? 1 : 0),
+            }
+          : {}),
       },
       settings,
       now,
@@ -311,20 +519,62 @@ export class Autoscaler {
     const holding = decision.holding === true;
     if (holding !== t.holding) (holding ? held : resumed).push(fn.spec.name);
     t.holding = holding;
-    if (decision.desired === undefined || decision.desired === fn.replicas) return;
-    if (this.#pokes.has(fn.spec.name)) return;
-    this.#log?.info('scaling', {
+    let desired = decision.desired;
+    if (poked !== undefined) {
+      // A poke only ever adds; from zero it brings one replica even with no data at all.
+      desired = Math.max(desired ?? 0, fn.replicas, fn.replicas === 0 ? Math.max(1, fn.spec.scale.min) : 0);
+      if (settings.maxScale > 0) desired = Math.min(desired, Math.max(settings.maxScale, fn.replicas));
+    } else if (this.#pokes.has(fn.spec.name)) {
+      return;
+    }
+    if (desired === undefined || desired === fn.replicas) return;
+    this.#log?.info(fn.replicas === 0 ? 'scaling from zero' : 'scaling', {
       function: fn.spec.name,
       from: fn.replicas,
-      to: decision.desired,
+      to: desired,
       panicking: decision.panicking,
       ...(decision.pendingWant ? { pendingWant: decision.pendingWant } : {}),
+      ...(decision.backlogWant ? { backlogWant: decision.backlogWant } : {}),
+      ...(poked !== undefined ? { poke: { queued: poked } } : {}),
     });
-    await this.#target.scale(fn.spec.name, decision.desired);
+    for (let k = fn.replicas; k < desired; k++) t.starts.push(now);
+    await this.#target.scale(fn.spec.name, desired);
   }
 }
 
 /** What a function's window must keep: its stable window (the panic window is a part of it). */
 function windowSpanMs(s: ScaleSettings): number {
   return Math.max(1000, s.stableWindowMs, s.panicWindowMs);
+}
+
+/** One second of the gateways' rings, combined across gateways by age (whole seconds). */
+interface BackfillBucket {
+  ageMs: number;
+  byName: Map<string, Combined>;
+  /** expected / answered for this second. */
+  share: number;
+}
+
+/** The backfill seconds of a tick's collections, oldest first. */
+function backfillByAge(collections: StatsCollection[], expected: number): BackfillBucket[] {
+  const byAge = new Map<number, { samples: FunctionSample[]; answered: number }>();
+  for (const c of collections) {
+    for (const b of c.backfill ?? []) {
+      if (!isCount(b.ageMs) || !Array.isArray(b.samples)) continue;
+      const age = Math.round(b.ageMs / 1000) * 1000;
+      if (age <= 0) continue;
+      const acc = byAge.get(age) ?? { samples: [], answered: 0 };
+      acc.samples.push(...b.samples);
+      acc.answered += isCount(b.answered) ? b.answered : 1;
+      byAge.set(age, acc);
+    }
+  }
+  return [...byAge.entries()]
+    .sort((a, b) => b[0] - a[0])
+    .map(([ageMs, x]) => ({ ageMs, byName: combine(x.samples), share: Math.max(1, expected) / Math.max(1, x.answered) }));
+}
+
+/** "4.2 s" */
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
 }

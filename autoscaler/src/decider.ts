@@ -46,6 +46,20 @@ export interface DeciderInput {
    * on the data there is, never down, and never to zero. Default 1.
    */
   coverage?: number;
+  /**
+   * The demand decider's instantaneous backlog term, in the metric's unit: (arrivals + queued /
+   * horizon) x service time, what the replicas must carry to serve the arrivals and drain the
+   * queue within the horizon. It can raise any decision and trigger panic, but panic does not
+   * hold it: it is not in `maxPanicReplicas`. Undefined (the knative decider): no such term.
+   */
+  backlogValue?: number;
+  /**
+   * Activation stalled (replicas asked for and none ready within the function's p99 start-up, or
+   * no room on the nodes): the decision adds no replica; it may still go down.
+   */
+  stalled?: boolean;
+  /** `initial` not yet reached once: the decision stays at or above it (Knative's initial scale). */
+  floor?: number;
 }
 
 /** Below this share of known seconds in the panic window, the decision only holds or scales up. */
@@ -71,6 +85,8 @@ export interface Decision {
   panicWant?: number;
   /** Replicas the pending messages want, before rate limits and min/max. */
   pendingWant?: number;
+  /** Replicas the backlog term wants (demand decider), before rate limits and min/max. */
+  backlogWant?: number;
   /** True when the scale holds for want of data: none in a window, or too little (see `coverage`). */
   holding?: boolean;
 }
@@ -109,9 +125,10 @@ export function decide(
   const stableWant = Math.ceil(input.stableValue / s.targetPerReplica);
   const panicWant = Math.ceil(input.panicValue / s.targetPerReplica);
   const pendingWant = pendingWantOf(input, s);
+  const backlogWant = input.backlogValue !== undefined ? Math.max(0, Math.ceil(input.backlogValue / s.targetPerReplica - 1e-9)) : 0;
   // As Knative: the rounded-up panic want against the ready replicas (one replica panics as soon
-  // as the panic window needs a second one).
-  const overThreshold = panicWant / ready >= s.panicThreshold;
+  // as the panic window needs a second one). The backlog term may start a panic too.
+  const overThreshold = Math.max(panicWant, backlogWant) / ready >= s.panicThreshold;
 
   let panicSince = state.panicSince;
   if (overThreshold) panicSince = now;
@@ -120,10 +137,17 @@ export function decide(
   let want: number;
   let maxPanicReplicas = 0;
   if (panicSince !== undefined) {
-    want = Math.max(clampRate(stableWant), clampRate(panicWant), clampRate(pendingWant), state.maxPanicReplicas);
-    maxPanicReplicas = want;
+    if (input.backlogValue === undefined) {
+      want = Math.max(clampRate(stableWant), clampRate(panicWant), clampRate(pendingWant), state.maxPanicReplicas);
+      maxPanicReplicas = want;
+    } else {
+      // Panic holds what the windows wanted, not the backlog (a queue, once drained, is gone),
+      // and not the replicas the scale-down rate kept for a moment either.
+      maxPanicReplicas = Math.max(Math.min(maxUp, Math.max(stableWant, panicWant, pendingWant)), state.maxPanicReplicas);
+      want = clampRate(Math.max(maxPanicReplicas, backlogWant));
+    }
   } else {
-    want = clampRate(Math.max(stableWant, pendingWant));
+    want = clampRate(Math.max(stableWant, pendingWant, backlogWant));
   }
 
   // Scale-down delay: act on the highest want seen within the delay.
@@ -133,8 +157,10 @@ export function decide(
     want = Math.max(...recent.map((r) => r.want));
   }
 
-  want = Math.max(want, s.minScale);
+  want = Math.max(want, s.minScale, input.floor ?? 0);
   if (s.maxScale > 0) want = Math.min(want, s.maxScale);
+  // A stalled activation gets no more replicas than it has: more would not become ready either.
+  if (input.stalled) want = Math.min(want, Math.max(input.currentReplicas, s.minScale));
 
   // Too little data to trust a lower number: hold (or go up). The scale-down delay and the grace
   // period do not run on it either, so a gap in the data does not count towards going down.
@@ -143,7 +169,7 @@ export function decide(
     if (s.maxScale > 0) desired = Math.min(desired, Math.max(want, s.maxScale));
     const panicking = panicSince !== undefined;
     return {
-      decision: { desired, panicking, stableWant, panicWant, pendingWant, holding: true },
+      decision: { desired, panicking, stableWant, panicWant, pendingWant, backlogWant, holding: true },
       state: { panicSince, maxPanicReplicas: panicking ? Math.max(maxPanicReplicas, desired) : 0, recent: state.recent, zeroSince: state.zeroSince },
     };
   }
@@ -163,7 +189,7 @@ export function decide(
   }
 
   return {
-    decision: { desired: want, panicking: panicSince !== undefined, stableWant, panicWant, pendingWant },
+    decision: { desired: want, panicking: panicSince !== undefined, stableWant, panicWant, pendingWant, backlogWant },
     state: { panicSince, maxPanicReplicas, recent, zeroSince },
   };
 }

@@ -47,6 +47,12 @@ export interface FunctionStatus {
    */
   warnings?: string[];
   /**
+   * Replicas asked for that the nodes have no room for (Kubernetes: pods the scheduler marked
+   * Unschedulable), when the driver knows; absent is none known. The autoscaler stalls the
+   * activation of a function with any: more replicas would not fit either.
+   */
+  unschedulable?: number;
+  /**
    * Set while the autoscaler holds the function's activation as stalled (replicas asked for,
    * none ready within its p99 start-up; see ActivationStall in scaling-contract.ts): it adds no
    * replicas until one is ready. Absent otherwise. On Kubernetes it is the Function's

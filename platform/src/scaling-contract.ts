@@ -38,6 +38,13 @@ export interface FunctionSample {
    * Absent until a call finished. Demand in replicas is arrivals x serviceMs / 1000 / target.
    */
   serviceMs?: number;
+  /**
+   * How long the interval this sample covers was, ms, when not about 1 s: after a failed or lost
+   * scrape the next one covers the gap. The autoscaler reads `requests` and `completed` as
+   * counts over it (a rate per second is count x 1000 / spanMs) and `concurrency` as its mean.
+   * Absent: one second.
+   */
+  spanMs?: number;
 }
 
 /**

@@ -4,11 +4,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { KubefnError, ScaleSchema } from '@kubefn/platform';
 import { defaultDecider, deciders } from './deciders.js';
+
+/** What a run compares without --decider: the default first, then Knative's. */
+const defaultComparison = [defaultDecider, 'knative'];
 import { defaultFailedScrape, failedScrapePolicies, parseBlackouts, parseStartup } from './faults.js';
 import { parseTrace, scenarios, type Scenario } from './scenarios.js';
-import { simulate, type SimOptions } from './simulate.js';
-import { summarize, summaryMarkdown, toCsv, type Summary } from './summary.js';
-import { chartSvg } from './svg.js';
+import { simulate, type SimOptions, type SimResult } from './simulate.js';
+import { idealReplicas, summarize, summaryMarkdown, toCsv, type Summary } from './summary.js';
+import { chartSvg, compareSvg } from './svg.js';
 
 export const usage = `usage: npm run sim -- [options] [scale overrides]
   --scenario a,b      scenarios to run: ${Object.keys(scenarios).join(', ')} (default: all, or none with --trace)
@@ -28,13 +31,15 @@ export const usage = `usage: npm run sim -- [options] [scale overrides]
   --failed-scrape p   what a failed scrape contributes (default ${defaultFailedScrape}):
 ${Object.entries(failedScrapePolicies).map(([k, v]) => `                        ${k}: ${v.description}`).join('\n')}
   --node-capacity n   replicas the nodes hold; those beyond n never become ready (default unlimited)
-  --decider name      the autoscaler to run (default ${defaultDecider}, the only one so far; a new default will be named here):
+  --decider a,b       the autoscalers to run, each scenario under each, side by side (default ${defaultComparison.join(',')}):
 ${Object.entries(deciders).map(([k, v]) => `                        ${k}: ${v.description}`).join('\n')}
 Any other --kebab-name value sets scale.kebabName in the function spec, e.g.
   --target 50 --stable-window 30s --metric rps --max 20 --panic-threshold-percent 300`;
 
 export interface CliArgs {
   scenarios: Scenario[];
+  /** Each scenario runs under each of these, side by side. */
+  deciders: string[];
   out: string;
   options: Partial<SimOptions> & { scale: Record<string, unknown> };
 }
@@ -96,10 +101,9 @@ export async function parseArgs(argv: string[]): Promise<CliArgs> {
     if (!failedScrapePolicies[failed]) throw bad(`--failed-scrape is one of ${Object.keys(failedScrapePolicies).join(', ')} (got ${JSON.stringify(failed)})`);
     options.failedScrape = failed;
   }
-  const decider = take('decider');
-  if (decider !== undefined) {
-    if (!deciders[decider]) throw bad(`--decider is one of ${Object.keys(deciders).join(', ')} (got ${JSON.stringify(decider)})`);
-    options.decider = decider;
+  const deciderList = take('decider')?.split(',').map((d) => d.trim()) ?? defaultComparison;
+  for (const d of deciderList) {
+    if (!deciders[d]) throw bad(`--decider is one or more of ${Object.keys(deciders).join(', ')}, comma-separated (got ${JSON.stringify(d)})`);
   }
   const service = take('service');
   if (service !== undefined) {
@@ -125,7 +129,7 @@ export async function parseArgs(argv: string[]): Promise<CliArgs> {
     const type = props[key]?.type;
     options.scale[key] = type === 'number' || type === 'integer' ? number(`--${flag}`, v) : v;
   }
-  return { scenarios: runs, out, options };
+  return { scenarios: runs, deciders: [...new Set(deciderList)], out, options };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -138,25 +142,31 @@ export async function main(argv: string[]): Promise<number> {
     await mkdir(args.out, { recursive: true });
     const summaries: Summary[] = [];
     for (const scenario of args.scenarios) {
-      const result = await simulate(scenario, args.options);
-      const { settings, capacity } = result;
-      if (settings.metric === 'concurrency' && capacity < settings.targetPerReplica) {
-        console.warn(
-          `warning: ${scenario.name}: capacity ${capacity} per replica is below the target of ${settings.targetPerReplica}: ` +
-            'replicas fill up before the autoscaler adds more, so a standing queue makes up the difference; ' +
-            'set --container-concurrency or --capacity at or above the target',
-        );
+      const results: SimResult[] = [];
+      for (const decider of args.deciders) {
+        const result = await simulate(scenario, { ...args.options, decider });
+        const { settings, capacity } = result;
+        if (decider === args.deciders[0] && settings.metric === 'concurrency' && capacity < settings.targetPerReplica) {
+          console.warn(
+            `warning: ${scenario.name}: capacity ${capacity} per replica is below the target of ${settings.targetPerReplica}: ` +
+              'replicas fill up before the autoscaler adds more, so a standing queue makes up the difference; ' +
+              'set --container-concurrency or --capacity at or above the target',
+          );
+        }
+        const file = args.deciders.length > 1 ? `${scenario.name}.${decider}` : scenario.name;
+        await writeFile(join(args.out, `${file}.csv`), toCsv(result.rows));
+        await writeFile(join(args.out, `${file}.svg`), chartSvg(result));
+        summaries.push(summarize(result));
+        results.push(result);
       }
-      await writeFile(join(args.out, `${scenario.name}.csv`), toCsv(result.rows));
-      await writeFile(join(args.out, `${scenario.name}.svg`), chartSvg(result));
-      summaries.push(summarize(result));
+      if (results.length > 1) await writeFile(join(args.out, `${scenario.name}.compare.svg`), compareSvg(results, (r) => r.rows.map((row) => idealReplicas(r, row))));
     }
     const command = ['npm run sim', ...(argv.length ? ['--', ...argv] : [])].join(' ');
     const md = `Command: \`${command}\`\n\n${summaryMarkdown(summaries)}`;
     await writeFile(join(args.out, 'summary.md'), md);
     await writeFile(join(args.out, 'summary.json'), JSON.stringify({ command, options: args.options, summaries }, null, 2) + '\n');
     console.log(md);
-    console.log(`wrote ${args.scenarios.length} runs (CSV + SVG) and summary.{md,json} to ${args.out}/`);
+    console.log(`wrote ${summaries.length} runs (CSV + SVG${args.deciders.length > 1 ? ', and a comparison SVG per scenario' : ''}) and summary.{md,json} to ${args.out}/`);
     return 0;
   } catch (err) {
     // Match on code, not instanceof: one error catalogue for the whole of kubefn.

@@ -28,8 +28,8 @@ describe('fault flags: parsing', () => {
     assert.deepEqual(a.scenarios.map((s) => s.name), ['steady']);
     const o = a.options;
     assert.deepEqual(
-      [o.gateways, o.restartAtS, o.blackouts, o.nodeCapacity, o.startup, o.failedScrape, o.decider],
-      [3, [120, 300], [{ fromS: 100, toS: 250 }, { fromS: 10, toS: 20, gateway: 2 }], 4, { kind: 'lognormal', p50: 800, p99: 2000 }, 'last-good', 'knative'],
+      [o.gateways, o.restartAtS, o.blackouts, o.nodeCapacity, o.startup, o.failedScrape, a.deciders],
+      [3, [120, 300], [{ fromS: 100, toS: 250 }, { fromS: 10, toS: 20, gateway: 2 }], 4, { kind: 'lognormal', p50: 800, p99: 2000 }, 'last-good', ['knative']],
     );
     assert.deepEqual(o.scale, {}, 'none of them is taken for a scale field');
   });
@@ -50,7 +50,8 @@ describe('fault flags: parsing', () => {
       [['--startup-ms', 'p50=2000,p99=800'], /needs 0 < p50 <= p99/],
       [['--startup-ms', 'p90=800,p99=900'], /is not p50=ms,p99=ms/],
       [['--failed-scrape', 'nothing'], /--failed-scrape is one of missing, zero, last-good, error/],
-      [['--decider', 'nope'], /--decider is one of knative/],
+      [['--decider', 'nope'], /--decider is one or more of demand, knative/],
+      [['--decider', 'demand,nope'], /--decider is one or more of demand, knative/],
     ];
     for (const [argv, message] of bad) {
       await assert.rejects(parseArgs(['--scenario', 'steady', ...argv]), { code: 'BAD_REQUEST', message }, argv.join(' '));
@@ -81,11 +82,13 @@ describe('fault flags: parsing', () => {
     assert.ok(Math.abs(p99 - 2000) < 150, `p99 ${p99}`);
   });
 
-  it('has a registry of deciders with knative as the default, and says so in the help', () => {
-    assert.deepEqual(Object.keys(deciders), ['knative']);
-    assert.equal(defaultDecider, 'knative');
-    assert.match(usage, /--decider name\s+the autoscaler to run \(default knative/);
-    assert.match(usage, /knative: the shipped Autoscaler/);
+  it('has a registry of deciders with demand as the default, runs it beside knative, and says so in the help', async () => {
+    assert.deepEqual(Object.keys(deciders), ['demand', 'knative']);
+    assert.equal(defaultDecider, 'demand');
+    assert.match(usage, /--decider a,b\s+the autoscalers to run, each scenario under each, side by side \(default demand,knative\)/);
+    assert.match(usage, /knative: Knative's KPA as shipped before/);
+    assert.deepEqual((await parseArgs(['--scenario', 'step'])).deciders, ['demand', 'knative']);
+    assert.deepEqual((await parseArgs(['--scenario', 'step', '--decider', 'knative,knative'])).deciders, ['knative']);
   });
 });
 
@@ -102,8 +105,8 @@ describe('fault flags: effects', () => {
     assert.ok(r.rows.every((row) => row.desired === 5), r.rows.map((row) => row.desired).join(','));
     assert.equal(r.totals.rejected, 0);
 
-    // What a failed scrape was before: an answer of zero traffic.
-    const zero = await simulate(scenarios.steady!, { blackouts, failedScrape: 'zero' });
+    // What a failed scrape was before: an answer of zero traffic (under the decider of then).
+    const zero = await simulate(scenarios.steady!, { blackouts, failedScrape: 'zero', decider: 'knative' });
     assert.ok(zero.rows.some((row) => row.t >= 100 && row.t < 249 && row.desired === 0), 'it scaled a function with 3000 req/s to zero');
     assert.ok(zero.totals.rejected > 100_000, `rejected ${zero.totals.rejected}`);
     assert.equal(summarize(zero).overload503s, zero.totals.rejected);
@@ -140,9 +143,9 @@ describe('fault flags: effects', () => {
     c.arrive(0, 30, 1);
     c.dispatch(0, () => 100);
     assert.deepEqual([c.queued, c.totals.rejected], [130, 50], 'gateway 1 holds 100 and refuses 50; gateway 2 holds 30');
-    assert.deepEqual(c.scrape(0, 1000), { concurrency: 100 * 10 / 1000, requests: 150 });
-    assert.deepEqual(c.scrape(1, 1000), { concurrency: 30 * 10 / 1000, requests: 30 });
-    assert.deepEqual(c.scrape(1, 2000), { concurrency: 0, requests: 0 }, 'a scrape resets what it read');
+    assert.deepEqual(c.scrape(0, 1000), { concurrency: 100 * 10 / 1000, requests: 150, queued: 100, completed: 0 });
+    assert.deepEqual(c.scrape(1, 1000), { concurrency: 30 * 10 / 1000, requests: 30, queued: 30, completed: 0 });
+    assert.deepEqual(c.scrape(1, 2000), { concurrency: 0, requests: 0, queued: 30, completed: 0 }, 'a scrape resets the counts it read; the queue is a level');
   });
 
   it('--node-capacity: replicas beyond it never become ready', async () => {
@@ -168,17 +171,20 @@ describe('fault flags: effects', () => {
   });
 
   it('--restart-at: the restarted autoscaler has new windows, starts in panic at the ready count, and keeps the replicas', async () => {
-    // Alternating 5000 req/s and 0 every 10 s: 10 replicas at the restart.
+    // Alternating 9000 and 1000 req/s every 10 s: 8 to 10 replicas.
     const alt = scenarios.alternating!;
-    const steady = await simulate(alt);
-    const r = await simulate(alt, { restartAtS: [210] });
-    assert.equal(r.rows.find((row) => row.t === 209)?.restarted, true);
-    assert.equal(steady.rows.find((row) => row.t === 209)?.restarted, false);
-    const from = (x: typeof r, t0: number, t1: number) => x.rows.filter((row) => row.t >= t0 && row.t < t1).map((row) => row.desired);
-    assert.ok(from(r, 205, 209).every((d) => d === 10));
-    // A restarted autoscaler that decided on its first seconds of data went 10 -> 8 -> 4 -> 2 -> 1 here.
-    assert.deepEqual(from(r, 209, 240), from(steady, 209, 240), 'the restart changes nothing');
-    assert.equal(r.totals.rejected, steady.totals.rejected);
+    for (const decider of ['demand', 'knative']) {
+      const steady = await simulate(alt, { decider });
+      const r = await simulate(alt, { restartAtS: [210], decider });
+      assert.equal(r.rows.find((row) => row.t === 209)?.restarted, true);
+      assert.equal(steady.rows.find((row) => row.t === 209)?.restarted, false);
+      const from = (x: typeof r, t0: number, t1: number) => x.rows.filter((row) => row.t >= t0 && row.t < t1).map((row) => row.desired);
+      assert.ok(from(r, 205, 209).every((d) => d === 10), decider);
+      // A restarted autoscaler that decided on its first seconds of data went 10 -> 6 -> 4 -> 3 here.
+      const least = Math.min(...from(steady, 100, 400));
+      assert.ok(from(r, 209, 400).every((d) => d >= least), `${decider}: never below the ${least} it keeps without a restart`);
+      assert.ok(r.totals.rejected <= steady.totals.rejected, decider);
+    }
   });
 
   it('--startup-ms with a range: replicas become ready at different times, the same for the same seed', async () => {
@@ -190,22 +196,36 @@ describe('fault flags: effects', () => {
     assert.deepEqual((await run(1)).rows, r.rows);
   });
 
-  it('cold-burst starts at zero and the first request pokes; never-ready never serves', async () => {
+  it('cold bursts start at zero and the first request pokes; never-ready never serves', async () => {
+    const fresh = await simulate(scenarios['cold-burst-fresh']!);
+    assert.ok(fresh.rows.filter((row) => row.t < 9).every((row) => row.desired === 0 && row.ready === 0));
+    assert.ok(fresh.rows.find((row) => row.t === 10)!.desired >= 1);
+    assert.ok(fresh.totals.served > 300_000);
+    // The other served calls first and went to zero: its service time is known when the burst comes.
     const cold = await simulate(scenarios['cold-burst']!);
-    assert.ok(cold.rows.filter((row) => row.t < 9).every((row) => row.desired === 0 && row.ready === 0));
-    assert.ok(cold.rows.find((row) => row.t === 10)!.desired >= 1);
-    assert.ok(cold.totals.served > 300_000);
+    assert.ok(cold.rows.filter((row) => row.t >= 130 && row.t < 149).every((row) => row.desired === 0), 'at zero before the burst');
+    assert.ok(cold.rows.find((row) => row.t === 150)!.desired >= 3, 'the poke sizes the scale-up by the queue');
 
-    const never = await simulate(scenarios['never-ready']!);
-    assert.equal(never.capacity, 1, 'containerConcurrency 1');
-    assert.equal(never.totals.served, 0);
-    assert.ok(never.rows.every((row) => row.ready === 0));
-    assert.equal(Math.max(...never.rows.map((row) => row.desired)), 10, 'the queue it cannot drain scales it to max');
-    assert.ok(never.totals.rejected > 0, 'the queue fills');
+    for (const decider of ['demand', 'knative']) {
+      const never = await simulate(scenarios['never-ready']!, { decider });
+      assert.equal(never.capacity, 1, 'containerConcurrency 1');
+      assert.equal(never.totals.served, 0);
+      assert.ok(never.rows.every((row) => row.ready === 0));
+      assert.ok(never.totals.rejected > 0, 'the queue fills');
+      const peak = Math.max(...never.rows.map((row) => row.desired));
+      if (decider === 'knative') {
+        assert.equal(peak, 10, 'the queue it cannot drain scales it to max');
+        assert.ok(never.rows.every((row) => !row.stalled));
+      } else {
+        assert.ok(peak <= 2, `the queue is not demand: ${peak}`);
+        const stalled = never.rows.filter((row) => row.stalled);
+        assert.ok(stalled.length > 0 && stalled[0]!.t <= 15, 'the activation is called stalled after the 10 s default');
+      }
+    }
   });
 
   it('the summary table has an overload 503s column', async () => {
-    const md = summaryMarkdown([summarize(await simulate(scenarios.steady!, { blackouts: parseBlackouts('100..250'), failedScrape: 'zero' }))]);
+    const md = summaryMarkdown([summarize(await simulate(scenarios.steady!, { blackouts: parseBlackouts('100..250'), failedScrape: 'zero', decider: 'knative' }))]);
     const [head, , row] = md.split('\n');
     const cells = (line: string) => line.split('|').map((c) => c.trim());
     const i = cells(head!).indexOf('overload 503s');
@@ -221,8 +241,8 @@ describe('fault flags: effects', () => {
     assert.match(svg, /<text[^>]*>autoscaler restart<\/text>/);
     assert.doesNotMatch(svg, /NaN|undefined|Infinity/);
     const csv = toCsv(r.rows).split('\n');
-    assert.equal(csv[0], 't,offered_rps,served_rps,in_flight,queued,stable,panic,desired,ready,panicking,rejected,starting,expected_rps,pending,failed_scrapes,restarted');
-    assert.match(csv.find((l) => l.startsWith('299,'))!, /,0,1$/);
-    assert.match(csv.find((l) => l.startsWith('150,'))!, /,1,0$/);
+    assert.equal(csv[0], 't,offered_rps,served_rps,in_flight,queued,stable,panic,desired,ready,panicking,rejected,starting,expected_rps,pending,failed_scrapes,restarted,stalled');
+    assert.match(csv.find((l) => l.startsWith('299,'))!, /,0,1,0$/);
+    assert.match(csv.find((l) => l.startsWith('150,'))!, /,1,0,0$/);
   });
 });

@@ -50,13 +50,28 @@ interface Gateway {
   /** Its requests at replicas. */
   inFlight: number;
   /** Since the last successful scrape (ConcurrencyStats: a failed scrape never reads or resets it). */
-  scrape: { area: number; requests: number; since: number };
+  scrape: { area: number; requests: number; since: number; completed: number };
+  /** This second so far, for the gateway's own per-second ring (see closeSecond). */
+  sec: { area: number; requests: number; completed: number; serviceSum: number; since: number };
+  /** Its moving average of the service time of completed calls, ms; undefined before one. */
+  serviceMs: number | undefined;
 }
+
+/** The gateway's service-time average takes a second's mean with this weight: a half-life of 5 s. */
+const serviceWeight = 1 - 0.5 ** (1 / 5);
 
 /** What one gateway reports when scraped: its mean in flight (queued included) and arrivals since the last scrape. */
 export interface GatewaySample {
   concurrency: number;
   requests: number;
+  /** Its queue at the scrape (a level). */
+  queued: number;
+  /** Calls completed since the last scrape. */
+  completed: number;
+  /** Its service-time average, ms, when it has one. */
+  serviceMs?: number;
+  /** The interval the sample covers, ms, when longer than a second (after failed scrapes). */
+  spanMs?: number;
 }
 
 /** One second of traffic as the gateway saw it. */
@@ -91,7 +106,7 @@ export class Cluster {
   #firstGateway = 0;
   #inFlight = 0;
   /** Completion time (ms) -> the replica and gateway of each request that finishes then. */
-  readonly #completions = new Map<number, { r: Replica; g: Gateway }[]>();
+  readonly #completions = new Map<number, { r: Replica; g: Gateway; ms: number }[]>();
   /** Started requests by wait, in steps: waits[k] requests waited k steps. */
   readonly #waits: number[] = [];
   #rr = 0;
@@ -105,7 +120,9 @@ export class Cluster {
       head: 0,
       queued: 0,
       inFlight: 0,
-      scrape: { area: 0, requests: 0, since: 0 },
+      scrape: { area: 0, requests: 0, since: 0, completed: 0 },
+      sec: { area: 0, requests: 0, completed: 0, serviceSum: 0, since: 0 },
+      serviceMs: undefined,
     }));
     this.desired = initialReplicas;
     const fit = options.warm === false ? 0 : Math.min(initialReplicas, options.nodeCapacity ?? Infinity);
@@ -173,9 +190,12 @@ export class Cluster {
 
   /** Steps 1 and 2: completions and readiness due at `t`. */
   advance(t: number): void {
-    for (const { r, g } of this.#completions.get(t) ?? []) {
+    for (const { r, g, ms } of this.#completions.get(t) ?? []) {
       r.inFlight--;
       g.inFlight--;
+      g.scrape.completed++;
+      g.sec.completed++;
+      g.sec.serviceSum += ms;
       this.#inFlight--;
       this.#sec.served++;
       this.totals.served++;
@@ -193,6 +213,7 @@ export class Cluster {
       this.#sec.arrived++;
       // The gateway counts a request before queueing it: rejected ones too.
       g.scrape.requests++;
+      g.sec.requests++;
       if (g.queued >= g.queue.length) {
         this.totals.rejected++;
         this.#sec.rejected++;
@@ -226,16 +247,20 @@ export class Cluster {
       r.inFlight++;
       g.inFlight++;
       this.#inFlight++;
-      const done = t + Math.max(1, Math.round(serviceMs() / step)) * step;
+      const ms = Math.max(1, Math.round(serviceMs() / step)) * step;
+      const done = t + ms;
       const list = this.#completions.get(done);
-      if (list) list.push({ r, g });
-      else this.#completions.set(done, [{ r, g }]);
+      if (list) list.push({ r, g, ms });
+      else this.#completions.set(done, [{ r, g, ms }]);
     }
     this.#firstGateway = (this.#firstGateway + 1) % gs.length;
     const queued = this.queued;
     this.#sec.inFlightArea += this.#inFlight * step;
     this.#sec.queuedArea += queued * step;
-    for (const g of gs) g.scrape.area += (g.inFlight + g.queued) * step;
+    for (const g of gs) {
+      g.scrape.area += (g.inFlight + g.queued) * step;
+      g.sec.area += (g.inFlight + g.queued) * step;
+    }
     this.totals.maxQueued = Math.max(this.totals.maxQueued, queued);
   }
 
@@ -247,9 +272,51 @@ export class Cluster {
     const g = this.#gateways[gateway];
     if (!g) throw new RangeError(`no gateway ${gateway}`);
     const span = now - g.scrape.since;
-    const sample = { concurrency: span > 0 ? g.scrape.area / span : g.inFlight + g.queued, requests: g.scrape.requests };
-    g.scrape = { area: 0, requests: 0, since: now };
+    const sample: GatewaySample = {
+      concurrency: span > 0 ? g.scrape.area / span : g.inFlight + g.queued,
+      requests: g.scrape.requests,
+      queued: g.queued,
+      completed: g.scrape.completed,
+      ...(g.serviceMs !== undefined ? { serviceMs: g.serviceMs } : {}),
+      ...(span > 1500 ? { spanMs: span } : {}),
+    };
+    g.scrape = { area: 0, requests: 0, since: now, completed: 0 };
     return sample;
+  }
+
+  /**
+   * Gateway `gateway` closes the second ending at `now`, whether or not anyone scrapes it: its
+   * service-time average takes the second's completions, and the second's sample is returned for
+   * its ring (what a new autoscaler backfills from). Called once per second, before the scrape.
+   */
+  closeSecond(gateway: number, now: number): GatewaySample {
+    const g = this.#gateways[gateway];
+    if (!g) throw new RangeError(`no gateway ${gateway}`);
+    const c = g.sec;
+    if (c.completed > 0) {
+      const mean = c.serviceSum / c.completed;
+      g.serviceMs = g.serviceMs === undefined ? mean : g.serviceMs + serviceWeight * (mean - g.serviceMs);
+    }
+    const span = now - c.since;
+    const sample: GatewaySample = {
+      concurrency: span > 0 ? c.area / span : g.inFlight + g.queued,
+      requests: c.requests,
+      queued: g.queued,
+      completed: c.completed,
+      ...(g.serviceMs !== undefined ? { serviceMs: g.serviceMs } : {}),
+    };
+    g.sec = { area: 0, requests: 0, completed: 0, serviceSum: 0, since: now };
+    return sample;
+  }
+
+  /** Requests gateway `gateway` holds in its queue now. */
+  queuedAt(gateway: number): number {
+    return this.#gateways[gateway]?.queued ?? 0;
+  }
+
+  /** Whether some replica is ready. */
+  get anyReady(): boolean {
+    return this.#replicas.some((r) => r.ready);
   }
 
   /** The last `ms` of traffic, and a fresh start for the next interval. */

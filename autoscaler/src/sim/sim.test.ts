@@ -35,7 +35,7 @@ describe('simulator model', () => {
     // few seconds (allow 5); the panic window then stops seeing it, so the last over-threshold
     // decision is by then + the panic window; panic ends a stable window later, when the stable
     // window no longer holds the backlog either; one more decision interval to act.
-    const bound = (2 * r.options.decideEveryMs + 500 + 5000 + s.panicWindowMs + s.stableWindowMs) / 1000;
+    const bound = (2 * (r.options.decideEveryMs ?? 2000) + 500 + 5000 + s.panicWindowMs + s.stableWindowMs) / 1000;
     const settled = r.rows.filter((row) => row.t >= stepAt + Math.ceil(bound));
     assert.ok(settled.length > 30, 'the run covers the settled period');
     for (const row of settled) assert.deepEqual([row.t, row.desired, row.ready], [row.t, 8, 8]);

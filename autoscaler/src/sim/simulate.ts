@@ -3,7 +3,7 @@
 // simulated time, with the failures asked for: several gateways, failed scrapes, an autoscaler
 // restart, too little room on the nodes, slow or never-ready start-ups. Deterministic for a seed.
 
-import { KubefnError, parseFunctionSpec, type FunctionSample, type FunctionSpec } from '@kubefn/platform';
+import { KubefnError, parseFunctionSpec, type BackfillSecond, type FunctionSample, type FunctionSpec } from '@kubefn/platform';
 import type { ScaleTarget, StatsSource } from '../autoscaler.js';
 import { ManualClock } from '../clock.js';
 import type { ScaleSettings } from '../decider.js';
@@ -29,8 +29,8 @@ export interface SimOptions {
   capacity?: number;
   /** Gateway queue bound (Knative's activator: 10 000). */
   queueDepth: number;
-  /** How often the Autoscaler decides, ms (autoscaler.ts's default: 2000). */
-  decideEveryMs: number;
+  /** How often the Autoscaler decides, ms; undefined: the decider's own default (demand 1000, knative 2000). */
+  decideEveryMs?: number;
   stepMs: number;
   /** The function's `scale` overrides, validated by parseFunctionSpec like a fn.yaml. */
   scale: Record<string, unknown>;
@@ -54,7 +54,6 @@ export const defaultSimOptions: SimOptions = {
   serviceMs: 100,
   serviceDist: 'fixed',
   queueDepth: 10_000,
-  decideEveryMs: 2000,
   stepMs: 10,
   scale: {},
   gateways: 1,
@@ -81,6 +80,8 @@ export interface Row extends SecondStats {
   failedScrapes: number;
   /** The autoscaler restarted at the end of this second (before its collection). */
   restarted: boolean;
+  /** The autoscaler calls the activation stalled at the end of this second. */
+  stalled: boolean;
   /** The scenario's rate averaged over the second: the load without Poisson noise. */
   expectedRps: number;
 }
@@ -157,7 +158,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   );
   const clock = new ManualClock(0);
   const target: ScaleTarget = {
-    list: async () => [{ spec, replicas: cluster.desired, readyReplicas: cluster.ready }],
+    list: async () => [{ spec, replicas: cluster.desired, readyReplicas: cluster.ready, ...(cluster.pending > 0 ? { unschedulable: cluster.pending } : {}) }],
     scale: async (_name, n) => cluster.scaleTo(n, clock.now()),
   };
   // What each gateway's ConcurrencyStats reports: mean in flight including its queue, and
@@ -166,6 +167,11 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   let second: SecondStats = { arrived: 0, served: 0, rejected: 0, inFlight: 0, queued: 0 };
   let failedScrapes = 0;
   const lastGood: (FunctionSample[] | undefined)[] = [];
+  // Each gateway's ring: its last stable window of closed seconds, newest last, and when each ended.
+  const ringSeconds = Math.ceil(settings.stableWindowMs / 1000);
+  const rings: { at: number; sample: FunctionSample }[][] = Array.from({ length: o.gateways }, () => []);
+  // A new autoscaler's first collection backfills from the rings.
+  let fresh = true;
   // The Autoscaler's windows are private and its Decision carries only the wants, so a mirror
   // window fed the same samples gives the CSV's stable and panic columns; a restart empties it.
   let mirror = new MetricWindow(settings.stableWindowMs + 1000);
@@ -187,10 +193,30 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       }
       const sum = samples.reduce((a, x) => ({ c: a.c + x.concurrency, r: a.r + x.requests }), { c: 0, r: 0 });
       if (answered > 0) mirror.add(now, (sum.c * cluster.gateways) / answered, (sum.r * cluster.gateways) / answered);
-      return { samples, answered, expected: cluster.gateways };
+      const backfill = fresh ? backfillOf(now) : undefined;
+      fresh = false;
+      return { samples, answered, expected: cluster.gateways, ...(backfill ? { backfill } : {}) };
     },
   };
-  const create = (): SimAutoscaler => entry.create({ target, sources: [source], clock, decideEveryMs: o.decideEveryMs });
+  /** The rings' seconds before this one, of the gateways that answer now, combined by age, oldest first. */
+  const backfillOf = (now: number): BackfillSecond[] => {
+    const byAt = new Map<number, BackfillSecond>();
+    rings.forEach((ring, g) => {
+      if (scrapeFails(o.blackouts, g, now)) return;
+      for (const { at, sample } of ring) {
+        if (at >= now) continue;
+        const b = byAt.get(at) ?? { ageMs: now - at, samples: [], answered: 0 };
+        b.samples.push(sample);
+        b.answered++;
+        byAt.set(at, b);
+      }
+    });
+    return [...byAt.values()].sort((a, b) => b.ageMs - a.ageMs);
+  };
+  const create = (): SimAutoscaler => {
+    fresh = true;
+    return entry.create({ target, sources: [source], clock, ...(o.decideEveryMs !== undefined ? { decideEveryMs: o.decideEveryMs } : {}) });
+  };
   let autoscaler = create();
   const restarts = new Set(o.restartAtS.map((s) => s * 1000));
 
@@ -210,7 +236,13 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       mirror = new MetricWindow(settings.stableWindowMs + 1000);
     }
     failedScrapes = 0;
-    for (let g = 0; g < cluster.gateways; g++) if (scrapeFails(o.blackouts, g, now)) failedScrapes++;
+    for (let g = 0; g < cluster.gateways; g++) {
+      if (scrapeFails(o.blackouts, g, now)) failedScrapes++;
+      // The gateway closes its second whether or not it is scraped.
+      const ring = rings[g]!;
+      ring.push({ at: now, sample: { name: 'sim', ...cluster.closeSecond(g, now) } });
+      if (ring.length > ringSeconds) ring.shift();
+    }
     try {
       await autoscaler.tick();
     } catch (err) {
@@ -228,12 +260,14 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       starting: cluster.starting,
       pending: cluster.pending,
       panicking: autoscaler.lastDecision('sim')?.panicking ?? false,
+      stalled: autoscaler.activation?.('sim') !== undefined,
       failedScrapes,
       restarted,
       expectedRps: expected[s] ?? 0,
     });
   };
 
+  const lastPoke = new Array<number>(o.gateways).fill(0);
   const endMs = scenario.durationS * 1000;
   for (let t = 0; t < endMs; t += o.stepMs) {
     clock.set(t);
@@ -244,10 +278,20 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     if (capacityAtMs === undefined && s >= riseAtS && load(s) > 0 && cluster.ready * capacity >= load(s)) capacityAtMs = t;
     // Each gateway gets an equal share: a split Poisson process is Poisson at the share's rate.
     const share = scenario.rate(t / 1000) / 1000 / cluster.gateways;
-    let cold = false;
-    for (let g = 0; g < cluster.gateways; g++) cold = cluster.arrive(t, poissonArrivals(random, share, o.stepMs), g) || cold;
-    // The gateway pokes when a request finds no ready replica; the poke only acts at zero.
-    if (cold) await autoscaler.poke('sim');
+    for (let g = 0; g < cluster.gateways; g++) {
+      const cold = cluster.arrive(t, poissonArrivals(random, share, o.stepMs), g);
+      // A gateway pokes when a request finds no ready replica, with its queue: once, and again
+      // each time its queue has doubled while none is ready (one poke in flight per function).
+      if (!cold) {
+        if (cluster.anyReady) lastPoke[g] = 0;
+        continue;
+      }
+      const queued = cluster.queuedAt(g);
+      if (queued >= Math.max(1, 2 * lastPoke[g]!)) {
+        lastPoke[g] = queued;
+        await autoscaler.poke('sim', { queued });
+      }
+    }
     cluster.dispatch(t, serviceMs);
   }
   await tick(endMs);

@@ -5,6 +5,12 @@ import type { Row, SimResult } from './simulate.js';
 
 export interface Summary {
   scenario: string;
+  /** The autoscaler that ran (--decider). */
+  decider: string;
+  /** Fewest replicas asked for at once after the first second (a restart or a blackout must not drop them). */
+  minDesired: number;
+  /** Seconds the activation was called stalled. */
+  stalledS: number;
   /** Start of the biggest one-second rise of the offered rate, s. */
   riseAtS: number;
   /** From riseAtS until ready x capacity >= offered in flight, s; null if never. */
@@ -66,6 +72,9 @@ export function summarize(r: SimResult): Summary {
   const started = totals.served + totals.inFlightAtEnd;
   return {
     scenario: r.scenario.name,
+    decider: r.options.decider,
+    minDesired: Math.min(...rows.slice(1).map((row) => row.desired)),
+    stalledS: rows.filter((row) => row.stalled).length,
     riseAtS: r.riseAtS,
     toCapacityS: r.capacityAtMs === undefined ? null : r.capacityAtMs / 1000 - r.riseAtS,
     peakDesired: Math.max(0, ...rows.map((row) => row.desired)),
@@ -101,6 +110,7 @@ const num = (n: number | null | undefined, digits = 0) => (n === null || n === u
 export function summaryMarkdown(summaries: Summary[]): string {
   const head = [
     'scenario',
+    'decider',
     'biggest rise at',
     'to capacity',
     'peak replicas',
@@ -117,6 +127,7 @@ export function summaryMarkdown(summaries: Summary[]): string {
   for (const s of summaries) {
     const cells = [
       s.scenario,
+      s.decider,
       `${s.riseAtS} s`,
       s.toCapacityS === null ? '—' : `${num(s.toCapacityS, 2)} s`,
       String(s.peakDesired),
@@ -136,7 +147,7 @@ export function summaryMarkdown(summaries: Summary[]): string {
 
 const columns = [
   't', 'offered_rps', 'served_rps', 'in_flight', 'queued', 'stable', 'panic',
-  'desired', 'ready', 'panicking', 'rejected', 'starting', 'expected_rps', 'pending', 'failed_scrapes', 'restarted',
+  'desired', 'ready', 'panicking', 'rejected', 'starting', 'expected_rps', 'pending', 'failed_scrapes', 'restarted', 'stalled',
 ] as const;
 
 /** One row per second; means to 2 decimals, so the same seed gives byte-identical files. */
@@ -147,7 +158,7 @@ export function toCsv(rows: Row[]): string {
     out.push(
       [r.t, r.arrived, r.served, f(r.inFlight), f(r.queued), f(r.stable), f(r.panic),
         r.desired, r.ready, r.panicking ? 1 : 0, r.rejected, r.starting, f(r.expectedRps), r.pending, r.failedScrapes,
-        r.restarted ? 1 : 0].join(','),
+        r.restarted ? 1 : 0, r.stalled ? 1 : 0].join(','),
     );
   }
   return out.join('\n') + '\n';

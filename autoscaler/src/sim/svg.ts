@@ -135,3 +135,65 @@ export function chartSvg(r: SimResult): string {
   push('</svg>');
   return out.join('\n') + '\n';
 }
+
+const deciderColours = ['#2ca02c', '#d62728', '#9467bd', '#8c564b'];
+
+/**
+ * The runs of one scenario under different deciders on one chart: the offered load on top; below,
+ * each decider's ready replicas (solid) and desired (dashed), and the ideal replicas (grey).
+ */
+export function compareSvg(runs: SimResult[], ideal: (r: SimResult) => number[]): string {
+  const first = runs[0];
+  if (!first) throw new RangeError('compareSvg needs at least one run');
+  const duration = Math.max(1, ...runs.map((r) => r.rows.length));
+  const x = (t: number) => r1(left + ((right - left) * t) / duration);
+  const out: string[] = [];
+  const push = (...parts: string[]) => out.push(...parts);
+  const frame = (p: Panel) => {
+    push(`<rect x="${left}" y="${p.top}" width="${right - left}" height="${p.bottom - p.top}" fill="none" stroke="#999"/>`);
+    for (const t of ticks(duration, 10).filter((v) => v <= duration)) {
+      push(`<text x="${x(t)}" y="${p.bottom + 16}" text-anchor="middle">${t}</text>`);
+    }
+  };
+  const scale = (p: Panel, max: number, label: string) => {
+    const vs = ticks(max);
+    const top = vs.at(-1)!;
+    const y = (v: number) => r1(p.bottom - ((p.bottom - p.top) * v) / top);
+    for (const v of vs) {
+      push(`<line x1="${left}" x2="${right}" y1="${y(v)}" y2="${y(v)}" stroke="#e5e5e5"/>`);
+      push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end">${fmt(v)}</text>`);
+    }
+    push(`<text transform="translate(16 ${(p.top + p.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(label)}</text>`);
+    return y;
+  };
+  const steps = (values: number[], y: (v: number) => number, colour: string, extra = '') =>
+    push(`<polyline fill="none" stroke="${colour}" stroke-width="1.5" ${extra} points="${values.flatMap((v, t) => [`${x(t)},${y(v)}`, `${x(t + 1)},${y(v)}`]).join(' ')}"/>`);
+
+  push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(`${first.scenario.name}: ${first.scenario.description}`)}</text>`);
+  const o = first.options;
+  push(`<text x="${W / 2}" y="42" text-anchor="middle">${esc(`start-up ${describeStartup(o.startup)}, service ${o.serviceMs} ms, max ${first.settings.maxScale || '∞'}, seed ${o.seed}: ${runs.map((r) => r.options.decider).join(' vs ')}`)}</text>`);
+  frame(loadPanel);
+  const yLoad = scale(loadPanel, Math.max(1, ...first.rows.map((row) => row.arrived)), 'offered req/s');
+  steps(first.rows.map((row) => row.arrived), yLoad, colours.offered);
+  frame(replicaPanel);
+  const yRep = scale(replicaPanel, 1.1 * Math.max(1, ...runs.flatMap((r) => r.rows.map((row) => Math.max(row.desired, row.ready)))), 'replicas');
+  steps(ideal(first), yRep, '#999', 'stroke-width="3" opacity="0.6"');
+  let lx = left;
+  const legend = (name: string, colour: string, dash = '') => {
+    push(`<line x1="${lx}" x2="${lx + 24}" y1="342" y2="342" stroke="${colour}" stroke-width="3" ${dash ? `stroke-dasharray="${dash}"` : ''}/>`);
+    push(`<text x="${lx + 30}" y="346">${esc(name)}</text>`);
+    lx += 40 + name.length * 7;
+  };
+  legend('ideal', '#999');
+  runs.forEach((r, i) => {
+    const colour = deciderColours[i % deciderColours.length]!;
+    steps(r.rows.map((row) => row.ready), yRep, colour);
+    steps(r.rows.map((row) => row.desired), yRep, colour, 'stroke-dasharray="5 3" opacity="0.7"');
+    legend(`${r.options.decider} ready (desired dashed)`, colour);
+  });
+  push(`<text x="${(left + right) / 2}" y="${H - 8}" text-anchor="middle">time (s)</text>`);
+  push('</svg>');
+  return out.join('\n') + '\n';
+}

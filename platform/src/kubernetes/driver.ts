@@ -20,7 +20,7 @@ import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type K
 import type { PendingPodProber } from './pending-prober.js';
 import { FunctionReconciler } from './reconciler.js';
 import { KubernetesSecretStore } from './secrets.js';
-import { functionStatusOf, loadErrorOf, type FunctionResource } from './status.js';
+import { functionStatusOf, loadErrorOf, unschedulableOf, type FunctionResource } from './status.js';
 import { rolloutState } from '../rollout.js';
 
 export interface KubernetesDriverOptions {
@@ -52,6 +52,8 @@ export class KubernetesDriver implements Driver {
   readonly #removeTimeoutMs: number;
   readonly #controllerTimeoutMs: number;
   readonly #endpointSets: EndpointSets;
+  /** Unschedulable pods per function with replicas starting: the last count read, and when. */
+  readonly #unschedulable = new Map<string, { count: number; at: number; reading: boolean }>();
   /** Log followers to end when their function goes. */
   readonly #goneListeners = new Map<string, Set<() => void>>();
   /** What close() also closes: the parts open() composed for this driver alone. */
@@ -175,11 +177,48 @@ export class KubernetesDriver implements Driver {
   async list(): Promise<FunctionStatus[]> {
     this.#checkOpen();
     const out: FunctionStatus[] = [];
+    const live = new Set<string>();
     for (const fn of this.#o.functions.cache.list(this.namespace)) {
       const status = this.#statusOf(fn);
-      if (status) out.push(status);
+      if (!status) continue;
+      live.add(status.spec.name);
+      const unschedulable = this.#unschedulableOf(status);
+      if (unschedulable) status.unschedulable = unschedulable;
+      out.push(status);
     }
+    for (const name of this.#unschedulable.keys()) if (!live.has(name)) this.#unschedulable.delete(name);
     return out.sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1));
+  }
+
+  /**
+   * Pods the scheduler could not place, for a function with replicas not ready: the last count
+   * read, refreshed in the background at most every 5 s (no informer holds pods), so a list stays
+   * a cache read. A function with every replica ready has none.
+   */
+  #unschedulableOf(status: FunctionStatus): number | undefined {
+    const name = status.spec.name;
+    if (status.replicas <= status.readyReplicas) {
+      this.#unschedulable.delete(name);
+      return undefined;
+    }
+    const now = Date.now();
+    let entry = this.#unschedulable.get(name);
+    if (!entry) this.#unschedulable.set(name, (entry = { count: 0, at: 0, reading: false }));
+    if (!entry.reading && now - entry.at >= 5000) {
+      const e = entry;
+      e.reading = true;
+      this.#o.core
+        .listNamespacedPod({ namespace: this.namespace, labelSelector: `${kubefnLabels.function}=${name}` })
+        .then((pods) => {
+          e.count = unschedulableOf(pods.items);
+        })
+        .catch((err: unknown) => this.#o.onWarning(`cannot read the pods of function "${name}" for unschedulable ones`, err))
+        .finally(() => {
+          e.at = Date.now();
+          e.reading = false;
+        });
+    }
+    return entry.count;
   }
 
   /** Read from the API server: the informer's cache may not have seen a create or delete yet. */

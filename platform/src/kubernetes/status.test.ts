@@ -5,7 +5,7 @@ import { rolloutState } from '../rollout.js';
 import { formatLoadFailure } from '../runtime-contract.js';
 import { parseFunctionSpec } from '../spec.js';
 import { deploymentFor, kubefnAnnotations } from './manifests.js';
-import { functionStatusOf, loadErrorOf, type FunctionResource } from './status.js';
+import { functionStatusOf, loadErrorOf, unschedulableOf, type FunctionResource } from './status.js';
 
 const owner = { apiVersion: 'kubefn.dev/v1alpha1', kind: 'Function', name: 'hello', uid: 'u-1' };
 const spec = parseFunctionSpec({ name: 'hello', image: 'registry.example/hello:v2' });
@@ -85,5 +85,21 @@ describe('deploymentFor: what a rollout is read from', () => {
     assert.equal(revision(spec), deploymentFor(spec, 'fns', owner, { generation: 9 }).spec!.template.metadata!.annotations![kubefnAnnotations.specRevision], 'the generation alone does not roll pods');
     assert.equal(revision({ ...spec, scale: { ...spec.scale, max: 50 } }), revision(spec), 'scale bounds do not roll pods');
     assert.notEqual(revision({ ...spec, image: 'registry.example/hello:v3' }), revision(spec));
+  });
+});
+
+describe('unschedulableOf', () => {
+  it('counts the pods the scheduler marked Unschedulable, and not those being deleted or placed', () => {
+    const cond = (status: string, reason?: string) => ({ status: { conditions: [{ type: 'PodScheduled', status, ...(reason ? { reason } : {}) }] } });
+    const pods = [
+      cond('False', 'Unschedulable'),
+      cond('False', 'Unschedulable'),
+      { ...cond('False', 'Unschedulable'), metadata: { deletionTimestamp: new Date() } },
+      cond('True'),
+      cond('False', 'SchedulingGated'),
+      {},
+    ];
+    assert.equal(unschedulableOf(pods), 2);
+    assert.equal(unschedulableOf([]), 0);
   });
 });

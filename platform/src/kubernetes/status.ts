@@ -154,3 +154,13 @@ function rfc3339(value: Date | string, precise = false): string {
   const iso = new Date(value).toISOString();
   return precise ? iso : iso.replace(/\.\d+Z$/, 'Z');
 }
+
+/** Pods of the function the scheduler could not place (PodScheduled False, reason Unschedulable). */
+export function unschedulableOf(pods: readonly V1Pod[]): number {
+  let n = 0;
+  for (const pod of pods) {
+    if (pod.metadata?.deletionTimestamp) continue;
+    if (pod.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable')) n++;
+  }
+  return n;
+}
