@@ -304,3 +304,26 @@ function displayPath(file: string): string {
   const rel = path.relative(process.cwd(), file);
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
 }
+
+/** One key whose value differs between two configs, in the file's terms ("60s", not 60000). */
+export interface ConfigChange {
+  key: string;
+  from: string | number | boolean;
+  to: string | number | boolean;
+}
+
+/**
+ * The keys whose values differ from `before` to `after` (undefined: the built-in defaults), in
+ * the order deploy/autoscaler-config.yaml lists them. Empty when they are the same.
+ */
+export function autoscalerConfigChanges(before: AutoscalerConfig | undefined, after: AutoscalerConfig | undefined): ConfigChange[] {
+  const a = before ?? defaultAutoscalerConfig;
+  const b = after ?? defaultAutoscalerConfig;
+  const changes: ConfigChange[] = [];
+  for (const [key, { field }] of Object.entries(keys)) {
+    if (a[field] === b[field]) continue;
+    const shown = (v: AutoscalerConfig[keyof AutoscalerConfig]) => (field.endsWith('Ms') ? formatDuration(v as number) : v);
+    changes.push({ key, from: shown(a[field]), to: shown(b[field]) });
+  }
+  return changes;
+}

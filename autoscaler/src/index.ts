@@ -6,3 +6,4 @@ export * from './autoscaler.js';
 export * from './config.js';
 export * from './http-source.js';
 export * from './poke-client.js';
+export * from './live-config.js';

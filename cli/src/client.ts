@@ -36,6 +36,8 @@ export interface FunctionInfo {
   loadError?: ErrorBody;
   /** What of the spec the platform does not enforce where it runs (resource limits), one sentence each. */
   warnings?: string[];
+  /** Set while the autoscaler holds the function's activation as stalled: it adds no replicas until one is ready. */
+  activation?: { state: 'ActivationStalled'; reason: string; since: string };
 }
 
 /** GET /system/function/<name>'s `events`: the NATS link and each trigger's state in that gateway. */

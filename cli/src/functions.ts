@@ -73,6 +73,7 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     if (parts.length) rows.push(['Resources', parts.join(', ')]);
   }
   for (const [i, w] of (f.warnings ?? []).entries()) rows.push([i === 0 ? 'Warnings' : '', w]);
+  if (f.activation) rows.push(['Activation', `${f.activation.state}: ${f.activation.reason} (since ${f.activation.since})`]);
   if (f.lastError) rows.push(['Last error', `${f.lastError.code}: ${f.lastError.message}`]);
   if (f.lastError?.hint) rows.push(['', `hint: ${f.lastError.hint}`]);
   const env = f.envVars ?? spec.env ?? {};

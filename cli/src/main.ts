@@ -96,7 +96,7 @@ function registerUp(program: Command, app: App): void {
     .option('--base <image>', 'podman driver: base image for functions built by the platform (default "host": this machine\'s node)')
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--podman-network <mode>', 'podman driver: "bridge" (ports published on 127.0.0.1) or "host" (faster start, no isolation)', 'bridge')
-    .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml); a function\'s scale spec wins')
+    .option('--autoscaler-config <file>', 'cluster autoscaler defaults (Knative config-autoscaler keys, e.g. deploy/autoscaler-config.yaml), applied again whenever the file changes; a function\'s scale spec wins')
     .option('--nats <url>', 'NATS server for nats triggers, output subjects and `fn publish` (default: start nats-server from PATH when first needed, store in <home>/nats)')
     .option('--no-nats', 'run without NATS: no local nats-server, nats triggers are refused')
     .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
@@ -137,9 +137,10 @@ Examples:
       if (opts.driver === 'process' && (opts.registry || opts.base)) throw usageError('--registry and --base need --driver podman');
       // Validated before anything starts: a bad file is an error naming its keys, not a half-started platform.
       let autoscalerConfig: AutoscalerConfig | undefined;
-      if (opts.autoscalerConfig !== undefined) {
+      const autoscalerConfigFile = opts.autoscalerConfig !== undefined ? path.resolve(app.io.cwd, opts.autoscalerConfig) : undefined;
+      if (autoscalerConfigFile !== undefined) {
         const { loadAutoscalerConfig } = await import('@kubefn/autoscaler');
-        autoscalerConfig = await loadAutoscalerConfig(path.resolve(app.io.cwd, opts.autoscalerConfig));
+        autoscalerConfig = await loadAutoscalerConfig(autoscalerConfigFile);
       }
       const options: UpOptions = {
         port,
@@ -151,7 +152,8 @@ Examples:
         ...(opts.registry ? { registry: opts.registry } : {}),
         ...(opts.base ? { base: opts.base } : {}),
         insecureRegistries: opts.insecureRegistry ?? [],
-        ...(autoscalerConfig ? { autoscalerConfig } : {}),
+        // Watched while fn up runs: a valid change applies without a restart.
+        ...(autoscalerConfig ? { autoscalerConfig, autoscalerConfigFile } : {}),
         ...(typeof opts.nats === 'string' ? { nats: opts.nats } : { localNats: opts.nats !== false }),
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
         ...(opts.isolation === false ? { isolation: false } : {}),

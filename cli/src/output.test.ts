@@ -118,6 +118,13 @@ describe('fn list / describe layout', () => {
     assert.doesNotMatch(describeFunction(fn('hello'), 'u', now), /Last error/);
   });
 
+  it('shows a stalled activation with its reason and since when, and no row without one', () => {
+    const activation = { state: 'ActivationStalled' as const, reason: 'no replica became ready within 4.2 s (p99 start-up); 3 asked for', since: '2026-01-02T11:59:00Z' };
+    const text = describeFunction(fn('hello', { activation }), 'u', now);
+    assert.match(text, /^Activation:\s+ActivationStalled: no replica became ready within 4\.2 s \(p99 start-up\); 3 asked for \(since 2026-01-02T11:59:00Z\)$/m);
+    assert.doesNotMatch(describeFunction(fn('hello'), 'u', now), /ActivationStalled/);
+  });
+
   it('shows each scale value in effect and where it comes from, when the gateway reports them', () => {
     const spec = parseFunctionSpec({ name: 'hello', scale: { target: 5, stableWindow: '30s' } });
     const scaling = {

@@ -57,9 +57,29 @@ describe('management API', () => {
         const body = (await told.app.inject({ method: 'GET', url: '/system/function/knobs' })).json();
         assert.deepEqual(body.scaling, { target: { value: 7, from: 'spec' }, stableWindow: { value: '60s', from: 'config' } });
         assert.equal((await inject('GET', '/system/function/hello')).json().scaling, undefined, 'not known: left out');
+        // A config reloaded while running: the next answer reports the new defaults.
+        told.setScaleDefaults({ values: { target: 100, stableWindow: '30s' }, from: 'config' });
+        const after = (await told.app.inject({ method: 'GET', url: '/system/function/knobs' })).json();
+        assert.deepEqual(after.scaling.stableWindow, { value: '30s', from: 'config' });
       } finally {
         await told.close();
       }
+    });
+  });
+
+  describe('a stalled activation in the status', () => {
+    it('is in GET /system/function/:name and /system/functions while set, and gone once cleared or the function is deleted', async () => {
+      const stall = { reason: 'no replica became ready within 4.2 s (p99 start-up); 3 asked for', since: '2026-01-02T12:00:00.000Z' };
+      gateway.setActivation('hello', stall);
+      const expected = { state: 'ActivationStalled', ...stall };
+      assert.deepEqual((await inject('GET', '/system/function/hello')).json().activation, expected);
+      assert.deepEqual((await inject('GET', '/system/functions')).json()[0].activation, expected);
+      gateway.setActivation('hello', undefined);
+      assert.equal((await inject('GET', '/system/function/hello')).json().activation, undefined, 'cleared');
+      gateway.setActivation('hello', stall);
+      assert.equal((await inject('DELETE', '/system/functions', { functionName: 'hello' })).statusCode, 200);
+      assert.equal((await inject('POST', '/system/functions', { name: 'hello', image: 'img' })).statusCode, 202);
+      assert.equal((await inject('GET', '/system/function/hello')).json().activation, undefined, 'a function created again starts without it');
     });
   });
 

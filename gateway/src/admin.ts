@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type LogLine } from '@kubefn/platform';
+import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type FunctionStatus, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext, ScaleDefaults } from './context.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -54,14 +54,14 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   app.get('/system/functions', { schema: { querystring: NamespaceQuery } }, async (request) => {
     checkNamespace(request.query.namespace);
     const all = await ctx.driver.list();
-    return all.map((s) => statusBody(s, ctx.invocations.get(s.spec.name) ?? 0));
+    return all.map((s) => statusBody(withActivation(ctx, s), ctx.invocations.get(s.spec.name) ?? 0));
   });
 
   app.get('/system/function/:name', { schema: { params: NameParams, querystring: NamespaceQuery } }, async (request) => {
     checkNamespace(request.query.namespace);
     validateName(request.params.name);
     const s = await ctx.driver.get(request.params.name);
-    const body: Record<string, unknown> = { ...statusBody(s, ctx.invocations.get(s.spec.name) ?? 0) };
+    const body: Record<string, unknown> = { ...statusBody(withActivation(ctx, s), ctx.invocations.get(s.spec.name) ?? 0) };
     if (ctx.options.scaleDefaults) body.scaling = scalingInEffect(s.spec.scale, ctx.options.scaleDefaults);
     if (ctx.events) body.events = ctx.events.state(s.spec.name);
     return body;
@@ -129,6 +129,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
         ctx.catalog.set(name, undefined);
         ctx.routers.remove(name);
         ctx.invocations.delete(name);
+        ctx.activations.delete(name);
         ctx.stats.forget(name);
         await ctx.events?.sync();
         if (removed) await ctx.events?.forget(removed.spec);
@@ -217,6 +218,12 @@ function requireStore(ctx: GatewayContext, what: 'bundles' | 'apps') {
     });
   }
   return store;
+}
+
+/** `s` with the stalled activation the autoscaler in this process reported, if any (else the driver's own). */
+function withActivation(ctx: GatewayContext, s: FunctionStatus): FunctionStatus {
+  const activation = ctx.activations.get(s.spec.name);
+  return activation ? { ...s, activation } : s;
 }
 
 /** Each knob the autoscaler has a default for: the spec's value, or the default and where it comes from. */

@@ -1,7 +1,7 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
-import { KubefnError, type PokeBody } from '@kubefn/platform';
+import { KubefnError, type ActivationStall, type PokeBody } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound } from './error-handler.js';
@@ -10,7 +10,7 @@ import { EventTriggers } from './events/events.js';
 import { publishRoute } from './events/publish-route.js';
 import { asyncPlugin } from './events/async.js';
 import { requestLogController } from './request-log.js';
-import type { GatewayContext, GatewayOptions } from './context.js';
+import type { GatewayContext, GatewayOptions, ScaleDefaults } from './context.js';
 import { FunctionCaller } from './function-call.js';
 import { invokePlugin } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
@@ -20,12 +20,22 @@ import { RouterPool } from './router-pool.js';
 import { ConcurrencyStats } from './stats.js';
 import { UnreadBodies } from './unread-bodies.js';
 
+/** Stalled activations kept at most (Gateway.setActivation). */
+const maxActivations = 10_000;
+
 export interface Gateway {
   app: FastifyInstance;
   stats: ConcurrencyStats;
   context: GatewayContext;
   /** Sends a cold poke (see GatewayOptions.onNoReplica); set later when the autoscaler exists. */
   onNoReplica: (name: string, body: PokeBody) => unknown;
+  /** New autoscaler defaults for GET /system/function/<name>'s `scaling` (a config reloaded while running). */
+  setScaleDefaults(defaults: ScaleDefaults | undefined): void;
+  /**
+   * The autoscaler in this process says `name`'s activation stalled (stall), or recovered
+   * (undefined): shown in the function's status until cleared or the function is deleted.
+   */
+  setActivation(name: string, stall: ActivationStall | undefined): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +88,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics,
     invocations,
     events: undefined,
+    activations: new Map(),
     options: {
       token: options.token,
       tokenHint: options.tokenHint,
@@ -98,6 +109,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     stats,
     context: ctx,
     onNoReplica: options.onNoReplica ?? (() => {}),
+    setScaleDefaults: (defaults) => {
+      ctx.options.scaleDefaults = defaults;
+    },
+    setActivation: (name, stall) => {
+      if (!stall) ctx.activations.delete(name);
+      // One entry per function the autoscaler scales; the cap only guards against a caller
+      // reporting names that were never deployed.
+      else if (ctx.activations.has(name) || ctx.activations.size < maxActivations) ctx.activations.set(name, { state: 'ActivationStalled', ...stall });
+    },
     close: async () => {
       unread.cut();
       // Keep-alive connections that go idle while in-flight calls finish would otherwise hold

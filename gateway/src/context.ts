@@ -1,7 +1,7 @@
 // What the gateway's plugins share.
 
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
-import type { Driver, PokeBody } from '@kubefn/platform';
+import type { Driver, FunctionActivation, PokeBody } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { EventTriggers, NatsSource } from './events/events.js';
 import type { FunctionCaller } from './function-call.js';
@@ -101,6 +101,11 @@ export interface GatewayContext {
   invocations: Map<string, number>;
   /** The event triggers, when the gateway has NATS. */
   events: EventTriggers | undefined;
+  /**
+   * Stalled activations the autoscaler in this process reported (fn up), merged into the
+   * statuses the management API returns; a driver's own (Kubernetes) is used when none is here.
+   */
+  activations: Map<string, FunctionActivation>;
   options: {
     token: string | undefined;
     tokenHint: string | undefined;

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { parse } from 'yaml';
 import { functionCrd, functionCrdYaml, toStructuralSchema, type StructuralSchema } from './crd.js';
+import { activationCondition, functionStatusOf, type Condition, type FunctionResource } from './kubernetes/status.js';
 import { FunctionSpecSchema, parseFunctionSpec } from './spec.js';
 
 type Node = StructuralSchema;
@@ -197,4 +198,26 @@ test('the converter throws on what it does not understand', () => {
   ];
   for (const [what, schema] of unsupported) assert.throws(() => toStructuralSchema(schema), /toStructuralSchema/, what);
   assert.throws(() => toStructuralSchema(Type.Object({ bad: Type.Array(Type.Any()) })), /at bad\[\]/);
+});
+
+test('the status schema takes an ActivationStalled condition whole, and the driver reads it back as FunctionStatus.activation', () => {
+  const statusSchema = props(root).status!;
+  const conditions = props(statusSchema).conditions!;
+  const item = conditions.items as Node;
+  const stall = { reason: 'no replica became ready within 4.2 s (p99 start-up); 3 asked for', since: '2026-01-02T12:00:00.000Z' };
+  const condition = activationCondition(stall);
+  // What the API server checks of a condition: required fields, the type and reason patterns, the status enum, a date-time.
+  for (const k of item.required as string[]) assert.ok((condition as unknown as Record<string, unknown>)[k] !== undefined, `required ${k}`);
+  assert.match(condition.type, new RegExp(props(item).type!.pattern as string));
+  assert.match(condition.reason, new RegExp(props(item).reason!.pattern as string));
+  assert.ok((props(item).status!.enum as string[]).includes(condition.status));
+  assert.ok(condition.message.length <= (props(item).message!.maxLength as number));
+  assert.match(condition.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  const status: { conditions: Condition[] } = { conditions: [{ type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: '0 of 3 replica(s) ready', lastTransitionTime: '2026-01-02T11:59:00Z' }, condition] };
+  assert.deepEqual(prune(status, statusSchema), status, 'nothing of it is pruned');
+  const fn: FunctionResource = { metadata: { name: 'hello', generation: 1, creationTimestamp: new Date('2026-01-01T00:00:00Z') }, status };
+  const read = functionStatusOf(fn, parseFunctionSpec({ name: 'hello', image: 'img' }), undefined);
+  assert.deepEqual(read.activation, { state: 'ActivationStalled', reason: stall.reason, since: '2026-01-02T12:00:00Z' });
+  const recovered: FunctionResource = { ...fn, status: { conditions: [status.conditions[0]!] } };
+  assert.equal(functionStatusOf(recovered, parseFunctionSpec({ name: 'hello', image: 'img' }), undefined).activation, undefined, 'no condition, no activation');
 });

@@ -268,6 +268,8 @@ const statusSchema: StructuralSchema = {
     url: { type: 'string', description: 'where the function answers' },
     conditions: {
       type: 'array',
+      description:
+        'Ready: a replica is ready, or the function is scaled to zero on purpose. ActivationStalled (True while it lasts, absent otherwise): replicas were asked for and none became ready within the function\'s p99 start-up, so the autoscaler adds no more until one is; the message says why',
       'x-kubernetes-list-type': 'map',
       'x-kubernetes-list-map-keys': ['type'],
       items: conditionSchema,
@@ -314,6 +316,7 @@ export function functionCrd(): object {
             column('Ready', 'integer', '.status.readyReplicas', 'replicas passing readiness'),
             column('Replicas', 'integer', '.status.replicas', 'replicas of the owned Deployment'),
             column('Status', 'string', '.status.conditions[?(@.type=="Ready")].status', 'the Ready condition'),
+            column('Stalled', 'string', '.status.conditions[?(@.type=="ActivationStalled")].message', 'why the activation stalled, while it does', 1),
             column('Image', 'string', '.spec.image', 'image the replicas run', 1),
             column('Digest', 'string', '.status.imageDigest', 'digest of that image', 1),
             column('Age', 'date', '.metadata.creationTimestamp', 'time since creation'),

@@ -52,6 +52,22 @@ export interface FunctionStatus {
    * activation of a function with any: more replicas would not fit either.
    */
   unschedulable?: number;
+  /**
+   * Set while the autoscaler holds the function's activation as stalled (replicas asked for,
+   * none ready within its p99 start-up; see ActivationStall in scaling-contract.ts): it adds no
+   * replicas until one is ready. Absent otherwise. On Kubernetes it is the Function's
+   * ActivationStalled condition; in `fn up` the gateway keeps it in memory.
+   */
+  activation?: FunctionActivation;
+}
+
+/** FunctionStatus.activation: a stalled activation, why, and since when. */
+export interface FunctionActivation {
+  state: 'ActivationStalled';
+  /** One sentence, e.g. "no replica became ready within 4.2 s (p99 start-up); 3 asked for". */
+  reason: string;
+  /** When the stall was declared, ISO 8601. */
+  since: string;
 }
 
 /** One ready replica the gateway may send requests to. */

@@ -15,12 +15,12 @@ import path from 'node:path';
 import { tmpdir } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Autoscaler, HttpStatsSource, parseAutoscalerConfig, parsePokeBody, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, HttpStatsSource, LiveAutoscalerConfig, parseAutoscalerConfig, parsePokeBody, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
+  ConfigMapWatch,
   FunctionReconciler,
-  isApiError,
   KubefnError,
   KubefnObjects,
   KubernetesDriver,
@@ -190,7 +190,23 @@ function internalServer(bodyLimit: number, log: Logger, component: string): Fast
 export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
   const kc = await clusterConfig();
   const onWarning = warner(log);
-  const config = await readAutoscalerConfig(kc, env.namespace);
+  // The cluster defaults: the ConfigMap now (a bad one fails the start, loudly), then each change
+  // to it applied while running (a bad one refused, the last good one kept; deleted: Knative's).
+  const configMap = await ConfigMapWatch.open({ kubeconfig: kc, namespace: env.namespace, name: autoscalerConfigMap, onWarning });
+  const configSource = `ConfigMap ${env.namespace}/${autoscalerConfigMap}`;
+  let config: AutoscalerConfig | undefined;
+  try {
+    const data = configMap.data();
+    config = data ? parseAutoscalerConfig(data, configSource) : undefined;
+  } catch (err) {
+    await configMap.close();
+    throw err;
+  }
+  // Listening from here on, so a change made while the rest starts is not missed: it goes into
+  // the config the autoscaler is made with, or to the autoscaler once it exists.
+  let running: Autoscaler | undefined;
+  const live = new LiveAutoscalerConfig({ initial: config, apply: (c) => running?.setConfig(c), logger: log });
+  configMap.onChange((data) => live.offerData(data, configSource));
   // The one Function controller of the cluster runs here, beside the autoscaler that scales
   // through the same objects.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
@@ -201,8 +217,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     target: driver,
     sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
     logger: log,
-    ...(config ? { config } : {}),
+    ...(live.current ? { config: live.current } : {}),
+    // A stalled activation goes on the Function's status (its ActivationStalled condition).
+    onActivation: (name, stall) => reconciler.setActivation(name, stall),
   });
+  running = autoscaler;
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
@@ -210,10 +229,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   });
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
   autoscaler.start();
-  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: config ? autoscalerConfigMap : 'built-in defaults' });
+  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
   return {
     url,
     close: async () => {
+      await configMap.close();
       await autoscaler.stop();
       await app.close();
       await driver.close();
@@ -242,18 +262,6 @@ export async function pokePlugin(scope: FastifyInstance, autoscaler: Pick<Autosc
     await autoscaler.poke(request.params.name, body);
     return reply.code(202).send({ function: request.params.name });
   });
-}
-
-/** The kubefn-autoscaler ConfigMap's settings; undefined (Knative's defaults) when there is none. */
-async function readAutoscalerConfig(kc: KubeConfig, namespace: string): Promise<AutoscalerConfig | undefined> {
-  const k8s = await loadKubernetesClient();
-  try {
-    const cm = await kc.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: autoscalerConfigMap, namespace });
-    return parseAutoscalerConfig(cm.data ?? {}, `ConfigMap ${namespace}/${autoscalerConfigMap}`);
-  } catch (err) {
-    if (isApiError(err, 404)) return undefined;
-    throw err;
-  }
 }
 
 export async function startBuilder(env: ComponentEnv, log: Logger): Promise<RunningComponent> {

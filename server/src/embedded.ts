@@ -3,11 +3,19 @@
 
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Autoscaler, clusterScaleDefaults, type AutoscalerConfig, type StatsSource } from '@kubefn/autoscaler';
+import {
+  Autoscaler,
+  clusterScaleDefaults,
+  LiveAutoscalerConfig,
+  watchAutoscalerConfigFile,
+  type AutoscalerConfig,
+  type AutoscalerOptions,
+  type StatsSource,
+} from '@kubefn/autoscaler';
 import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import {
@@ -55,6 +63,12 @@ export interface EmbeddedOptions {
   base?: string;
   /** Cluster defaults for the scale knobs a function's spec leaves out (default: Knative's). */
   autoscalerConfig?: AutoscalerConfig;
+  /**
+   * The file `autoscalerConfig` was read from: watched while the platform runs, and each valid
+   * new version applied to the autoscaler and the gateway's scale defaults without a restart (a
+   * bad one is refused with a warning and the last good one stays).
+   */
+  autoscalerConfigFile?: string;
   /** NATS server URL(s) for nats triggers, output subjects and `fn publish`. */
   nats?: string;
   /** Largest request body or event message sent to a function (default 32 MiB). */
@@ -103,7 +117,8 @@ export interface EmbeddedPlatform {
   url: string;
   token: string;
   driver: Driver & { restore(): Promise<string[]> };
-  autoscaler: Autoscaler;
+  /** The running autoscaler (a new one after a restart by the test hook). */
+  readonly autoscaler: Autoscaler;
   /** Where NATS is now (a local server may start after startEmbedded resolved). */
   nats(): NatsStatus;
   isolation: IsolationStatus;
@@ -120,16 +135,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
     await lock.release();
     throw err;
   }
-  return {
-    ...platform,
-    close: async () => {
-      try {
-        await platform.close();
-      } finally {
-        await lock.release();
-      }
-    },
+  // Wrapped in place, not copied: `autoscaler` is a getter.
+  const close = platform.close;
+  platform.close = async () => {
+    try {
+      await close();
+    } finally {
+      await lock.release();
+    }
   };
+  return platform;
 }
 
 /** startEmbedded once the state directory is this process's alone. */
@@ -193,7 +208,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     token,
     ...(options.token ? {} : { tokenHint: `\`fn up\` wrote it to ${path.join(options.home, 'token')}` }),
     systemPlugins: [builds],
-    scaleDefaults: { values: clusterScaleDefaults(options.autoscalerConfig), from: options.autoscalerConfig ? 'config' : 'default' },
+    scaleDefaults: scaleDefaultsOf(options.autoscalerConfig, options),
     ...(nats ? { nats } : local ? { nats: local.connect } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
@@ -205,17 +220,41 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       : {}),
     info: { builds: true, needsImage: driver.kind !== 'process', ...(options.registry ? { registry: options.registry } : {}), base },
   });
-  const autoscaler = new Autoscaler({
+  // The config in effect: the file's at start, then each valid new version of it.
+  const liveConfig = new LiveAutoscalerConfig({
+    initial: options.autoscalerConfig,
+    apply: (config) => {
+      autoscaler.setConfig(config);
+      gateway.setScaleDefaults(scaleDefaultsOf(config, options));
+    },
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  const autoscalerOptions = (): AutoscalerOptions => ({
     target: driver,
     sources: [withStatsBlackout(gateway.stats, process.env.KUBEFN_TEST_STATS_BLACKOUT)],
     ...(options.logger ? { logger: options.logger } : {}),
-    ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
+    ...(liveConfig.current ? { config: liveConfig.current } : {}),
+    onActivation: (name, stall) => gateway.setActivation(name, stall),
   });
+  let autoscaler = new Autoscaler(autoscalerOptions());
+  // Read at each call: a poke goes to the autoscaler running now.
   // The gateway keeps one poke in flight per function (gateway/src/poker.ts): the promise is it.
   gateway.onNoReplica = (name, body) =>
     autoscaler.poke(name, body).catch((err: unknown) => options.logger?.warn('scale from zero failed', { function: name, err }));
+  const configWatch = options.autoscalerConfigFile ? watchAutoscalerConfigFile(options.autoscalerConfigFile, liveConfig) : undefined;
+  const restartHook = autoscalerRestartHook(process.env.KUBEFN_TEST_AUTOSCALER_RESTART, async () => {
+    // As a new autoscaler process would start: same options, no history. The new one takes the
+    // pokes before the old one has stopped.
+    const old = autoscaler;
+    autoscaler = new Autoscaler(autoscalerOptions());
+    await old.stop();
+    autoscaler.start();
+    options.logger?.info('autoscaler restarted (test hook)');
+  }, (err) => options.logger?.warn('autoscaler restart (test hook) failed', { err }));
   const gc = storeCollector(options, driver, { bundles, apps });
   const abandon = async (): Promise<void> => {
+    configWatch?.close();
+    await restartHook?.stop();
     await gc.stop();
     await gateway.close().catch(() => {});
     await driver.close();
@@ -249,16 +288,21 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   }
   autoscaler.start();
   gc.start();
+  restartHook?.start();
   let closing: Promise<void> | undefined;
   return {
     url,
     token,
     driver,
-    autoscaler,
+    get autoscaler() {
+      return autoscaler;
+    },
     nats: () => (nats ? { kind: 'external', url: options.nats! } : (local?.status() ?? { kind: 'off' })),
     isolation: isolationStatus,
     close: () =>
       (closing ??= (async () => {
+        configWatch?.close();
+        await restartHook?.stop();
         await gc.stop();
         await autoscaler.stop();
         await gateway.close();
@@ -370,4 +414,42 @@ function watchStatus(nc: NatsConnection, log: Logger | undefined): void {
 function withStatsBlackout(stats: StatsSource, blackoutFile: string | undefined): StatsSource {
   if (!blackoutFile) return stats;
   return { collect: (now) => (existsSync(blackoutFile) ? { samples: [], answered: 0, expected: 1 } : stats.collect(now)) };
+}
+
+/** What the gateway reports for the scale knobs a spec leaves out: `config`'s, from the file when one was given. */
+function scaleDefaultsOf(config: AutoscalerConfig | undefined, options: EmbeddedOptions) {
+  return { values: clusterScaleDefaults(config), from: config || options.autoscalerConfigFile ? ('config' as const) : ('default' as const) };
+}
+
+/** How often the restart hook's file is read, ms. */
+const restartHookPollMs = 250;
+
+/**
+ * For the autoscaler's restart test only: when the file `hookFile` names appears or its content
+ * changes, `restart` runs (one at a time). Without a file name, no hook. A file there at start
+ * counts as seen.
+ */
+function autoscalerRestartHook(hookFile: string | undefined, restart: () => Promise<void>, onError: (err: unknown) => void) {
+  if (!hookFile) return undefined;
+  const read = () => readFile(hookFile, 'utf8').catch(() => undefined);
+  let last: Promise<string | undefined> = read();
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const poll = (): void => {
+    running = running.then(async () => {
+      const [before, now] = [await last, await read()];
+      last = Promise.resolve(now);
+      if (now !== undefined && now !== before) await restart();
+    }).catch(onError);
+  };
+  return {
+    start: () => {
+      timer ??= setInterval(poll, restartHookPollMs);
+      timer.unref();
+    },
+    stop: async (): Promise<void> => {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }

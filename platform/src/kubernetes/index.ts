@@ -11,3 +11,4 @@ export * from './client.js';
 export * from './peers.js';
 export * from './errors.js';
 export * from './secrets.js';
+export * from './config-map-watch.js';

@@ -6,11 +6,12 @@
 
 import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
+import type { ActivationStall } from '../scaling-contract.js';
 import type { FunctionSpec } from '../spec.js';
 import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, servicePort, type Owner } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, type KubefnObjects } from './objects.js';
-import { functionStatusOf, readyCondition, type FunctionResource, type FunctionResourceStatus } from './status.js';
+import { activationCondition, functionStatusOf, readyCondition, type FunctionResource, type FunctionResourceStatus } from './status.js';
 import { crdGroup, crdVersion } from '../crd.js';
 
 /**
@@ -35,6 +36,13 @@ export class FunctionReconciler {
   readonly #running = new Map<string, Promise<FunctionStatus | undefined>>();
   readonly #queued = new Map<string, Promise<FunctionStatus | undefined>>();
   readonly #retries = new Map<string, { timer: NodeJS.Timeout; delayMs: number }>();
+  /**
+   * Stalled activations the autoscaler in this process reported, written as each Function's
+   * ActivationStalled condition. In memory: a new controller process starts with none, and its
+   * first reconcile of each function removes a condition the old one left (its autoscaler, also
+   * new, has not declared that stall).
+   */
+  readonly #stalls = new Map<string, ActivationStall>();
   #closed = false;
 
   /**
@@ -84,6 +92,19 @@ export class FunctionReconciler {
     return next;
   }
 
+  /**
+   * The autoscaler says `name`'s activation stalled (stall) or recovered (undefined): kept, and the
+   * Function's status written again with or without its ActivationStalled condition.
+   */
+  setActivation(name: string, stall: ActivationStall | undefined): void {
+    const before = this.#stalls.get(name);
+    // The same stall told again keeps its first `since`: nothing to write.
+    if (before === undefined ? stall === undefined : stall?.reason === before.reason) return;
+    if (stall) this.#stalls.set(name, stall);
+    else this.#stalls.delete(name);
+    if (!this.#closed) void this.reconcile(name).catch(() => {});
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     for (const { timer } of this.#retries.values()) clearTimeout(timer);
@@ -120,7 +141,10 @@ export class FunctionReconciler {
    */
   async #reconcile(name: string): Promise<FunctionStatus | undefined> {
     const fn = await this.#o.readFunction(name);
-    if (!fn || fn.metadata?.deletionTimestamp) return undefined;
+    if (!fn || fn.metadata?.deletionTimestamp) {
+      this.#stalls.delete(name);
+      return undefined;
+    }
     const spec = this.#o.specOf(fn);
     if (spec instanceof Error) {
       // Reported in the Function's status; the driver lists only functions it can run.
@@ -185,6 +209,7 @@ export class FunctionReconciler {
     const name = fn.metadata?.name ?? '';
     const ns = this.#o.namespace;
     const previous = fn.status ?? {};
+    const stall = this.#stalls.get(name);
     const digest = imageDigest((fn.spec as { image?: string } | undefined)?.image);
     const status: FunctionResourceStatus = {
       observedGeneration: fn.metadata?.generation ?? 0,
@@ -192,7 +217,8 @@ export class FunctionReconciler {
       readyReplicas: deployment?.status?.readyReplicas ?? (failure ? (previous.readyReplicas ?? 0) : 0),
       ...(digest ? { imageDigest: digest } : {}),
       url: `http://${name}.${ns}.svc:${servicePort}`,
-      conditions: [readyCondition(previous, deployment, failure, new Date())],
+      // Applied with the whole status: left out, the ActivationStalled condition is removed.
+      conditions: [readyCondition(previous, deployment, failure, new Date()), ...(stall ? [activationCondition(stall)] : [])],
     };
     if (sameStatus(previous, status)) return fn;
     return (await this.#o.custom.patchNamespacedCustomObjectStatus(

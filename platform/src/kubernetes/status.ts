@@ -2,6 +2,7 @@
 
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
+import type { ActivationStall } from '../scaling-contract.js';
 import { loadErrorBody } from '../rollout.js';
 import { parseLoadFailure, type ErrorBody } from '../runtime-contract.js';
 import type { FunctionSpec } from '../spec.js';
@@ -66,6 +67,23 @@ export function readyCondition(
   return { type: 'Ready', ...next, lastTransitionTime };
 }
 
+/** The type of the condition a stalled activation is written as (FunctionStatus.activation). */
+export const activationStalledCondition = 'ActivationStalled';
+
+/**
+ * A stalled activation as a Function condition: status True, the autoscaler's sentence as its
+ * message, since when as its lastTransitionTime. Present only while stalled.
+ */
+export function activationCondition(stall: ActivationStall): Condition {
+  return {
+    type: activationStalledCondition,
+    status: 'True',
+    reason: 'NoReplicaReady',
+    message: stall.reason,
+    lastTransitionTime: rfc3339(Number.isNaN(Date.parse(stall.since)) ? new Date() : stall.since),
+  };
+}
+
 /** What the Driver interface reports for a Function whose spec (already validated) is `spec`. */
 export function functionStatusOf(fn: FunctionResource, spec: FunctionSpec, deployment: V1Deployment | undefined): FunctionStatus {
   const createdAt = rfc3339(fn.metadata?.creationTimestamp ?? new Date(0), true);
@@ -94,6 +112,8 @@ export function functionStatusOf(fn: FunctionResource, spec: FunctionSpec, deplo
   if (ready && ready.status === 'False' && failureReasons.has(ready.reason)) {
     status.lastError = { code: ready.reason === 'InvalidSpec' ? 'INVALID_SPEC' : 'START_FAILED', message: ready.message };
   }
+  const stalled = fn.status?.conditions?.find((c) => c.type === activationStalledCondition && c.status === 'True');
+  if (stalled) status.activation = { state: 'ActivationStalled', reason: stalled.message, since: stalled.lastTransitionTime };
   return status;
 }
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, fetch } from 'undici';
-import { functionCrd, parseFunctionSpec } from '@kubefn/platform';
+import { activationCondition, functionCrd, parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import type { TestCluster } from '../support/cluster.js';
 import type { ControlPlane } from '../support/control-plane.js';
@@ -86,14 +86,25 @@ function suite(): void {
       apiVersion: 'kubefn.dev/v1alpha1',
       kind: 'Function',
       metadata: { name: 'hello', resourceVersion: ((await api('GET', `${functions}/hello`)).json.metadata as { resourceVersion: string }).resourceVersion },
-      status: { replicas: 2, readyReplicas: 1, observedGeneration: 1, conditions: [{ type: 'Ready', status: 'True', reason: 'Ready', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }] },
+      status: {
+        replicas: 2,
+        readyReplicas: 1,
+        observedGeneration: 1,
+        conditions: [
+          { type: 'Ready', status: 'True', reason: 'Ready', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+          // As the controller writes a stalled activation (FunctionStatus.activation).
+          activationCondition({ reason: 'no replica became ready within 4.2 s', since: new Date().toISOString() }),
+        ],
+      },
     });
     assert.equal(status.status, 200, JSON.stringify(status.json));
     const table = await api('GET', functions, undefined, 'application/json;as=Table;v=v1;g=meta.k8s.io');
     assert.equal(table.status, 200);
     const columns = (table.json.columnDefinitions as { name: string }[]).map((c) => c.name);
-    assert.deepEqual(columns, ['Name', 'Ready', 'Replicas', 'Status', 'Image', 'Digest', 'Age']);
+    assert.deepEqual(columns, ['Name', 'Ready', 'Replicas', 'Status', 'Stalled', 'Image', 'Digest', 'Age']);
     const row = (table.json.rows as { cells: unknown[] }[])[0]!.cells;
-    assert.deepEqual(row.slice(0, 4), ['hello', 1, 2, 'True']);
+    assert.deepEqual(row.slice(0, 5), ['hello', 1, 2, 'True', 'no replica became ready within 4.2 s']);
+    const conditions = ((await api('GET', `${functions}/hello`)).json.status as { conditions: { type: string }[] }).conditions;
+    assert.deepEqual(conditions.map((c) => c.type), ['Ready', 'ActivationStalled'], 'the schema kept the condition');
   });
 }

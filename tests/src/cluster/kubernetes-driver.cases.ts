@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 // undici needs on Node 20 before it loads.
 import type { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, V1PodSpec } from '@kubernetes/client-node';
 import {
+  ConfigMapWatch,
   KubernetesDriver,
   parseFunctionSpec,
   type Endpoint,
@@ -300,4 +301,28 @@ function suite(): void {
   });
 
   // Pods running, answering and logging: kubernetes-conformance.cases.ts.
+
+  it('ConfigMapWatch follows one ConfigMap by name: created, changed across a watch timeout, deleted', { timeout: 60_000 }, async () => {
+    const name = 'kubefn-autoscaler-watch';
+    const seen: (Record<string, string> | undefined)[] = [];
+    // A 1 s watch: the API server ends it during the case, and it must be started again.
+    const watch = await ConfigMapWatch.open({ kubeconfig: kc, namespace, name, timeoutSeconds: 1, onWarning: (m, e) => warnings.push(`${m}: ${String(e)}`) });
+    try {
+      watch.onChange((data) => seen.push(data));
+      assert.equal(watch.data(), undefined, 'none yet');
+      await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'not-this-one' }, data: { 'stable-window': '9s' } } });
+      await core.createNamespacedConfigMap({ namespace, body: { metadata: { name }, data: { 'stable-window': '30s' } } });
+      await waitFor(() => watch.data()?.['stable-window'] === '30s', { timeoutMs: 20_000, what: 'the created ConfigMap seen' });
+      // Longer than the watch's timeout (no condition to wait on: the restart is internal).
+      await new Promise((r) => setTimeout(r, 2500));
+      await core.patchNamespacedConfigMap({ namespace, name, body: { data: { 'stable-window': '45s' } } }, k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'));
+      await waitFor(() => watch.data()?.['stable-window'] === '45s', { timeoutMs: 20_000, what: 'the change seen after the watch timed out' });
+      await core.deleteNamespacedConfigMap({ namespace, name });
+      await waitFor(() => watch.data() === undefined, { timeoutMs: 20_000, what: 'the deletion seen' });
+      assert.deepEqual(seen, [{ 'stable-window': '30s' }, { 'stable-window': '45s' }, undefined], 'only this ConfigMap, each change once');
+    } finally {
+      await watch.close();
+      await core.deleteNamespacedConfigMap({ namespace, name: 'not-this-one' }).catch(() => {});
+    }
+  });
 }
