@@ -50,9 +50,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     reply.header('connection', 'close');
     done(new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' }));
   });
-  const stats = new ConcurrencyStats();
   // Read at call time: `fn up` sets gateway.onNoReplica once the autoscaler exists.
   const routers = new RouterPool(options.driver, options.maxQueuePerFunction ?? 1000, (name) => gateway.onNoReplica(name));
+  const stats = new ConcurrencyStats(Date.now, { queueDepths: () => routers.queueDepths(), ...(options.statsHistorySeconds ? { historySeconds: options.statsHistorySeconds } : {}) });
+  // Closes the stats' per-second ring on time, so its queue levels are read near each second's end.
+  const statsTimer = setInterval(() => stats.tick(), 1000).unref();
+  app.addHook('onClose', async () => clearInterval(statsTimer));
   const catalog = new FunctionCatalog(options.driver);
   const metrics = new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll());
   const invocations = new Map<string, number>();

@@ -207,7 +207,8 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   });
   const autoscaler = new Autoscaler({
     target: driver,
-    sources: [withStatsBlackout(gateway.stats, process.env.KUBEFN_TEST_STATS_BLACKOUT)],
+    // A reader of its own: reading takes nothing from any other reader of the gateway's stats.
+    sources: [withStatsBlackout(gateway.stats.reader(), process.env.KUBEFN_TEST_STATS_BLACKOUT)],
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.autoscalerConfig ? { config: options.autoscalerConfig } : {}),
   });
