@@ -158,15 +158,18 @@ export class HttpStatsSource implements StatsSource {
 }
 
 /**
- * The seconds of several gateways' rings as one backfill: a second is keyed by its age rounded
- * to whole seconds (the gateways' seconds end at about the same times), its samples are every
- * gateway's samples for it and `answered` how many gateways had it. Oldest first.
+ * The seconds of several gateways' rings as one backfill: a second is keyed by its age in whole
+ * seconds, rounded down (each gateway's seconds end on its clock's whole seconds, so the newest
+ * one a gateway closed has age 0 whatever part of a second it replied in: two gateways' seconds
+ * that ended together meet even when the replies were 100s of ms apart), its samples are every
+ * gateway's samples for it and `answered` how many gateways had it. Oldest first; ageMs is the
+ * whole seconds x 1000 (up to a second short of the true age).
  */
 export function combineBackfill(histories: BackfillSecond[][]): BackfillSecond[] {
   const byAge = new Map<number, BackfillSecond>();
   for (const seconds of histories) {
     for (const s of seconds) {
-      const age = Math.max(0, Math.round(s.ageMs / 1000));
+      const age = Math.max(0, Math.floor(s.ageMs / 1000));
       const into = byAge.get(age);
       if (into) {
         into.samples.push(...s.samples);
