@@ -233,7 +233,8 @@ export class ConcurrencyStats implements StatsSource {
     return this.#ring
       .filter((s): s is RingSecond => s !== undefined && s.end <= until && s.end > oldest)
       .sort((a, b) => a.end - b.end)
-      .map((s) => ({ ageMs: Math.max(0, now - s.end), samples: s.samples, answered: 1 }));
+      // Copies: what a reader does with them does not change the ring.
+      .map((s) => ({ ageMs: Math.max(0, now - s.end), samples: s.samples.map((x) => ({ ...x })), answered: 1 }));
   }
 
   /** Closes ring seconds that ended by this.now() (a 1 s timer calls it so seconds close on time); returns the time. */
