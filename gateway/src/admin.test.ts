@@ -343,11 +343,22 @@ describe('management API', () => {
   });
 
   describe('GET /system/stats', () => {
-    it('serves the samples when asked to, and is not there otherwise', async () => {
+    it('serves the cumulative counters when asked to, which a scrape leaves as they are, and is not there otherwise', async () => {
       gateway.stats.begin('hello');
-      const res = await inject('GET', '/system/stats');
-      assert.equal(res.statusCode, 200);
-      assert.deepEqual(res.json().samples.map((s: { name: string; requests: number }) => [s.name, s.requests]), [['hello', 1]]);
+      const scrape = async (url = '/system/stats') => {
+        const res = await inject('GET', url);
+        assert.equal(res.statusCode, 200);
+        return res.json() as { instance: string; seq: number; now: number; functions: { name: string; requests: number; queued?: number }[]; history?: unknown };
+      };
+      const first = await scrape();
+      const second = await scrape();
+      assert.deepEqual(first.functions.map((f) => [f.name, f.requests, f.queued]), [['hello', 1, 0]]);
+      assert.deepEqual(second.functions.map((f) => [f.name, f.requests]), [['hello', 1]], 'the first scrape took nothing');
+      assert.equal(second.instance, first.instance);
+      assert.ok(second.seq > first.seq);
+      assert.equal(first.history, undefined);
+      const withHistory = await scrape('/system/stats?history=1');
+      assert.ok(Array.isArray((withHistory.history as { seconds: unknown[] }).seconds));
       const bare = createGateway({ driver: new MemoryDriver() });
       try {
         assert.equal((await bare.app.inject({ method: 'GET', url: '/system/stats' })).statusCode, 404);
@@ -363,12 +374,11 @@ describe('management API', () => {
       const byName = async () => {
         const res = await inject('GET', '/system/stats');
         assert.equal(res.statusCode, 200);
-        return new Map((res.json().samples as { name: string; pending?: number }[]).map((s) => [s.name, s]));
+        return new Map((res.json().functions as { name: string; pending?: number }[]).map((s) => [s.name, s]));
       };
       const first = await byName();
       assert.equal(first.get('hello')?.pending, 7);
-      assert.deepEqual(first.get('orders'), { name: 'orders', concurrency: 0, requests: 0, pending: 42 });
-      // A scrape resets the request counts, not the pending level.
+      assert.deepEqual(first.get('orders'), { name: 'orders', gen: 0, requests: 0, inFlightMs: 0, completed: 0, inFlight: 0, pending: 42 });
       assert.equal((await byName()).get('orders')?.pending, 42);
       gateway.stats.setPending('orders', undefined);
       const cleared = await byName();

@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, validateName, type FunctionSpec, type FunctionStatus, type LogLine } from '@kubefn/platform';
+import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, statsHistoryParam, validateName, type FunctionSpec, type FunctionStatus, type LogLine } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext, ScaleDefaults } from './context.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -40,11 +40,15 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
 
   for (const plugin of ctx.options.systemPlugins) await app.register(plugin);
 
-  // The autoscaler's scrape in a cluster: this gateway's samples since the previous scrape. A
-  // scrape resets the request counts (not the pending messages, a level), so exactly one reader
-  // (the autoscaler) may use it; off in `fn up`, where the autoscaler reads the stats in-process.
+  // The autoscaler's scrape in a cluster: this gateway's cumulative counters (a StatsReply;
+  // readers take differences, so any number of them may scrape), with the ring of recent seconds
+  // when asked (?history=1, a reader's first scrape). Off in `fn up`, where the autoscaler reads
+  // the stats in-process.
   if (ctx.options.serveStats) {
-    app.get(statsPath, async () => ({ samples: ctx.stats.collect(Date.now()).samples }));
+    app.get(statsPath, async (request) => {
+      const history = (request.query as Record<string, unknown> | undefined)?.[statsHistoryParam];
+      return ctx.stats.reply(Date.now(), history === '1' || history === 'true');
+    });
   }
 
   app.get('/system/namespaces', async () => [namespace]);

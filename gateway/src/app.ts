@@ -61,11 +61,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     reply.header('connection', 'close');
     done(new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' }));
   });
-  const stats = new ConcurrencyStats();
   const routers: RouterPool = new RouterPool(options.driver, {
     queue: { ...(options.maxQueuePerFunction !== undefined ? { maxPerFunction: options.maxQueuePerFunction } : {}), ...options.queue },
     onNoReplica: (name) => poker.cold(name),
   });
+  const stats = new ConcurrencyStats(Date.now, { queueDepths: () => routers.queueDepths(), ...(options.statsHistorySeconds ? { historySeconds: options.statsHistorySeconds } : {}) });
+  // Closes the stats' per-second ring on time, so its queue levels are read near each second's end.
+  const statsTimer = setInterval(() => stats.tick(), 1000).unref();
+  app.addHook('onClose', async () => clearInterval(statsTimer));
   const catalog = new FunctionCatalog(options.driver);
   const metrics = new GatewayMetrics(() => routers.queueDepths(), () => stats.inFlightAll());
   const poker = new ColdPoker({

@@ -67,6 +67,8 @@ export interface GatewayOptions {
   info?: Record<string, unknown>;
   /** Serve GET /system/stats for an autoscaler in another process (a cluster). Default off. */
   serveStats?: boolean;
+  /** Seconds of per-second stats the gateway keeps for a late reader's backfill (the stable window). Default 60. */
+  statsHistorySeconds?: number;
   /**
    * What the autoscaler uses for a scale knob a spec leaves out, and where that comes from (its
    * config file, or the built-in defaults): GET /system/function/<name> then reports the values

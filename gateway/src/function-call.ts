@@ -103,7 +103,9 @@ export class FunctionCaller {
     const bodyBytes = this.#ctx.routers.bodyBytes(req.body, req.headers['content-length']);
     for (let attempt = 1; ; attempt++) {
       const waitStart = process.hrtime.bigint();
-      const lease = await router.acquire(req.signal, fn.timeoutMs, bodyBytes);
+      const held = await router.acquire(req.signal, fn.timeoutMs, bodyBytes);
+      // The service time runs from here, the lease, so the wait for it is not in it.
+      const lease = this.#ctx.stats.track(name, held);
       if (lease.waitedForReplica) {
         this.#ctx.metrics.coldStart.observe({ function: name }, Number(process.hrtime.bigint() - waitStart) / 1e9);
       }
@@ -121,9 +123,11 @@ export class FunctionCaller {
           bodyTimeout: fn.timeoutMs + upstreamSlackMs,
         });
       } catch (err) {
-        lease.release();
-        if (req.signal.aborted) return undefined;
         const unsent = req.body === null ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
+        // A call that never reached the replica served nothing: not a service time.
+        if (unsent) held.release();
+        else lease.release();
+        if (req.signal.aborted) return undefined;
         if (attempt < maxAttempts && unsent && Date.now() - sentAt < fn.timeoutMs) continue;
         throw replicaError(name, lease, err, fn.timeoutMs);
       }
@@ -131,7 +135,7 @@ export class FunctionCaller {
         (upstream.headers[runtimeHeaders.overloaded] !== undefined || upstream.headers[runtimeHeaders.draining] !== undefined);
       if (retryable && attempt < maxAttempts) {
         upstream.body.resume();
-        lease.release();
+        held.release(); // refused, to be tried elsewhere: not a service time
         continue;
       }
       // Between the runtime and the gateway only: no caller sees them.

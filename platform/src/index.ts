@@ -27,6 +27,7 @@ export { cfsPeriodUs, cfsQuotaUs } from './cpu-cgroup.js';
 export * from './crd.js';
 export * from './kubernetes/index.js';
 export * from './scaling-contract.js';
+export * from './stats-counters.js';
 export * from './events-contract.js';
 export * from './fn-yaml.js';
 export * from './secrets.js';

@@ -89,7 +89,7 @@ export interface StatsSource {
   collect(now: number): StatsCollection | FunctionSample[] | Promise<StatsCollection | FunctionSample[]>;
 }
 
-/** The gateway's stats route; answers `{ samples: FunctionSample[] }` behind the management token. */
+/** The gateway's stats route; answers a StatsReply (stats-counters.ts: cumulative counters) behind the management token. */
 export const statsPath = '/system/stats';
 
 /** The autoscaler's poke route (fastify syntax); answers 202 `{ function: name }` behind the token. */

@@ -231,7 +231,8 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   });
   const autoscalerOptions = (): AutoscalerOptions => ({
     target: driver,
-    sources: [withStatsBlackout(gateway.stats, process.env.KUBEFN_TEST_STATS_BLACKOUT)],
+    // A reader of its own: reading takes nothing from any other reader of the gateway's stats.
+    sources: [withStatsBlackout(gateway.stats.reader(), process.env.KUBEFN_TEST_STATS_BLACKOUT)],
     ...(options.logger ? { logger: options.logger } : {}),
     ...(liveConfig.current ? { config: liveConfig.current } : {}),
     onActivation: (name, stall) => gateway.setActivation(name, stall),
