@@ -4,9 +4,12 @@
 // tests/src/cluster/bench-smoke.test.ts.)
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdir, rm } from 'node:fs/promises';
 import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { benchJson, runBench, type BenchRun } from '../bench/run-bench.js';
+import { repoRoot } from '../support/platform-process.js';
 
 /** Runs the benchmark, hands its run to `check`, and removes what it wrote. */
 async function smoke(script: string, args: string[] | ((out: string) => string[]), env: Record<string, string>, timeoutMs: number, check: (run: BenchRun) => Promise<void>) {
@@ -94,9 +97,20 @@ describe('benchmark smoke runs', () => {
   it('npm run sim: the autoscaler simulator', { timeout: 120_000 }, () =>
     // The simulator takes --out rather than BENCH_OUT.
     smoke('autoscaler/dist/sim/main.js', (out) => ['--scenario', 'spike', '--out', out], {}, 60_000, async (run) => {
-      assert.deepEqual((await readdir(run.out)).sort(), ['spike.csv', 'spike.svg', 'summary.json', 'summary.md']);
+      // Both deciders side by side by default, each with its CSV and plot, and the two on one chart.
+      assert.deepEqual((await readdir(run.out)).sort(), [
+        'spike.compare.svg', 'spike.demand.csv', 'spike.demand.svg', 'spike.knative.csv', 'spike.knative.svg', 'summary.json', 'summary.md',
+      ]);
       const json = await benchJson(run, 'summary');
       hasKeys(json, ['command', 'options', 'summaries']);
-      assert.equal((json.summaries as unknown[]).length, 1);
+      assert.deepEqual((json.summaries as { decider: string }[]).map((s) => s.decider).sort(), ['demand', 'knative']);
     }));
+
+  it('npm run sim:targets: the demand decider meets every target, next to Knative\'s', { timeout: 120_000 }, async () => {
+    // The simulator is seeded: the same figures on every machine, so its targets are checked here.
+    const { stdout } = await promisify(execFile)(process.execPath, ['autoscaler/dist/sim/targets.js', '--json'], { cwd: repoRoot, timeout: 100_000, maxBuffer: 1 << 20 }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+    const json = JSON.parse(stdout) as { rows: { row: string; demand: string; target: string; met: boolean }[] };
+    assert.ok(json.rows.length >= 10, `${json.rows.length} rows`);
+    assert.deepEqual(json.rows.filter((r) => !r.met).map((r) => `${r.row}: ${r.demand} (target ${r.target})`), []);
+  });
 });
