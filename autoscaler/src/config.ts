@@ -96,7 +96,7 @@ const unsupportedKnativeKeys: Record<string, string> = {
   'max-scale-limit': 'the spec schema caps scale.max at 1000',
   'target-burst-capacity': "kubefn's gateway is always in the request path, so there is no burst capacity to tune",
   'activator-capacity': "kubefn's gateway is always in the request path, so there is no burst capacity to tune",
-  'pod-autoscaler-class': 'kubefn has one autoscaler (the KPA\'s semantics); use "metric" to choose concurrency or rps',
+  'pod-autoscaler-class': 'kubefn has one autoscaler (see docs/autoscaler.md); use "metric" to choose concurrency or rps',
   'scale-to-zero-pod-retention-period': 'use scale-to-zero-grace-period',
 };
 
