@@ -31,10 +31,17 @@ export interface ConfigMapWatchOptions {
 export class ConfigMapWatch {
   readonly #informer: KeptInformer<V1ConfigMap>;
   readonly #options: ConfigMapWatchOptions;
+  readonly #counts: { watches: number };
 
-  private constructor(informer: KeptInformer<V1ConfigMap>, options: ConfigMapWatchOptions) {
+  private constructor(informer: KeptInformer<V1ConfigMap>, options: ConfigMapWatchOptions, counts: { watches: number }) {
     this.#informer = informer;
     this.#options = options;
+    this.#counts = counts;
+  }
+
+  /** Watch requests made so far: one per watch the API server ended or that failed, plus the first. */
+  get watchesStarted(): number {
+    return this.#counts.watches;
   }
 
   /** Lists and starts watching; throws what the first list failed with (no RBAC, no API server). */
@@ -45,9 +52,12 @@ export class ConfigMapWatch {
     const timeoutSeconds = options.timeoutSeconds ?? 300;
     // client-node's ListWatch sends no timeoutSeconds of its own: add it to each watch request.
     const watch = new k8s.Watch(options.kubeconfig);
+    const counts = { watches: 0 };
     const timed = {
-      watch: (path: string, query: Record<string, string | number | boolean | undefined>, callback: Parameters<Watch['watch']>[2], done: Parameters<Watch['watch']>[3]) =>
-        watch.watch(path, { ...query, timeoutSeconds }, callback, done),
+      watch: (path: string, query: Record<string, string | number | boolean | undefined>, callback: Parameters<Watch['watch']>[2], done: Parameters<Watch['watch']>[3]) => {
+        counts.watches += 1;
+        return watch.watch(path, { ...query, timeoutSeconds }, callback, done);
+      },
     } as unknown as Watch;
     const listWatch = new k8s.ListWatch<V1ConfigMap>(
       `/api/v1/namespaces/${options.namespace}/configmaps`,
@@ -65,7 +75,7 @@ export class ConfigMapWatch {
       ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
     });
     await informer.start();
-    return new ConfigMapWatch(informer, options);
+    return new ConfigMapWatch(informer, options, counts);
   }
 
   /** The ConfigMap's data now; undefined when there is no such ConfigMap. */

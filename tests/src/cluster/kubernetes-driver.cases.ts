@@ -313,8 +313,9 @@ function suite(): void {
       await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'not-this-one' }, data: { 'stable-window': '9s' } } });
       await core.createNamespacedConfigMap({ namespace, body: { metadata: { name }, data: { 'stable-window': '30s' } } });
       await waitFor(() => watch.data()?.['stable-window'] === '30s', { timeoutMs: 20_000, what: 'the created ConfigMap seen' });
-      // Longer than the watch's timeout (no condition to wait on: the restart is internal).
-      await new Promise((r) => setTimeout(r, 2500));
+      // The API server ends the 1 s watch; the change below goes to the watch started after it.
+      const before = watch.watchesStarted;
+      await waitFor(() => watch.watchesStarted > before, { timeoutMs: 20_000, what: 'the watch started again after its timeout' });
       await core.patchNamespacedConfigMap({ namespace, name, body: { data: { 'stable-window': '45s' } } }, k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'));
       await waitFor(() => watch.data()?.['stable-window'] === '45s', { timeoutMs: 20_000, what: 'the change seen after the watch timed out' });
       await core.deleteNamespacedConfigMap({ namespace, name });
