@@ -514,6 +514,21 @@ describe('Autoscaler, demand decider', () => {
     assert.ok(target.functions.get('f')!.replicas < 10, 'once reached, the load decides');
   });
 
+  it('an operator\'s scale below initial before it was reached ends the floor', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [] }], clock });
+    await run(autoscaler, clock, 1);
+    target.add({ name: 'f', scale: { initial: 1 } }, 1);
+    target.functions.set('f', { ...target.functions.get('f')!, readyReplicas: 0 });
+    await run(autoscaler, clock, 1);
+    // `fn scale f 0` before the autoscaler saw the replica ready.
+    target.functions.set('f', { ...target.functions.get('f')!, replicas: 0 });
+    await run(autoscaler, clock, 10);
+    assert.deepEqual(target.calls, [], 'the operator\'s zero stands');
+    assert.equal(target.functions.get('f')!.replicas, 0);
+  });
+
   it('a new autoscaler backfills from the gateways\' rings and decides on a full window at once', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();

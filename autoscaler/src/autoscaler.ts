@@ -102,8 +102,13 @@ interface Tracked {
   /** Recent start-up times, ms: a ring of `startupSamplesKept`. */
   startups: number[];
   stall: ActivationStall | undefined;
-  /** `initial` was reached once (or the function was found running): it no longer floors. */
+  /**
+   * `initial` was reached once, the function was found running, or someone else (`fn scale`)
+   * set it below `initial`: it no longer floors.
+   */
   initialReached: boolean;
+  /** The replica count at the last look. */
+  lastReplicas: number;
 }
 
 /** One function's samples of one collection, combined across gateways. */
@@ -359,6 +364,10 @@ export class Autoscaler {
     const rose = fn.readyReplicas > t.lastReady;
     t.lastReady = fn.readyReplicas;
     if (fn.readyReplicas >= Math.max(1, fn.spec.scale.initial)) t.initialReached = true;
+    // Until `initial` is reached this autoscaler never asks for fewer, so a count that falls below
+    // it is an operator's scale (`fn scale`), and the operator wins.
+    if (fn.replicas < t.lastReplicas && fn.replicas < fn.spec.scale.initial) t.initialReached = true;
+    t.lastReplicas = fn.replicas;
     if (!this.#demand) return;
     let stall: string | undefined;
     if (starting > 0 && !rose) {
@@ -470,6 +479,7 @@ export class Autoscaler {
         stall: undefined,
         // Found running by a restarted autoscaler: whatever `initial` was, it has been served.
         initialReached: found,
+        lastReplicas: fn.replicas,
       };
       this.#tracked.set(fn.spec.name, t);
     } else if (t.scale !== fn.spec.scale) {
