@@ -24,7 +24,7 @@ export const usage = `usage: npm run sim -- [options] [scale overrides]
   --service fixed|exp service time distribution (default fixed)
   --capacity n        requests one replica serves at once (default containerConcurrency, else 100 for the scenarios, 10 for a trace)
   --queue-depth n     gateway queue bound (default 10000)
-  --decide-every-ms n how often the autoscaler decides (default 2000)
+  --decide-every-ms n how often the autoscaler decides (default: the decider's own, demand 1000, knative 2000)
   --gateways n        gateways, each with its own queue (--queue-depth each) and stats; the load is split evenly (default 1)
   --restart-at s[,s]  restart the autoscaler at second s: its windows and decider state start empty
   --blackout A..B[:g] every scrape (of gateway g only, from 1) at seconds A <= t < B fails; several comma-separated
