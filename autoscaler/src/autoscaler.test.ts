@@ -527,6 +527,10 @@ describe('Autoscaler, demand decider', () => {
     await run(autoscaler, clock, 10);
     assert.deepEqual(target.calls, [], 'the operator\'s zero stands');
     assert.equal(target.functions.get('f')!.replicas, 0);
+    // Scaled to zero before this autoscaler's first look: initial does not raise it either.
+    target.add({ name: 'g', scale: { initial: 2 } }, 0);
+    await run(autoscaler, clock, 10);
+    assert.deepEqual(target.calls, [], 'nothing raised g');
   });
 
   it('a new autoscaler backfills from the gateways\' rings and decides on a full window at once', async () => {

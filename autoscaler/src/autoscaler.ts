@@ -134,8 +134,10 @@ function combine(samples: Iterable<FunctionSample>): Map<string, Combined> {
     }
     // Each gateway counts its own share of the requests and holds its own queue: sum. All read
     // the same trigger consumers: max (scaling-contract.ts). A reading that is not a count is left out.
-    // Counts over a longer interval (a scrape after failed ones) are read as per-second rates.
-    const perSecond = isCount(s.spanMs) && s.spanMs > 1500 ? 1000 / s.spanMs : 1;
+    // Counts are read as per-second rates over the interval they cover (a tick that came late, a
+    // scrape after failed ones). Intervals under half a second (a decision between ticks) count
+    // as half a second, so a few calls in a sliver of time do not read as a burst.
+    const perSecond = isCount(s.spanMs) && s.spanMs > 0 ? 1000 / Math.max(500, s.spanMs) : 1;
     acc.concurrency += s.concurrency;
     acc.requests += s.requests * perSecond;
     if (isCount(s.pending)) acc.pending = Math.max(acc.pending ?? 0, s.pending);
@@ -519,7 +521,9 @@ export class Autoscaler {
           ? {
               backlogValue: this.#backlogValue(t, now, poked),
               stalled: t.stall !== undefined,
-              floor: Math.max(t.initialReached ? 0 : fn.spec.scale.initial, poked !== undefined && fn.replicas === 0 ? 1 : 0),
+              // `initial` keeps the count from falling below it until it has been reached; it never
+              // raises a count (the driver creates the function at `initial`).
+              floor: Math.max(t.initialReached ? 0 : Math.min(fn.spec.scale.initial, fn.replicas), poked !== undefined && fn.replicas === 0 ? 1 : 0),
             }
           : {}),
       },

@@ -39,10 +39,10 @@ export interface FunctionSample {
    */
   serviceMs?: number;
   /**
-   * How long the interval this sample covers was, ms, when not about 1 s: after a failed or lost
-   * scrape the next one covers the gap. The autoscaler reads `requests` and `completed` as
-   * counts over it (a rate per second is count x 1000 / spanMs) and `concurrency` as its mean.
-   * Absent: one second.
+   * How long the interval this sample covers was, ms: about 1 s, more when the reader's ticks
+   * drift on a busy machine, and several seconds after a failed or lost scrape (the next one
+   * covers the gap). The autoscaler reads `requests` and `completed` as counts over it (a rate
+   * per second is count x 1000 / spanMs) and `concurrency` as its mean. Absent: one second.
    */
   spanMs?: number;
 }

@@ -13,6 +13,11 @@ describe('intervalSamples', () => {
     assert.deepEqual([...active], ['f']);
   });
 
+  it('says how long every interval was, a late tick\'s too', () => {
+    const { samples } = intervalSamples({ now: 1000, functions: [f(10, 0)] }, { now: 2200, functions: [f(22, 0)] });
+    assert.deepEqual([samples[0]?.requests, samples[0]?.spanMs], [12, 1200]);
+  });
+
   it('counts from zero when the counters started again (gen), went backwards or are new', () => {
     const prev = { now: 0, functions: [f(100, 50_000)] };
     for (const cur of [f(3, 1000, { gen: 2 }), f(3, 1000)]) {

@@ -96,8 +96,10 @@ export function intervalSamples(
     if (busy) active.add(f.name);
     if (!busy && !wasActive.has(f.name)) continue;
     const sample: FunctionSample = { name: f.name, concurrency, requests, completed };
-    // A long interval (a lost reply, a slow scrape) says so: its counts span several seconds.
-    if (elapsed >= 1500) sample.spanMs = elapsed;
+    // Every interval says how long it was: ticks drift past 1 s on a busy machine (1.2 s of
+    // arrivals read as one second would overstate the rate by a fifth), and a lost reply or a
+    // slow scrape spans several seconds.
+    if (elapsed > 0 && elapsed !== 1000) sample.spanMs = elapsed;
     if (f.queued !== undefined) sample.queued = f.queued;
     if (f.serviceMs !== undefined) sample.serviceMs = f.serviceMs;
     if (f.pending !== undefined) sample.pending = f.pending;

@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Agent, fetch } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
-import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { closedLoop, deployBusy, heldAround, reachAndSettle, watchReplicas } from '../support/busy-load.js';
+import { newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
-const slow = path.join(repoRoot, 'tests', 'fixtures', 'slow');
 const callers = 40;
 const stableWindowMs = 6000;
 const graceMs = 2000;
@@ -33,61 +32,25 @@ describe('autoscaling through a stats blackout on the embedded platform', () => 
     await platform?.stop();
   });
 
-  it('keeps 8 replicas (+-1) under steady load while no stats arrive for window + grace x 2, and goes to zero after', { timeout: 180_000 }, async () => {
-    const image = await api.upload(slow, 'handler.js');
-    await api.deploy({
-      name: 'busy',
-      image,
-      scale: {
-        min: 0,
-        max: 20,
-        initial: 0,
-        target: 5,
-        targetUtilizationPercent: 100,
-        stableWindow: `${stableWindowMs / 1000}s`,
-        scaleToZeroGrace: `${graceMs / 1000}s`,
-      },
-    });
-
-    const stop = new AbortController();
-    const agent = new Agent({ connections: callers + 8 });
-    const loop = async (): Promise<void> => {
-      while (!stop.signal.aborted) {
-        try {
-          const res = await fetch(`${api.url}/function/busy?ms=300`, { signal: stop.signal, dispatcher: agent });
-          await res.text();
-        } catch (err) {
-          if (!stop.signal.aborted) throw err;
-        }
-      }
-    };
-    const running = Array.from({ length: callers }, loop);
-
+  it('keeps about 8 replicas under steady load while no stats arrive for window + grace x 2, and goes to zero after', { timeout: 180_000 }, async () => {
+    await deployBusy(api, 'busy', { stableWindowMs, graceMs });
+    const load = closedLoop(api, 'busy', callers);
     // The platform's output keeps its last 500 lines, request lines among them: look while it runs.
     let saidWhy = false;
-    const watch = async (ms: number): Promise<number[]> => {
-      const seen: number[] = [];
-      const until = Date.now() + ms;
-      while (Date.now() < until) {
-        seen.push((await api.status('busy')).replicas);
-        saidWhy ||= platform.output.some((l) => l.includes('holding the scale'));
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      return seen;
+    const lookedWhy = () => {
+      saidWhy ||= platform.output.some((l) => l.includes('holding the scale'));
     };
     try {
-      await waitFor(async () => (await api.status('busy')).availableReplicas >= 7, { timeoutMs: 60_000, what: '7 ready replicas' });
+      await reachAndSettle(api, 'busy', 7, stableWindowMs);
       await writeFile(blackout, '');
-      const during = await watch(2 * (stableWindowMs + graceMs));
-      assert.ok(during.every((n) => n >= 7 && n <= 9), `replicas during the blackout stayed in 7..9: ${during.join(' ')}`);
+      const during = await watchReplicas(api, 'busy', 2 * (stableWindowMs + graceMs), 500, lookedWhy);
+      assert.ok(heldAround(during, 8), `replicas during the blackout held around 8: ${during.join(' ')}`);
       assert.ok(saidWhy, 'the platform said why it held the scale');
       await rm(blackout);
-      const afterwards = await watch(stableWindowMs);
-      assert.ok(afterwards.every((n) => n >= 7 && n <= 9), `replicas once the stats came back stayed in 7..9: ${afterwards.join(' ')}`);
+      const afterwards = await watchReplicas(api, 'busy', stableWindowMs, 500);
+      assert.ok(heldAround(afterwards, 8), `replicas once the stats came back held around 8: ${afterwards.join(' ')}`);
     } finally {
-      stop.abort();
-      await Promise.allSettled(running);
-      await agent.close();
+      await load.stop();
     }
     // Deciding again on the stats that came back: idle -> zero.
     await waitFor(async () => (await api.status('busy')).replicas === 0, { timeoutMs: 60_000, what: 'busy back at zero' });
