@@ -514,6 +514,23 @@ describe('Autoscaler, demand decider', () => {
     assert.ok(target.functions.get('f')!.replicas < 10, 'once reached, the load decides');
   });
 
+  it('a request queued at zero with no service time measured yet brings a replica and keeps it, poke or not', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { initial: 0, scaleToZeroGrace: '0s', stableWindow: '6s' } }, 0);
+    let queued = 0;
+    const autoscaler = new Autoscaler({ target, sources: [{ collect: () => [busy('f', queued, undefined, queued)] }], clock });
+    await run(autoscaler, clock, 30);
+    assert.deepEqual(target.calls, [], 'idle at zero stays at zero');
+    // The gateway's poke was lost: the tick reads its queue.
+    queued = 1;
+    await run(autoscaler, clock, 1);
+    assert.deepEqual(target.calls, [['f', 1]]);
+    // Starting (not ready) for ten seconds: the queued request keeps its replica.
+    await run(autoscaler, clock, 10);
+    assert.deepEqual(target.calls, [['f', 1]], 'no decision takes the replica a request waits for');
+  });
+
   it('an operator\'s scale below initial before it was reached ends the floor', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();

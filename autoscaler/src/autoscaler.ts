@@ -340,6 +340,11 @@ export class Autoscaler {
     return (perSecond * t.serviceMs!) / 1000;
   }
 
+  /** Whether a recent reading (within two ticks) had requests waiting in a gateway's queue. */
+  #queuedNow(t: Tracked, now: number): boolean {
+    return t.latest !== undefined && now - t.latest.at <= 2 * this.#tickMs && t.latest.queued > 0;
+  }
+
   /** The q-quantile of the measured start-ups, ms; `prior` before any. */
   #startupP(t: Tracked, q: number, prior: number): number {
     if (t.startups.length === 0) return prior;
@@ -523,7 +528,13 @@ export class Autoscaler {
               stalled: t.stall !== undefined,
               // `initial` keeps the count from falling below it until it has been reached; it never
               // raises a count (the driver creates the function at `initial`).
-              floor: Math.max(t.initialReached ? 0 : Math.min(fn.spec.scale.initial, fn.replicas), poked !== undefined && fn.replicas === 0 ? 1 : 0),
+              // A request waiting in a gateway's queue keeps (or brings) one replica, whatever the
+              // windows say: with no service time measured yet it is no demand in them, and a lost
+              // poke must not leave it waiting for its timeout, nor a decision take its replica.
+              floor: Math.max(
+                t.initialReached ? 0 : Math.min(fn.spec.scale.initial, fn.replicas),
+                (poked !== undefined && fn.replicas === 0) || this.#queuedNow(t, now) ? 1 : 0,
+              ),
             }
           : {}),
       },
