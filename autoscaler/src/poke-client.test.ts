@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { isKubefnError } from '@kubefn/platform';
-import { parsePokeBody, pokeAutoscaler, type PokePeer } from './poke-client.js';
+import { parsePokeBody, pokeAutoscaler, pokeOrStart, type PokePeer } from './poke-client.js';
 
 interface Peer extends PokePeer {
   server: Server;
@@ -128,5 +128,37 @@ describe('parsePokeBody', () => {
         return true;
       });
     }
+  });
+});
+
+describe('pokeOrStart', () => {
+  const token = 'a-token-of-24-bytes-long';
+
+  it('pokes when an autoscaler takes it, and starts the function itself when none does', async () => {
+    const good = await peer('good', (_req, res) => res.writeHead(202).end());
+    const started: string[] = [];
+    const start = async (name: string) => {
+      started.push(name);
+      return true;
+    };
+    try {
+      assert.equal(await pokeOrStart({ peers: () => [good], token, start }, 'f', { queued: 3 }), 'poked');
+      assert.deepEqual(started, []);
+      const gone = { id: 'gone', url: await refusingUrl() };
+      assert.equal(await pokeOrStart({ peers: () => [gone], token, start }, 'f'), 'started');
+      assert.equal(await pokeOrStart({ peers: () => [], token, start }, 'g'), 'started', 'no autoscaler ready at all');
+      assert.deepEqual(started, ['f', 'g']);
+    } finally {
+      good.server.closeAllConnections();
+      await new Promise<void>((resolve) => good.server.close(() => resolve()));
+    }
+  });
+
+  it('throws the poke\'s error when the function was not at zero, and both errors when the start failed', async () => {
+    await assert.rejects(pokeOrStart({ peers: () => [], token, start: async () => false }, 'f'), /no ready replica of the autoscaler/);
+    await assert.rejects(
+      pokeOrStart({ peers: () => [], token, start: async () => Promise.reject(new Error('forbidden: deployments/scale')) }, 'f'),
+      (err: unknown) => isKubefnError(err, 'UNAVAILABLE') && /no ready replica.*starting "f" from the gateway failed too: forbidden/.test((err as Error).message),
+    );
   });
 });

@@ -69,6 +69,37 @@ export async function pokeAutoscaler(options: PokeClientOptions, name: string, b
   });
 }
 
+export interface PokeOrStartOptions extends PokeClientOptions {
+  /**
+   * The last resort when no autoscaler took the poke: starts `name` if it is still at zero (the
+   * scale subresource, as the gateway may write it) and says whether it did.
+   */
+  start: (name: string) => Promise<boolean>;
+}
+
+/**
+ * A poke (pokeAutoscaler); when no autoscaler replica takes it (none ready: a rollout, a crash,
+ * a takeover), the gateway starts the function from zero itself, so a request does not wait for
+ * an autoscaler to come back. Only 0 -> 1 (or min): how many more is the autoscaler's decision
+ * once one answers. Resolves 'poked' or 'started'; throws the poke's error, with the start's
+ * failure in it, when neither worked, and the poke's alone when the function was not at zero.
+ */
+export async function pokeOrStart(options: PokeOrStartOptions, name: string, body?: PokeBody): Promise<'poked' | 'started'> {
+  try {
+    await pokeAutoscaler(options, name, body);
+    return 'poked';
+  } catch (err) {
+    let started: boolean;
+    try {
+      started = await options.start(name);
+    } catch (startErr) {
+      throw new KubefnError('UNAVAILABLE', `${err instanceof Error ? err.message : String(err)}; starting "${name}" from the gateway failed too: ${startErr instanceof Error ? startErr.message : String(startErr)}`);
+    }
+    if (started) return 'started';
+    throw err;
+  }
+}
+
 function describeFetchError(err: unknown): string {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'no answer in time';
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;

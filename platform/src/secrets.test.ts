@@ -32,5 +32,7 @@ describe('secrets in the spec', () => {
     );
     assert.throws(() => parseFunctionSpec({ name: 'f', secrets: ['Bad_Name'] }), /secrets\.0: must be a DNS-1123 label/);
     assert.throws(() => parseFunctionSpec({ name: 'f', secrets: ['a'], secretEnv: { 'not-env': 'a' } }), /secretEnv/);
+    // The platform's own Secrets (the management token's kubefn-token) are not a function's to read.
+    assert.throws(() => parseFunctionSpec({ name: 'f', secrets: ['db', 'kubefn-token'] }), /secrets: "kubefn-token" is one of the platform's own Secrets/);
   });
 });

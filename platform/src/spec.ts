@@ -118,6 +118,8 @@ const checker = TypeCompiler.Compile(FunctionSpecSchema);
 /** Environment variables the runtime owns; a spec may not set them. */
 export const reservedEnv = new Set(['PORT', 'ADMIN_PORT', 'NODE_OPTIONS']);
 const reservedEnvPrefix = 'KUBEFN_';
+/** Secrets named so are the platform's (the kubefn-token Secret, ...): no function may name one. */
+export const reservedSecretPrefix = 'kubefn-';
 
 /**
  * Validates and fills defaults. Throws INVALID_SPEC naming every bad field, e.g.
@@ -197,6 +199,11 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
     }
   }
   const listed = new Set(spec.secrets ?? []);
+  for (const secret of listed) {
+    if (secret.startsWith(reservedSecretPrefix)) {
+      out.push({ field: 'secrets', message: `"${secret}" is one of the platform's own Secrets (${reservedSecretPrefix}*, kubefn-token among them); a function may not read them` });
+    }
+  }
   for (const [key, secret] of Object.entries(spec.secretEnv ?? {})) {
     if (!new RegExp(envKeyPattern).test(key)) out.push({ field: `secretEnv.${key}`, message: 'must be a valid environment variable name' });
     if (!listed.has(secret)) out.push({ field: `secretEnv.${key}`, message: `names secret "${secret}", which is not in \`secrets\`` });

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { tmpdir } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { Autoscaler, HttpStatsSource, LiveAutoscalerConfig, parseAutoscalerConfig, parsePokeBody, pokeAutoscaler, type AutoscalerConfig } from '@kubefn/autoscaler';
+import { Autoscaler, HttpStatsSource, LiveAutoscalerConfig, parseAutoscalerConfig, parsePokeBody, pokeOrStart, type AutoscalerConfig } from '@kubefn/autoscaler';
 import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
@@ -28,6 +28,7 @@ import {
   PendingPodProber,
   pokeRoute,
   ServicePeers,
+  withApiTimeout,
 } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { NatsLink, type NatsServers } from './nats-link.js';
@@ -112,7 +113,7 @@ async function clusterConfig(): Promise<KubeConfig> {
   const kc = new k8s.KubeConfig();
   // KUBECONFIG or ~/.kube/config when set (running outside a cluster), else the pod's service account.
   kc.loadFromDefault();
-  return kc;
+  return withApiTimeout(kc);
 }
 
 function warner(log: Logger) {
@@ -144,9 +145,20 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     info: { builds: true, needsImage: true, ...(env.registry ? { registry: env.registry } : {}), ...(env.base ? { base: env.base } : {}) },
   });
   // The gateway keeps one poke in flight per function (gateway/src/poker.ts): the promise is it.
+  // When no autoscaler takes it, the gateway starts a function at zero itself (its role may
+  // write deployments/scale), so a request does not wait for an autoscaler to come back.
+  const startFromZero = async (name: string): Promise<boolean> => {
+    const fn = await driver.get(name);
+    if (fn.replicas > 0) return false;
+    await driver.scale(name, Math.max(1, fn.spec.scale.min));
+    return true;
+  };
   gateway.onNoReplica = (name, body) =>
-    pokeAutoscaler({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service` }, name, body).catch((err: unknown) =>
-      log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
+    pokeOrStart({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
+      (how) => {
+        if (how === 'started') log.warn('scale from zero: no autoscaler took the poke; the gateway started the function itself', { function: name });
+      },
+      (err: unknown) => log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
     );
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
   log.info('gateway listening', { url, namespace: env.namespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });

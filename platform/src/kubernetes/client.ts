@@ -1,6 +1,8 @@
 // Loads @kubernetes/client-node on demand, so importing @kubefn/platform (the CLI, the gateway,
 // every test) does not pay for the client unless a kubernetes driver is opened.
 
+import type { KubeConfig } from '@kubernetes/client-node';
+
 type KubernetesClient = typeof import('@kubernetes/client-node');
 
 let loading: Promise<KubernetesClient> | undefined;
@@ -15,3 +17,27 @@ export function loadKubernetesClient(): Promise<KubernetesClient> {
 }
 
 export type { KubernetesClient };
+
+/** How long one API call may take before it fails, ms (watches are not API calls: see informers.ts). */
+export const defaultApiTimeoutMs = 15_000;
+
+const timed = Symbol('kubefn.apiTimeout');
+
+/**
+ * `kc`, with a deadline on every API call made through the clients it makes (makeApiClient and
+ * KubernetesObjectApi): client-node sets none, so a blackholed API server would hang a call, and
+ * whatever awaits it, until the kernel gives up on the connection. A call past `timeoutMs` fails
+ * with an AbortError. Watches (and log streams) are long-lived and keep no deadline. Applied
+ * once: a second call changes nothing.
+ */
+export function withApiTimeout(kc: KubeConfig, timeoutMs: number = defaultApiTimeoutMs): KubeConfig {
+  const marked = kc as KubeConfig & { [timed]?: true };
+  if (marked[timed]) return kc;
+  marked[timed] = true;
+  const apply = kc.applySecurityAuthentication.bind(kc);
+  kc.applySecurityAuthentication = async (context) => {
+    await apply(context);
+    if (!context.getSignal()) context.setSignal(AbortSignal.timeout(timeoutMs));
+  };
+  return kc;
+}

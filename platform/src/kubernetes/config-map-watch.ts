@@ -1,9 +1,9 @@
 // One ConfigMap, watched: its data now, and a callback on every change (a deletion included), for
 // settings a component applies while it runs (the kubefn-autoscaler ConfigMap).
 
-import type { KubeConfig, V1ConfigMap, Watch } from '@kubernetes/client-node';
+import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
 import { loadKubernetesClient } from './client.js';
-import { KeptInformer } from './informers.js';
+import { KeptInformer, watchedInformer } from './informers.js';
 
 export interface ConfigMapWatchOptions {
   kubeconfig: KubeConfig;
@@ -19,7 +19,7 @@ export interface ConfigMapWatchOptions {
   onWarning?: (message: string, err?: unknown) => void;
   /** First pause before restarting a failed watch, ms (default 500); doubles up to maxBackoffMs. */
   minBackoffMs?: number;
-  /** Longest pause before restarting a failed watch, ms (default 30000). */
+  /** Longest pause before restarting a failed watch, ms, before jitter (default 5000). */
   maxBackoffMs?: number;
 }
 
@@ -49,23 +49,17 @@ export class ConfigMapWatch {
     const k8s = await loadKubernetesClient();
     const core = options.kubeconfig.makeApiClient(k8s.CoreV1Api);
     const fieldSelector = `metadata.name=${options.name}`;
-    const timeoutSeconds = options.timeoutSeconds ?? 300;
-    // client-node's ListWatch sends no timeoutSeconds of its own: add it to each watch request.
-    const watch = new k8s.Watch(options.kubeconfig);
     const counts = { watches: 0 };
-    const timed = {
-      watch: (path: string, query: Record<string, string | number | boolean | undefined>, callback: Parameters<Watch['watch']>[2], done: Parameters<Watch['watch']>[3]) => {
-        counts.watches += 1;
-        return watch.watch(path, { ...query, timeoutSeconds }, callback, done);
-      },
-    } as unknown as Watch;
-    const listWatch = new k8s.ListWatch<V1ConfigMap>(
+    const listWatch = watchedInformer<V1ConfigMap>(
+      k8s,
+      options.kubeconfig,
       `/api/v1/namespaces/${options.namespace}/configmaps`,
-      timed,
       () => core.listNamespacedConfigMap({ namespace: options.namespace, fieldSelector }),
-      false,
-      undefined,
-      fieldSelector,
+      {
+        fieldSelector,
+        ...(options.timeoutSeconds !== undefined ? { timeoutSeconds: options.timeoutSeconds } : {}),
+        onWatch: () => (counts.watches += 1),
+      },
     );
     const informer = new KeptInformer(listWatch, {
       what: `ConfigMap ${options.namespace}/${options.name}`,

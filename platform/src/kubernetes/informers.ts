@@ -1,7 +1,44 @@
 // An informer that keeps itself running: client-node's ListWatch, restarted with backoff after an
 // error, with a first start that fails loudly and a way to wait for the cache to see a write.
 
-import type { Informer, KubernetesObject, ObjectCache } from '@kubernetes/client-node';
+import type { Informer, KubeConfig, KubernetesListObject, KubernetesObject, ObjectCache, Watch } from '@kubernetes/client-node';
+import type { KubernetesClient } from './client.js';
+
+/** How long the API server keeps one watch open before ending it, s (client-node sends none). */
+export const defaultWatchTimeoutSeconds = 300;
+
+export interface WatchedInformerOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Sent with every watch request (default 300): a watch that went silent ends and is made again. */
+  timeoutSeconds?: number;
+  /** Called at every watch request made (the first, and each after the server ended one). */
+  onWatch?: () => void;
+}
+
+/**
+ * client-node's informer (its ListWatch) with `timeoutSeconds` on every watch request. Without
+ * it a watch whose connection died silently (a dropped route, a blackholed API server) waits
+ * forever, and the cache never sees another change; with it the server ends each watch in time,
+ * and ListWatch makes the next one from the last resource version.
+ */
+export function watchedInformer<T extends KubernetesObject>(
+  k8s: KubernetesClient,
+  kc: KubeConfig,
+  path: string,
+  list: () => Promise<KubernetesListObject<T>>,
+  options: WatchedInformerOptions = {},
+): Informer<T> & ObjectCache<T> {
+  const watch = new k8s.Watch(kc);
+  const timeoutSeconds = options.timeoutSeconds ?? defaultWatchTimeoutSeconds;
+  const timed = {
+    watch: (query: string, params: Record<string, string | number | boolean | undefined>, callback: Parameters<Watch['watch']>[2], done: Parameters<Watch['watch']>[3]) => {
+      options.onWatch?.();
+      return watch.watch(query, { ...params, timeoutSeconds }, callback, done);
+    },
+  } as unknown as Watch;
+  return new k8s.ListWatch<T>(path, timed, list, false, options.labelSelector, options.fieldSelector);
+}
 
 export interface KeptInformerOptions {
   /** What is watched, for warnings: "functions in team-a". */
@@ -11,8 +48,21 @@ export interface KeptInformerOptions {
   onWarning: (message: string, err?: unknown) => void;
   /** First pause before a restart, in ms (default 500); doubles up to maxBackoffMs. */
   minBackoffMs?: number;
-  /** Longest pause before a restart, in ms (default 30000). */
+  /** Longest pause before a restart, in ms, before jitter (default 5000). */
   maxBackoffMs?: number;
+}
+
+/** The next pause after a failure: `minMs` first, then double the last, at most `maxMs`. */
+export function nextBackoffMs(previousMs: number, minMs: number, maxMs: number): number {
+  return Math.min(previousMs <= 0 ? minMs : previousMs * 2, maxMs);
+}
+
+/**
+ * `ms` spread over 80..120 %, so the watches of every pod that lost the API server at the same
+ * moment do not all come back in the same instant.
+ */
+export function withJitter(ms: number, random: () => number = Math.random): number {
+  return Math.round(ms * (0.8 + 0.4 * random()));
 }
 
 /**
@@ -129,11 +179,11 @@ export class KeptInformer<T extends KubernetesObject> {
       return;
     }
     if (this.#stopped) return;
-    const minMs = this.#options.minBackoffMs ?? 500;
-    this.#backoffMs = Math.min(this.#backoffMs === 0 ? minMs : this.#backoffMs * 2, this.#options.maxBackoffMs ?? 30_000);
-    this.#options.onWarning(`watch of ${this.#options.what} failed; restarting in ${this.#backoffMs} ms`, err);
+    this.#backoffMs = nextBackoffMs(this.#backoffMs, this.#options.minBackoffMs ?? 500, this.#options.maxBackoffMs ?? 5000);
+    const pauseMs = withJitter(this.#backoffMs);
+    this.#options.onWarning(`watch of ${this.#options.what} failed; restarting in ${pauseMs} ms`, err);
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#restart(), this.#backoffMs);
+    this.#timer = setTimeout(() => void this.#restart(), pauseMs);
   }
 
   async #restart(): Promise<void> {

@@ -7,6 +7,7 @@ import type { CoreV1Api, KubeConfig, V1Pod } from '@kubernetes/client-node';
 import type { KubernetesClient } from './client.js';
 import type { LogLine, LogOptions } from '../driver.js';
 import { containerName, kubefnLabels } from './manifests.js';
+import { watchedInformer } from './informers.js';
 
 export interface PodLogsInput {
   k8s: KubernetesClient;
@@ -58,11 +59,12 @@ async function* follow(input: PodLogsInput): AsyncIterable<LogLine> {
   const startedAt = new Date();
   const queue = new LineQueue(maxQueuedLines);
   const attached = new Set<string>();
-  const informer = input.k8s.makeInformer<V1Pod>(
+  const informer = watchedInformer<V1Pod>(
+    input.k8s,
     input.kc,
     `/api/v1/namespaces/${input.namespace}/pods`,
     () => input.core.listNamespacedPod({ namespace: input.namespace, labelSelector: `${kubefnLabels.function}=${input.name}` }),
-    `${kubefnLabels.function}=${input.name}`,
+    { labelSelector: `${kubefnLabels.function}=${input.name}` },
   );
   const attach = (pod: V1Pod): void => {
     if (signal.aborted || !started(pod)) return;

@@ -95,6 +95,7 @@ describe('deploymentFor', () => {
     assert.deepEqual(pod.nodeSelector, { pool: 'gpu' });
     assert.deepEqual(pod.tolerations, [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
     assert.equal(pod.enableServiceLinks, false);
+    assert.equal(pod.automountServiceAccountToken, false, 'no service-account token in a function pod');
     assert.equal(pod.terminationGracePeriodSeconds, 55, 'timeout 45 s + 10 s');
     assert.equal(c.securityContext!.allowPrivilegeEscalation, false);
   });

@@ -92,6 +92,8 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
         },
         spec: {
           enableServiceLinks: false,
+          // A function has no business with the API server: no service-account token in its pods.
+          automountServiceAccountToken: false,
           terminationGracePeriodSeconds: graceSeconds,
           ...(spec.placement?.nodeSelector ? { nodeSelector: { ...spec.placement.nodeSelector } } : {}),
           ...(spec.placement?.tolerations?.length

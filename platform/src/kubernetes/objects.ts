@@ -16,9 +16,9 @@ import type {
 import { crdGroup, crdVersion } from '../crd.js';
 import { KubefnError } from '../errors.js';
 import { parseFunctionSpec, type FunctionSpec } from '../spec.js';
-import { loadKubernetesClient, type KubernetesClient } from './client.js';
+import { loadKubernetesClient, withApiTimeout, type KubernetesClient } from './client.js';
 import { isApiError, kubeError } from './errors.js';
-import { KeptInformer } from './informers.js';
+import { KeptInformer, watchedInformer } from './informers.js';
 import { kubefnLabels, managedBy, serviceNameLabel } from './manifests.js';
 import type { FunctionResource } from './status.js';
 
@@ -71,7 +71,8 @@ export class KubefnObjects {
     const ns = this.namespace;
     const selector = `${kubefnLabels.managedBy}=${managedBy}`;
     this.functions = new KeptInformer(
-      k8s.makeInformer<FunctionResource>(
+      watchedInformer<FunctionResource>(
+        k8s,
         this.kc,
         `/apis/${crdGroup}/${crdVersion}/namespaces/${ns}/functions`,
         () => this.custom.listNamespacedCustomObject({ group: crdGroup, version: crdVersion, namespace: ns, plural: 'functions' }),
@@ -79,11 +80,12 @@ export class KubefnObjects {
       { what: `functions in ${ns}`, namespace: ns, onWarning: warn },
     );
     this.deployments = new KeptInformer(
-      k8s.makeInformer<V1Deployment>(
+      watchedInformer<V1Deployment>(
+        k8s,
         this.kc,
         `/apis/apps/v1/namespaces/${ns}/deployments`,
         () => this.apps.listNamespacedDeployment({ namespace: ns, labelSelector: selector }),
-        selector,
+        { labelSelector: selector },
       ),
       { what: `deployments in ${ns}`, namespace: ns, onWarning: warn },
     );
@@ -91,11 +93,12 @@ export class KubefnObjects {
     // kubefn's Services carry managed-by=kubefn next to kubernetes.io/service-name.
     const sliceSelector = `${selector},${serviceNameLabel}`;
     this.slices = new KeptInformer(
-      k8s.makeInformer<V1EndpointSlice>(
+      watchedInformer<V1EndpointSlice>(
+        k8s,
         this.kc,
         `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
         () => discovery.listNamespacedEndpointSlice({ namespace: ns, labelSelector: sliceSelector }),
-        sliceSelector,
+        { labelSelector: sliceSelector },
       ),
       { what: `endpointslices in ${ns}`, namespace: ns, onWarning: warn },
     );
@@ -180,9 +183,9 @@ export class KubefnObjects {
 }
 
 function loadKubeConfig(k8s: KubernetesClient, kubeconfig: KubeConfig | string | undefined): KubeConfig {
-  if (typeof kubeconfig === 'object') return kubeconfig;
+  if (typeof kubeconfig === 'object') return withApiTimeout(kubeconfig);
   const kc = new k8s.KubeConfig();
   if (typeof kubeconfig === 'string') kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();
-  return kc;
+  return withApiTimeout(kc);
 }

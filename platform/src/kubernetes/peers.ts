@@ -5,7 +5,7 @@
 import type { KubeConfig, V1EndpointSlice } from '@kubernetes/client-node';
 import { loadKubernetesClient } from './client.js';
 import { sliceAddresses } from './endpoints.js';
-import { KeptInformer } from './informers.js';
+import { KeptInformer, watchedInformer } from './informers.js';
 import { serviceNameLabel } from './manifests.js';
 
 export interface Peer {
@@ -40,11 +40,12 @@ export class ServicePeers {
     const discovery = options.kubeconfig.makeApiClient(k8s.DiscoveryV1Api);
     const selector = `${serviceNameLabel}=${options.service}`;
     const informer = new KeptInformer(
-      k8s.makeInformer<V1EndpointSlice>(
+      watchedInformer<V1EndpointSlice>(
+        k8s,
         options.kubeconfig,
         `/apis/discovery.k8s.io/v1/namespaces/${options.namespace}/endpointslices`,
         () => discovery.listNamespacedEndpointSlice({ namespace: options.namespace, labelSelector: selector }),
-        selector,
+        { labelSelector: selector },
       ),
       { what: `endpointslices of service ${options.service}`, namespace: options.namespace, onWarning: options.onWarning ?? (() => {}) },
     );
