@@ -96,7 +96,8 @@ describe('deploymentFor', () => {
     assert.deepEqual(pod.tolerations, [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
     assert.equal(pod.enableServiceLinks, false);
     assert.equal(pod.automountServiceAccountToken, false, 'no service-account token in a function pod');
-    assert.equal(pod.terminationGracePeriodSeconds, 55, 'timeout 45 s + 10 s');
+    assert.equal(pod.terminationGracePeriodSeconds, 58, 'the preStop sleep 3 s + timeout 45 s + 10 s');
+    assert.deepEqual(c.lifecycle, { preStop: { sleep: { seconds: 3 } } }, 'serves while its endpoint removal reaches the gateways');
     assert.equal(c.securityContext!.allowPrivilegeEscalation, false);
   });
 
@@ -106,7 +107,7 @@ describe('deploymentFor', () => {
     assert.equal(bc.resources, undefined);
     assert.equal(bc.envFrom, undefined);
     assert.equal(bare.spec!.template.spec!.nodeSelector, undefined);
-    assert.equal(bare.spec!.template.spec!.terminationGracePeriodSeconds, 40);
+    assert.equal(bare.spec!.template.spec!.terminationGracePeriodSeconds, 43);
   });
 
   it('keeps a user POD_NAME and does not add a second one', () => {

@@ -62,12 +62,18 @@ export function functionLabels(name: string): Record<string, string> {
   return { [kubefnLabels.name]: name, [kubefnLabels.managedBy]: managedBy, [kubefnLabels.function]: name };
 }
 
+/**
+ * How long a function pod keeps serving after it is asked to stop, before SIGTERM: the time for
+ * its removal from the EndpointSlice to reach the gateways' informers.
+ */
+export const preStopSleepSeconds = 3;
+
 /** The Deployment that runs the function's replicas, owned by its Function. */
 export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owner, options: DeploymentOptions = {}): V1Deployment {
   const labels = functionLabels(spec.name);
   // The runtime drains for timeout + 5 s after SIGTERM (KUBEFN_DRAIN_MS default); the kubelet's
   // grace period gives it 5 s more before SIGKILL. 30s timeout -> 40 s grace.
-  const graceSeconds = Math.ceil(timeoutMs(spec) / 1000) + 10;
+  const graceSeconds = Math.ceil(timeoutMs(spec) / 1000) + 10 + preStopSleepSeconds;
   const resources = resourcesFor(spec);
   const deployment: V1Deployment = {
     apiVersion: 'apps/v1',
@@ -115,6 +121,9 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
               ...(spec.secrets?.length ? { volumeMounts: [{ name: secretsVolume, mountPath: secretsMountPath, readOnly: true }] } : {}),
               ...(resources ? { resources } : {}),
               ...probesFor(),
+              // Endpoint removal takes a moment to reach every gateway: the pod keeps serving
+              // through it, and only then gets SIGTERM and drains (the kubelet sleeps; no binary).
+              lifecycle: { preStop: { sleep: { seconds: preStopSleepSeconds } } },
               securityContext: {
                 allowPrivilegeEscalation: false,
                 capabilities: { drop: ['ALL'] },

@@ -96,7 +96,8 @@ function suite(): void {
     const pod = d.spec!.template.spec!;
     const c = pod.containers[0]!;
     assert.equal(pod.enableServiceLinks, false);
-    assert.equal(pod.terminationGracePeriodSeconds, 30);
+    assert.equal(pod.terminationGracePeriodSeconds, 33, 'the preStop sleep 3 s + timeout 20 s + 10 s');
+    assert.equal(pod.automountServiceAccountToken, false);
     assert.deepEqual(pod.nodeSelector, { pool: 'fns' });
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]));
     assert.equal(env.GREETING, 'hi');

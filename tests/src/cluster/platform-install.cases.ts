@@ -149,6 +149,32 @@ function suite(): void {
     assert.ok((d.spec?.replicas ?? 0) >= 1, 'the poke scaled the Deployment up');
   });
 
+  it('with no autoscaler running, a request to a function at zero still starts it: the gateway scales it itself', async () => {
+    const scaleAutoscaler = (replicas: number) =>
+      apps().patchNamespacedDeploymentScale(
+        { name: 'kubefn-autoscaler', namespace: p.namespace, body: { spec: { replicas } } },
+        p.cluster.k8s.setHeaderOptions('Content-Type', p.cluster.k8s.PatchStrategy.MergePatch),
+      );
+    const podsOf = async (selector: string) => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: selector })).items.length;
+    await scaleAutoscaler(0);
+    try {
+      await waitFor(async () => (await podsOf('app.kubernetes.io/name=kubefn-autoscaler')) === 0, { timeoutMs: 120_000, what: 'the autoscaler gone' });
+      await fn('scale', 'hello', '0');
+      await waitFor(async () => (await podsOf('kubefn.dev/function=hello')) === 0, { timeoutMs: 120_000, what: 'hello at zero' });
+      const res = await fetch(`${gateway}/function/hello?name=alone`);
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.equal(await res.text(), 'Hello, alone!\n');
+      const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+      assert.equal(d.spec?.replicas, 1, 'the gateway scaled it 0 -> 1, no further');
+    } finally {
+      await scaleAutoscaler(1);
+      await waitFor(async () => ((await apps().readNamespacedDeployment({ name: 'kubefn-autoscaler', namespace: p.namespace })).status?.availableReplicas ?? 0) >= 1, {
+        timeoutMs: 180_000,
+        what: 'the autoscaler back',
+      });
+    }
+  });
+
   it('fn deploy --remote-build: the builder pod builds the source, pushes the image, and it runs', async () => {
     const out = JSON.parse(await fn('deploy', path.join(examplesDir, 'ts-greeter'), '--remote-build', '--json')) as { mode: string; image: string };
     assert.equal(out.mode, 'remote');
