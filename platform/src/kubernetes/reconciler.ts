@@ -8,7 +8,7 @@ import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
 import type { FunctionSpec } from '../spec.js';
-import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, servicePort, type Owner } from './manifests.js';
+import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, type Owner } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, type KubefnObjects } from './objects.js';
 import { activationCondition, functionStatusOf, readyCondition, type FunctionResource, type FunctionResourceStatus } from './status.js';
@@ -26,12 +26,20 @@ export interface FunctionReconcilerOptions {
   minRetryMs?: number;
   /** Longest pause between retries, ms (default 60000). */
   maxRetryMs?: number;
+  /**
+   * Where the functions are called, for `status.url` (`<gatewayUrl>/function/<name>`); default
+   * the kubefn-gateway Service of the namespace, http://kubefn-gateway.<namespace>.svc:8080.
+   * Through a gateway, not the function's own Service: calls that skip the gateways are not seen
+   * by the autoscaler, and the Service refuses them while the function is at zero.
+   */
+  gatewayUrl?: string;
 }
 
 export class FunctionReconciler {
   readonly #o: KubefnObjects;
   readonly #minRetryMs: number;
   readonly #maxRetryMs: number;
+  readonly #gatewayUrl: string;
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
   readonly #running = new Map<string, Promise<FunctionStatus | undefined>>();
   readonly #queued = new Map<string, Promise<FunctionStatus | undefined>>();
@@ -53,6 +61,7 @@ export class FunctionReconciler {
     this.#o = objects;
     this.#minRetryMs = options.minRetryMs ?? 1000;
     this.#maxRetryMs = options.maxRetryMs ?? 60_000;
+    this.#gatewayUrl = (options.gatewayUrl ?? `http://kubefn-gateway.${objects.namespace}.svc:8080`).replace(/\/+$/, '');
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
     };
@@ -216,7 +225,7 @@ export class FunctionReconciler {
       replicas: deployment?.spec?.replicas ?? previous.replicas ?? 0,
       readyReplicas: deployment?.status?.readyReplicas ?? (failure ? (previous.readyReplicas ?? 0) : 0),
       ...(digest ? { imageDigest: digest } : {}),
-      url: `http://${name}.${ns}.svc:${servicePort}`,
+      url: `${this.#gatewayUrl}/function/${name}`,
       // Applied with the whole status: left out, the ActivationStalled condition is removed.
       conditions: [readyCondition(previous, deployment, failure, new Date()), ...(stall ? [activationCondition(stall)] : [])],
     };

@@ -131,7 +131,7 @@ function suite(): void {
     );
     assert.equal(fn.status?.replicas, 2);
     assert.equal(fn.status?.imageDigest, `sha256:${'a'.repeat(64)}`);
-    assert.equal(fn.status?.url, `http://hello.${namespace}.svc:80`);
+    assert.equal(fn.status?.url, `http://kubefn-gateway.${namespace}.svc:8080/function/hello`, 'through the gateway, not the function\'s own Service');
     const ready = fn.status?.conditions?.find((c) => c.type === 'Ready');
     assert.deepEqual([ready?.status, ready?.reason], ['False', 'ReplicasNotReady'], 'no node, so no replica is ready');
   });
