@@ -186,16 +186,23 @@ export class GatewayClient {
     return res.json() as Promise<FunctionInfo>;
   }
 
-  /** Updates the function (PUT), or creates it (POST) when the gateway does not know it yet. */
-  async deployFunction(spec: FunctionSpec, signal?: AbortSignal): Promise<{ created: boolean }> {
+  /**
+   * Updates the function (PUT), or creates it (POST) when the gateway does not know it yet.
+   * `notReconciled`: the gateway stored the change, but no controller has applied it yet (its
+   * 202 with a message).
+   */
+  async deployFunction(spec: FunctionSpec, signal?: AbortSignal): Promise<{ created: boolean; notReconciled?: string }> {
+    const late = async (res: Response): Promise<{ notReconciled?: string }> => {
+      const text = res.status === 202 ? await res.text() : '';
+      const message = text ? (JSON.parse(text) as { message?: unknown }).message : undefined;
+      return typeof message === 'string' ? { notReconciled: message } : {};
+    };
     try {
-      await this.#system('PUT', '/system/functions', { json: spec, signal });
-      return { created: false };
+      return { created: false, ...(await late(await this.#system('PUT', '/system/functions', { json: spec, signal }))) };
     } catch (err) {
       if (!isKubefnError(err, 'NOT_FOUND')) throw err;
     }
-    await this.#system('POST', '/system/functions', { json: spec, signal });
-    return { created: true };
+    return { created: true, ...(await late(await this.#system('POST', '/system/functions', { json: spec, signal }))) };
   }
 
   async deleteFunction(name: string, signal?: AbortSignal): Promise<void> {

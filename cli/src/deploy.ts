@@ -77,11 +77,16 @@ export async function deployFunction(client: GatewayClient, target: string, opti
         : await shipSource(client, loaded, options, progress);
 
   const deployed: FunctionSpec = { ...spec, image: shipped.image };
-  const { created } = await progress.step(
+  const { created, notReconciled } = await progress.step(
     `deploying ${spec.name}`,
     () => client.deployFunction(deployed, signal),
     (r) => `${r.created ? 'created' : 'updated'} ${spec.name}`,
   );
+  if (notReconciled) {
+    throw new KubefnError('UNAVAILABLE', notReconciled, {
+      hint: 'the change is stored and is applied once the controller (kubefn-autoscaler) runs: kubectl get pods -l app.kubernetes.io/name=kubefn-autoscaler',
+    });
+  }
 
   const result: DeployResult = {
     name: spec.name,

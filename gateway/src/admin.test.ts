@@ -147,6 +147,15 @@ describe('management API', () => {
       assert.equal(status.spec.image, 'img2');
       assert.equal(status.replicas, 2);
     });
+    it('answers 202 "not reconciled yet" with the reason to a change no controller reconciled in time, PUT or POST', async () => {
+      const deploy = driver.deploy.bind(driver);
+      const late = 'function "hello" was applied but no controller reconciled it within 60000 ms (not reconciled yet); is kubefn-autoscaler running?';
+      driver.deploy = async (spec) => ({ ...(await deploy(spec)), notReconciled: late });
+      const put = await inject('PUT', '/system/functions', { name: 'hello', image: 'img2' });
+      assert.deepEqual([put.statusCode, put.json()], [202, { message: late }]);
+      const post = await inject('POST', '/system/functions', { name: 'third', image: 'img' });
+      assert.deepEqual([post.statusCode, post.json()], [202, { message: late }]);
+    });
     it('answers 409 ALREADY_EXISTS to a second create and 404 NOT_FOUND to updating an unknown function', async () => {
       const dup = await fails('POST', '/system/functions', { name: 'hello', image: 'img' }, 409, 'ALREADY_EXISTS');
       assert.match(dup.hint, /PUT/);

@@ -73,7 +73,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
 
   // Create, update and delete of one function, one at a time (in this gateway).
   const changes = new KeyedLock();
-  const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionSpec> => {
+  const deploy = async (body: unknown, mode: 'create' | 'update'): Promise<FunctionStatus> => {
     const spec = parseFunctionSpec(specInputFromBody(body));
     if (!spec.image) {
       throw new KubefnError('INVALID_SPEC', `function "${spec.name}" has no image to run`, {
@@ -108,16 +108,17 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       ctx.catalog.set(spec.name, status.spec);
       ctx.routers.get(status.spec);
       await ctx.events?.sync();
-      return status.spec;
+      return status;
     });
   };
+  // Stored but not reconciled yet (no controller running): 202 with the reason, not success.
   app.post('/system/functions', async (request, reply) => {
-    await deploy(request.body, 'create');
-    return reply.code(202).send();
+    const status = await deploy(request.body, 'create');
+    return status.notReconciled ? reply.code(202).send({ message: status.notReconciled }) : reply.code(202).send();
   });
   app.put('/system/functions', async (request, reply) => {
-    await deploy(request.body, 'update');
-    return reply.code(200).send();
+    const status = await deploy(request.body, 'update');
+    return status.notReconciled ? reply.code(202).send({ message: status.notReconciled }) : reply.code(200).send();
   });
 
   app.delete(

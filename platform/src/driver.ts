@@ -59,6 +59,12 @@ export interface FunctionStatus {
    * ActivationStalled condition; in `fn up` the gateway keeps it in memory.
    */
   activation?: FunctionActivation;
+  /**
+   * Set by a deploy whose change no controller reconciled in time (the Kubernetes driver, while
+   * no kubefn-autoscaler runs): what was applied is stored, the status is the old one. The
+   * gateway answers such a deploy 202 with this message instead of reporting success.
+   */
+  notReconciled?: string;
 }
 
 /** FunctionStatus.activation: a stalled activation, why, and since when. */

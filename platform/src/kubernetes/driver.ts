@@ -138,11 +138,13 @@ export class KubernetesDriver implements Driver {
       return fn?.metadata?.uid === uid ? fn : undefined;
     };
     const seen = await this.#o.functions.until(() => (current()?.status?.observedGeneration ?? -1) >= generation, this.#controllerTimeoutMs);
-    if (!seen) {
-      this.#o.onWarning(`function "${name}" was applied but no controller reconciled it within ${this.#controllerTimeoutMs} ms; is kubefn-autoscaler running?`);
-    }
+    const late = seen
+      ? undefined
+      : `function "${name}" was applied but no controller reconciled it within ${this.#controllerTimeoutMs} ms (not reconciled yet); is kubefn-autoscaler running?`;
+    if (late) this.#o.onWarning(late);
     const fn = current() ?? (await this.#o.readFunction(name));
-    return fn && this.#statusOf(fn);
+    const status = fn && this.#statusOf(fn);
+    return status && late ? { ...status, notReconciled: late } : status;
   }
 
   async remove(name: string): Promise<void> {
