@@ -11,7 +11,7 @@ describe('renderKustomization of deploy/', () => {
     const { namespace, objects } = await renderKustomization(defaultDeployDir);
     assert.equal(namespace, 'kubefn');
     const kinds = new Set(objects.map((o) => o.kind));
-    for (const kind of ['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Deployment', 'StatefulSet', 'Service']) {
+    for (const kind of ['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Deployment', 'StatefulSet', 'Service', 'NetworkPolicy']) {
       assert.ok(kinds.has(kind), `deploy/ has a ${kind}`);
     }
     for (const o of objects) {
