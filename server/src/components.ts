@@ -221,7 +221,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   configMap.onChange((data) => live.offerData(data, configSource));
   // The one Function controller of the cluster runs here, beside the autoscaler that scales
   // through the same objects.
-  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
+  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
   const reconciler = new FunctionReconciler(objects);
   const driver = new KubernetesDriver(objects, { reconciler });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });

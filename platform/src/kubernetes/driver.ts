@@ -90,7 +90,7 @@ export class KubernetesDriver implements Driver {
    * process that both serves and reconciles uses (the tests, tools). close() closes all three.
    */
   static async open(options: KubefnObjectsOptions & Omit<KubernetesDriverOptions, 'reconciler'>): Promise<KubernetesDriver> {
-    const objects = await KubefnObjects.open(options);
+    const objects = await KubefnObjects.open({ watchServices: true, ...options });
     const reconciler = new FunctionReconciler(objects);
     const driver = new KubernetesDriver(objects, { ...options, reconciler });
     driver.#owned.push(() => reconciler.close(), () => objects.stop());

@@ -12,6 +12,7 @@ import type {
   KubernetesObjectApi,
   V1Deployment,
   V1EndpointSlice,
+  V1Service,
 } from '@kubernetes/client-node';
 import { crdGroup, crdVersion } from '../crd.js';
 import { KubefnError } from '../errors.js';
@@ -29,6 +30,11 @@ export interface KubefnObjectsOptions {
   namespace: string;
   /** Hears about failures that are recovered from (a watch restarting, a reconcile to retry). */
   onWarning?: (message: string, err?: unknown) => void;
+  /**
+   * Also watch kubefn's Services (the controller: a deleted or edited one is reconciled back at
+   * once). Off for the gateways, whose role may not list Services.
+   */
+  watchServices?: boolean;
 }
 
 /** The field manager of everything kubefn applies. */
@@ -49,6 +55,8 @@ export class KubefnObjects {
   readonly functions: KeptInformer<FunctionResource>;
   readonly deployments: KeptInformer<V1Deployment>;
   readonly slices: KeptInformer<V1EndpointSlice>;
+  /** kubefn's Services, with `watchServices`. */
+  readonly services: KeptInformer<V1Service> | undefined;
   /**
    * Each cached Function's spec, parsed once per object version: the informer replaces the
    * object on every change, so keying on the object itself parses a spec where it enters and
@@ -102,6 +110,18 @@ export class KubefnObjects {
       ),
       { what: `endpointslices in ${ns}`, namespace: ns, onWarning: warn },
     );
+    this.services = options.watchServices
+      ? new KeptInformer(
+          watchedInformer<V1Service>(
+            k8s,
+            this.kc,
+            `/api/v1/namespaces/${ns}/services`,
+            () => this.core.listNamespacedService({ namespace: ns, labelSelector: selector }),
+            { labelSelector: selector },
+          ),
+          { what: `services in ${ns}`, namespace: ns, onWarning: warn },
+        )
+      : undefined;
   }
 
   /** Objects whose caches hold the namespace's Functions, Deployments and EndpointSlices. */
@@ -114,7 +134,7 @@ export class KubefnObjects {
   /** Starts the informers and waits for their first list; stops them all when one fails. */
   async start(): Promise<void> {
     try {
-      await Promise.all([this.functions.start(), this.deployments.start(), this.slices.start()]);
+      await Promise.all([this.functions.start(), this.deployments.start(), this.slices.start(), this.services?.start()]);
     } catch (err) {
       await this.stop();
       const e = kubeError(err, `watching kubefn objects in namespace "${this.namespace}"`);
@@ -135,7 +155,7 @@ export class KubefnObjects {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    await Promise.all([this.functions.stop(), this.deployments.stop(), this.slices.stop()]);
+    await Promise.all([this.functions.stop(), this.deployments.stop(), this.slices.stop(), this.services?.stop()]);
   }
 
   /** The cached Function `name`, else undefined. */

@@ -4,7 +4,7 @@
 // afresh; a failed one is retried with backoff. In a cluster exactly one process runs it (the
 // autoscaler's pod); gateways apply Functions and wait for the status it writes.
 
-import type { KubernetesObject, V1Deployment } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
 import type { FunctionSpec } from '../spec.js';
@@ -40,6 +40,8 @@ export class FunctionReconciler {
   readonly #minRetryMs: number;
   readonly #maxRetryMs: number;
   readonly #gatewayUrl: string;
+  /** Per function, the metadata.generation its last successful reconcile applied. */
+  readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
   readonly #running = new Map<string, Promise<FunctionStatus | undefined>>();
   readonly #queued = new Map<string, Promise<FunctionStatus | undefined>>();
@@ -66,13 +68,24 @@ export class FunctionReconciler {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
     };
     objects.functions.on('add', (fn) => later(fn.metadata?.name));
-    objects.functions.on('update', (fn) => later(fn.metadata?.name));
+    // A change of the spec moves metadata.generation; one that does not (this controller's own
+    // status write, the autoscaler's stall) has nothing to apply: no reconcile of it.
+    objects.functions.on('update', (fn) => {
+      const name = fn.metadata?.name;
+      if (name && fn.metadata?.generation !== undefined && this.#reconciledGeneration.get(name) === fn.metadata.generation) return;
+      later(name);
+    });
+    objects.functions.on('delete', (fn) => this.#reconciledGeneration.delete(fn.metadata?.name ?? ''));
     // A Deployment that changed (its status, or someone edited or deleted it) is reconciled back
     // and its Function's status brought up to date.
     const ofDeployment = (d: V1Deployment): void => later(d.metadata?.labels?.[kubefnLabels.function]);
     objects.deployments.on('add', ofDeployment);
     objects.deployments.on('update', ofDeployment);
     objects.deployments.on('delete', ofDeployment);
+    // A Service deleted or edited is put back at once (with watchServices; else at the next event).
+    const ofService = (svc: V1Service): void => later(svc.metadata?.labels?.[kubefnLabels.function]);
+    objects.services?.on('update', ofService);
+    objects.services?.on('delete', ofService);
     for (const fn of objects.functions.cache.list(objects.namespace)) later(fn.metadata?.name);
   }
 
@@ -152,12 +165,15 @@ export class FunctionReconciler {
     const fn = await this.#o.readFunction(name);
     if (!fn || fn.metadata?.deletionTimestamp) {
       this.#stalls.delete(name);
+      this.#reconciledGeneration.delete(name);
       return undefined;
     }
+    const generation = fn.metadata?.generation;
     const spec = this.#o.specOf(fn);
     if (spec instanceof Error) {
       // Reported in the Function's status; the driver lists only functions it can run.
       await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message });
+      if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
       return undefined;
     }
     const owner: Owner = { apiVersion: functionApiVersion, kind: 'Function', name, uid: fn.metadata?.uid ?? '' };
@@ -171,6 +187,7 @@ export class FunctionReconciler {
       throw e;
     }
     const written = await this.#writeStatus(fn, deployment);
+    if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
     await Promise.all([
       this.#o.functions.caughtUp(name, written.metadata?.resourceVersion),
       this.#o.deployments.caughtUp(name, deployment.metadata?.resourceVersion),

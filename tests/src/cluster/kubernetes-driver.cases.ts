@@ -179,6 +179,19 @@ function suite(): void {
     assert.equal(d.spec?.replicas, 10, 'replicas still kept');
   });
 
+  it('a deleted Service is put back at once (the controller watches Services)', { timeout: 60_000 }, async () => {
+    const before = await core.readNamespacedService({ name: 'hello', namespace });
+    await core.deleteNamespacedService({ name: 'hello', namespace });
+    const again = await waitFor(
+      async () => {
+        const svc = await core.readNamespacedService({ name: 'hello', namespace }).catch(() => undefined);
+        return svc && svc.metadata?.uid !== before.metadata?.uid ? svc : undefined;
+      },
+      { what: 'the Service of hello made again', timeoutMs: 20_000 },
+    );
+    assert.deepEqual(again.spec?.selector, before.spec?.selector);
+  });
+
   it('a Function created through the API (kubectl apply) is reconciled into a Deployment', { timeout: 60_000 }, async () => {
     await custom.createNamespacedCustomObject({
       ...fnApi,

@@ -13,7 +13,7 @@ export interface ComposedDriver {
 }
 
 export async function clusterComposedDriver(kubeconfig: KubeConfig | string, namespace: string, onWarning?: (message: string, err?: unknown) => void): Promise<ComposedDriver> {
-  const controllerObjects = await KubefnObjects.open({ kubeconfig, namespace, ...(onWarning ? { onWarning } : {}) });
+  const controllerObjects = await KubefnObjects.open({ kubeconfig, namespace, watchServices: true, ...(onWarning ? { onWarning } : {}) });
   const reconciler = new FunctionReconciler(controllerObjects);
   const gatewayObjects = await KubefnObjects.open({ kubeconfig, namespace, ...(onWarning ? { onWarning } : {}) }).catch(async (err: unknown) => {
     await reconciler.close();
