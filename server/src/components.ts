@@ -20,6 +20,7 @@ import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/bui
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
   ConfigMapWatch,
+  FunctionEventRecorder,
   FunctionReconciler,
   KubefnError,
   KubefnObjects,
@@ -127,7 +128,8 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   // pod; it probes pods the kubelet has not reported ready yet, as Knative's activator does.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
   const prober = new PendingPodProber();
-  const driver = new KubernetesDriver(objects, { prober });
+  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.gateway, onWarning });
+  const driver = new KubernetesDriver(objects, { prober, events });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
   // NATS: connected the first time a function needs it, never a reason not to start.
@@ -222,8 +224,9 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   // The one Function controller of the cluster runs here, beside the autoscaler that scales
   // through the same objects.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
-  const reconciler = new FunctionReconciler(objects);
-  const driver = new KubernetesDriver(objects, { reconciler });
+  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
+  const reconciler = new FunctionReconciler(objects, { events });
+  const driver = new KubernetesDriver(objects, { reconciler, events });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const autoscaler = new Autoscaler({
     target: driver,

@@ -18,6 +18,7 @@ import { kubefnLabels, managedBy, serviceNameLabel } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
+import type { FunctionEventRecorder } from './events.js';
 import { FunctionReconciler } from './reconciler.js';
 import { KubernetesSecretStore } from './secrets.js';
 import { functionStatusOf, loadErrorOf, unschedulableOf, type FunctionResource } from './status.js';
@@ -36,6 +37,8 @@ export interface KubernetesDriverOptions {
   removeTimeoutMs?: number;
   /** Longest deploy() waits for another process's controller to pick a Function up, ms (default 60000). */
   controllerTimeoutMs?: number;
+  /** Kubernetes Events about the Functions this driver scales (a Scaled event per change). */
+  events?: FunctionEventRecorder;
 }
 
 /** The field manager of scale(): an update of the scale subresource. */
@@ -51,6 +54,7 @@ export class KubernetesDriver implements Driver {
   readonly #prober: PendingPodProber | undefined;
   readonly #removeTimeoutMs: number;
   readonly #controllerTimeoutMs: number;
+  readonly #events: FunctionEventRecorder | undefined;
   readonly #endpointSets: EndpointSets;
   /** Unschedulable pods per function with replicas starting: the last count read, and when. */
   readonly #unschedulable = new Map<string, { count: number; at: number; reading: boolean }>();
@@ -69,6 +73,7 @@ export class KubernetesDriver implements Driver {
     this.#prober = options.prober;
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
     this.#controllerTimeoutMs = options.controllerTimeoutMs ?? 60_000;
+    this.#events = options.events;
     this.#endpointSets = new EndpointSets((name) => objects.cachedFunction(name) !== undefined);
     objects.functions.on('delete', (fn) => {
       for (const gone of this.#goneListeners.get(fn.metadata?.name ?? '') ?? []) gone();
@@ -286,6 +291,7 @@ export class KubernetesDriver implements Driver {
       );
       return scale.metadata?.resourceVersion;
     };
+    const from = this.#o.cachedDeployment(name)?.spec?.replicas;
     let resourceVersion: string | undefined;
     try {
       resourceVersion = await patch();
@@ -301,6 +307,9 @@ export class KubernetesDriver implements Driver {
       resourceVersion = await patch().catch((e: unknown) => {
         throw kubeError(e, `scaling function "${name}"`);
       });
+    }
+    if (from !== target) {
+      this.#events?.record({ name, uid: fn.metadata?.uid }, 'Normal', 'Scaled', `scaled from ${from ?? 'none'} to ${target} replica(s)`);
     }
     await this.#o.deployments.caughtUp(name, resourceVersion);
   }

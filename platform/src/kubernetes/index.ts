@@ -12,3 +12,4 @@ export * from './peers.js';
 export * from './errors.js';
 export * from './secrets.js';
 export * from './config-map-watch.js';
+export * from './events.js';

@@ -7,6 +7,7 @@
 import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
+import type { FunctionEventRecorder } from './events.js';
 import type { FunctionSpec } from '../spec.js';
 import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, type Owner } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
@@ -33,6 +34,8 @@ export interface FunctionReconcilerOptions {
    * by the autoscaler, and the Service refuses them while the function is at zero.
    */
   gatewayUrl?: string;
+  /** Kubernetes Events for failed reconciles, invalid specs and stalled activations. */
+  events?: FunctionEventRecorder;
 }
 
 export class FunctionReconciler {
@@ -40,6 +43,7 @@ export class FunctionReconciler {
   readonly #minRetryMs: number;
   readonly #maxRetryMs: number;
   readonly #gatewayUrl: string;
+  readonly #events: FunctionEventRecorder | undefined;
   /** Per function, the metadata.generation its last successful reconcile applied. */
   readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
@@ -63,6 +67,7 @@ export class FunctionReconciler {
     this.#o = objects;
     this.#minRetryMs = options.minRetryMs ?? 1000;
     this.#maxRetryMs = options.maxRetryMs ?? 60_000;
+    this.#events = options.events;
     this.#gatewayUrl = (options.gatewayUrl ?? `http://kubefn-gateway.${objects.namespace}.svc:8080`).replace(/\/+$/, '');
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
@@ -124,6 +129,9 @@ export class FunctionReconciler {
     if (before === undefined ? stall === undefined : stall?.reason === before.reason) return;
     if (stall) this.#stalls.set(name, stall);
     else this.#stalls.delete(name);
+    const uid = this.#o.cachedFunction(name)?.metadata?.uid;
+    if (stall) this.#events?.record({ name, uid }, 'Warning', 'ActivationStalled', stall.reason);
+    else this.#events?.record({ name, uid }, 'Normal', 'ActivationResumed', 'a replica became ready: adding replicas again');
     if (!this.#closed) void this.reconcile(name).catch(() => {});
   }
 
@@ -172,6 +180,7 @@ export class FunctionReconciler {
     const spec = this.#o.specOf(fn);
     if (spec instanceof Error) {
       // Reported in the Function's status; the driver lists only functions it can run.
+      this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'InvalidSpec', spec.message);
       await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message });
       if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
       return undefined;
@@ -183,6 +192,7 @@ export class FunctionReconciler {
       await this.#apply(serviceFor(spec, this.#o.namespace, owner));
     } catch (err) {
       const e = kubeError(err, `applying the Deployment and Service of function "${name}"`);
+      this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'ReconcileFailed', e.message);
       await this.#writeStatus(fn, undefined, { reason: 'ReconcileFailed', message: e.message }).catch(() => {});
       throw e;
     }

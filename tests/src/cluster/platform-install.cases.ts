@@ -166,6 +166,14 @@ function suite(): void {
       assert.equal(await res.text(), 'Hello, alone!\n');
       const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
       assert.equal(d.spec?.replicas, 1, 'the gateway scaled it 0 -> 1, no further');
+      // And said so, as a Kubernetes Event on the Function.
+      await waitFor(
+        async () =>
+          (await core().listNamespacedEvent({ namespace: p.namespace, fieldSelector: 'involvedObject.kind=Function,involvedObject.name=hello' })).items.some(
+            (e) => e.reason === 'Scaled' && e.source?.component === 'kubefn-gateway' && /from 0 to 1/.test(e.message ?? ''),
+          ),
+        { timeoutMs: 30_000, what: 'a Scaled Event from the gateway' },
+      );
     } finally {
       await scaleAutoscaler(1);
       await waitFor(async () => ((await apps().readNamespacedDeployment({ name: 'kubefn-autoscaler', namespace: p.namespace })).status?.availableReplicas ?? 0) >= 1, {
