@@ -80,6 +80,12 @@ export const FunctionSpecSchema = Type.Object(
         description: 'environment variables set to a secret\'s value, e.g. DB_PASSWORD: db-password; each secret must be in `secrets`',
       }),
     ),
+    imagePullSecrets: Type.Optional(
+      Type.Array(Type.String({ pattern: namePattern, maxLength: 63 }), {
+        maxItems: 16,
+        description: 'Kubernetes: Secrets (kubernetes.io/dockerconfigjson) the kubelet pulls the image with, beside the platform-wide one',
+      }),
+    ),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
     annotations: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 65_536 }))),
     resources: Type.Optional(

@@ -72,6 +72,8 @@ export interface ComponentEnv {
    * ready pods of the kubefn-nats Service in the namespace.
    */
   nats: string[];
+  /** KUBEFN_IMAGE_PULL_SECRETS: comma-separated pull Secrets every function's pods get. */
+  imagePullSecrets: string[];
 }
 
 export interface RunningComponent {
@@ -102,6 +104,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv
     base: env.KUBEFN_BASE || undefined,
     insecureRegistries: list(env.KUBEFN_INSECURE_REGISTRIES),
     nats: list(env.KUBEFN_NATS_URL),
+    imagePullSecrets: list(env.KUBEFN_IMAGE_PULL_SECRETS),
   };
 }
 
@@ -225,7 +228,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   // through the same objects.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
-  const reconciler = new FunctionReconciler(objects, { events });
+  const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets });
   const driver = new KubernetesDriver(objects, { reconciler, events });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const autoscaler = new Autoscaler({

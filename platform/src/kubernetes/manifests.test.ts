@@ -110,6 +110,13 @@ describe('deploymentFor', () => {
     assert.equal(bare.spec!.template.spec!.terminationGracePeriodSeconds, 43);
   });
 
+  it('pulls with the platform-wide Secrets, then the spec\'s own, each once', () => {
+    const s = parseFunctionSpec({ name: 'p', image: 'x', imagePullSecrets: ['team', 'shared'] });
+    const pod = deploymentFor(s, 'fns', owner, { imagePullSecrets: ['shared'] }).spec!.template.spec!;
+    assert.deepEqual(pod.imagePullSecrets, [{ name: 'shared' }, { name: 'team' }]);
+    assert.equal(deploymentFor(parseFunctionSpec({ name: 'q', image: 'x' }), 'fns', owner).spec!.template.spec!.imagePullSecrets, undefined);
+  });
+
   it('keeps a user POD_NAME and does not add a second one', () => {
     const s = parseFunctionSpec({ name: 'p', image: 'x', env: { POD_NAME: 'mine' } });
     const env = deploymentFor(s, 'fns', owner).spec!.template.spec!.containers[0]!.env!;

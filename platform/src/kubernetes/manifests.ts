@@ -50,6 +50,8 @@ export interface DeploymentOptions {
   replicas?: number;
   /** The Function's metadata.generation the Deployment is applied from. */
   generation?: number;
+  /** Pull Secrets every function's pods get (the platform-wide one), before the spec's own. */
+  imagePullSecrets?: readonly string[];
 }
 
 /** Replicas a new Deployment starts with: max(min, initial), as every driver does on create. */
@@ -69,6 +71,11 @@ export function functionLabels(name: string): Record<string, string> {
 export const preStopSleepSeconds = 3;
 
 /** The Deployment that runs the function's replicas, owned by its Function. */
+function pullSecretsFor(spec: FunctionSpec, platform: readonly string[] = []): { imagePullSecrets?: { name: string }[] } {
+  const names = [...new Set([...platform, ...(spec.imagePullSecrets ?? [])])];
+  return names.length ? { imagePullSecrets: names.map((name) => ({ name })) } : {};
+}
+
 export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owner, options: DeploymentOptions = {}): V1Deployment {
   const labels = functionLabels(spec.name);
   // The runtime drains for timeout + 5 s after SIGTERM (KUBEFN_DRAIN_MS default); the kubelet's
@@ -100,6 +107,7 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
           enableServiceLinks: false,
           // A function has no business with the API server: no service-account token in its pods.
           automountServiceAccountToken: false,
+          ...pullSecretsFor(spec, options.imagePullSecrets),
           terminationGracePeriodSeconds: graceSeconds,
           ...(spec.placement?.nodeSelector ? { nodeSelector: { ...spec.placement.nodeSelector } } : {}),
           ...(spec.placement?.tolerations?.length

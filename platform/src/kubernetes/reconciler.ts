@@ -36,6 +36,8 @@ export interface FunctionReconcilerOptions {
   gatewayUrl?: string;
   /** Kubernetes Events for failed reconciles, invalid specs and stalled activations. */
   events?: FunctionEventRecorder;
+  /** Pull Secrets every function's pods get (kubefn-config `image-pull-secrets`). */
+  imagePullSecrets?: readonly string[];
 }
 
 export class FunctionReconciler {
@@ -44,6 +46,7 @@ export class FunctionReconciler {
   readonly #maxRetryMs: number;
   readonly #gatewayUrl: string;
   readonly #events: FunctionEventRecorder | undefined;
+  readonly #pullSecrets: readonly string[];
   /** Per function, the metadata.generation its last successful reconcile applied. */
   readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
@@ -68,6 +71,7 @@ export class FunctionReconciler {
     this.#minRetryMs = options.minRetryMs ?? 1000;
     this.#maxRetryMs = options.maxRetryMs ?? 60_000;
     this.#events = options.events;
+    this.#pullSecrets = options.imagePullSecrets ?? [];
     this.#gatewayUrl = (options.gatewayUrl ?? `http://kubefn-gateway.${objects.namespace}.svc:8080`).replace(/\/+$/, '');
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
@@ -222,7 +226,7 @@ export class FunctionReconciler {
       if (isApiError(err, 404)) return undefined;
       throw err;
     });
-    if (!live) live = await this.#apply(deploymentFor(spec, ns, owner, { replicas: initialReplicas(spec), generation }));
+    if (!live) live = await this.#apply(deploymentFor(spec, ns, owner, { replicas: initialReplicas(spec), generation, imagePullSecrets: this.#pullSecrets }));
     if (appliedReplicasOwner(live)) {
       try {
         await this.#apply(
@@ -233,7 +237,7 @@ export class FunctionReconciler {
         if (!isApiError(err, 409)) throw err;
       }
     }
-    return this.#apply(deploymentFor(spec, ns, owner, { generation }));
+    return this.#apply(deploymentFor(spec, ns, owner, { generation, imagePullSecrets: this.#pullSecrets }));
   }
 
   #apply<T extends KubernetesObject>(object: T, options: { manager?: string; force?: boolean } = {}): Promise<T> {
