@@ -14,7 +14,7 @@ describe('componentEnv', () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
     const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ' });
-    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], imagePullSecrets: ['pull'] });
+    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], imagePullSecrets: ['pull'], placement: {} });
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
     assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
   });
@@ -55,7 +55,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], imagePullSecrets: [] }, quiet);
+    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], imagePullSecrets: [], placement: {} }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));

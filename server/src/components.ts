@@ -27,6 +27,8 @@ import {
   KubernetesDriver,
   loadKubernetesClient,
   PendingPodProber,
+  placementAllowlist,
+  type PlacementAllowlist,
   pokeRoute,
   ServicePeers,
   withApiTimeout,
@@ -74,6 +76,8 @@ export interface ComponentEnv {
   nats: string[];
   /** KUBEFN_IMAGE_PULL_SECRETS: comma-separated pull Secrets every function's pods get. */
   imagePullSecrets: string[];
+  /** KUBEFN_ALLOWED_NODE_SELECTOR_KEYS and KUBEFN_ALLOWED_TOLERATION_KEYS: what functions may ask of nodes. */
+  placement: PlacementAllowlist;
 }
 
 export interface RunningComponent {
@@ -105,6 +109,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv
     insecureRegistries: list(env.KUBEFN_INSECURE_REGISTRIES),
     nats: list(env.KUBEFN_NATS_URL),
     imagePullSecrets: list(env.KUBEFN_IMAGE_PULL_SECRETS),
+    placement: placementAllowlist(env.KUBEFN_ALLOWED_NODE_SELECTOR_KEYS, env.KUBEFN_ALLOWED_TOLERATION_KEYS),
   };
 }
 
@@ -132,7 +137,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
   const prober = new PendingPodProber();
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.gateway, onWarning });
-  const driver = new KubernetesDriver(objects, { prober, events });
+  const driver = new KubernetesDriver(objects, { prober, events, placement: env.placement });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
   // NATS: connected the first time a function needs it, never a reason not to start.
@@ -228,8 +233,8 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   // through the same objects.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
-  const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets });
-  const driver = new KubernetesDriver(objects, { reconciler, events });
+  const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
+  const driver = new KubernetesDriver(objects, { reconciler, events, placement: env.placement });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const autoscaler = new Autoscaler({
     target: driver,

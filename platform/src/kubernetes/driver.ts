@@ -19,6 +19,7 @@ import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
 import type { FunctionEventRecorder } from './events.js';
+import { checkPlacement, type PlacementAllowlist } from './placement.js';
 import { FunctionReconciler } from './reconciler.js';
 import { KubernetesSecretStore } from './secrets.js';
 import { functionStatusOf, loadErrorOf, unschedulableOf, type FunctionResource } from './status.js';
@@ -39,6 +40,8 @@ export interface KubernetesDriverOptions {
   controllerTimeoutMs?: number;
   /** Kubernetes Events about the Functions this driver scales (a Scaled event per change). */
   events?: FunctionEventRecorder;
+  /** The node placement functions may ask for (kubefn-config); a deploy asking for more is refused. */
+  placement?: PlacementAllowlist;
 }
 
 /** The field manager of scale(): an update of the scale subresource. */
@@ -55,6 +58,7 @@ export class KubernetesDriver implements Driver {
   readonly #removeTimeoutMs: number;
   readonly #controllerTimeoutMs: number;
   readonly #events: FunctionEventRecorder | undefined;
+  readonly #placement: PlacementAllowlist;
   readonly #endpointSets: EndpointSets;
   /** Unschedulable pods per function with replicas starting: the last count read, and when. */
   readonly #unschedulable = new Map<string, { count: number; at: number; reading: boolean }>();
@@ -74,6 +78,7 @@ export class KubernetesDriver implements Driver {
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
     this.#controllerTimeoutMs = options.controllerTimeoutMs ?? 60_000;
     this.#events = options.events;
+    this.#placement = options.placement ?? {};
     this.#endpointSets = new EndpointSets((name) => objects.cachedFunction(name) !== undefined);
     objects.functions.on('delete', (fn) => {
       for (const gone of this.#goneListeners.get(fn.metadata?.name ?? '') ?? []) gone();
@@ -104,6 +109,7 @@ export class KubernetesDriver implements Driver {
 
   async deploy(spec: FunctionSpec): Promise<FunctionStatus> {
     this.#checkOpen();
+    checkPlacement(spec, this.#placement);
     // A pod naming a missing Secret would wait in ContainerCreating: say so now instead.
     await readSpecSecrets(this.secrets, spec);
     const { name: _name, ...fields } = spec;

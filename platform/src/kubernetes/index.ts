@@ -13,3 +13,4 @@ export * from './errors.js';
 export * from './secrets.js';
 export * from './config-map-watch.js';
 export * from './events.js';
+export * from './placement.js';

@@ -8,6 +8,7 @@ import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/clie
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
 import type { FunctionEventRecorder } from './events.js';
+import { placementErrors, type PlacementAllowlist } from './placement.js';
 import type { FunctionSpec } from '../spec.js';
 import { imageDigest, initialReplicas, deploymentFor, kubefnLabels, serviceFor, type Owner } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
@@ -38,6 +39,8 @@ export interface FunctionReconcilerOptions {
   events?: FunctionEventRecorder;
   /** Pull Secrets every function's pods get (kubefn-config `image-pull-secrets`). */
   imagePullSecrets?: readonly string[];
+  /** The node placement functions may ask for; a Function asking for more gets no Deployment. */
+  placement?: PlacementAllowlist;
 }
 
 export class FunctionReconciler {
@@ -47,6 +50,7 @@ export class FunctionReconciler {
   readonly #gatewayUrl: string;
   readonly #events: FunctionEventRecorder | undefined;
   readonly #pullSecrets: readonly string[];
+  readonly #placement: PlacementAllowlist;
   /** Per function, the metadata.generation its last successful reconcile applied. */
   readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
@@ -72,6 +76,7 @@ export class FunctionReconciler {
     this.#maxRetryMs = options.maxRetryMs ?? 60_000;
     this.#events = options.events;
     this.#pullSecrets = options.imagePullSecrets ?? [];
+    this.#placement = options.placement ?? {};
     this.#gatewayUrl = (options.gatewayUrl ?? `http://kubefn-gateway.${objects.namespace}.svc:8080`).replace(/\/+$/, '');
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
@@ -186,6 +191,14 @@ export class FunctionReconciler {
       // Reported in the Function's status; the driver lists only functions it can run.
       this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'InvalidSpec', spec.message);
       await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message });
+      if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
+      return undefined;
+    }
+    const refused = placementErrors(spec, this.#placement);
+    if (refused.length > 0) {
+      const message = `asks for node placement this cluster does not allow: ${refused.map((f) => `${f.field} ${f.message}`).join('; ')}`;
+      this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'PlacementNotAllowed', message);
+      await this.#writeStatus(fn, undefined, { reason: 'PlacementNotAllowed', message });
       if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
       return undefined;
     }
