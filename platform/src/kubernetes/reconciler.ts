@@ -41,6 +41,53 @@ export interface FunctionReconcilerOptions {
   imagePullSecrets?: readonly string[];
   /** The node placement functions may ask for; a Function asking for more gets no Deployment. */
   placement?: PlacementAllowlist;
+  /**
+   * Reconciles running at once (default 4), and how many may start per second on average
+   * (default 20, bursts of 50): a controller that starts beside 1,000 Functions works through
+   * them at a pace the API server takes, instead of sending every call at once.
+   */
+  workers?: number;
+  ratePerSecond?: number;
+  burst?: number;
+}
+
+/** A bounded number of workers, each start paid for from a token bucket. */
+export class ReconcileSlots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  readonly #rate: number;
+  readonly #burst: number;
+  #tokens: number;
+  #refilledAt = Date.now();
+
+  constructor(workers: number, ratePerSecond: number, burst: number) {
+    this.#free = Math.max(1, workers);
+    this.#rate = Math.max(0.1, ratePerSecond);
+    this.#burst = Math.max(1, burst);
+    this.#tokens = this.#burst;
+  }
+
+  /** Waits for a worker and a token; the function returned gives the worker back. */
+  async acquire(): Promise<() => void> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    for (;;) {
+      const now = Date.now();
+      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#rate);
+      this.#refilledAt = now;
+      if (this.#tokens >= 1) break;
+      await new Promise((resolve) => setTimeout(resolve, Math.ceil(((1 - this.#tokens) / this.#rate) * 1000)));
+    }
+    this.#tokens -= 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    };
+  }
 }
 
 export class FunctionReconciler {
@@ -51,6 +98,7 @@ export class FunctionReconciler {
   readonly #events: FunctionEventRecorder | undefined;
   readonly #pullSecrets: readonly string[];
   readonly #placement: PlacementAllowlist;
+  readonly #slots: ReconcileSlots;
   /** Per function, the metadata.generation its last successful reconcile applied. */
   readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
@@ -77,6 +125,7 @@ export class FunctionReconciler {
     this.#events = options.events;
     this.#pullSecrets = options.imagePullSecrets ?? [];
     this.#placement = options.placement ?? {};
+    this.#slots = new ReconcileSlots(options.workers ?? 4, options.ratePerSecond ?? 20, options.burst ?? 50);
     this.#gatewayUrl = (options.gatewayUrl ?? `http://kubefn-gateway.${objects.namespace}.svc:8080`).replace(/\/+$/, '');
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
@@ -112,11 +161,17 @@ export class FunctionReconciler {
     const queued = this.#queued.get(name);
     if (queued) return queued;
     const previous = this.#running.get(name) ?? Promise.resolve(undefined);
+    // Calls made while it waits for a worker share it too: it reads the objects once it runs.
     const next = previous
       .catch(() => undefined)
-      .then(() => {
+      .then(() => this.#slots.acquire())
+      .then(async (release) => {
         this.#queued.delete(name);
-        return this.#closed ? undefined : this.#reconcileOrRetry(name);
+        try {
+          return this.#closed ? undefined : await this.#reconcileOrRetry(name);
+        } finally {
+          release();
+        }
       });
     this.#queued.set(name, next);
     this.#running.set(name, next);
