@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
-import { closedLoop, deployBusy, heldAround, reachAndSettle, watchReplicas } from '../support/busy-load.js';
+import { closedLoop, deployBusy, reachAndSettle, watchReplicas } from '../support/busy-load.js';
 import { newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 
 const callers = 40;
@@ -42,13 +42,16 @@ describe('autoscaling through a stats blackout on the embedded platform', () => 
     };
     try {
       await reachAndSettle(api, 'busy', 7, stableWindowMs);
+      const atStart = (await api.status('busy')).replicas;
+      assert.ok(atStart >= 7 && atStart <= 10, `about 8 replicas before the blackout: ${atStart}`);
       await writeFile(blackout, '');
+      // Missing data is not zero traffic: the count it had holds (a decision in flight may move it by one).
       const during = await watchReplicas(api, 'busy', 2 * (stableWindowMs + graceMs), 500, lookedWhy);
-      assert.ok(heldAround(during, 8), `replicas during the blackout held around 8: ${during.join(' ')}`);
+      assert.ok(during.every((n) => Math.abs(n - atStart) <= 1), `replicas during the blackout held at ${atStart}: ${during.join(' ')}`);
       assert.ok(saidWhy, 'the platform said why it held the scale');
       await rm(blackout);
       const afterwards = await watchReplicas(api, 'busy', stableWindowMs, 500);
-      assert.ok(heldAround(afterwards, 8), `replicas once the stats came back held around 8: ${afterwards.join(' ')}`);
+      assert.ok(afterwards.every((n) => n >= 7 && n <= 10), `replicas once the stats came back stayed about 8: ${afterwards.join(' ')}`);
     } finally {
       await load.stop();
     }
