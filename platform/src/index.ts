@@ -32,3 +32,4 @@ export * from './events-contract.js';
 export * from './fn-yaml.js';
 export * from './secrets.js';
 export * from './secret-files.js';
+export * from './limits.js';

@@ -5,6 +5,7 @@
 
 import { hostname } from 'node:os';
 import type { CoreV1Api, CoreV1Event } from '@kubernetes/client-node';
+import { TokenBucket } from '../limits.js';
 import { functionApiVersion } from './objects.js';
 
 export type FunctionEventType = 'Normal' | 'Warning';
@@ -30,8 +31,7 @@ const maxRemembered = 1000;
 export class FunctionEventRecorder {
   readonly #o: Required<Omit<FunctionEventRecorderOptions, 'onWarning'>> & Pick<FunctionEventRecorderOptions, 'onWarning'>;
   readonly #instance = hostname();
-  #tokens: number;
-  #refilledAt: number;
+  readonly #bucket: TokenBucket;
   #inFlight = 0;
   /** Event key -> when it was last written; insertion order is age order. */
   readonly #recent = new Map<string, number>();
@@ -41,8 +41,7 @@ export class FunctionEventRecorder {
 
   constructor(options: FunctionEventRecorderOptions) {
     this.#o = { ratePerSecond: 5, burst: 20, dedupeMs: 60_000, now: Date.now, ...options };
-    this.#tokens = this.#o.burst;
-    this.#refilledAt = this.#o.now();
+    this.#bucket = new TokenBucket(this.#o.ratePerSecond, this.#o.burst, this.#o.now);
   }
 
   /** Events dropped by the bounds so far (not counting repeats within the dedupe time). */
@@ -56,12 +55,10 @@ export class FunctionEventRecorder {
     const key = `${fn.name}\0${reason}\0${message}`;
     const last = this.#recent.get(key);
     if (last !== undefined && now - last < this.#o.dedupeMs) return;
-    this.#refill(now);
-    if (this.#tokens < 1 || this.#inFlight >= maxInFlight) {
+    if (this.#inFlight >= maxInFlight || !this.#bucket.tryTake()) {
       this.#dropped++;
       return;
     }
-    this.#tokens -= 1;
     this.#recent.delete(key);
     this.#recent.set(key, now);
     if (this.#recent.size > maxRemembered) this.#recent.delete(this.#recent.keys().next().value!);
@@ -88,10 +85,5 @@ export class FunctionEventRecorder {
         this.#warnedFailure = true;
       })
       .finally(() => this.#inFlight--);
-  }
-
-  #refill(now: number): void {
-    this.#tokens = Math.min(this.#o.burst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#o.ratePerSecond);
-    this.#refilledAt = now;
   }
 }

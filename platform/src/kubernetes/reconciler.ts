@@ -15,6 +15,7 @@ import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, type KubefnObjects } from './objects.js';
 import { activationCondition, functionStatusOf, readyCondition, type FunctionResource, type FunctionResourceStatus } from './status.js';
 import { crdGroup, crdVersion } from '../crd.js';
+import { Semaphore, TokenBucket, type Release } from '../limits.js';
 
 /**
  * The field manager that holds spec.replicas of a Deployment after its creation, so that kubefn's
@@ -53,40 +54,19 @@ export interface FunctionReconcilerOptions {
 
 /** A bounded number of workers, each start paid for from a token bucket. */
 export class ReconcileSlots {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  readonly #rate: number;
-  readonly #burst: number;
-  #tokens: number;
-  #refilledAt = Date.now();
+  readonly #workers: Semaphore;
+  readonly #tokens: TokenBucket;
 
   constructor(workers: number, ratePerSecond: number, burst: number) {
-    this.#free = Math.max(1, workers);
-    this.#rate = Math.max(0.1, ratePerSecond);
-    this.#burst = Math.max(1, burst);
-    this.#tokens = this.#burst;
+    this.#workers = new Semaphore(Math.max(1, workers));
+    this.#tokens = new TokenBucket(Math.max(0.1, ratePerSecond), burst);
   }
 
   /** Waits for a worker and a token; the function returned gives the worker back. */
-  async acquire(): Promise<() => void> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    for (;;) {
-      const now = Date.now();
-      this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#rate);
-      this.#refilledAt = now;
-      if (this.#tokens >= 1) break;
-      await new Promise((resolve) => setTimeout(resolve, Math.ceil(((1 - this.#tokens) / this.#rate) * 1000)));
-    }
-    this.#tokens -= 1;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    };
+  async acquire(): Promise<Release> {
+    const release = await this.#workers.acquire();
+    await this.#tokens.take();
+    return release;
   }
 }
 
