@@ -17,6 +17,7 @@ import { GatewayMetrics } from './metrics.js';
 import { boundJsonDepth } from './bounded-json.js';
 import { ColdPoker } from './poker.js';
 import { RouterPool } from './router-pool.js';
+import type { GatewayShare } from './router.js';
 import { ConcurrencyStats } from './stats.js';
 import { UnreadBodies } from './unread-bodies.js';
 
@@ -36,6 +37,11 @@ export interface Gateway {
    * (undefined): shown in the function's status until cleared or the function is deleted.
    */
   setActivation(name: string, stall: ActivationStall | undefined): void;
+  /**
+   * This gateway is `index` of `count` gateways routing to the same replicas (a cluster): each
+   * function's containerConcurrency is split across them, so together they never exceed it.
+   */
+  setShare(share: GatewayShare): void;
   close(): Promise<void>;
 }
 
@@ -121,6 +127,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       // reporting names that were never deployed.
       else if (ctx.activations.has(name) || ctx.activations.size < maxActivations) ctx.activations.set(name, { state: 'ActivationStalled', ...stall });
     },
+    setShare: (share) => routers.setShare(share),
     close: async () => {
       unread.cut();
       // Keep-alive connections that go idle while in-flight calls finish would otherwise hold

@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { isKubefnError, type ErrorBody, type KubefnError } from '@kubefn/platform';
-import { retryAfterSeconds } from './router.js';
+import { retryAfterSeconds, type QueueFullError } from './router.js';
 
 /** Set on every error the platform answered itself, to its code. */
 export const kubefnErrorHeader = 'x-kubefn-error';
@@ -65,8 +65,9 @@ export function kubefnErrorHandler(err: FastifyError | KubefnError, request: Fas
   logErrorAnswer(request.log, err, answer);
   if (callId) body.callId = callId;
   if (status === 401) reply.header('www-authenticate', 'Basic realm="Restricted"');
-  // A full queue says when to come back: the function's start-up as this gateway measured it.
-  if (body.code === 'QUEUE_FULL') reply.header('retry-after', String(retryAfterSeconds(err)));
+  // A full queue says when to come back: the function's start-up as this gateway measured it;
+  // another refusal that knows (a standby autoscaler) says it too.
+  if (body.code === 'QUEUE_FULL' || typeof (err as Partial<QueueFullError>).retryAfterS === 'number') reply.header('retry-after', String(retryAfterSeconds(err)));
   // Tells the gateway's answer from a function's own (event delivery retries on QUEUE_FULL).
   reply.header(kubefnErrorHeader, body.code);
   return reply.code(status).type('application/json').send(body);

@@ -3,7 +3,7 @@
 
 import type { Driver, FunctionSpec } from '@kubefn/platform';
 import { QueueBudget, queueSettings, type QueueSettings } from './queue-budget.js';
-import { FunctionRouter } from './router.js';
+import { FunctionRouter, type GatewayShare } from './router.js';
 
 export interface RouterPoolOptions {
   queue?: Partial<QueueSettings>;
@@ -16,6 +16,7 @@ export class RouterPool {
   readonly #routers = new Map<string, FunctionRouter>();
   readonly settings: QueueSettings;
   readonly budget: QueueBudget;
+  #share: GatewayShare = { index: 0, count: 1 };
 
   constructor(
     private readonly driver: Pick<Driver, 'endpoints'>,
@@ -32,6 +33,7 @@ export class RouterPool {
         name: spec.name,
         endpoints: this.driver.endpoints(spec.name),
         containerConcurrency: spec.scale.containerConcurrency,
+        share: this.#share,
         queue: this.settings,
         budget: this.budget,
         onNoReplica: this.options.onNoReplica,
@@ -42,6 +44,19 @@ export class RouterPool {
       r.containerConcurrency = spec.scale.containerConcurrency;
     }
     return r;
+  }
+
+  /**
+   * This gateway's place among the live gateways: containerConcurrency is split across them
+   * (slotsFor), so together they never send a replica more than its CC.
+   */
+  setShare(share: GatewayShare): void {
+    this.#share = { ...share };
+    for (const r of this.#routers.values()) r.share = share;
+  }
+
+  get share(): GatewayShare {
+    return this.#share;
   }
 
   /** The function's queue and ready replicas now; undefined when it has no router here. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MutableEndpointSet, isKubefnError } from '@kubefn/platform';
 import { QueueBudget } from './queue-budget.js';
-import { FunctionRouter, retryAfterSeconds } from './router.js';
+import { FunctionRouter, retryAfterSeconds, slotsFor } from './router.js';
 
 const ep = (id: string) => ({ id, url: `http://127.0.0.1/${id}`, adminUrl: '' });
 
@@ -169,5 +169,50 @@ describe('FunctionRouter', () => {
     ac.abort(new Error('gone'));
     await assert.rejects(p, /gone/);
     assert.equal(r.queued, 0);
+  });
+});
+
+describe('containerConcurrency split across gateways (slotsFor)', () => {
+  it('deals every replica exactly its CC across the gateways when there are enough slots, fairly', () => {
+    for (let cc = 1; cc <= 6; cc++) {
+      for (let replicas = 1; replicas <= 5; replicas++) {
+        for (let count = 1; count <= 5; count++) {
+          if (replicas * cc < count) continue;
+          const totals = new Array<number>(count).fill(0);
+          for (let j = 0; j < replicas; j++) {
+            let sum = 0;
+            for (let index = 0; index < count; index++) {
+              const n = slotsFor(cc, j, replicas, { index, count });
+              sum += n;
+              totals[index]! += n;
+            }
+            assert.equal(sum, cc, `cc ${cc}, ${replicas} replicas, ${count} gateways: replica ${j} gets exactly cc`);
+          }
+          assert.ok(Math.max(...totals) - Math.min(...totals) <= 1, `fair: ${totals.join(',')} (cc ${cc}, ${replicas} replicas, ${count} gateways)`);
+        }
+      }
+    }
+  });
+
+  it('with fewer slots than gateways every gateway still gets one slot', () => {
+    // One replica of CC 1 behind three gateways: gateway 0 owns it, the others borrow one slot.
+    assert.deepEqual([0, 1, 2].map((index) => slotsFor(1, 0, 1, { index, count: 3 })), [1, 1, 1]);
+    // Two replicas of CC 1 behind three gateways: 0 -> replica 0, 1 -> replica 1, 2 borrows on replica 0.
+    assert.deepEqual([0, 1, 2].map((index) => [slotsFor(1, 0, 2, { index, count: 3 }), slotsFor(1, 1, 2, { index, count: 3 })]), [[1, 0], [0, 1], [1, 0]]);
+  });
+
+  it('a router of gateway 1 of 2 sends a CC=1 function only to the replicas it was dealt, and queues the rest', async () => {
+    const endpoints = new MutableEndpointSet();
+    const r = new FunctionRouter({ name: 'f', endpoints, containerConcurrency: 1, share: { index: 1, count: 2 }, queue: { minPerFunction: 10, maxPerFunction: 10 }, onNoReplica: () => {} });
+    endpoints.set([ep('a'), ep('b'), ep('c'), ep('d')]);
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((id) => r.slotsOf(id)), [0, 1, 0, 1]);
+    const signal = new AbortController().signal;
+    const leases = [await r.acquire(signal, 1000), await r.acquire(signal, 1000)];
+    assert.deepEqual(leases.map((l) => l.endpoint.id).sort(), ['b', 'd']);
+    const third = r.acquire(signal, 1000);
+    assert.equal(r.queued, 1, 'b and d are full for this gateway; a and c are the other gateway\'s');
+    // The other gateway goes away: this one owns every slot.
+    r.share = { index: 0, count: 1 };
+    assert.ok(['a', 'c'].includes((await third).endpoint.id));
   });
 });

@@ -18,6 +18,8 @@ export interface RouterOptions {
   endpoints: EndpointSet;
   /** Max in-flight per replica; 0 = no cap. */
   containerConcurrency: number;
+  /** This gateway's place among the live gateways (default: the only one); see GatewayShare. */
+  share?: GatewayShare;
   /** How deep the queue may grow (see QueueSettings); beyond it requests get 503 at once. */
   queue?: Partial<Pick<QueueSettings, 'minPerFunction' | 'maxPerFunction' | 'decisionIntervalMs' | 'defaultStartupMs'>>;
   /** The room all functions' queues share; none: only the per-function depth bounds the queue. */
@@ -25,6 +27,34 @@ export interface RouterOptions {
   /** Called when a request finds no ready replica at all, once it is in the queue. */
   onNoReplica: (name: string) => void;
   now?: () => number;
+}
+
+/**
+ * Where this gateway stands among the gateways that route to the same replicas: `index` of
+ * `count` (0-based, the same order on every gateway).
+ */
+export interface GatewayShare {
+  index: number;
+  count: number;
+}
+
+/**
+ * How many of a replica's `cc` slots gateway `share.index` may fill, as Knative's activators split
+ * a revision's capacity: the replicas' slots, replica by replica in the order every gateway sees
+ * (by id), are dealt round-robin to the gateways, so the gateways together never send a replica
+ * more than cc and each gets its fair part of the total. `replica` is the replica's position in
+ * that order. With fewer slots than gateways (one replica of CC 1 behind two gateways) a gateway
+ * dealt none gets one slot on replica index % replicas: it must be able to serve, and the runtime
+ * holds that rare excess call until its turn rather than refusing it.
+ */
+export function slotsFor(cc: number, replica: number, replicas: number, share: GatewayShare): number {
+  const n = Math.max(1, share.count);
+  if (cc <= 0 || n === 1) return cc;
+  const i = ((share.index % n) + n) % n;
+  if (replicas * cc < n && i >= replicas * cc) return replica === i % replicas ? 1 : 0;
+  // Slot s = replica * cc + u (u < cc) goes to gateway s % n: count the u with u ≡ i - replica*cc (mod n).
+  const r = (((i - replica * cc) % n) + n) % n;
+  return r < cc ? Math.floor((cc - 1 - r) / n) + 1 : 0;
 }
 
 /** A QUEUE_FULL error with the seconds a client should wait before trying again (Retry-After). */
@@ -56,6 +86,9 @@ export class FunctionRouter {
   readonly #inFlight = new Map<string, number>();
   readonly #queue: Waiter[] = [];
   #containerConcurrency: number;
+  #share: GatewayShare;
+  /** Per endpoint id, the slots this gateway may fill (from containerConcurrency and the share). */
+  #slots = new Map<string, number>();
   readonly #settings: Pick<QueueSettings, 'minPerFunction' | 'maxPerFunction' | 'decisionIntervalMs' | 'defaultStartupMs'>;
   readonly #budget: QueueBudget | undefined;
   readonly #onNoReplica: (name: string) => void;
@@ -74,13 +107,16 @@ export class FunctionRouter {
   constructor(options: RouterOptions) {
     this.name = options.name;
     this.#containerConcurrency = options.containerConcurrency;
+    this.#share = options.share ?? { index: 0, count: 1 };
     this.#settings = { ...defaultQueueSettings, ...options.queue };
     this.#budget = options.budget;
     this.#onNoReplica = options.onNoReplica;
     this.#now = options.now ?? Date.now;
     this.#endpoints = options.endpoints.current();
+    this.#dealSlots();
     this.#unsubscribe = options.endpoints.subscribe((eps) => {
       this.#endpoints = eps;
+      this.#dealSlots();
       if (eps.length > 0 && this.#coldSince !== undefined) {
         const sample = Math.min(maxStartupSampleMs, Math.max(0, this.#now() - this.#coldSince));
         this.#startupMs = this.#startupMs === undefined ? sample : startupWeight * sample + (1 - startupWeight) * this.#startupMs;
@@ -95,7 +131,30 @@ export class FunctionRouter {
   set containerConcurrency(n: number) {
     if (n === this.#containerConcurrency) return;
     this.#containerConcurrency = n;
+    this.#dealSlots();
     this.#dispatch();
+  }
+
+  set share(share: GatewayShare) {
+    if (share.index === this.#share.index && share.count === this.#share.count) return;
+    this.#share = { ...share };
+    this.#dealSlots();
+    this.#dispatch();
+  }
+
+  /** The slots this gateway may fill on endpoint `id` now (0 = no cap), for tests and stats. */
+  slotsOf(id: string): number | undefined {
+    return this.#slots.get(id);
+  }
+
+  #dealSlots(): void {
+    const cc = this.#containerConcurrency;
+    const slots = new Map<string, number>();
+    if (cc > 0 && this.#share.count > 1) {
+      const ids = this.#endpoints.map((e) => e.id).sort();
+      ids.forEach((id, j) => slots.set(id, slotsFor(cc, j, ids.length, this.#share)));
+    }
+    this.#slots = slots;
   }
 
   get queued(): number {
@@ -256,14 +315,16 @@ export class FunctionRouter {
     const eps = this.#endpoints;
     const n = eps.length;
     if (n === 0) return undefined;
-    const cap = this.#containerConcurrency;
+    const cc = this.#containerConcurrency;
+    const split = this.#slots.size > 0;
     let best: Endpoint | undefined;
     let bestLoad = Infinity;
     const start = this.#next++ % n;
     for (let i = 0; i < n; i++) {
       const ep = eps[(start + i) % n]!;
       const load = this.#inFlight.get(ep.id) ?? 0;
-      if (cap > 0 && load >= cap) continue;
+      const cap = split ? (this.#slots.get(ep.id) ?? 0) : cc;
+      if (cc > 0 && load >= cap) continue;
       if (load < bestLoad) {
         best = ep;
         bestLoad = load;

@@ -6,6 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface RuntimeStats {
   readonly inFlight: number;
   readonly abandoned: number;
+  /** Calls past the concurrency cap waiting for a slot. */
+  readonly waitingCalls: number;
 }
 
 /** 1 ms to 60 s, in seconds: covers a warm hello-world and the longest calls a 60 s timeout allows. */
@@ -40,6 +42,14 @@ export class RuntimeMetrics {
       registers,
       collect() {
         this.set(stats.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'kubefn_runtime_waiting_calls',
+      help: 'Calls past the concurrency cap waiting for a slot (the gateways sent more than the cap).',
+      registers,
+      collect() {
+        this.set(stats.waitingCalls);
       },
     });
     new Gauge({

@@ -3,18 +3,75 @@ import { describe, it } from 'node:test';
 import type { Context } from './handler.js';
 import { connect, deferred, readUntilClose, startRuntime, withDeadline } from './testkit.js';
 
+/** Resolves once the runtime's waiting_calls gauge reads `n`. */
+async function waitingCalls(adminPort: number, n: number): Promise<void> {
+  for (;;) {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    if (new RegExp(`^kubefn_runtime_waiting_calls\\{[^}]*\\} ${n}$`, 'm').test(text)) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 describe('concurrency cap', () => {
-  it('a call over the cap gets 503 OVERLOADED at once and never runs', async () => {
+  it('calls over the cap wait for a slot in order, never more than the cap run at once, and past the waiting bound get 503 OVERLOADED', async () => {
+    let running = 0;
+    let most = 0;
+    const order: string[] = [];
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+    const started = new Map<string, ReturnType<typeof deferred<void>>>();
+    for (const id of ['a', 'b', 'c', 'd', 'e']) {
+      gates.set(id, deferred());
+      started.set(id, deferred());
+    }
+    const { server, base } = await startRuntime(
+      {
+        async default(request: Request) {
+          const id = new URL(request.url).pathname.slice(1);
+          running++;
+          most = Math.max(most, running);
+          order.push(id);
+          started.get(id)!.resolve();
+          await gates.get(id)!.promise;
+          running--;
+          return id;
+        },
+      },
+      { concurrency: 1 },
+    );
+    try {
+      const a = fetch(`${base}/a`);
+      await withDeadline(started.get('a')!.promise, 'a to start');
+      // 1 slot: 4 may wait (waitingPerSlot); the sixth call is refused at once.
+      const waiting: Promise<Response>[] = [];
+      for (const id of ['b', 'c', 'd', 'e']) {
+        waiting.push(fetch(`${base}/${id}`));
+        await withDeadline(waitingCalls(server.adminPort, waiting.length), `${id} waiting`);
+      }
+      const refused = await fetch(`${base}/f`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('x-kubefn-overloaded'), '1');
+      assert.equal(((await refused.json()) as { code: string }).code, 'OVERLOADED');
+      for (const id of ['a', 'b', 'c', 'd', 'e']) gates.get(id)!.resolve();
+      const answers = await Promise.all([a, ...waiting].map(async (r) => (await r).text()));
+      assert.deepEqual(answers, ['a', 'b', 'c', 'd', 'e']);
+      assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e'], 'served in arrival order');
+      assert.equal(most, 1, 'never more than the cap in the handler');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a waiting call whose client went away leaves the queue and never runs', async () => {
     let runs = 0;
-    const started = deferred();
     const release = deferred();
+    const started = deferred();
     const { server, base } = await startRuntime(
       {
         async default() {
           runs++;
           started.resolve();
           await release.promise;
-          return 'first';
+          return 'ok';
         },
       },
       { concurrency: 1 },
@@ -22,15 +79,16 @@ describe('concurrency cap', () => {
     try {
       const first = fetch(base);
       await withDeadline(started.promise, 'the first call to start');
-      const second = await fetch(base);
-      assert.equal(second.status, 503);
-      assert.equal(second.headers.get('x-kubefn-overloaded'), '1');
-      assert.equal(((await second.json()) as { code: string }).code, 'OVERLOADED');
-      assert.equal(runs, 1);
+      const gone = new AbortController();
+      const abandoned = fetch(base, { signal: gone.signal }).catch(() => 'aborted');
+      await withDeadline(waitingCalls(server.adminPort, 1), 'the second call waiting');
+      gone.abort();
+      assert.equal(await abandoned, 'aborted');
+      await withDeadline(waitingCalls(server.adminPort, 0), 'the abandoned call gone from the queue');
       release.resolve();
-      assert.equal(await (await first).text(), 'first');
-      // The slot was released when the first response ended.
-      assert.equal((await fetch(base)).status, 200);
+      assert.equal(await (await first).text(), 'ok');
+      assert.equal(await (await fetch(base)).text(), 'ok');
+      assert.equal(runs, 2, 'the abandoned call never ran');
     } finally {
       await server.close();
     }

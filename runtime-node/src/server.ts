@@ -12,11 +12,30 @@ import { writeError } from './response.js';
 
 // An incoming call id longer than this is replaced: it ends up in every log line of the call.
 const maxCallIdLength = 200;
+// Calls past the concurrency cap that wait for a slot, per slot; more are refused (OVERLOADED).
+// The gateways split each replica's slots among themselves, so a call waits here only when
+// their views of each other differ for a moment, or when there are fewer slots than gateways.
+const waitingPerSlot = 4;
+
+interface WaitingCall {
+  req: IncomingMessage;
+  res: ServerResponse;
+  expectsContinue: boolean;
+  callId: string;
+  startedAt: number;
+  leave?: () => void;
+}
 
 export class FunctionServer implements CallHost, RuntimeStats {
   readonly http: Server;
   inFlight = 0;
   abandoned = 0;
+  /** Calls admitted past the cap that wait for a slot, oldest first. */
+  private readonly waiting: WaitingCall[] = [];
+
+  get waitingCalls(): number {
+    return this.waiting.length;
+  }
   draining = false;
   private metrics: RuntimeMetrics | undefined;
   private whenIdle: (() => void) | undefined;
@@ -42,6 +61,8 @@ export class FunctionServer implements CallHost, RuntimeStats {
   callEnded(status: number, startedAt: number): void {
     this.inFlight--;
     this.metrics?.observe(status, (performance.now() - startedAt) / 1000);
+    const next = this.waiting.shift();
+    if (next) this.admit(next);
     if (this.inFlight === 0 && this.whenIdle !== undefined) this.whenIdle();
   }
 
@@ -111,12 +132,6 @@ export class FunctionServer implements CallHost, RuntimeStats {
     // connection that was mid-request when the drain began: it is served, and its connection
     // closed after the answer, so no other call follows on it.
     if (this.draining) res.shouldKeepAlive = false;
-    const cap = this.config.concurrency;
-    if (cap > 0 && this.inFlight >= cap) {
-      const headers = [runtimeHeaders.callId, callId, runtimeHeaders.overloaded, '1'];
-      const message = `this replica is at its concurrency limit of ${cap}; retry on another`;
-      return this.refuse(res, 503, 'OVERLOADED', message, callId, headers, startedAt);
-    }
     const length = req.headers['content-length'];
     if (length !== undefined && Number(length) > this.config.maxBodyBytes) {
       // Answer before reading a byte of the body, and close: the body is still on its way.
@@ -124,6 +139,30 @@ export class FunctionServer implements CallHost, RuntimeStats {
       const message = `request body is larger than ${this.config.maxBodyBytes} bytes`;
       return this.refuse(res, 413, 'BODY_TOO_LARGE', message, callId, headers, startedAt);
     }
+    const cap = this.config.concurrency;
+    if (cap > 0 && this.inFlight >= cap) {
+      if (this.waiting.length >= cap * waitingPerSlot) {
+        const headers = [runtimeHeaders.callId, callId, runtimeHeaders.overloaded, '1'];
+        const message = `this replica is at its concurrency limit of ${cap} with ${this.waiting.length} calls waiting; retry on another`;
+        return this.refuse(res, 503, 'OVERLOADED', message, callId, headers, startedAt);
+      }
+      // Held until a call ends (its body unread: an Expect: 100-continue client has not sent it).
+      // A client that goes away while it waits leaves the queue (its connection is busy with this
+      // call until then, so the socket closing is the client leaving).
+      const leave = () => {
+        const at = this.waiting.indexOf(call);
+        if (at >= 0) this.waiting.splice(at, 1);
+      };
+      const call: WaitingCall = { req, res, expectsContinue, callId, startedAt, leave };
+      this.waiting.push(call);
+      req.socket.once('close', leave);
+      return;
+    }
+    this.admit({ req, res, expectsContinue, callId, startedAt });
+  }
+
+  private admit({ req, res, expectsContinue, callId, startedAt, leave }: WaitingCall): void {
+    if (leave) req.socket.off('close', leave);
     this.inFlight++;
     if (expectsContinue) res.writeContinue();
     new Call(this, req, res, callId, startedAt).run();

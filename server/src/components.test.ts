@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildProxyPlugin, kubefnErrorHandler } from '@kubefn/gateway';
 import type { PokeBody } from '@kubefn/platform';
-import { componentEnv, natsServers, pokePlugin, startBuilder, type RunningComponent } from './components.js';
+import { componentEnv, gatewayShare, natsServers, pokePlugin, startBuilder, type RunningComponent } from './components.js';
 import { createLogger } from './logger.js';
 
 const quiet = createLogger({ level: 'silent' });
@@ -13,8 +13,8 @@ describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
-    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ' });
-    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], imagePullSecrets: ['pull'], placement: {} });
+    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
+    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
     assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
   });
@@ -55,7 +55,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], imagePullSecrets: [], placement: {} }, quiet);
+    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));
@@ -130,5 +130,15 @@ describe('the autoscaler\'s poke route', () => {
       assert.match(res.json().message, why);
     }
     assert.deepEqual(pokes, []);
+  });
+});
+
+describe('gatewayShare', () => {
+  it('is the place of this gateway among the ready ones, in the order every gateway sees', () => {
+    assert.deepEqual(gatewayShare(['gw-b', 'gw-a'], 'gw-a'), { index: 0, count: 2 });
+    assert.deepEqual(gatewayShare(['gw-b', 'gw-a'], 'gw-b'), { index: 1, count: 2 });
+    assert.deepEqual(gatewayShare([], 'gw-a'), { index: 0, count: 1 });
+    // Not ready yet: after the others, so it takes none of their slots.
+    assert.deepEqual(gatewayShare(['gw-b', 'gw-a'], 'gw-c'), { index: 2, count: 3 });
   });
 });

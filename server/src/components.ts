@@ -12,7 +12,7 @@
 
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, LiveAutoscalerConfig, parseAutoscalerConfig, parsePokeBody, pokeOrStart, type AutoscalerConfig } from '@kubefn/autoscaler';
@@ -25,6 +25,7 @@ import {
   KubefnError,
   KubefnObjects,
   KubernetesDriver,
+  LeaderElection,
   loadKubernetesClient,
   PendingPodProber,
   placementAllowlist,
@@ -55,6 +56,16 @@ export const componentPort = 'http';
 export const natsPort = 'client';
 /** The ConfigMap of cluster autoscaler defaults (Knative's config-autoscaler keys). */
 export const autoscalerConfigMap = 'kubefn-autoscaler';
+/** The Lease the autoscaler replicas elect their leader by. */
+export const autoscalerLease = 'kubefn-autoscaler';
+
+/** A poke on a standby: 503 with Retry-After, so the gateway tries the next replica. */
+function notLeading(identity: string): KubefnError {
+  return Object.assign(
+    new KubefnError('UNAVAILABLE', `autoscaler ${identity} is a standby: the leader of Lease ${autoscalerLease} scales`, { hint: 'poke another replica' }),
+    { retryAfterS: 1 },
+  );
+}
 
 export interface ComponentEnv {
   /** KUBEFN_NAMESPACE, else the service account's namespace file. */
@@ -78,6 +89,8 @@ export interface ComponentEnv {
   imagePullSecrets: string[];
   /** KUBEFN_ALLOWED_NODE_SELECTOR_KEYS and KUBEFN_ALLOWED_TOLERATION_KEYS: what functions may ask of nodes. */
   placement: PlacementAllowlist;
+  /** KUBEFN_POD_NAME, else the host name: this replica's identity in a Lease. */
+  podName: string;
 }
 
 export interface RunningComponent {
@@ -110,6 +123,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv
     nats: list(env.KUBEFN_NATS_URL),
     imagePullSecrets: list(env.KUBEFN_IMAGE_PULL_SECRETS),
     placement: placementAllowlist(env.KUBEFN_ALLOWED_NODE_SELECTOR_KEYS, env.KUBEFN_ALLOWED_TOLERATION_KEYS),
+    podName: env.KUBEFN_POD_NAME || hostname(),
   };
 }
 
@@ -139,7 +153,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.gateway, onWarning });
   const driver = new KubernetesDriver(objects, { prober, events, placement: env.placement });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
-  const [autoscalers, builders] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder)]);
+  const [autoscalers, builders, gatewayPeers] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder), peers(componentServices.gateway)]);
   // NATS: connected the first time a function needs it, never a reason not to start.
   const natsPeers = env.nats.length ? undefined : await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.nats, port: natsPort, onWarning });
   const nats = new NatsLink({ servers: natsServers(env, natsPeers), log: log.child({ component: 'nats' }) });
@@ -170,6 +184,18 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
       },
       (err: unknown) => log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
     );
+  // containerConcurrency is split across the ready gateways (gatewayShare): this one's place among
+  // them, again on every change of the kubefn-gateway Service's endpoints.
+  const share = () => {
+    const next = gatewayShare(gatewayPeers.list().map((p) => p.id), env.podName);
+    gateway.setShare(next);
+    return next;
+  };
+  gatewayPeers.onChange(() => {
+    const { index, count } = share();
+    log.info('gateways changed: splitting containerConcurrency', { index, count });
+  });
+  share();
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
   log.info('gateway listening', { url, namespace: env.namespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });
   return {
@@ -181,9 +207,20 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
       await nats.close();
       await driver.close();
       prober.close();
-      await Promise.all([objects.stop(), autoscalers.close(), builders.close(), natsPeers?.close()]);
+      await Promise.all([objects.stop(), autoscalers.close(), builders.close(), gatewayPeers.close(), natsPeers?.close()]);
     },
   };
+}
+
+/**
+ * This gateway's place among the ready gateways `ready` (pod names): its index in their sorted
+ * order. A gateway not ready yet (starting, or its readiness failing) counts itself in after
+ * the others, so it never takes a slot one of them was dealt.
+ */
+export function gatewayShare(ready: readonly string[], self: string): { index: number; count: number } {
+  const sorted = [...new Set(ready)].sort();
+  const index = sorted.indexOf(self);
+  return index >= 0 ? { index, count: sorted.length } : { index: sorted.length, count: sorted.length + 1 };
 }
 
 /** The servers of KUBEFN_NATS_URL, else those of the NATS Service's ready pods (host:port). */
@@ -229,38 +266,74 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   let running: Autoscaler | undefined;
   const live = new LiveAutoscalerConfig({ initial: config, apply: (c) => running?.setConfig(c), logger: log });
   configMap.onChange((data) => live.offerData(data, configSource));
-  // The one Function controller of the cluster runs here, beside the autoscaler that scales
-  // through the same objects.
+  // The Function controller and the autoscaler run on the leader of the kubefn-autoscaler Lease
+  // only; a standby keeps its informers warm and answers pokes 503 (the gateways try the next
+  // replica). A new leader's autoscaler starts from the gateways' rings of recent seconds (its
+  // first scrape of each gateway asks for them) and in panic at the ready count, like a restart.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
-  const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
-  const driver = new KubernetesDriver(objects, { reconciler, events, placement: env.placement });
+  const driver = new KubernetesDriver(objects, { events, placement: env.placement });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
-  const autoscaler = new Autoscaler({
-    target: driver,
-    sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
-    logger: log,
-    ...(live.current ? { config: live.current } : {}),
-    // A stalled activation goes on the Function's status (its ActivationStalled condition).
-    onActivation: (name, stall) => reconciler.setActivation(name, stall),
-  });
-  running = autoscaler;
+  const identity = env.podName;
+  let leader: { autoscaler: Autoscaler; reconciler: FunctionReconciler } | undefined;
+  let standingDown: Promise<void> = Promise.resolve();
+  const lead = (): void => {
+    const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
+    const autoscaler = new Autoscaler({
+      target: driver,
+      sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
+      logger: log,
+      ...(live.current ? { config: live.current } : {}),
+      // A stalled activation goes on the Function's status (its ActivationStalled condition).
+      onActivation: (name, stall) => reconciler.setActivation(name, stall),
+    });
+    leader = { autoscaler, reconciler };
+    running = autoscaler;
+    autoscaler.start();
+    log.info('leading: reconciling Functions and scaling them', { lease: `${env.namespace}/${autoscalerLease}`, identity });
+  };
+  const standDown = (): void => {
+    const was = leader;
+    leader = undefined;
+    running = undefined;
+    if (!was) return;
+    log.warn('standing down: another replica leads now, or the Lease could not be renewed', { lease: `${env.namespace}/${autoscalerLease}`, identity });
+    standingDown = standingDown.then(async () => {
+      await was.autoscaler.stop();
+      await was.reconciler.close();
+    });
+  };
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
-    await pokePlugin(scope, autoscaler);
+    await pokePlugin(scope, {
+      poke: async (name, body) => {
+        if (!leader) throw notLeading(identity);
+        await leader.autoscaler.poke(name, body);
+      },
+    });
   });
+  app.get('/leader', async () => ({ identity, leading: leader !== undefined }));
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
-  autoscaler.start();
-  log.info('autoscaler and controller running', { url, namespace: env.namespace, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
+  const election = await LeaderElection.start({
+    kubeconfig: kc,
+    namespace: env.namespace,
+    name: autoscalerLease,
+    identity,
+    onStartedLeading: lead,
+    onStoppedLeading: standDown,
+    onWarning,
+  });
+  log.info('autoscaler and controller running; campaigning for the Lease', { url, namespace: env.namespace, identity, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
   return {
     url,
     close: async () => {
       await configMap.close();
-      await autoscaler.stop();
+      // Releases the Lease, so the standby leads at its next try rather than a lease duration later.
+      await election.stop();
+      await standingDown;
       await app.close();
       await driver.close();
-      await reconciler.close();
       await Promise.all([gateways.close(), objects.stop()]);
     },
   };

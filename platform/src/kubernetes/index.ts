@@ -14,3 +14,4 @@ export * from './secrets.js';
 export * from './config-map-watch.js';
 export * from './events.js';
 export * from './placement.js';
+export * from './lease.js';

@@ -104,6 +104,10 @@ export class KeptInformer<T extends KubernetesObject> {
     this.#informer.on(verb, cb);
   }
 
+  off(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void {
+    this.#informer.off(verb, cb);
+  }
+
   /** Lists and starts watching; throws what the first list failed with. */
   async start(): Promise<void> {
     this.#starting = true;

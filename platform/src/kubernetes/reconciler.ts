@@ -93,6 +93,7 @@ export class FunctionReconciler {
    */
   readonly #stalls = new Map<string, ActivationStall>();
   #closed = false;
+  readonly #unsubscribe: () => void;
 
   /**
    * Subscribes to `objects`' Functions and Deployments and reconciles every Function they hold
@@ -110,25 +111,30 @@ export class FunctionReconciler {
     const later = (name: string | undefined): void => {
       if (name && !this.#closed) void this.reconcile(name).catch(() => {});
     };
-    objects.functions.on('add', (fn) => later(fn.metadata?.name));
+    const onAdd = (fn: FunctionResource): void => later(fn.metadata?.name);
     // A change of the spec moves metadata.generation; one that does not (this controller's own
     // status write, the autoscaler's stall) has nothing to apply: no reconcile of it.
-    objects.functions.on('update', (fn) => {
+    const onUpdate = (fn: FunctionResource): void => {
       const name = fn.metadata?.name;
       if (name && fn.metadata?.generation !== undefined && this.#reconciledGeneration.get(name) === fn.metadata.generation) return;
       later(name);
-    });
-    objects.functions.on('delete', (fn) => this.#reconciledGeneration.delete(fn.metadata?.name ?? ''));
+    };
+    const onDelete = (fn: FunctionResource): void => void this.#reconciledGeneration.delete(fn.metadata?.name ?? '');
     // A Deployment that changed (its status, or someone edited or deleted it) is reconciled back
     // and its Function's status brought up to date.
     const ofDeployment = (d: V1Deployment): void => later(d.metadata?.labels?.[kubefnLabels.function]);
-    objects.deployments.on('add', ofDeployment);
-    objects.deployments.on('update', ofDeployment);
-    objects.deployments.on('delete', ofDeployment);
     // A Service deleted or edited is put back at once (with watchServices; else at the next event).
     const ofService = (svc: V1Service): void => later(svc.metadata?.labels?.[kubefnLabels.function]);
-    objects.services?.on('update', ofService);
-    objects.services?.on('delete', ofService);
+    const subscribe = (how: 'on' | 'off'): void => {
+      objects.functions[how]('add', onAdd);
+      objects.functions[how]('update', onUpdate);
+      objects.functions[how]('delete', onDelete);
+      for (const verb of ['add', 'update', 'delete'] as const) objects.deployments[how](verb, ofDeployment);
+      objects.services?.[how]('update', ofService);
+      objects.services?.[how]('delete', ofService);
+    };
+    subscribe('on');
+    this.#unsubscribe = () => subscribe('off');
     for (const fn of objects.functions.cache.list(objects.namespace)) later(fn.metadata?.name);
   }
 
@@ -179,8 +185,10 @@ export class FunctionReconciler {
     if (!this.#closed) void this.reconcile(name).catch(() => {});
   }
 
+  /** Stops reconciling: no new reconciles start, and it waits for those running. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unsubscribe();
     for (const { timer } of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     await Promise.allSettled([...this.#running.values()]);

@@ -12,6 +12,7 @@ import type { AppsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, V1PodSpec } fr
 import {
   ConfigMapWatch,
   KubernetesDriver,
+  LeaderElection,
   parseFunctionSpec,
   type Endpoint,
   type KubernetesClient,
@@ -19,6 +20,7 @@ import {
 import { expectCode, waitFor } from '@kubefn/platform/testing';
 import type { TestCluster } from '../support/cluster.js';
 import type { ControlPlane } from '../support/control-plane.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const namespace = 'kubefn-test';
 const image = `registry.example/hello@sha256:${'a'.repeat(64)}`;
@@ -338,6 +340,70 @@ function suite(): void {
     } finally {
       await watch.close();
       await core.deleteNamespacedConfigMap({ namespace, name: 'not-this-one' }).catch(() => {});
+    }
+  });
+
+  it('LeaderElection: one leader of two; a clean stop hands over at once; a leader cut off from the API server stands down before the other takes over', { timeout: 90_000 }, async () => {
+    const name = 'kubefn-test-election';
+    // The second candidate reaches the API server through a proxy the case can blackhole.
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: cp.port });
+    const kcVia = new k8s.KubeConfig();
+    kcVia.loadFromOptions({
+      clusters: kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${proxy.port}` })),
+      users: kc.users,
+      contexts: kc.contexts,
+      currentContext: kc.currentContext,
+    });
+    const timeline: string[] = [];
+    const candidate = (identity: string, kubeconfig: KubeConfig) =>
+      LeaderElection.start({
+        kubeconfig,
+        namespace,
+        name,
+        identity,
+        leaseDurationMs: 3000,
+        renewDeadlineMs: 2000,
+        retryPeriodMs: 300,
+        onStartedLeading: () => timeline.push(`${identity} leads`),
+        onStoppedLeading: () => timeline.push(`${identity} stops`),
+        onWarning: () => {},
+      });
+    const leaders = (...all: LeaderElection[]) => all.filter((e) => e.leading).map((e) => e.identity);
+    const a = await candidate('a', kc);
+    let b: LeaderElection | undefined;
+    let c: LeaderElection | undefined;
+    try {
+      await waitFor(() => a.leading, { timeoutMs: 10_000, what: 'a leads (it was alone)' });
+      b = await candidate('b', kcVia);
+      // Several of b's rounds: it must never lead while a renews.
+      const until = Date.now() + 2000;
+      while (Date.now() < until) {
+        assert.deepEqual(leaders(a, b), ['a']);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const lease = await kc.makeApiClient(k8s.CoordinationV1Api).readNamespacedLease({ name, namespace });
+      assert.equal(lease.spec?.holderIdentity, 'a');
+      // A clean stop releases the Lease: b leads well before a lease duration (3 s).
+      const stoppedAt = Date.now();
+      await a.stop();
+      await waitFor(() => b!.leading, { timeoutMs: 10_000, what: 'b leads after a released the Lease' });
+      const handover = Date.now() - stoppedAt;
+      assert.ok(handover < 2500, `b took over ${handover} ms after a stopped: before the lease expired`);
+      // b loses the API server: it stands down after the renew deadline, and only then may c lead.
+      c = await candidate('c', kc);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.deepEqual(leaders(b, c), ['b'], 'c waits while b renews');
+      proxy.cut();
+      await waitFor(() => c!.leading, { timeoutMs: 15_000, what: 'c leads after b was cut off' });
+      const order = timeline.filter((t) => t.startsWith('b stops') || t.startsWith('c leads'));
+      assert.deepEqual(order, ['b stops', 'c leads'], `b stood down before c led: ${timeline.join(', ')}`);
+      // b back on the API server: it sees c's Lease and stays a candidate.
+      proxy.restore();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.deepEqual(leaders(b, c), ['c']);
+    } finally {
+      await Promise.all([a.stop(), b?.stop(), c?.stop()]);
+      await proxy.close();
     }
   });
 }
