@@ -54,6 +54,24 @@ describe('Autoscaler', () => {
     assert.equal(target.functions.get('by-rps')!.replicas, 5);
   });
 
+  it('a passive autoscaler (a standby) decides without scaling, and scales at its first decision once active', async () => {
+    const clock = new ManualClock(1_000_000);
+    const target = new RecordingTarget();
+    target.add({ name: 'f', scale: { target: 10, targetUtilizationPercent: 100 } }, 1);
+    const autoscaler = new Autoscaler({ target, sources: [steadyTraffic(['f'], 30, 0)], clock, active: false });
+    for (let i = 0; i < 5; i++) {
+      clock.advance(1000);
+      await autoscaler.tick();
+    }
+    assert.deepEqual(target.calls, [], 'no scale call while passive');
+    assert.equal(autoscaler.lastDecision('f')?.desired, 3, 'but it decided: 30 in flight at target 10');
+    autoscaler.setActive(true);
+    clock.advance(1000);
+    await autoscaler.tick();
+    await autoscaler.settled();
+    assert.deepEqual(target.calls, [['f', 3]], 'the first decision once active scales, on the windows it kept');
+  });
+
   it('adds the samples of every gateway before deciding', async () => {
     const clock = new ManualClock(1_000_000);
     const target = new RecordingTarget();

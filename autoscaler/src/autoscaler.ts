@@ -58,6 +58,11 @@ export interface AutoscalerOptions {
    */
   onActivation?: (name: string, stall: ActivationStall | undefined) => void;
   /**
+   * Whether it scales (default true). A passive autoscaler (a standby) collects and decides like
+   * an active one, so its windows are full when it becomes active, but calls no scale.
+   */
+  active?: boolean;
+  /**
    * `demand` (default): windows of arrivals x service time, a backlog term, 1 s decisions,
    * start-up aware. `knative`: Knative's KPA as shipped before it (in-flight requests, queue
    * included, in the windows; 2 s decisions; a poke asks for max(1, min)), kept for comparison.
@@ -185,6 +190,7 @@ export class Autoscaler {
   #config: AutoscalerConfig | undefined;
   readonly #demand: boolean;
   readonly #onActivation: AutoscalerOptions['onActivation'];
+  #active: boolean;
   /** Gateways the last collection meant to read: a poke from one stands for this many queues. */
   #expected = 1;
   readonly #tracked = new Map<string, Tracked>();
@@ -209,6 +215,7 @@ export class Autoscaler {
     this.#log = options.logger;
     this.#config = options.config;
     this.#onActivation = options.onActivation;
+    this.#active = options.active ?? true;
   }
 
   start(): void {
@@ -396,6 +403,18 @@ export class Autoscaler {
     this.#onActivation?.(fn.spec.name, t.stall);
   }
 
+  /**
+   * Active: decisions are carried out (scale calls) from the next one on. Passive: they are made
+   * and kept, not carried out; a poke is refused (the caller tries another replica).
+   */
+  setActive(active: boolean): void {
+    this.#active = active;
+  }
+
+  get active(): boolean {
+    return this.#active;
+  }
+
   /** Why `name`'s activation is stalled, if it is. */
   activation(name: string): ActivationStall | undefined {
     return this.#tracked.get(name)?.stall;
@@ -556,6 +575,8 @@ export class Autoscaler {
       return;
     }
     if (desired === undefined || desired === fn.replicas) return;
+    // A standby decides (its state follows the traffic) and leaves the scaling to the leader.
+    if (!this.#active) return;
     this.#log?.info(fn.replicas === 0 ? 'scaling from zero' : 'scaling', {
       function: fn.spec.name,
       from: fn.replicas,

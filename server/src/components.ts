@@ -266,55 +266,57 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   let running: Autoscaler | undefined;
   const live = new LiveAutoscalerConfig({ initial: config, apply: (c) => running?.setConfig(c), logger: log });
   configMap.onChange((data) => live.offerData(data, configSource));
-  // The Function controller and the autoscaler run on the leader of the kubefn-autoscaler Lease
-  // only; a standby keeps its informers warm and answers pokes 503 (the gateways try the next
-  // replica). A new leader's autoscaler starts from the gateways' rings of recent seconds (its
-  // first scrape of each gateway asks for them) and in panic at the ready count, like a restart.
+  // The Function controller runs, and the autoscaler scales, on the leader of the
+  // kubefn-autoscaler Lease only. A standby keeps its caches warm and its autoscaler passive: it
+  // collects and decides every second like the leader (so its windows are full the moment it
+  // takes over, and through an API server outage that cost the leader its Lease), calls no scale,
+  // and answers pokes 503 so the gateways try the leader.
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
   const driver = new KubernetesDriver(objects, { events, placement: env.placement });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const identity = env.podName;
-  let leader: { autoscaler: Autoscaler; reconciler: FunctionReconciler } | undefined;
+  let reconciler: FunctionReconciler | undefined;
   let standingDown: Promise<void> = Promise.resolve();
+  const autoscaler = new Autoscaler({
+    target: driver,
+    sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
+    logger: log,
+    ...(live.current ? { config: live.current } : {}),
+    active: false,
+    // A stalled activation goes on the Function's status (its ActivationStalled condition).
+    onActivation: (name, stall) => reconciler?.setActivation(name, stall),
+  });
+  running = autoscaler;
   const lead = (): void => {
-    const reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
-    const autoscaler = new Autoscaler({
-      target: driver,
-      sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
-      logger: log,
-      ...(live.current ? { config: live.current } : {}),
-      // A stalled activation goes on the Function's status (its ActivationStalled condition).
-      onActivation: (name, stall) => reconciler.setActivation(name, stall),
-    });
-    leader = { autoscaler, reconciler };
-    running = autoscaler;
-    autoscaler.start();
+    reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
+    autoscaler.setActive(true);
     log.info('leading: reconciling Functions and scaling them', { lease: `${env.namespace}/${autoscalerLease}`, identity });
   };
   const standDown = (): void => {
-    const was = leader;
-    leader = undefined;
-    running = undefined;
+    autoscaler.setActive(false);
+    const was = reconciler;
+    reconciler = undefined;
     if (!was) return;
-    log.warn('standing down: another replica leads now, or the Lease could not be renewed', { lease: `${env.namespace}/${autoscalerLease}`, identity });
-    standingDown = standingDown.then(async () => {
-      await was.autoscaler.stop();
-      await was.reconciler.close();
+    log.warn('standing down: another replica leads, or the Lease could not be renewed; deciding without scaling until this replica leads again', {
+      lease: `${env.namespace}/${autoscalerLease}`,
+      identity,
     });
+    standingDown = standingDown.then(() => was.close());
   };
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
     await pokePlugin(scope, {
       poke: async (name, body) => {
-        if (!leader) throw notLeading(identity);
-        await leader.autoscaler.poke(name, body);
+        if (!autoscaler.active) throw notLeading(identity);
+        await autoscaler.poke(name, body);
       },
     });
   });
-  app.get('/leader', async () => ({ identity, leading: leader !== undefined }));
+  app.get('/leader', async () => ({ identity, leading: autoscaler.active }));
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
+  autoscaler.start();
   const election = await LeaderElection.start({
     kubeconfig: kc,
     namespace: env.namespace,
@@ -332,6 +334,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
       // Releases the Lease, so the standby leads at its next try rather than a lease duration later.
       await election.stop();
       await standingDown;
+      await autoscaler.stop();
       await app.close();
       await driver.close();
       await Promise.all([gateways.close(), objects.stop()]);
