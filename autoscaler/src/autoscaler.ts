@@ -88,6 +88,8 @@ interface Tracked {
   window: MetricWindow;
   state: DeciderState;
   last?: Decision;
+  /** Decisions made for it (a count, for operators and tests). */
+  decisions: number;
   /**
    * Started in panic at its ready count because this autoscaler found it running (a restart):
    * the panic runs from the first second of data, so it ends one stable window of data later.
@@ -191,6 +193,7 @@ export class Autoscaler {
   readonly #demand: boolean;
   readonly #onActivation: AutoscalerOptions['onActivation'];
   #active: boolean;
+  #ticks = 0;
   /** Gateways the last collection meant to read: a poke from one stands for this many queues. */
   #expected = 1;
   readonly #tracked = new Map<string, Tracked>();
@@ -237,6 +240,7 @@ export class Autoscaler {
 
   /** One collection, and a decision round when one is due. Public for tests. */
   async tick(): Promise<void> {
+    this.#ticks++;
     const now = this.#clock.now();
     const functions = await this.#target.list();
     const collections = await Promise.all(this.#sources.map((source) => this.#collect(source, now)));
@@ -415,6 +419,13 @@ export class Autoscaler {
     return this.#active;
   }
 
+  /** Ticks begun, and decisions made per function: whether it keeps deciding (an outage, a standby). */
+  progress(): { active: boolean; ticks: number; decided: Record<string, number> } {
+    const decided: Record<string, number> = {};
+    for (const [name, t] of this.#tracked) decided[name] = t.decisions;
+    return { active: this.#active, ticks: this.#ticks, decided };
+  }
+
   /** Why `name`'s activation is stalled, if it is. */
   activation(name: string): ActivationStall | undefined {
     return this.#tracked.get(name)?.stall;
@@ -494,6 +505,7 @@ export class Autoscaler {
         settings,
         window: new MetricWindow(windowSpanMs(settings)),
         state,
+        decisions: 0,
         restartPanic,
         holding: false,
         serviceMs: undefined,
@@ -562,6 +574,7 @@ export class Autoscaler {
     );
     t.state = state;
     t.last = decision;
+    t.decisions++;
     const holding = decision.holding === true;
     if (holding !== t.holding) (holding ? held : resumed).push(fn.spec.name);
     t.holding = holding;

@@ -6,8 +6,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface RuntimeStats {
   readonly inFlight: number;
   readonly abandoned: number;
-  /** Calls past the concurrency cap waiting for a slot. */
+  /** Calls past the concurrency cap waiting for a slot now, and all that ever waited. */
   readonly waitingCalls: number;
+  readonly waitedCalls: number;
 }
 
 /** 1 ms to 60 s, in seconds: covers a warm hello-world and the longest calls a 60 s timeout allows. */
@@ -50,6 +51,15 @@ export class RuntimeMetrics {
       registers,
       collect() {
         this.set(stats.waitingCalls);
+      },
+    });
+    new Counter({
+      name: 'kubefn_runtime_waited_calls_total',
+      help: 'Calls that arrived past the concurrency cap and waited for a slot.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(stats.waitedCalls);
       },
     });
     new Gauge({

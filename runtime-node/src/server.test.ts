@@ -56,6 +56,8 @@ describe('concurrency cap', () => {
       assert.deepEqual(answers, ['a', 'b', 'c', 'd', 'e']);
       assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e'], 'served in arrival order');
       assert.equal(most, 1, 'never more than the cap in the handler');
+      const metrics = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+      assert.match(metrics, /^kubefn_runtime_waited_calls_total\{[^}]*\} 4$/m, 'b, c, d and e waited');
     } finally {
       await server.close();
     }

@@ -33,6 +33,8 @@ export class FunctionServer implements CallHost, RuntimeStats {
   /** Calls admitted past the cap that wait for a slot, oldest first. */
   private readonly waiting: WaitingCall[] = [];
 
+  waitedCalls = 0;
+
   get waitingCalls(): number {
     return this.waiting.length;
   }
@@ -155,6 +157,7 @@ export class FunctionServer implements CallHost, RuntimeStats {
       };
       const call: WaitingCall = { req, res, expectsContinue, callId, startedAt, leave };
       this.waiting.push(call);
+      this.waitedCalls++;
       req.socket.once('close', leave);
       return;
     }

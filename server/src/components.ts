@@ -307,6 +307,11 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
+    // Whether this replica leads, and that it keeps collecting and deciding (ticks, decisions).
+    scope.get('/decisions', async () => {
+      const { active, ...progress } = autoscaler.progress();
+      return { identity, leading: active, ...progress };
+    });
     await pokePlugin(scope, {
       poke: async (name, body) => {
         if (!autoscaler.active) throw notLeading(identity);
@@ -314,7 +319,6 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
       },
     });
   });
-  app.get('/leader', async () => ({ identity, leading: autoscaler.active }));
   const url = await app.listen({ port: env.port, host: '0.0.0.0' });
   autoscaler.start();
   const election = await LeaderElection.start({

@@ -60,7 +60,17 @@ export class LeaderElection {
   static async start(options: LeaderElectionOptions): Promise<LeaderElection> {
     const k8s = await loadKubernetesClient();
     // MicroTime: the API server wants six fractional digits, which Date's toISOString lacks.
-    const election = new LeaderElection(options, options.kubeconfig.makeApiClient(k8s.CoordinationV1Api), (ms) => new k8s.V1MicroTime(ms));
+    const api = options.kubeconfig.makeApiClient(k8s.CoordinationV1Api);
+    // Each call gets half the renew deadline: one that hangs (an API server that stopped
+    // answering, a connection whose packets are dropped) must not hold the next try, which goes
+    // out on a new connection, past the deadline. The hung one ends at the client's own timeout.
+    const callMs = Math.max(1000, (options.renewDeadlineMs ?? 10_000) / 2);
+    const bounded: LeaseApi = {
+      readNamespacedLease: (param) => within(callMs, api.readNamespacedLease(param)),
+      createNamespacedLease: (param) => within(callMs, api.createNamespacedLease(param)),
+      replaceNamespacedLease: (param) => within(callMs, api.replaceNamespacedLease(param)),
+    };
+    const election = new LeaderElection(options, bounded, (ms) => new k8s.V1MicroTime(ms));
     election.#schedule(0);
     return election;
   }
@@ -182,4 +192,14 @@ export class LeaderElection {
       body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now } },
     });
   }
+}
+
+/** `call`, or a rejection once `ms` have passed without an answer. */
+function within<T>(ms: number, call: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the API server within ${ms} ms`)), ms);
+  });
+  call.catch(() => {}); // answered after the deadline: nobody waits for it
+  return Promise.race([call, late]).finally(() => clearTimeout(timer));
 }

@@ -11,6 +11,7 @@ import { after, before, describe } from 'node:test';
 import { startTestCluster, testNodeKind, type TestCluster } from '../support/cluster.js';
 import { installTestPlatform, type InstalledPlatform } from '../support/platform-install.js';
 import { eventCases } from './events.cases.js';
+import { failureCases } from './failures.cases.js';
 import { functionCrdCases } from './function-crd.cases.js';
 import { kubernetesConformanceCases } from './kubernetes-conformance.cases.js';
 import { kubernetesDriverCases } from './kubernetes-driver.cases.js';
@@ -45,4 +46,5 @@ describe(`kubefn on a real cluster (${kind} node)`, () => {
   platformInstallCases(shared, platform);
   nativeModuleCases(platform);
   eventCases(platform);
+  failureCases(platform);
 });

@@ -57,13 +57,13 @@ function suite(): void {
   const apps = () => p.cluster.kc.makeApiClient(p.cluster.k8s.AppsV1Api);
   const core = () => p.cluster.kc.makeApiClient(p.cluster.k8s.CoreV1Api);
 
-  it('runs every component of deploy/: two gateways, the autoscaler, the builder and NATS with JetStream', async () => {
+  it('runs every component of deploy/: two gateways, two autoscalers (one leads), the builder and NATS with JetStream', async () => {
     const ready = async (kind: 'Deployment' | 'StatefulSet', name: string) => {
       const live = kind === 'Deployment' ? await apps().readNamespacedDeployment({ name, namespace: p.namespace }) : await apps().readNamespacedStatefulSet({ name, namespace: p.namespace });
       return live.status?.readyReplicas ?? 0;
     };
     assert.equal(await ready('Deployment', 'kubefn-gateway'), 2);
-    assert.equal(await ready('Deployment', 'kubefn-autoscaler'), 1);
+    assert.equal(await ready('Deployment', 'kubefn-autoscaler'), 2, 'the leader and a standby');
     assert.equal(await ready('Deployment', 'kubefn-builder'), 1);
     assert.equal(await ready('StatefulSet', 'kubefn-nats'), 1);
     const nats = (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-nats' })).items[0]!;
@@ -175,8 +175,8 @@ function suite(): void {
         { timeoutMs: 30_000, what: 'a Scaled Event from the gateway' },
       );
     } finally {
-      await scaleAutoscaler(1);
-      await waitFor(async () => ((await apps().readNamespacedDeployment({ name: 'kubefn-autoscaler', namespace: p.namespace })).status?.availableReplicas ?? 0) >= 1, {
+      await scaleAutoscaler(2);
+      await waitFor(async () => ((await apps().readNamespacedDeployment({ name: 'kubefn-autoscaler', namespace: p.namespace })).status?.availableReplicas ?? 0) >= 2, {
         timeoutMs: 180_000,
         what: 'the autoscaler back',
       });

@@ -135,6 +135,12 @@ export interface ControlPlane {
   /** The CA that signed the apiserver's serving certificate, PEM: kube-root-ca.crt's ca.crt. */
   ca: string;
   dir: string;
+  /**
+   * Freezes kube-apiserver (SIGSTOP): connections stay open and nothing answers, for every
+   * client, as with a hung or blackholed server; resumeApiserver() (SIGCONT) lets it go on.
+   */
+  pauseApiserver(): void;
+  resumeApiserver(): void;
   close(): Promise<void>;
 }
 
@@ -172,11 +178,14 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
   // reparented to PID 1) and remove the directory.
   const forgetExitHook = onExit(() => {
     const running = children.filter((c) => c.pid !== undefined && c.exitCode === null && c.signalCode === null);
+    apiserver?.kill('SIGCONT');
     stopSync(running.map((c) => c.pid!));
     rmSync(dir, { recursive: true, force: true });
   });
+  let apiserver: ChildProcess | undefined;
   const close = async (): Promise<void> => {
     forgetExitHook();
+    apiserver?.kill('SIGCONT');
     // Newest first, each once the ones started after it are gone: the apiserver takes tens of
     // seconds to stop when etcd has gone first.
     for (const c of [...children].reverse()) {
@@ -206,7 +215,7 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
     const tokens = path.join(dir, 'tokens.csv');
     await writeFile(tokens, `${token},kubefn-admin,kubefn-admin,system:masters\n`, { mode: 0o600 });
     const tls = await servingCertificate(dir, podHost);
-    start(bin['kube-apiserver'], bin['kube-apiserver'], [
+    apiserver = start(bin['kube-apiserver'], bin['kube-apiserver'], [
       '--etcd-servers', `http://127.0.0.1:${etcdPort}`,
       '--bind-address', '0.0.0.0',
       '--advertise-address', podHost,
@@ -252,7 +261,8 @@ export async function startControlPlane(onProgress: (line: string) => void = () 
       `apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: ${kubeconfig}\nleaderElection:\n  leaderElect: false\n`,
     );
     start('kube-scheduler', bin['kube-scheduler'], ['--config', schedulerConfig, '--secure-port', '0']);
-    return { server, podHost, port: apiPort, kubeconfig, token, ca, dir, close };
+    const signal = (name: NodeJS.Signals) => () => void apiserver!.kill(name);
+    return { server, podHost, port: apiPort, kubeconfig, token, ca, dir, pauseApiserver: signal('SIGSTOP'), resumeApiserver: signal('SIGCONT'), close };
   } catch (err) {
     const tail = [...logs].map(([n, l]) => `--- ${n}\n${l.slice(-20).join('\n')}`).join('\n');
     await close();

@@ -1,0 +1,273 @@
+// kubefn on the test cluster under failure, with load running: a gateway killed, the autoscaler
+// leader killed, replicas scaled down under POST load, a containerConcurrency 1 function behind
+// two gateways, the API server hung for 30 s. Each case counts every call
+// it made and says which failed and why.
+
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { Agent, fetch } from 'undici';
+import YAML from 'yaml';
+import { waitFor } from '@kubefn/platform/testing';
+import type { InstalledPlatform } from '../support/platform-install.js';
+import { examplesDir } from '../support/podman.js';
+
+const timeout = 900_000;
+const counterDir = path.resolve(examplesDir, '..', 'tests', 'fixtures', 'counter');
+
+let sharedPlatform: () => Promise<InstalledPlatform>;
+
+export function failureCases(platform: () => Promise<InstalledPlatform>): void {
+  sharedPlatform = platform;
+  describe('kubefn on the test cluster under failure', { timeout }, suite);
+}
+
+interface Call {
+  gateway: string;
+  startedAt: number;
+  endedAt: number;
+  status: number;
+  retryAfter: string | null;
+  error?: string;
+  body?: { pod: string; seen: number; most: number; bytes: number };
+}
+
+interface Load {
+  calls: Call[];
+  /** Stops the callers on `gateway` (its pod is about to go); none when omitted: all stop. */
+  stop(gateway?: string): Promise<void>;
+}
+
+/**
+ * `perGateway` callers on each gateway, each sending one call after another to `fn` (a POST of
+ * `bodyBytes` when given), until stopped. A call that gets no answer is recorded with its error.
+ */
+function load(gateways: string[], fn: string, options: { perGateway: number; bodyBytes?: number; ms?: number }): Load {
+  const calls: Call[] = [];
+  const stopped = new Set<string>();
+  let all = false;
+  const agent = new Agent({ connections: options.perGateway * gateways.length + 4, headersTimeout: 60_000, connect: { timeout: 5000 } });
+  const body = options.bodyBytes === undefined ? undefined : Buffer.alloc(options.bodyBytes, 'k');
+  const caller = async (gateway: string): Promise<void> => {
+    while (!all && !stopped.has(gateway)) {
+      const startedAt = Date.now();
+      try {
+        const res = await fetch(`${gateway}/function/${fn}?ms=${options.ms ?? 20}`, {
+          method: body ? 'POST' : 'GET',
+          dispatcher: agent,
+          ...(body ? { body, headers: { 'content-type': 'application/octet-stream' } } : {}),
+          signal: AbortSignal.timeout(60_000),
+        });
+        const text = await res.text();
+        const call: Call = { gateway, startedAt, endedAt: Date.now(), status: res.status, retryAfter: res.headers.get('retry-after') };
+        if (res.status === 200) call.body = JSON.parse(text) as Call['body'];
+        else call.error = text.slice(0, 300);
+        calls.push(call);
+      } catch (err) {
+        calls.push({ gateway, startedAt, endedAt: Date.now(), status: 0, retryAfter: null, error: String((err as Error).cause ?? err) });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  };
+  const running = new Map(gateways.map((g) => [g, Promise.all(Array.from({ length: options.perGateway }, () => caller(g)))]));
+  return {
+    calls,
+    async stop(gateway) {
+      if (gateway) {
+        stopped.add(gateway);
+        await running.get(gateway);
+        return;
+      }
+      all = true;
+      await Promise.all(running.values());
+      await agent.close();
+    },
+  };
+}
+
+const failures = (calls: Call[]) => calls.filter((c) => c.status !== 200);
+const describeCalls = (calls: Call[]) => calls.slice(0, 8).map((c) => `${c.gateway} ${c.status} ${c.error ?? ''}`).join('; ');
+
+function suite(): void {
+  let p: InstalledPlatform;
+  const apps = () => p.cluster.kc.makeApiClient(p.cluster.k8s.AppsV1Api);
+  const core = () => p.cluster.kc.makeApiClient(p.cluster.k8s.CoreV1Api);
+  const coordination = () => p.cluster.kc.makeApiClient(p.cluster.k8s.CoordinationV1Api);
+  const fn = async (...args: string[]) => p.fn(['--gateway', (await p.gateways())[0]!, ...args], { KUBEFN_TOKEN: p.token });
+
+  /** Deploys tests/fixtures/counter as `name` with `scale`. */
+  const deployCounter = async (name: string, scale: Record<string, unknown>) => {
+    const dir = await mkdtemp(path.join(tmpdir(), `kubefn-e2e-${name}-`));
+    await cp(counterDir, dir, { recursive: true });
+    await writeFile(path.join(dir, 'fn.yaml'), YAML.stringify({ name, handler: 'handler.js', timeout: '30s', scale }));
+    await fn('deploy', dir, ...p.insecure, '--json');
+  };
+  const readyPods = async (selector: string) =>
+    (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: selector })).items.filter(
+      (pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
+  const waitReady = (selector: string, n: number, what: string) =>
+    waitFor(async () => (await readyPods(selector)).length === n, { timeoutMs: 180_000, what });
+  const gatewaysBack = () => waitReady('app.kubernetes.io/name=kubefn-gateway', 2, 'two ready gateways');
+  const leaseHolder = async () => (await coordination().readNamespacedLease({ name: 'kubefn-autoscaler', namespace: p.namespace })).spec?.holderIdentity ?? '';
+
+  before(async () => {
+    p = await sharedPlatform();
+    await gatewaysBack();
+    // echo: 3 replicas to start, no cap. cc-one: exactly 2 replicas of containerConcurrency 1.
+    await deployCounter('echo', { min: 1, max: 3 });
+    await deployCounter('cc-one', { min: 2, max: 2, containerConcurrency: 1 });
+    await waitReady('kubefn.dev/function=cc-one', 2, 'cc-one at 2 ready replicas');
+  });
+
+  it('a containerConcurrency 1 function behind two gateways: never more than 1 in its handler, no 503', async () => {
+    const gateways = await p.gateways();
+    assert.equal(gateways.length, 2);
+    const l = load(gateways, 'cc-one', { perGateway: 4, bodyBytes: 2048, ms: 30 });
+    await waitFor(() => l.calls.length >= 300, { timeoutMs: 120_000, what: '300 calls answered' });
+    await l.stop();
+    assert.deepEqual(failures(l.calls), [], `every call answered 200: ${describeCalls(failures(l.calls))}`);
+    assert.equal(Math.max(...l.calls.map((c) => c.body!.seen)), 1, 'one call in a replica\'s handler at a time');
+    assert.equal(new Set(l.calls.map((c) => c.body!.pod)).size, 2, 'both replicas served');
+    // The gateways split the two replicas' slots: no call even had to wait in a runtime.
+    for (const pod of await readyPods('kubefn.dev/function=cc-one')) {
+      const metrics = await (await fetch(`http://${pod.status!.podIP}:8081/metrics`)).text();
+      assert.match(metrics, /^kubefn_runtime_waited_calls_total\{[^}]*\} 0$/m, `${pod.metadata!.name}: no call arrived past the cap`);
+    }
+  });
+
+  it('a scale-down under POST load fails no call', async () => {
+    await fn('scale', 'echo', '3');
+    await waitReady('kubefn.dev/function=echo', 3, 'echo at 3 ready replicas');
+    const gateways = await p.gateways();
+    const l = load(gateways, 'echo', { perGateway: 3, bodyBytes: 64 * 1024, ms: 50 });
+    await waitFor(() => l.calls.length >= 100, { timeoutMs: 60_000, what: 'load running' });
+    await fn('scale', 'echo', '1');
+    // Until the two pods that go are gone entirely (preStop, drain, exit), and a little after.
+    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=echo' })).items.length === 1, {
+      timeoutMs: 120_000,
+      what: 'echo down to one pod',
+    });
+    const seen = l.calls.length;
+    await waitFor(() => l.calls.length >= seen + 100, { timeoutMs: 60_000, what: '100 more calls on the one replica left' });
+    await l.stop();
+    assert.deepEqual(failures(l.calls), [], `no call failed: ${describeCalls(failures(l.calls))}`);
+    assert.ok(l.calls.every((c) => c.body!.bytes === 64 * 1024), 'every body arrived whole');
+  });
+
+  it('killing one gateway under load fails only the calls in flight on it', async () => {
+    const gateways = await p.gateways();
+    const pods = await readyPods('app.kubernetes.io/name=kubefn-gateway');
+    const victim = pods.find((pod) => `http://${pod.status!.podIP}:8080` === gateways[0])!;
+    const l = load(gateways, 'echo', { perGateway: 3, ms: 200 });
+    await waitFor(() => l.calls.length >= 60, { timeoutMs: 60_000, what: 'load running' });
+    const killedAt = Date.now();
+    await core().deleteNamespacedPod({ name: victim.metadata!.name!, namespace: p.namespace, gracePeriodSeconds: 0 });
+    // Its callers stop once their calls fail (a client would go to another gateway).
+    await waitFor(() => l.calls.some((c) => c.gateway === gateways[0] && c.status !== 200 && c.startedAt < killedAt) || l.calls.filter((c) => c.gateway === gateways[0] && c.startedAt > killedAt).length > 0, {
+      timeoutMs: 60_000,
+      what: 'the calls in flight on the killed gateway ended',
+    });
+    await l.stop(gateways[0]);
+    const seen = l.calls.length;
+    await waitFor(() => l.calls.length >= seen + 30, { timeoutMs: 60_000, what: 'the other gateway serving on' });
+    await l.stop();
+    const other = l.calls.filter((c) => c.gateway === gateways[1]);
+    assert.deepEqual(failures(other), [], `the other gateway failed nothing: ${describeCalls(failures(other))}`);
+    const lost = failures(l.calls.filter((c) => c.gateway === gateways[0]));
+    // In flight at the kill: started before it. A call started after it went to a pod being killed.
+    const late = lost.filter((c) => c.startedAt > killedAt + 1000);
+    assert.deepEqual(late, [], `only calls in flight at the kill failed: ${describeCalls(late)}`);
+    assert.ok(lost.length <= 3, `at most its 3 callers' calls in flight failed, not ${lost.length}`);
+    await gatewaysBack();
+  });
+
+  it('killing the autoscaler leader under load: the standby takes over, a function at zero still starts, no call fails but 503s with Retry-After', async () => {
+    await waitReady('app.kubernetes.io/name=kubefn-autoscaler', 2, 'two ready autoscalers');
+    await waitFor(async () => (await leaseHolder()) !== '', { timeoutMs: 60_000, what: 'an autoscaler leads' });
+    const leader = await leaseHolder();
+    const standby = (await readyPods('app.kubernetes.io/name=kubefn-autoscaler')).map((pod) => pod.metadata!.name!).find((n) => n !== leader)!;
+    assert.ok(standby, 'a standby runs beside the leader');
+    await deployCounter('cold', { min: 0, max: 2 });
+    await fn('scale', 'cold', '0');
+    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0, {
+      timeoutMs: 120_000,
+      what: 'cold at zero',
+    });
+    const gateways = await p.gateways();
+    const l = load(gateways, 'echo', { perGateway: 2, ms: 50 });
+    await waitFor(() => l.calls.length >= 40, { timeoutMs: 60_000, what: 'load running' });
+    const killedAt = Date.now();
+    await core().deleteNamespacedPod({ name: leader, namespace: p.namespace, gracePeriodSeconds: 0 });
+    // No leader for up to a lease duration (15 s): a function at zero starts all the same.
+    const cold = await fetch(`${gateways[1]}/function/cold?ms=1`, { signal: AbortSignal.timeout(60_000) });
+    assert.equal(cold.status, 200, await cold.clone().text());
+    const coldAfterMs = Date.now() - killedAt;
+    await waitFor(async () => (await leaseHolder()) === standby, { timeoutMs: 40_000, what: `the standby ${standby} holds the Lease` });
+    const tookOverMs = Date.now() - killedAt;
+    // The new leader's controller acts: a deleted Service of a function is put back.
+    await core().deleteNamespacedService({ name: 'echo', namespace: p.namespace });
+    await waitFor(async () => (await core().readNamespacedService({ name: 'echo', namespace: p.namespace }).then(() => true, () => false)), {
+      timeoutMs: 30_000,
+      what: 'the new leader recreated the Service of echo',
+    });
+    await l.stop();
+    const failed = failures(l.calls);
+    const unexplained = failed.filter((c) => !(c.status === 503 && c.retryAfter !== null));
+    assert.deepEqual(unexplained, [], `no call failed but 503s with Retry-After: ${describeCalls(unexplained)}`);
+    console.log(`# leader killed: cold start in ${coldAfterMs} ms, standby leading after ${tookOverMs} ms, ${l.calls.length} calls, ${failed.length} answered 503`);
+    await fn('delete', 'cold');
+    await waitReady('app.kubernetes.io/name=kubefn-autoscaler', 2, 'two ready autoscalers again');
+  });
+
+  it('the API server hung for 30 s: functions keep serving, the autoscalers keep deciding, all recovers within 10 s of its return', async () => {
+    const gateways = await p.gateways();
+    const autoscalers = (await readyPods('app.kubernetes.io/name=kubefn-autoscaler')).map((pod) => `http://${pod.status!.podIP}:8080`);
+    const decisions = async (url: string) =>
+      (await (await fetch(`${url}/decisions`, { headers: { authorization: `Bearer ${p.token}` }, signal: AbortSignal.timeout(5000) })).json()) as {
+        leading: boolean;
+        ticks: number;
+        decided: Record<string, number>;
+      };
+    const replicasSeen = async (gw: string) => {
+      const res = await fetch(`${gw}/system/function/echo`, { headers: { authorization: `Bearer ${p.token}` }, signal: AbortSignal.timeout(5000) });
+      return ((await res.json()) as { replicas?: number }).replicas;
+    };
+    await fn('scale', 'echo', '1');
+    await waitReady('kubefn.dev/function=echo', 1, 'echo at one replica');
+    const l = load(gateways, 'echo', { perGateway: 2, ms: 50 });
+    await waitFor(() => l.calls.length >= 40, { timeoutMs: 60_000, what: 'load running' });
+    const before = await Promise.all(autoscalers.map(decisions));
+    // SIGSTOP: every connection to it stays open and nothing answers, the platform's pods and
+    // this test alike.
+    p.cluster.cp.pauseApiserver();
+    let restoredAt = 0;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 30_000));
+      const servedDuring = l.calls.filter((c) => c.status === 200).length;
+      const during = await Promise.all(autoscalers.map(decisions));
+      during.forEach((d, i) => {
+        assert.ok(d.ticks >= before[i]!.ticks + 20, `autoscaler ${autoscalers[i]} kept collecting and deciding: ${before[i]!.ticks} -> ${d.ticks} ticks`);
+        assert.ok((d.decided.echo ?? 0) >= (before[i]!.decided.echo ?? 0) + 20, `and deciding for echo: ${before[i]!.decided.echo} -> ${d.decided.echo}`);
+      });
+      assert.ok(servedDuring > 0);
+    } finally {
+      p.cluster.cp.resumeApiserver();
+      restoredAt = Date.now();
+    }
+    // Recovered: an autoscaler leads, a scale through a gateway goes through, and both gateways'
+    // watches deliver it.
+    await waitFor(async () => (await Promise.all(autoscalers.map(decisions))).some((d) => d.leading), { timeoutMs: 10_000, what: 'an autoscaler leading within 10 s' });
+    const leadingMs = Date.now() - restoredAt;
+    await waitFor(async () => (await fn('scale', 'echo', '2').then(() => true, () => false)), { timeoutMs: Math.max(1000, restoredAt + 10_000 - Date.now()), what: 'fn scale through a gateway' });
+    for (const gw of gateways) {
+      await waitFor(async () => (await replicasSeen(gw)) === 2, { timeoutMs: Math.max(1000, restoredAt + 10_000 - Date.now()), what: `${gw} seeing echo at 2 within 10 s` });
+    }
+    const recoveredMs = Date.now() - restoredAt;
+    await l.stop();
+    assert.deepEqual(failures(l.calls), [], `functions already up kept serving: ${describeCalls(failures(l.calls))}`);
+    console.log(`# API server hung 30 s: ${l.calls.length} calls, none failed; leader after ${leadingMs} ms, recovered ${recoveredMs} ms after its return`);
+  });
+}
