@@ -6,9 +6,11 @@
 
 import {
   intervalSamples,
+  presentedToken,
   statsHistoryParam,
   statsPath,
   type BackfillSecond,
+  type Credential,
   type CountersReading,
   type FunctionCounters,
   type FunctionSample,
@@ -27,8 +29,8 @@ export interface StatsPeer {
 export interface HttpStatsSourceOptions {
   /** The gateway replicas now; called on every collection. */
   peers: () => StatsPeer[];
-  /** The gateways' management token. */
-  token: string;
+  /** A token the gateways accept on /system/stats (a cluster's component token). */
+  token: string | Credential;
   /** Longest one scrape may take, ms (default 800, inside the 1 s tick). */
   timeoutMs?: number;
   /** Most functions taken from one gateway per scrape, and per second of its history (default 10000): the reply is bounded. */
@@ -131,7 +133,7 @@ export class HttpStatsSource implements StatsSource {
   async #scrape(peer: StatsPeer, history: boolean): Promise<Scrape> {
     try {
       const res = await fetch(`${peer.url}${statsPath}${history ? `?${statsHistoryParam}=1` : ''}`, {
-        headers: { authorization: `Bearer ${this.#options.token}` },
+        headers: { authorization: `Bearer ${presentedToken(this.#options.token)}` },
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 800),
       });
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);

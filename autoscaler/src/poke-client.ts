@@ -2,7 +2,7 @@
 // POST /poke/<name> with the gateway's backlog on an autoscaler replica, so a function at zero is
 // scaled up at once rather than at the next decision; and the autoscaler's reading of that body.
 
-import { KubefnError, pokePath, type PokeBody } from '@kubefn/platform';
+import { KubefnError, pokePath, presentedToken, type Credential, type PokeBody } from '@kubefn/platform';
 
 export interface PokePeer {
   id: string;
@@ -13,8 +13,8 @@ export interface PokePeer {
 export interface PokeClientOptions {
   /** The autoscaler replicas now; called on every poke. */
   peers: () => PokePeer[];
-  /** The management token the autoscaler checks. */
-  token: string;
+  /** The token the autoscaler checks (a cluster's component token). */
+  token: string | Credential;
   /** What the autoscalers are, for errors ("the kubefn-autoscaler Service"). */
   what?: string;
   /** Longest one attempt at one replica may take, ms (default 2000); then the next replica is tried. */
@@ -44,7 +44,7 @@ export async function pokeAutoscaler(options: PokeClientOptions, name: string, b
     try {
       res = await fetch(`${peer.url}${pokePath(name)}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${options.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: { authorization: `Bearer ${presentedToken(options.token)}`, ...(body ? { 'content-type': 'application/json' } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(options.attemptTimeoutMs ?? 2000),
       });

@@ -40,8 +40,9 @@ export function registerInstall(program: Command, app: App): void {
       'after',
       `
 Renders deploy/ (the same kustomization \`kubectl apply -k deploy/\` reads), creates the
-kubefn-token Secret when missing, server-side applies everything and waits until the gateway,
-autoscaler, builder and NATS are ready.
+kubefn-token (users) and kubefn-component-token (components) Secrets when missing,
+server-side applies everything and waits until the gateway, autoscaler, builder and NATS are
+ready.
 
 Examples:
   $ fn install --registry registry.example.com/kubefn

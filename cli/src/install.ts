@@ -325,19 +325,32 @@ async function waitEstablished(kc: KubeConfig, objects: Manifest[], timeoutMs: n
   }
 }
 
-/** Creates the kubefn-token Secret unless it exists; true when created. */
+/**
+ * The Secrets of the platform's tokens: kubefn-token (users: fn, faas-cli, the management API),
+ * kubefn-component-token (the components among themselves) and kubefn-nats-token (NATS's
+ * clients), each created with a random token unless it exists. True when the users' one was created.
+ */
 async function ensureToken(kc: KubeConfig, namespace: string): Promise<boolean> {
+  const [user] = await Promise.all([
+    ensureTokenSecret(kc, namespace, 'kubefn-token'),
+    ensureTokenSecret(kc, namespace, 'kubefn-component-token'),
+    ensureTokenSecret(kc, namespace, 'kubefn-nats-token'),
+  ]);
+  return user;
+}
+
+async function ensureTokenSecret(kc: KubeConfig, namespace: string, name: string): Promise<boolean> {
   const k8s = await loadKubernetesClient();
   const core = kc.makeApiClient(k8s.CoreV1Api);
   try {
-    await core.readNamespacedSecret({ name: 'kubefn-token', namespace });
+    await core.readNamespacedSecret({ name, namespace });
     return false;
   } catch (err) {
-    if (!isApiError(err, 404)) throw kubeError(err, `reading Secret ${namespace}/kubefn-token`);
+    if (!isApiError(err, 404)) throw kubeError(err, `reading Secret ${namespace}/${name}`);
   }
   await core.createNamespacedSecret({
     namespace,
-    body: { metadata: { name: 'kubefn-token', labels: { 'app.kubernetes.io/part-of': 'kubefn' } }, stringData: { token: randomBytes(24).toString('base64url') } },
+    body: { metadata: { name, labels: { 'app.kubernetes.io/part-of': 'kubefn' } }, stringData: { token: randomBytes(24).toString('base64url') } },
   });
   return true;
 }

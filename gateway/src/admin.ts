@@ -26,7 +26,14 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   const token = ctx.options.token;
   const hint = ctx.options.tokenHint;
-  if (token) app.addHook('onRequest', async (request) => checkToken(request, token, hint));
+  const component = ctx.options.componentToken;
+  // The components' token opens the routes components call, and only those.
+  const componentRoutes = new Set([statsPath]);
+  if (token) {
+    app.addHook('onRequest', async (request) =>
+      checkToken(request, component && componentRoutes.has(request.routeOptions.url ?? '') ? [token, component] : token, hint),
+    );
+  }
 
   app.get('/system/info', async () => {
     const version = { release: ctx.options.version, sha: 'unknown' };

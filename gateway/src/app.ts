@@ -100,6 +100,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     activations: new Map(),
     options: {
       token: options.token,
+      componentToken: options.componentToken,
       tokenHint: options.tokenHint,
       maxBodyBytes,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,

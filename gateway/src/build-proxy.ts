@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyPluginAsync } from 'fastify';
-import { KubefnError, type Peer } from '@kubefn/platform';
+import { KubefnError, presentedToken, type Credential, type Peer } from '@kubefn/platform';
 
 /**
  * /system/builds on the gateway, passed through to a builder replica: the request body (the source
@@ -13,8 +13,8 @@ import { KubefnError, type Peer } from '@kubefn/platform';
 export interface BuildProxyOptions {
   /** The builder replicas now; called on every build. */
   builders: () => Peer[];
-  /** The management token the builders check. */
-  token: string;
+  /** The token the builders check (a cluster's component token). */
+  token: string | Credential;
   /** The builders' Service, for the error when none is ready (e.g. "kubefn-builder"). */
   service: string;
 }
@@ -34,7 +34,7 @@ export function buildProxyPlugin({ builders, token, service }: BuildProxyOptions
       reply.raw.on('close', () => abort.abort());
       const q = request.url.indexOf('?');
       const query = q >= 0 ? request.url.slice(q) : '';
-      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+      const headers: Record<string, string> = { authorization: `Bearer ${presentedToken(token)}` };
       for (const h of ['content-type', 'content-length'] as const) {
         const v = request.headers[h];
         if (typeof v === 'string') headers[h] = v;

@@ -1,7 +1,7 @@
 // What the gateway's plugins share.
 
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
-import type { Driver, FunctionActivation, PokeBody } from '@kubefn/platform';
+import type { Credential, Driver, FunctionActivation, PokeBody } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
 import type { EventTriggers, NatsSource } from './events/events.js';
 import type { FunctionCaller } from './function-call.js';
@@ -29,7 +29,12 @@ export interface GatewayOptions {
   /** Enables /system/apps: a bundle and its files as one tar (`image: app:sha256:...`). */
   apps?: BundleSink;
   /** Protects /system/*; without it the management API is open (only for tests). */
-  token?: string;
+  token?: string | Credential;
+  /**
+   * The components' own token (a cluster): accepted, besides `token`, on the routes components
+   * call (the autoscaler's /system/stats), and nowhere else.
+   */
+  componentToken?: string | Credential;
   /** Where the caller finds the token, for the hint of a 401 (default: fn up's ~/.kubefn/token). */
   tokenHint?: string;
   /**
@@ -109,7 +114,8 @@ export interface GatewayContext {
    */
   activations: Map<string, FunctionActivation>;
   options: {
-    token: string | undefined;
+    token: string | Credential | undefined;
+    componentToken: string | Credential | undefined;
     tokenHint: string | undefined;
     maxBodyBytes: number;
     maxBundleBytes: number;

@@ -33,3 +33,4 @@ export * from './fn-yaml.js';
 export * from './secrets.js';
 export * from './secret-files.js';
 export * from './limits.js';
+export * from './credentials.js';

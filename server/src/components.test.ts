@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { buildProxyPlugin, kubefnErrorHandler } from '@kubefn/gateway';
-import type { PokeBody } from '@kubefn/platform';
+import { CredentialFiles, staticCredential, type PokeBody } from '@kubefn/platform';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { componentEnv, gatewayShare, natsServers, pokePlugin, startBuilder, type RunningComponent } from './components.js';
 import { createLogger } from './logger.js';
 
@@ -11,17 +14,54 @@ const tok = 'a-token-of-24-bytes-long';
 
 describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
-    await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN/);
+    await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN \(or KUBEFN_TOKEN_DIR\)/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
-    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
-    assert.deepEqual(env, { namespace: 'ns', token: tok, port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
+    const { userToken, componentToken, ...env } = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
+    assert.deepEqual(env, { namespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
+    assert.equal(userToken.current(), tok);
+    assert.equal(componentToken.current(), tok, 'one token for both when the components have none of their own');
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
     assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
   });
   it('refuses a token under 16 bytes, saying how long it is', async () => {
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'x' }), /KUBEFN_TOKEN has 1 byte; at least 16 are needed/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'fifteen-bytes!!' }), /has 15 bytes/);
-    assert.equal((await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'sixteen-bytes!!!' })).token, 'sixteen-bytes!!!');
+    assert.equal((await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'sixteen-bytes!!!' })).userToken.current(), 'sixteen-bytes!!!');
+  });
+  it('reads the tokens from Secret volumes and follows a rotation: new token, old as previous, then old dropped', async () => {
+    const root = await mkdtemp(path.join(tmpdir(), 'kubefn-tokens-'));
+    const user = path.join(root, 'user');
+    const component = path.join(root, 'component');
+    await mkdir(user);
+    await mkdir(component);
+    const oldUser = 'user-token-number-one';
+    const newUser = 'user-token-number-two';
+    await writeFile(path.join(user, 'token'), `${oldUser}\n`);
+    await writeFile(path.join(component, 'token'), 'component-token-one');
+    const warnings: string[] = [];
+    const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN_DIR: user, KUBEFN_COMPONENT_TOKEN_DIR: component }, (m) => warnings.push(m));
+    try {
+      assert.equal(env.userToken.current(), oldUser);
+      assert.equal(env.componentToken.current(), 'component-token-one');
+      assert.ok(env.userToken.accepts(oldUser) && !env.userToken.accepts('component-token-one'), 'each token opens its own door');
+      await writeFile(path.join(user, 'token'), newUser);
+      await writeFile(path.join(user, 'previous'), oldUser);
+      assert.equal(await (env.userToken as CredentialFiles).reload(), true);
+      assert.ok(env.userToken.accepts(newUser) && env.userToken.accepts(oldUser), 'both during the rotation');
+      assert.equal(env.userToken.current(), newUser);
+      await rm(path.join(user, 'previous'));
+      await (env.userToken as CredentialFiles).reload();
+      assert.ok(env.userToken.accepts(newUser) && !env.userToken.accepts(oldUser), 'the old one refused once dropped');
+      // A weak token written by mistake is not taken: the last good one stays.
+      await writeFile(path.join(user, 'token'), 'short');
+      assert.equal(await (env.userToken as CredentialFiles).reload(), false);
+      assert.equal(env.userToken.current(), newUser);
+      assert.match(warnings.join('\n'), /the user token .* could not be read again; keeping the last one/);
+    } finally {
+      (env.userToken as CredentialFiles).close();
+      (env.componentToken as CredentialFiles).close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 
@@ -55,7 +95,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', token: 'tok', port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
+    builder = await startBuilder({ namespace: 'ns', userToken: staticCredential('tok'), componentToken: staticCredential('tok'), port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], natsToken: undefined, imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));

@@ -33,11 +33,15 @@ import {
   pokeRoute,
   ServicePeers,
   withApiTimeout,
+  apiRequestCount,
+  CredentialFiles,
+  staticCredential,
+  strongToken,
+  type Credential,
 } from '@kubefn/platform';
 import type { Logger } from './logger.js';
 import { NatsLink, type NatsServers } from './nats-link.js';
 import { registryPublisher } from './publish.js';
-import { strongToken } from './token.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
 export const componentNames: readonly ComponentName[] = ['gateway', 'autoscaler', 'builder'];
@@ -70,8 +74,17 @@ function notLeading(identity: string): KubefnError {
 export interface ComponentEnv {
   /** KUBEFN_NAMESPACE, else the service account's namespace file. */
   namespace: string;
-  /** KUBEFN_TOKEN: the management token the gateway checks and the components present to each other. */
-  token: string;
+  /**
+   * The users' token, which the gateway's management API checks: the files of KUBEFN_TOKEN_DIR
+   * (`token`, `previous`: the kubefn-token Secret, re-read while running), else KUBEFN_TOKEN.
+   */
+  userToken: Credential;
+  /**
+   * The token the components present to each other (pokes, stats, builds): the files of
+   * KUBEFN_COMPONENT_TOKEN_DIR (the kubefn-component-token Secret), else KUBEFN_COMPONENT_TOKEN,
+   * else the users' token.
+   */
+  componentToken: Credential;
   /** KUBEFN_PORT (default 8080). */
   port: number;
   /** KUBEFN_REGISTRY: where functions' images are pushed (builder) and what `fn deploy` is told. */
@@ -85,6 +98,8 @@ export interface ComponentEnv {
    * ready pods of the kubefn-nats Service in the namespace.
    */
   nats: string[];
+  /** KUBEFN_NATS_TOKEN: the token NATS asks its clients for (the kubefn-nats-token Secret). */
+  natsToken: string | undefined;
   /** KUBEFN_IMAGE_PULL_SECRETS: comma-separated pull Secrets every function's pods get. */
   imagePullSecrets: string[];
   /** KUBEFN_ALLOWED_NODE_SELECTOR_KEYS and KUBEFN_ALLOWED_TOLERATION_KEYS: what functions may ask of nodes. */
@@ -101,26 +116,34 @@ export interface RunningComponent {
 const serviceAccountNamespace = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
 /** Reads the component settings from the environment; names every missing one. */
-export async function componentEnv(env: NodeJS.ProcessEnv): Promise<ComponentEnv> {
+export async function componentEnv(env: NodeJS.ProcessEnv, onWarning?: (message: string, err?: unknown) => void): Promise<ComponentEnv> {
   const namespace = env.KUBEFN_NAMESPACE || (await readFile(serviceAccountNamespace, 'utf8').then((s) => s.trim(), () => ''));
-  const token = env.KUBEFN_TOKEN ?? '';
-  const missing = [!namespace && 'KUBEFN_NAMESPACE', !token && 'KUBEFN_TOKEN'].filter(Boolean);
+  const missing = [!namespace && 'KUBEFN_NAMESPACE', !env.KUBEFN_TOKEN_DIR && !env.KUBEFN_TOKEN && 'KUBEFN_TOKEN (or KUBEFN_TOKEN_DIR)'].filter(Boolean);
   if (missing.length) {
     throw new KubefnError('BAD_REQUEST', `missing environment: ${missing.join(', ')}`, {
-      hint: 'deploy/ sets them: the namespace from the pod, the token from the kubefn-token Secret',
+      hint: 'deploy/ sets them: the namespace from the pod, the tokens from the kubefn-token and kubefn-component-token Secrets',
     });
   }
-  strongToken(token, 'KUBEFN_TOKEN');
+  const credential = async (dirVar: string, tokenVar: string, what: string): Promise<Credential | undefined> => {
+    const dir = env[dirVar];
+    if (dir) return CredentialFiles.open(dir, { what, ...(onWarning ? { onWarning } : {}), onChange: () => onWarning?.(`${what} in ${dir} changed: using the new one`) });
+    const token = env[tokenVar];
+    return token ? staticCredential(strongToken(token, tokenVar)) : undefined;
+  };
+  const userToken = (await credential('KUBEFN_TOKEN_DIR', 'KUBEFN_TOKEN', 'the user token'))!;
+  const componentToken = (await credential('KUBEFN_COMPONENT_TOKEN_DIR', 'KUBEFN_COMPONENT_TOKEN', 'the component token')) ?? userToken;
   const port = Number(env.KUBEFN_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new KubefnError('BAD_REQUEST', `KUBEFN_PORT "${env.KUBEFN_PORT}" is not a port`);
   return {
     namespace,
-    token,
+    userToken,
+    componentToken,
     port,
     registry: env.KUBEFN_REGISTRY || undefined,
     base: env.KUBEFN_BASE || undefined,
     insecureRegistries: list(env.KUBEFN_INSECURE_REGISTRIES),
     nats: list(env.KUBEFN_NATS_URL),
+    natsToken: env.KUBEFN_NATS_TOKEN || undefined,
     imagePullSecrets: list(env.KUBEFN_IMAGE_PULL_SECRETS),
     placement: placementAllowlist(env.KUBEFN_ALLOWED_NODE_SELECTOR_KEYS, env.KUBEFN_ALLOWED_TOLERATION_KEYS),
     podName: env.KUBEFN_POD_NAME || hostname(),
@@ -156,13 +179,14 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const [autoscalers, builders, gatewayPeers] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder), peers(componentServices.gateway)]);
   // NATS: connected the first time a function needs it, never a reason not to start.
   const natsPeers = env.nats.length ? undefined : await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.nats, port: natsPort, onWarning });
-  const nats = new NatsLink({ servers: natsServers(env, natsPeers), log: log.child({ component: 'nats' }) });
+  const nats = new NatsLink({ servers: natsServers(env, natsPeers), log: log.child({ component: 'nats' }), ...(env.natsToken ? { token: env.natsToken } : {}) });
   const gateway = createGateway({
     driver,
-    token: env.token,
+    token: env.userToken,
+    componentToken: env.componentToken,
     tokenHint: clusterTokenHint(env.namespace),
     serveStats: true,
-    systemPlugins: [buildProxyPlugin({ builders: () => builders.list(), token: env.token, service: componentServices.builder })],
+    systemPlugins: [buildProxyPlugin({ builders: () => builders.list(), token: env.componentToken, service: componentServices.builder })],
     nats: nats.connection,
     logger: log.pino.child({ component: 'gateway' }) as FastifyBaseLogger,
     requestLog: true,
@@ -178,7 +202,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     return true;
   };
   gateway.onNoReplica = (name, body) =>
-    pokeOrStart({ peers: () => autoscalers.list(), token: env.token, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
+    pokeOrStart({ peers: () => autoscalers.list(), token: env.componentToken, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
       (how) => {
         if (how === 'started') log.warn('scale from zero: no autoscaler took the poke; the gateway started the function itself', { function: name });
       },
@@ -280,7 +304,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   let standingDown: Promise<void> = Promise.resolve();
   const autoscaler = new Autoscaler({
     target: driver,
-    sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.token, onWarning: (m, f) => log.warn(m, f) })],
+    sources: [new HttpStatsSource({ peers: () => gateways.list(), token: env.componentToken, onWarning: (m, f) => log.warn(m, f) })],
     logger: log,
     ...(live.current ? { config: live.current } : {}),
     active: false,
@@ -306,11 +330,23 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   };
   const app = internalServer(1024, log, 'autoscaler');
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
-    // Whether this replica leads, and that it keeps collecting and deciding (ticks, decisions).
-    scope.get('/decisions', async () => {
+    scope.addHook('onRequest', async (request) => checkToken(request, env.componentToken, componentTokenHint(env.namespace)));
+    // Whether this replica leads, that it keeps collecting and deciding (ticks, decisions), what
+    // its controller did, and what it costs: API calls made, memory, CPU time.
+    scope.get('/status', async () => {
       const { active, ...progress } = autoscaler.progress();
-      return { identity, leading: active, ...progress };
+      const { rss, heapUsed } = process.memoryUsage();
+      const { user, system } = process.cpuUsage();
+      return {
+        identity,
+        leading: active,
+        ...progress,
+        reconciles: reconciler?.counts,
+        apiRequests: apiRequestCount(),
+        rssBytes: rss,
+        heapUsedBytes: heapUsed,
+        cpuSeconds: (user + system) / 1e6,
+      };
     });
     await pokePlugin(scope, {
       poke: async (name, body) => {
@@ -373,7 +409,7 @@ export async function startBuilder(env: ComponentEnv, log: Logger): Promise<Runn
   // missing on every build instead of crash-looping.
   const missing = [!env.registry && 'registry', !env.base && 'base'].filter(Boolean);
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request) => checkToken(request, env.token, clusterTokenHint(env.namespace)));
+    scope.addHook('onRequest', async (request) => checkToken(request, env.componentToken, componentTokenHint(env.namespace)));
     if (missing.length) {
       scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
       scope.post('/system/builds', async () => {
@@ -407,6 +443,11 @@ export const startComponent: Record<ComponentName, (env: ComponentEnv, log: Logg
   autoscaler: startAutoscaler,
   builder: startBuilder,
 };
+
+/** Where the components' token is: the Secret `fn install` created. */
+function componentTokenHint(namespace: string): string {
+  return `only kubefn's components call here, with the token of the Secret ${namespace}/kubefn-component-token`;
+}
 
 /** Where a cluster's token is: the Secret `fn install` created. */
 function clusterTokenHint(namespace: string): string {

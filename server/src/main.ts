@@ -35,7 +35,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   });
   let running;
   try {
-    running = await startComponent[name as ComponentName](await componentEnv(env), log);
+    running = await startComponent[name as ComponentName](await componentEnv(env, (message, err) => log.warn(message, err === undefined ? undefined : { err })), log);
   } catch (err) {
     log.error(`${name} failed to start`, { err, ...(isKubefnError(err) && err.hint ? { hint: err.hint } : {}) });
     return 1;

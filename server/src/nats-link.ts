@@ -25,6 +25,8 @@ export interface NatsLinkOptions {
   log: Logger;
   /** The client name the server shows (default "kubefn-gateway"). */
   name?: string;
+  /** The token NATS asks for (KUBEFN_NATS_TOKEN), if it asks. */
+  token?: string;
   /** How long one attempt may take to reach a server and shake hands, ms (default 5000). */
   timeoutMs?: number;
   /** Pause between reconnect attempts, ms (default 2000, nats.js's). */
@@ -83,6 +85,7 @@ export class NatsLink {
       nc = await (this.#o.connect ?? connect)({
         servers,
         name: this.#o.name ?? 'kubefn-gateway',
+        ...(this.#o.token ? { token: this.#o.token } : {}),
         // Once connected, never give up: the triggers resume when the server is back.
         maxReconnectAttempts: -1,
         reconnectTimeWait: this.#o.reconnectWaitMs ?? 2000,

@@ -23,6 +23,16 @@ export const defaultApiTimeoutMs = 15_000;
 
 const timed = Symbol('kubefn.apiTimeout');
 
+let apiRequests = 0;
+
+/**
+ * API calls this process has made through a KubeConfig given withApiTimeout (every one kubefn's
+ * components make; watches not counted): what the controller costs the API server.
+ */
+export function apiRequestCount(): number {
+  return apiRequests;
+}
+
 /**
  * `kc`, with a deadline on every API call made through the clients it makes (makeApiClient and
  * KubernetesObjectApi): client-node sets none, so a blackholed API server would hang a call, and
@@ -36,6 +46,7 @@ export function withApiTimeout(kc: KubeConfig, timeoutMs: number = defaultApiTim
   marked[timed] = true;
   const apply = kc.applySecurityAuthentication.bind(kc);
   kc.applySecurityAuthentication = async (context) => {
+    apiRequests++;
     await apply(context);
     if (!context.getSignal()) context.setSignal(AbortSignal.timeout(timeoutMs));
   };

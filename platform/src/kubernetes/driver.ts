@@ -131,7 +131,7 @@ export class KubernetesDriver implements Driver {
     } catch (err) {
       throw kubeError(err, `applying Function "${spec.name}"`);
     }
-    const status = this.#reconciler ? await this.#reconciler.reconcile(spec.name) : await this.#reconciledBy(applied);
+    const status = this.#reconciler ? await this.#reconciler.reconcile(spec.name, applied.metadata?.generation) : await this.#reconciledBy(applied);
     if (!status) throw new KubefnError('NOT_FOUND', `function "${spec.name}" was deleted while it was deployed`);
     return status;
   }

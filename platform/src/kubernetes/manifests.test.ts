@@ -58,8 +58,12 @@ describe('deploymentFor', () => {
     });
     // Each secret as the file /var/openfaas/secrets/<name>, from the key named like it (as OpenFaaS keeps them).
     assert.equal(c.envFrom, undefined);
-    assert.deepEqual(c.volumeMounts, [{ name: 'openfaas-secrets', mountPath: '/var/openfaas/secrets', readOnly: true }]);
+    assert.deepEqual(c.volumeMounts, [
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'openfaas-secrets', mountPath: '/var/openfaas/secrets', readOnly: true },
+    ]);
     assert.deepEqual(pod.volumes, [
+      { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
       {
         name: 'openfaas-secrets',
         projected: {
@@ -72,8 +76,10 @@ describe('deploymentFor', () => {
       },
     ]);
     const bare = deploymentFor(parseFunctionSpec({ name: 'plain', image: 'i' }), 'fns', owner).spec!.template.spec!;
-    assert.equal(bare.volumes, undefined);
-    assert.equal(bare.containers[0]!.volumeMounts, undefined);
+    // Without secrets, /tmp alone; never root, whatever the image's user.
+    assert.deepEqual(bare.volumes, [{ name: 'tmp', emptyDir: { sizeLimit: '256Mi' } }]);
+    assert.deepEqual(bare.containers[0]!.volumeMounts, [{ name: 'tmp', mountPath: '/tmp' }]);
+    assert.deepEqual(bare.securityContext, { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534, seccompProfile: { type: 'RuntimeDefault' } });
     assert.deepEqual(c.ports!.map((p) => [p.name, p.containerPort]), [['http', 8080], ['admin', 8081]]);
     assert.equal(c.image, `registry.example/hello@${digest}`);
   });

@@ -16,6 +16,9 @@ export const servicePort = 80;
 export const containerName = 'function';
 /** The pod volume holding the function's secrets, mounted at secretsMountPath. */
 const secretsVolume = 'openfaas-secrets';
+const tmpVolume = 'tmp';
+/** The user a function runs as in its pod: nobody, whatever its image says (Pod Security `restricted`). */
+export const functionUser = 65534;
 
 export const kubefnLabels = {
   name: 'app.kubernetes.io/name',
@@ -113,7 +116,14 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
           ...(spec.placement?.tolerations?.length
             ? { tolerations: spec.placement.tolerations.map((t) => ({ ...t }) as V1Toleration) }
             : {}),
-          ...(spec.secrets?.length ? { volumes: [secretsVolumeFor(spec.secrets)] } : {}),
+          // Not root, whatever the image says; /tmp is the one writable place (an emptyDir).
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: functionUser,
+            runAsGroup: functionUser,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          volumes: [{ name: tmpVolume, emptyDir: { sizeLimit: '256Mi' } }, ...(spec.secrets?.length ? [secretsVolumeFor(spec.secrets)] : [])],
           containers: [
             {
               name: containerName,
@@ -126,7 +136,10 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
                 { name: 'admin', containerPort: containerPorts.admin, protocol: 'TCP' },
               ],
               env: envFor(spec),
-              ...(spec.secrets?.length ? { volumeMounts: [{ name: secretsVolume, mountPath: secretsMountPath, readOnly: true }] } : {}),
+              volumeMounts: [
+                { name: tmpVolume, mountPath: '/tmp' },
+                ...(spec.secrets?.length ? [{ name: secretsVolume, mountPath: secretsMountPath, readOnly: true }] : []),
+              ],
               ...(resources ? { resources } : {}),
               ...probesFor(),
               // Endpoint removal takes a moment to reach every gateway: the pod keeps serving

@@ -4,6 +4,7 @@
 // afresh; a failed one is retried with backoff. In a cluster exactly one process runs it (the
 // autoscaler's pod); gateways apply Functions and wait for the status it writes.
 
+import { createHash } from 'node:crypto';
 import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
@@ -79,6 +80,10 @@ export class FunctionReconciler {
   readonly #pullSecrets: readonly string[];
   readonly #placement: PlacementAllowlist;
   readonly #slots: ReconcileSlots;
+  /** Per function, what its last apply wrote and what the objects were after it (see #applyIfChanged). */
+  readonly #applied = new Map<string, { hash: string; deploymentUid: string | undefined; deploymentGeneration: number | undefined; serviceVersion: string | undefined }>();
+  /** Per function, the least generation a caller of reconcile() applied (read from the API server if the cache is older). */
+  readonly #wanted = new Map<string, number>();
   /** Per function, the metadata.generation its last successful reconcile applied. */
   readonly #reconciledGeneration = new Map<string, number>();
   /** Per function: the reconcile running now, and one queued behind it (coalesced). */
@@ -94,6 +99,8 @@ export class FunctionReconciler {
   readonly #stalls = new Map<string, ActivationStall>();
   #closed = false;
   readonly #unsubscribe: () => void;
+  /** Reconciles finished and failed since it started (failures are retried with backoff). */
+  readonly counts = { reconciled: 0, failed: 0 };
 
   /**
    * Subscribes to `objects`' Functions and Deployments and reconciles every Function they hold
@@ -119,7 +126,10 @@ export class FunctionReconciler {
       if (name && fn.metadata?.generation !== undefined && this.#reconciledGeneration.get(name) === fn.metadata.generation) return;
       later(name);
     };
-    const onDelete = (fn: FunctionResource): void => void this.#reconciledGeneration.delete(fn.metadata?.name ?? '');
+    const onDelete = (fn: FunctionResource): void => {
+      this.#reconciledGeneration.delete(fn.metadata?.name ?? '');
+      this.#applied.delete(fn.metadata?.name ?? '');
+    };
     // A Deployment that changed (its status, or someone edited or deleted it) is reconciled back
     // and its Function's status brought up to date.
     const ofDeployment = (d: V1Deployment): void => later(d.metadata?.labels?.[kubefnLabels.function]);
@@ -143,7 +153,8 @@ export class FunctionReconciler {
    * (it reads the objects when it starts, so it sees every change that led to those calls).
    * Resolves with the function's status, undefined when the Function does not exist.
    */
-  reconcile(name: string): Promise<FunctionStatus | undefined> {
+  reconcile(name: string, generation?: number): Promise<FunctionStatus | undefined> {
+    if (generation !== undefined) this.#wanted.set(name, Math.max(generation, this.#wanted.get(name) ?? 0));
     const queued = this.#queued.get(name);
     if (queued) return queued;
     const previous = this.#running.get(name) ?? Promise.resolve(undefined);
@@ -197,6 +208,7 @@ export class FunctionReconciler {
   async #reconcileOrRetry(name: string): Promise<FunctionStatus | undefined> {
     try {
       const status = await this.#reconcile(name);
+      this.counts.reconciled++;
       const retry = this.#retries.get(name);
       if (retry) {
         clearTimeout(retry.timer);
@@ -204,6 +216,7 @@ export class FunctionReconciler {
       }
       return status;
     } catch (err) {
+      this.counts.failed++;
       // Level-triggered: try again later with backoff, whoever asked.
       const last = this.#retries.get(name)?.delayMs;
       const delayMs = last === undefined ? this.#minRetryMs : Math.min(last * 2, this.#maxRetryMs);
@@ -222,7 +235,12 @@ export class FunctionReconciler {
    * nothing (no new resourceVersion, no event). Undefined when the Function does not exist.
    */
   async #reconcile(name: string): Promise<FunctionStatus | undefined> {
-    const fn = await this.#o.readFunction(name);
+    // The informer's copy when it is at least the generation a caller applied (the driver's
+    // deploy); else the API server's.
+    const wanted = this.#wanted.get(name) ?? 0;
+    this.#wanted.delete(name);
+    const cached = this.#o.cachedFunction(name);
+    const fn = cached && (cached.metadata?.generation ?? 0) >= wanted ? cached : await this.#o.readFunction(name);
     if (!fn || fn.metadata?.deletionTimestamp) {
       this.#stalls.delete(name);
       this.#reconciledGeneration.delete(name);
@@ -248,8 +266,7 @@ export class FunctionReconciler {
     const owner: Owner = { apiVersion: functionApiVersion, kind: 'Function', name, uid: fn.metadata?.uid ?? '' };
     let deployment: V1Deployment;
     try {
-      deployment = await this.#applyDeployment(spec, owner, fn.metadata?.generation ?? 0);
-      await this.#apply(serviceFor(spec, this.#o.namespace, owner));
+      deployment = await this.#applyIfChanged(spec, owner, fn.metadata?.generation ?? 0);
     } catch (err) {
       const e = kubeError(err, `applying the Deployment and Service of function "${name}"`);
       this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'ReconcileFailed', e.message);
@@ -263,6 +280,41 @@ export class FunctionReconciler {
       this.#o.deployments.caughtUp(name, deployment.metadata?.resourceVersion),
     ]);
     return functionStatusOf(written, spec, deployment);
+  }
+
+  /**
+   * The Deployment and Service of `spec`, applied unless the informer caches show them as this
+   * controller last applied them: the same manifest (by hash), and no one changed them since
+   * (the Deployment's metadata.generation, the Service's resourceVersion). A Deployment's status
+   * moving (pods starting, becoming ready) changes neither, so it costs no API call.
+   */
+  async #applyIfChanged(spec: FunctionSpec, owner: Owner, generation: number): Promise<V1Deployment> {
+    const ns = this.#o.namespace;
+    const service = serviceFor(spec, ns, owner);
+    const hash = manifestHash(deploymentFor(spec, ns, owner, { generation, imagePullSecrets: this.#pullSecrets }), service);
+    const last = this.#applied.get(spec.name);
+    const cachedDeployment = this.#o.cachedDeployment(spec.name);
+    const cachedService = this.#o.services?.cache.get(spec.name, ns);
+    if (
+      last?.hash === hash &&
+      cachedDeployment &&
+      !cachedDeployment.metadata?.deletionTimestamp &&
+      cachedDeployment.metadata?.uid === last.deploymentUid &&
+      cachedDeployment.metadata?.generation === last.deploymentGeneration &&
+      cachedService &&
+      cachedService.metadata?.resourceVersion === last.serviceVersion
+    ) {
+      return cachedDeployment;
+    }
+    const deployment = await this.#applyDeployment(spec, owner, generation);
+    const applied = await this.#apply(service);
+    this.#applied.set(spec.name, {
+      hash,
+      deploymentUid: deployment.metadata?.uid,
+      deploymentGeneration: deployment.metadata?.generation,
+      serviceVersion: this.#o.services ? applied.metadata?.resourceVersion : undefined,
+    });
+    return deployment;
   }
 
   /**
@@ -331,6 +383,11 @@ export class FunctionReconciler {
       this.#o.k8s.setHeaderOptions('Content-Type', applyPatchType),
     )) as FunctionResource;
   }
+}
+
+/** A digest of the manifests a reconcile would apply. */
+function manifestHash(deployment: V1Deployment, service: V1Service): string {
+  return createHash('sha256').update(JSON.stringify([deployment, service])).digest('base64url');
 }
 
 /** Whether kubefn's own apply (not a scaler, not the hand-over manager) owns spec.replicas. */

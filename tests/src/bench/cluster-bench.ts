@@ -5,7 +5,9 @@
 //   - reconcile: `fn deploy` of a new function (image already in the registry) until the
 //     Function reports a ready replica, and the PUT alone until then (polled every 25 ms);
 //   - cold start: a request through a gateway to a function the autoscaler has scaled to zero,
-//     until its answer (20 tries).
+//     until its answer (20 tries);
+//   - 1,000 Functions applied at once (BENCH_MANY): the controller's time to settle and API calls,
+//     and the leading autoscaler's memory and idle CPU with them all tracked.
 // `-- --cold-build` first times a build of the Kubernetes binaries (control plane, kubelet,
 // kube-proxy) from an empty Go cache and binary directory. Prints tables and writes bench-results/cluster.json.
 
@@ -17,6 +19,7 @@ import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
+import { applyManyFunctions, removeManyFunctions } from '../support/many-functions.js';
 import { installTestPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 import { percentile } from './cold-start.js';
@@ -25,6 +28,8 @@ import { writeBenchResults } from './results.js';
 const exec = promisify(execFile);
 const reconcileTries = Number(process.env.BENCH_RECONCILE_TRIES ?? 10);
 const coldTries = Number(process.env.BENCH_TRIES ?? 20);
+const manyCount = Number(process.env.BENCH_MANY ?? 1000);
+const idleMs = Number(process.env.BENCH_IDLE_MS ?? 60_000);
 
 function stats(ms: number[]) {
   return { p50: Math.round(percentile(ms, 50)), max: Math.round(Math.max(...ms)), all: ms.map((x) => Math.round(x)) };
@@ -106,6 +111,10 @@ async function main(): Promise<void> {
       console.error(`cold start ${i + 1}/${coldTries}: ${coldMs.at(-1)!.toFixed(0)} ms`);
     }
 
+    console.error(`applying ${manyCount} Functions at once`);
+    const many = await applyManyFunctions(p, { count: manyCount, image, idleMs, onProgress: (line) => console.error(line) });
+    await removeManyFunctions(p);
+
     const results = {
       machine: { cpus: os.cpus().length, node: process.version },
       clusterNode: p.cluster.node!.kind,
@@ -113,6 +122,7 @@ async function main(): Promise<void> {
       installMs: Math.round(p.installMs),
       reconcile: { fnDeployToReadyMs: stats(fnDeployMs), putToReadyMs: stats(putMs) },
       coldStartThroughGatewayMs: stats(coldMs),
+      manyFunctions: many,
     };
     const rows = [
       ...(coldBuildMs !== undefined ? [['Kubernetes binaries cold build (empty Go cache)', '1', `${(coldBuildMs / 1000).toFixed(0)} s`, '']] : []),
@@ -122,6 +132,17 @@ async function main(): Promise<void> {
       ['cold start through a gateway (function at zero)', String(coldTries), `${results.coldStartThroughGatewayMs.p50} ms`, `${results.coldStartThroughGatewayMs.max} ms`],
     ];
     console.log(['| measure | tries | p50 | max |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
+    const manyRows = [
+      ['Functions applied at once', String(many.count)],
+      ['creates answered (32 in flight)', `${(many.applyMs / 1000).toFixed(1)} s`],
+      ['controller settled (every status at its generation)', `${(many.settleMs / 1000).toFixed(1)} s`],
+      ['controller API calls until settled', `${many.controllerApiRequests} (${(many.controllerApiRequests / many.count).toFixed(1)} per Function)`],
+      ['reconciles done / failed', `${many.reconciles.reconciled} / ${many.reconciles.failed}`],
+      [`leader API calls in the ${idleMs / 1000} s at rest after`, String(many.idleApiRequests)],
+      ['autoscaler RSS / heap with all tracked', `${many.autoscaler.rssMiB} MiB / ${many.autoscaler.heapUsedMiB} MiB`],
+      [`autoscaler CPU at rest (${idleMs / 1000} s)`, `${many.autoscaler.cpuPercentIdle} %`],
+    ];
+    console.log(['', '| 1,000 Functions | |', '|---|---|', ...manyRows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
     await writeBenchResults('cluster', results);
     console.log(JSON.stringify(results));
   } finally {

@@ -31,9 +31,12 @@ describe('cluster benchmark smoke runs', () => {
     }));
 
   it('npm run bench:cluster: kubefn installed on the test cluster', { timeout: 1_200_000 }, () =>
-    smoke('tests/dist/bench/cluster-bench.js', { BENCH_TRIES: '1', BENCH_RECONCILE_TRIES: '1' }, 1_140_000, async (run) => {
+    smoke('tests/dist/bench/cluster-bench.js', { BENCH_TRIES: '1', BENCH_RECONCILE_TRIES: '1', BENCH_MANY: '20', BENCH_IDLE_MS: '5000' }, 1_140_000, async (run) => {
       const json = await benchJson(run, 'cluster');
-      hasKeys(json, ['machine', 'clusterNode', 'installMs', 'reconcile', 'coldStartThroughGatewayMs']);
+      hasKeys(json, ['machine', 'clusterNode', 'installMs', 'reconcile', 'coldStartThroughGatewayMs', 'manyFunctions']);
+      const many = json.manyFunctions as Record<string, unknown>;
+      hasKeys(many, ['count', 'settleMs', 'controllerApiRequests', 'reconciles', 'idleApiRequests', 'autoscaler']);
+      assert.equal(many.count, 20);
       const reconcile = json.reconcile as Record<string, unknown>;
       hasKeys(reconcile, ['fnDeployToReadyMs', 'putToReadyMs']);
       oneTry(reconcile.fnDeployToReadyMs);

@@ -78,11 +78,15 @@ function suite(): void {
     return pods.items.find((x) => !x.metadata?.deletionTimestamp && x.status?.podIP && x.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
   };
 
+  /** The token NATS asks its clients for: the kubefn-nats-token Secret fn install made. */
+  const natsToken = async () =>
+    Buffer.from((await core().readNamespacedSecret({ name: 'kubefn-nats-token', namespace: platformNamespace })).data!.token!, 'base64').toString();
+
   /** Connects this process to the NATS pod and listens on the output subject. */
   const listen = async (): Promise<NatsConnection> => {
     const pod = await natsPod();
     assert.ok(pod, 'a ready NATS pod');
-    const conn = await connect({ servers: `${pod.status!.podIP}:4222`, name: 'kubefn-cluster-test' });
+    const conn = await connect({ servers: `${pod.status!.podIP}:4222`, name: 'kubefn-cluster-test', token: await natsToken() });
     const sub: Subscription = conn.subscribe(output);
     void (async () => {
       for await (const m of sub) {
@@ -177,6 +181,12 @@ function suite(): void {
       assert.equal(res.status, 200, `${gw}: ${text}`);
       assert.equal((JSON.parse(text) as Echo).body, 'hello');
     }
+  });
+
+  it('NATS refuses a client without its token, or with a wrong one', async () => {
+    const servers = `${(await natsPod())!.status!.podIP}:4222`;
+    await assert.rejects(connect({ servers, name: 'kubefn-cluster-test-anonymous', maxReconnectAttempts: 0 }), /Authorization/i);
+    await assert.rejects(connect({ servers, name: 'kubefn-cluster-test-wrong', token: 'not-the-token-of-nats', maxReconnectAttempts: 0 }), /Authorization/i);
   });
 
   it('every JetStream message is handled once, through both gateways, with no redelivery', async () => {

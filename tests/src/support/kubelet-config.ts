@@ -148,6 +148,9 @@ export function kubeletConfig(o: { dir: string; address: string; port: number; h
       volumePluginDir: path.join(o.dir, 'volume-plugins'),
       shutdownGracePeriod: '0s',
       shutdownGracePeriodCriticalPods: '0s',
+      // Pods are synced, and so their Secret volumes brought up to date (a token rotation), every
+      // 10 s rather than every minute: the tests wait for it.
+      syncFrequency: '10s',
     },
     null,
     2,

@@ -30,7 +30,10 @@ export interface InstalledPlatform {
   namespace: string;
   /** The function base image pushed to the registry. */
   base: string;
+  /** The users' token (kubefn-token); a test that rotates it sets the new one here. */
   token: string;
+  /** The components' token, read from the kubefn-component-token Secret now. */
+  componentToken(): Promise<string>;
   /** http://<pod IP>:8080 of each ready gateway pod, sorted. */
   gateways(): Promise<string[]>;
   /** `--insecure-registry <registry>`: what fn deploy needs to push to the platform's plain-HTTP registry. */
@@ -172,6 +175,8 @@ export async function installTestPlatform(options: InstallOptions = {}): Promise
       namespace: platformNamespace,
       base,
       token,
+      componentToken: async () =>
+        Buffer.from((await core.readNamespacedSecret({ name: 'kubefn-component-token', namespace: platformNamespace })).data!.token!, 'base64').toString(),
       gateways,
       insecure,
       fn,
