@@ -86,6 +86,13 @@ export const FunctionSpecSchema = Type.Object(
         description: 'Kubernetes: Secrets (kubernetes.io/dockerconfigjson) the kubelet pulls the image with, beside the platform-wide one',
       }),
     ),
+    serviceAccount: Type.Optional(
+      Type.String({
+        pattern: namePattern,
+        maxLength: 63,
+        description: "Kubernetes: the ServiceAccount the function's pods run as, with its token mounted; without it they get none",
+      }),
+    ),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }))),
     annotations: Type.Optional(Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 65_536 }))),
     resources: Type.Optional(
@@ -209,6 +216,9 @@ function semanticErrors(spec: FunctionSpec): FieldError[] {
     if (secret.startsWith(reservedSecretPrefix)) {
       out.push({ field: 'secrets', message: `"${secret}" is one of the platform's own Secrets (${reservedSecretPrefix}*, kubefn-token among them); a function may not read them` });
     }
+  }
+  if (spec.serviceAccount?.startsWith(reservedSecretPrefix)) {
+    out.push({ field: 'serviceAccount', message: `"${spec.serviceAccount}" is one of the platform's own service accounts (${reservedSecretPrefix}*); a function may not act as it` });
   }
   for (const [key, secret] of Object.entries(spec.secretEnv ?? {})) {
     if (!new RegExp(envKeyPattern).test(key)) out.push({ field: `secretEnv.${key}`, message: 'must be a valid environment variable name' });

@@ -107,6 +107,13 @@ describe('deploymentFor', () => {
     assert.equal(c.securityContext!.allowPrivilegeEscalation, false);
   });
 
+  it('runs a function that names a ServiceAccount as it, with its token; refuses the platform\'s own', () => {
+    const own = deploymentFor(parseFunctionSpec({ name: 'lister', image: 'i', serviceAccount: 'pod-reader' }), 'fns', owner).spec!.template.spec!;
+    assert.equal(own.serviceAccountName, 'pod-reader');
+    assert.equal(own.automountServiceAccountToken, true);
+    assert.throws(() => parseFunctionSpec({ name: 'sneaky', image: 'i', serviceAccount: 'kubefn-gateway' }), /platform's own service accounts/);
+  });
+
   it('omits what the spec does not set', () => {
     const bare = deploymentFor(parseFunctionSpec({ name: 'bare', image: 'x' }), 'fns', owner);
     const bc = bare.spec!.template.spec!.containers[0]!;

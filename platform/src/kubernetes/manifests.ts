@@ -108,8 +108,9 @@ export function deploymentFor(spec: FunctionSpec, namespace: string, owner: Owne
         },
         spec: {
           enableServiceLinks: false,
-          // A function has no business with the API server: no service-account token in its pods.
-          automountServiceAccountToken: false,
+          // No service-account token in a function's pods, unless it names a ServiceAccount of
+          // its own to act as (spec.serviceAccount).
+          ...(spec.serviceAccount ? { serviceAccountName: spec.serviceAccount, automountServiceAccountToken: true } : { automountServiceAccountToken: false }),
           ...pullSecretsFor(spec, options.imagePullSecrets),
           terminationGracePeriodSeconds: graceSeconds,
           ...(spec.placement?.nodeSelector ? { nodeSelector: { ...spec.placement.nodeSelector } } : {}),

@@ -124,6 +124,32 @@ function suite(): void {
     await waitReady('kubefn.dev/function=cc-one', 2, 'cc-one at 2 ready replicas');
   });
 
+  it('isolation: a function naming kubefn-token is refused; function pods run as nobody, without a service-account token', async () => {
+    const gw = (await p.gateways())[0]!;
+    const res = await fetch(`${gw}/system/functions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'thief', image: `${p.registry.host}/x@sha256:${'c'.repeat(64)}`, secrets: ['kubefn-token'] }),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 400, text);
+    assert.match(text, /kubefn-token.*platform's own Secrets/);
+    const pod = (await readyPods('kubefn.dev/function=echo'))[0]!;
+    assert.equal(pod.spec?.automountServiceAccountToken, false);
+    assert.deepEqual(pod.spec?.volumes?.filter((v) => v.projected?.sources?.some((src) => src.serviceAccountToken)) ?? [], [], 'no service-account token volume');
+    assert.equal(pod.spec?.securityContext?.runAsUser, 65534);
+    assert.equal(pod.spec?.securityContext?.runAsNonRoot, true);
+    // The namespace admits only what Pod Security `restricted` allows: a root pod is refused.
+    await assert.rejects(
+      core().createNamespacedPod({
+        namespace: p.namespace,
+        dryRun: 'All',
+        body: { metadata: { name: 'root-probe' }, spec: { containers: [{ name: 'c', image: 'x', securityContext: { runAsUser: 0 } }] } },
+      }),
+      (err: { code?: number; body?: unknown }) => err.code === 403 && /restricted/.test(String(err.body)),
+    );
+  });
+
   it('a containerConcurrency 1 function behind two gateways: never more than 1 in its handler, no 503', async () => {
     const gateways = await p.gateways();
     assert.equal(gateways.length, 2);
