@@ -4,20 +4,26 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { silentProgress } from './output.js';
-import { defaultDeployDir, install, platformImageName, renderKustomization, replaceImage } from './install.js';
+import { defaultDeployDir, install, platformImageName, platformNamespaceOf, renderKustomization, replaceImage } from './install.js';
 
 describe('renderKustomization of deploy/', () => {
-  it('puts every namespaced object in the kustomization namespace and leaves cluster objects alone', async () => {
-    const { namespace, objects } = await renderKustomization(defaultDeployDir);
-    assert.equal(namespace, 'kubefn');
+  it('names a namespace on every namespaced object: the platform in kubefn, what governs functions in kubefn-fn', async () => {
+    const rendered = await renderKustomization(defaultDeployDir);
+    const { namespace, objects } = rendered;
+    assert.equal(namespace, undefined, 'the kustomization sets none');
+    assert.equal(platformNamespaceOf(rendered), 'kubefn');
     const kinds = new Set(objects.map((o) => o.kind));
     for (const kind of ['Namespace', 'CustomResourceDefinition', 'ServiceAccount', 'Role', 'RoleBinding', 'ConfigMap', 'Deployment', 'StatefulSet', 'Service', 'NetworkPolicy']) {
       assert.ok(kinds.has(kind), `deploy/ has a ${kind}`);
     }
+    const inFunctions: string[] = [];
     for (const o of objects) {
       if (o.kind === 'Namespace' || o.kind === 'CustomResourceDefinition') assert.equal(o.metadata?.namespace, undefined, `${o.kind} ${o.metadata?.name}`);
+      else if (o.metadata?.namespace === 'kubefn-fn') inFunctions.push(`${o.kind}/${o.metadata.name}`);
       else assert.equal(o.metadata?.namespace, 'kubefn', `${o.kind} ${o.metadata?.name}`);
     }
+    assert.deepEqual(inFunctions.sort(), ['NetworkPolicy/kubefn-functions', 'Role/kubefn-autoscaler', 'Role/kubefn-gateway', 'RoleBinding/kubefn-autoscaler', 'RoleBinding/kubefn-gateway']);
+    assert.deepEqual(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name), ['kubefn', 'kubefn-fn']);
     const gateway = objects.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'kubefn-gateway') as { spec: { replicas: number } } | undefined;
     assert.equal(gateway?.spec.replicas, 2);
   });
@@ -72,7 +78,7 @@ describe('NATS in deploy/ and deploy/nats-ephemeral/', () => {
     const overrides = [{ name: platformImageName, newName: 'r:5000/kubefn/platform', digest }];
     const base = await renderKustomization(defaultDeployDir, overrides);
     const overlay = await renderKustomization(ephemeralDir, overrides);
-    assert.equal(overlay.namespace, 'kubefn');
+    assert.equal(platformNamespaceOf(overlay), 'kubefn');
     const key = (o: { kind?: string; metadata?: { name?: string; namespace?: string } }) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
     assert.deepEqual(overlay.objects.map(key), base.objects.map(key));
     for (const o of overlay.objects) {

@@ -119,6 +119,11 @@ export async function renderKustomization(dir: string, overrides: ImageOverride[
   return { namespace: own ?? baseNamespace, objects };
 }
 
+/** The platform's namespace: the kustomization's, else the one its gateway Deployment names, else default. */
+export function platformNamespaceOf({ namespace, objects }: { namespace: string | undefined; objects: Manifest[] }): string {
+  return namespace ?? objects.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'kubefn-gateway')?.metadata?.namespace ?? 'default';
+}
+
 /** Applies one `patches` entry: JSON 6902 operations on every object its target selects. */
 async function applyPatch(objects: Manifest[], p: KustomizePatch, where: string, dir: string): Promise<void> {
   const refuse = (what: string) =>
@@ -217,7 +222,9 @@ export async function install(options: InstallOptions, progress: Progress, note:
     base = await progress.step(`pushing this machine's node as the function base`, () => pushBaseImage(client, hostBaseName, target, cacheDir), (r) => `function base ${r}`);
   }
   const overrides: ImageOverride[] = [imageOverride(platformImageName, image), ...(options.natsImage ? [imageOverride(natsImageName, options.natsImage)] : [])];
-  const { namespace = 'default', objects } = await renderKustomization(options.from, overrides);
+  const rendered = await renderKustomization(options.from, overrides);
+  const { objects } = rendered;
+  const namespace = platformNamespaceOf(rendered);
   for (const obj of objects) {
     if (obj.kind === 'ConfigMap' && obj.metadata?.name === 'kubefn-config') {
       obj.data = {

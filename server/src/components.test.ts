@@ -17,7 +17,7 @@ describe('componentEnv', () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN \(or KUBEFN_TOKEN_DIR\)/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
     const { userToken, componentToken, ...env } = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
-    assert.deepEqual(env, { namespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
+    assert.deepEqual(env, { namespace: 'ns', functionNamespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
     assert.equal(userToken.current(), tok);
     assert.equal(componentToken.current(), tok, 'one token for both when the components have none of their own');
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
@@ -95,7 +95,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', userToken: staticCredential('tok'), componentToken: staticCredential('tok'), port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], natsToken: undefined, imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
+    builder = await startBuilder({ namespace: 'ns', functionNamespace: 'ns', userToken: staticCredential('tok'), componentToken: staticCredential('tok'), port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], natsToken: undefined, imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));

@@ -72,8 +72,10 @@ function notLeading(identity: string): KubefnError {
 }
 
 export interface ComponentEnv {
-  /** KUBEFN_NAMESPACE, else the service account's namespace file. */
+  /** KUBEFN_NAMESPACE, else the service account's namespace file: the platform's namespace. */
   namespace: string;
+  /** KUBEFN_FUNCTION_NAMESPACE: where Functions and their objects live (default: `namespace`). */
+  functionNamespace: string;
   /**
    * The users' token, which the gateway's management API checks: the files of KUBEFN_TOKEN_DIR
    * (`token`, `previous`: the kubefn-token Secret, re-read while running), else KUBEFN_TOKEN.
@@ -136,6 +138,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv, onWarning?: (message:
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new KubefnError('BAD_REQUEST', `KUBEFN_PORT "${env.KUBEFN_PORT}" is not a port`);
   return {
     namespace,
+    functionNamespace: env.KUBEFN_FUNCTION_NAMESPACE || namespace,
     userToken,
     componentToken,
     port,
@@ -171,9 +174,9 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const onWarning = warner(log);
   // The gateway reads Functions and their endpoints and leaves reconciling to the autoscaler's
   // pod; it probes pods the kubelet has not reported ready yet, as Knative's activator does.
-  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning });
+  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.functionNamespace, onWarning });
   const prober = new PendingPodProber();
-  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.gateway, onWarning });
+  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.functionNamespace, component: componentServices.gateway, onWarning });
   const driver = new KubernetesDriver(objects, { prober, events, placement: env.placement });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders, gatewayPeers] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder), peers(componentServices.gateway)]);
@@ -221,7 +224,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   });
   share();
   const url = await gateway.app.listen({ port: env.port, host: '0.0.0.0' });
-  log.info('gateway listening', { url, namespace: env.namespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });
+  log.info('gateway listening', { url, namespace: env.namespace, functions: env.functionNamespace, nats: env.nats.length ? env.nats.join(',') : `the ${componentServices.nats} Service` });
   return {
     url,
     close: async () => {
@@ -295,8 +298,8 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   // collects and decides every second like the leader (so its windows are full the moment it
   // takes over, and through an API server outage that cost the leader its Lease), calls no scale,
   // and answers pokes 503 so the gateways try the leader.
-  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.namespace, onWarning, watchServices: true });
-  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.namespace, component: componentServices.autoscaler, onWarning });
+  const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.functionNamespace, onWarning, watchServices: true });
+  const events = new FunctionEventRecorder({ core: objects.core, namespace: env.functionNamespace, component: componentServices.autoscaler, onWarning });
   const driver = new KubernetesDriver(objects, { events, placement: env.placement });
   const gateways = await ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service: componentServices.gateway, port: componentPort, onWarning });
   const identity = env.podName;
@@ -313,7 +316,12 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
   });
   running = autoscaler;
   const lead = (): void => {
-    reconciler = new FunctionReconciler(objects, { events, imagePullSecrets: env.imagePullSecrets, placement: env.placement });
+    reconciler = new FunctionReconciler(objects, {
+      events,
+      imagePullSecrets: env.imagePullSecrets,
+      placement: env.placement,
+      gatewayUrl: `http://${componentServices.gateway}.${env.namespace}.svc:8080`,
+    });
     autoscaler.setActive(true);
     log.info('leading: reconciling Functions and scaling them', { lease: `${env.namespace}/${autoscalerLease}`, identity });
   };
@@ -366,7 +374,7 @@ export async function startAutoscaler(env: ComponentEnv, log: Logger): Promise<R
     onStoppedLeading: standDown,
     onWarning,
   });
-  log.info('autoscaler and controller running; campaigning for the Lease', { url, namespace: env.namespace, identity, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
+  log.info('autoscaler and controller running; campaigning for the Lease', { url, namespace: env.namespace, functions: env.functionNamespace, identity, config: live.current ? autoscalerConfigMap : 'built-in defaults' });
   return {
     url,
     close: async () => {

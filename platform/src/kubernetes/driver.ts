@@ -306,7 +306,7 @@ export class KubernetesDriver implements Driver {
       // The Function exists but its Deployment does not yet (or was deleted): reconcile, then scale.
       if (!this.#reconciler) {
         throw new KubefnError('UNAVAILABLE', `function "${name}" has no Deployment yet; its controller has not reconciled it`, {
-          hint: `check the controller: kubectl -n ${this.namespace} logs deploy/kubefn-autoscaler`,
+          hint: "check the controller: kubectl logs deploy/kubefn-autoscaler in the platform's namespace",
         });
       }
       if (!(await this.#reconciler.reconcile(name))) throw notFound(name);

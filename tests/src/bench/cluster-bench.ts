@@ -98,8 +98,8 @@ async function main(): Promise<void> {
     for (let i = 0; i < coldTries; i++) {
       await waitFor(
         async () =>
-          (await apps.readNamespacedDeployment({ name: 'cold', namespace: p.namespace })).spec?.replicas === 0 &&
-          (await core.listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0,
+          (await apps.readNamespacedDeployment({ name: 'cold', namespace: p.functionNamespace })).spec?.replicas === 0 &&
+          (await core.listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0,
         { timeoutMs: 180_000, what: 'cold at zero' },
       );
       const gw = (await p.gateways())[i % 2]!;

@@ -106,8 +106,10 @@ function suite(): void {
     await writeFile(path.join(dir, 'fn.yaml'), YAML.stringify({ name, handler: 'handler.js', timeout: '30s', scale }));
     await fn('deploy', dir, ...p.insecure, '--json');
   };
+  /** Function pods are in the functions' namespace, the platform's in its own. */
+  const nsOf = (selector: string) => (selector.startsWith('kubefn.dev/function') ? p.functionNamespace : p.namespace);
   const readyPods = async (selector: string) =>
-    (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: selector })).items.filter(
+    (await core().listNamespacedPod({ namespace: nsOf(selector), labelSelector: selector })).items.filter(
       (pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
     );
   const waitReady = (selector: string, n: number, what: string) =>
@@ -142,7 +144,7 @@ function suite(): void {
     // The namespace admits only what Pod Security `restricted` allows: a root pod is refused.
     await assert.rejects(
       core().createNamespacedPod({
-        namespace: p.namespace,
+        namespace: p.functionNamespace,
         dryRun: 'All',
         body: { metadata: { name: 'root-probe' }, spec: { containers: [{ name: 'c', image: 'x', securityContext: { runAsUser: 0 } }] } },
       }),
@@ -174,7 +176,7 @@ function suite(): void {
     await waitFor(() => l.calls.length >= 100, { timeoutMs: 60_000, what: 'load running' });
     await fn('scale', 'echo', '1');
     // Until the two pods that go are gone entirely (preStop, drain, exit), and a little after.
-    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=echo' })).items.length === 1, {
+    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=echo' })).items.length === 1, {
       timeoutMs: 120_000,
       what: 'echo down to one pod',
     });
@@ -220,7 +222,7 @@ function suite(): void {
     assert.ok(standby, 'a standby runs beside the leader');
     await deployCounter('cold', { min: 0, max: 2 });
     await fn('scale', 'cold', '0');
-    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0, {
+    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0, {
       timeoutMs: 120_000,
       what: 'cold at zero',
     });
@@ -236,8 +238,8 @@ function suite(): void {
     await waitFor(async () => (await leaseHolder()) === standby, { timeoutMs: 40_000, what: `the standby ${standby} holds the Lease` });
     const tookOverMs = Date.now() - killedAt;
     // The new leader's controller acts: a deleted Service of a function is put back.
-    await core().deleteNamespacedService({ name: 'echo', namespace: p.namespace });
-    await waitFor(async () => (await core().readNamespacedService({ name: 'echo', namespace: p.namespace }).then(() => true, () => false)), {
+    await core().deleteNamespacedService({ name: 'echo', namespace: p.functionNamespace });
+    await waitFor(async () => (await core().readNamespacedService({ name: 'echo', namespace: p.functionNamespace }).then(() => true, () => false)), {
       timeoutMs: 30_000,
       what: 'the new leader recreated the Service of echo',
     });
@@ -356,7 +358,7 @@ function suite(): void {
     // The components speak the new token among themselves: a function at zero is started by a
     // poke (not by the gateway's own fallback, which needs no token), and the stats are read.
     await fn('scale', 'echo', '0');
-    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=echo' })).items.length === 0, {
+    await waitFor(async () => (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=echo' })).items.length === 0, {
       timeoutMs: 120_000,
       what: 'echo at zero',
     });
@@ -365,7 +367,7 @@ function suite(): void {
     assert.equal(res.status, 200);
     const started = await waitFor(
       async () =>
-        (await core().listNamespacedEvent({ namespace: p.namespace, fieldSelector: 'involvedObject.kind=Function,involvedObject.name=echo' })).items.find(
+        (await core().listNamespacedEvent({ namespace: p.functionNamespace, fieldSelector: 'involvedObject.kind=Function,involvedObject.name=echo' })).items.find(
           (e) => e.reason === 'Scaled' && /from 0 to/.test(e.message ?? '') && new Date(e.lastTimestamp ?? 0).getTime() >= calledAt,
         ),
       { timeoutMs: 30_000, what: 'the Scaled Event of the start from zero' },

@@ -126,7 +126,7 @@ function suite(): void {
       assert.equal(res.status, 200, gw);
       assert.equal(await res.text(), 'Hello, Cluster!\n');
     }
-    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
     assert.equal(d.metadata?.ownerReferences?.[0]?.kind, 'Function');
     assert.equal(d.spec?.template.spec?.containers[0]?.image, out.image);
   });
@@ -134,8 +134,8 @@ function suite(): void {
   it('scales to zero when idle and back from zero on a request through a gateway', async () => {
     await waitFor(
       async () => {
-        const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
-        const pods = await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=hello' });
+        const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
+        const pods = await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' });
         return d.spec?.replicas === 0 && pods.items.length === 0;
       },
       { timeoutMs: 180_000, what: 'hello scaled to zero by the autoscaler' },
@@ -145,7 +145,7 @@ function suite(): void {
     const res = await fetch(`${(await p.gateways())[1]}/function/hello?name=again`);
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'Hello, again!\n');
-    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
     assert.ok((d.spec?.replicas ?? 0) >= 1, 'the poke scaled the Deployment up');
   });
 
@@ -155,21 +155,21 @@ function suite(): void {
         { name: 'kubefn-autoscaler', namespace: p.namespace, body: { spec: { replicas } } },
         p.cluster.k8s.setHeaderOptions('Content-Type', p.cluster.k8s.PatchStrategy.MergePatch),
       );
-    const podsOf = async (selector: string) => (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: selector })).items.length;
+    const podsOf = async (selector: string, namespace = p.namespace) => (await core().listNamespacedPod({ namespace, labelSelector: selector })).items.length;
     await scaleAutoscaler(0);
     try {
       await waitFor(async () => (await podsOf('app.kubernetes.io/name=kubefn-autoscaler')) === 0, { timeoutMs: 120_000, what: 'the autoscaler gone' });
       await fn('scale', 'hello', '0');
-      await waitFor(async () => (await podsOf('kubefn.dev/function=hello')) === 0, { timeoutMs: 120_000, what: 'hello at zero' });
+      await waitFor(async () => (await podsOf('kubefn.dev/function=hello', p.functionNamespace)) === 0, { timeoutMs: 120_000, what: 'hello at zero' });
       const res = await fetch(`${gateway}/function/hello?name=alone`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.equal(await res.text(), 'Hello, alone!\n');
-      const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace });
+      const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
       assert.equal(d.spec?.replicas, 1, 'the gateway scaled it 0 -> 1, no further');
       // And said so, as a Kubernetes Event on the Function.
       await waitFor(
         async () =>
-          (await core().listNamespacedEvent({ namespace: p.namespace, fieldSelector: 'involvedObject.kind=Function,involvedObject.name=hello' })).items.some(
+          (await core().listNamespacedEvent({ namespace: p.functionNamespace, fieldSelector: 'involvedObject.kind=Function,involvedObject.name=hello' })).items.some(
             (e) => e.reason === 'Scaled' && e.source?.component === 'kubefn-gateway' && /from 0 to 1/.test(e.message ?? ''),
           ),
         { timeoutMs: 30_000, what: 'a Scaled Event from the gateway' },
@@ -202,7 +202,7 @@ function suite(): void {
         const res = await fetch(`${gateway}/function/hello?name=logs`);
         assert.equal(res.status, 200);
         await res.text();
-        const pods = await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'kubefn.dev/function=hello' });
+        const pods = await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' });
         return pods.items.some((pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       },
       { timeoutMs: 60_000, what: 'a ready replica of hello that is not terminating' },
@@ -235,14 +235,14 @@ function suite(): void {
     assert.deepEqual(await res.json(), { dir: '/var/openfaas/secrets', files: { 'db-password': 'hunter2' }, env: 'hunter2', writable: false });
     await fn('delete', 'reads-secret');
     assert.match(await fn('secret', 'delete', 'db-password'), /deleted secret "db-password"/);
-    await assert.rejects(core().readNamespacedSecret({ name: 'db-password', namespace: p.namespace }), (err: { code?: number }) => err.code === 404);
+    await assert.rejects(core().readNamespacedSecret({ name: 'db-password', namespace: p.functionNamespace }), (err: { code?: number }) => err.code === 404);
   });
 
   it('fn delete removes the Function, and its Deployment and Service go with it', async () => {
     await fn('delete', 'hello');
     const gone = (err: { code?: number }) => err.code === 404;
-    await assert.rejects(apps().readNamespacedDeployment({ name: 'hello', namespace: p.namespace }), gone);
-    await assert.rejects(core().readNamespacedService({ name: 'hello', namespace: p.namespace }), gone);
+    await assert.rejects(apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace }), gone);
+    await assert.rejects(core().readNamespacedService({ name: 'hello', namespace: p.functionNamespace }), gone);
     const res = await fetch(`${gateway}/function/hello`);
     assert.equal(res.status, 404);
   });

@@ -60,7 +60,7 @@ async function leader(p: InstalledPlatform): Promise<AutoscalerStatus> {
 
 export async function applyManyFunctions(p: InstalledPlatform, options: { count: number; image: string; idleMs?: number; onProgress?: (line: string) => void }): Promise<ManyFunctionsResult> {
   const custom = p.cluster.kc.makeApiClient(p.cluster.k8s.CustomObjectsApi);
-  const api = fnApi(p.namespace);
+  const api = fnApi(p.functionNamespace);
   const names = Array.from({ length: options.count }, (_, i) => `many-${String(i).padStart(4, '0')}`);
   const before = await leader(p);
   const t0 = performance.now();
@@ -123,5 +123,5 @@ export async function applyManyFunctions(p: InstalledPlatform, options: { count:
 /** Deletes the Functions applyManyFunctions made (their Deployments and Services go by garbage collection). */
 export async function removeManyFunctions(p: InstalledPlatform): Promise<void> {
   const custom = p.cluster.kc.makeApiClient(p.cluster.k8s.CustomObjectsApi);
-  await custom.deleteCollectionNamespacedCustomObject({ ...fnApi(p.namespace), labelSelector: `${manyLabel}=1` });
+  await custom.deleteCollectionNamespacedCustomObject({ ...fnApi(p.functionNamespace), labelSelector: `${manyLabel}=1` });
 }

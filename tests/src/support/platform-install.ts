@@ -30,6 +30,8 @@ export interface InstalledPlatform {
   namespace: string;
   /** The function base image pushed to the registry. */
   base: string;
+  /** Where Functions, their Deployments, Services, pods and secrets live. */
+  functionNamespace: string;
   /** The users' token (kubefn-token); a test that rotates it sets the new one here. */
   token: string;
   /** The components' token, read from the kubefn-component-token Secret now. */
@@ -48,6 +50,8 @@ export interface InstalledPlatform {
 }
 
 export const platformNamespace = 'kubefn';
+/** deploy/'s namespace of functions (config.yaml function-namespace). */
+export const functionNamespace = 'kubefn-fn';
 /** NATS's store claim: volumeClaimTemplate "data" of deploy/nats.yaml's StatefulSet kubefn-nats, pod 0. */
 export const natsClaim = 'data-kubefn-nats-0';
 
@@ -173,6 +177,7 @@ export async function installTestPlatform(options: InstallOptions = {}): Promise
       registry,
       client,
       namespace: platformNamespace,
+      functionNamespace,
       base,
       token,
       componentToken: async () =>
