@@ -14,11 +14,11 @@ const tok = 'a-token-of-24-bytes-long';
 
 describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
-    await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN \(or KUBEFN_TOKEN_DIR\)/);
+    await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN \(or KUBEFN_TOKEN_DIR, KUBEFN_COMPONENT_TOKEN_DIR\)/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
     const { userToken, componentToken, ...env } = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
     assert.deepEqual(env, { namespace: 'ns', functionNamespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
-    assert.equal(userToken.current(), tok);
+    assert.equal(userToken?.current(), tok);
     assert.equal(componentToken.current(), tok, 'one token for both when the components have none of their own');
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });
     assert.deepEqual(nats.nats, ['nats://a:4222', 'b:4222']);
@@ -26,7 +26,7 @@ describe('componentEnv', () => {
   it('refuses a token under 16 bytes, saying how long it is', async () => {
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'x' }), /KUBEFN_TOKEN has 1 byte; at least 16 are needed/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'fifteen-bytes!!' }), /has 15 bytes/);
-    assert.equal((await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'sixteen-bytes!!!' })).userToken.current(), 'sixteen-bytes!!!');
+    assert.equal((await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: 'sixteen-bytes!!!' })).userToken?.current(), 'sixteen-bytes!!!');
   });
   it('reads the tokens from Secret volumes and follows a rotation: new token, old as previous, then old dropped', async () => {
     const root = await mkdtemp(path.join(tmpdir(), 'kubefn-tokens-'));
@@ -39,8 +39,14 @@ describe('componentEnv', () => {
     await writeFile(path.join(user, 'token'), `${oldUser}\n`);
     await writeFile(path.join(component, 'token'), 'component-token-one');
     const warnings: string[] = [];
+    // The autoscaler and the builder mount only the components' token.
+    const autoscaler = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_COMPONENT_TOKEN_DIR: component });
+    assert.equal(autoscaler.userToken, undefined);
+    assert.equal(autoscaler.componentToken.current(), 'component-token-one');
+    (autoscaler.componentToken as CredentialFiles).close();
     const env = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN_DIR: user, KUBEFN_COMPONENT_TOKEN_DIR: component }, (m) => warnings.push(m));
     try {
+      assert.ok(env.userToken);
       assert.equal(env.userToken.current(), oldUser);
       assert.equal(env.componentToken.current(), 'component-token-one');
       assert.ok(env.userToken.accepts(oldUser) && !env.userToken.accepts('component-token-one'), 'each token opens its own door');
@@ -58,7 +64,7 @@ describe('componentEnv', () => {
       assert.equal(env.userToken.current(), newUser);
       assert.match(warnings.join('\n'), /the user token .* could not be read again; keeping the last one/);
     } finally {
-      (env.userToken as CredentialFiles).close();
+      (env.userToken as CredentialFiles | undefined)?.close();
       (env.componentToken as CredentialFiles).close();
       await rm(root, { recursive: true, force: true });
     }

@@ -79,8 +79,9 @@ export interface ComponentEnv {
   /**
    * The users' token, which the gateway's management API checks: the files of KUBEFN_TOKEN_DIR
    * (`token`, `previous`: the kubefn-token Secret, re-read while running), else KUBEFN_TOKEN.
+   * Only the gateway needs it.
    */
-  userToken: Credential;
+  userToken: Credential | undefined;
   /**
    * The token the components present to each other (pokes, stats, builds): the files of
    * KUBEFN_COMPONENT_TOKEN_DIR (the kubefn-component-token Secret), else KUBEFN_COMPONENT_TOKEN,
@@ -120,7 +121,8 @@ const serviceAccountNamespace = '/var/run/secrets/kubernetes.io/serviceaccount/n
 /** Reads the component settings from the environment; names every missing one. */
 export async function componentEnv(env: NodeJS.ProcessEnv, onWarning?: (message: string, err?: unknown) => void): Promise<ComponentEnv> {
   const namespace = env.KUBEFN_NAMESPACE || (await readFile(serviceAccountNamespace, 'utf8').then((s) => s.trim(), () => ''));
-  const missing = [!namespace && 'KUBEFN_NAMESPACE', !env.KUBEFN_TOKEN_DIR && !env.KUBEFN_TOKEN && 'KUBEFN_TOKEN (or KUBEFN_TOKEN_DIR)'].filter(Boolean);
+  const anyToken = env.KUBEFN_TOKEN_DIR || env.KUBEFN_TOKEN || env.KUBEFN_COMPONENT_TOKEN_DIR || env.KUBEFN_COMPONENT_TOKEN;
+  const missing = [!namespace && 'KUBEFN_NAMESPACE', !anyToken && 'KUBEFN_TOKEN (or KUBEFN_TOKEN_DIR, KUBEFN_COMPONENT_TOKEN_DIR)'].filter(Boolean);
   if (missing.length) {
     throw new KubefnError('BAD_REQUEST', `missing environment: ${missing.join(', ')}`, {
       hint: 'deploy/ sets them: the namespace from the pod, the tokens from the kubefn-token and kubefn-component-token Secrets',
@@ -132,8 +134,8 @@ export async function componentEnv(env: NodeJS.ProcessEnv, onWarning?: (message:
     const token = env[tokenVar];
     return token ? staticCredential(strongToken(token, tokenVar)) : undefined;
   };
-  const userToken = (await credential('KUBEFN_TOKEN_DIR', 'KUBEFN_TOKEN', 'the user token'))!;
-  const componentToken = (await credential('KUBEFN_COMPONENT_TOKEN_DIR', 'KUBEFN_COMPONENT_TOKEN', 'the component token')) ?? userToken;
+  const userToken = await credential('KUBEFN_TOKEN_DIR', 'KUBEFN_TOKEN', 'the user token');
+  const componentToken = (await credential('KUBEFN_COMPONENT_TOKEN_DIR', 'KUBEFN_COMPONENT_TOKEN', 'the component token')) ?? userToken!;
   const port = Number(env.KUBEFN_PORT ?? 8080);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new KubefnError('BAD_REQUEST', `KUBEFN_PORT "${env.KUBEFN_PORT}" is not a port`);
   return {
@@ -170,6 +172,12 @@ function warner(log: Logger) {
 }
 
 export async function startGateway(env: ComponentEnv, log: Logger): Promise<RunningComponent> {
+  if (!env.userToken) {
+    throw new KubefnError('BAD_REQUEST', 'the gateway needs the users\' token: set KUBEFN_TOKEN_DIR (the kubefn-token Secret mounted) or KUBEFN_TOKEN', {
+      hint: 'deploy/gateway.yaml mounts the Secret kubefn-token; fn install creates it',
+    });
+  }
+  const userToken = env.userToken;
   const kc = await clusterConfig();
   const onWarning = warner(log);
   // The gateway reads Functions and their endpoints and leaves reconciling to the autoscaler's
@@ -185,7 +193,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const nats = new NatsLink({ servers: natsServers(env, natsPeers), log: log.child({ component: 'nats' }), ...(env.natsToken ? { token: env.natsToken } : {}) });
   const gateway = createGateway({
     driver,
-    token: env.userToken,
+    token: userToken,
     componentToken: env.componentToken,
     tokenHint: clusterTokenHint(env.namespace),
     serveStats: true,

@@ -108,7 +108,7 @@ function suite(): void {
     assert.equal(env.KUBEFN_HOST, '0.0.0.0');
     assert.equal(env.KUBEFN_CONCURRENCY, '3');
     assert.equal(env.KUBEFN_INSTANCE, 'metadata.name');
-    assert.deepEqual(d.spec?.template.spec?.volumes?.[0]?.projected?.sources?.map((s) => s.secret?.name), ['db']);
+    assert.deepEqual(d.spec?.template.spec?.volumes?.find((v) => v.projected)?.projected?.sources?.map((s) => s.secret?.name), ['db']);
     assert.equal(c.readinessProbe?.httpGet?.path, '/readyz');
     assert.equal(c.readinessProbe?.httpGet?.port, 8081);
     assert.equal(c.livenessProbe?.httpGet?.path, '/healthz');
@@ -305,8 +305,11 @@ function suite(): void {
     );
     // Plain JSON: the client's model classes do not deep-equal object literals.
     const pod = JSON.parse(JSON.stringify((await readDeployment('with-secret')).spec!.template.spec!)) as V1PodSpec;
-    assert.deepEqual(pod.volumes?.[0]?.projected?.sources, [{ secret: { name: 'db-password', items: [{ key: 'db-password', path: 'db-password' }] } }]);
-    assert.deepEqual(pod.containers[0]!.volumeMounts, [{ name: 'openfaas-secrets', mountPath: '/var/openfaas/secrets', readOnly: true }]);
+    assert.deepEqual(pod.volumes?.find((v) => v.projected)?.projected?.sources, [{ secret: { name: 'db-password', items: [{ key: 'db-password', path: 'db-password' }] } }]);
+    assert.deepEqual(pod.containers[0]!.volumeMounts, [
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'openfaas-secrets', mountPath: '/var/openfaas/secrets', readOnly: true },
+    ]);
     assert.deepEqual(pod.containers[0]!.env?.find((e) => e.name === 'DB_PASSWORD')?.valueFrom?.secretKeyRef, { name: 'db-password', key: 'db-password' });
     await driver.remove('with-secret');
 
