@@ -24,6 +24,8 @@ describe('renderKustomization of deploy/', () => {
     }
     assert.deepEqual(inFunctions.sort(), ['NetworkPolicy/kubefn-functions', 'Role/kubefn-autoscaler', 'Role/kubefn-gateway', 'RoleBinding/kubefn-autoscaler', 'RoleBinding/kubefn-gateway']);
     assert.deepEqual(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name), ['kubefn', 'kubefn-fn']);
+    const config = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'kubefn-config') as { data?: Record<string, string> } | undefined;
+    assert.equal(config?.data?.['function-namespace'], 'kubefn-fn', 'the components are told the namespace the Roles are in');
     const gateway = objects.find((o) => o.kind === 'Deployment' && o.metadata?.name === 'kubefn-gateway') as { spec: { replicas: number } } | undefined;
     assert.equal(gateway?.spec.replicas, 2);
   });

@@ -206,11 +206,15 @@ function suite(): void {
     await l.stop();
     const other = l.calls.filter((c) => c.gateway === gateways[1]);
     assert.deepEqual(failures(other), [], `the other gateway failed nothing: ${describeCalls(failures(other))}`);
-    const lost = failures(l.calls.filter((c) => c.gateway === gateways[0]));
-    // In flight at the kill: started before it. A call started after it went to a pod being killed.
-    const late = lost.filter((c) => c.startedAt > killedAt + 1000);
-    assert.deepEqual(late, [], `only calls in flight at the kill failed: ${describeCalls(late)}`);
+    // Of the calls sent to the killed gateway before it was killed, only those still in flight
+    // then failed (its 3 callers have at most 3); the calls sent to it afterwards went to a
+    // gateway that was gone, and a client behind the Service would have been sent elsewhere.
+    const before = l.calls.filter((c) => c.gateway === gateways[0] && c.startedAt <= killedAt);
+    const lost = failures(before);
+    const notInFlight = lost.filter((c) => c.endedAt < killedAt);
+    assert.deepEqual(notInFlight, [], `only calls in flight at the kill failed: ${describeCalls(notInFlight)}`);
     assert.ok(lost.length <= 3, `at most its 3 callers' calls in flight failed, not ${lost.length}`);
+    console.log(`# gateway killed: ${before.length} calls sent to it before, ${lost.length} in flight failed; ${other.length} through the other, none failed`);
     await gatewaysBack();
   });
 
