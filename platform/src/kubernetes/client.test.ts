@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { loadKubernetesClient, withApiTimeout } from './client.js';
+import { apiRequestKind, loadKubernetesClient, withApiTimeout } from './client.js';
 
 describe('withApiTimeout', () => {
   it('fails an API call the server never answers, and leaves answered ones alone', async () => {
@@ -33,5 +33,14 @@ describe('withApiTimeout', () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe('apiRequestKind', () => {
+  it('names a call by verb, resource and subresource, a list apart from one object', () => {
+    assert.equal(apiRequestKind('patch', 'https://k:6443/apis/apps/v1/namespaces/fns/deployments/hello/scale'), 'PATCH deployments/scale');
+    assert.equal(apiRequestKind('GET', 'https://k:6443/apis/coordination.k8s.io/v1/namespaces/kubefn/leases/kubefn-autoscaler'), 'GET leases/1');
+    assert.equal(apiRequestKind('GET', 'https://k:6443/api/v1/namespaces/fns/pods?labelSelector=x'), 'GET pods');
+    assert.equal(apiRequestKind('GET', 'https://k:6443/apis/kubefn.dev/v1alpha1/functions'), 'GET functions');
   });
 });

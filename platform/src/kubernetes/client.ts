@@ -24,6 +24,8 @@ export const defaultApiTimeoutMs = 15_000;
 const timed = Symbol('kubefn.apiTimeout');
 
 let apiRequests = 0;
+const apiRequestsByKind = new Map<string, number>();
+const maxKinds = 64;
 
 /**
  * API calls this process has made through a KubeConfig given withApiTimeout (every one kubefn's
@@ -31,6 +33,33 @@ let apiRequests = 0;
  */
 export function apiRequestCount(): number {
   return apiRequests;
+}
+
+/** The same, by kind of call: "PATCH deployments/scale", "GET leases/1", "GET pods" (a list). */
+export function apiRequestCounts(): Record<string, number> {
+  return Object.fromEntries(apiRequestsByKind);
+}
+
+/** `GET /apis/apps/v1/namespaces/ns/deployments/hello/scale` -> "GET deployments/scale". */
+export function apiRequestKind(method: string, url: string): string {
+  let path: string;
+  try {
+    path = new URL(url).pathname;
+  } catch {
+    path = url;
+  }
+  const parts = path.split('/').filter(Boolean);
+  const at = parts.indexOf('namespaces');
+  const rest = at >= 0 && parts.length > at + 2 ? parts.slice(at + 2) : parts.slice(-1);
+  const [resource, name, sub] = rest;
+  return `${method.toUpperCase()} ${resource ?? '?'}${sub ? `/${sub}` : name ? '/1' : ''}`;
+}
+
+function countRequest(method: string, url: string): void {
+  apiRequests++;
+  let kind = apiRequestKind(method, url);
+  if (!apiRequestsByKind.has(kind) && apiRequestsByKind.size >= maxKinds) kind = 'other';
+  apiRequestsByKind.set(kind, (apiRequestsByKind.get(kind) ?? 0) + 1);
 }
 
 /**
@@ -46,7 +75,7 @@ export function withApiTimeout(kc: KubeConfig, timeoutMs: number = defaultApiTim
   marked[timed] = true;
   const apply = kc.applySecurityAuthentication.bind(kc);
   kc.applySecurityAuthentication = async (context) => {
-    apiRequests++;
+    countRequest(String(context.getHttpMethod()), context.getUrl());
     await apply(context);
     if (!context.getSignal()) context.setSignal(AbortSignal.timeout(timeoutMs));
   };

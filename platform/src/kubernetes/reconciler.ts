@@ -369,19 +369,26 @@ export class FunctionReconciler {
       conditions: [readyCondition(previous, deployment, failure, new Date()), ...(stall ? [activationCondition(stall)] : [])],
     };
     if (sameStatus(previous, status)) return fn;
-    return (await this.#o.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: crdGroup,
-        version: crdVersion,
-        namespace: ns,
-        plural: 'functions',
-        name,
-        body: { apiVersion: functionApiVersion, kind: 'Function', metadata: { name, namespace: ns }, status },
-        fieldManager,
-        force: true,
-      },
-      this.#o.k8s.setHeaderOptions('Content-Type', applyPatchType),
-    )) as FunctionResource;
+    return (await this.#o.custom
+      .patchNamespacedCustomObjectStatus(
+        {
+          group: crdGroup,
+          version: crdVersion,
+          namespace: ns,
+          plural: 'functions',
+          name,
+          body: { apiVersion: functionApiVersion, kind: 'Function', metadata: { name, namespace: ns }, status },
+          fieldManager,
+          force: true,
+        },
+        this.#o.k8s.setHeaderOptions('Content-Type', applyPatchType),
+      )
+      .catch((err: unknown) => {
+        // Deleted since it was read (the cache lags a deletion): nothing left to write to; its
+        // delete event ends the matter.
+        if (isApiError(err, 404)) return fn;
+        throw err;
+      })) as FunctionResource;
   }
 }
 

@@ -14,6 +14,7 @@ export interface AutoscalerStatus {
   decided: Record<string, number>;
   reconciles?: { reconciled: number; failed: number };
   apiRequests: number;
+  apiRequestsByKind?: Record<string, number>;
   rssBytes: number;
   heapUsedBytes: number;
   cpuSeconds: number;
@@ -30,8 +31,11 @@ export interface ManyFunctionsResult {
   reconciles: { reconciled: number; failed: number };
   /** Functions whose Ready condition is not the expected one once settled (none expected). */
   notReady: string[];
-  /** The leader's API calls over the idle minute after settling: a controller at rest makes none. */
+  /** The leader's API calls over the idle time after settling: a controller at rest makes none but its Lease's. */
   idleApiRequests: number;
+  /** The same by kind of call, and the calls until settled by kind. */
+  idleApiRequestsByPath: Record<string, number>;
+  controllerApiRequestsByPath: Record<string, number>;
   autoscaler: { rssMiB: number; heapUsedMiB: number; cpuPercentIdle: number; functionsTracked: number };
 }
 
@@ -111,6 +115,8 @@ export async function applyManyFunctions(p: InstalledPlatform, options: { count:
     reconciles: settled.reconciles ?? { reconciled: 0, failed: 0 },
     notReady,
     idleApiRequests: idle.identity === settled.identity ? idle.apiRequests - settled.apiRequests : -1,
+    idleApiRequestsByPath: delta(settled.apiRequestsByKind, idle.apiRequestsByKind),
+    controllerApiRequestsByPath: delta(before.apiRequestsByKind, settled.apiRequestsByKind),
     autoscaler: {
       rssMiB: Math.round((idle.rssBytes / 2 ** 20) * 10) / 10,
       heapUsedMiB: Math.round((idle.heapUsedBytes / 2 ** 20) * 10) / 10,
@@ -124,4 +130,10 @@ export async function applyManyFunctions(p: InstalledPlatform, options: { count:
 export async function removeManyFunctions(p: InstalledPlatform): Promise<void> {
   const custom = p.cluster.kc.makeApiClient(p.cluster.k8s.CustomObjectsApi);
   await custom.deleteCollectionNamespacedCustomObject({ ...fnApi(p.functionNamespace), labelSelector: `${manyLabel}=1` });
+}
+
+function delta(from: Record<string, number> = {}, to: Record<string, number> = {}): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(to)) if (v - (from[k] ?? 0) > 0) out[k] = v - (from[k] ?? 0);
+  return out;
 }
