@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ReconcileSlots } from './reconciler.js';
+import { ReconcileSlots, sameStatus } from './reconciler.js';
 
 describe('ReconcileSlots', () => {
   it('runs at most `workers` at once, and every waiting one in turn', async () => {
@@ -21,5 +21,23 @@ describe('ReconcileSlots', () => {
     await Promise.all(Array.from({ length: 10 }, (_, i) => work(i)));
     assert.equal(most, 2);
     assert.deepEqual([...done].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe('sameStatus', () => {
+  it('reads a status the API server sent back, keys in its order and times in its form, as the one written', () => {
+    const written = {
+      observedGeneration: 1,
+      replicas: 0,
+      readyReplicas: 0,
+      url: 'http://kubefn-gateway.kubefn.svc:8080/function/f',
+      conditions: [{ type: 'Ready', status: 'True' as const, reason: 'ScaledToZero', message: 'no replicas', lastTransitionTime: '2026-12-06T21:00:00.000Z' }],
+    };
+    const read = JSON.parse(
+      '{"conditions":[{"lastTransitionTime":"2026-12-06T21:00:00Z","message":"no replicas","reason":"ScaledToZero","status":"True","type":"Ready"}],"observedGeneration":1,"readyReplicas":0,"replicas":0,"url":"http://kubefn-gateway.kubefn.svc:8080/function/f"}',
+    );
+    assert.equal(sameStatus(read, written), true);
+    assert.equal(sameStatus(read, { ...written, readyReplicas: 1 }), false);
+    assert.equal(sameStatus(read, { ...written, conditions: [{ ...written.conditions[0]!, reason: 'Ready' }] }), false);
   });
 });

@@ -44,16 +44,17 @@ export interface FunctionReconcilerOptions {
   /** The node placement functions may ask for; a Function asking for more gets no Deployment. */
   placement?: PlacementAllowlist;
   /**
-   * Reconciles running at once (default 4), and how many may start per second on average
+   * Reconciles running at once (default 4), and how many of them may write per second on average
    * (default 20, bursts of 50): a controller that starts beside 1,000 Functions works through
-   * them at a pace the API server takes, instead of sending every call at once.
+   * them at a pace the API server takes, instead of sending every call at once. A reconcile that
+   * finds nothing to change (the informer caches show it done) writes nothing and pays nothing.
    */
   workers?: number;
   ratePerSecond?: number;
   burst?: number;
 }
 
-/** A bounded number of workers, each start paid for from a token bucket. */
+/** A bounded number of workers, and a token bucket every reconcile that calls the API pays from. */
 export class ReconcileSlots {
   readonly #workers: Semaphore;
   readonly #tokens: TokenBucket;
@@ -63,11 +64,14 @@ export class ReconcileSlots {
     this.#tokens = new TokenBucket(Math.max(0.1, ratePerSecond), burst);
   }
 
-  /** Waits for a worker and a token; the function returned gives the worker back. */
-  async acquire(): Promise<Release> {
-    const release = await this.#workers.acquire();
-    await this.#tokens.take();
-    return release;
+  /** Waits for a worker; the function returned gives it back. */
+  acquire(): Promise<Release> {
+    return this.#workers.acquire();
+  }
+
+  /** Waits for a token: once per reconcile, before its first API call. */
+  pay(): Promise<void> {
+    return this.#tokens.take();
   }
 }
 
@@ -240,7 +244,13 @@ export class FunctionReconciler {
     const wanted = this.#wanted.get(name) ?? 0;
     this.#wanted.delete(name);
     const cached = this.#o.cachedFunction(name);
-    const fn = cached && (cached.metadata?.generation ?? 0) >= wanted ? cached : await this.#o.readFunction(name);
+    let paid = false;
+    const pay = async (): Promise<void> => {
+      if (paid) return;
+      paid = true;
+      await this.#slots.pay();
+    };
+    const fn = cached && (cached.metadata?.generation ?? 0) >= wanted ? cached : await pay().then(() => this.#o.readFunction(name));
     if (!fn || fn.metadata?.deletionTimestamp) {
       this.#stalls.delete(name);
       this.#reconciledGeneration.delete(name);
@@ -251,7 +261,7 @@ export class FunctionReconciler {
     if (spec instanceof Error) {
       // Reported in the Function's status; the driver lists only functions it can run.
       this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'InvalidSpec', spec.message);
-      await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message });
+      await this.#writeStatus(fn, undefined, { reason: 'InvalidSpec', message: spec.message }, pay);
       if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
       return undefined;
     }
@@ -259,21 +269,21 @@ export class FunctionReconciler {
     if (refused.length > 0) {
       const message = `asks for node placement this cluster does not allow: ${refused.map((f) => `${f.field} ${f.message}`).join('; ')}`;
       this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'PlacementNotAllowed', message);
-      await this.#writeStatus(fn, undefined, { reason: 'PlacementNotAllowed', message });
+      await this.#writeStatus(fn, undefined, { reason: 'PlacementNotAllowed', message }, pay);
       if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
       return undefined;
     }
     const owner: Owner = { apiVersion: functionApiVersion, kind: 'Function', name, uid: fn.metadata?.uid ?? '' };
     let deployment: V1Deployment;
     try {
-      deployment = await this.#applyIfChanged(spec, owner, fn.metadata?.generation ?? 0);
+      deployment = await this.#applyIfChanged(spec, owner, fn.metadata?.generation ?? 0, pay);
     } catch (err) {
       const e = kubeError(err, `applying the Deployment and Service of function "${name}"`);
       this.#events?.record({ name, uid: fn.metadata?.uid }, 'Warning', 'ReconcileFailed', e.message);
-      await this.#writeStatus(fn, undefined, { reason: 'ReconcileFailed', message: e.message }).catch(() => {});
+      await this.#writeStatus(fn, undefined, { reason: 'ReconcileFailed', message: e.message }, pay).catch(() => {});
       throw e;
     }
-    const written = await this.#writeStatus(fn, deployment);
+    const written = await this.#writeStatus(fn, deployment, undefined, pay);
     if (generation !== undefined) this.#reconciledGeneration.set(name, generation);
     await Promise.all([
       this.#o.functions.caughtUp(name, written.metadata?.resourceVersion),
@@ -288,7 +298,7 @@ export class FunctionReconciler {
    * (the Deployment's metadata.generation, the Service's resourceVersion). A Deployment's status
    * moving (pods starting, becoming ready) changes neither, so it costs no API call.
    */
-  async #applyIfChanged(spec: FunctionSpec, owner: Owner, generation: number): Promise<V1Deployment> {
+  async #applyIfChanged(spec: FunctionSpec, owner: Owner, generation: number, pay: () => Promise<void>): Promise<V1Deployment> {
     const ns = this.#o.namespace;
     const service = serviceFor(spec, ns, owner);
     const hash = manifestHash(deploymentFor(spec, ns, owner, { generation, imagePullSecrets: this.#pullSecrets }), service);
@@ -306,6 +316,7 @@ export class FunctionReconciler {
     ) {
       return cachedDeployment;
     }
+    await pay();
     const deployment = await this.#applyDeployment(spec, owner, generation);
     const applied = await this.#apply(service);
     this.#applied.set(spec.name, {
@@ -353,7 +364,12 @@ export class FunctionReconciler {
   }
 
   /** Applies the Function's status (only kubefn's fields) unless it already reads the same. */
-  async #writeStatus(fn: FunctionResource, deployment: V1Deployment | undefined, failure?: { reason: string; message: string }): Promise<FunctionResource> {
+  async #writeStatus(
+    fn: FunctionResource,
+    deployment: V1Deployment | undefined,
+    failure: { reason: string; message: string } | undefined,
+    pay: () => Promise<void>,
+  ): Promise<FunctionResource> {
     const name = fn.metadata?.name ?? '';
     const ns = this.#o.namespace;
     const previous = fn.status ?? {};
@@ -369,6 +385,7 @@ export class FunctionReconciler {
       conditions: [readyCondition(previous, deployment, failure, new Date()), ...(stall ? [activationCondition(stall)] : [])],
     };
     if (sameStatus(previous, status)) return fn;
+    await pay();
     return (await this.#o.custom
       .patchNamespacedCustomObjectStatus(
         {
@@ -405,7 +422,8 @@ function appliedReplicasOwner(d: V1Deployment): boolean {
   });
 }
 
-function sameStatus(a: FunctionResourceStatus, b: FunctionResourceStatus): boolean {
+/** Whether two statuses say the same (whatever the order of their keys and the form of their times). */
+export function sameStatus(a: FunctionResourceStatus, b: FunctionResourceStatus): boolean {
   return JSON.stringify(normalize(a)) === JSON.stringify(normalize(b));
 }
 
@@ -416,6 +434,7 @@ function normalize(s: FunctionResourceStatus): unknown {
     readyReplicas: s.readyReplicas,
     imageDigest: s.imageDigest,
     url: s.url,
-    conditions: (s.conditions ?? []).map((c) => ({ ...c, lastTransitionTime: new Date(c.lastTransitionTime).toISOString() })),
+    // Field by field in one order: the API server returns a condition's keys in its own order.
+    conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, new Date(c.lastTransitionTime).toISOString()]),
   };
 }
