@@ -171,13 +171,13 @@ function suite(): void {
           return Number(/^kubefn_runtime_waited_calls_total\{[^}]*\} (\d+)$/m.exec(metrics)?.[1] ?? NaN);
         }),
       );
-    // Both gateways route to both replicas before the count starts.
-    for (const gw of gateways) {
-      await waitFor(async () => new Set(await Promise.all([1, 2, 3, 4, 5, 6].map(async () => ((await (await fetch(`${gw}/function/cc-one?ms=1`)).json()) as { pod: string }).pod))).size === 2, {
-        timeoutMs: 30_000,
-        what: `${gw} routing to both replicas`,
-      });
-    }
+    // Each gateway routes to the replica it was dealt (CC 1, two replicas, two gateways): between
+    // them both replicas answer once each gateway sees both, before the count starts.
+    const podOf = async (gw: string) => ((await (await fetch(`${gw}/function/cc-one?ms=1`)).json()) as { pod: string }).pod;
+    await waitFor(async () => new Set(await Promise.all(gateways.flatMap((gw) => [podOf(gw), podOf(gw), podOf(gw)]))).size === 2, {
+      timeoutMs: 30_000,
+      what: 'the two gateways routing to the two replicas between them',
+    });
     const waitedBefore = await waited();
     const l = load(gateways, 'cc-one', { perGateway: 4, bodyBytes: 2048, ms: 30 });
     await waitFor(() => l.calls.length >= 300, { timeoutMs: 120_000, what: '300 calls answered' });
@@ -291,10 +291,6 @@ function suite(): void {
         ticks: number;
         decided: Record<string, number>;
       };
-    const replicasSeen = async (gw: string) => {
-      const res = await fetch(`${gw}/system/function/echo`, { headers: { authorization: `Bearer ${p.token}` }, signal: AbortSignal.timeout(5000) });
-      return ((await res.json()) as { replicas?: number }).replicas;
-    };
     await fn('scale', 'echo', '1');
     await waitReady('kubefn.dev/function=echo', 1, 'echo at one replica');
     const l = load(gateways, 'echo', { perGateway: 2, ms: 50 });
@@ -317,18 +313,40 @@ function suite(): void {
       p.cluster.cp.resumeApiserver();
       restoredAt = Date.now();
     }
-    // Recovered: an autoscaler leads, a scale through a gateway goes through, and both gateways'
-    // watches deliver it.
+    // Recovered: an autoscaler leads, and a Function created after the return is seen by both
+    // gateways' watches and reconciled by the leader's controller.
     await waitFor(async () => (await Promise.all(autoscalers.map(decisions))).some((d) => d.leading), { timeoutMs: 10_000, what: 'an autoscaler leading within 10 s' });
     const leadingMs = Date.now() - restoredAt;
-    await waitFor(async () => (await fn('scale', 'echo', '2').then(() => true, () => false)), { timeoutMs: Math.max(1000, restoredAt + 10_000 - Date.now()), what: 'fn scale through a gateway' });
+    const custom = p.cluster.kc.makeApiClient(p.cluster.k8s.CustomObjectsApi);
+    const fnApi = { group: 'kubefn.dev', version: 'v1alpha1', namespace: p.functionNamespace, plural: 'functions' };
+    const { spec } = await new Api(gateways[0]!, p.token).status('echo');
+    await waitFor(
+      () =>
+        custom.createNamespacedCustomObject({
+          ...fnApi,
+          body: { apiVersion: 'kubefn.dev/v1alpha1', kind: 'Function', metadata: { name: 'after-hang' }, spec: { image: spec.image, scale: { initial: 0 } } },
+        }),
+      { timeoutMs: Math.max(1000, restoredAt + 10_000 - Date.now()), what: 'a Function created after the return' },
+    );
+    const left = () => Math.max(1000, restoredAt + 10_000 - Date.now());
     for (const gw of gateways) {
-      await waitFor(async () => (await replicasSeen(gw)) === 2, { timeoutMs: Math.max(1000, restoredAt + 10_000 - Date.now()), what: `${gw} seeing echo at 2 within 10 s` });
+      await waitFor(async () => (await fetch(`${gw}/system/function/after-hang`, { headers: { authorization: `Bearer ${p.token}` }, signal: AbortSignal.timeout(5000) })).status === 200, {
+        timeoutMs: left(),
+        what: `${gw} seeing the new Function within 10 s`,
+      });
     }
+    await waitFor(
+      async () => {
+        const f = (await custom.getNamespacedCustomObject({ ...fnApi, name: 'after-hang' })) as { metadata: { generation?: number }; status?: { observedGeneration?: number } };
+        return f.status?.observedGeneration === f.metadata.generation;
+      },
+      { timeoutMs: left(), what: 'the new Function reconciled within 10 s' },
+    );
     const recoveredMs = Date.now() - restoredAt;
     await l.stop();
     assert.deepEqual(failures(l.calls), [], `functions already up kept serving: ${describeCalls(failures(l.calls))}`);
     console.log(`# API server hung 30 s: ${l.calls.length} calls, none failed; leader after ${leadingMs} ms, recovered ${recoveredMs} ms after its return`);
+    await custom.deleteNamespacedCustomObject({ ...fnApi, name: 'after-hang' });
   });
 
   it('1,000 Functions applied at once: the controller reconciles every one without a failure, and rests after', async () => {
