@@ -4,7 +4,6 @@
 // afresh; a failed one is retried with backoff. In a cluster exactly one process runs it (the
 // autoscaler's pod); gateways apply Functions and wait for the status it writes.
 
-import { createHash } from 'node:crypto';
 import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/client-node';
 import type { FunctionStatus } from '../driver.js';
 import type { ActivationStall } from '../scaling-contract.js';
@@ -85,7 +84,7 @@ export class FunctionReconciler {
   readonly #placement: PlacementAllowlist;
   readonly #slots: ReconcileSlots;
   /** Per function, what its last apply wrote and what the objects were after it (see #applyIfChanged). */
-  readonly #applied = new Map<string, { hash: string; deploymentUid: string | undefined; deploymentGeneration: number | undefined; serviceVersion: string | undefined }>();
+  readonly #applied = new Map<string, { from: string; deploymentUid: string | undefined; deploymentGeneration: number | undefined; serviceVersion: string | undefined }>();
   /** Per function, the least generation a caller of reconcile() applied (read from the API server if the cache is older). */
   readonly #wanted = new Map<string, number>();
   /** Per function, the metadata.generation its last successful reconcile applied. */
@@ -294,19 +293,19 @@ export class FunctionReconciler {
 
   /**
    * The Deployment and Service of `spec`, applied unless the informer caches show them as this
-   * controller last applied them: the same manifest (by hash), and no one changed them since
+   * controller last applied them: from the same Function and generation (the manifests follow
+   * from the spec, which moves the generation, and this process's settings), and no one changed them since
    * (the Deployment's metadata.generation, the Service's resourceVersion). A Deployment's status
    * moving (pods starting, becoming ready) changes neither, so it costs no API call.
    */
   async #applyIfChanged(spec: FunctionSpec, owner: Owner, generation: number, pay: () => Promise<void>): Promise<V1Deployment> {
     const ns = this.#o.namespace;
-    const service = serviceFor(spec, ns, owner);
-    const hash = manifestHash(deploymentFor(spec, ns, owner, { generation, imagePullSecrets: this.#pullSecrets }), service);
+    const from = `${owner.uid}/${generation}`;
     const last = this.#applied.get(spec.name);
     const cachedDeployment = this.#o.cachedDeployment(spec.name);
     const cachedService = this.#o.services?.cache.get(spec.name, ns);
     if (
-      last?.hash === hash &&
+      last?.from === from &&
       cachedDeployment &&
       !cachedDeployment.metadata?.deletionTimestamp &&
       cachedDeployment.metadata?.uid === last.deploymentUid &&
@@ -318,9 +317,9 @@ export class FunctionReconciler {
     }
     await pay();
     const deployment = await this.#applyDeployment(spec, owner, generation);
-    const applied = await this.#apply(service);
+    const applied = await this.#apply(serviceFor(spec, ns, owner));
     this.#applied.set(spec.name, {
-      hash,
+      from,
       deploymentUid: deployment.metadata?.uid,
       deploymentGeneration: deployment.metadata?.generation,
       serviceVersion: this.#o.services ? applied.metadata?.resourceVersion : undefined,
@@ -407,11 +406,6 @@ export class FunctionReconciler {
         throw err;
       })) as FunctionResource;
   }
-}
-
-/** A digest of the manifests a reconcile would apply. */
-function manifestHash(deployment: V1Deployment, service: V1Service): string {
-  return createHash('sha256').update(JSON.stringify([deployment, service])).digest('base64url');
 }
 
 /** Whether kubefn's own apply (not a scaler, not the hand-over manager) owns spec.replicas. */
