@@ -111,6 +111,7 @@ describe('RegistryClient on refusals and failures', () => {
   let server: Server;
   let host: string;
   const tokenRequests: string[] = [];
+  const manifestPuts = { racy: 0, missing: 0, bad: 0 };
   before(async () => {
     server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://fake');
@@ -128,6 +129,20 @@ describe('RegistryClient on refusals and failures', () => {
       if (url.pathname.startsWith('/v2/busy/')) return json(429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow down' }] }, { 'retry-after': '7' });
       if (url.pathname.startsWith('/v2/down/')) return void res.writeHead(503).end('upstream connect error');
       if (url.pathname.startsWith('/v2/broken/')) return void res.writeHead(500).end();
+      // A manifest PUT racing another client's push of the same blob: refused twice, then stored.
+      if (url.pathname === '/v2/racy/manifests/v1' && req.method === 'PUT') {
+        manifestPuts.racy++;
+        if (manifestPuts.racy <= 2) return json(400, { errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }] });
+        return json(201, {});
+      }
+      if (url.pathname === '/v2/missing/manifests/v1' && req.method === 'PUT') {
+        manifestPuts.missing++;
+        return json(400, { errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }] });
+      }
+      if (url.pathname === '/v2/bad/manifests/v1' && req.method === 'PUT') {
+        manifestPuts.bad++;
+        return json(400, { errors: [{ code: 'MANIFEST_INVALID', message: 'manifest invalid' }] });
+      }
       if (url.pathname.startsWith('/v2/scoped/')) {
         const actions = req.method === 'GET' || req.method === 'HEAD' ? 'pull' : 'pull,push';
         const challenge = `Bearer realm="http://${host}/token",service="fake",scope="repository:scoped:${actions}"`;
@@ -174,6 +189,21 @@ describe('RegistryClient on refusals and failures', () => {
     assert.deepEqual(tokenRequests, ['bob repository:scoped:pull,push']);
     // Without a login, the same answer means logging in.
     await rejectsWith(new RegistryClient().getManifest(parseReference(`${host}/scoped:v1`)), 'UNAUTHORIZED', /requires login/);
+  });
+
+  it('retries a manifest PUT refused for a blob unknown a few times, and never one refused as invalid', async () => {
+    const manifest = Buffer.from('{"schemaVersion":2}');
+    const digest = await new RegistryClient().putManifest(parseReference(`${host}/racy:v1`), 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(digest, blob('{"schemaVersion":2}').digest);
+    assert.equal(manifestPuts.racy, 3);
+    await rejectsWith(
+      new RegistryClient().putManifest(parseReference(`${host}/missing:v1`), 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json'),
+      'BAD_REQUEST',
+      /manifest missing:v1: HTTP 400 MANIFEST_BLOB_UNKNOWN: blob unknown to registry$/,
+    );
+    assert.equal(manifestPuts.missing, 4);
+    await rejectsWith(new RegistryClient().putManifest(parseReference(`${host}/bad:v1`), 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json'), 'BAD_REQUEST', /MANIFEST_INVALID/);
+    assert.equal(manifestPuts.bad, 1);
   });
 
   it('gives FORBIDDEN when the token server refuses a known user with 403', async () => {

@@ -1,13 +1,15 @@
 // Manifests on a registry: fetched by tag or digest (an index resolved to one platform's image),
 // pushed under a tag or digest, and the image config they name; digests checked on the way.
 
+import { setTimeout as delay } from 'node:timers/promises';
 import { KubefnError } from '@kubefn/platform';
 import type { Response } from 'undici';
 import { manifestMediaType, type Descriptor, type ImageConfig } from '../oci-image.js';
 import { sha256 } from '../oci-layer.js';
 import { pullScope, pushScope } from './auth.js';
 import { getBlob, verifyDigest } from './blobs.js';
-import type { RegistryExchange } from './exchange.js';
+import { registryError } from './errors.js';
+import type { Call, RegistryExchange } from './exchange.js';
 import { formatReference, type ImageReference } from './reference.js';
 
 export const ociIndexMediaType = 'application/vnd.oci.image.index.v1+json';
@@ -67,25 +69,40 @@ export async function getManifest(x: RegistryExchange, ref: ImageReference, plat
   return image as ManifestResult;
 }
 
+/**
+ * Retries of a manifest PUT the registry refused for a blob it had just acknowledged. The
+ * distribution registry's filesystem store rewrites a blob's link file in place, so while another
+ * client pushes the same blob a manifest naming it can briefly see it as unknown or invalid.
+ */
+const manifestBlobRetries = [100, 300, 900];
+
 /** Stores a manifest under a tag or its digest; returns its digest. */
 export async function putManifest(x: RegistryExchange, ref: ImageReference, tagOrDigest: string, bytes: Buffer, mediaType: string): Promise<string> {
   const digest = sha256(bytes);
   if (tagOrDigest.includes(':')) verifyDigest(bytes, tagOrDigest, `manifest to push as ${tagOrDigest}`);
   const what = `manifest ${ref.repository}:${tagOrDigest}`;
-  const { res } = await x.expect(
-    [201],
-    {
-      method: 'PUT',
-      path: `/v2/${ref.repository}/manifests/${tagOrDigest}`,
-      what,
-      scopes: [pushScope(ref.repository)],
-      headers: { 'content-type': mediaType },
-      body: async () => ({ body: bytes, length: bytes.length }),
-    },
-    ref.registry,
-  );
-  crossCheckDigest(res, digest, what);
-  return digest;
+  const call: Call = {
+    method: 'PUT',
+    path: `/v2/${ref.repository}/manifests/${tagOrDigest}`,
+    what,
+    scopes: [pushScope(ref.repository)],
+    headers: { 'content-type': mediaType },
+    body: async () => ({ body: bytes, length: bytes.length }),
+  };
+  for (let attempt = 0; ; attempt++) {
+    const reply = await x.expect([201, 400], call, ref.registry);
+    if (reply.res.status === 201) {
+      crossCheckDigest(reply.res, digest, what);
+      return digest;
+    }
+    const wait = manifestBlobRetries[attempt];
+    if (wait === undefined || !namesBlobUnknown(reply.bytes)) throw registryError(ref.registry, call, reply);
+    await delay(wait);
+  }
+}
+
+function namesBlobUnknown(bytes: Buffer): boolean {
+  return /"code"\s*:\s*"(MANIFEST_BLOB_UNKNOWN|BLOB_UNKNOWN)"/.test(bytes.toString('utf8'));
 }
 
 /** The image's manifest (for `platform`) and its config. */
