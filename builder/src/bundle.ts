@@ -70,6 +70,8 @@ const runtimeSpecifier = 'kubefn:runtime';
 const loadGuardSpecifier = 'kubefn:runtime/load-guard';
 /** runtime-node's entry module, bundled into every function. */
 export const runtimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node'));
+/** The warm runtime a process driver's pool starts (see runtime-node's warm.ts). */
+export const warmRuntimeEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/warm'));
 /** The guard the bundle imports before the handler, so a throw while the handler loads is reported as a load failure. */
 export const loadGuardEntry = fileURLToPath(import.meta.resolve('@kubefn/runtime-node/load-guard'));
 
@@ -97,11 +99,14 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   const confined = options.confine ? await confine(dir) : undefined;
   // The load guard is imported first so it is evaluated before the handler module: an error the
   // handler throws while loading is then reported as a load failure with its source location.
+  // In a warm runtime (a pool process) the runtime is loaded already and takes the handler; the
+  // bundled copy is imported lazily, so there it is compiled but never evaluated.
   const entry = [
     `import ${JSON.stringify(loadGuardSpecifier)};`,
     `import * as handlerModule from ${JSON.stringify('./' + rel.split(path.sep).join('/'))};`,
-    `import { run } from ${JSON.stringify(runtimeSpecifier)};`,
-    'run(handlerModule);',
+    "const warmRun = globalThis[Symbol.for('kubefn.warmRun')];",
+    "if (typeof warmRun === 'function') warmRun(handlerModule);",
+    `else import(${JSON.stringify(runtimeSpecifier)}).then(({ run }) => run(handlerModule));`,
   ].join('\n');
 
   const build = async (format: BundleFormat) => {

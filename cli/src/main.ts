@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
+import { defaultWarmPoolMemoryBytes, defaultWarmPoolSize } from '@kubefn/platform/core';
 import { App, processIo, type Io } from './app.js';
 import { collect, parseCount, parseSize } from './args.js';
 import { registerBuild } from './build-command.js';
@@ -81,6 +82,8 @@ interface UpFlags {
   maxBody: string;
   /** False for --no-isolation. */
   isolation: boolean;
+  pool: string;
+  poolMemory?: string;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -101,6 +104,8 @@ function registerUp(program: Command, app: App): void {
     .option('--no-nats', 'run without NATS: no local nats-server, nats triggers are refused')
     .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
+    .option('--pool <count>', 'process driver: warm runtimes kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
+    .option('--pool-memory <size>', `process driver: most memory the idle warm runtimes may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
     .option('--json', 'log one JSON object per event on stdout')
     .addHelpText(
       'after',
@@ -111,6 +116,9 @@ free port of 127.0.0.1) when nats-server is on PATH, and stops it when it stops.
 With --driver podman each replica is a container of the function's OCI image; \`fn deploy\`
 then sends the source to the platform's build service (or, with --registry, builds and
 pushes the image itself). podman must work for the current user.
+The process driver keeps a pool of warm runtimes (node processes holding no function yet):
+a function scaling from zero takes one and skips the process start. \`fn describe\` says whether
+a function's replicas start from the pool, and why not when they do not.
 Run as root, the process driver gives each function a user of its own and a private directory:
 a function cannot read the state directory, the token, or other functions' files and
 environments. Run as any other user, every function runs as that user: use --driver podman
@@ -157,6 +165,7 @@ Examples:
         ...(typeof opts.nats === 'string' ? { nats: opts.nats } : { localNats: opts.nats !== false }),
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
         ...(opts.isolation === false ? { isolation: false } : {}),
+        pool: { size: parseCount(opts.pool, '--pool', 0, 64), ...(opts.poolMemory !== undefined ? { memoryBytes: parseSize(opts.poolMemory, '--pool-memory') } : {}) },
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.
       if (config.token !== undefined && config.tokenSource !== 'file') options.token = config.token;

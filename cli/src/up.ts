@@ -3,7 +3,7 @@
 import { KubefnError } from '@kubefn/platform/core';
 import { createLogger, startEmbedded, type EmbeddedOptions, type IsolationStatus, type NatsStatus } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation' | 'pool'> {
   port: number;
   home: string;
   host: string;

@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, statsHistoryParam, validateName, type FunctionSpec, type FunctionStatus, type LogLine } from '@kubefn/platform';
+import { isKubefnError, KubefnError, parseFunctionSpec, statsPath, statsHistoryParam, validateName, type Driver, type FunctionSpec, type FunctionStatus, type LogLine, type WarmPoolStats } from '@kubefn/platform';
 import { checkToken } from './auth.js';
 import type { GatewayContext, ScaleDefaults } from './context.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -41,7 +41,7 @@ export async function adminPlugin(base: FastifyInstance, ctx: GatewayContext): P
       provider: { provider: 'kubefn', orchestration: ctx.driver.kind, version },
       version,
       arch: process.arch,
-      kubefn: { driver: ctx.driver.kind, bundles: ctx.bundles !== undefined, apps: ctx.apps !== undefined, ...ctx.options.info },
+      kubefn: { driver: ctx.driver.kind, bundles: ctx.bundles !== undefined, apps: ctx.apps !== undefined, ...ctx.options.info, ...poolOf(ctx.driver) },
     };
   });
 
@@ -246,4 +246,10 @@ export function scalingInEffect(scale: FunctionSpec['scale'], defaults: ScaleDef
     out[knob] = typeof own === 'string' || typeof own === 'number' ? { value: own, from: 'spec' } : { value: fallback, from: defaults.from };
   }
   return out;
+}
+
+/** The driver's warm pool for /system/info, when it keeps one. */
+function poolOf(driver: Driver): { pool?: WarmPoolStats } {
+  const pool = driver.poolStats?.();
+  return pool ? { pool } : {};
 }

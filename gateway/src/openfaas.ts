@@ -1,6 +1,6 @@
 // The OpenFaaS gateway API's shapes <-> kubefn's FunctionSpec, where the concepts match.
 
-import { KubefnError, type ErrorBody, type FunctionSpec, type FunctionActivation, type FunctionStatus } from '@kubefn/platform';
+import { KubefnError, type ColdStartPath, type ErrorBody, type FunctionSpec, type FunctionActivation, type FunctionStatus } from '@kubefn/platform';
 
 /** OpenFaaS FunctionDeployment, the body of POST/PUT /system/functions. */
 export interface FunctionDeployment {
@@ -45,6 +45,8 @@ export interface FunctionStatusBody {
   loadError?: ErrorBody;
   /** kubefn: what of the spec the driver does not enforce where it runs (a CPU limit without a cpu cgroup). */
   warnings?: string[];
+  /** kubefn: how a replica starts from zero: from the warm pool, or as a new process and why. */
+  coldStart?: ColdStartPath;
   /** Set while the autoscaler holds the function's activation as stalled (FunctionStatus.activation). */
   activation?: FunctionActivation;
 }
@@ -137,6 +139,7 @@ export function statusBody(s: FunctionStatus, invocationCount: number): Function
   if (s.lastError) body.lastError = s.lastError;
   if (s.loadError) body.loadError = s.loadError;
   if (s.warnings?.length) body.warnings = s.warnings;
+  if (s.coldStart) body.coldStart = s.coldStart;
   if (s.activation) body.activation = s.activation;
   return body;
 }

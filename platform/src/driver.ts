@@ -5,6 +5,23 @@ import type { ErrorBody } from './errors.js';
 import type { SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
 
+/** How a function's replicas start: from a warm pool, or as a new process or container (and why). */
+export type ColdStartPath = { path: 'warm-pool' } | { path: 'process-start'; reason: string };
+
+/** A warm pool's counts. */
+export interface WarmPoolStats {
+  /** Idle runtimes asked for. */
+  size: number;
+  /** The count the memory budget allows, at the resident size measured so far. */
+  allowed: number;
+  idle: number;
+  starting: number;
+  /** Runtimes handed to functions since the pool opened. */
+  taken: number;
+  /** Runtimes that died or timed out before they were warm. */
+  failed: number;
+}
+
 export interface FunctionStatus {
   spec: FunctionSpec;
   /** Replicas the driver is asked to run. */
@@ -46,6 +63,12 @@ export interface FunctionStatus {
    * on a machine without a cpu cgroup): `fn deploy` prints them.
    */
   warnings?: string[];
+  /**
+   * How a replica of this function starts from zero, when the driver has a choice: specialized
+   * from a warm pool (no process start), or started plainly, with the reason the pool cannot take
+   * it. Absent where the driver has no pool.
+   */
+  coldStart?: ColdStartPath;
   /**
    * Replicas asked for that the nodes have no room for (Kubernetes: pods the scheduler marked
    * Unschedulable), when the driver knows; absent is none known. The autoscaler stalls the
@@ -113,6 +136,8 @@ export interface LogOptions {
 export interface Driver {
   /** "process", "podman", "kubernetes". */
   readonly kind: string;
+  /** The warm pool's counts, where the driver keeps one (GET /system/info shows them). */
+  poolStats?(): WarmPoolStats | undefined;
   /**
    * Creates or updates a function; starts max(min, initial) replicas on create. `spec` is
    * validated (parseFunctionSpec) where it entered; drivers do not parse it again.

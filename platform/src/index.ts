@@ -14,6 +14,7 @@ export * from './log-buffer.js';
 export * from './replica-plan.js';
 export * from './function-store.js';
 export * from './process-driver.js';
+export * from './warm-pool.js';
 export * from './process-isolation.js';
 export * from './endpoint-sets.js';
 export * from './replica.js';

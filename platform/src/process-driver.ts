@@ -10,11 +10,13 @@ import { ProcessIsolation, type IsolatedPlace } from './process-isolation.js';
 import { replicaEnv, resolveProcessArtifact, type ProcessArtifact, type ReplicaDirs } from './process-launch.js';
 import { memoryNodeArgs, ProcessLimiter, processMemoryLimit } from './process-limits.js';
 import { ProcessReplica } from './process-replica.js';
+import type { ColdStartPath, WarmPoolStats } from './driver.js';
 import type { Replica, ReplicaLauncher, ReplicaStart } from './replica.js';
 import { ReplicaDriver, type ReplicaDriverOptions } from './replica-driver.js';
 import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
 import { readSpecSecrets, secretEnvValues, secretsDirEnv, type SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
+import { WarmPool } from './warm-pool.js';
 
 export interface ProcessDriverOptions extends ReplicaDriverOptions {
   bundles: BundleStore;
@@ -32,7 +34,22 @@ export interface ProcessDriverOptions extends ReplicaDriverOptions {
    * process-isolation.ts). Without it every replica runs as this process's user.
    */
   isolation?: ProcessIsolation;
+  /**
+   * Warm runtimes (`entry`, runtime-node's warm.js) kept ready for functions scaling from zero
+   * (see warm-pool.ts): `size` idle
+   * runtimes within `memoryBytes` of resident memory (default 256 MiB). Default: no pool (`fn up`
+   * keeps defaultWarmPoolSize).
+   */
+  pool?: { size?: number | undefined; memoryBytes?: number | undefined; entry: string };
+  /** Where the pool reports a runtime that failed to start. */
+  onPoolLog?: (message: string) => void;
 }
+
+/** Node's flags on every replica; a replica's memory limit adds the heap flag before them. */
+const replicaNodeArgs = ['--enable-source-maps'];
+/** A warm runtime maps its bundle's stack traces itself, when first needed (runtime-node's lazy-source-maps.ts). */
+const warmNodeArgs: string[] = [];
+
 
 /** What a process replica starts from: its app (or bundle), as whom, and the environment its secrets add. */
 interface ProcessStart extends ProcessArtifact {
@@ -51,7 +68,17 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
     readonly nodePath: string,
     readonly secrets: { store: SecretStore; filesDir: string } | undefined,
     readonly isolation: ProcessIsolation | undefined,
+    readonly pool: WarmPool | undefined,
   ) {}
+
+  /** Whether a function's replicas can come from the warm pool; a runtime that is already running cannot take some settings. */
+  coldStartPath(spec: FunctionSpec): ColdStartPath {
+    if (!this.pool) return { path: 'process-start', reason: 'the warm pool is off (fn up --pool 0)' };
+    if (processMemoryLimit(spec)) return { path: 'process-start', reason: "resources.memory sets node's heap limit, which only a new process takes" };
+    const startupEnv = Object.keys(spec.env ?? {}).find((k) => /^(NODE_|UV_)/.test(k));
+    if (startupEnv) return { path: 'process-start', reason: `env ${startupEnv} is read only when node starts` };
+    return { path: 'warm-pool' };
+  }
 
   async prepare(spec: FunctionSpec): Promise<ProcessStart> {
     const artifact = await resolveProcessArtifact(this.stores, spec);
@@ -83,11 +110,13 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
 
   start(artifact: ProcessStart, start: ReplicaStart): Replica {
     const memoryLimit = processMemoryLimit(start.spec);
+    const warm = this.coldStartPath(start.spec).path === 'warm-pool' ? this.pool?.take() : undefined;
     const replica = new ProcessReplica({
       ...start,
       nodePath: this.nodePath,
       cwd: artifact.cwd,
-      args: [...memoryNodeArgs(memoryLimit), '--enable-source-maps', artifact.file],
+      args: [...memoryNodeArgs(memoryLimit), ...replicaNodeArgs, artifact.file],
+      warm,
       env: { ...replicaEnv(start.spec, start.id, this.nodePath, artifact.dirs), ...artifact.secretEnv },
       uid: artifact.user?.uid,
       gid: artifact.user?.gid,
@@ -111,6 +140,7 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
   }
 
   async close(): Promise<void> {
+    await this.pool?.close();
     this.limits.close();
     await this.isolation?.close();
   }
@@ -123,7 +153,19 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
 
 export class ProcessDriver extends ReplicaDriver<ProcessStart> {
   constructor(options: ProcessDriverOptions) {
-    super(new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, options.nodePath ?? process.execPath, secretFiles(options), options.isolation), options);
+    const nodePath = options.nodePath ?? process.execPath;
+    const size = options.pool?.size ?? 0;
+    const pool = options.pool && size > 0 ? new WarmPool({ size, memoryBytes: options.pool.memoryBytes, entry: options.pool.entry, nodePath, nodeArgs: warmNodeArgs, log: options.onPoolLog }) : undefined;
+    const launcher = new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, nodePath, secretFiles(options), options.isolation, pool);
+    super(launcher, options);
+    this.#launcher = launcher;
+  }
+
+  readonly #launcher: ProcessLauncher;
+
+  /** The warm pool's counts, or undefined when it is off. */
+  poolStats(): WarmPoolStats | undefined {
+    return this.#launcher.pool?.stats();
   }
 
   /** A driver with the functions saved in `stateDir` already coming back up. */

@@ -5,7 +5,7 @@ import type { Endpoint } from './driver.js';
 import type { OutOfMemory } from './out-of-memory.js';
 import type { ProcessMemoryLimit } from './process-limits.js';
 import { isPort, StderrTail, watchChild, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
-import type { RuntimeMessage } from './runtime-contract.js';
+import type { RuntimeMessage, SpecializeMessage } from './runtime-contract.js';
 
 export interface ProcessReplicaOptions extends ReplicaStart {
   nodePath: string;
@@ -18,13 +18,19 @@ export interface ProcessReplicaOptions extends ReplicaStart {
   gid?: number | undefined;
   /** Its memory limit, for the OUT_OF_MEMORY report (args carry the heap flag). */
   memoryLimit?: ProcessMemoryLimit | undefined;
+  /**
+   * A warm runtime to specialize instead of spawning: it is sent the bundle (args' last), cwd,
+   * env and user over IPC. `nodePath` and the other args are then what it was started with.
+   */
+  warm?: ChildProcess | undefined;
 }
 
 // Children still running, killed if this process exits without closing its drivers.
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-function trackChild(child: ChildProcess): void {
+/** Kills `child` if this process exits while it still runs. */
+export function trackChild(child: ChildProcess): void {
   liveChildren.add(child);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
@@ -32,6 +38,11 @@ function trackChild(child: ChildProcess): void {
   process.on('exit', () => {
     for (const c of liveChildren) c.kill('SIGKILL');
   });
+}
+
+/** No longer this module's to kill on exit: gone, or about to be tracked again by its new owner. */
+export function forgetChild(child: ChildProcess): void {
+  liveChildren.delete(child);
 }
 
 export class ProcessReplica implements Replica {
@@ -55,6 +66,8 @@ export class ProcessReplica implements Replica {
   #killTimer: NodeJS.Timeout | undefined;
   #resolveExited!: (exit: ReplicaExit) => void;
   #overMemory: OutOfMemory | undefined;
+  /** Specialized from the warm pool rather than spawned. */
+  #warm = false;
 
   constructor(options: ProcessReplicaOptions) {
     this.#options = options;
@@ -62,6 +75,15 @@ export class ProcessReplica implements Replica {
     this.seq = options.seq;
     this.templateKey = options.templateKey;
     this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
+    if (options.warm) {
+      this.#child = options.warm;
+      this.#warm = true;
+      trackChild(options.warm);
+      this.#wire(options.warm);
+      this.#specialize(options.warm);
+      this.#startTimer = setTimeout(() => this.#startTimedOut(), options.startTimeoutMs);
+      return;
+    }
     let child: ChildProcess;
     try {
       child = spawn(options.nodePath, options.args, {
@@ -81,12 +103,35 @@ export class ProcessReplica implements Replica {
     this.#startTimer = setTimeout(() => this.#startTimedOut(), options.startTimeoutMs);
   }
 
+  /** Hands the warm runtime its function; a channel that fails to take it means a dead runtime. */
+  #specialize(child: ChildProcess): void {
+    const o = this.#options;
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(o.env)) if (v !== undefined) env[k] = v;
+    const message: SpecializeMessage = {
+      type: 'kubefn:specialize',
+      file: o.args[o.args.length - 1]!,
+      cwd: o.cwd ?? process.cwd(),
+      env,
+      ...(o.uid !== undefined ? { uid: o.uid, gid: o.gid ?? o.uid } : {}),
+    };
+    try {
+      child.send(message, (err) => {
+        if (err) child.kill('SIGKILL');
+      });
+    } catch {
+      child.kill('SIGKILL');
+    }
+    child.stdout?.resume();
+    child.stderr?.resume();
+  }
+
   get pid(): number | undefined {
     return this.#child?.pid;
   }
 
   describe(): string {
-    return `pid ${this.pid ?? 'none'}`;
+    return `pid ${this.pid ?? 'none'}${this.#warm ? ', a warm runtime from the pool' : ''}`;
   }
 
   /** True once the driver asked it to go (stop or start timeout). */

@@ -446,6 +446,8 @@ export class ReplicaDriver<A> implements Driver {
     // The cause beneath the crashes, when the launcher found one (a corrupt bundle).
     if (fn.artifactError) status.lastError = { ...fn.artifactError };
     if (fn.loadError) status.loadError = { ...fn.loadError };
+    const coldStart = this.#launcher.coldStartPath?.(fn.spec);
+    if (coldStart) status.coldStart = coldStart;
     const warnings = this.#launcher.warnings?.(fn.spec);
     if (warnings?.length) status.warnings = warnings;
     return status;

@@ -2,7 +2,7 @@
 // a container): how it starts, becomes ready, stops, and why it went.
 
 import type { ChildProcess } from 'node:child_process';
-import type { Endpoint } from './driver.js';
+import type { ColdStartPath, Endpoint } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
 import { describeOutOfMemory, isHeapOutOfMemory, type OutOfMemory } from './out-of-memory.js';
 import { loadFailedPrefix, parseLoadFailure, type LoadFailure } from './runtime-contract.js';
@@ -69,6 +69,8 @@ export interface ReplicaStart {
 
 /** How one kind of replica is started. `A` is what a spec resolves to: a bundle file, an image. */
 export interface ReplicaLauncher<A> {
+  /** How `spec`'s replicas start from zero, for launchers with a warm pool (FunctionStatus.coldStart). */
+  coldStartPath?(spec: FunctionSpec): ColdStartPath | undefined;
   /** The driver kind: "process", "podman". */
   readonly kind: string;
   /** Resolves what replicas of `spec` run, or throws the KubefnError that says why it cannot. */

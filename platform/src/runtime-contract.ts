@@ -39,6 +39,36 @@ export interface DrainingMessage {
 
 export type RuntimeMessage = ReadyMessage | DrainingMessage;
 
+/** Warm runtimes a platform keeps by default (`fn up --pool`). */
+export const defaultWarmPoolSize = 2;
+/** Default budget for the idle warm runtimes' resident memory, in bytes (`fn up --pool-memory`). */
+export const defaultWarmPoolMemoryBytes = 256 * 1024 * 1024;
+
+/**
+ * Where a warm runtime leaves its run(): a function bundle that finds it there hands it its
+ * handler module rather than starting the runtime bundled with it.
+ */
+export const warmRunKey = Symbol.for('kubefn.warmRun');
+
+/** Sent over IPC by a warm runtime (a pool process that holds no function yet) once it can be specialized. */
+export interface WarmMessage {
+  type: 'kubefn:warm';
+}
+
+/**
+ * Sent over IPC to a warm runtime: become a replica of this function. It takes `env` as its
+ * whole environment, `cwd` as its directory, drops to `uid`/`gid` when given, and loads `file`
+ * (the function's bundle), whose runtime then reports ready as any replica does.
+ */
+export interface SpecializeMessage {
+  type: 'kubefn:specialize';
+  file: string;
+  cwd: string;
+  env: Record<string, string>;
+  uid?: number;
+  gid?: number;
+}
+
 /**
  * Exit code of a replica whose handler could not load: the module threw while it was imported,
  * it has no usable default export, or init() threw. Starting the same code again fails the same

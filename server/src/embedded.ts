@@ -16,7 +16,7 @@ import {
   type AutoscalerOptions,
   type StatsSource,
 } from '@kubefn/autoscaler';
-import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient } from '@kubefn/builder';
+import { buildServicePlugin, hostBaseName, loadCredentials, RegistryClient, warmRuntimeEntry } from '@kubefn/builder';
 import { createGateway } from '@kubefn/gateway';
 import {
   AppStore,
@@ -29,6 +29,7 @@ import {
   Podman,
   PodmanDriver,
   ProcessDriver,
+  defaultWarmPoolSize,
   ProcessIsolation,
   referencedDigests,
   type Driver,
@@ -85,6 +86,11 @@ export interface EmbeddedOptions {
    */
   isolation?: boolean;
   runDir?: string;
+  /**
+   * Process driver: warm runtimes kept ready for functions scaling from zero, `size` of them
+   * (default 2; 0 turns the pool off) within `memoryBytes` of resident memory (default 256 MiB).
+   */
+  pool?: { size?: number; memoryBytes?: number };
   /**
    * Bundles and apps no saved function references are removed at start and then every
    * `intervalMs` (default 10 min), unless written or used within `graceMs` (default 1 h): an
@@ -189,7 +195,15 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
         })
       : undefined;
     isolationStatus = isolation ? { kind: 'users', runDir: isolation.runDir } : { kind: 'none', reason: canIsolate() ? 'turned-off' : 'not-root' };
-    driver = new ProcessDriver({ bundles, apps, stateDir: options.home, secrets, ...(isolation ? { isolation } : {}) });
+    driver = new ProcessDriver({
+      bundles,
+      apps,
+      stateDir: options.home,
+      secrets,
+      ...(isolation ? { isolation } : {}),
+      pool: { size: options.pool?.size ?? defaultWarmPoolSize, memoryBytes: options.pool?.memoryBytes, entry: warmRuntimeEntry },
+      onPoolLog: (message) => options.logger?.warn(message),
+    });
     publish = appPublisher(apps);
   }
   const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;

@@ -1,0 +1,116 @@
+// A warm runtime: a node process started before any function needs it, holding none. The pool
+// that forked it hands it a function over IPC (SpecializeMessage); it then takes the function's
+// environment, directory and user, and loads the bundle. A bundle finds this runtime already
+// loaded (warmRunKey) and hands it its handler instead of starting its own copy, so
+// specializing costs the handler's own loading and init() alone. From then on the process is
+// an ordinary replica of that one function.
+//
+// Run as a script: `node warm.js`, without --enable-source-maps (see lazy-source-maps.ts). Until specialized it holds this runtime
+// and node's own modules, nothing of any function.
+
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { warmRunKey, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
+import { mapStacksLazily } from './lazy-source-maps.js';
+import { loadGuardKey } from './load-failure.js';
+import { run } from './run.js';
+import { serve } from './serve.js';
+
+const require = createRequire(import.meta.url);
+
+/** Node modules handlers often load at once; loaded now, they are cached. */
+const preloaded = ['http', 'https', 'net', 'dns', 'zlib', 'crypto', 'util', 'url', 'os', 'fs', 'path', 'events', 'stream', 'string_decoder', 'buffer', 'perf_hooks', 'async_hooks', 'cluster', 'v8', 'worker_threads', 'tty', 'process', 'timers', 'querystring'];
+
+function isSpecialize(m: unknown): m is SpecializeMessage {
+  const s = m as Partial<SpecializeMessage> | null;
+  return typeof s === 'object' && s !== null && s.type === 'kubefn:specialize' && typeof s.file === 'string' && typeof s.cwd === 'string' && typeof s.env === 'object' && s.env !== null;
+}
+
+/** Takes the function's user, directory and environment; a failure here is the pool's, not the function's. */
+function become(m: SpecializeMessage): void {
+  // The function's user first: nothing of the function runs with the pool's rights.
+  if (m.gid !== undefined) {
+    process.setgroups?.([m.gid]);
+    process.setgid?.(m.gid);
+  }
+  if (m.uid !== undefined) process.setuid?.(m.uid);
+  process.chdir(m.cwd);
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  Object.assign(process.env, m.env);
+  // As if started as `node <file>`: the runtime finds its bundle's directory from argv[1].
+  process.argv[1] = m.file;
+  (globalThis as Record<symbol, unknown>)[warmRunKey] = run;
+}
+
+/**
+ * Loads the bundle. A throw while it loads is left uncaught, as it would be in `node <file>`:
+ * the bundle's load guard then reports it as the function's load failure.
+ */
+function load(file: string): void {
+  mapStacksLazily(path.resolve(file));
+  if (!file.endsWith('.mjs')) {
+    require(file);
+    return;
+  }
+  import(pathToFileURL(file).href).catch((err: unknown) => {
+    const guard = (globalThis as Record<symbol, unknown>)[loadGuardKey];
+    if (typeof guard === 'function') (guard as (err: unknown) => void)(err);
+    else fail(err);
+  });
+}
+
+function fail(err: unknown): never {
+  process.stderr.write(`warm runtime: cannot become a replica: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}
+
+/**
+ * Serves a few calls of a no-op handler through this runtime's own servers, on loopback, then
+ * closes them: node loads and compiles the HTTP parser, the Request and Response classes and the
+ * runtime's call path now, not during a function's first call.
+ */
+async function warmUp(): Promise<void> {
+  const server = await serve({ default: async (req: Request) => new Response(await req.text()) }, { port: 0, adminPort: 0, host: '127.0.0.1', functionName: 'warm-up', log: () => {} });
+  const agent = new http.Agent({ keepAlive: true });
+  try {
+    for (const method of ['GET', 'POST', 'POST']) {
+      await new Promise<void>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: server.port, path: '/', method, agent }, (res) => {
+          res.resume();
+          res.once('end', resolve);
+        });
+        req.once('error', reject);
+        req.end(method === 'POST' ? '{"warm":true}' : undefined);
+      });
+    }
+  } finally {
+    agent.destroy();
+    await server.close();
+  }
+}
+
+for (const name of preloaded) require(name);
+
+if (process.send === undefined) fail(new Error('started without an IPC channel; only a warm pool starts this'));
+
+const onDisconnect = (): void => process.exit(0);
+const onMessage = (m: unknown): void => {
+  if (!isSpecialize(m)) return;
+  process.off('message', onMessage);
+  process.off('disconnect', onDisconnect);
+  try {
+    become(m);
+  } catch (err) {
+    fail(err);
+  }
+  load(m.file);
+};
+process.on('message', onMessage);
+// The pool is gone: nothing will ever specialize this process.
+process.once('disconnect', onDisconnect);
+warmUp().then(
+  () => process.send?.({ type: 'kubefn:warm' } satisfies WarmMessage),
+  (err: unknown) => fail(err),
+);
