@@ -84,6 +84,8 @@ interface UpFlags {
   isolation: boolean;
   pool: string;
   poolMemory?: string;
+  /** False for --no-request-log. */
+  requestLog: boolean;
 }
 
 function registerUp(program: Command, app: App): void {
@@ -106,7 +108,8 @@ function registerUp(program: Command, app: App): void {
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
     .option('--pool <count>', 'process driver: warm runtimes kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
     .option('--pool-memory <size>', `process driver: most memory the idle warm runtimes may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
-    .option('--json', 'log one JSON object per event on stdout')
+    .option('--json', 'log one JSON object per event on stdout, a line per gateway request among them')
+    .option('--no-request-log', 'with --json: leave out the line per gateway request')
     .addHelpText(
       'after',
       `
@@ -155,6 +158,7 @@ Examples:
         host: opts.host,
         home: opts.home ? path.resolve(app.io.cwd, opts.home) : config.home,
         json: opts.json === true,
+        requestLog: opts.json === true && opts.requestLog !== false,
         driver: opts.driver,
         podman: { network: opts.podmanNetwork },
         ...(opts.registry ? { registry: opts.registry } : {}),

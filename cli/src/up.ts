@@ -10,6 +10,8 @@ export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | '
   token?: string;
   /** Print one JSON object per event instead of human lines. */
   json?: boolean;
+  /** With json: a line per gateway request (default true). */
+  requestLog?: boolean;
   /** Function directories to deploy once the platform is up. */
   deploy?: string[];
   /** Deploys a function directory against the running gateway (the `fn deploy` path). */
@@ -19,8 +21,8 @@ export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | '
 /** Runs until SIGINT/SIGTERM; resolves with the exit code. */
 export async function runUp(options: UpOptions): Promise<number> {
   const log = createLogger({ json: options.json ?? false });
-  const { deploy: _deploy, deployer: _deployer, json: _json, ...embedded } = options;
-  const platform = await startEmbedded({ ...embedded, logger: log, requestLog: options.json ?? false });
+  const { deploy: _deploy, deployer: _deployer, json: _json, requestLog: _requestLog, ...embedded } = options;
+  const platform = await startEmbedded({ ...embedded, logger: log, requestLog: (options.json ?? false) && options.requestLog !== false });
   const functions = await platform.driver.list();
   const nats = platform.nats();
   if (options.json) {

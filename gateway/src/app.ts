@@ -104,6 +104,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       tokenHint: options.tokenHint,
       maxBodyBytes,
       maxBundleBytes: options.maxBundleBytes ?? 256 * 1024 * 1024,
+      requestLog: options.requestLog ?? false,
       version: options.version ?? '0.1.0',
       systemPlugins: [
         ...(options.systemPlugins ?? []),

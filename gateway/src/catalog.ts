@@ -39,6 +39,12 @@ export class FunctionCatalog {
   }
 
   /** The function called `name`, or undefined if there is none. */
+  /** The entry when the cache holds a fresh one (a known function), without a promise; else undefined. */
+  peek(name: string): CatalogEntry | undefined {
+    const e = this.#entries.get(name);
+    return e?.fn && Date.now() - e.at < this.#ttlMs ? e.fn : undefined;
+  }
+
   async get(name: string): Promise<CatalogEntry | undefined> {
     const now = Date.now();
     const e = this.#entries.get(name);

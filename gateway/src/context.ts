@@ -119,6 +119,8 @@ export interface GatewayContext {
     tokenHint: string | undefined;
     maxBodyBytes: number;
     maxBundleBytes: number;
+    /** A log line per invocation (the invoke path writes its own: its answers bypass fastify's). */
+    requestLog: boolean;
     version: string;
     systemPlugins: FastifyPluginAsync[];
     info: Record<string, unknown>;

@@ -4,10 +4,12 @@
 // so scale from zero, concurrency limits, the queue, retries, metrics and call ids are the same
 // for both; only what surrounds a call (a socket and its reply, or a buffered event) differs.
 
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { isKubefnError, KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { CatalogEntry } from './catalog.js';
+import { hopByHop } from './headers.js';
 import { checkNamespace } from './openfaas.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
@@ -19,7 +21,7 @@ export const upstreamSlackMs = 5000;
 
 /** What a call needs from the gateway (a subset of GatewayContext). */
 export interface CallerContext {
-  catalog: { get(name: string): Promise<CatalogEntry | undefined> };
+  catalog: { get(name: string): Promise<CatalogEntry | undefined>; peek(name: string): CatalogEntry | undefined };
   routers: RouterPool;
   stats: ConcurrencyStats;
   metrics: GatewayMetrics;
@@ -38,6 +40,27 @@ export interface ReplicaRequest {
   signal: AbortSignal;
 }
 
+/** A call the invoke path streams: its answer is written straight into the caller's response. */
+export interface StreamedRequest {
+  method: string;
+  path: string;
+  /** End-to-end headers as a flat [name, value, ...] list, the call id and start time among them. */
+  headers: string[];
+  body: Readable | null;
+}
+
+/** Where a streamed call's answer goes. */
+export interface AnswerSink {
+  res: ServerResponse;
+  /**
+   * The replica answered `status`: called once, before anything is written, with its end-to-end
+   * headers (a flat list); returns the headers the caller gets.
+   */
+  head(status: number, headers: string[]): string[];
+  /** Set by stream(): cuts the call now (the caller left). */
+  abort?: () => void;
+}
+
 export interface ReplicaAnswer {
   /** The replica's answer, without the runtime's headers meant for the gateway (overloaded, draining). */
   upstream: Dispatcher.ResponseData;
@@ -53,6 +76,9 @@ export class FunctionCaller {
     connections: 1024,
     connect: { timeout: 5000 },
   });
+
+  readonly #durations = new Map<string, { observe(seconds: number): void }>();
+  readonly #requestCounters = new Map<string, { inc(): void }>();
 
   constructor(ctx: CallerContext) {
     this.#ctx = ctx;
@@ -71,6 +97,13 @@ export class FunctionCaller {
     return { name, fn };
   }
 
+  /** find() from the catalog's cache alone, without a promise; undefined when that needs the driver (or fails). */
+  peek(rawName: string, bodyBytes: number): { name: string; fn: CatalogEntry } | undefined {
+    if (bodyBytes > this.#ctx.options.maxBodyBytes || !plainName.test(rawName)) return undefined;
+    const fn = this.#ctx.catalog.peek(rawName);
+    return fn ? { name: rawName, fn } : undefined;
+  }
+
   /** Counts a call of `name` as started; the function returned counts it finished with its status. */
   begin(name: string): (status: number) => void {
     const ctx = this.#ctx;
@@ -78,13 +111,31 @@ export class FunctionCaller {
     ctx.invocations.set(name, (ctx.invocations.get(name) ?? 0) + 1);
     return (status) => {
       ctx.stats.end(name);
-      ctx.metrics.requests.inc({ function: name, code: String(status) });
+      this.#requests(name, status).inc();
     };
   }
 
   /** The time from a call's start until its replica answered, for the duration histogram. */
   observeDuration(name: string, seconds: number): void {
-    this.#ctx.metrics.duration.observe({ function: name }, seconds);
+    let child = this.#durations.get(name);
+    if (!child) {
+      child = this.#ctx.metrics.duration.labels({ function: name });
+      if (this.#durations.size >= maxKeptChildren) this.#durations.clear();
+      this.#durations.set(name, child);
+    }
+    child.observe(seconds);
+  }
+
+  /** The labelled counter child of (name, status), kept: prom-client hashes a labels object on every inc(). */
+  #requests(name: string, status: number): { inc(): void } {
+    const key = `${name} ${status}`;
+    let child = this.#requestCounters.get(key);
+    if (!child) {
+      child = this.#ctx.metrics.requests.labels({ function: name, code: String(status) });
+      if (this.#requestCounters.size >= maxKeptChildren) this.#requestCounters.clear();
+      this.#requestCounters.set(key, child);
+    }
+    return child;
   }
 
   /**
@@ -145,10 +196,140 @@ export class FunctionCaller {
     }
   }
 
+  /**
+   * Sends `req` to a replica of `fn` and streams the answer into `sink.res`, both bodies with
+   * backpressure; the same tries as send(). Resolves once the answer's head is written (its body
+   * streams on), false when the caller left first; rejects with what to answer when no replica
+   * answered. undici's dispatch API with raw header lists: no header objects, no AbortSignal.
+   */
+  async stream(name: string, fn: CatalogEntry, req: StreamedRequest, sink: AnswerSink): Promise<boolean> {
+    const router = this.#ctx.routers.get(fn.spec);
+    const body = req.body === null ? undefined : new UntouchedBody(req.body);
+    for (let attempt = 1; ; attempt++) {
+      let held = router.tryAcquire();
+      let waitStart: bigint | undefined;
+      if (!held) {
+        waitStart = process.hrtime.bigint();
+        const left = new AbortController();
+        sink.abort = () => left.abort(new Error('client disconnected'));
+        try {
+          held = await router.acquire(left.signal, fn.timeoutMs, this.#ctx.routers.bodyBytes(req.body, headerValue(req.headers, 'content-length')));
+        } catch (err) {
+          if (left.signal.aborted) return false;
+          throw err;
+        }
+      }
+      const lease = this.#ctx.stats.track(name, held);
+      if (lease.waitedForReplica && waitStart !== undefined) {
+        this.#ctx.metrics.coldStart.observe({ function: name }, Number(process.hrtime.bigint() - waitStart) / 1e9);
+      }
+      const sentAt = Date.now();
+      const outcome = await this.#dispatch(lease, req, body, sink, fn.timeoutMs);
+      if (outcome === 'answered') return true;
+      if (outcome === 'left') return false;
+      const { err, unsent } = outcome;
+      if (unsent) held.release();
+      else lease.release();
+      if (attempt < maxAttempts && unsent && Date.now() - sentAt < fn.timeoutMs) continue;
+      throw replicaError(name, lease, err, fn.timeoutMs);
+    }
+  }
+
+  /** One try of stream() on `lease`'s replica. */
+  #dispatch(lease: Lease, req: StreamedRequest, body: UntouchedBody | undefined, sink: AnswerSink, fnTimeoutMs: number): Promise<'answered' | 'left' | { err: unknown; unsent: boolean }> {
+    const res = sink.res;
+    return new Promise((resolve) => {
+      let answered = false;
+      let done = false;
+      let abortCall: ((err: Error) => void) | undefined;
+      let resumeCall: (() => void) | undefined;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        lease.release();
+      };
+      sink.abort = () => {
+        abortCall?.(new Error('client disconnected'));
+        if (!answered) resolve('left');
+        finish();
+      };
+      const onDrain = () => resumeCall?.();
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect: (abort) => {
+          abortCall = abort as (err: Error) => void;
+        },
+        onHeaders: (status, raw, resume) => {
+          const headers: string[] = [];
+          let refusal = false;
+          for (let i = 0; i < raw.length; i += 2) {
+            const key = raw[i]!.toString('latin1').toLowerCase();
+            if (key === runtimeHeaders.overloaded || key === runtimeHeaders.draining) {
+              refusal = true;
+              continue;
+            }
+            if (hopByHop.has(key)) continue;
+            headers.push(key, raw[i + 1]!.toString('latin1'));
+          }
+          // Refused before the call ran (overloaded or draining): another replica may take it.
+          if (status === 503 && refusal && req.body === null) {
+            abortCall?.(new Error('refused by the replica'));
+            resolve({ err: new KubefnError('UNAVAILABLE', 'the replica refused the call'), unsent: true });
+            return false;
+          }
+          answered = true;
+          resumeCall = resume;
+          res.on('drain', onDrain);
+          res.writeHead(status, sink.head(status, headers));
+          resolve('answered');
+          return true;
+        },
+        onData: (chunk) => res.write(chunk),
+        onComplete: () => {
+          res.off('drain', onDrain);
+          res.end();
+          finish();
+        },
+        onError: (err) => {
+          res.off('drain', onDrain);
+          if (answered) {
+            // The answer broke off mid-body: the caller sees its connection cut, as from the replica.
+            res.destroy(err);
+            finish();
+            return;
+          }
+          if (done) return;
+          const unsent = req.body === null ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
+          done = true;
+          resolve({ err, unsent });
+        },
+      };
+      this.#agent.dispatch(
+        {
+          origin: lease.endpoint.url,
+          path: req.path,
+          method: req.method as Dispatcher.HttpMethod,
+          headers: req.headers,
+          body: body ? body.attempt() : null,
+          headersTimeout: fnTimeoutMs + upstreamSlackMs,
+          bodyTimeout: fnTimeoutMs + upstreamSlackMs,
+        },
+        handler,
+      );
+    });
+  }
+
   close(): Promise<void> {
     return this.#agent.close();
   }
 }
+
+function headerValue(headers: string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
+}
+
+/** A name that needs no namespace stripped: what peek() takes (validateName checks the rest on a miss). */
+const plainName = /^[a-z0-9][a-z0-9-]*$/;
 
 export function functionName(raw: string): string {
   const dot = raw.lastIndexOf('.');
@@ -157,6 +338,9 @@ export function functionName(raw: string): string {
   validateName(name);
   return name;
 }
+
+/** Labelled metric children kept for the hot path; past it they are made again (a bound, not a limit). */
+const maxKeptChildren = 10_000;
 
 /** Tries of one call, on different replicas where it can (see send()). */
 const maxAttempts = 3;

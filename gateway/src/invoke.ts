@@ -8,7 +8,8 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KubefnError } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
-import { endToEnd } from './headers.js';
+import type { AnswerSink } from './function-call.js';
+import { endToEndList } from './headers.js';
 
 const bodiless = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
@@ -22,53 +23,56 @@ export async function invokePlugin(app: FastifyInstance, ctx: GatewayContext): P
   app.all('/function/:name/*', handler);
 }
 
+/** Headers the invoke path sets itself on the call to the replica. */
+const setHere: ReadonlySet<string> = new Set(['x-call-id', 'x-start-time', 'x-forwarded-for']);
+
 async function invoke(ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const started = process.hrtime.bigint();
-  const startNs = BigInt(Date.now()) * 1_000_000n;
+  const startNs = (BigInt(Date.now()) * 1_000_000n).toString();
   const { name: rawName } = request.params as { name: string };
   const callId = (request.headers['x-call-id'] as string | undefined) || randomUUID();
-  reply.header('x-call-id', callId).header('x-start-time', startNs.toString());
+  // For an error answered through fastify; a replica's answer is written with them below.
+  reply.header('x-call-id', callId).header('x-start-time', startNs);
 
   const length = Number(request.headers['content-length'] ?? 0);
-  const { name, fn } = await ctx.caller.find(rawName, length);
+  const { name, fn } = ctx.caller.peek(rawName, length) ?? (await ctx.caller.find(rawName, length));
 
-  const aborter = new AbortController();
   const finished = ctx.caller.begin(name);
-  // One listener ends the call's accounting, and aborts the replica call if the caller left early.
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) aborter.abort(new Error('client disconnected'));
-    finished(reply.raw.statusCode);
+  const res = reply.raw;
+  const sink: AnswerSink = {
+    res,
+    head: (status, headers) => {
+      // From here the answer is the replica's, written straight to the socket.
+      reply.hijack();
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      ctx.caller.observeDuration(name, seconds);
+      headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-duration-seconds', seconds.toFixed(6));
+      return headers;
+    },
+  };
+  // One listener ends the call's accounting, and cuts the replica call if the caller left early.
+  res.once('close', () => {
+    if (!res.writableFinished) sink.abort?.();
+    finished(res.statusCode);
+    if (ctx.options.requestLog && reply.sent) {
+      request.log.info({ method: request.method, url: request.url, status: res.statusCode, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6), callId }, 'request');
+    }
   });
 
   const hasBody = !bodiless.has(request.method) && (length > 0 || request.headers['transfer-encoding'] !== undefined);
-  const headers = endToEnd(request.headers);
-  headers['x-call-id'] = callId;
-  headers['x-start-time'] = startNs.toString();
-  headers['x-forwarded-for'] = appendForwarded(request.headers['x-forwarded-for'], request.ip);
-  headers['x-forwarded-host'] ??= request.headers.host ?? '';
-  headers['x-forwarded-proto'] ??= request.protocol;
+  const headers = endToEndList(request.headers, setHere);
+  headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-forwarded-for', appendForwarded(request.headers['x-forwarded-for'], request.ip));
+  if (request.headers['x-forwarded-host'] === undefined) headers.push('x-forwarded-host', request.headers.host ?? '');
+  if (request.headers['x-forwarded-proto'] === undefined) headers.push('x-forwarded-proto', request.protocol);
 
-  const answer = await ctx.caller.send(name, fn, {
+  await ctx.caller.stream(name, fn, {
     method: request.method,
     path: upstreamPath(request.raw.url ?? '/', rawName),
     headers,
     // A body with a Content-Length was checked against the limit in find(); a chunked one is
     // counted as it passes, so it is refused with 413 here, whatever the replica does with it.
     body: !hasBody ? null : request.headers['content-length'] !== undefined ? request.raw : Readable.from(bounded(request.raw, ctx.options.maxBodyBytes), { objectMode: false }),
-    signal: aborter.signal,
-  });
-  if (!answer) return; // the caller left; nobody to answer
-  const { upstream, lease } = answer;
-  const done = () => lease.release();
-  upstream.body.once('close', done);
-  upstream.body.once('error', done);
-  const out = endToEnd(upstream.headers);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  ctx.caller.observeDuration(name, seconds);
-  reply.code(upstream.statusCode).headers(out);
-  reply.header('x-call-id', callId).header('x-start-time', startNs.toString());
-  reply.header('x-duration-seconds', seconds.toFixed(6));
-  return reply.send(upstream.body);
+  }, sink);
 }
 
 /** "/function/hello/a/b?x=1" -> "/a/b?x=1", kept byte for byte (no decoding). */

@@ -196,6 +196,19 @@ export class FunctionRouter {
    * rejects with QUEUE_FULL at once when the queue is full (this function's depth, or the
    * gateway's budget of requests or of `bodyBytes`), DEADLINE_EXCEEDED at the deadline.
    */
+  /**
+   * A replica with room now, when one has it and nobody is queued ahead; undefined otherwise
+   * (then acquire() queues the request). Counts the arrival only when it leases: acquire()
+   * counts it otherwise. What the invoke path tries first, without a promise or a signal.
+   */
+  tryAcquire(): Lease | undefined {
+    if (this.#closed || this.#queue.length > 0) return undefined;
+    const ep = this.#pick();
+    if (!ep) return undefined;
+    this.#countArrival(this.#now());
+    return this.#lease(ep, false);
+  }
+
   acquire(signal: AbortSignal, deadlineMs: number, bodyBytes = 0): Promise<Lease> {
     if (this.#closed) return Promise.reject(new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down'));
     const now = this.#now();

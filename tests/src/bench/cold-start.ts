@@ -1,25 +1,37 @@
 // Cold start through the gateway, the way a user meets it: a function at zero replicas, its
 // first request timed end to end. Shared by the benchmarks.
 
+import { request } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
 import type { Api } from '../support/api.js';
 
-/** Deploys `image` as a fresh function at zero `tries` times and times each first request, in ms. */
-export async function coldStarts(api: Api, image: string, tries: number, name = 'hello-cold'): Promise<number[]> {
+/**
+ * Deploys `image` as a fresh function at zero `tries` times and times each first request, in ms.
+ * With `warmPool`, each try first waits until the platform's warm pool holds an idle runtime
+ * again, so every try measures a start from the pool (GET /system/info reports it).
+ */
+export async function coldStarts(api: Api, image: string, tries: number, name = 'hello-cold', options: { warmPool?: boolean } = {}): Promise<number[]> {
   const cold: number[] = [];
   for (let i = 0; i < tries; i++) {
     await api.deploy({ name, image, scale: { initial: 0 } });
     await waitFor(async () => (await api.status(name)).replicas === 0, { what: `${name} at zero` });
+    if (options.warmPool) await waitFor(async () => (await poolIdle(api)) > 0, { what: 'an idle runtime in the warm pool' });
     const t0 = performance.now();
-    const res = await fetch(`${api.url}/function/${name}`);
-    await res.text();
+    const res = await request(`${api.url}/function/${name}`);
+    await res.body.text();
     cold.push(performance.now() - t0);
-    if (res.status !== 200) throw new Error(`cold request answered ${res.status}`);
+    if (res.statusCode !== 200) throw new Error(`cold request answered ${res.statusCode}`);
     await api.ok('DELETE', '/system/functions', { functionName: name });
     // The next deploy must not find the old replicas still draining.
     await waitFor(async () => !(await api.call('GET', `/system/function/${name}`)).ok, { what: `${name} gone` });
   }
   return cold;
+}
+
+/** Idle runtimes in the platform's warm pool; 0 when it has none or no pool. */
+export async function poolIdle(api: Api): Promise<number> {
+  const info = (await api.ok('GET', '/system/info')) as { kubefn?: { pool?: { idle?: number } } };
+  return info.kubefn?.pool?.idle ?? 0;
 }
 
 export function percentile(values: readonly number[], p: number): number {
