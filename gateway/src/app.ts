@@ -1,5 +1,6 @@
 // Builds the gateway: fastify with the invoke, admin and metrics plugins over one driver.
 
+import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { KubefnError, type ActivationStall, type PokeBody } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
@@ -12,7 +13,7 @@ import { asyncPlugin } from './events/async.js';
 import { requestLogController } from './request-log.js';
 import type { GatewayContext, GatewayOptions, ScaleDefaults } from './context.js';
 import { FunctionCaller } from './function-call.js';
-import { invokePlugin } from './invoke.js';
+import { invokeFast, invokePlugin, type InvokeEnv } from './invoke.js';
 import { GatewayMetrics } from './metrics.js';
 import { boundJsonDepth } from './bounded-json.js';
 import { ColdPoker } from './poker.js';
@@ -20,6 +21,9 @@ import { RouterPool } from './router-pool.js';
 import type { GatewayShare } from './router.js';
 import { ConcurrencyStats } from './stats.js';
 import { UnreadBodies } from './unread-bodies.js';
+
+/** How long an idle client connection is kept, ms: past the 60 s idle timeout of common load balancers. */
+const keepAliveTimeoutMs = 65_000;
 
 /** Stalled activations kept at most (Gateway.setActivation). */
 const maxActivations = 10_000;
@@ -46,12 +50,22 @@ export interface Gateway {
 }
 
 export function createGateway(options: GatewayOptions): Gateway {
+  // Calls of functions are served before fastify routes them (invoke.ts); set once ctx exists.
+  let invokeEnv: InvokeEnv | undefined;
   const app = Fastify({
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (invokeEnv === undefined || !invokeFast(invokeEnv, req, res)) handler(req, res);
+      });
+      // What fastify sets on a server it makes itself.
+      server.keepAliveTimeout = keepAliveTimeoutMs;
+      return server;
+    },
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     logController: requestLogController(options.requestLog ?? false),
     // Management bodies are small JSON; invocation and bundle bodies stream past this limit.
     bodyLimit: 1024 * 1024,
-    keepAliveTimeout: 65_000,
+    keepAliveTimeout: keepAliveTimeoutMs,
     requestIdHeader: false,
     // Answered by the hook below in kubefn's error shape instead of fastify's own body.
     return503OnClosing: false,
@@ -150,7 +164,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   app.get('/metrics', async (_request, reply) =>
     reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
   );
-  app.register(async (scope) => invokePlugin(scope, ctx));
+  invokeEnv = { ctx, log: app.log, closing: () => unread.closing, answeredUnread: (req) => unread.answered(req) };
+  const env = invokeEnv;
+  app.register(async (scope) => invokePlugin(scope, env));
   app.register(async (scope) => adminPlugin(scope, ctx));
   if (options.serveAsync !== false) {
     app.register(async (scope) =>

@@ -2,77 +2,147 @@
 // when none is free, with X-Call-Id / X-Start-Time / X-Duration-Seconds on the way. The call
 // itself (lookup, lease, retries, accounting) is function-call.ts, shared with event triggers;
 // this is the HTTP adapter around it: the caller's socket, headers and streamed bodies.
+//
+// It works on node's raw request and response. The gateway's server hands it /function/ requests
+// before fastify sees them (invokeFast), which spares each call fastify's request and reply
+// objects, hooks and routing; fastify's own route (inject(), and names the fast path leaves to it)
+// runs the same code on a hijacked reply.
 
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KubefnError } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
+import { errorAnswer, kubefnErrorHeader, logErrorAnswer } from './error-handler.js';
 import type { AnswerSink } from './function-call.js';
 import { endToEndList } from './headers.js';
+import { retryAfterSeconds } from './router.js';
 
 const bodiless = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 
-export async function invokePlugin(app: FastifyInstance, ctx: GatewayContext): Promise<void> {
+/** What the invoke path needs besides the gateway's context. */
+export interface InvokeEnv {
+  ctx: GatewayContext;
+  log: FastifyBaseLogger | undefined;
+  /** Set once the gateway closes: calls are refused with SHUTTING_DOWN. */
+  closing(): boolean;
+  /** Told of a request answered before its body was read (see UnreadBodies). */
+  answeredUnread(req: IncomingMessage): void;
+}
+
+export async function invokePlugin(app: FastifyInstance, env: InvokeEnv): Promise<void> {
   // Bodies pass through as streams; the replica enforces its own body limit.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
-  const handler = (request: FastifyRequest, reply: FastifyReply) => invoke(ctx, request, reply);
+  const handler = (request: FastifyRequest, reply: FastifyReply) => {
+    reply.hijack();
+    const { name } = request.params as { name: string };
+    return invoke(env, request.raw, reply.raw, name, request.ip);
+  };
   app.all('/function/:name', handler);
   app.all('/function/:name/*', handler);
+}
+
+/** A plain function name after /function/, up to the next / or ?: what invokeFast takes itself. */
+const fastPath = /^\/function\/([a-z0-9][a-z0-9-]{0,62})(?=[/?]|$)/;
+
+/**
+ * Serves `req` when it is a call of a plainly named function, and says so; anything else (other
+ * routes, names with a namespace or characters to decode) is fastify's.
+ */
+export function invokeFast(env: InvokeEnv, req: IncomingMessage, res: ServerResponse): boolean {
+  const m = fastPath.exec(req.url ?? '');
+  if (!m) return false;
+  void invoke(env, req, res, m[1]!, req.socket.remoteAddress ?? '');
+  return true;
 }
 
 /** Headers the invoke path sets itself on the call to the replica. */
 const setHere: ReadonlySet<string> = new Set(['x-call-id', 'x-start-time', 'x-forwarded-for']);
 
-async function invoke(ctx: GatewayContext, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, rawName: string, ip: string): Promise<void> {
   const started = process.hrtime.bigint();
   const startNs = (BigInt(Date.now()) * 1_000_000n).toString();
-  const { name: rawName } = request.params as { name: string };
-  const callId = (request.headers['x-call-id'] as string | undefined) || randomUUID();
-  // For an error answered through fastify; a replica's answer is written with them below.
-  reply.header('x-call-id', callId).header('x-start-time', startNs);
-
-  const length = Number(request.headers['content-length'] ?? 0);
-  const { name, fn } = ctx.caller.peek(rawName, length) ?? (await ctx.caller.find(rawName, length));
-
-  const finished = ctx.caller.begin(name);
-  const res = reply.raw;
-  const sink: AnswerSink = {
-    res,
-    head: (status, headers) => {
-      // From here the answer is the replica's, written straight to the socket.
-      reply.hijack();
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      ctx.caller.observeDuration(name, seconds);
-      headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-duration-seconds', seconds.toFixed(6));
-      return headers;
-    },
-  };
-  // One listener ends the call's accounting, and cuts the replica call if the caller left early.
-  res.once('close', () => {
-    if (!res.writableFinished) sink.abort?.();
-    finished(res.statusCode);
-    if (ctx.options.requestLog && reply.sent) {
-      request.log.info({ method: request.method, url: request.url, status: res.statusCode, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6), callId }, 'request');
+  const callId = (req.headers['x-call-id'] as string | undefined) || randomUUID();
+  const ctx = env.ctx;
+  let status = 0;
+  try {
+    if (env.closing()) {
+      res.setHeader('connection', 'close');
+      throw new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' });
     }
-  });
+    const length = Number(req.headers['content-length'] ?? 0);
+    const { name, fn } = ctx.caller.peek(rawName, length) ?? (await ctx.caller.find(rawName, length));
 
-  const hasBody = !bodiless.has(request.method) && (length > 0 || request.headers['transfer-encoding'] !== undefined);
-  const headers = endToEndList(request.headers, setHere);
-  headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-forwarded-for', appendForwarded(request.headers['x-forwarded-for'], request.ip));
-  if (request.headers['x-forwarded-host'] === undefined) headers.push('x-forwarded-host', request.headers.host ?? '');
-  if (request.headers['x-forwarded-proto'] === undefined) headers.push('x-forwarded-proto', request.protocol);
+    const finished = ctx.caller.begin(name);
+    const sink: AnswerSink = {
+      res,
+      head: (answered, headers) => {
+        status = answered;
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        ctx.caller.observeDuration(name, seconds);
+        headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-duration-seconds', seconds.toFixed(6));
+        return headers;
+      },
+    };
+    // One listener ends the call's accounting, and cuts the replica call if the caller left early.
+    res.once('close', () => {
+      if (!res.writableFinished) sink.abort?.();
+      finished(res.statusCode);
+      if (ctx.options.requestLog && status !== 0) logRequest(env, req, res.statusCode, started, callId);
+    });
 
-  await ctx.caller.stream(name, fn, {
-    method: request.method,
-    path: upstreamPath(request.raw.url ?? '/', rawName),
-    headers,
-    // A body with a Content-Length was checked against the limit in find(); a chunked one is
-    // counted as it passes, so it is refused with 413 here, whatever the replica does with it.
-    body: !hasBody ? null : request.headers['content-length'] !== undefined ? request.raw : Readable.from(bounded(request.raw, ctx.options.maxBodyBytes), { objectMode: false }),
-  }, sink);
+    const hasBody = !bodiless.has(req.method ?? 'GET') && (length > 0 || req.headers['transfer-encoding'] !== undefined);
+    const headers = endToEndList(req.headers, setHere);
+    headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-forwarded-for', appendForwarded(req.headers['x-forwarded-for'], ip));
+    if (req.headers['x-forwarded-host'] === undefined) headers.push('x-forwarded-host', req.headers.host ?? '');
+    if (req.headers['x-forwarded-proto'] === undefined) headers.push('x-forwarded-proto', (req.socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http');
+
+    await ctx.caller.stream(name, fn, {
+      method: req.method ?? 'GET',
+      path: upstreamPath(req.url ?? '/', rawName),
+      headers,
+      // A body with a Content-Length was checked against the limit in find(); a chunked one is
+      // counted as it passes, so it is refused with 413 here, whatever the replica does with it.
+      body: !hasBody ? null : req.headers['content-length'] !== undefined ? req : Readable.from(bounded(req, ctx.options.maxBodyBytes), { objectMode: false }),
+    }, sink);
+  } catch (err) {
+    status = answerError(env, req, res, err as Error, callId, startNs);
+    if (ctx.options.requestLog) logRequest(env, req, status, started, callId, err as Error);
+  }
+}
+
+/** The platform's error answer (as kubefnErrorHandler gives it), written on the raw response; its status. */
+function answerError(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, err: Error, callId: string, startNs: string): number {
+  const answer = errorAnswer(err);
+  logErrorAnswer(env.log, err, answer, { callId });
+  if (res.headersSent) {
+    res.destroy(err);
+    return answer.status;
+  }
+  const body = JSON.stringify({ ...answer.body, callId });
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(body)),
+    [kubefnErrorHeader]: answer.body.code,
+    'x-call-id': callId,
+    'x-start-time': startNs,
+  };
+  if (answer.body.code === 'QUEUE_FULL' || typeof (err as { retryAfterS?: unknown }).retryAfterS === 'number') headers['retry-after'] = String(retryAfterSeconds(err));
+  // The rest of an unread body would be read as the next request on this connection.
+  if (!req.complete) headers.connection = 'close';
+  res.writeHead(answer.status, headers);
+  res.end(body);
+  if (!req.complete) env.answeredUnread(req);
+  return answer.status;
+}
+
+function logRequest(env: InvokeEnv, req: IncomingMessage, status: number, started: bigint, callId: string, err?: Error): void {
+  const line = { method: req.method, url: req.url, status, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6), callId };
+  if (err && status >= 500) env.log?.error({ ...line, err }, 'request failed');
+  else env.log?.info(line, 'request');
 }
 
 /** "/function/hello/a/b?x=1" -> "/a/b?x=1", kept byte for byte (no decoding). */

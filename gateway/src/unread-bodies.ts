@@ -20,7 +20,7 @@ export class UnreadBodies {
       done(null, payload);
     });
     app.addHook('onResponse', (request, _reply, done) => {
-      this.#answered(request.raw);
+      this.answered(request.raw);
       done();
     });
   }
@@ -37,7 +37,8 @@ export class UnreadBodies {
     this.#open.clear();
   }
 
-  #answered(raw: IncomingMessage): void {
+  /** `raw` was answered; when its body has not ended, its connection is watched (and cut once closing). */
+  answered(raw: IncomingMessage): void {
     if (raw.complete) return;
     if (this.#closing) {
       cutConnection(raw);

@@ -16,6 +16,7 @@ import { Api } from '../support/api.js';
 import { startNginxProxy } from '../support/nginx.js';
 import { newHome, repoRoot, startPlatform } from '../support/platform-process.js';
 import { percentile } from './cold-start.js';
+import { childrenOf, cpuMs } from './proc-cpu.js';
 import { writeBenchResults } from './results.js';
 
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
@@ -37,11 +38,17 @@ interface LoadResult {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** CPU the proxy (nginx's worker, the gateway's process) spent per request, µs; absent for direct. */
+  proxyCpuUsPerRequest?: number | undefined;
 }
 
-async function load(url: string, connections: number): Promise<LoadResult> {
+/** autocannon against `url`; with `proxyPid`, the CPU that process used per request meanwhile. */
+async function load(url: string, connections: number, proxyPid?: number): Promise<LoadResult> {
+  const before = proxyPid === undefined ? undefined : cpuMs(proxyPid);
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1 });
-  return { rps: Math.round(r.requests.average), p50ms: r.latency.p50, p99ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx };
+  const after = proxyPid === undefined ? undefined : cpuMs(proxyPid);
+  const cpu = before !== undefined && after !== undefined && r.requests.total > 0 ? Math.round(((after - before) * 1000) / r.requests.total) : undefined;
+  return { rps: Math.round(r.requests.average), p50ms: r.latency.p50, p99ms: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx, ...(cpu !== undefined ? { proxyCpuUsPerRequest: cpu } : {}) };
 }
 
 /** Sequential requests on one keep-alive connection, each timed with a µs clock, in ms. */
@@ -84,6 +91,8 @@ async function main() {
     const direct = await replicaUrl(api, 'hello');
     nginx = await startNginxProxy(direct);
     const paths = { direct: `${direct}/`, nginx: `${nginx.url}/`, gateway: `${platform.url}/function/hello` };
+    const nginxWorker = childrenOf(nginx.pid)[0]?.pid;
+    const proxyPids: Record<string, number | undefined> = { direct: undefined, nginx: nginxWorker, gateway: platform.child.pid };
     for (const url of Object.values(paths)) await autocannon({ url, connections: 8, amount: warmupCalls });
 
     const throughput: Record<string, Record<string, LoadResult>> = {};
@@ -91,7 +100,7 @@ async function main() {
       throughput[`c${c}`] = {};
       for (const [what, url] of Object.entries(paths)) {
         say(`concurrency ${c}: ${what} for ${seconds} s`);
-        throughput[`c${c}`]![what] = await load(url, c);
+        throughput[`c${c}`]![what] = await load(url, c, proxyPids[what]);
       }
     }
     const latency: Record<string, { p50ms: number; p99ms: number }> = {};
@@ -113,13 +122,14 @@ async function main() {
     const row = (c: number) => {
       const t = throughput[`c${c}`]!;
       const cell = (r: LoadResult) => `${r.rps} (${r.p50ms} / ${r.p99ms})`;
-      return `| ${c} | ${cell(t.direct!)} | ${cell(t.nginx!)} | ${cell(t.gateway!)} | ${ratio(c, 'gateway', 'nginx').toFixed(2)} | ${t.direct!.errors + t.nginx!.errors + t.gateway!.errors} |`;
+      const cpu = (r: LoadResult) => (r.proxyCpuUsPerRequest === undefined ? '?' : String(r.proxyCpuUsPerRequest));
+      return `| ${c} | ${cell(t.direct!)} | ${cell(t.nginx!)} | ${cell(t.gateway!)} | ${ratio(c, 'gateway', 'nginx').toFixed(2)} | ${cpu(t.nginx!)} / ${cpu(t.gateway!)} | ${t.direct!.errors + t.nginx!.errors + t.gateway!.errors} |`;
     };
     const table = [
       'req/s (latency p50 / p99 ms), hello through each path to the same replica',
       '',
-      '| concurrency | direct | nginx (1 worker) | kubefn gateway | gateway / nginx | errors |',
-      '|---|---|---|---|---|---|',
+      '| concurrency | direct | nginx (1 worker) | kubefn gateway | gateway / nginx | proxy CPU µs per request, nginx / gateway | errors |',
+      '|---|---|---|---|---|---|---|',
       ...concurrencies.map(row),
       '',
       `Sequential calls at concurrency 1 (${latencyCalls}, µs clock), p50 / p99 ms: direct ${latency.direct!.p50ms} / ${latency.direct!.p99ms}; ` +
