@@ -207,9 +207,9 @@ export class FunctionCaller {
     const body = req.body === null ? undefined : new UntouchedBody(req.body);
     for (let attempt = 1; ; attempt++) {
       let held = router.tryAcquire();
-      let waitStart: bigint | undefined;
+      let waitStart: number | undefined;
       if (!held) {
-        waitStart = process.hrtime.bigint();
+        waitStart = performance.now();
         const left = new AbortController();
         sink.abort = () => left.abort(new Error('client disconnected'));
         try {
@@ -221,7 +221,7 @@ export class FunctionCaller {
       }
       const lease = this.#ctx.stats.track(name, held);
       if (lease.waitedForReplica && waitStart !== undefined) {
-        this.#ctx.metrics.coldStart.observe({ function: name }, Number(process.hrtime.bigint() - waitStart) / 1e9);
+        this.#ctx.metrics.coldStart.observe({ function: name }, (performance.now() - waitStart) / 1000);
       }
       const sentAt = Date.now();
       const outcome = await this.#dispatch(lease, req, body, sink, fn.timeoutMs);
@@ -272,6 +272,7 @@ export class FunctionCaller {
           }
           // Refused before the call ran (overloaded or draining): another replica may take it.
           if (status === 503 && refusal && req.body === null) {
+            done = true;
             abortCall?.(new Error('refused by the replica'));
             resolve({ err: new KubefnError('UNAVAILABLE', 'the replica refused the call'), unsent: true });
             return false;

@@ -19,23 +19,6 @@ export const hopByHop: ReadonlySet<string> = new Set([
 
 type HeaderValue = string | string[] | undefined;
 
-/**
- * endToEnd() as a flat [name, value, ...] list, what the invoke path hands undici; `skip` names
- * headers the caller sets itself.
- */
-export function endToEndList(headers: IncomingHttpHeaders, skip: ReadonlySet<string>): string[] {
-  const out: string[] = [];
-  const connection = headers.connection;
-  const named = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((s) => s.trim()) : undefined;
-  for (const key in headers) {
-    const v = headers[key];
-    if (v === undefined || hopByHop.has(key) || skip.has(key) || named?.includes(key)) continue;
-    if (typeof v === 'string') out.push(key, v);
-    else for (const one of v) out.push(key, one);
-  }
-  return out;
-}
-
 /** Copies end-to-end headers, dropping hop-by-hop ones and any named in `Connection`. */
 export function endToEnd(headers: IncomingHttpHeaders | Record<string, HeaderValue>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};

@@ -16,7 +16,7 @@ import { KubefnError } from '@kubefn/platform';
 import type { GatewayContext } from './context.js';
 import { errorAnswer, kubefnErrorHeader, logErrorAnswer } from './error-handler.js';
 import type { AnswerSink } from './function-call.js';
-import { endToEndList } from './headers.js';
+import { hopByHop } from './headers.js';
 import { retryAfterSeconds } from './router.js';
 
 const bodiless = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
@@ -59,13 +59,12 @@ export function invokeFast(env: InvokeEnv, req: IncomingMessage, res: ServerResp
   return true;
 }
 
-/** Headers the invoke path sets itself on the call to the replica. */
-const setHere: ReadonlySet<string> = new Set(['x-call-id', 'x-start-time', 'x-forwarded-for']);
-
 async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, rawName: string, ip: string): Promise<void> {
-  const started = process.hrtime.bigint();
-  const startNs = (BigInt(Date.now()) * 1_000_000n).toString();
-  const callId = (req.headers['x-call-id'] as string | undefined) || randomUUID();
+  const started = performance.now();
+  const startNs = `${Date.now()}000000`;
+  // One pass over the raw headers: node's headers object is never built.
+  const incoming = readHeaders(req.rawHeaders);
+  const callId = incoming.callId || randomUUID();
   const ctx = env.ctx;
   let status = 0;
   try {
@@ -73,7 +72,7 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
       res.setHeader('connection', 'close');
       throw new KubefnError('SHUTTING_DOWN', 'the gateway is shutting down', { hint: 'retry: another gateway, or this one once restarted, takes the call' });
     }
-    const length = Number(req.headers['content-length'] ?? 0);
+    const length = Number(incoming.contentLength ?? 0);
     const { name, fn } = ctx.caller.peek(rawName, length) ?? (await ctx.caller.find(rawName, length));
 
     const finished = ctx.caller.begin(name);
@@ -81,7 +80,7 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
       res,
       head: (answered, headers) => {
         status = answered;
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const seconds = (performance.now() - started) / 1000;
         ctx.caller.observeDuration(name, seconds);
         headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-duration-seconds', seconds.toFixed(6));
         return headers;
@@ -94,11 +93,11 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
       if (ctx.options.requestLog && status !== 0) logRequest(env, req, res.statusCode, started, callId);
     });
 
-    const hasBody = !bodiless.has(req.method ?? 'GET') && (length > 0 || req.headers['transfer-encoding'] !== undefined);
-    const headers = endToEndList(req.headers, setHere);
-    headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-forwarded-for', appendForwarded(req.headers['x-forwarded-for'], ip));
-    if (req.headers['x-forwarded-host'] === undefined) headers.push('x-forwarded-host', req.headers.host ?? '');
-    if (req.headers['x-forwarded-proto'] === undefined) headers.push('x-forwarded-proto', (req.socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http');
+    const hasBody = !bodiless.has(req.method ?? 'GET') && (length > 0 || incoming.chunked);
+    const headers = incoming.headers;
+    headers.push('x-call-id', callId, 'x-start-time', startNs, 'x-forwarded-for', appendForwarded(incoming.forwardedFor, ip));
+    if (!incoming.forwardedHost) headers.push('x-forwarded-host', incoming.host ?? '');
+    if (!incoming.forwardedProto) headers.push('x-forwarded-proto', (req.socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http');
 
     await ctx.caller.stream(name, fn, {
       method: req.method ?? 'GET',
@@ -106,12 +105,68 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
       headers,
       // A body with a Content-Length was checked against the limit in find(); a chunked one is
       // counted as it passes, so it is refused with 413 here, whatever the replica does with it.
-      body: !hasBody ? null : req.headers['content-length'] !== undefined ? req : Readable.from(bounded(req, ctx.options.maxBodyBytes), { objectMode: false }),
+      body: !hasBody ? null : incoming.contentLength !== undefined ? req : Readable.from(bounded(req, ctx.options.maxBodyBytes), { objectMode: false }),
     }, sink);
   } catch (err) {
     status = answerError(env, req, res, err as Error, callId, startNs);
     if (ctx.options.requestLog) logRequest(env, req, status, started, callId, err as Error);
   }
+}
+
+/** What the invoke path reads of a call's headers, and the end-to-end ones to pass on. */
+interface IncomingHeaders {
+  /** End-to-end headers as a flat [name, value, ...] list, without the ones the gateway sets. */
+  headers: string[];
+  callId: string | undefined;
+  contentLength: string | undefined;
+  chunked: boolean;
+  forwardedFor: string | undefined;
+  forwardedHost: boolean;
+  forwardedProto: boolean;
+  host: string | undefined;
+}
+
+/** Headers the invoke path sets itself on the call to the replica. */
+const setHere: ReadonlySet<string> = new Set(['x-call-id', 'x-start-time', 'x-forwarded-for']);
+
+/** Reads `raw` (node's rawHeaders: [name, value, ...] as sent) in one pass; hop-by-hop headers, and any named in Connection, stay behind. */
+function readHeaders(raw: string[]): IncomingHeaders {
+  const out: IncomingHeaders = { headers: [], callId: undefined, contentLength: undefined, chunked: false, forwardedFor: undefined, forwardedHost: false, forwardedProto: false, host: undefined };
+  let named: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    switch (key) {
+      case 'x-call-id':
+        out.callId ??= value;
+        continue;
+      case 'content-length':
+        out.contentLength = value;
+        break;
+      case 'transfer-encoding':
+        out.chunked = true;
+        continue;
+      case 'x-forwarded-for':
+        out.forwardedFor = out.forwardedFor === undefined ? value : `${out.forwardedFor}, ${value}`;
+        continue;
+      case 'x-forwarded-host':
+        out.forwardedHost = true;
+        break;
+      case 'x-forwarded-proto':
+        out.forwardedProto = true;
+        break;
+      case 'host':
+        out.host = value;
+        continue;
+      case 'connection':
+        if (value !== 'keep-alive' && value !== 'close') (named ??= []).push(...value.toLowerCase().split(',').map((s) => s.trim()));
+        continue;
+    }
+    if (hopByHop.has(key) || setHere.has(key)) continue;
+    out.headers.push(key, value);
+  }
+  if (named) out.headers = out.headers.filter((_v, i, all) => !named.includes(all[i - (i % 2)]!));
+  return out;
 }
 
 /** The platform's error answer (as kubefnErrorHandler gives it), written on the raw response; its status. */
@@ -139,8 +194,8 @@ function answerError(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, 
   return answer.status;
 }
 
-function logRequest(env: InvokeEnv, req: IncomingMessage, status: number, started: bigint, callId: string, err?: Error): void {
-  const line = { method: req.method, url: req.url, status, ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6), callId };
+function logRequest(env: InvokeEnv, req: IncomingMessage, status: number, started: number, callId: string, err?: Error): void {
+  const line = { method: req.method, url: req.url, status, ms: Math.round(performance.now() - started), callId };
   if (err && status >= 500) env.log?.error({ ...line, err }, 'request failed');
   else env.log?.info(line, 'request');
 }
