@@ -24,13 +24,28 @@ async function smoke(script: string, args: string[] | ((out: string) => string[]
 const hasKeys = (json: Record<string, unknown>, keys: string[]) => assert.deepEqual(keys.filter((k) => !(k in json)), [], `missing keys in ${JSON.stringify(Object.keys(json))}`);
 
 describe('benchmark smoke runs', () => {
-  it('npm run bench: the gateway next to the direct runtime', { timeout: 240_000 }, () =>
-    smoke('tests/dist/bench/gateway-bench.js', ['--cold-tries=2', '--seconds=1', '--latency-calls=50', '--warmup=50'], {}, 180_000, async (run) => {
+  it('npm run bench: cold starts with the warm pool on and off', { timeout: 240_000 }, () =>
+    smoke('tests/dist/bench/cold-start-bench.js', ['--cold-tries=2'], {}, 180_000, async (run) => {
+      const json = await benchJson(run, 'cold-start');
+      hasKeys(json, ['machine', 'settings', 'coldStartMs', 'bareNodeStartMs']);
+      assert.deepEqual(json.settings, { coldTries: 2 });
+      const cold = json.coldStartMs as Record<string, { all: number[] }>;
+      hasKeys(cold, ['poolOn', 'poolOff']);
+      assert.equal(cold.poolOn!.all.length, 2);
+      assert.equal(cold.poolOff!.all.length, 2);
+    }));
+
+  it('npm run bench:gateway: direct, nginx and the gateway to the same replica', { timeout: 240_000 }, () =>
+    smoke('tests/dist/bench/gateway-bench.js', ['--seconds=1', '--latency-calls=50', '--warmup=50'], {}, 180_000, async (run) => {
       const json = await benchJson(run, 'gateway');
-      hasKeys(json, ['machine', 'settings', 'coldStartMs', 'bareNodeStartMs', 'c1', 'c1Latency', 'c32']);
-      assert.deepEqual(json.settings, { coldTries: 2, seconds: 1, latencyCalls: 50, warmupCalls: 50 });
-      assert.equal((json.coldStartMs as { all: number[] }).all.length, 2);
-      for (const row of ['c1', 'c32']) hasKeys(json[row] as Record<string, unknown>, ['gateway', 'direct']);
+      hasKeys(json, ['machine', 'settings', 'throughput', 'gatewayVsNginx', 'gatewayVsDirect', 'c1Latency', 'addedLatency']);
+      assert.deepEqual(json.settings, { seconds: 1, latencyCalls: 50, warmupCalls: 50, nginxWorkers: 1 });
+      const throughput = json.throughput as Record<string, Record<string, { errors: number }>>;
+      assert.deepEqual(Object.keys(throughput), ['c1', 'c16', 'c64']);
+      for (const row of Object.values(throughput)) {
+        hasKeys(row, ['direct', 'nginx', 'gateway']);
+        for (const [path, r] of Object.entries(row)) assert.equal(r.errors, 0, `${path} answered every call`);
+      }
     }));
 
   it('npm run bench:events: HTTP, core NATS and JetStream triggers side by side', { timeout: 300_000 }, () =>
