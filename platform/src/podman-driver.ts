@@ -159,7 +159,7 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
       image,
       containerName: `kubefn-${start.id}-${this.#tag}`,
       runFlags,
-      env: { ...contractEnv(spec, start.id), ...secretEnv },
+      env: { ...contractEnv(spec, start.id, this.#options.maxBodyBytes), ...secretEnv },
       network: this.#options.network ?? 'bridge',
     });
   }

@@ -69,6 +69,7 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
     readonly secrets: { store: SecretStore; filesDir: string } | undefined,
     readonly isolation: ProcessIsolation | undefined,
     readonly pool: WarmPool | undefined,
+    readonly maxBodyBytes: number | undefined,
   ) {}
 
   /** Whether a function's replicas can come from the warm pool; a runtime that is already running cannot take some settings. */
@@ -117,7 +118,7 @@ class ProcessLauncher implements ReplicaLauncher<ProcessStart> {
       cwd: artifact.cwd,
       args: [...memoryNodeArgs(memoryLimit), ...replicaNodeArgs, artifact.file],
       warm,
-      env: { ...replicaEnv(start.spec, start.id, this.nodePath, artifact.dirs), ...artifact.secretEnv },
+      env: { ...replicaEnv(start.spec, start.id, this.nodePath, artifact.dirs, this.maxBodyBytes), ...artifact.secretEnv },
       uid: artifact.user?.uid,
       gid: artifact.user?.gid,
       memoryLimit,
@@ -156,7 +157,7 @@ export class ProcessDriver extends ReplicaDriver<ProcessStart> {
     const nodePath = options.nodePath ?? process.execPath;
     const size = options.pool?.size ?? 0;
     const pool = options.pool && size > 0 ? new WarmPool({ size, memoryBytes: options.pool.memoryBytes, entry: options.pool.entry, nodePath, nodeArgs: warmNodeArgs, log: options.onPoolLog }) : undefined;
-    const launcher = new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, nodePath, secretFiles(options), options.isolation, pool);
+    const launcher = new ProcessLauncher({ bundles: options.bundles, apps: options.apps }, nodePath, secretFiles(options), options.isolation, pool, options.maxBodyBytes);
     super(launcher, options);
     this.#launcher = launcher;
   }

@@ -72,27 +72,31 @@ export interface ReplicaDirs {
  * The environment of replica `instance`: nothing of the driver's own, only a PATH that finds
  * the node binary it runs on, its HOME (and TMPDIR), the spec's env, then the runtime contract.
  */
-export function replicaEnv(spec: FunctionSpec, instance: string, nodePath: string, dirs: ReplicaDirs): NodeJS.ProcessEnv {
+export function replicaEnv(spec: FunctionSpec, instance: string, nodePath: string, dirs: ReplicaDirs, maxBodyBytes?: number): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: [...new Set([path.dirname(nodePath), '/usr/local/bin', '/usr/bin', '/bin'])].join(':'),
     HOME: dirs.home,
   };
   if (dirs.tmp !== undefined) env.TMPDIR = dirs.tmp;
-  Object.assign(env, contractEnv(spec, instance));
+  Object.assign(env, contractEnv(spec, instance, maxBodyBytes));
   env[runtimeEnv.port] = '0';
   env[runtimeEnv.adminPort] = '0';
   env[runtimeEnv.host] = '127.0.0.1';
   return env;
 }
 
-/** The spec's env and the runtime contract's variables, ports and address left to the driver. */
-export function contractEnv(spec: FunctionSpec, instance: string): Record<string, string> {
+/**
+ * The spec's env and the runtime contract's variables, ports and address left to the driver;
+ * `maxBodyBytes`, the platform's body limit, when it sets one.
+ */
+export function contractEnv(spec: FunctionSpec, instance: string, maxBodyBytes?: number): Record<string, string> {
   return {
     ...(spec.env ?? {}),
     [runtimeEnv.functionName]: spec.name,
     [runtimeEnv.instance]: instance,
     [runtimeEnv.timeoutMs]: String(timeoutMs(spec)),
     [runtimeEnv.concurrency]: String(spec.scale.containerConcurrency),
+    ...(maxBodyBytes !== undefined ? { [runtimeEnv.maxBodyBytes]: String(maxBodyBytes) } : {}),
   };
 }
 

@@ -33,6 +33,11 @@ export interface ReplicaDriverOptions {
   onWarning?: (message: string) => void;
   /** How ready replicas' /healthz is probed (liveness.ts has the defaults: every 1 s, 1 s each, 3 failures). */
   liveness?: Partial<LivenessSettings>;
+  /**
+   * The largest request body the platform's gateway sends a function: replicas accept as much
+   * (KUBEFN_MAX_BODY_BYTES). Default: the runtime's own (6 MiB).
+   */
+  maxBodyBytes?: number;
 }
 
 interface ManagedFunction<A> {

@@ -175,6 +175,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       // One owner per state directory: a restart removes what a crashed run left.
       owner: createHash('sha256').update(path.resolve(options.home)).digest('hex').slice(0, 12),
       insecureRegistries: options.insecureRegistries ?? [],
+      ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
     });
     await podmanDriver.checkPodman();
     driver = podmanDriver;
@@ -202,6 +203,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       secrets,
       ...(isolation ? { isolation } : {}),
       pool: { size: options.pool?.size ?? defaultWarmPoolSize, memoryBytes: options.pool?.memoryBytes, entry: warmRuntimeEntry },
+      ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
       onPoolLog: (message) => options.logger?.warn(message),
     });
     publish = appPublisher(apps);
