@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const mapComment = '//# sourceMappingURL=';
 const dataUrl = /^data:application\/json(?:;charset=utf-8)?;base64,/;
@@ -14,13 +15,16 @@ const dataUrl = /^data:application\/json(?:;charset=utf-8)?;base64,/;
 /** Maps frames in `file` (an absolute path) through its source map, read at the first stack formatted. */
 export function mapStacksLazily(file: string): void {
   let map: SourceMap | null | undefined;
+  // An ES module's frames name it by URL.
+  const url = pathToFileURL(file).href;
   Error.prepareStackTrace = (error, frames) => {
     const lines = [header(error)];
     for (const frame of frames) {
       const text = String(frame);
       const line = frame.getLineNumber();
       const column = frame.getColumnNumber();
-      if (frame.getFileName() !== file || line === null || column === null) {
+      const name = frame.getFileName();
+      if ((name !== file && name !== url) || line === null || column === null) {
         lines.push(`    at ${text}`);
         continue;
       }
@@ -31,7 +35,7 @@ export function mapStacksLazily(file: string): void {
         continue;
       }
       const source = path.resolve(path.dirname(file), entry.originalSource);
-      lines.push(`    at ${text.replace(`${file}:${line}:${column}`, `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`)}`);
+      lines.push(`    at ${text.replace(`${name}:${line}:${column}`, `${source}:${entry.originalLine + 1}:${entry.originalColumn + 1}`)}`);
     }
     return lines.join('\n');
   };

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
-import { bundleFunction, packApp } from '@kubefn/builder';
+import { bundleFunction, packApp, warmRuntimeEntry } from '@kubefn/builder';
 import {
   AppStore,
   appImageRef,
@@ -136,6 +136,21 @@ describe('process driver', () => {
     const third = await ProcessDriver.open({ bundles, stateDir });
     drivers.push(third);
     assert.deepEqual(await third.list(), []);
+  });
+
+  it('maps a load failure to its source line in a warm runtime from the pool too (its source map read lazily)', { timeout }, async () => {
+    const driver = newDriver({ pool: { size: 1, entry: warmRuntimeEntry } });
+    await waitFor(() => (driver.poolStats()?.idle ?? 0) >= 1, { what: 'a warm runtime', timeoutMs: waitTimeoutMs });
+    await driver.deploy(await spec('broken', { name: 'broken-warm', scale: { initial: 1 } }));
+    const status = await waitFor(async () => {
+      const s = await driver.get('broken-warm');
+      return s.loadError ? s : undefined;
+    }, { what: 'the load error', timeoutMs: waitTimeoutMs });
+    assert.equal(status.lastError?.code, 'LOAD_FAILED');
+    assert.equal(status.loadError?.location, 'handler.js:2:7');
+    const lines = await history(driver, 'broken-warm');
+    assert.ok(lines.some((l) => l.stream === 'system' && /a warm runtime from the pool/.test(l.text)), 'the first replica came from the pool');
+    await driver.remove('broken-warm');
   });
 
   it('reports a replica that fails at import time instead of waiting for it', { timeout }, async () => {
