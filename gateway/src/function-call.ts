@@ -267,7 +267,7 @@ export class FunctionCaller {
               refusal = true;
               continue;
             }
-            if (hopByHop.has(key)) continue;
+            if (hopByHop.has(key) || gatewaySets.has(key)) continue;
             headers.push(key, raw[i + 1]!.toString('latin1'));
           }
           // Refused before the call ran (overloaded or draining): another replica may take it.
@@ -279,14 +279,17 @@ export class FunctionCaller {
           }
           answered = true;
           resumeCall = resume;
-          res.on('drain', onDrain);
           res.writeHead(status, sink.head(status, headers));
           resolve('answered');
           return true;
         },
-        onData: (chunk) => res.write(chunk),
+        onData: (chunk) => {
+          if (res.write(chunk)) return true;
+          // undici sends no more until resumed.
+          res.once('drain', onDrain);
+          return false;
+        },
         onComplete: () => {
-          res.off('drain', onDrain);
           res.end();
           finish();
         },
@@ -339,6 +342,9 @@ export function functionName(raw: string): string {
   validateName(name);
   return name;
 }
+
+/** Answer headers the gateway sets itself (AnswerSink.head): the replica's own are replaced. */
+const gatewaySets: ReadonlySet<string> = new Set(['x-call-id', 'x-start-time', 'x-duration-seconds']);
 
 /** Labelled metric children kept for the hot path; past it they are made again (a bound, not a limit). */
 const maxKeptChildren = 10_000;
