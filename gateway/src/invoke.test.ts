@@ -97,7 +97,7 @@ describe('gateway invoke and management API', () => {
     const res = await fetch(`${base}/function/echo/a/b%20c?x=1&y=2`, { method: 'PATCH', body: 'hi', headers: { 'x-call-id': 'call-1' } });
     assert.equal(res.status, 200);
     assert.deepEqual(await json(res), { method: 'PATCH', url: '/a/b%20c?x=1&y=2', callId: 'call-1', body: 'hi' });
-    assert.equal(res.headers.get('x-call-id'), 'call-1', 'one call id, not the replica's and the gateway's');
+    assert.equal(res.headers.get('x-call-id'), 'call-1', 'one call id, not the replica\'s and the gateway\'s');
     assert.match(res.headers.get('x-start-time') ?? '', /^\d{19}$/);
     assert.match(res.headers.get('x-duration-seconds') ?? '', /^\d+\.\d+$/);
     const root = await json((await fetch(`${base}/function/echo?q=1`)));
