@@ -77,6 +77,7 @@ export class WarmPool {
       }
       this.#taken++;
       this.#refillLater();
+      holdOpen(r.child, true);
       return r.child;
     }
     return undefined;
@@ -99,6 +100,8 @@ export class WarmPool {
         if (r.child.exitCode !== null || r.child.signalCode !== null) resolve();
         else r.child.once('exit', () => resolve());
       });
+      // Held open until it is gone, so close() resolves once it has.
+      holdOpen(r.child, true);
       r.child.kill('SIGKILL');
       return exited;
     });
@@ -160,6 +163,10 @@ export class WarmPool {
       if (child.pid === undefined) onGone();
     });
     runtime.timer = setTimeout(() => child.kill('SIGKILL'), warmTimeoutMs);
+    runtime.timer.unref();
+    // An idle runtime keeps no process alive: one whose driver was never closed exits at once
+    // (and takes its runtimes along, trackChild). A taken one is held open again.
+    holdOpen(child, false);
     runtime.detach = () => {
       child.stdout!.off('data', onData);
       child.stderr!.off('data', onData);
@@ -198,5 +205,13 @@ export class WarmPool {
     } catch {
       // No /proc (not Linux): keep the assumed size.
     }
+  }
+}
+
+/** Whether `child` (its process, IPC channel and output pipes) keeps this process's event loop alive. */
+function holdOpen(child: ChildProcess, hold: boolean): void {
+  for (const handle of [child, child.channel, child.stdout, child.stderr] as ({ ref?(): unknown; unref?(): unknown } | null | undefined)[]) {
+    if (hold) handle?.ref?.();
+    else handle?.unref?.();
   }
 }

@@ -208,7 +208,11 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     });
     publish = appPublisher(apps);
   }
-  const nats = options.nats ? await connectNats(options.nats, options.logger) : undefined;
+  // A NATS that cannot be reached ends the start: the driver (and its warm pool) goes with it.
+  const nats = options.nats ? await connectNats(options.nats, options.logger).catch(async (err: unknown) => {
+    await driver.close();
+    throw err;
+  }) : undefined;
   const local = !nats && options.localNats ? localNatsConnector(options.home, options.logger) : undefined;
   const builds = buildServicePlugin({
     scratchDir: path.join(options.home, 'builds'),
