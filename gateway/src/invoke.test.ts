@@ -16,6 +16,7 @@ import {
   type FunctionStatus,
   type LogLine,
 } from '@kubefn/platform';
+import Fastify from 'fastify';
 import { createGateway, type Gateway } from './app.js';
 
 const execFileP = promisify(execFile);
@@ -61,6 +62,7 @@ describe('gateway invoke and management API', () => {
   let upstream: http.Server;
   let gateway: Gateway;
   let base: string;
+  let driver: OneServerDriver;
   const token = 'secret-token';
 
   before(async () => {
@@ -83,7 +85,7 @@ describe('gateway invoke and management API', () => {
       });
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    const driver = new OneServerDriver(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    driver = new OneServerDriver(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
     await driver.deploy(parseFunctionSpec({ name: 'echo', image: 'x' }));
     gateway = createGateway({ driver, token, maxBodyBytes: 1024 });
     base = await gateway.app.listen({ port: 0, host: '127.0.0.1' });
@@ -102,6 +104,21 @@ describe('gateway invoke and management API', () => {
     assert.match(res.headers.get('x-duration-seconds') ?? '', /^\d+\.\d+$/);
     const root = await json((await fetch(`${base}/function/echo?q=1`)));
     assert.equal(root.url, '/?q=1');
+  });
+
+  it('logs one line per call, whether the fast path or fastify\'s route served it', async () => {
+    const lines: string[] = [];
+    const logger = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } } }).log;
+    const logged = createGateway({ driver, token, logger, requestLog: true });
+    const url = await logged.app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      // A plain name takes the fast path; one with a namespace, fastify's route.
+      for (const p of ['/function/echo', '/function/echo.openfaas-fn', '/function/nope']) await (await fetch(url + p)).text();
+      const requests = lines.map((l) => JSON.parse(l) as { msg: string; url?: string; status?: number }).filter((l) => l.msg === 'request' && l.url?.startsWith('/function/'));
+      assert.deepEqual(requests.map((r) => [r.url, r.status]), [['/function/echo', 200], ['/function/echo.openfaas-fn', 200], ['/function/nope', 404]]);
+    } finally {
+      await logged.close();
+    }
   });
 
   it('does not follow redirects', async () => {

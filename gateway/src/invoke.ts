@@ -39,7 +39,8 @@ export async function invokePlugin(app: FastifyInstance, env: InvokeEnv): Promis
   const handler = (request: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
     const { name } = request.params as { name: string };
-    return invoke(env, request.raw, reply.raw, name, request.ip);
+    // fastify writes this request's log line itself.
+    return invoke(env, request.raw, reply.raw, name, request.ip, false);
   };
   app.all('/function/:name', handler);
   app.all('/function/:name/*', handler);
@@ -55,11 +56,12 @@ const fastPath = /^\/function\/([a-z0-9][a-z0-9-]{0,62})(?=[/?]|$)/;
 export function invokeFast(env: InvokeEnv, req: IncomingMessage, res: ServerResponse): boolean {
   const m = fastPath.exec(req.url ?? '');
   if (!m) return false;
-  void invoke(env, req, res, m[1]!, req.socket.remoteAddress ?? '');
+  void invoke(env, req, res, m[1]!, req.socket.remoteAddress ?? '', env.ctx.options.requestLog);
   return true;
 }
 
-async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, rawName: string, ip: string): Promise<void> {
+/** Serves one call; `logLine`: write its request log line (the fast path's calls bypass fastify's). */
+async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse, rawName: string, ip: string, logLine: boolean): Promise<void> {
   const started = performance.now();
   const startNs = `${Date.now()}000000`;
   // One pass over the raw headers: node's headers object is never built.
@@ -90,7 +92,7 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
     res.once('close', () => {
       if (!res.writableFinished) sink.abort?.();
       finished(res.statusCode);
-      if (ctx.options.requestLog && status !== 0) logRequest(env, req, res.statusCode, started, callId);
+      if (logLine && status !== 0) logRequest(env, req, res.statusCode, started, callId);
     });
 
     const hasBody = !bodiless.has(req.method ?? 'GET') && (length > 0 || incoming.chunked);
@@ -109,7 +111,7 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
     }, sink);
   } catch (err) {
     status = answerError(env, req, res, err as Error, callId, startNs);
-    if (ctx.options.requestLog) logRequest(env, req, status, started, callId, err as Error);
+    if (logLine) logRequest(env, req, status, started, callId, err as Error);
   }
 }
 
