@@ -6,7 +6,7 @@
 
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import { Agent, errors as undiciErrors, Pool, type Dispatcher } from 'undici';
 import { isKubefnError, KubefnError, runtimeHeaders, validateName } from '@kubefn/platform';
 import type { CatalogEntry } from './catalog.js';
 import { hopByHop } from './headers.js';
@@ -70,12 +70,14 @@ export interface ReplicaAnswer {
 
 export class FunctionCaller {
   readonly #ctx: CallerContext;
-  readonly #agent = new Agent({
-    keepAliveTimeout: 30_000,
-    keepAliveMaxTimeout: 600_000,
-    connections: 1024,
-    connect: { timeout: 5000 },
-  });
+  readonly #agent = new Agent(replicaPoolOptions);
+  /**
+   * The invoke path's connection pool per replica, used directly: undici's Agent finds the pool
+   * for each call's origin on every dispatch, a cost the hot path need not pay. A replica's
+   * address is not reused while the gateway runs long, so the oldest pools are closed past
+   * maxReplicaPools (the endpoints they served are gone, or they are made again).
+   */
+  readonly #pools = new Map<string, Pool>();
 
   readonly #durations = new Map<string, { observe(seconds: number): void }>();
   readonly #requestCounters = new Map<string, { inc(): void }>();
@@ -307,9 +309,8 @@ export class FunctionCaller {
           resolve({ err, unsent });
         },
       };
-      this.#agent.dispatch(
+      this.#poolFor(lease.endpoint.url).dispatch(
         {
-          origin: lease.endpoint.url,
           path: req.path,
           method: req.method as Dispatcher.HttpMethod,
           headers: req.headers,
@@ -322,10 +323,29 @@ export class FunctionCaller {
     });
   }
 
-  close(): Promise<void> {
-    return this.#agent.close();
+  #poolFor(url: string): Pool {
+    let pool = this.#pools.get(url);
+    if (pool) return pool;
+    if (this.#pools.size >= maxReplicaPools) {
+      const [oldest, old] = this.#pools.entries().next().value as [string, Pool];
+      this.#pools.delete(oldest);
+      void old.close().catch(() => {});
+    }
+    pool = new Pool(url, replicaPoolOptions);
+    this.#pools.set(url, pool);
+    return pool;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#agent.close(), ...[...this.#pools.values()].map((p) => p.close())]);
+    this.#pools.clear();
   }
 }
+
+/** Connections to one replica: kept alive 30 s idle (at most 10 min), a connect given 5 s. */
+const replicaPoolOptions = { keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 1024, connect: { timeout: 5000 } };
+/** Replica pools the invoke path keeps at most (see FunctionCaller.#pools). */
+const maxReplicaPools = 4096;
 
 function headerValue(headers: string[], name: string): string | undefined {
   for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
