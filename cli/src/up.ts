@@ -1,6 +1,7 @@
 // `fn up`: runs the embedded platform in the foreground until Ctrl-C.
 
 import { KubefnError } from '@kubefn/platform/core';
+import type { WarmPoolStats } from '@kubefn/platform';
 import { createLogger, startEmbedded, type EmbeddedOptions, type IsolationStatus, type NatsStatus } from '@kubefn/server';
 
 export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation' | 'pool'> {
@@ -36,6 +37,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         `  token     ${options.home}/token (the CLI reads it from there)`,
         `  nats      ${natsLine(nats)}`,
         `  isolation ${isolationLine(platform.isolation)}`,
+        ...(platform.driver.kind === 'process' ? [`  pool      ${poolLine(platform.driver.poolStats?.())}`] : []),
         `  deploy    fn deploy examples/hello`,
         `  invoke    curl ${platform.url}/function/hello`,
         'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',
@@ -102,6 +104,12 @@ function natsLine(nats: NatsStatus): string {
 
 const isolationWarning =
   'the process driver does not isolate functions from each other: every function runs as this user and can read its files, the platform token and other functions\' environments; use --driver podman (or run fn up as root) for code you do not trust';
+
+/** The warm pool, for the banner. */
+function poolLine(pool: WarmPoolStats | undefined): string {
+  if (!pool) return 'off (--pool 0): every replica starts as a new process';
+  return `${pool.size} warm runtime(s) for functions scaling from zero (--pool, --pool-memory)`;
+}
 
 function isolationLine(isolation: IsolationStatus): string {
   switch (isolation.kind) {
