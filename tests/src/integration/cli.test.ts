@@ -56,6 +56,7 @@ describe('fn CLI against fn up', () => {
     assert.equal(described.spec.handler, 'handler.js');
     const describedText = await fn('describe', 'hello');
     assert.match(describedText.stdout, /^Target:\s+100 \(default\) in-flight per replica at 70% \(default\) utilization/m);
+    assert.match(describedText.stdout, /^Cold start:\s+from the warm pool \(no process start\)$/m);
 
     const scaled = await fn('scale', 'hello', '2');
     assert.equal(scaled.code, 0, scaled.stderr);
