@@ -398,6 +398,12 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
       const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
       if (unscheduled) why.unshift(`not scheduled: ${unscheduled.message ?? unscheduled.reason ?? ''}`);
       note(`  pod ${pod.metadata?.name}: ${pod.status?.phase ?? 'Unknown'}${pod.status?.reason ? ` ${pod.status.reason}: ${pod.status.message ?? ''}` : ''} ${why.join(' | ')}`);
+      // A container that exited: the last lines it wrote say why (kubectl logs --previous).
+      for (const c of pod.status?.containerStatuses ?? []) {
+        if (!c.lastState?.terminated) continue;
+        const log = await core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace, container: c.name, previous: true, tailLines: 5, limitBytes: 2048 }).catch(() => undefined);
+        for (const line of (typeof log === 'string' ? log : '').split('\n').filter(Boolean)) note(`    ${c.name}: ${line}`);
+      }
     }
   }
   // NATS's store claim with nothing to bind it to: say what to do.
