@@ -21,4 +21,4 @@ export { initFunction, type InitOptions, type InitResult } from './init.js';
 export { scaffold, type Lang } from './templates.js';
 export { CliError, cliErrorCatalogue, exitCodeFor, formatError, type CliErrorCode } from './errors.js';
 export { formatTable, formatAge, formatBytes, shortImage } from './output.js';
-export { renderKustomization, replaceImage, defaultDeployDir, platformImageName } from './install.js';
+export { renderKustomization, replaceImage, defaultDeployDir, platformImageName, generatedToken } from './install.js';

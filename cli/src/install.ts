@@ -357,9 +357,19 @@ async function ensureTokenSecret(kc: KubeConfig, namespace: string, name: string
   }
   await core.createNamespacedSecret({
     namespace,
-    body: { metadata: { name, labels: { 'app.kubernetes.io/part-of': 'kubefn' } }, stringData: { token: randomBytes(24).toString('base64url') } },
+    body: { metadata: { name, labels: { 'app.kubernetes.io/part-of': 'kubefn' } }, stringData: { token: generatedToken() } },
   });
   return true;
+}
+
+/**
+ * A new token: 192 random bits as base64url, after a letter. NATS substitutes its token into its
+ * config and parses it there, where a value starting with "-", or read as a number ("1e5...",
+ * all digits) or a boolean, stops the server from starting; one that starts with a letter is a
+ * plain string.
+ */
+export function generatedToken(): string {
+  return `k${randomBytes(24).toString('base64url')}`;
 }
 
 /** Waits until every Deployment and StatefulSet has all replicas ready and updated; says which are not. */
