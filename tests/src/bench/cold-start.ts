@@ -15,7 +15,7 @@ export async function coldStarts(api: Api, image: string, tries: number, name = 
   for (let i = 0; i < tries; i++) {
     await api.deploy({ name, image, scale: { initial: 0 } });
     await waitFor(async () => (await api.status(name)).replicas === 0, { what: `${name} at zero` });
-    if (options.warmPool) await waitFor(async () => (await poolIdle(api)) > 0, { what: 'an idle runtime in the warm pool' });
+    if (options.warmPool) await waitFor(async () => ((await api.pool())?.idle ?? 0) > 0, { what: 'an idle runtime in the warm pool' });
     const t0 = performance.now();
     const res = await request(`${api.url}/function/${name}`);
     await res.body.text();
@@ -26,12 +26,6 @@ export async function coldStarts(api: Api, image: string, tries: number, name = 
     await waitFor(async () => !(await api.call('GET', `/system/function/${name}`)).ok, { what: `${name} gone` });
   }
   return cold;
-}
-
-/** Idle runtimes in the platform's warm pool; 0 when it has none or no pool. */
-export async function poolIdle(api: Api): Promise<number> {
-  const info = (await api.ok('GET', '/system/info')) as { kubefn?: { pool?: { idle?: number } } };
-  return info.kubefn?.pool?.idle ?? 0;
 }
 
 export function percentile(values: readonly number[], p: number): number {

@@ -25,6 +25,7 @@ import {
   type ProcessDriverOptions,
 } from '@kubefn/platform';
 import { driverConformance, expectCode, waitFor } from '@kubefn/platform/testing';
+import { isAlive } from '../support/processes.js';
 
 const fixturesDir = fileURLToPath(new URL('../../fixtures/', import.meta.url));
 const waitTimeoutMs = 90_000;
@@ -296,23 +297,4 @@ describe('process driver', () => {
     await expectCode(driver.scale('closing', 1), 'SHUTTING_DOWN');
   });
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A killed child nobody has reaped yet (PID 1 in some containers never does) is a zombie: dead.
-  const stat = readFileSyncOrEmpty(`/proc/${pid}/stat`);
-  return !/^\d+ \(.*\) Z/.test(stat);
-}
-
-function readFileSyncOrEmpty(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
 

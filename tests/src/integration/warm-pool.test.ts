@@ -11,6 +11,7 @@ import { Agent, request } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
 import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { isAlive } from '../support/processes.js';
 
 const whoami = path.join(repoRoot, 'tests', 'fixtures', 'whoami');
 
@@ -23,14 +24,6 @@ interface Whoami {
   calls: number;
 }
 
-interface PoolStats {
-  size: number;
-  idle: number;
-  starting: number;
-  taken: number;
-  failed: number;
-}
-
 async function call(api: Api, name: string): Promise<Whoami> {
   const res = await request(`${api.url}/function/${name}`);
   const text = await res.body.text();
@@ -38,22 +31,8 @@ async function call(api: Api, name: string): Promise<Whoami> {
   return JSON.parse(text) as Whoami;
 }
 
-async function pool(api: Api): Promise<PoolStats | undefined> {
-  const info = (await api.ok('GET', '/system/info')) as { kubefn: { pool?: PoolStats } };
-  return info.kubefn.pool;
-}
-
 async function logText(api: Api, name: string): Promise<string> {
   return (await api.call('GET', `/system/logs?name=${name}&follow=false&tail=500`)).text();
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('the warm pool (fn up, process driver)', () => {
@@ -71,24 +50,24 @@ describe('the warm pool (fn up, process driver)', () => {
   });
 
   it('specializes a runtime per function scaling from zero, and a specialized runtime never serves another function', { timeout: 120_000 }, async () => {
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 2, { what: 'two idle runtimes in the pool', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 2, { what: 'two idle runtimes in the pool', timeoutMs: 20_000 });
     await api.deploy({ name: 'pool-one', image, env: { MARKER: 'one', MARKER_ONE: '1' }, scale: { initial: 0, max: 1 } });
     await api.deploy({ name: 'pool-two', image, env: { MARKER: 'two' }, scale: { initial: 0, max: 1 } });
     assert.deepEqual((await api.status('pool-one')).coldStart, { path: 'warm-pool' });
 
-    const before = (await pool(api))!;
+    const before = (await api.pool())!;
     const one = await call(api, 'pool-one');
     assert.equal(one.fn, 'pool-one');
     assert.equal(one.marker, 'one');
     assert.match(await logText(api, 'pool-one'), new RegExp(`starting replica pool-one-1 \\(pid ${one.pid}, a warm runtime from the pool\\)`));
-    assert.equal((await pool(api))!.taken, before.taken + 1, 'one runtime taken for the first call');
+    assert.equal((await api.pool())!.taken, before.taken + 1, 'one runtime taken for the first call');
 
     // The runtime leaves with its function's replica: it does not go back to the pool. (Deleted
     // rather than scaled to zero, which the autoscaler may undo at once after a call.)
     await api.ok('DELETE', '/system/functions', { functionName: 'pool-one' });
-    await waitFor(() => !alive(one.pid), { what: `pool-one's runtime (pid ${one.pid}) gone`, timeoutMs: 20_000 });
+    await waitFor(() => !isAlive(one.pid), { what: `pool-one's runtime (pid ${one.pid}) gone`, timeoutMs: 20_000 });
 
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
     const two = await call(api, 'pool-two');
     assert.notEqual(two.pid, one.pid);
     assert.equal(two.fn, 'pool-two');
@@ -99,13 +78,13 @@ describe('the warm pool (fn up, process driver)', () => {
 
     // Deployed again, pool-one gets another runtime, with nothing left from its last one.
     await api.deploy({ name: 'pool-one', image, env: { MARKER: 'one', MARKER_ONE: '1' }, scale: { initial: 0, max: 1 } });
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
     const again = await call(api, 'pool-one');
     assert.notEqual(again.pid, one.pid);
     assert.notEqual(again.pid, two.pid);
     assert.equal(again.calls, 1);
     // The pool fills again behind the taken runtimes.
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 2, { what: 'the pool refilled', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 2, { what: 'the pool refilled', timeoutMs: 20_000 });
   });
 
   it('says which functions the pool cannot take, and starts them as new processes', { timeout: 60_000 }, async () => {
@@ -113,15 +92,15 @@ describe('the warm pool (fn up, process driver)', () => {
     const status = await api.status('pool-heap');
     assert.equal(status.coldStart?.path, 'process-start');
     assert.match((status.coldStart as { reason: string }).reason, /resources\.memory/);
-    const taken = (await pool(api))!.taken;
+    const taken = (await api.pool())!.taken;
     const answer = await call(api, 'pool-heap');
     assert.equal(answer.fn, 'pool-heap');
     assert.doesNotMatch(await logText(api, 'pool-heap'), /warm runtime/);
-    assert.equal((await pool(api))!.taken, taken, 'no runtime taken from the pool');
+    assert.equal((await api.pool())!.taken, taken, 'no runtime taken from the pool');
   });
 
   it('replaces a runtime killed while it specializes, and its request is answered, not left hanging', { timeout: 90_000 }, async () => {
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
     await api.deploy({ name: 'pool-kill', image, env: { INIT_DELAY_MS: '2000' }, timeout: '20s', scale: { initial: 0, max: 1 } });
     const started = performance.now();
     const answer = request(`${api.url}/function/pool-kill`).then(async (res) => ({ status: res.statusCode, body: await res.body.text() }));
@@ -141,9 +120,9 @@ describe('the warm pool (fn up, process driver)', () => {
   });
 
   it('answers 200 concurrent first calls of a function at zero, taking one runtime per replica it starts', { timeout: 120_000 }, async () => {
-    await waitFor(async () => ((await pool(api))?.idle ?? 0) >= 2, { what: 'two idle runtimes in the pool', timeoutMs: 20_000 });
+    await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 2, { what: 'two idle runtimes in the pool', timeoutMs: 20_000 });
     await api.deploy({ name: 'pool-burst', image, timeout: '60s', scale: { initial: 0, max: 4 } });
-    const takenBefore = (await pool(api))!.taken;
+    const takenBefore = (await api.pool())!.taken;
     const agent = new Agent({ connections: 200 });
     try {
       const answers = await Promise.all(
@@ -156,7 +135,7 @@ describe('the warm pool (fn up, process driver)', () => {
       assert.deepEqual(answers.filter((pid) => pid < 0), [], 'every call answered 200');
       const replicas = new Set(answers);
       const starts = (await logText(api, 'pool-burst')).match(/starting replica pool-burst-\d+/g) ?? [];
-      const taken = (await pool(api))!.taken - takenBefore;
+      const taken = (await api.pool())!.taken - takenBefore;
       assert.ok(starts.length <= 4, `at most scale.max replicas started, not one per call (${starts.length})`);
       assert.ok(taken >= 1 && taken <= starts.length, `runtimes taken (${taken}) at most one per replica started (${starts.length})`);
       assert.ok(replicas.size <= starts.length, `the calls were served by ${replicas.size} replica(s)`);
@@ -179,7 +158,7 @@ describe('fn up --pool 0', () => {
   });
 
   it('keeps no pool and starts every replica as a new process', { timeout: 60_000 }, async () => {
-    assert.equal(await pool(api), undefined, 'no pool in /system/info');
+    assert.equal(await api.pool(), undefined, 'no pool in /system/info');
     const image = await api.upload(whoami, 'handler.js');
     await api.deploy({ name: 'no-pool', image, scale: { initial: 0, max: 1 } });
     const status = await api.status('no-pool');

@@ -3,7 +3,7 @@
 
 import { bundleFunction, packApp } from '@kubefn/builder';
 import { GatewayClient, type FunctionInfo } from '@kubefn/cli';
-import { parseFunctionSpec, type FunctionSpecInput } from '@kubefn/platform';
+import { parseFunctionSpec, type FunctionSpecInput, type WarmPoolStats } from '@kubefn/platform';
 
 export class Api {
   /** The CLI's client, for everything but raw status checks. */
@@ -49,5 +49,11 @@ export class Api {
 
   async status(name: string): Promise<FunctionInfo> {
     return this.client.getFunction(name);
+  }
+
+  /** The platform's warm pool (GET /system/info), undefined when it keeps none. */
+  async pool(): Promise<WarmPoolStats | undefined> {
+    const info = (await this.ok('GET', '/system/info')) as { kubefn?: { pool?: WarmPoolStats } };
+    return info.kubefn?.pool;
   }
 }

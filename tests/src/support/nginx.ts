@@ -4,10 +4,10 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { waitFor } from '@kubefn/platform/testing';
+import { freePort } from './control-plane.js';
 
 export interface NginxProxy {
   url: string;
@@ -17,14 +17,6 @@ export interface NginxProxy {
 
 /** The nginx binary: on PATH or in /usr/sbin, where Debian puts it. */
 export const nginxBinary = '/usr/sbin/nginx';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Starts nginx (`workers` worker processes) proxying every path to `upstream` (http://host:port). */
 export async function startNginxProxy(upstream: string, options: { workers?: number } = {}): Promise<NginxProxy> {
