@@ -6,6 +6,7 @@ import { appFiles } from './app-archive.js';
 import { bundleFileNames, bundleFunction, type Bundle, type BundleFormat } from './bundle.js';
 import { archFromOci, hostTarget, type Libc, type NativeTarget } from './native-platform.js';
 import { cachedBlob, cachedHostBase } from './build-cache.js';
+import { hostBaseUser } from './host-base.js';
 import { writeOciArchive, type ArchiveBlob } from './oci-archive.js';
 import { assembleImage, scratchBase, type AssembledImage, type BaseImage } from './oci-image.js';
 import { buildLayer, type Layer } from './oci-layer.js';
@@ -88,6 +89,8 @@ export async function buildFunctionImage(options: ImageBuildOptions): Promise<Fu
   const image = assembleImage(base.base, layer, {
     entrypoint: imageEntrypoint(bundle.format),
     workingDir: appDir,
+    // A function runs as nobody unless its base names a user of its own (node's images run as root).
+    userIfRoot: hostBaseUser,
     env: { NODE_ENV: 'production', PORT: '8080', ADMIN_PORT: '8081' },
     exposedPorts: [8080, 8081],
     labels: { [imageLabels.function]: options.name, [imageLabels.bundleDigest]: bundle.digest, [imageLabels.base]: base.name },

@@ -81,4 +81,16 @@ describe('OCI image and archive', () => {
     assert.equal(manifest.layers[0].digest, base.layers[0]!.digest);
     await assert.rejects(writeOciArchive(image, [{ digest: layer.digest, content: layer.blob }], 'x'), /missing layer blobs/);
   });
+
+  it('runs a function as nobody on a base that runs as root, and keeps a base\'s own non-root user', async () => {
+    const layer = await buildLayer([{ path: 'app/fn.mjs', content: Buffer.from('x') }]);
+    const userOf = (user: string | undefined) => {
+      const base = scratchBase();
+      if (user !== undefined) base.config.config = { User: user };
+      const image = assembleImage(base, layer, { entrypoint: ['node'], userIfRoot: '65534:65534' });
+      return (JSON.parse(image.config.toString()) as { config: { User?: string } }).config.User;
+    };
+    for (const root of [undefined, '', 'root', '0', '0:0', 'root:root']) assert.equal(userOf(root), '65534:65534', `base user ${root}`);
+    for (const own of ['node', '1000', '1000:1000', 'app:app']) assert.equal(userOf(own), own);
+  });
 });

@@ -49,6 +49,14 @@ export interface ImageSettings {
   workingDir?: string;
   /** What the history entry says made the layer. */
   createdBy?: string;
+  /** The user to run as when the base names none or root (e.g. '65534:65534'); a base's own non-root user is kept. */
+  userIfRoot?: string;
+}
+
+/** Whether an image config's User runs its process as root: unset, empty, `root` or uid 0. */
+export function runsAsRoot(user: string | undefined): boolean {
+  const name = (user ?? '').split(':')[0]!.trim();
+  return name === '' || name === 'root' || name === '0';
 }
 
 export interface AssembledImage {
@@ -78,6 +86,7 @@ export function assembleImage(base: BaseImage, layer: Layer, settings: ImageSett
   inner.Entrypoint = settings.entrypoint;
   inner.Cmd = null;
   if (settings.workingDir) inner.WorkingDir = settings.workingDir;
+  if (settings.userIfRoot && runsAsRoot(inner.User)) inner.User = settings.userIfRoot;
   if (settings.exposedPorts?.length) {
     inner.ExposedPorts = { ...(inner.ExposedPorts ?? {}) };
     for (const p of [...settings.exposedPorts].sort((a, b) => a - b)) inner.ExposedPorts[`${p}/tcp`] = {};
