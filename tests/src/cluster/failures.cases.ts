@@ -149,6 +149,18 @@ function suite(): void {
     assert.deepEqual(pod.spec?.volumes?.filter((v) => v.projected?.sources?.some((src) => src.serviceAccountToken)) ?? [], [], 'no service-account token volume');
     assert.equal(pod.spec?.securityContext?.runAsUser, 65534);
     assert.equal(pod.spec?.securityContext?.runAsNonRoot, true);
+    // The NetworkPolicies are in place as installed (the test CNI, the bridge plugin, does not
+    // enforce them; docs/kubernetes.md says which do): function pods take connections from the
+    // gateways alone, and NATS, the autoscaler and the builder only from pods of the platform's
+    // own namespace, so never from a function's.
+    const net = p.cluster.kc.makeApiClient(p.cluster.k8s.NetworkingV1Api);
+    const fnPolicy = await net.readNamespacedNetworkPolicy({ name: 'kubefn-functions', namespace: p.functionNamespace });
+    assert.deepEqual(fnPolicy.spec?.podSelector, {}, 'every function pod');
+    assert.deepEqual(fnPolicy.spec?.ingress?.flatMap((r) => r._from ?? []).map((f) => f.podSelector?.matchLabels?.['app.kubernetes.io/name']), ['kubefn-gateway']);
+    const platformPolicy = await net.readNamespacedNetworkPolicy({ name: 'kubefn-platform', namespace: p.namespace });
+    assert.deepEqual(platformPolicy.spec?.podSelector?.matchExpressions?.[0]?.values, ['kubefn-autoscaler', 'kubefn-builder', 'kubefn-nats']);
+    const from = platformPolicy.spec?.ingress?.flatMap((r) => r._from ?? []) ?? [];
+    assert.ok(from.length > 0 && from.every((f) => f.podSelector && !f.namespaceSelector && !f.ipBlock), 'only pods of the platform\'s namespace');
     // The namespace admits only what Pod Security `restricted` allows: a root pod is refused.
     await assert.rejects(
       core().createNamespacedPod({
