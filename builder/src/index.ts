@@ -12,3 +12,4 @@ export * from './registry/index.js';
 export * from './image-build.js';
 export * from './build-service.js';
 export * from './platform-image.js';
+export * from './warm-pool-image.js';

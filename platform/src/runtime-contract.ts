@@ -70,6 +70,17 @@ export interface SpecializeMessage {
 }
 
 /**
+ * A warm runtime in a container (a podman pool) has no IPC channel: it listens on its admin port
+ * until specialized. `GET warm` answers 200 once it is warm; `POST specialize` with
+ * `authorization: Bearer <KUBEFN_WARM_TOKEN>` and a SpecializeMessage (no uid/gid: the container's
+ * user stays) answers 202, closes the listener and loads the bundle, whose runtime then takes
+ * the admin port as any replica does.
+ */
+export const warmPaths = { warm: '/kubefn/warm', specialize: '/kubefn/specialize' } as const;
+/** The variable a containerized warm runtime finds its specialization token in. */
+export const warmTokenEnv = 'KUBEFN_WARM_TOKEN';
+
+/**
  * Exit code of a replica whose handler could not load: the module threw while it was imported,
  * it has no usable default export, or init() threw. Starting the same code again fails the same
  * way, so whoever started it reports the load error rather than a crash. 78 is EX_CONFIG

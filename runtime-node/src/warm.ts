@@ -1,6 +1,7 @@
 // A warm runtime: a node process started before any function needs it, holding none. The pool
-// that forked it hands it a function over IPC (SpecializeMessage); it then takes the function's
-// environment, directory and user, and loads the bundle. A bundle finds this runtime already
+// that forked it hands it a function over IPC (SpecializeMessage), or, in a container, over its
+// admin port (warmPaths); it then takes the function's environment, directory and user, and
+// loads the bundle. A bundle finds this runtime already
 // loaded (warmRunKey) and hands it its handler instead of starting its own copy, so
 // specializing costs the handler's own loading and init() alone. From then on the process is
 // an ordinary replica of that one function.
@@ -12,7 +13,8 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { warmRunKey, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
+import { timingSafeEqual } from 'node:crypto';
+import { warmPaths, warmRunKey, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
 import { mapStacksLazily } from './lazy-source-maps.js';
 import { loadGuardKey } from './load-failure.js';
 import { run } from './run.js';
@@ -29,7 +31,7 @@ function isSpecialize(m: unknown): m is SpecializeMessage {
 }
 
 /** Takes the function's user, directory and environment; a failure here is the pool's, not the function's. */
-function become(m: SpecializeMessage): void {
+function become(m: SpecializeMessage, keep: Record<string, string> = {}): void {
   // The function's user first: nothing of the function runs with the pool's rights.
   if (m.gid !== undefined) {
     process.setgroups?.([m.gid]);
@@ -38,7 +40,7 @@ function become(m: SpecializeMessage): void {
   if (m.uid !== undefined) process.setuid?.(m.uid);
   process.chdir(m.cwd);
   for (const key of Object.keys(process.env)) delete process.env[key];
-  Object.assign(process.env, m.env);
+  Object.assign(process.env, keep, m.env);
   // As if started as `node <file>`: the runtime finds its bundle's directory from argv[1].
   process.argv[1] = m.file;
   (globalThis as Record<symbol, unknown>)[warmRunKey] = run;
@@ -93,24 +95,86 @@ async function warmUp(): Promise<void> {
 
 for (const name of preloaded) require(name);
 
-if (process.send === undefined) fail(new Error('started without an IPC channel; only a warm pool starts this'));
-
-const onDisconnect = (): void => process.exit(0);
-const onMessage = (m: unknown): void => {
-  if (!isSpecialize(m)) return;
-  process.off('message', onMessage);
-  process.off('disconnect', onDisconnect);
+function specialize(m: SpecializeMessage, keep?: Record<string, string>): void {
   try {
-    become(m);
+    become(m, keep);
   } catch (err) {
     fail(err);
   }
   load(m.file);
-};
-process.on('message', onMessage);
-// The pool is gone: nothing will ever specialize this process.
-process.once('disconnect', onDisconnect);
-warmUp().then(
-  () => process.send?.({ type: 'kubefn:warm' } satisfies WarmMessage),
-  (err: unknown) => fail(err),
-);
+}
+
+/** Forked by a pool: warm over IPC, specialized over IPC, gone with the pool. */
+function overIpc(): void {
+  const onDisconnect = (): void => process.exit(0);
+  const onMessage = (m: unknown): void => {
+    if (!isSpecialize(m)) return;
+    process.off('message', onMessage);
+    process.off('disconnect', onDisconnect);
+    specialize(m);
+  };
+  process.on('message', onMessage);
+  // The pool is gone: nothing will ever specialize this process.
+  process.once('disconnect', onDisconnect);
+  warmUp().then(
+    () => process.send?.({ type: 'kubefn:warm' } satisfies WarmMessage),
+    (err: unknown) => fail(err),
+  );
+}
+
+/**
+ * In a container: the admin port says when it is warm and takes the one specialization, from
+ * whoever holds the token the container was started with. The listener is closed before the
+ * bundle loads, so the function's runtime takes the port.
+ */
+function overHttp(token: Buffer): void {
+  // The container's own PATH and HOME stay unless the function's environment names its own.
+  const keep: Record<string, string> = {};
+  for (const key of ['PATH', 'HOME']) if (process.env[key] !== undefined) keep[key] = process.env[key]!;
+  delete process.env[warmTokenEnv];
+  let warm = false;
+  let taken = false;
+  const server = http.createServer((req, res) => {
+    const answer = (status: number, text: string): void => {
+      res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(text);
+    };
+    if (req.method === 'GET' && req.url === warmPaths.warm) return answer(warm ? 200 : 503, warm ? 'warm' : 'warming up');
+    if (req.method !== 'POST' || req.url !== warmPaths.specialize) return answer(404, 'a warm runtime: nothing here until it is specialized');
+    const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
+    if (given.length !== token.length || !timingSafeEqual(given, token)) return answer(401, 'wrong or missing token');
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > 1024 * 1024) req.destroy();
+      else parts.push(c);
+    });
+    req.on('end', () => {
+      let m: unknown;
+      try {
+        m = JSON.parse(Buffer.concat(parts).toString('utf8'));
+      } catch {
+        return answer(400, 'not JSON');
+      }
+      if (!isSpecialize(m)) return answer(400, 'not a specialization: type, file, cwd and env are needed');
+      if (!warm || taken) return answer(409, taken ? 'specialized already' : 'not warm yet');
+      taken = true;
+      res.once('finish', () => {
+        server.closeAllConnections();
+        server.close(() => specialize(m as SpecializeMessage, keep));
+      });
+      answer(202, 'specializing');
+    });
+  });
+  server.listen(Number(process.env.ADMIN_PORT ?? 8081), process.env.KUBEFN_HOST ?? '0.0.0.0');
+  server.once('error', fail);
+  warmUp().then(
+    () => (warm = true),
+    (err: unknown) => fail(err),
+  );
+}
+
+const httpToken = process.env[warmTokenEnv];
+if (process.send !== undefined) overIpc();
+else if (httpToken) overHttp(Buffer.from(httpToken));
+else fail(new Error(`started without an IPC channel or ${warmTokenEnv}; only a warm pool starts this`));
