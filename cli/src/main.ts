@@ -106,8 +106,8 @@ function registerUp(program: Command, app: App): void {
     .option('--no-nats', 'run without NATS: no local nats-server, nats triggers are refused')
     .option('--max-body <size>', 'largest request body (and event message) a function is sent, e.g. 1Mi', '32Mi')
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
-    .option('--pool <count>', 'process driver: warm runtimes kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
-    .option('--pool-memory <size>', `process driver: most memory the idle warm runtimes may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
+    .option('--pool <count>', 'warm runtimes (process driver) or containers (podman) kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
+    .option('--pool-memory <size>', `most memory the idle warm runtimes or containers may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
     .option('--json', 'log one JSON object per event on stdout, a line per gateway request among them')
     .option('--no-request-log', 'with --json: leave out the line per gateway request')
     .addHelpText(

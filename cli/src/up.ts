@@ -37,7 +37,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         `  token     ${options.home}/token (the CLI reads it from there)`,
         `  nats      ${natsLine(nats)}`,
         `  isolation ${isolationLine(platform.isolation)}`,
-        ...(platform.driver.kind === 'process' ? [`  pool      ${poolLine(platform.driver.poolStats?.())}`] : []),
+        `  pool      ${poolLine(platform.driver.kind, platform.driver.poolStats?.())}`,
         `  deploy    fn deploy examples/hello`,
         `  invoke    curl ${platform.url}/function/hello`,
         'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',
@@ -106,9 +106,10 @@ const isolationWarning =
   'the process driver does not isolate functions from each other: every function runs as this user and can read its files, the platform token and other functions\' environments; use --driver podman (or run fn up as root) for code you do not trust';
 
 /** The warm pool, for the banner. */
-function poolLine(pool: WarmPoolStats | undefined): string {
-  if (!pool) return 'off (--pool 0): every replica starts as a new process';
-  return `${pool.size} warm runtime(s) for functions scaling from zero (--pool, --pool-memory)`;
+function poolLine(kind: string, pool: WarmPoolStats | undefined): string {
+  const what = kind === 'podman' ? 'container' : 'process';
+  if (!pool) return `off (--pool 0): every replica starts as a new ${what}`;
+  return `${pool.size} warm ${kind === 'podman' ? 'container' : 'runtime'}(s) for functions scaling from zero (--pool, --pool-memory)`;
 }
 
 function isolationLine(isolation: IsolationStatus): string {

@@ -3,10 +3,14 @@
 // resources as container limits.
 
 import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { ColdStartPath, WarmPoolStats } from './driver.js';
 import { KubefnError } from './errors.js';
 import { parseBundleImageRef } from './bundle-store.js';
 import { Podman, podmanError, type PodmanOptions } from './podman.js';
+import { PodmanPool, placeApp } from './podman-pool.js';
 import { PodmanReplica } from './podman-replica.js';
 import { contractEnv } from './process-launch.js';
 import { removeSecretFiles, secretFiles, writeSecretFiles } from './secret-mounts.js';
@@ -30,18 +34,39 @@ export interface PodmanDriverOptions extends ReplicaDriverOptions, PodmanOptions
   insecureRegistries?: string[];
   /** Longest a pull may take, in ms (default 600000). */
   pullTimeoutMs?: number;
+  /**
+   * Warm containers kept ready for functions scaling from zero (podman-pool.ts): `size` idle
+   * containers of `image` (the builder's buildWarmPoolImage, in podman's storage) within
+   * `memoryBytes` of resident memory (default 256 MiB). Default: no pool. They start once
+   * checkPodman() has removed the leftovers of a driver before this one.
+   */
+  pool?: { size?: number | undefined; memoryBytes?: number | undefined; image: string };
+  /** Where the pool reports a container that failed to start. */
+  onPoolLog?: (message: string) => void;
 }
 
 export const podmanLabels = {
   owner: 'kubefn.dev/owner',
   function: 'kubefn.dev/function',
   replica: 'kubefn.dev/replica',
+  pool: 'kubefn.dev/pool',
 } as const;
 
 /** What a podman replica starts from: the pulled image and its secrets' values. */
 interface PodmanArtifact {
   image: string;
   secrets: Map<string, Buffer>;
+}
+
+/** Whether a warm container can become a replica of an image: its /app unpacked, or why not. */
+type PoolFit = { fits: true; app: string; bundle: string } | { fits: false; reason: string };
+
+/** An image as `podman image inspect` describes it, the parts the pool compares. */
+interface ImageFacts {
+  id: string;
+  layers: string[];
+  entrypoint: string[];
+  user: string;
 }
 
 class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
@@ -53,6 +78,12 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   readonly #tag = randomBytes(3).toString('hex');
   readonly #pulls = new Map<string, Promise<void>>();
   readonly #secrets: { store: SecretStore; filesDir: string } | undefined;
+  #pool: PodmanPool | undefined;
+  /** The pool image's facts, read when the pool starts. */
+  #poolImage: Promise<ImageFacts | undefined> | undefined;
+  /** Per image: whether the pool can take its functions, decided at its first prepare(). */
+  readonly #fits = new Map<string, PoolFit>();
+  readonly #fitting = new Map<string, Promise<PoolFit>>();
   /** The cgroup controllers podman gives containers here (podman info), read at the first deploy with limits. */
   #controllers: Promise<string[] | undefined> | undefined;
   #knownControllers: string[] | undefined;
@@ -92,7 +123,96 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
     }
     await this.#ensureImage(image);
     if (spec.resources?.memory || spec.resources?.cpu) this.#knownControllers = await this.#cgroupControllers();
+    if (this.#pool) await this.#poolFit(image);
     return { image, secrets };
+  }
+
+  /** The warm pool's dirs: the containers' /app and secrets, and the functions' unpacked /app per image. */
+  get #poolDirs(): { containers: string; apps: string } {
+    const root = this.#options.stateDir ?? path.join(tmpdir(), `kubefn-podman-${this.owner}`);
+    return { containers: path.join(root, 'pool'), apps: path.join(root, 'pool-apps') };
+  }
+
+  /** Starts the warm pool, when one is asked for: after the leftovers are gone. */
+  startPool(): void {
+    const p = this.#options.pool;
+    if (!p || !(p.size && p.size > 0) || this.#pool) return;
+    const dirs = this.#poolDirs;
+    // What a driver before this one left: the containers are gone, so are their directories.
+    rmSync(dirs.containers, { recursive: true, force: true });
+    rmSync(dirs.apps, { recursive: true, force: true });
+    this.#poolImage = imageFacts(this.podman, p.image);
+    this.#pool = new PodmanPool({
+      size: p.size,
+      memoryBytes: p.memoryBytes,
+      podman: this.podman,
+      image: p.image,
+      labels: [`${podmanLabels.owner}=${this.owner}`, `${podmanLabels.pool}=true`],
+      tag: this.#tag,
+      dir: dirs.containers,
+      network: this.#options.network ?? 'bridge',
+      log: this.#options.onPoolLog,
+    });
+  }
+
+  poolStats(): WarmPoolStats | undefined {
+    return this.#pool?.stats();
+  }
+
+  /** Whether a function's replicas can come from the warm pool; a running container cannot take some settings. */
+  coldStartPath(spec: FunctionSpec): ColdStartPath {
+    if (!this.#pool) return { path: 'container-start', reason: 'the warm pool is off (fn up --pool 0)' };
+    if (spec.resources?.memory || spec.resources?.cpu) return { path: 'container-start', reason: 'resources are container limits, set when a container starts' };
+    const startupEnv = Object.keys(spec.env ?? {}).find((k) => /^(NODE_|UV_)/.test(k));
+    if (startupEnv) return { path: 'container-start', reason: `env ${startupEnv} is read only when node starts` };
+    const fit = spec.image ? this.#fits.get(spec.image) : undefined;
+    if (!fit) return { path: 'container-start', reason: 'its image has not been looked at yet' };
+    return fit.fits ? { path: 'warm-pool' } : { path: 'container-start', reason: fit.reason };
+  }
+
+  /** Decides once per image whether the pool can take it, unpacking its /app when it can. */
+  #poolFit(image: string): Promise<PoolFit> {
+    let fitting = this.#fitting.get(image);
+    if (!fitting) {
+      fitting = this.#decideFit(image).then((fit) => {
+        this.#fits.set(image, fit);
+        return fit;
+      });
+      fitting.catch(() => this.#fitting.delete(image));
+      this.#fitting.set(image, fitting);
+    }
+    return fitting;
+  }
+
+  async #decideFit(image: string): Promise<PoolFit> {
+    const [pool, fn] = await Promise.all([this.#poolImage, imageFacts(this.podman, image)]);
+    if (!pool) return { fits: false, reason: 'podman could not describe the warm pool image' };
+    if (!fn) return { fits: false, reason: 'podman could not describe its image' };
+    const sameBase = fn.layers.length === pool.layers.length && fn.layers.slice(0, -1).every((l, i) => l === pool.layers[i]);
+    if (!sameBase) return { fits: false, reason: "its image is not the warm pool's base plus the function's own layer" };
+    const bundle = /^\/app\/(fn\.(?:cjs|mjs))$/.exec(fn.entrypoint[fn.entrypoint.length - 1] ?? '')?.[1];
+    if (fn.entrypoint[0] !== 'node' || !bundle) return { fits: false, reason: 'its image does not start a bundle in /app with node' };
+    if (fn.user !== pool.user) return { fits: false, reason: `its image runs as "${fn.user}", the warm pool as "${pool.user}"` };
+    const app = path.join(this.#poolDirs.apps, fn.id);
+    if (!existsSync(app)) await this.#unpackApp(image, app);
+    return { fits: true, app, bundle };
+  }
+
+  /** Copies the image's /app out of podman's storage (podman image mount), once per image. */
+  async #unpackApp(image: string, app: string): Promise<void> {
+    const mounted = (await this.podman.check(['image', 'mount', image], { timeoutMs: 60_000 })).trim();
+    const temp = `${app}.tmp-${randomBytes(4).toString('hex')}`;
+    try {
+      cpSync(path.join(mounted, 'app'), temp, { recursive: true, verbatimSymlinks: true });
+      renameSync(temp, app);
+    } finally {
+      rmSync(temp, { recursive: true, force: true });
+      await this.podman.run(['image', 'unmount', image], { timeoutMs: 60_000 });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool?.close();
   }
 
   /** The limits podman cannot hold on this machine: its containers get no cgroup controller for them. */
@@ -130,6 +250,26 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   start(artifact: PodmanArtifact, start: ReplicaStart): Replica {
     const { spec } = start;
     const { image } = artifact;
+    const fit = this.#fits.get(image);
+    const warm = fit?.fits && this.coldStartPath(spec).path === 'warm-pool' ? this.#pool?.take() : undefined;
+    if (warm && fit?.fits) {
+      // Its /app and secrets in the directories the container has mounted, then the runtime told.
+      placeApp(fit.app, warm.appDir);
+      if (this.#secrets && spec.secrets?.length) writeSecretFiles(path.dirname(warm.secretsDir), warm.secretsDir, artifact.secrets, 0o444);
+      const replica = new PodmanReplica({
+        ...start,
+        podman: this.podman,
+        image,
+        containerName: warm.name,
+        runFlags: [],
+        env: { ...contractEnv(spec, start.id, this.#options.maxBodyBytes), ...secretEnvValues(spec, artifact.secrets) },
+        network: this.#options.network ?? 'bridge',
+        warm,
+        warmBundle: fit.bundle,
+      });
+      void replica.exited.then(() => rmSync(path.dirname(warm.appDir), { recursive: true, force: true }));
+      return replica;
+    }
     const runFlags = [
       '--label', `${podmanLabels.owner}=${this.owner}`,
       '--label', `${podmanLabels.function}=${spec.name}`,
@@ -200,6 +340,19 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   }
 }
 
+/** What the pool compares of an image, or undefined when podman cannot say. */
+async function imageFacts(podman: Podman, image: string): Promise<ImageFacts | undefined> {
+  // podman 4.3 refuses a format that starts with {{json ...}}: the id and user go plain.
+  const r = await podman.run(['image', 'inspect', '--format', '{{.Id}}\t{{json .RootFS.Layers}}\t{{json .Config.Entrypoint}}\t{{.Config.User}}', image], { timeoutMs: 30_000 });
+  if (r.code !== 0) return undefined;
+  try {
+    const [id, layers, entrypoint, user] = r.stdout.replace(/\n$/, '').split('\t');
+    return { id: id!, layers: (JSON.parse(layers!) as string[] | null) ?? [], entrypoint: (JSON.parse(entrypoint!) as string[] | null) ?? [], user: user ?? '' };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether a registry host (with or without port) is this machine: those are reached over plain HTTP. */
 export function isLoopbackRegistry(registry: string): boolean {
   const host = registry.toLowerCase().replace(/:[0-9]+$/, '');
@@ -235,5 +388,11 @@ export class PodmanDriver extends ReplicaDriver<PodmanArtifact> {
       });
     }
     await this.#launcher.removeLeftovers();
+    this.#launcher.startPool();
+  }
+
+  /** The warm pool's counts, or undefined when it is off. */
+  poolStats(): WarmPoolStats | undefined {
+    return this.#launcher.poolStats();
   }
 }

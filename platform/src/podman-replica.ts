@@ -7,7 +7,8 @@ import { createServer } from 'node:net';
 import type { Endpoint } from './driver.js';
 import type { Podman } from './podman.js';
 import { StderrTail, watchChild, type Replica, type ReplicaExit, type ReplicaStart, type ReplicaState } from './replica.js';
-import { adminPaths } from './runtime-contract.js';
+import type { WarmContainer } from './podman-pool.js';
+import { adminPaths, warmPaths, type SpecializeMessage } from './runtime-contract.js';
 
 export interface PodmanReplicaOptions extends ReplicaStart {
   podman: Podman;
@@ -19,6 +20,13 @@ export interface PodmanReplicaOptions extends ReplicaStart {
   env: Record<string, string>;
   /** 'bridge': ports published on 127.0.0.1; 'host': the container listens on host ports itself. */
   network: 'bridge' | 'host';
+  /**
+   * A warm container from the pool (podman-pool.ts), its /app and secrets already in place, to
+   * specialize instead of starting one: it is sent `env` (the image and `runFlags` are unused).
+   */
+  warm?: WarmContainer | undefined;
+  /** The bundle's file name in /app (fn.cjs or fn.mjs), for a warm container. */
+  warmBundle?: string | undefined;
 }
 
 /** Where the runtime listens inside a bridged container. */
@@ -29,9 +37,13 @@ const killGraceMs = 5000;
 
 // Containers still running, removed if this process exits without closing its drivers.
 const liveContainers = new Map<string, Podman>();
+/** A container no longer needs removing at exit (podman removed it). */
+export function forgetContainer(name: string): void {
+  liveContainers.delete(name);
+}
 let exitHookInstalled = false;
 
-function trackContainer(name: string, podman: Podman): void {
+export function trackContainer(name: string, podman: Podman): void {
   liveContainers.set(name, podman);
   if (exitHookInstalled) return;
   exitHookInstalled = true;
@@ -73,7 +85,7 @@ export class PodmanReplica implements Replica {
   }
 
   describe(): string {
-    return `container ${this.#options.containerName}`;
+    return `container ${this.#options.containerName}${this.#options.warm ? ', a warm container from the pool' : ''}`;
   }
 
   stop(): Promise<ReplicaExit> {
@@ -95,6 +107,7 @@ export class PodmanReplica implements Replica {
 
   async #launch(): Promise<void> {
     const o = this.#options;
+    if (o.warm) return this.#specialize(o.warm);
     const [port, adminPort] = await freePorts(2);
     if (this.stopRequested) return this.#finish(null, null, undefined);
     const env = { ...o.env };
@@ -115,6 +128,41 @@ export class PodmanReplica implements Replica {
     this.#wire(child);
     this.endpoint = { id: this.id, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${adminPort}` };
     await this.#awaitReady(this.endpoint.adminUrl);
+  }
+
+  /**
+   * Hands the warm container's runtime its function over the admin port, then waits for the
+   * function's runtime to answer /readyz there. A runtime that does not take it is removed.
+   */
+  async #specialize(warm: WarmContainer): Promise<void> {
+    const o = this.#options;
+    this.#child = warm.child;
+    trackContainer(o.containerName, o.podman);
+    this.#wire(warm.child);
+    warm.child.stdout!.resume();
+    warm.child.stderr!.resume();
+    const bridged = o.network !== 'host';
+    const env: Record<string, string> = {
+      NODE_ENV: 'production',
+      ...o.env,
+      PORT: String(bridged ? containerPort : warm.port),
+      ADMIN_PORT: String(bridged ? containerAdminPort : warm.adminPort),
+      KUBEFN_HOST: bridged ? '0.0.0.0' : '127.0.0.1',
+    };
+    const adminUrl = `http://127.0.0.1:${warm.adminPort}`;
+    this.endpoint = { id: this.id, url: `http://127.0.0.1:${warm.port}`, adminUrl };
+    const message: SpecializeMessage = { type: 'kubefn:specialize', file: `/app/${o.warmBundle ?? 'fn.cjs'}`, cwd: '/app', env };
+    const res = await fetch(`${adminUrl}${warmPaths.specialize}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${warm.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(message),
+      signal: AbortSignal.timeout(5000),
+    }).catch((err: unknown) => ({ status: 0, text: async () => String((err as Error).cause ?? err) }));
+    if (res.status !== 202) {
+      this.#stderrTail.add(`the warm container did not take the function: ${res.status} ${await res.text()}`);
+      return this.#forceRemove();
+    }
+    await this.#awaitReady(adminUrl);
   }
 
   /** Polls /readyz until it answers 200, the replica goes, or the start timeout fires. */
@@ -200,7 +248,7 @@ async function containerOomKilled(podman: Podman, containerName: string): Promis
 }
 
 /** `count` TCP ports free on 127.0.0.1 right now (the kernel picks them; a race with others is retried by the driver). */
-async function freePorts(count: number): Promise<number[]> {
+export async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
     Array.from({ length: count }, () =>
       new Promise<ReturnType<typeof createServer>>((resolve, reject) => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import type { WarmPoolStats } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
 import { forgetChild, trackChild } from './process-replica.js';
-import { WarmSet, type WarmMember } from './warm-set.js';
+import { holdOpen, WarmSet, type WarmMember } from './warm-set.js';
 
 export interface WarmPoolOptions {
   /** Idle runtimes to keep; 0 keeps none. */
@@ -123,12 +123,4 @@ function startRuntime(options: WarmPoolOptions): WarmMember<ChildProcess> {
       if (child.exitCode !== null || child.signalCode !== null) forgetChild(child);
     },
   };
-}
-
-/** Whether `child` (its process, IPC channel and output pipes) keeps this process's event loop alive. */
-function holdOpen(child: ChildProcess, hold: boolean): void {
-  for (const handle of [child, child.channel, child.stdout, child.stderr] as ({ ref?(): unknown; unref?(): unknown } | null | undefined)[]) {
-    if (hold) handle?.ref?.();
-    else handle?.unref?.();
-  }
 }

@@ -4,6 +4,7 @@
 // its idle members; members that die before they are warm are counted, and starting again backs
 // off. How one member starts, reports warm and dies is the flavour's.
 
+import type { ChildProcess } from 'node:child_process';
 import type { WarmPoolStats } from './driver.js';
 import { defaultWarmPoolMemoryBytes } from './runtime-contract.js';
 
@@ -174,5 +175,13 @@ export class WarmSet<T> {
       this.#fill();
     }, delay);
     this.#retryTimer.unref();
+  }
+}
+
+/** Whether `child` (its process, IPC channel and output pipes) keeps this process's event loop alive. */
+export function holdOpen(child: ChildProcess, hold: boolean): void {
+  for (const handle of [child, child.channel, child.stdout, child.stderr] as ({ ref?(): unknown; unref?(): unknown } | null | undefined)[]) {
+    if (hold) handle?.ref?.();
+    else handle?.unref?.();
   }
 }

@@ -39,7 +39,7 @@ import type { Logger } from './logger.js';
 import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
-import { appPublisher, podmanLoadPublisher, registryPublisher, type Publisher } from './publish.js';
+import { appPublisher, podmanLoadPublisher, registryPublisher, warmPoolImage, type Publisher } from './publish.js';
 
 export type DriverKind = 'process' | 'podman';
 
@@ -168,6 +168,10 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   const secrets = new FileSecretStore(options.home);
   if ((options.driver ?? 'process') === 'podman') {
     const podman = options.podman ?? {};
+    const poolSize = options.pool?.size ?? defaultWarmPoolSize;
+    // The pool's image: the functions' base with the warm runtime, built and loaded once per base
+    // and runtime. Only images on that base can be taken from the pool.
+    const poolImage = poolSize > 0 ? await warmPoolImage({ client, base, cacheDir, podman: new Podman(podman) }) : undefined;
     const podmanDriver = new PodmanDriver({
       ...podman,
       stateDir: path.join(options.home, 'podman'),
@@ -176,6 +180,8 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
       owner: createHash('sha256').update(path.resolve(options.home)).digest('hex').slice(0, 12),
       insecureRegistries: options.insecureRegistries ?? [],
       ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
+      ...(poolImage ? { pool: { size: poolSize, memoryBytes: options.pool?.memoryBytes, image: poolImage } } : {}),
+      onPoolLog: (message) => options.logger?.warn(message),
     });
     await podmanDriver.checkPodman();
     driver = podmanDriver;

@@ -9,12 +9,14 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import {
   buildFunctionImage,
+  buildWarmPoolImage,
   bundleFunction,
   formatBytes,
   packApp,
   functionImageArchive,
   parseReference,
   pushFunctionImage,
+  type FunctionImage,
   type RegistryClient,
 } from '@kubefn/builder';
 import { appImageRef, KubefnError, podmanError, type AppStore, type Podman } from '@kubefn/platform';
@@ -98,20 +100,40 @@ export function podmanLoadPublisher(options: ImagePublisherOptions & { podman: P
     const digest = fi.image.manifestDescriptor.digest;
     // The tag is the manifest digest: an unchanged function maps to the image podman already has.
     const image = `localhost/kubefn/${name}:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
-    if ((await options.podman.run(['image', 'exists', image])).code === 0) {
-      log(`podman already has ${image}`);
-      return { image, digest };
-    }
-    const scratch = await mkdtemp(path.join(tmpdir(), 'kubefn-load-'));
-    try {
-      const archive = path.join(scratch, 'image.tar');
-      await writeFile(archive, await functionImageArchive(options.client, fi, image, options.cacheDir));
-      const r = await options.podman.run(['load', '--quiet', '--input', archive], { timeoutMs: 300_000 });
-      if (r.code !== 0) throw new KubefnError('BUILD_FAILED', `podman cannot load the image of "${name}": ${podmanError(r)}`);
-      log(`loaded ${image} into podman`);
-      return { image, digest };
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
-    }
+    const loaded = await loadIntoPodman(options, fi, image, `the image of "${name}"`);
+    log(loaded ? `loaded ${image} into podman` : `podman already has ${image}`);
+    return { image, digest };
   };
+}
+
+/** Loads an assembled image into podman's storage as `image`, unless podman has it; whether it loaded. */
+export async function loadIntoPodman(
+  options: { client: RegistryClient; cacheDir: string; podman: Podman },
+  fi: Pick<FunctionImage, 'layer' | 'image' | 'base'>,
+  image: string,
+  what: string,
+): Promise<boolean> {
+  if ((await options.podman.run(['image', 'exists', image])).code === 0) return false;
+  const scratch = await mkdtemp(path.join(tmpdir(), 'kubefn-load-'));
+  try {
+    const archive = path.join(scratch, 'image.tar');
+    await writeFile(archive, await functionImageArchive(options.client, fi, image, options.cacheDir));
+    const r = await options.podman.run(['load', '--quiet', '--input', archive], { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new KubefnError('BUILD_FAILED', `podman cannot load ${what}: ${podmanError(r)}`);
+    return true;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The podman warm pool's image on `base` (the builder's buildWarmPoolImage), loaded into podman
+ * and named by its manifest digest, so an unchanged runtime and base reuse what podman has.
+ */
+export async function warmPoolImage(options: ImagePublisherOptions & { podman: Podman }): Promise<string> {
+  const fi = await buildWarmPoolImage(options);
+  const digest = fi.image.manifestDescriptor.digest;
+  const image = `localhost/kubefn/warm-pool:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
+  await loadIntoPodman(options, fi, image, 'the warm pool image');
+  return image;
 }

@@ -1,6 +1,6 @@
-// `npm run bench:podman`: cold start through the gateway with the podman driver (bridged ports
-// and host network), next to the process driver and a bare `podman run` to ready, measured
-// side by side in one run. Prints a table and writes bench-results/podman.json.
+// `npm run bench:podman`: cold start through the gateway with the podman driver (warm pool on
+// and off, bridged ports and host network), next to the process driver and a bare `podman run`
+// to ready, measured side by side in one run. Prints a table and writes bench-results/podman.json.
 
 import os from 'node:os';
 import path from 'node:path';
@@ -23,12 +23,12 @@ interface Row {
 }
 
 /** `fn up` with `upArgs`, hello deployed with `fn deploy`'s code path, then `tries` cold starts. */
-async function platformColdStarts(upArgs: string[], env: Record<string, string>): Promise<{ image: string; ms: number[] }> {
+async function platformColdStarts(upArgs: string[], env: Record<string, string>, warmPool = false): Promise<{ image: string; ms: number[] }> {
   const platform = await startPlatform(await newHome(), { args: upArgs, env, timeoutMs: 120_000 });
   try {
     const api = new Api(platform.url, platform.token);
     const { image } = await deployFunction(api.client, hello);
-    return { image, ms: await coldStarts(api, image, tries) };
+    return { image, ms: await coldStarts(api, image, tries, 'hello-cold', { warmPool }) };
   } finally {
     await platform.stop();
   }
@@ -54,14 +54,16 @@ async function main(): Promise<void> {
   const options = await podmanTestOptions();
   const podman = new Podman(options);
   const env = options.env;
-  const processRun = await platformColdStarts([], {});
-  const bridge = await platformColdStarts(['--driver', 'podman'], env);
-  const host = await platformColdStarts(['--driver', 'podman', '--podman-network', 'host'], env);
+  const processRun = await platformColdStarts([], {}, true);
+  const pooled = await platformColdStarts(['--driver', 'podman'], env, true);
+  const bridge = await platformColdStarts(['--driver', 'podman', '--pool', '0'], env);
+  const host = await platformColdStarts(['--driver', 'podman', '--pool', '0', '--podman-network', 'host'], env);
   const bare = await barePodmanRun(podman, bridge.image);
   const rows: Row[] = [
-    { label: 'process driver (node child process)', ms: processRun.ms },
-    { label: 'podman driver, bridge network (published ports)', ms: bridge.ms },
-    { label: 'podman driver, host network', ms: host.ms },
+    { label: 'process driver, warm pool on', ms: processRun.ms },
+    { label: 'podman driver, warm pool on (bridge network)', ms: pooled.ms },
+    { label: 'podman driver, pool off, bridge network (published ports)', ms: bridge.ms },
+    { label: 'podman driver, pool off, host network', ms: host.ms },
     { label: 'bare `podman run` to /readyz (no gateway)', ms: bare },
   ];
   const summary = rows.map((r) => ({ label: r.label, p50: percentile(r.ms, 50), max: Math.max(...r.ms), all: r.ms.map((x) => Math.round(x)) }));

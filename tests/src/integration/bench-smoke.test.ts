@@ -94,7 +94,7 @@ describe('benchmark smoke runs', () => {
       hasKeys(json, ['machine', 'tries', 'image', 'rows']);
       assert.equal(json.tries, 1);
       const rows = json.rows as { label: string; p50: number; max: number; all: number[] }[];
-      assert.equal(rows.length, 4);
+      assert.equal(rows.length, 5);
       for (const row of rows) {
         hasKeys(row, ['label', 'p50', 'max', 'all']);
         assert.equal(row.all.length, 1, row.label);
