@@ -194,7 +194,12 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
     if (fn.entrypoint[0] !== 'node' || !bundle) return { fits: false, reason: 'its image does not start a bundle in /app with node' };
     if (fn.user !== pool.user) return { fits: false, reason: `its image runs as "${fn.user}", the warm pool as "${pool.user}"` };
     const app = path.join(this.#poolDirs.apps, fn.id);
-    if (!existsSync(app)) await this.#unpackApp(image, app);
+    try {
+      if (!existsSync(app)) await this.#unpackApp(image, app);
+    } catch (err) {
+      // Rootless podman, say, cannot mount an image: the function starts as new containers.
+      return { fits: false, reason: `its /app could not be read out of podman's storage: ${(err as Error).message}` };
+    }
     return { fits: true, app, bundle };
   }
 

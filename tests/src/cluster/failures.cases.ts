@@ -153,13 +153,25 @@ function suite(): void {
     // enforce them; docs/kubernetes.md says which do): function pods take connections from the
     // gateways alone, and NATS, the autoscaler and the builder only from pods of the platform's
     // own namespace, so never from a function's.
-    const net = p.cluster.kc.makeApiClient(p.cluster.k8s.NetworkingV1Api);
-    const fnPolicy = await net.readNamespacedNetworkPolicy({ name: 'kubefn-functions', namespace: p.functionNamespace });
-    assert.ok(fnPolicy.spec?.podSelector && !fnPolicy.spec.podSelector.matchLabels && !fnPolicy.spec.podSelector.matchExpressions, 'every function pod');
-    assert.deepEqual(fnPolicy.spec?.ingress?.flatMap((r) => r._from ?? []).map((f) => f.podSelector?.matchLabels?.['app.kubernetes.io/name']), ['kubefn-gateway']);
-    const platformPolicy = await net.readNamespacedNetworkPolicy({ name: 'kubefn-platform', namespace: p.namespace });
-    assert.deepEqual(platformPolicy.spec?.podSelector?.matchExpressions?.[0]?.values, ['kubefn-autoscaler', 'kubefn-builder', 'kubefn-nats']);
-    const from = platformPolicy.spec?.ingress?.flatMap((r) => r._from ?? []) ?? [];
+    // Read as JSON from the API server: client-node's NetworkPolicy model drops a rule's `from`.
+    type Peer = { podSelector?: { matchLabels?: Record<string, string> }; namespaceSelector?: unknown; ipBlock?: unknown };
+    type Policy = { spec: { podSelector: { matchLabels?: unknown; matchExpressions?: { values: string[] }[] }; ingress: { from?: Peer[] }[] } };
+    const apiServer = new Agent({ connect: { ca: p.cluster.cp.ca } });
+    const policy = async (namespace: string, name: string): Promise<Policy> => {
+      const res = await fetch(`${p.cluster.cp.server}/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${name}`, {
+        headers: { authorization: `Bearer ${p.cluster.cp.token}` },
+        dispatcher: apiServer,
+      });
+      assert.equal(res.status, 200, `NetworkPolicy ${namespace}/${name}`);
+      return (await res.json()) as Policy;
+    };
+    const fnPolicy = await policy(p.functionNamespace, 'kubefn-functions');
+    assert.ok(!fnPolicy.spec.podSelector.matchLabels && !fnPolicy.spec.podSelector.matchExpressions, 'every function pod');
+    assert.deepEqual(fnPolicy.spec.ingress.flatMap((r) => r.from ?? []).map((f) => f.podSelector?.matchLabels?.['app.kubernetes.io/name']), ['kubefn-gateway']);
+    const platformPolicy = await policy(p.namespace, 'kubefn-platform');
+    assert.deepEqual(platformPolicy.spec.podSelector.matchExpressions?.[0]?.values, ['kubefn-autoscaler', 'kubefn-builder', 'kubefn-nats']);
+    const from = platformPolicy.spec.ingress.flatMap((r) => r.from ?? []);
+    await apiServer.close();
     assert.ok(from.length > 0 && from.every((f) => f.podSelector && !f.namespaceSelector && !f.ipBlock), 'only pods of the platform\'s namespace');
     // The namespace admits only what Pod Security `restricted` allows: a root pod is refused.
     await assert.rejects(

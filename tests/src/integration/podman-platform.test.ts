@@ -60,11 +60,20 @@ describe('fn up --driver podman', () => {
     const res = await fetch(`${platform.url}/function/hello?name=Podman`);
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'Hello, Podman!\n');
-    const podman = new Podman({ env });
-    const running = (await podman.check(['ps', '--filter', `label=${podmanLabels.function}=hello`, '--format', '{{.Image}}'])).trim().split('\n');
-    assert.ok(running.includes(out.image), `a container of ${out.image} runs (saw ${running.join(', ')})`);
+    // The replica's container: a new one of the image (labelled with its function), or a warm one
+    // from the pool (a container of the pool image, its /app the function's).
     const logs = await fn('logs', 'hello', '--tail', '50');
     assert.match(logs, /ready at http:\/\/127\.0\.0\.1:\d+/);
+    const container = /starting replica hello-\d+ \(container ([\w-]+)(, a warm container from the pool)?\)/.exec(logs);
+    assert.ok(container, logs);
+    const podman = new Podman({ env });
+    const image = (await podman.check(['ps', '--filter', `name=^${container[1]}$`, '--format', '{{.Image}}'])).trim();
+    if (container[2]) {
+      assert.match(image, /^localhost\/kubefn\/warm-pool:[0-9a-f]{20}$/);
+    } else {
+      const running = (await podman.check(['ps', '--filter', `label=${podmanLabels.function}=hello`, '--format', '{{.Image}}'])).trim().split('\n');
+      assert.ok(running.includes(out.image), `a container of ${out.image} runs (saw ${running.join(', ')})`);
+    }
   });
 
   it('runs a CommonJS function that reads files next to itself and its assets from /app in the container', { timeout }, async () => {
