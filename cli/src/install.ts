@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
-import { KubefnError, isApiError, kubeError, loadKubernetesClient } from '@kubefn/platform';
+import { KubefnError, isApiError, kubeError, loadKubernetesClient, withModelAliases } from '@kubefn/platform';
 import { registryClient } from './image.js';
 import { imageCacheDir } from './image-options.js';
 import type { Progress } from './output.js';
@@ -241,7 +241,7 @@ export async function install(options: InstallOptions, progress: Progress, note:
   const dryRun = options.dryRun ? 'All' : undefined;
   const apply = async (obj: Manifest): Promise<void> => {
     try {
-      await api.patch(obj, undefined, dryRun, fieldManager, true, 'application/apply-patch+yaml');
+      await api.patch(withModelAliases(obj), undefined, dryRun, fieldManager, true, 'application/apply-patch+yaml');
     } catch (err) {
       const e = kubeError(err, `${obj.kind} ${obj.metadata?.namespace ? obj.metadata.namespace + '/' : ''}${obj.metadata?.name} was refused`);
       // NATS's store moving between a claim and an emptyDir (deploy/ and deploy/nats-ephemeral/).

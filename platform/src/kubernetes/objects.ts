@@ -41,6 +41,35 @@ export interface KubefnObjectsOptions {
 export const fieldManager = 'kubefn';
 /** Content-Type of a server-side apply (PatchStrategy.ServerSideApply). */
 export const applyPatchType = 'application/apply-patch+yaml';
+
+/**
+ * `object` (a manifest as its YAML reads) made safe for client-node's serializer, which sends
+ * only the fields its model names and names a few of them differently: a NetworkPolicy rule's
+ * `from` is `_from`, a CRD schema's `default` and `enum` are `_default` and `_enum`. Without
+ * this, KubernetesObjectApi.patch() drops them: an ingress rule allowing only the gateways
+ * became one allowing everyone. Every nested key `k` gets a non-enumerable alias `_k` (where
+ * none exists), which the serializer reads where its model says `_k` and nothing else sees.
+ */
+export function withModelAliases<T>(object: T): T {
+  const seen = new Set<object>();
+  const visit = (value: unknown): void => {
+    if (typeof value !== 'object' || value === null || seen.has(value)) return;
+    seen.add(value);
+    if (Array.isArray(value)) {
+      for (const item of value) visit(item);
+      return;
+    }
+    for (const key of Object.keys(value)) {
+      const child = (value as Record<string, unknown>)[key];
+      if (!key.startsWith('_') && !Object.prototype.hasOwnProperty.call(value, `_${key}`)) {
+        Object.defineProperty(value, `_${key}`, { value: child, enumerable: false, configurable: true });
+      }
+      visit(child);
+    }
+  };
+  visit(object);
+  return object;
+}
 export const functionApiVersion = `${crdGroup}/${crdVersion}`;
 
 export class KubefnObjects {
