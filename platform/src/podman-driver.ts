@@ -84,6 +84,8 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   /** Per image: whether the pool can take its functions, decided at its first prepare(). */
   readonly #fits = new Map<string, PoolFit>();
   readonly #fitting = new Map<string, Promise<PoolFit>>();
+  /** The image each function was last prepared with: the images (and unpacked /app) worth keeping. */
+  readonly #imageOf = new Map<string, string>();
   /** The cgroup controllers podman gives containers here (podman info), read at the first deploy with limits. */
   #controllers: Promise<string[] | undefined> | undefined;
   #knownControllers: string[] | undefined;
@@ -123,8 +125,31 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
     }
     await this.#ensureImage(image);
     if (spec.resources?.memory || spec.resources?.cpu) this.#knownControllers = await this.#cgroupControllers();
-    if (this.#pool) await this.#poolFit(image);
+    if (this.#pool) {
+      await this.#poolFit(image);
+      this.#imageOf.set(spec.name, image);
+      this.#collect();
+    }
     return { image, secrets };
+  }
+
+  async forget(name: string): Promise<void> {
+    this.#imageOf.delete(name);
+    this.#collect();
+  }
+
+  /**
+   * Drops what the pool kept of images no function runs any more: their decision and their
+   * unpacked /app (containers specialized from it hold their own links to its files).
+   */
+  #collect(): void {
+    const used = new Set(this.#imageOf.values());
+    for (const [image, fit] of this.#fits) {
+      if (used.has(image)) continue;
+      this.#fits.delete(image);
+      this.#fitting.delete(image);
+      if (fit.fits) rmSync(fit.app, { recursive: true, force: true });
+    }
   }
 
   /** The warm pool's dirs: the containers' /app and secrets, and the functions' unpacked /app per image. */

@@ -5,7 +5,7 @@
 // container per replica, and functions the pool cannot take start as new containers.
 
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -120,6 +120,18 @@ describe('the warm pool (fn up --driver podman)', { timeout: 600_000 }, () => {
     assert.equal(status, 200, body);
     assert.match(await logText(api, 'pool-kill'), /replica pool-kill-1 failed to start|replica pool-kill-1 exited/);
     assert.equal((await api.status('pool-kill')).availableReplicas, 1);
+  });
+
+  it("keeps an image's unpacked /app while a function runs it, and drops it once none does", async () => {
+    const apps = path.join(platform.home, 'podman', 'pool-apps');
+    const before = await readdir(apps);
+    assert.equal(before.length, 1, 'one image in use so far: the whoami image the pool functions share');
+    await deployFunction(api.client, path.join(repoRoot, 'examples', 'hello'));
+    const withHello = await readdir(apps);
+    assert.equal(withHello.length, 2, 'hello\'s image unpacked beside it');
+    await api.ok('DELETE', '/system/functions', { functionName: 'hello' });
+    await waitFor(async () => (await readdir(apps)).length === 1, { what: "hello's /app dropped", timeoutMs: 30_000 });
+    assert.deepEqual(await readdir(apps), before);
   });
 
   it('answers 200 concurrent first calls of a function at zero, taking one container per replica it starts', async () => {
