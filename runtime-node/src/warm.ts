@@ -9,11 +9,11 @@
 // Run as a script: `node warm.js`, without --enable-source-maps (see lazy-source-maps.ts). Until specialized it holds this runtime
 // and node's own modules, nothing of any function.
 
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { timingSafeEqual } from 'node:crypto';
 import { warmPaths, warmRunKey, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
 import { mapStacksLazily } from './lazy-source-maps.js';
 import { loadGuardKey } from './load-failure.js';
@@ -161,7 +161,9 @@ function overHttp(token: Buffer): void {
       taken = true;
       res.once('finish', () => {
         server.closeAllConnections();
-        server.close(() => specialize(m as SpecializeMessage, keep));
+        // The container's user stays: a uid or gid in the message is not this runtime's to take.
+        const { uid: _uid, gid: _gid, ...given } = m as SpecializeMessage;
+        server.close(() => specialize(given, keep));
       });
       answer(202, 'specializing');
     });
