@@ -82,8 +82,7 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   /** The pool image's facts, read when the pool starts. */
   #poolImage: Promise<ImageFacts | undefined> | undefined;
   /** Per image: whether the pool can take its functions, decided at its first prepare(). */
-  readonly #fits = new Map<string, PoolFit>();
-  readonly #fitting = new Map<string, Promise<PoolFit>>();
+  readonly #fits = new Map<string, { decided: Promise<PoolFit>; fit?: PoolFit }>();
   /** The image each function was last prepared with: the images (and unpacked /app) worth keeping. */
   readonly #imageOf = new Map<string, string>();
   /** The cgroup controllers podman gives containers here (podman info), read at the first deploy with limits. */
@@ -144,10 +143,9 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
    */
   #collect(): void {
     const used = new Set(this.#imageOf.values());
-    for (const [image, fit] of this.#fits) {
-      if (used.has(image)) continue;
+    for (const [image, { fit }] of this.#fits) {
+      if (used.has(image) || !fit) continue;
       this.#fits.delete(image);
-      this.#fitting.delete(image);
       if (fit.fits) rmSync(fit.app, { recursive: true, force: true });
     }
   }
@@ -190,23 +188,21 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
     if (spec.resources?.memory || spec.resources?.cpu) return { path: 'container-start', reason: 'resources are container limits, set when a container starts' };
     const startupEnv = Object.keys(spec.env ?? {}).find((k) => /^(NODE_|UV_)/.test(k));
     if (startupEnv) return { path: 'container-start', reason: `env ${startupEnv} is read only when node starts` };
-    const fit = spec.image ? this.#fits.get(spec.image) : undefined;
+    const fit = spec.image ? this.#fits.get(spec.image)?.fit : undefined;
     if (!fit) return { path: 'container-start', reason: 'its image has not been looked at yet' };
     return fit.fits ? { path: 'warm-pool' } : { path: 'container-start', reason: fit.reason };
   }
 
   /** Decides once per image whether the pool can take it, unpacking its /app when it can. */
   #poolFit(image: string): Promise<PoolFit> {
-    let fitting = this.#fitting.get(image);
-    if (!fitting) {
-      fitting = this.#decideFit(image).then((fit) => {
-        this.#fits.set(image, fit);
-        return fit;
-      });
-      fitting.catch(() => this.#fitting.delete(image));
-      this.#fitting.set(image, fitting);
+    let entry = this.#fits.get(image);
+    if (!entry) {
+      const decided = this.#decideFit(image);
+      const made: { decided: Promise<PoolFit>; fit?: PoolFit } = { decided };
+      decided.then((fit) => (made.fit = fit), () => this.#fits.delete(image));
+      this.#fits.set(image, (entry = made));
     }
-    return fitting;
+    return entry.decided;
   }
 
   async #decideFit(image: string): Promise<PoolFit> {
@@ -280,7 +276,8 @@ class PodmanLauncher implements ReplicaLauncher<PodmanArtifact> {
   start(artifact: PodmanArtifact, start: ReplicaStart): Replica {
     const { spec } = start;
     const { image } = artifact;
-    const fit = this.#fits.get(image);
+    // Looked up now, not carried from prepare(): a rollout may have dropped the image's /app since.
+    const fit = this.#fits.get(image)?.fit;
     const warm = fit?.fits && this.coldStartPath(spec).path === 'warm-pool' ? this.#pool?.take() : undefined;
     if (warm && fit?.fits) {
       // Its /app and secrets in the directories the container has mounted, then the runtime told.

@@ -8,15 +8,14 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, linkSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { WarmPoolStats } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
 import type { Podman } from './podman.js';
-import { containerAdminPort, containerPort, forgetContainer, freePorts, trackContainer } from './podman-replica.js';
+import { containerNetwork, envFlagsOf, forgetContainer, freePorts, pollFor200, trackContainer } from './podman-replica.js';
 import { warmPaths, warmTokenEnv } from './runtime-contract.js';
 import { secretsMountPath } from './secrets.js';
-import { holdOpen, WarmSet, type WarmMember } from './warm-set.js';
+import { holdOpen, residentBytesOf, WarmSet, type WarmMember } from './warm-set.js';
 
 /** A warm container, as the replica that takes it needs it. */
 export interface WarmContainer {
@@ -48,17 +47,16 @@ export interface PodmanPoolOptions {
   log?: ((message: string) => void) | undefined;
 }
 
-export class PodmanPool {
-  readonly #set: WarmSet<WarmContainer>;
-  #seq = 0;
-
-  constructor(readonly options: PodmanPoolOptions) {
+/** Hands out warm containers: each taken one is the caller's, its output unread. */
+export class PodmanPool extends WarmSet<WarmContainer> {
+  constructor(options: PodmanPoolOptions) {
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     chmodSync(options.dir, 0o700);
-    this.#set = new WarmSet({
+    let seq = 0;
+    super({
       size: options.size,
       memoryBytes: options.memoryBytes,
-      start: () => this.#start(),
+      start: () => startContainer(options, `kubefn-pool-${++seq}-${options.tag}`),
       assumedBytes: 48 * 1024 * 1024,
       // A container's start takes podman, conmon and runc about half a second of a busy core.
       warmTimeoutMs: 30_000,
@@ -67,132 +65,93 @@ export class PodmanPool {
       noun: 'warm container',
     });
   }
-
-  take(): WarmContainer | undefined {
-    const c = this.#set.take();
-    if (c) holdOpen(c.child, true);
-    return c;
-  }
-
-  stats(): WarmPoolStats {
-    return this.#set.stats();
-  }
-
-  close(): Promise<void> {
-    return this.#set.close();
-  }
-
-  #start(): WarmMember<WarmContainer> {
-    const o = this.options;
-    const name = `kubefn-pool-${++this.#seq}-${o.tag}`;
-    const appDir = path.join(o.dir, name, 'app');
-    const secretsDir = path.join(o.dir, name, 'secrets');
-    mkdirSync(appDir, { recursive: true, mode: 0o755 });
-    mkdirSync(secretsDir, { recursive: true, mode: 0o755 });
-    const token = randomBytes(24).toString('hex');
-    let child: ChildProcess | undefined;
-    let killed = false;
-    let resolveGone!: (how: string | undefined) => void;
-    const gone = new Promise<string | undefined>((resolve) => (resolveGone = resolve));
-    let resolveWarm!: () => void;
-    const warm = new Promise<void>((resolve) => (resolveWarm = resolve));
-    const container: Partial<WarmContainer> = { name, token, appDir, secretsDir };
-    let onData: (chunk: Buffer) => void = () => {};
-    let detached = false;
-    void gone.then(() => {
-      // A taken container's directories are its replica's to remove.
-      if (!detached) rmSync(path.join(o.dir, name), { recursive: true, force: true });
-    });
-    const remove = () => o.podman.run(['rm', '--force', '--time', '0', '--ignore', name]).then(() => child?.kill('SIGKILL'));
-
-    void freePorts(2).then(
-      ([port, adminPort]) => {
-        if (killed) return resolveGone('removed before it started');
-        container.port = port!;
-        container.adminPort = adminPort!;
-        const env: Record<string, string> = { [warmTokenEnv]: token };
-        const flags: string[] = [];
-        if (o.network === 'host') {
-          Object.assign(env, { PORT: String(port), ADMIN_PORT: String(adminPort), KUBEFN_HOST: '127.0.0.1' });
-          flags.push('--network', 'host');
-        } else {
-          Object.assign(env, { PORT: String(containerPort), ADMIN_PORT: String(containerAdminPort), KUBEFN_HOST: '0.0.0.0' });
-          flags.push('--publish', `127.0.0.1:${port}:${containerPort}`, '--publish', `127.0.0.1:${adminPort}:${containerAdminPort}`);
-        }
-        const args = [
-          'run', '--pull', 'never', '--name', name, ...o.labels.flatMap((l) => ['--label', l]), ...flags,
-          ...Object.keys(env).sort().flatMap((k) => ['--env', k]),
-          '--volume', `${appDir}:/app:ro`, '--volume', `${secretsDir}:${secretsMountPath}:ro`,
-          o.image,
-        ];
-        const c = (child = o.podman.spawn(args, env));
-        container.child = c;
-        trackContainer(name, o.podman);
-        const lines = new LineSplitter((text) => o.log?.(`warm container ${name}: ${text}`));
-        onData = (chunk) => lines.write(chunk);
-        c.stdout!.on('data', onData);
-        c.stderr!.on('data', onData);
-        c.once('exit', (code, signal) => {
-          if (!detached) forgetContainer(name);
-          resolveGone(String(code ?? signal));
-        });
-        c.once('error', () => {
-          if (c.pid === undefined) resolveGone('podman could not be run');
-        });
-        holdOpen(c, false);
-        void pollWarm(`http://127.0.0.1:${adminPort}${warmPaths.warm}`, () => killed || c.exitCode !== null || c.signalCode !== null).then((ok) => {
-          if (ok) resolveWarm();
-        });
-      },
-      (err: unknown) => resolveGone(`no free ports: ${(err as Error).message}`),
-    );
-
-    return {
-      get value() {
-        return container as WarmContainer;
-      },
-      warm,
-      gone,
-      alive: () => !!child && child.exitCode === null && child.signalCode === null,
-      kill: () => {
-        killed = true;
-        if (!child) return;
-        holdOpen(child, true);
-        void remove();
-      },
-      residentBytes: async () => {
-        const r = await o.podman.run(['inspect', '--format', '{{.State.Pid}}', name], { timeoutMs: 10_000 });
-        try {
-          const pages = Number(readFileSync(`/proc/${Number(r.stdout.trim())}/statm`, 'utf8').split(' ')[1]);
-          return pages > 0 ? pages * 4096 : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-      detach: () => {
-        detached = true;
-        child?.stdout!.off('data', onData);
-        child?.stderr!.off('data', onData);
-        child?.stdout!.pause();
-        child?.stderr!.pause();
-      },
-    };
-  }
 }
 
-/** Polls a warm runtime's GET warm until 200, or until `stop()` says it is no use. */
-async function pollWarm(url: string, stop: () => boolean): Promise<boolean> {
-  let intervalMs = 10;
-  while (!stop()) {
-    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
-      (res) => (void res.body?.cancel(), res.status === 200),
-      () => false,
-    );
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, intervalMs));
-    intervalMs = Math.min(intervalMs * 2, 100);
-  }
-  return false;
+/** Starts one pool container, `podman run` attached, with its own token and empty directories. */
+function startContainer(o: PodmanPoolOptions, name: string): WarmMember<WarmContainer> {
+  const appDir = path.join(o.dir, name, 'app');
+  const secretsDir = path.join(o.dir, name, 'secrets');
+  mkdirSync(appDir, { recursive: true, mode: 0o755 });
+  mkdirSync(secretsDir, { recursive: true, mode: 0o755 });
+  const token = randomBytes(24).toString('hex');
+  let child: ChildProcess | undefined;
+  let killed = false;
+  let resolveGone!: (how: string | undefined) => void;
+  const gone = new Promise<string | undefined>((resolve) => (resolveGone = resolve));
+  let resolveWarm!: () => void;
+  const warm = new Promise<void>((resolve) => (resolveWarm = resolve));
+  const container: Partial<WarmContainer> = { name, token, appDir, secretsDir };
+  let onData: (chunk: Buffer) => void = () => {};
+  let detached = false;
+  void gone.then(() => {
+    // A taken container's directories are its replica's to remove.
+    if (!detached) rmSync(path.join(o.dir, name), { recursive: true, force: true });
+  });
+
+  void freePorts(2).then(
+    ([port, adminPort]) => {
+      if (killed) return resolveGone('removed before it started');
+      container.port = port!;
+      container.adminPort = adminPort!;
+      const net = containerNetwork(o.network, port!, adminPort!);
+      const env: Record<string, string> = { [warmTokenEnv]: token, ...net.env };
+      const args = [
+        'run', '--pull', 'never', '--name', name, ...o.labels.flatMap((l) => ['--label', l]), ...net.flags, ...envFlagsOf(env),
+        '--volume', `${appDir}:/app:ro`, '--volume', `${secretsDir}:${secretsMountPath}:ro`,
+        o.image,
+      ];
+      const c = (child = o.podman.spawn(args, env));
+      container.child = c;
+      trackContainer(name, o.podman);
+      const lines = new LineSplitter((text) => o.log?.(`warm container ${name}: ${text}`));
+      onData = (chunk) => lines.write(chunk);
+      c.stdout!.on('data', onData);
+      c.stderr!.on('data', onData);
+      c.once('exit', (code, signal) => {
+        if (!detached) forgetContainer(name);
+        resolveGone(String(code ?? signal));
+      });
+      c.once('error', () => {
+        if (c.pid === undefined) resolveGone('podman could not be run');
+      });
+      // An idle container keeps no process alive; a taken one is held open again.
+      holdOpen(c, false);
+      const running = () => !killed && c.exitCode === null && c.signalCode === null;
+      void pollFor200(`http://127.0.0.1:${adminPort}${warmPaths.warm}`, running, 100).then((ok) => {
+        if (ok) resolveWarm();
+      });
+    },
+    (err: unknown) => resolveGone(`no free ports: ${(err as Error).message}`),
+  );
+
+  return {
+    get value() {
+      return container as WarmContainer;
+    },
+    warm,
+    gone,
+    alive: () => !!child && child.exitCode === null && child.signalCode === null,
+    kill: () => {
+      killed = true;
+      if (!child) return;
+      holdOpen(child, true);
+      void o.podman.run(['rm', '--force', '--time', '0', '--ignore', name]).then(() => child?.kill('SIGKILL'));
+    },
+    residentBytes: async () => {
+      const r = await o.podman.run(['inspect', '--format', '{{.State.Pid}}', name], { timeoutMs: 10_000 });
+      return r.code === 0 ? residentBytesOf(Number(r.stdout.trim())) : undefined;
+    },
+    detach: () => {
+      detached = true;
+      if (!child) return;
+      // The taker's now: it keeps this process running, and reads the output.
+      holdOpen(child, true);
+      child.stdout!.off('data', onData);
+      child.stderr!.off('data', onData);
+      child.stdout!.pause();
+      child.stderr!.pause();
+    },
+  };
 }
 
 /**

@@ -110,18 +110,10 @@ export class PodmanReplica implements Replica {
     if (o.warm) return this.#specialize(o.warm);
     const [port, adminPort] = await freePorts(2);
     if (this.stopRequested) return this.#finish(null, null, undefined);
-    const env = { ...o.env };
-    const ports: string[] = [];
-    if (o.network === 'host') {
-      Object.assign(env, { PORT: String(port), ADMIN_PORT: String(adminPort), KUBEFN_HOST: '127.0.0.1' });
-      ports.push('--network', 'host');
-    } else {
-      Object.assign(env, { PORT: String(containerPort), ADMIN_PORT: String(containerAdminPort), KUBEFN_HOST: '0.0.0.0' });
-      ports.push('--publish', `127.0.0.1:${port}:${containerPort}`, '--publish', `127.0.0.1:${adminPort}:${containerAdminPort}`);
-    }
-    const envFlags = Object.keys(env).sort().flatMap((k) => ['--env', k]);
+    const net = containerNetwork(o.network, port!, adminPort!);
+    const env = { ...o.env, ...net.env };
     // No --rm: #finish reads whether the kernel OOM-killed it before it removes the container.
-    const args = ['run', '--pull', 'never', '--name', o.containerName, ...ports, ...envFlags, ...o.runFlags, o.image];
+    const args = ['run', '--pull', 'never', '--name', o.containerName, ...net.flags, ...envFlagsOf(env), ...o.runFlags, o.image];
     const child = o.podman.spawn(args, env);
     this.#child = child;
     trackContainer(o.containerName, o.podman);
@@ -136,19 +128,12 @@ export class PodmanReplica implements Replica {
    */
   async #specialize(warm: WarmContainer): Promise<void> {
     const o = this.#options;
+    // The pool tracked the container for removal at exit when it started it.
     this.#child = warm.child;
-    trackContainer(o.containerName, o.podman);
     this.#wire(warm.child);
     warm.child.stdout!.resume();
     warm.child.stderr!.resume();
-    const bridged = o.network !== 'host';
-    const env: Record<string, string> = {
-      NODE_ENV: 'production',
-      ...o.env,
-      PORT: String(bridged ? containerPort : warm.port),
-      ADMIN_PORT: String(bridged ? containerAdminPort : warm.adminPort),
-      KUBEFN_HOST: bridged ? '0.0.0.0' : '127.0.0.1',
-    };
+    const env: Record<string, string> = { NODE_ENV: 'production', ...o.env, ...containerNetwork(o.network, warm.port, warm.adminPort).env };
     const adminUrl = `http://127.0.0.1:${warm.adminPort}`;
     this.endpoint = { id: this.id, url: `http://127.0.0.1:${warm.port}`, adminUrl };
     const message: SpecializeMessage = { type: 'kubefn:specialize', file: `/app/${o.warmBundle ?? 'fn.cjs'}`, cwd: '/app', env };
@@ -167,23 +152,13 @@ export class PodmanReplica implements Replica {
 
   /** Polls /readyz until it answers 200, the replica goes, or the start timeout fires. */
   async #awaitReady(adminUrl: string): Promise<void> {
-    let intervalMs = 5;
-    while (this.state === 'starting' && !this.stopRequested) {
-      const ok = await fetch(`${adminUrl}${adminPaths.ready}`, { signal: AbortSignal.timeout(2000) }).then(
-        (res) => (void res.body?.cancel(), res.status === 200),
-        () => false,
-      );
-      if (ok && this.state === 'starting' && !this.stopRequested) {
-        clearTimeout(this.#startTimer);
-        this.state = 'ready';
-        this.readyAtMs = Date.now();
-        this.#options.onReady(this);
-        return;
-      }
-      await new Promise((r) => setTimeout(r, intervalMs));
-      // A refused connection costs little; a long pause here would be added to every cold start.
-      intervalMs = Math.min(intervalMs * 2, 20);
-    }
+    const starting = () => this.state === 'starting' && !this.stopRequested;
+    // A refused connection costs little; a long pause here would be added to every cold start.
+    if (!(await pollFor200(`${adminUrl}${adminPaths.ready}`, starting, 20)) || !starting()) return;
+    clearTimeout(this.#startTimer);
+    this.state = 'ready';
+    this.readyAtMs = Date.now();
+    this.#options.onReady(this);
   }
 
   #wire(child: ChildProcess): void {
@@ -245,6 +220,44 @@ export class PodmanReplica implements Replica {
 async function containerOomKilled(podman: Podman, containerName: string): Promise<boolean> {
   const r = await podman.run(['inspect', '--format', '{{.State.OOMKilled}}', containerName], { timeoutMs: 30_000 });
   return r.code === 0 && r.stdout.trim() === 'true';
+}
+
+/**
+ * How a container on `network` listens: on `port` and `adminPort` of 127.0.0.1 itself ('host'),
+ * or on the runtime's own ports with those published ('bridge'). The environment tells the
+ * runtime where; the flags go to `podman run`.
+ */
+export function containerNetwork(network: 'bridge' | 'host', port: number, adminPort: number): { env: Record<string, string>; flags: string[] } {
+  if (network === 'host') {
+    return { env: { PORT: String(port), ADMIN_PORT: String(adminPort), KUBEFN_HOST: '127.0.0.1' }, flags: ['--network', 'host'] };
+  }
+  return {
+    env: { PORT: String(containerPort), ADMIN_PORT: String(containerAdminPort), KUBEFN_HOST: '0.0.0.0' },
+    flags: ['--publish', `127.0.0.1:${port}:${containerPort}`, '--publish', `127.0.0.1:${adminPort}:${containerAdminPort}`],
+  };
+}
+
+/** `--env NAME` for each variable: the values reach podman through its environment, not its argv. */
+export function envFlagsOf(env: Record<string, string>): string[] {
+  return Object.keys(env).sort().flatMap((k) => ['--env', k]);
+}
+
+/**
+ * GETs `url` until it answers 200 (true), or `keepGoing()` turns false (false): 5 ms between
+ * tries at first, doubling up to `maxIntervalMs`.
+ */
+export async function pollFor200(url: string, keepGoing: () => boolean, maxIntervalMs: number): Promise<boolean> {
+  let intervalMs = 5;
+  while (keepGoing()) {
+    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+      (res) => (void res.body?.cancel(), res.status === 200),
+      () => false,
+    );
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, intervalMs));
+    intervalMs = Math.min(intervalMs * 2, maxIntervalMs);
+  }
+  return false;
 }
 
 /** `count` TCP ports free on 127.0.0.1 right now (the kernel picks them; a race with others is retried by the driver). */

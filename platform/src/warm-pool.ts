@@ -4,12 +4,10 @@
 // in the background (warm-set.ts: the count, the memory budget, the back-off).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import type { WarmPoolStats } from './driver.js';
 import { LineSplitter } from './log-buffer.js';
 import { forgetChild, trackChild } from './process-replica.js';
-import { holdOpen, WarmSet, type WarmMember } from './warm-set.js';
+import { holdOpen, residentBytesOf, WarmSet, type WarmMember } from './warm-set.js';
 
 export interface WarmPoolOptions {
   /** Idle runtimes to keep; 0 keeps none. */
@@ -25,11 +23,10 @@ export interface WarmPoolOptions {
   log?: (message: string) => void;
 }
 
-export class WarmPool {
-  readonly #set: WarmSet<ChildProcess>;
-
+/** Hands out warm runtimes: each taken one is the caller's (its IPC channel and stdio unread). */
+export class WarmPool extends WarmSet<ChildProcess> {
   constructor(options: WarmPoolOptions) {
-    this.#set = new WarmSet({
+    super({
       size: options.size,
       memoryBytes: options.memoryBytes,
       start: () => startRuntime(options),
@@ -41,22 +38,6 @@ export class WarmPool {
       log: options.log,
       noun: 'warm runtime',
     });
-  }
-
-  /** A warm runtime, now the caller's (its IPC channel and stdio unread), or none when the pool is empty. */
-  take(): ChildProcess | undefined {
-    const child = this.#set.take();
-    if (child) holdOpen(child, true);
-    return child;
-  }
-
-  stats(): WarmPoolStats {
-    return this.#set.stats();
-  }
-
-  /** Stops every idle runtime; the ones taken are their functions'. */
-  close(): Promise<void> {
-    return this.#set.close();
   }
 }
 
@@ -105,16 +86,11 @@ function startRuntime(options: WarmPoolOptions): WarmMember<ChildProcess> {
       holdOpen(child, true);
       child.kill('SIGKILL');
     },
-    residentBytes: async () => {
-      try {
-        const pages = Number(readFileSync(`/proc/${child.pid}/statm`, 'utf8').split(' ')[1]);
-        return pages > 0 ? pages * 4096 : undefined;
-      } catch {
-        return undefined; // No /proc (not Linux): the assumed size stays.
-      }
-    },
+    residentBytes: async () => residentBytesOf(child.pid),
     detach: () => {
       detached = true;
+      // The taker's now: it keeps this process running.
+      holdOpen(child, true);
       child.stdout!.off('data', onData);
       child.stderr!.off('data', onData);
       child.off('message', onMessage);

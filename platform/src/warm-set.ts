@@ -5,6 +5,7 @@
 // off. How one member starts, reports warm and dies is the flavour's.
 
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { WarmPoolStats } from './driver.js';
 import { defaultWarmPoolMemoryBytes } from './runtime-contract.js';
 
@@ -183,5 +184,16 @@ export function holdOpen(child: ChildProcess, hold: boolean): void {
   for (const handle of [child, child.channel, child.stdout, child.stderr] as ({ ref?(): unknown; unref?(): unknown } | null | undefined)[]) {
     if (hold) handle?.ref?.();
     else handle?.unref?.();
+  }
+}
+
+/** The resident memory of process `pid`, in bytes, from /proc; undefined where that cannot be read. */
+export function residentBytesOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const pages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    return pages > 0 ? pages * 4096 : undefined;
+  } catch {
+    return undefined; // No /proc (not Linux), or it is gone: the assumed size stays.
   }
 }

@@ -98,12 +98,16 @@ export function podmanLoadPublisher(options: ImagePublisherOptions & { podman: P
     const { name, log } = request;
     const fi = await buildFrom(options, request);
     const digest = fi.image.manifestDescriptor.digest;
-    // The tag is the manifest digest: an unchanged function maps to the image podman already has.
-    const image = `localhost/kubefn/${name}:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
+    const image = podmanImageName(name, digest);
     const loaded = await loadIntoPodman(options, fi, image, `the image of "${name}"`);
     log(loaded ? `loaded ${image} into podman` : `podman already has ${image}`);
     return { image, digest };
   };
+}
+
+/** The name an image loaded into podman gets: tagged by its manifest digest, so an unchanged one maps to the image podman already has. */
+function podmanImageName(name: string, digest: string): string {
+  return `localhost/kubefn/${name}:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
 }
 
 /** Loads an assembled image into podman's storage as `image`, unless podman has it; whether it loaded. */
@@ -132,8 +136,7 @@ export async function loadIntoPodman(
  */
 export async function warmPoolImage(options: ImagePublisherOptions & { podman: Podman }): Promise<string> {
   const fi = await buildWarmPoolImage(options);
-  const digest = fi.image.manifestDescriptor.digest;
-  const image = `localhost/kubefn/warm-pool:${digest.slice('sha256:'.length, 'sha256:'.length + 20)}`;
+  const image = podmanImageName('warm-pool', fi.image.manifestDescriptor.digest);
   await loadIntoPodman(options, fi, image, 'the warm pool image');
   return image;
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
+import { stubKubeConfig } from '../testing/stub-kubeconfig.js';
 import { apiRequestKind, loadKubernetesClient, withApiTimeout } from './client.js';
 
 describe('withApiTimeout', () => {
@@ -14,13 +15,7 @@ describe('withApiTimeout', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const k8s = await loadKubernetesClient();
-      const kc = new k8s.KubeConfig();
-      kc.loadFromOptions({
-        clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-        users: [{ name: 'u', token: 't' }],
-        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-        currentContext: 'x',
-      });
+      const kc = await stubKubeConfig(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
       // Twice: the second changes nothing.
       const core = withApiTimeout(withApiTimeout(kc, 300), 60_000).makeApiClient(k8s.CoreV1Api);
       assert.deepEqual((await core.readNamespacedConfigMap({ name: 'fast', namespace: 'ns' })).data, { a: '1' });

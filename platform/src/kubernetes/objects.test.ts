@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
+import { stubKubeConfig } from '../testing/stub-kubeconfig.js';
 import { loadKubernetesClient } from './client.js';
 import { withModelAliases } from './objects.js';
 
@@ -24,13 +25,7 @@ describe('withModelAliases', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const k8s = await loadKubernetesClient();
-      const kc = new k8s.KubeConfig();
-      kc.loadFromOptions({
-        clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-        users: [{ name: 'u', token: 't' }],
-        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-        currentContext: 'x',
-      });
+      const kc = await stubKubeConfig(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
       const api = k8s.KubernetesObjectApi.makeApiClient(kc);
       const policy = () => ({
         apiVersion: 'networking.k8s.io/v1',

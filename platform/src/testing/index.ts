@@ -2,3 +2,4 @@
 
 export * from './driver-conformance.js';
 export * from './wait-for.js';
+export * from './stub-kubeconfig.js';

@@ -5,35 +5,14 @@
 // replica as a new process.
 
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
-import { newHome, repoRoot, startPlatform, type RunningPlatform } from '../support/platform-process.js';
+import { callWhoami, logText, whoamiDir, type Whoami } from '../support/whoami.js';
+import { newHome, startPlatform, type RunningPlatform } from '../support/platform-process.js';
 import { isAlive } from '../support/processes.js';
 
-const whoami = path.join(repoRoot, 'tests', 'fixtures', 'whoami');
-
-interface Whoami {
-  pid: number;
-  uid: number | null;
-  fn: string | null;
-  marker: string | null;
-  markers: string[];
-  calls: number;
-}
-
-async function call(api: Api, name: string): Promise<Whoami> {
-  const res = await request(`${api.url}/function/${name}`);
-  const text = await res.body.text();
-  assert.equal(res.statusCode, 200, `${name} answered ${res.statusCode}: ${text}`);
-  return JSON.parse(text) as Whoami;
-}
-
-async function logText(api: Api, name: string): Promise<string> {
-  return (await api.call('GET', `/system/logs?name=${name}&follow=false&tail=500`)).text();
-}
 
 describe('the warm pool (fn up, process driver)', () => {
   let platform: RunningPlatform;
@@ -43,7 +22,7 @@ describe('the warm pool (fn up, process driver)', () => {
   before(async () => {
     platform = await startPlatform(await newHome());
     api = new Api(platform.url, platform.token);
-    image = await api.upload(whoami, 'handler.js');
+    image = await api.upload(whoamiDir, 'handler.js');
   });
   after(async () => {
     await platform?.stop();
@@ -56,7 +35,7 @@ describe('the warm pool (fn up, process driver)', () => {
     assert.deepEqual((await api.status('pool-one')).coldStart, { path: 'warm-pool' });
 
     const before = (await api.pool())!;
-    const one = await call(api, 'pool-one');
+    const one = await callWhoami(api, 'pool-one');
     assert.equal(one.fn, 'pool-one');
     assert.equal(one.marker, 'one');
     assert.match(await logText(api, 'pool-one'), new RegExp(`starting replica pool-one-1 \\(pid ${one.pid}, a warm runtime from the pool\\)`));
@@ -68,7 +47,7 @@ describe('the warm pool (fn up, process driver)', () => {
     await waitFor(() => !isAlive(one.pid), { what: `pool-one's runtime (pid ${one.pid}) gone`, timeoutMs: 20_000 });
 
     await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
-    const two = await call(api, 'pool-two');
+    const two = await callWhoami(api, 'pool-two');
     assert.notEqual(two.pid, one.pid);
     assert.equal(two.fn, 'pool-two');
     assert.equal(two.marker, 'two');
@@ -79,7 +58,7 @@ describe('the warm pool (fn up, process driver)', () => {
     // Deployed again, pool-one gets another runtime, with nothing left from its last one.
     await api.deploy({ name: 'pool-one', image, env: { MARKER: 'one', MARKER_ONE: '1' }, scale: { initial: 0, max: 1 } });
     await waitFor(async () => ((await api.pool())?.idle ?? 0) >= 1, { what: 'an idle runtime in the pool', timeoutMs: 20_000 });
-    const again = await call(api, 'pool-one');
+    const again = await callWhoami(api, 'pool-one');
     assert.notEqual(again.pid, one.pid);
     assert.notEqual(again.pid, two.pid);
     assert.equal(again.calls, 1);
@@ -93,7 +72,7 @@ describe('the warm pool (fn up, process driver)', () => {
     assert.equal(status.coldStart?.path, 'process-start');
     assert.match((status.coldStart as { reason: string }).reason, /resources\.memory/);
     const taken = (await api.pool())!.taken;
-    const answer = await call(api, 'pool-heap');
+    const answer = await callWhoami(api, 'pool-heap');
     assert.equal(answer.fn, 'pool-heap');
     assert.doesNotMatch(await logText(api, 'pool-heap'), /warm runtime/);
     assert.equal((await api.pool())!.taken, taken, 'no runtime taken from the pool');
@@ -159,12 +138,12 @@ describe('fn up --pool 0', () => {
 
   it('keeps no pool and starts every replica as a new process', { timeout: 60_000 }, async () => {
     assert.equal(await api.pool(), undefined, 'no pool in /system/info');
-    const image = await api.upload(whoami, 'handler.js');
+    const image = await api.upload(whoamiDir, 'handler.js');
     await api.deploy({ name: 'no-pool', image, scale: { initial: 0, max: 1 } });
     const status = await api.status('no-pool');
     assert.equal(status.coldStart?.path, 'process-start');
     assert.match((status.coldStart as { reason: string }).reason, /the warm pool is off/);
-    const answer = await call(api, 'no-pool');
+    const answer = await callWhoami(api, 'no-pool');
     assert.equal(answer.fn, 'no-pool');
     const logs = await logText(api, 'no-pool');
     assert.match(logs, new RegExp(`starting replica no-pool-1 \\(pid ${answer.pid}\\)`));
