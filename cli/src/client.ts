@@ -37,7 +37,7 @@ export interface FunctionInfo {
   /** What of the spec the platform does not enforce where it runs (resource limits), one sentence each. */
   warnings?: string[];
   /** How a replica starts from zero: from the platform's warm pool, or as a new process and why. */
-  coldStart?: { path: 'warm-pool' } | { path: 'process-start' | 'container-start'; reason: string };
+  coldStart?: { path: 'warm-pool' } | { path: 'process-start' | 'container-start' | 'pod-start'; reason: string };
   /** Set while the autoscaler holds the function's activation as stalled: it adds no replicas until one is ready. */
   activation?: { state: 'ActivationStalled'; reason: string; since: string };
 }

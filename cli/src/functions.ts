@@ -72,7 +72,7 @@ export function describeFunction(f: FunctionInfo, url: string, nowMs: number): s
     const parts = [r.cpu && `cpu ${r.cpu}`, r.memory && `memory ${r.memory}`, r.gpu && `gpu ${r.gpu}`].filter(Boolean);
     if (parts.length) rows.push(['Resources', parts.join(', ')]);
   }
-  if (f.coldStart) rows.push(['Cold start', f.coldStart.path === 'warm-pool' ? 'from the warm pool (no process start)' : `a new ${f.coldStart.path === 'container-start' ? 'container' : 'process'}: ${f.coldStart.reason}`]);
+  if (f.coldStart) rows.push(['Cold start', f.coldStart.path === 'warm-pool' ? 'from the warm pool (no process start)' : `a new ${{ 'container-start': 'container', 'pod-start': 'pod', 'process-start': 'process' }[f.coldStart.path]}: ${f.coldStart.reason}`]);
   for (const [i, w] of (f.warnings ?? []).entries()) rows.push([i === 0 ? 'Warnings' : '', w]);
   if (f.activation) rows.push(['Activation', `${f.activation.state}: ${f.activation.reason} (since ${f.activation.since})`]);
   if (f.lastError) rows.push(['Last error', `${f.lastError.code}: ${f.lastError.message}`]);

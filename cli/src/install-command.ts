@@ -15,7 +15,8 @@ import type { InstallOptions } from './install.js';
 export const defaultDeployDir = fileURLToPath(new URL('../../deploy/', import.meta.url));
 
 /** The options as commander hands them over: absent flags have no key. */
-interface InstallFlags extends Omit<InstallOptions, 'dryRun' | 'timeoutMs' | 'home'> {
+interface InstallFlags extends Omit<InstallOptions, 'dryRun' | 'timeoutMs' | 'home' | 'pool'> {
+  pool?: string;
   dryRun?: boolean;
   timeout: string;
   json?: boolean;
@@ -32,6 +33,8 @@ export function registerInstall(program: Command, app: App): void {
     .option('--base <image>', `base image of functions built in the cluster; "${hostBaseName}" pushes this machine's node to --registry`)
     .option('--platform-base <image>', `base of the platform image (default "${hostBaseName}")`)
     .option('--nats-image <ref>', 'NATS server image (default docker.io/library/nats:2.10-alpine)')
+    .option('--pool <n>', 'warm pool pods that start functions from zero without a pod start (default 2; 0 turns the pool off)')
+    .option('--pool-image <ref>', 'warm pool image (default: build it on --base and push it to --registry)')
     .option('--insecure-registry <host:port>', 'talk plain HTTP to this registry (loopback ones always are; repeatable)', collect)
     .option('--dry-run', 'send every object to the API server as a dry run (server-side validation, nothing stored)')
     .option('--timeout <seconds>', 'how long to wait for the components to be ready', '300')
@@ -40,9 +43,10 @@ export function registerInstall(program: Command, app: App): void {
       'after',
       `
 Renders deploy/ (the same kustomization \`kubectl apply -k deploy/\` reads), creates the
-kubefn-token (users) and kubefn-component-token (components) Secrets when missing,
-server-side applies everything and waits until the gateway, autoscaler, builder and NATS are
-ready.
+kubefn-token (users) and kubefn-component-token (components) Secrets when missing, builds
+the warm pool's image on the function base (--base) and the key pair that signs its claims,
+server-side applies everything and waits until the gateway, autoscaler, builder, NATS and the
+warm pool are ready.
 
 Examples:
   $ fn install --registry registry.example.com/kubefn
@@ -55,9 +59,13 @@ Examples:
       if (!Number.isFinite(timeout) || timeout <= 0) throw new KubefnError('BAD_REQUEST', `--timeout "${flags.timeout}" is not a number of seconds`);
       const { home } = resolveConfig({ env: app.io.env, homedir: app.io.homedir });
       const { install } = await import('./install.js');
-      const { dryRun, timeout: _timeout, json: _json, ...rest } = flags;
+      const pool = flags.pool === undefined ? undefined : Number(flags.pool);
+      if (pool !== undefined && !(Number.isInteger(pool) && pool >= 0 && pool <= 100)) {
+        throw new KubefnError('BAD_REQUEST', `--pool "${flags.pool}" is not a pod count from 0 to 100`, { hint: '--pool 0 turns the warm pool off' });
+      }
+      const { dryRun, timeout: _timeout, json: _json, pool: _pool, ...rest } = flags;
       const result = await install(
-        { ...rest, from: path.resolve(flags.from), dryRun: dryRun === true, timeoutMs: timeout * 1000, home },
+        { ...rest, ...(pool === undefined ? {} : { pool }), from: path.resolve(flags.from), dryRun: dryRun === true, timeoutMs: timeout * 1000, home },
         app.progress(flags.json === true),
         (s) => app.note(s),
       );

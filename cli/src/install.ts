@@ -5,15 +5,15 @@
 // server-side apply throughout, and a wait until every component is ready.
 // `fn platform-image`: just builds and pushes that image. Their command lines are in install-command.ts.
 
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import type { KubeConfig, KubernetesObject, V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { buildPlatformImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
-import { KubefnError, isApiError, kubeError, loadKubernetesClient, withModelAliases } from '@kubefn/platform';
+import { buildPlatformImage, buildWarmPoolImage, formatBytes, hostBaseName, parseReference, pushBaseImage, pushFunctionImage } from '@kubefn/builder';
+import { KubefnError, isApiError, kubeError, loadKubernetesClient, warmKeyFile, warmKeyName, warmPublicKeyFile, withModelAliases } from '@kubefn/platform';
 import { registryClient } from './image.js';
 import { imageCacheDir } from './image-options.js';
 import type { Progress } from './output.js';
@@ -25,6 +25,8 @@ export const platformEntry = fileURLToPath(import.meta.resolve('@kubefn/server/e
 /** The image name deploy/'s manifests use for every kubefn component. */
 export const platformImageName = 'kubefn-platform';
 export const natsImageName = 'nats';
+export const poolImageName = 'kubefn-pool';
+const poolDeploymentName = 'kubefn-pool';
 const fieldManager = 'kubefn-install';
 
 type Manifest = KubernetesObject & { spec?: Record<string, unknown>; data?: Record<string, string> };
@@ -188,6 +190,10 @@ export interface InstallOptions {
   /** Base of the platform image (default "host"). */
   platformBase?: string;
   natsImage?: string;
+  /** Warm pool pods (default: deploy/pool.yaml's replicas); 0 turns the pool off. */
+  pool?: number;
+  /** The warm pool's image; else built on the function base and pushed to `registry`. */
+  poolImage?: string;
   insecureRegistry?: string[];
   dryRun: boolean;
   timeoutMs: number;
@@ -198,6 +204,8 @@ export interface InstallResult {
   namespace: string;
   image: string;
   objects: { kind: string; name: string }[];
+  /** The warm pool's image; absent when the pool is off. */
+  poolImage?: string;
   /** Set when the token Secret was created now. */
   tokenCreated: boolean;
   ready: boolean;
@@ -221,12 +229,24 @@ export async function install(options: InstallOptions, progress: Progress, note:
     const target = `${options.registry.replace(/\/+$/, '')}/kubefn/node-base:host`;
     base = await progress.step(`pushing this machine's node as the function base`, () => pushBaseImage(client, hostBaseName, target, cacheDir), (r) => `function base ${r}`);
   }
-  const overrides: ImageOverride[] = [imageOverride(platformImageName, image), ...(options.natsImage ? [imageOverride(natsImageName, options.natsImage)] : [])];
+  const poolImage = options.pool === 0 ? undefined : await poolImageFor(options, base, client, cacheDir, progress, note);
+  const overrides: ImageOverride[] = [
+    imageOverride(platformImageName, image),
+    ...(options.natsImage ? [imageOverride(natsImageName, options.natsImage)] : []),
+    ...(poolImage ? [imageOverride(poolImageName, poolImage)] : []),
+  ];
   const rendered = await renderKustomization(options.from, overrides);
   const { objects } = rendered;
   const namespace = platformNamespaceOf(rendered);
+  let functionNamespace = namespace;
   for (const obj of objects) {
+    if (obj.kind === 'Deployment' && obj.metadata?.name === poolDeploymentName) {
+      // No image, no pool: its pods would wait on a pull that cannot succeed.
+      if (!poolImage) obj.spec = { ...obj.spec, replicas: 0 };
+      else if (options.pool !== undefined) obj.spec = { ...obj.spec, replicas: options.pool };
+    }
     if (obj.kind === 'ConfigMap' && obj.metadata?.name === 'kubefn-config') {
+      functionNamespace = obj.data?.['function-namespace'] || namespace;
       obj.data = {
         ...obj.data,
         ...(options.registry ? { registry: options.registry } : {}),
@@ -263,6 +283,7 @@ export async function install(options: InstallOptions, progress: Progress, note:
   });
   let tokenCreated = false;
   if (!options.dryRun) tokenCreated = await ensureToken(kc, namespace);
+  if (!options.dryRun) await ensureWarmKey(kc, namespace, functionNamespace);
   await progress.step(`${options.dryRun ? 'checking (server dry run)' : 'applying'} ${rest.length} objects in ${namespace}`, async () => {
     for (const o of rest) await apply(o);
   });
@@ -271,7 +292,80 @@ export async function install(options: InstallOptions, progress: Progress, note:
     const workloads = rest.filter((o) => o.kind === 'Deployment' || o.kind === 'StatefulSet');
     ready = await progress.step(`waiting for ${workloads.map((w) => w.metadata!.name).join(', ')}`, () => waitReady(kc, namespace, workloads, options.timeoutMs, note));
   }
-  return { namespace, image, objects: objects.map((o) => ({ kind: o.kind!, name: o.metadata!.name! })), tokenCreated, ready };
+  return {
+    namespace,
+    image,
+    ...(poolImage ? { poolImage } : {}),
+    objects: objects.map((o) => ({ kind: o.kind!, name: o.metadata!.name! })),
+    tokenCreated,
+    ready,
+  };
+}
+
+/**
+ * The warm pool's image: the one given, or built on the function base and pushed to the
+ * registry. Without a registry, or when the build fails, the pool is off (said, not fatal).
+ */
+async function poolImageFor(
+  options: InstallOptions,
+  base: string | undefined,
+  client: ReturnType<typeof registryClient>,
+  cacheDir: string,
+  progress: Progress,
+  note: (s: string) => void,
+): Promise<string | undefined> {
+  if (options.poolImage) return options.poolImage;
+  if (!options.registry || !base) {
+    note('the warm pool is off: fn install builds its image on the function base (--base) and pushes it to --registry; give both, or --pool-image');
+    return undefined;
+  }
+  try {
+    const pi = await progress.step(`building the warm pool image on ${base}`, () => buildWarmPoolImage({ base, client, cacheDir }), (p) => `built warm pool image ${p.image.manifestDescriptor.digest.slice(0, 19)}`);
+    const target = parseReference(`${options.registry.replace(/\/+$/, '')}/kubefn/warm-pool:${pi.image.manifestDescriptor.digest.slice('sha256:'.length, 'sha256:'.length + 20)}`);
+    const report = await progress.step(`pushing to ${target.registry}/${target.repository}`, () => pushFunctionImage(client, pi, target), (r) => `pushed ${r.ref}`);
+    return report.ref;
+  } catch (err) {
+    note(`the warm pool is off: its image could not be built or pushed: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * The key pair that signs warm pool claims: the kubefn-warm-key Secret (both halves; the
+ * gateways mount it) is created when missing, and the kubefn-warm-key ConfigMap in the functions'
+ * namespace (the pool pods' public key) is written from it, so the two always match.
+ */
+async function ensureWarmKey(kc: KubeConfig, namespace: string, functionNamespace: string): Promise<void> {
+  const k8s = await loadKubernetesClient();
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  let publicPem: string;
+  try {
+    const secret = await core.readNamespacedSecret({ name: warmKeyName, namespace });
+    publicPem = Buffer.from(secret.data?.[warmPublicKeyFile] ?? '', 'base64').toString('utf8');
+  } catch (err) {
+    if (!isApiError(err, 404)) throw kubeError(err, `reading Secret ${namespace}/${warmKeyName}`);
+    const pair = generateKeyPairSync('ed25519');
+    publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    await core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: warmKeyName, labels: { 'app.kubernetes.io/part-of': 'kubefn' } },
+        stringData: { [warmKeyFile]: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), [warmPublicKeyFile]: publicPem },
+      },
+    });
+  }
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const configMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: warmKeyName, namespace: functionNamespace, labels: { 'app.kubernetes.io/part-of': 'kubefn' } },
+    data: { [warmPublicKeyFile]: publicPem },
+  };
+  try {
+    await api.patch(withModelAliases(configMap), undefined, undefined, fieldManager, true, 'application/apply-patch+yaml');
+  } catch (err) {
+    throw kubeError(err, `applying ConfigMap ${functionNamespace}/${warmKeyName}`);
+  }
 }
 
 /** The kubeconfig to install with; a clear error when there is none at all. */
@@ -382,7 +476,8 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
     pending = [];
     for (const w of workloads) {
       const name = w.metadata!.name!;
-      const live = w.kind === 'Deployment' ? await apps.readNamespacedDeployment({ name, namespace }) : await apps.readNamespacedStatefulSet({ name, namespace });
+      const ns = w.metadata?.namespace ?? namespace;
+      const live = w.kind === 'Deployment' ? await apps.readNamespacedDeployment({ name, namespace: ns }) : await apps.readNamespacedStatefulSet({ name, namespace: ns });
       const want = live.spec?.replicas ?? 1;
       const s = live.status;
       const observed = (s?.observedGeneration ?? 0) >= (live.metadata?.generation ?? 0);
@@ -397,7 +492,7 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
   for (const w of workloads) {
     const labels = (w.spec?.selector as { matchLabels?: Record<string, string> } | undefined)?.matchLabels ?? {};
     const selector = Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',');
-    const pods = await core.listNamespacedPod({ namespace, labelSelector: selector }).catch(() => undefined);
+    const pods = await core.listNamespacedPod({ namespace: w.metadata?.namespace ?? namespace, labelSelector: selector }).catch(() => undefined);
     for (const pod of pods?.items ?? []) {
       if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) continue;
       const why = (pod.status?.containerStatuses ?? []).map((c) => {
@@ -411,7 +506,7 @@ async function waitReady(kc: KubeConfig, namespace: string, workloads: Manifest[
       // A container that exited: the last lines it wrote say why (kubectl logs --previous).
       for (const c of pod.status?.containerStatuses ?? []) {
         if (!c.lastState?.terminated) continue;
-        const log = await core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace, container: c.name, previous: true, tailLines: 5, limitBytes: 2048 }).catch(() => undefined);
+        const log = await core.readNamespacedPodLog({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace ?? namespace, container: c.name, previous: true, tailLines: 5, limitBytes: 2048 }).catch(() => undefined);
         for (const line of (typeof log === 'string' ? log : '').split('\n').filter(Boolean)) note(`    ${c.name}: ${line}`);
       }
     }

@@ -6,7 +6,7 @@ import type { SecretStore } from './secrets.js';
 import type { FunctionSpec } from './spec.js';
 
 /** How a function's replicas start: from a warm pool, or as a new process or container (and why). */
-export type ColdStartPath = { path: 'warm-pool' } | { path: 'process-start' | 'container-start'; reason: string };
+export type ColdStartPath = { path: 'warm-pool' } | { path: 'process-start' | 'container-start' | 'pod-start'; reason: string };
 
 /** A warm pool's counts. */
 export interface WarmPoolStats {

@@ -9,12 +9,13 @@
 // Run as a script: `node warm.js`, without --enable-source-maps (see lazy-source-maps.ts). Until specialized it holds this runtime
 // and node's own modules, nothing of any function.
 
-import { timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { warmPaths, warmRunKey, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
+import { publicKeyOf, readClaimHead, unpackLayer, verifyClaim, warmClaimEnv, warmSignatureHeader, writeClaimFiles } from '@kubefn/platform/warm-claim';
 import { mapStacksLazily } from './lazy-source-maps.js';
 import { loadGuardKey } from './load-failure.js';
 import { run } from './run.js';
@@ -122,51 +123,61 @@ function overIpc(): void {
   );
 }
 
+/** Why a specialization was refused: the status to answer, and whether this runtime is spoiled. */
+class Refusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly spoiled = false,
+  ) {
+    super(message);
+  }
+}
+
 /**
- * In a container: the admin port says when it is warm and takes the one specialization, from
- * whoever holds the token the container was started with. The listener is closed before the
- * bundle loads, so the function's runtime takes the port.
+ * In a container or pod: the admin port says when it is warm and takes the one specialization
+ * `take` accepts. The listener is closed before the bundle loads, so the function's runtime takes
+ * the port. A refusal that spoiled the runtime (half an app unpacked) ends the process.
  */
-function overHttp(token: Buffer): void {
+function listenUntilSpecialized(take: (req: http.IncomingMessage) => Promise<SpecializeMessage>): void {
   // The container's own PATH and HOME stay unless the function's environment names its own.
   const keep: Record<string, string> = {};
   for (const key of ['PATH', 'HOME']) if (process.env[key] !== undefined) keep[key] = process.env[key]!;
-  delete process.env[warmTokenEnv];
   let warm = false;
-  let taken = false;
+  let busy = false;
   const server = http.createServer((req, res) => {
     const answer = (status: number, text: string): void => {
       res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(text);
     };
     if (req.method === 'GET' && req.url === warmPaths.warm) return answer(warm ? 200 : 503, warm ? 'warm' : 'warming up');
     if (req.method !== 'POST' || req.url !== warmPaths.specialize) return answer(404, 'a warm runtime: nothing here until it is specialized');
-    const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
-    if (given.length !== token.length || !timingSafeEqual(given, token)) return answer(401, 'wrong or missing token');
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 1024 * 1024) req.destroy();
-      else parts.push(c);
-    });
-    req.on('end', () => {
-      let m: unknown;
-      try {
-        m = JSON.parse(Buffer.concat(parts).toString('utf8'));
-      } catch {
-        return answer(400, 'not JSON');
-      }
-      if (!isSpecialize(m)) return answer(400, 'not a specialization: type, file, cwd and env are needed');
-      if (!warm || taken) return answer(409, taken ? 'specialized already' : 'not warm yet');
-      taken = true;
-      res.once('finish', () => {
-        server.closeAllConnections();
-        // The container's user stays: a uid or gid in the message is not this runtime's to take.
-        const { uid: _uid, gid: _gid, ...given } = m as SpecializeMessage;
-        server.close(() => specialize(given, keep));
-      });
-      answer(202, 'specializing');
-    });
+    if (!warm || busy) {
+      req.resume();
+      return answer(409, busy ? 'specialized already' : 'not warm yet');
+    }
+    busy = true;
+    take(req).then(
+      (m) => {
+        res.once('finish', () => {
+          server.closeAllConnections();
+          // The container's user stays: a uid or gid in the message is not this runtime's to take.
+          const { uid: _uid, gid: _gid, ...given } = m;
+          server.close(() => specialize(given, keep));
+        });
+        answer(202, 'specializing');
+      },
+      (err: unknown) => {
+        const r = err instanceof Refusal ? err : new Refusal(400, err instanceof Error ? err.message : String(err), true);
+        if (r.spoiled) res.once('finish', () => fail(new Error(`specialization failed: ${r.message}`)));
+        else busy = false;
+        // The answer after the rest of the body (for at most 10 s): a sender still writing when
+        // the connection closes sees a reset, not the reason.
+        if (req.complete) return answer(r.status, r.message);
+        const timer = setTimeout(() => answer(r.status, r.message), 10_000);
+        req.once('end', () => (clearTimeout(timer), answer(r.status, r.message)));
+        req.resume();
+      },
+    );
   });
   server.listen(Number(process.env.ADMIN_PORT ?? 8081), process.env.KUBEFN_HOST ?? '0.0.0.0');
   server.once('error', fail);
@@ -176,7 +187,66 @@ function overHttp(token: Buffer): void {
   );
 }
 
+/** A podman pool's container: a SpecializeMessage as JSON, from whoever holds its token. */
+function takeWithToken(token: Buffer): (req: http.IncomingMessage) => Promise<SpecializeMessage> {
+  return async (req) => {
+    const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
+    if (given.length !== token.length || !timingSafeEqual(given, token)) throw new Refusal(401, 'wrong or missing token');
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > 1024 * 1024) throw new Refusal(413, 'a specialization is at most 1 MiB');
+      parts.push(c as Buffer);
+    }
+    let m: unknown;
+    try {
+      m = JSON.parse(Buffer.concat(parts).toString('utf8'));
+    } catch {
+      throw new Refusal(400, 'not JSON');
+    }
+    if (!isSpecialize(m)) throw new Refusal(400, 'not a specialization: type, file, cwd and env are needed');
+    return m;
+  };
+}
+
+/**
+ * A cluster pool's pod (see @kubefn/platform/warm-claim): a claim signed by a gateway for this
+ * pod, then the function's app layer, unpacked here and checked against the claim's digest.
+ */
+function takeSignedClaim(publicKey: KeyObject, self: string, appDir: string, secretsDir: string): (req: http.IncomingMessage) => Promise<SpecializeMessage> {
+  return async (req) => {
+    const signature = req.headers[warmSignatureHeader];
+    if (typeof signature !== 'string') throw new Refusal(401, `no ${warmSignatureHeader} header`);
+    const head = await readClaimHead(req).catch((err: unknown) => {
+      throw new Refusal(400, (err as Error).message);
+    });
+    const claim = verifyClaim(head.json, signature, publicKey, self);
+    if (typeof claim === 'string') throw new Refusal(403, claim);
+    // From here on the app directory is written: a failure spoils this runtime.
+    try {
+      await unpackLayer(req, head.rest, claim.layer, appDir);
+      await writeClaimFiles(claim.files, secretsDir);
+    } catch (err) {
+      throw new Refusal(400, (err as Error).message, true);
+    }
+    return { type: 'kubefn:specialize', file: path.join(appDir, claim.bundle), cwd: appDir, env: claim.env };
+  };
+}
+
 const httpToken = process.env[warmTokenEnv];
+const publicKeyPem = process.env[warmClaimEnv.publicKey];
+delete process.env[warmTokenEnv];
 if (process.send !== undefined) overIpc();
-else if (httpToken) overHttp(Buffer.from(httpToken));
-else fail(new Error(`started without an IPC channel or ${warmTokenEnv}; only a warm pool starts this`));
+else if (httpToken) listenUntilSpecialized(takeWithToken(Buffer.from(httpToken)));
+else if (publicKeyPem) {
+  const self = process.env.POD_NAME ?? '';
+  if (!self) fail(new Error(`${warmClaimEnv.publicKey} is set but POD_NAME is not: a pool pod takes only claims for its own name`));
+  let key: KeyObject;
+  try {
+    key = publicKeyOf(publicKeyPem);
+  } catch (err) {
+    fail(new Error(`${warmClaimEnv.publicKey} is not a public key: ${(err as Error).message}`));
+  }
+  listenUntilSpecialized(takeSignedClaim(key, self, process.env[warmClaimEnv.appDir] ?? '/app', process.env[warmClaimEnv.secretsDir] ?? '/var/openfaas/secrets'));
+} else fail(new Error(`started without an IPC channel, ${warmTokenEnv} or ${warmClaimEnv.publicKey}; only a warm pool starts this`));

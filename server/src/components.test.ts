@@ -101,7 +101,7 @@ describe('the gateway build proxy in front of a builder without a registry', () 
   let peers: { id: string; url: string }[] = [];
 
   before(async () => {
-    builder = await startBuilder({ namespace: 'ns', functionNamespace: 'ns', userToken: staticCredential('tok'), componentToken: staticCredential('tok'), port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], natsToken: undefined, imagePullSecrets: [], placement: {}, podName: 'builder-0' }, quiet);
+    builder = await startBuilder({ namespace: 'ns', functionNamespace: 'ns', userToken: staticCredential('tok'), componentToken: staticCredential('tok'), port: 0, registry: undefined, base: 'host', insecureRegistries: [], nats: [], natsToken: undefined, imagePullSecrets: [], placement: {}, podName: 'builder-0', warmKeyDir: undefined }, quiet);
     gateway = Fastify();
     gateway.setErrorHandler(kubefnErrorHandler);
     await gateway.register(buildProxyPlugin({ builders: () => peers, token: 'tok', service: 'kubefn-builder' }));

@@ -10,13 +10,15 @@
 // They find each other through the EndpointSlices of their Services (ServicePeers), so the
 // autoscaler sees every gateway replica and nothing depends on cluster DNS.
 
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import path from 'node:path';
 import { hostname, tmpdir } from 'node:os';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Autoscaler, HttpStatsSource, LiveAutoscalerConfig, parseAutoscalerConfig, parsePokeBody, pokeOrStart, type AutoscalerConfig } from '@kubefn/autoscaler';
-import { buildServicePlugin, loadCredentials, RegistryClient } from '@kubefn/builder';
+import { buildServicePlugin, loadCredentials, parseReference, RegistryClient } from '@kubefn/builder';
 import { buildProxyPlugin, checkToken, createGateway, kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound, requestLogController } from '@kubefn/gateway';
 import {
   ConfigMapWatch,
@@ -25,7 +27,10 @@ import {
   KubefnError,
   KubefnObjects,
   KubernetesDriver,
+  KubernetesSecretStore,
   LeaderElection,
+  WarmPods,
+  warmKeyFile,
   loadKubernetesClient,
   PendingPodProber,
   placementAllowlist,
@@ -110,6 +115,8 @@ export interface ComponentEnv {
   placement: PlacementAllowlist;
   /** KUBEFN_POD_NAME, else the host name: this replica's identity in a Lease. */
   podName: string;
+  /** KUBEFN_WARM_KEY_DIR: the gateway's key that signs warm pool claims (file private.pem). */
+  warmKeyDir: string | undefined;
 }
 
 export interface RunningComponent {
@@ -153,6 +160,7 @@ export async function componentEnv(env: NodeJS.ProcessEnv, onWarning?: (message:
     imagePullSecrets: list(env.KUBEFN_IMAGE_PULL_SECRETS),
     placement: placementAllowlist(env.KUBEFN_ALLOWED_NODE_SELECTOR_KEYS, env.KUBEFN_ALLOWED_TOLERATION_KEYS),
     podName: env.KUBEFN_POD_NAME || hostname(),
+    warmKeyDir: env.KUBEFN_WARM_KEY_DIR || undefined,
   };
 }
 
@@ -186,7 +194,9 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   const objects = await KubefnObjects.open({ kubeconfig: kc, namespace: env.functionNamespace, onWarning });
   const prober = new PendingPodProber();
   const events = new FunctionEventRecorder({ core: objects.core, namespace: env.functionNamespace, component: componentServices.gateway, onWarning });
-  const driver = new KubernetesDriver(objects, { prober, events, placement: env.placement });
+  const secrets = new KubernetesSecretStore(objects.core, env.functionNamespace);
+  const warmPods = await openWarmPods(env, objects, secrets, log);
+  const driver = new KubernetesDriver(objects, { prober, events, placement: env.placement, ...(warmPods ? { warmPods } : {}) });
   const peers = (service: string) => ServicePeers.open({ kubeconfig: kc, namespace: env.namespace, service, port: componentPort, onWarning });
   const [autoscalers, builders, gatewayPeers] = await Promise.all([peers(componentServices.autoscaler), peers(componentServices.builder), peers(componentServices.gateway)]);
   // NATS: connected the first time a function needs it, never a reason not to start.
@@ -213,13 +223,16 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     await driver.scale(name, Math.max(1, fn.spec.scale.min));
     return true;
   };
-  gateway.onNoReplica = (name, body) =>
-    pokeOrStart({ peers: () => autoscalers.list(), token: env.componentToken, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
+  gateway.onNoReplica = (name, body) => {
+    // A pool pod serves the function until the Deployment's own pod is ready.
+    warmPods?.activate(name);
+    return pokeOrStart({ peers: () => autoscalers.list(), token: env.componentToken, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
       (how) => {
         if (how === 'started') log.warn('scale from zero: no autoscaler took the poke; the gateway started the function itself', { function: name });
       },
       (err: unknown) => log.warn('scale from zero: poking the autoscaler failed', { function: name, err }),
     );
+  };
   // containerConcurrency is split across the ready gateways (gatewayShare): this one's place among
   // them, again on every change of the kubefn-gateway Service's endpoints.
   const share = () => {
@@ -243,9 +256,46 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
       await nats.close();
       await driver.close();
       prober.close();
+      await warmPods?.close();
       await Promise.all([objects.stop(), autoscalers.close(), builders.close(), gatewayPeers.close(), natsPeers?.close()]);
     },
   };
+}
+
+/**
+ * The warm pool's pods, when the gateway has the key that signs claims (KUBEFN_WARM_KEY_DIR, the
+ * kubefn-warm-key Secret that `fn install` creates, mounted): images are read from their
+ * registries with the builder's client. Without the key the pool is off for this gateway.
+ */
+async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: KubernetesSecretStore, log: Logger): Promise<WarmPods | undefined> {
+  if (!env.warmKeyDir) return undefined;
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(await readFile(path.join(env.warmKeyDir, warmKeyFile), 'utf8'));
+  } catch (err) {
+    log.warn(`warm pool off: no signing key in ${env.warmKeyDir}`, { err });
+    return undefined;
+  }
+  const client = new RegistryClient({ insecureRegistries: env.insecureRegistries, credentials: (r) => loadCredentials(r), timeoutMs: 30_000 });
+  return WarmPods.open({
+    objects,
+    secrets,
+    privateKey,
+    self: env.podName,
+    imageFacts: async (image) => {
+      const { manifest, config } = await client.getImageConfig(parseReference(image));
+      const c = config.config ?? {};
+      return {
+        layers: manifest.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        command: [...(c.Entrypoint ?? []), ...(c.Cmd ?? [])],
+        user: c.User ?? '',
+      };
+    },
+    layerBlob: async (image, digest) => {
+      const { body } = await client.getBlobStream(parseReference(image), digest);
+      return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
+    },
+  });
 }
 
 /**

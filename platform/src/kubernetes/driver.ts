@@ -18,6 +18,7 @@ import { kubefnLabels, managedBy, serviceNameLabel } from './manifests.js';
 import { isApiError, kubeError } from './errors.js';
 import { applyPatchType, fieldManager, functionApiVersion, KubefnObjects, type KubefnObjectsOptions } from './objects.js';
 import type { PendingPodProber } from './pending-prober.js';
+import type { WarmPods } from './warm-pods.js';
 import type { FunctionEventRecorder } from './events.js';
 import { checkPlacement, type PlacementAllowlist } from './placement.js';
 import { FunctionReconciler } from './reconciler.js';
@@ -42,6 +43,11 @@ export interface KubernetesDriverOptions {
   events?: FunctionEventRecorder;
   /** The node placement functions may ask for (kubefn-config); a deploy asking for more is refused. */
   placement?: PlacementAllowlist;
+  /**
+   * The warm pool's pods (the gateway): a function with no ready pod of its own is routed to the
+   * pool pod claimed for it, and status.coldStart says whether the pool can take a function.
+   */
+  warmPods?: WarmPods;
 }
 
 /** The field manager of scale(): an update of the scale subresource. */
@@ -55,6 +61,7 @@ export class KubernetesDriver implements Driver {
   readonly #o: KubefnObjects;
   readonly #reconciler: FunctionReconciler | undefined;
   readonly #prober: PendingPodProber | undefined;
+  readonly #warmPods: WarmPods | undefined;
   readonly #removeTimeoutMs: number;
   readonly #controllerTimeoutMs: number;
   readonly #events: FunctionEventRecorder | undefined;
@@ -75,6 +82,7 @@ export class KubernetesDriver implements Driver {
     this.secrets = new KubernetesSecretStore(objects.core, objects.namespace);
     this.#reconciler = options.reconciler;
     this.#prober = options.prober;
+    this.#warmPods = options.warmPods;
     this.#removeTimeoutMs = options.removeTimeoutMs ?? 120_000;
     this.#controllerTimeoutMs = options.controllerTimeoutMs ?? 60_000;
     this.#events = options.events;
@@ -90,9 +98,11 @@ export class KubernetesDriver implements Driver {
     objects.slices.on('add', ofSlice);
     objects.slices.on('update', ofSlice);
     objects.slices.on('delete', ofSlice);
-    this.#unsubscribe = this.#prober?.subscribe((name) => {
+    const refresh = (name: string): void => {
       if (!this.#closed) this.#refreshEndpoints(name);
-    });
+    };
+    const unsubscribe = [this.#prober?.subscribe(refresh), this.#warmPods?.subscribe(refresh)];
+    this.#unsubscribe = () => unsubscribe.forEach((u) => u?.());
   }
 
   /**
@@ -364,6 +374,7 @@ export class KubernetesDriver implements Driver {
     // still routable and may answer, so it counts as a ready replica that does not run the new spec.
     const routable = endpointsOf(this.#slicesOf(name)).length;
     if (routable > status.readyReplicas) status.readyReplicas = routable;
+    if (this.#warmPods) status.coldStart = this.#warmPods.coldStartPath(spec);
     return status;
   }
 
@@ -378,6 +389,11 @@ export class KubernetesDriver implements Driver {
     if (this.#prober) {
       const probed = this.#prober.track(name, pendingEndpointsOf(slices));
       if (probed.length) next = [...next, ...probed].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    }
+    if (this.#warmPods) {
+      // A pool pod serves the function only until a pod of its own is ready.
+      if (next.length) this.#warmPods.handOver(name);
+      else next = this.#warmPods.servingFor(name);
     }
     if (!sameEndpoints(set.current(), next)) set.set(next);
   }

@@ -4,6 +4,7 @@ export * from './driver.js';
 export * from './objects.js';
 export * from './reconciler.js';
 export * from './pending-prober.js';
+export * from './warm-pods.js';
 export * from './manifests.js';
 export * from './endpoints.js';
 export * from './status.js';
