@@ -22,7 +22,7 @@ describe('renderKustomization of deploy/', () => {
       else if (o.metadata?.namespace === 'kubefn-fn') inFunctions.push(`${o.kind}/${o.metadata.name}`);
       else assert.equal(o.metadata?.namespace, 'kubefn', `${o.kind} ${o.metadata?.name}`);
     }
-    assert.deepEqual(inFunctions.sort(), ['NetworkPolicy/kubefn-functions', 'Role/kubefn-autoscaler', 'Role/kubefn-gateway', 'RoleBinding/kubefn-autoscaler', 'RoleBinding/kubefn-gateway']);
+    assert.deepEqual(inFunctions.sort(), ['Deployment/kubefn-pool', 'NetworkPolicy/kubefn-functions', 'Role/kubefn-autoscaler', 'Role/kubefn-gateway', 'RoleBinding/kubefn-autoscaler', 'RoleBinding/kubefn-gateway']);
     assert.deepEqual(objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata!.name), ['kubefn', 'kubefn-fn']);
     const config = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === 'kubefn-config') as { data?: Record<string, string> } | undefined;
     assert.equal(config?.data?.['function-namespace'], 'kubefn-fn', 'the components are told the namespace the Roles are in');

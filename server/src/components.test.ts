@@ -16,8 +16,8 @@ describe('componentEnv', () => {
   it('names every missing setting at once', async () => {
     await assert.rejects(componentEnv({}), /missing environment: KUBEFN_NAMESPACE, KUBEFN_TOKEN \(or KUBEFN_TOKEN_DIR, KUBEFN_COMPONENT_TOKEN_DIR\)/);
     await assert.rejects(componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_PORT: '99999' }), /not a port/);
-    const { userToken, componentToken, ...env } = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc' });
-    assert.deepEqual(env, { namespace: 'ns', functionNamespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc' });
+    const { userToken, componentToken, ...env } = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_INSECURE_REGISTRIES: ' a:1, ,b:2 ', KUBEFN_IMAGE_PULL_SECRETS: 'pull, ', KUBEFN_POD_NAME: 'kubefn-gateway-abc', KUBEFN_WARM_KEY_DIR: '/keys' });
+    assert.deepEqual(env, { namespace: 'ns', functionNamespace: 'ns', port: 8080, registry: undefined, base: undefined, insecureRegistries: ['a:1', 'b:2'], nats: [], natsToken: undefined, imagePullSecrets: ['pull'], placement: {}, podName: 'kubefn-gateway-abc', warmKeyDir: '/keys' });
     assert.equal(userToken?.current(), tok);
     assert.equal(componentToken.current(), tok, 'one token for both when the components have none of their own');
     const nats = await componentEnv({ KUBEFN_NAMESPACE: 'ns', KUBEFN_TOKEN: tok, KUBEFN_NATS_URL: 'nats://a:4222, b:4222' });

@@ -184,7 +184,7 @@ export class WarmPods {
    * to its Deployment.
    */
   activate(name: string): void {
-    if (this.#closed || this.#claiming.has(name) || this.servingFor(name).length) return;
+    if (this.#closed || this.#claiming.has(name) || this.#claimedFor(name)) return;
     const claim = this.#activate(name)
       .catch((err: unknown) => {
         this.claims.failed++;
@@ -192,6 +192,14 @@ export class WarmPods {
       })
       .finally(() => this.#claiming.delete(name));
     this.#claiming.set(name, claim);
+  }
+
+  /** Whether a pod is claimed for `name` (by any gateway) and not on its way out: one is enough. */
+  #claimedFor(name: string): boolean {
+    if (this.#serving.get(name)?.size) return true;
+    return this.pods.cache
+      .list(this.#o.objects.namespace)
+      .some((p) => p.metadata?.labels?.[warmPodLabels.warmFor] === name && !p.metadata?.deletionTimestamp && !this.#retired.has(p.metadata?.name ?? ''));
   }
 
   close(): Promise<void> {

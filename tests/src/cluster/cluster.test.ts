@@ -17,6 +17,7 @@ import { kubernetesConformanceCases } from './kubernetes-conformance.cases.js';
 import { kubernetesDriverCases } from './kubernetes-driver.cases.js';
 import { nativeModuleCases } from './native-modules.cases.js';
 import { platformInstallCases } from './platform-install.cases.js';
+import { warmPoolCases } from './warm-pool.cases.js';
 
 const kind = testNodeKind();
 
@@ -46,5 +47,6 @@ describe(`kubefn on a real cluster (${kind} node)`, () => {
   platformInstallCases(shared, platform);
   nativeModuleCases(platform);
   eventCases(platform);
+  warmPoolCases(platform);
   failureCases(platform);
 });
