@@ -70,6 +70,16 @@ export interface WarmPodsOptions {
 
 type Fit = { fits: true; layer: ImageFacts['layers'][number]; bundle: string; poolImage: string } | { fits: false; reason: string };
 
+/** A fit decision, made once per (pool image, function image); `retryAt` when it failed to read. */
+interface FitEntry {
+  decided: Promise<Fit>;
+  fit?: Fit;
+  retryAt?: number;
+}
+
+/** How long a failed read of an image stands before it is tried again, ms. */
+const fitRetryMs = 10_000;
+
 /** What the pool's pods are started from: their image and the limits every pod gets. */
 interface PoolShape {
   image: string;
@@ -83,7 +93,7 @@ export class WarmPods {
   readonly #claimTimeoutMs: number;
   readonly #staleMs: number;
   /** Fit decisions per (pool image, function image). */
-  readonly #fits = new Map<string, { decided: Promise<Fit>; fit?: Fit }>();
+  readonly #fits = new Map<string, FitEntry>();
   /** Per function: the claim this gateway has in flight. */
   readonly #claiming = new Map<string, Promise<void>>();
   /** Pods this gateway claimed that serve, by function: routed before the informer says so. */
@@ -363,12 +373,14 @@ export class WarmPods {
     };
   }
 
-  #fitEntry(poolImage: string, image: string): { decided: Promise<Fit>; fit?: Fit } {
+  #fitEntry(poolImage: string, image: string): FitEntry {
     const key = `${poolImage}\n${image}`;
     let entry = this.#fits.get(key);
+    // A registry that did not answer is asked again after a while; until then its reason stands.
+    if (entry?.retryAt !== undefined && Date.now() >= entry.retryAt) entry = undefined;
     if (!entry) {
       const decided = this.#decideFit(poolImage, image);
-      const made: { decided: Promise<Fit>; fit?: Fit } = { decided };
+      const made: FitEntry = { decided };
       decided.then(
         (fit) => (made.fit = fit),
         () => this.#fits.delete(key),
@@ -388,8 +400,10 @@ export class WarmPods {
     try {
       [pool, fn] = await Promise.all([this.#o.imageFacts(poolImage), this.#o.imageFacts(image)]);
     } catch (err) {
-      // Not kept: a registry that did not answer now may later.
-      this.#fits.delete(`${poolImage}\n${image}`);
+      // Kept for a while only: a registry that did not answer now may later.
+      const entry = this.#fits.get(`${poolImage}\n${image}`);
+      if (entry) entry.retryAt = Date.now() + fitRetryMs;
+      this.#o.objects.onWarning(`warm pool: cannot read image ${image} or the pool's ${poolImage} from the registry`, err);
       return { fits: false, reason: `its image could not be read from the registry: ${(err as Error).message}` };
     }
     return imageFit(pool, fn, poolImage);

@@ -5,7 +5,7 @@
 //   - reconcile: `fn deploy` of a new function (image already in the registry) until the
 //     Function reports a ready replica, and the PUT alone until then (polled every 25 ms);
 //   - cold start: a request through a gateway to a function the autoscaler has scaled to zero,
-//     until its answer (20 tries);
+//     until its answer (20 tries), with the warm pool (kubefn-pool) at 2 and then at 0;
 //   - 1,000 Functions applied at once (BENCH_MANY): the controller's time to settle and API calls,
 //     and the leading autoscaler's memory and idle CPU with them all tracked.
 // `-- --cold-build` first times a build of the Kubernetes binaries (control plane, kubelet,
@@ -92,24 +92,52 @@ async function main(): Promise<void> {
     }
 
     await api.deploy({ name: 'cold', image, scale: { stableWindow: '6s', scaleToZeroGrace: '0s' } });
-    const coldMs: number[] = [];
     const apps = p.cluster.kc.makeApiClient(p.cluster.k8s.AppsV1Api);
     const core = p.cluster.kc.makeApiClient(p.cluster.k8s.CoreV1Api);
-    for (let i = 0; i < coldTries; i++) {
-      await waitFor(
-        async () =>
-          (await apps.readNamespacedDeployment({ name: 'cold', namespace: p.functionNamespace })).spec?.replicas === 0 &&
-          (await core.listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0,
-        { timeoutMs: 180_000, what: 'cold at zero' },
+    const ns = p.functionNamespace;
+    const poolPods = async (selector: string) => (await core.listNamespacedPod({ namespace: ns, labelSelector: `app.kubernetes.io/name=kubefn-pool,${selector}` })).items;
+    const readyWarm = async () =>
+      (await poolPods('kubefn.dev/pool=warm')).filter((pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+    const setPool = async (replicas: number) => {
+      await apps.patchNamespacedDeploymentScale(
+        { name: 'kubefn-pool', namespace: ns, body: { spec: { replicas } } },
+        p.cluster.k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
       );
-      const gw = (await p.gateways())[i % 2]!;
-      const t0 = performance.now();
-      const res = await fetch(`${gw}/function/cold?name=bench`);
-      const body = await res.text();
-      if (res.status !== 200) throw new Error(`cold start ${i} answered ${res.status}: ${body}`);
-      coldMs.push(performance.now() - t0);
-      console.error(`cold start ${i + 1}/${coldTries}: ${coldMs.at(-1)!.toFixed(0)} ms`);
-    }
+      await waitFor(async () => (replicas === 0 ? (await poolPods('kubefn.dev/pool=warm')).length === 0 : (await readyWarm()) >= replicas), {
+        timeoutMs: 180_000,
+        what: `the warm pool at ${replicas}`,
+      });
+    };
+    /** `coldTries` requests to `cold` at zero, alternating gateways; with the pool, each from a full pool. */
+    const coldStarts = async (pool: boolean): Promise<{ ms: number[]; fromPool: number }> => {
+      const ms: number[] = [];
+      let fromPool = 0;
+      for (let i = 0; i < coldTries; i++) {
+        await waitFor(
+          async () =>
+            (await apps.readNamespacedDeployment({ name: 'cold', namespace: ns })).spec?.replicas === 0 &&
+            (await core.listNamespacedPod({ namespace: ns, labelSelector: 'kubefn.dev/function=cold' })).items.length === 0 &&
+            (await poolPods('kubefn.dev/warm-for=cold')).length === 0 &&
+            (!pool || (await readyWarm()) >= 2),
+          { timeoutMs: 180_000, what: 'cold at zero' },
+        );
+        const gw = (await p.gateways())[i % 2]!;
+        const t0 = performance.now();
+        const res = await fetch(`${gw}/function/cold?name=bench`);
+        const body = await res.text();
+        if (res.status !== 200) throw new Error(`cold start ${i} answered ${res.status}: ${body}`);
+        ms.push(performance.now() - t0);
+        const served = (await poolPods('kubefn.dev/warm-for=cold')).length > 0;
+        if (served) fromPool++;
+        console.error(`cold start ${i + 1}/${coldTries}, pool ${pool ? 'on' : 'off'}: ${ms.at(-1)!.toFixed(0)} ms${served ? ' (a pool pod)' : ''}`);
+      }
+      return { ms, fromPool };
+    };
+    await setPool(2);
+    const poolOn = await coldStarts(true);
+    await setPool(0);
+    const poolOff = await coldStarts(false);
+    await setPool(2);
 
     console.error(`applying ${manyCount} Functions at once`);
     const many = await applyManyFunctions(p, { count: manyCount, image, idleMs, onProgress: (line) => console.error(line) });
@@ -121,7 +149,7 @@ async function main(): Promise<void> {
       ...(coldBuildMs !== undefined ? { controlPlaneColdBuildMs: Math.round(coldBuildMs) } : {}),
       installMs: Math.round(p.installMs),
       reconcile: { fnDeployToReadyMs: stats(fnDeployMs), putToReadyMs: stats(putMs) },
-      coldStartThroughGatewayMs: stats(coldMs),
+      coldStartThroughGatewayMs: { poolOn: { ...stats(poolOn.ms), fromPool: poolOn.fromPool }, poolOff: stats(poolOff.ms) },
       manyFunctions: many,
     };
     const rows = [
@@ -129,7 +157,8 @@ async function main(): Promise<void> {
       ['fn install (platform image build + push, apply, all ready)', '1', `${(p.installMs / 1000).toFixed(1)} s`, ''],
       ['fn deploy (new function) -> first ready replica', String(reconcileTries), `${results.reconcile.fnDeployToReadyMs.p50} ms`, `${results.reconcile.fnDeployToReadyMs.max} ms`],
       ['PUT /system/functions -> first ready replica', String(reconcileTries), `${results.reconcile.putToReadyMs.p50} ms`, `${results.reconcile.putToReadyMs.max} ms`],
-      ['cold start through a gateway (function at zero)', String(coldTries), `${results.coldStartThroughGatewayMs.p50} ms`, `${results.coldStartThroughGatewayMs.max} ms`],
+      [`cold start through a gateway, warm pool on (${poolOn.fromPool} of ${coldTries} from a pool pod)`, String(coldTries), `${results.coldStartThroughGatewayMs.poolOn.p50} ms`, `${results.coldStartThroughGatewayMs.poolOn.max} ms`],
+      ['cold start through a gateway, warm pool at 0 (a new pod)', String(coldTries), `${results.coldStartThroughGatewayMs.poolOff.p50} ms`, `${results.coldStartThroughGatewayMs.poolOff.max} ms`],
     ];
     console.log(['| measure | tries | p50 | max |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
     const manyRows = [
