@@ -419,7 +419,10 @@ export function imageFit(pool: ImageFacts, fn: ImageFacts, poolImage: string): F
   const sameBase = fn.layers.length === pool.layers.length && fn.layers.slice(0, -1).every((l, i) => l.digest === pool.layers[i]!.digest);
   if (!sameBase) return { fits: false, reason: "its image is not the warm pool's base plus the function's own layer" };
   const bundle = /^\/app\/(fn\.(?:cjs|mjs))$/.exec(fn.command[fn.command.length - 1] ?? '')?.[1];
-  if (fn.command[0] !== 'node' || fn.command.length !== 2 || !bundle) return { fits: false, reason: 'its image does not start a bundle in /app with node' };
+  // The builder's `node --enable-source-maps /app/fn.cjs`: the warm runtime maps stacks itself.
+  // Any other node flag is read only when node starts.
+  const flags = fn.command.slice(1, -1);
+  if (fn.command[0] !== 'node' || !bundle || flags.some((f) => f !== '--enable-source-maps')) return { fits: false, reason: 'its image does not start a bundle in /app with node' };
   const layer = fn.layers[fn.layers.length - 1]!;
   if (!/gzip$/.test(layer.mediaType)) return { fits: false, reason: `its own layer is ${layer.mediaType}, not a gzip tar` };
   if (fn.user !== pool.user) return { fits: false, reason: `its image runs as "${fn.user}", the warm pool as "${pool.user}"` };
