@@ -115,7 +115,15 @@ export async function startWorkerFront(o: WorkerFrontOptions): Promise<WorkerFro
   o.gateway.setShare({ index: o.count, count: o.count + 1 });
   let pool: WorkerPool;
   try {
-    pool = await WorkerPool.start({ count: o.count, config, driver: o.driver, ...(o.logger ? { logger: o.logger } : {}) });
+    const invocations = o.gateway.context.invocations;
+    pool = await WorkerPool.start({
+      count: o.count,
+      config,
+      driver: o.driver,
+      // Added to this gateway's own (event calls), which `fn list` and `fn describe` read.
+      onInvocations: (name, count) => invocations.set(name, (invocations.get(name) ?? 0) + count),
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
   } catch (err) {
     await internal.close();
     throw err;

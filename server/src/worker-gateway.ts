@@ -14,6 +14,9 @@ import { createLogger } from './logger.js';
 import { PrimaryDriver } from './primary-driver.js';
 import { isMessage, type ToPrimary, type ToWorker, type WorkerConfig } from './worker-protocol.js';
 
+/** How often a worker reports its invocation counts to the primary, ms (`fn list` shows their sum). */
+const invocationsReportMs = 1000;
+
 /** Longest a worker waits on stop for management calls it passed on (a followed log never ends), ms. */
 const forwardGraceMs = 5000;
 
@@ -111,9 +114,22 @@ async function serve(config: WorkerConfig, send: (message: ToPrimary) => Promise
     }
     throw err;
   }
+  reportInvocations(gateway.context.invocations, send);
   // SIGTERM for this worker alone (the primary starts another), or for the whole group (the primary stops too).
   process.once('SIGTERM', () => void stop());
   await send({ kind: 'ready', url, statsUrl });
+}
+
+/** Sends the worker's invocation counts each interval in which they changed. */
+function reportInvocations(invocations: ReadonlyMap<string, number>, send: (message: ToPrimary) => Promise<void>): void {
+  let last = '';
+  setInterval(() => {
+    const totals = [...invocations];
+    const now = JSON.stringify(totals);
+    if (now === last) return;
+    last = now;
+    void send({ kind: 'invocations', totals });
+  }, invocationsReportMs).unref();
 }
 
 function listenLoopback(server: Server): Promise<string> {

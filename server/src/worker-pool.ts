@@ -26,8 +26,8 @@ import { isMessage, type ToPrimary, type ToWorker, type WorkerConfig } from './w
 /** The file node:cluster runs in each worker. */
 export const workerEntry = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
-/** Functions one worker may watch at most: far above any deployment, so more is a bug, not load. */
-const maxWatchesPerWorker = 10_000;
+/** Functions one worker may watch, or report calls of, at most: far above any deployment, so more is a bug, not load. */
+const maxFunctionsPerWorker = 10_000;
 /** A worker that ran at least this long before it exited restarts at once, ms. */
 const healthyRunMs = 10_000;
 /** Longest back-off before a failing worker's restart, ms. */
@@ -40,6 +40,8 @@ export interface WorkerPoolOptions {
   /** The primary's driver: workers watch its endpoint sets. */
   driver: Pick<Driver, 'endpoints'>;
   logger?: Logger;
+  /** A worker served `count` more calls of `name` (what `fn list` counts). */
+  onInvocations?: (name: string, count: number) => void;
   /** Longest a worker may take to listen, ms (default 30 000). */
   startTimeoutMs?: number;
   /** Longest a worker may take to drain on stop before it is killed, ms (default 30 000). */
@@ -53,6 +55,8 @@ interface Slot {
   ready: { url: string; statsUrl: string } | undefined;
   /** Endpoint sets the worker watches: the unsubscribe of each. */
   watches: Map<string, () => void>;
+  /** The worker's invocation counts as last reported. */
+  invocations: Map<string, number>;
   startedAt: number;
   /** Exits in a row, each after less than healthyRunMs. */
   failures: number;
@@ -75,6 +79,7 @@ export class WorkerPool {
       worker: undefined,
       ready: undefined,
       watches: new Map(),
+      invocations: new Map(),
       startedAt: 0,
       failures: 0,
       restart: undefined,
@@ -163,7 +168,7 @@ export class WorkerPool {
   }
 
   #onMessage(slot: Slot, worker: Worker, m: unknown): void {
-    if (slot.worker !== worker || !isMessage<ToPrimary>(m, ['hello', 'ready', 'failed', 'watch', 'unwatch'])) return;
+    if (slot.worker !== worker || !isMessage<ToPrimary>(m, ['hello', 'ready', 'failed', 'watch', 'unwatch', 'invocations'])) return;
     switch (m.kind) {
       case 'hello':
         this.#send(slot, { kind: 'config', config: { ...this.#config, index: slot.index } });
@@ -191,6 +196,9 @@ export class WorkerPool {
         slot.watches.get(m.name)?.();
         slot.watches.delete(m.name);
         return;
+      case 'invocations':
+        this.#invocations(slot, m.totals);
+        return;
     }
   }
 
@@ -199,8 +207,8 @@ export class WorkerPool {
     const push = (endpoints: readonly Endpoint[]) => this.#send(slot, { kind: 'endpoints', name, endpoints: [...endpoints] });
     const set = this.#o.driver.endpoints(name);
     if (!slot.watches.has(name)) {
-      if (slot.watches.size >= maxWatchesPerWorker) {
-        this.#o.logger?.warn('gateway worker watches too many functions: not pushing more', { worker: slot.index, function: name, max: maxWatchesPerWorker });
+      if (slot.watches.size >= maxFunctionsPerWorker) {
+        this.#o.logger?.warn('gateway worker watches too many functions: not pushing more', { worker: slot.index, function: name, max: maxFunctionsPerWorker });
         return;
       }
       slot.watches.set(name, set.subscribe(push));
@@ -208,10 +216,26 @@ export class WorkerPool {
     push(set.current());
   }
 
+  /** Passes on the calls a worker served since its last report. */
+  #invocations(slot: Slot, totals: unknown): void {
+    if (!Array.isArray(totals)) return;
+    for (const entry of totals as unknown[]) {
+      if (!Array.isArray(entry)) continue;
+      const [name, total] = entry as unknown[];
+      if (typeof name !== 'string' || typeof total !== 'number' || !Number.isSafeInteger(total)) continue;
+      const delta = total - (slot.invocations.get(name) ?? 0);
+      if (!slot.invocations.has(name) && slot.invocations.size >= maxFunctionsPerWorker) continue;
+      slot.invocations.set(name, total);
+      if (delta > 0) this.#o.onInvocations?.(name, delta);
+    }
+  }
+
   #onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== worker) return;
     for (const unsubscribe of slot.watches.values()) unsubscribe();
     slot.watches.clear();
+    // A new worker counts from zero.
+    slot.invocations.clear();
     slot.worker = undefined;
     slot.ready = undefined;
     if (slot.started) {

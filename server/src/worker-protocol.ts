@@ -48,7 +48,9 @@ export type ToPrimary =
   | { kind: 'ready'; url: string; statsUrl: string }
   | { kind: 'failed'; error: ErrorBody }
   | { kind: 'watch'; name: string }
-  | { kind: 'unwatch'; name: string };
+  | { kind: 'unwatch'; name: string }
+  /** The worker's invocation counts since it started, per function (monotonic: the primary takes differences). */
+  | { kind: 'invocations'; totals: [string, number][] };
 
 /** The primary's internal route for a function's status (a FunctionStatus as JSON). */
 export const functionStatusRoute = '/internal/functions/:name';

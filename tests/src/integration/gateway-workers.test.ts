@@ -89,6 +89,11 @@ describe('fn up --workers 2', () => {
     assert.deepEqual([...by].sort(), [...pids].sort(), `both workers served calls (log lines by pid: ${JSON.stringify(served.map((l) => l.pid))})`);
     const list = (await api.ok('GET', '/system/functions')) as { name: string }[];
     assert.deepEqual(list.map((f) => f.name), ['hello']);
+    // The workers report their calls to the primary, whose management API counts them.
+    await waitFor(async () => ((await api.ok('GET', '/system/function/hello')) as { invocationCount: number }).invocationCount >= 10, {
+      what: 'the 10 calls counted',
+      timeoutMs: 10_000,
+    });
   });
 
   it('never has two calls in the handler of a function of containerConcurrency 1', { timeout: 120_000 }, async () => {
