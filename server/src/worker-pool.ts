@@ -122,6 +122,8 @@ export class WorkerPool {
 
   /** The listening workers' stats ports, for the autoscaler's HttpStatsSource. */
   statsPeers(): StatsPeer[] {
+    // Stopping workers are no missing data: the autoscaler stops with them.
+    if (this.#closing) return [];
     return this.#slots.flatMap((s) => (s.ready && s.worker ? [{ id: `worker-${s.index}-${s.worker.process.pid}`, url: s.ready.statsUrl }] : []));
   }
 
