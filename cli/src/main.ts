@@ -1,6 +1,7 @@
 // The `fn` program: global options, every command, and main(argv) returning the exit code.
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { defaultWarmPoolMemoryBytes, defaultWarmPoolSize } from '@kubefn/platform/core';
@@ -86,7 +87,11 @@ interface UpFlags {
   poolMemory?: string;
   /** False for --no-request-log. */
   requestLog: boolean;
+  workers: string;
 }
+
+/** Most gateway workers `fn up --workers` takes, per CPU: past a few per CPU they only add context switches. */
+const maxWorkersPerCpu = 4;
 
 function registerUp(program: Command, app: App): void {
   program
@@ -108,6 +113,7 @@ function registerUp(program: Command, app: App): void {
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
     .option('--pool <count>', 'warm runtimes (process driver) or containers (podman) kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
     .option('--pool-memory <size>', `most memory the idle warm runtimes or containers may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
+    .option('--workers <count>', `gateway processes serving the port (1 to ${maxWorkersPerCpu} per CPU); this process keeps the driver, autoscaler and build service`, '1')
     .option('--json', 'log one JSON object per event on stdout, a line per gateway request among them')
     .option('--no-request-log', 'with --json: leave out the line per gateway request')
     .addHelpText(
@@ -122,6 +128,9 @@ pushes the image itself). podman must work for the current user.
 The process driver keeps a pool of warm runtimes (node processes holding no function yet):
 a function scaling from zero takes one and skips the process start. \`fn describe\` says whether
 a function's replicas start from the pool, and why not when they do not.
+With --workers N, N gateway processes accept calls on the one port and split each function's
+containerConcurrency among them; this process keeps the replicas, the autoscaler, the build
+service and the management API (the workers pass it on), and starts again a worker that dies.
 Run as root, the process driver gives each function a user of its own and a private directory:
 a function cannot read the state directory, the token, or other functions' files and
 environments. Run as any other user, every function runs as that user: use --driver podman
@@ -133,6 +142,7 @@ Examples:
   $ fn up --deploy examples/hello examples/json-api
   $ fn up --driver podman --deploy examples/hello
   $ fn up --autoscaler-config deploy/autoscaler-config.yaml
+  $ fn up --workers 4
   $ fn up --nats nats://127.0.0.1:4222
   $ fn up --no-nats
   $ fn up --driver podman --registry 127.0.0.1:5000 --base 127.0.0.1:5000/library/node:20
@@ -140,6 +150,7 @@ Examples:
     )
     .action(async (opts: UpFlags, command: Command) => {
       const port = parseCount(opts.port, '--port', 0, 65_535);
+      const workers = parseCount(opts.workers, '--workers', 1, maxWorkersPerCpu * availableParallelism());
       const config = app.config(command);
       if (opts.driver !== 'process' && opts.driver !== 'podman') throw usageError(`--driver must be "process" or "podman", got ${JSON.stringify(opts.driver)}`);
       if (opts.podmanNetwork !== 'bridge' && opts.podmanNetwork !== 'host') {
@@ -169,6 +180,7 @@ Examples:
         ...(typeof opts.nats === 'string' ? { nats: opts.nats } : { localNats: opts.nats !== false }),
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
         ...(opts.isolation === false ? { isolation: false } : {}),
+        ...(workers > 1 ? { workers } : {}),
         pool: { size: parseCount(opts.pool, '--pool', 0, 64), ...(opts.poolMemory !== undefined ? { memoryBytes: parseSize(opts.poolMemory, '--pool-memory') } : {}) },
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.

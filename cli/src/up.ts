@@ -4,7 +4,7 @@ import { KubefnError } from '@kubefn/platform/core';
 import type { WarmPoolStats } from '@kubefn/platform';
 import { createLogger, startEmbedded, type EmbeddedOptions, type IsolationStatus, type NatsStatus } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation' | 'pool'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation' | 'pool' | 'workers'> {
   port: number;
   home: string;
   host: string;
@@ -28,7 +28,8 @@ export async function runUp(options: UpOptions): Promise<number> {
   const nats = platform.nats();
   if (options.json) {
     const natsUrl = nats.kind === 'external' || nats.kind === 'local' ? nats.url : undefined;
-    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name), ...(natsUrl ? { nats: natsUrl } : {}), isolation: platform.isolation.kind });
+    const workers = platform.workers ? { workers: platform.workers.count, workerPids: platform.workers.pids() } : {};
+    log.info('listening', { url: platform.url, home: options.home, functions: functions.map((f) => f.spec.name), ...(natsUrl ? { nats: natsUrl } : {}), isolation: platform.isolation.kind, ...workers });
   } else {
     process.stderr.write(
       [
@@ -38,6 +39,7 @@ export async function runUp(options: UpOptions): Promise<number> {
         `  nats      ${natsLine(nats)}`,
         `  isolation ${isolationLine(platform.isolation)}`,
         `  pool      ${poolLine(platform.driver.kind, platform.driver.poolStats?.())}`,
+        ...(platform.workers ? [`  workers   ${platform.workers.count} gateway processes serve the port (pids ${platform.workers.pids().join(', ')}); this one (pid ${process.pid}) runs the replicas`] : []),
         `  deploy    fn deploy examples/hello`,
         `  invoke    curl ${platform.url}/function/hello`,
         'Ctrl-C stops the platform; deployed functions come back on the next `fn up`.',

@@ -54,7 +54,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   let invokeEnv: InvokeEnv | undefined;
   const app = Fastify({
     serverFactory: (handler) => {
+      const forward = options.forward;
       const server = createServer((req, res) => {
+        if (forward?.(req, res)) return;
         if (invokeEnv === undefined || !invokeFast(invokeEnv, req, res)) handler(req, res);
       });
       // What fastify sets on a server it makes itself.

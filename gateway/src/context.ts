@@ -1,5 +1,6 @@
 // What the gateway's plugins share.
 
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger, FastifyPluginAsync } from 'fastify';
 import type { Credential, Driver, FunctionActivation, PokeBody } from '@kubefn/platform';
 import type { FunctionCatalog } from './catalog.js';
@@ -92,6 +93,12 @@ export interface GatewayOptions {
   serveAsync?: boolean;
   /** How often the triggers are checked against the deployed functions, ms (default 2000). */
   triggerResyncMs?: number;
+  /**
+   * Requests this gateway does not serve itself: called first for each request on its port, and
+   * when it answers true it has taken the request (a worker of `fn up --workers` passes the
+   * management API on to the primary's gateway). Default: every request is this gateway's.
+   */
+  forward?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 export interface GatewayContext {

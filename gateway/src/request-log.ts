@@ -3,6 +3,7 @@
 // completed"); with `enabled` false, none (`fn up`'s human output).
 
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import { statsPath } from '@kubefn/platform';
 
 class OneLineRequestLog extends LogController {
   readonly #enabled: boolean;
@@ -15,7 +16,8 @@ class OneLineRequestLog extends LogController {
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    if (!this.#enabled || request.url === '/healthz') return;
+    // Probes and the autoscaler's scrape of /system/stats (each second) are machinery, not traffic.
+    if (!this.#enabled || request.url === '/healthz' || (request.url.startsWith(statsPath) && reply.statusCode < 400)) return;
     const callId = reply.getHeader('x-call-id');
     const line = { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime), ...(callId ? { callId } : {}) };
     if (error) request.log.error({ ...line, err: error }, 'request failed');

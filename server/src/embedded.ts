@@ -40,6 +40,7 @@ import { lockHome } from './home-lock.js';
 import { loadOrCreateToken, strongToken } from './token.js';
 import { startLocalNats, type LocalNats } from './nats-server.js';
 import { appPublisher, podmanLoadPublisher, registryPublisher, warmPoolImage, type Publisher } from './publish.js';
+import { internalToken, notifyingDriver, startWorkerFront, workerStatsSource, type WorkerFront } from './embedded-workers.js';
 
 export type DriverKind = 'process' | 'podman';
 
@@ -97,6 +98,12 @@ export interface EmbeddedOptions {
    * upload whose deploy has not arrived yet is kept.
    */
   storeGc?: { graceMs?: number; intervalMs?: number };
+  /**
+   * Gateway processes serving `port` (default 1: this process serves it). With more, this process
+   * keeps the driver, autoscaler, function store and build service, and node:cluster workers
+   * serve the port (worker-pool.ts).
+   */
+  workers?: number;
 }
 
 /** How the process driver keeps functions apart, for `fn up` to print. */
@@ -128,6 +135,8 @@ export interface EmbeddedPlatform {
   /** Where NATS is now (a local server may start after startEmbedded resolved). */
   nats(): NatsStatus;
   isolation: IsolationStatus;
+  /** With `workers` above 1: the gateway workers' pids by slot (undefined while one restarts). */
+  workers?: { count: number; pids(): (number | undefined)[] };
   close(): Promise<void>;
 }
 
@@ -155,6 +164,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedP
 
 /** startEmbedded once the state directory is this process's alone. */
 async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> {
+  if (options.workers !== undefined && (!Number.isSafeInteger(options.workers) || options.workers < 1)) {
+    throw new KubefnError('BAD_REQUEST', `workers must be a whole number of at least 1, not ${options.workers}`);
+  }
   const token = options.token !== undefined ? strongToken(options.token, '--token') : await loadOrCreateToken(options.home);
   const cacheDir = path.join(options.home, 'cache');
   const client = new RegistryClient({ insecureRegistries: options.insecureRegistries ?? [], credentials: (r) => loadCredentials(r) });
@@ -227,8 +239,13 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   // Scratch directories of builds a killed `fn up` left behind: the state lock says none is running.
   await rm(path.join(options.home, 'builds'), { recursive: true, force: true });
   await mkdir(path.join(options.home, 'builds'), { recursive: true });
+  // With workers, they serve the port and this gateway serves them: deploys through it reach
+  // every worker's catalog at once.
+  const workers = options.workers ?? 1;
+  const workerToken = workers > 1 ? internalToken() : undefined;
+  let front: WorkerFront | undefined;
   const gateway = createGateway({
-    driver,
+    driver: workers > 1 ? notifyingDriver(driver, (name) => front?.pool.changed(name)) : driver,
     ...(bundles ? { bundles } : {}),
     ...(apps ? { apps } : {}),
     token,
@@ -258,7 +275,10 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   const autoscalerOptions = (): AutoscalerOptions => ({
     target: driver,
     // A reader of its own: reading takes nothing from any other reader of the gateway's stats.
-    sources: [withStatsBlackout(gateway.stats.reader(), process.env.KUBEFN_TEST_STATS_BLACKOUT)],
+    sources: [
+      withStatsBlackout(gateway.stats.reader(), process.env.KUBEFN_TEST_STATS_BLACKOUT),
+      ...(workerToken ? [workerStatsSource(() => front?.pool, workerToken, options.logger)] : []),
+    ],
     ...(options.logger ? { logger: options.logger } : {}),
     ...(liveConfig.current ? { config: liveConfig.current } : {}),
     onActivation: (name, stall) => gateway.setActivation(name, stall),
@@ -302,7 +322,24 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
   await gc.run();
   let url: string;
   try {
-    url = await gateway.app.listen({ port: options.port, host: options.host });
+    if (workerToken) {
+      front = await startWorkerFront({
+        count: workers,
+        port: options.port,
+        host: options.host,
+        gateway,
+        driver,
+        poke: (name, body) => autoscaler.poke(name, body),
+        internalToken: workerToken,
+        ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
+        json: options.logger?.json ?? false,
+        requestLog: options.requestLog ?? false,
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
+      url = front.url;
+    } else {
+      url = await gateway.app.listen({ port: options.port, host: options.host });
+    }
   } catch (err) {
     await abandon();
     if ((err as { code?: string }).code === 'EADDRINUSE') {
@@ -326,8 +363,11 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     },
     nats: () => (nats ? { kind: 'external', url: options.nats! } : (local?.status() ?? { kind: 'off' })),
     isolation: isolationStatus,
+    ...(front ? { workers: { count: workers, pids: () => front!.pool.pids() } } : {}),
     close: () =>
       (closing ??= (async () => {
+        // The workers first: they call replicas and pass calls on to this gateway.
+        await front?.close();
         configWatch?.close();
         await restartHook?.stop();
         await gc.stop();

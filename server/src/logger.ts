@@ -20,6 +20,8 @@ export interface Logger {
   readonly pino: PinoLogger;
   /** A logger that adds `fields` to every line. */
   child(fields: Fields): Logger;
+  /** Whether its lines are JSON (so another process of the platform can log as it does). */
+  readonly json: boolean;
 }
 
 export interface LoggerOptions {
@@ -49,7 +51,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     stream,
   );
-  return wrap(base);
+  return wrap(base, json);
 }
 
 let stdoutBatch: LineBatch | undefined;
@@ -98,13 +100,14 @@ export class LineBatch implements DestinationStream {
   }
 }
 
-function wrap(p: PinoLogger): Logger {
+function wrap(p: PinoLogger, json: boolean): Logger {
   return {
+    json,
     info: (msg, fields) => p.info(fields ?? {}, msg),
     warn: (msg, fields) => p.warn(fields ?? {}, msg),
     error: (msg, fields) => p.error(fields ?? {}, msg),
     pino: p,
-    child: (fields) => wrap(p.child(fields)),
+    child: (fields) => wrap(p.child(fields), json),
   };
 }
 
