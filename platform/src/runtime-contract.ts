@@ -77,6 +77,10 @@ export interface SpecializeMessage {
  * the admin port as any replica does.
  */
 export const warmPaths = { warm: '/kubefn/warm', specialize: '/kubefn/specialize' } as const;
+/** The header a cluster pool pod's claim is signed in (see warm-claim.ts). */
+export const warmSignatureHeader = 'x-kubefn-signature';
+/** A cluster pool pod's environment: the gateways' public key (SPKI PEM), its app and secrets directories. */
+export const warmClaimEnv = { publicKey: 'KUBEFN_WARM_PUBLIC_KEY', appDir: 'KUBEFN_WARM_APP_DIR', secretsDir: 'KUBEFN_WARM_SECRETS_DIR' } as const;
 /** The variable a containerized warm runtime finds its specialization token in. */
 export const warmTokenEnv = 'KUBEFN_WARM_TOKEN';
 

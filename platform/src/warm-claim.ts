@@ -35,9 +35,7 @@ export interface WarmClaim {
   expires: number;
 }
 
-export const warmSignatureHeader = 'x-kubefn-signature';
-/** The pool pod's environment: the gateways' public key (SPKI PEM), its app and secrets directories. */
-export const warmClaimEnv = { publicKey: 'KUBEFN_WARM_PUBLIC_KEY', appDir: 'KUBEFN_WARM_APP_DIR', secretsDir: 'KUBEFN_WARM_SECRETS_DIR' } as const;
+export { warmClaimEnv, warmSignatureHeader } from './runtime-contract.js';
 /** Longest claim JSON a pod reads (environment and secret files included). */
 export const warmClaimMaxBytes = 1024 * 1024;
 /** Most a layer may unpack to in a pool pod, and the most entries it may hold. */

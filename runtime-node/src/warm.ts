@@ -14,12 +14,13 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { warmPaths, warmRunKey, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
-import { publicKeyOf, readClaimHead, unpackLayer, verifyClaim, warmClaimEnv, warmSignatureHeader, writeClaimFiles } from '@kubefn/platform/warm-claim';
+import { warmClaimEnv, warmPaths, warmRunKey, warmSignatureHeader, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
 import { mapStacksLazily } from './lazy-source-maps.js';
 import { loadGuardKey } from './load-failure.js';
 import { run } from './run.js';
 import { serve } from './serve.js';
+
+type WarmClaims = typeof import('@kubefn/platform/warm-claim');
 
 const require = createRequire(import.meta.url);
 
@@ -213,8 +214,10 @@ function takeWithToken(token: Buffer): (req: http.IncomingMessage) => Promise<Sp
 /**
  * A cluster pool's pod (see @kubefn/platform/warm-claim): a claim signed by a gateway for this
  * pod, then the function's app layer, unpacked here and checked against the claim's digest.
+ * Only a pool pod loads the claim module (and its tar reader); other runtimes never do.
  */
-function takeSignedClaim(publicKey: KeyObject, self: string, appDir: string, secretsDir: string): (req: http.IncomingMessage) => Promise<SpecializeMessage> {
+function takeSignedClaim(claims: WarmClaims, publicKey: KeyObject, self: string, appDir: string, secretsDir: string): (req: http.IncomingMessage) => Promise<SpecializeMessage> {
+  const { readClaimHead, verifyClaim, unpackLayer, writeClaimFiles } = claims;
   return async (req) => {
     const signature = req.headers[warmSignatureHeader];
     if (typeof signature !== 'string') throw new Refusal(401, `no ${warmSignatureHeader} header`);
@@ -234,19 +237,23 @@ function takeSignedClaim(publicKey: KeyObject, self: string, appDir: string, sec
   };
 }
 
+async function startPoolPod(publicKeyPem: string): Promise<void> {
+  const self = process.env.POD_NAME ?? '';
+  if (!self) fail(new Error(`${warmClaimEnv.publicKey} is set but POD_NAME is not: a pool pod takes only claims for its own name`));
+  const claims: WarmClaims = await import('@kubefn/platform/warm-claim');
+  let key: KeyObject;
+  try {
+    key = claims.publicKeyOf(publicKeyPem);
+  } catch (err) {
+    fail(new Error(`${warmClaimEnv.publicKey} is not a public key: ${(err as Error).message}`));
+  }
+  listenUntilSpecialized(takeSignedClaim(claims, key, self, process.env[warmClaimEnv.appDir] ?? '/app', process.env[warmClaimEnv.secretsDir] ?? '/var/openfaas/secrets'));
+}
+
 const httpToken = process.env[warmTokenEnv];
 const publicKeyPem = process.env[warmClaimEnv.publicKey];
 delete process.env[warmTokenEnv];
 if (process.send !== undefined) overIpc();
 else if (httpToken) listenUntilSpecialized(takeWithToken(Buffer.from(httpToken)));
-else if (publicKeyPem) {
-  const self = process.env.POD_NAME ?? '';
-  if (!self) fail(new Error(`${warmClaimEnv.publicKey} is set but POD_NAME is not: a pool pod takes only claims for its own name`));
-  let key: KeyObject;
-  try {
-    key = publicKeyOf(publicKeyPem);
-  } catch (err) {
-    fail(new Error(`${warmClaimEnv.publicKey} is not a public key: ${(err as Error).message}`));
-  }
-  listenUntilSpecialized(takeSignedClaim(key, self, process.env[warmClaimEnv.appDir] ?? '/app', process.env[warmClaimEnv.secretsDir] ?? '/var/openfaas/secrets'));
-} else fail(new Error(`started without an IPC channel, ${warmTokenEnv} or ${warmClaimEnv.publicKey}; only a warm pool starts this`));
+else if (publicKeyPem) startPoolPod(publicKeyPem).catch(fail);
+else fail(new Error(`started without an IPC channel, ${warmTokenEnv} or ${warmClaimEnv.publicKey}; only a warm pool starts this`));

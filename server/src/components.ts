@@ -282,6 +282,14 @@ async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: 
     secrets,
     privateKey,
     self: env.podName,
+    onStarted: (s) =>
+      log.info('warm pool: a function started in a pool pod', {
+        function: s.function,
+        pod: s.pod,
+        claimedMs: Math.round(s.claimedMs),
+        unpackedMs: Math.round(s.unpackedMs),
+        readyMs: Math.round(s.readyMs),
+      }),
     imageFacts: async (image) => {
       const { manifest, config } = await client.getImageConfig(parseReference(image));
       const c = config.config ?? {};

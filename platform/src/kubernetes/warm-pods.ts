@@ -66,6 +66,20 @@ export interface WarmPodsOptions {
   staleMs?: number;
   /** How often the left-behind claimed pods are looked for, ms (default 10000). */
   sweepMs?: number;
+  /** Told of each function started in a pool pod, with where the time went. */
+  onStarted?: (started: WarmStart) => void;
+}
+
+/** One function started in a pool pod: ms from the activation to each step. */
+export interface WarmStart {
+  function: string;
+  pod: string;
+  /** The pod relabelled (the claim's API call answered). */
+  claimedMs: number;
+  /** The pod answered the claim: the layer sent, unpacked and checked. */
+  unpackedMs: number;
+  /** The function's /readyz answered in the pod. */
+  readyMs: number;
 }
 
 type Fit = { fits: true; layer: ImageFacts['layers'][number]; bundle: string; poolImage: string } | { fits: false; reason: string };
@@ -76,6 +90,9 @@ interface FitEntry {
   fit?: Fit;
   retryAt?: number;
 }
+
+/** The layers a gateway keeps in memory: each at most largestBytes, all at most totalBytes. */
+const layerCache = { largestBytes: 8 * 1024 * 1024, totalBytes: 32 * 1024 * 1024 } as const;
 
 /** How long a failed read of an image stands before it is tried again, ms. */
 const fitRetryMs = 10_000;
@@ -101,6 +118,8 @@ export class WarmPods {
   /** Pods taken out of routing (the function has its own pods now), not to be routed again. */
   readonly #retired = new Set<string>();
   readonly #listeners = new Set<(name: string) => void>();
+  /** Small layers' bytes by digest, least recently used first (the registry checked each digest). */
+  readonly #layers = new Map<string, Buffer>();
   readonly #sweep: NodeJS.Timeout;
   #closed = false;
   /** Claims made and failed since start (for tests and /stats). */
@@ -220,6 +239,7 @@ export class WarmPods {
   }
 
   async #activate(name: string): Promise<void> {
+    const started = performance.now();
     const fn = this.#o.objects.cachedFunction(name);
     const spec = fn && this.#o.objects.specOf(fn);
     if (!spec || spec instanceof Error || !spec.image) return;
@@ -227,13 +247,18 @@ export class WarmPods {
     if (!shape || specUnfit(spec, shape)) return;
     const fit = await this.#fit(shape.image, spec.image);
     if (!fit.fits) return;
+    // The layer comes while the pod is claimed.
+    const blob = this.#layerBytes(spec.image, fit.layer);
+    blob.catch(() => {});
     const pod = await this.#claimOne(name, fit.poolImage);
     if (!pod) return;
     this.claims.made++;
+    const claimedMs = performance.now() - started;
     const podName = pod.metadata!.name!;
     const endpoint = endpointOf(podName, pod.status!.podIP!);
+    let unpackedMs = 0;
     try {
-      await this.#specialize(spec, podName, endpoint, fit);
+      await this.#specialize(spec, podName, endpoint, fit, await blob, () => (unpackedMs = performance.now() - started));
     } catch (err) {
       void this.#delete(podName, 'its specialization failed');
       throw err;
@@ -242,6 +267,7 @@ export class WarmPods {
     if (!serving) this.#serving.set(name, (serving = new Map()));
     serving.set(podName, endpoint);
     this.#changed(name);
+    this.#o.onStarted?.({ function: name, pod: podName, claimedMs, unpackedMs, readyMs: performance.now() - started });
     // The other gateways route to it once they see this.
     await this.#patch(podName, [{ op: 'add', path: `/metadata/annotations/${escape(warmPodAnnotations.serving)}`, value: 'true' }]).catch((err: unknown) =>
       this.#o.objects.onWarning(`warm pool: could not mark pod ${podName} serving for the other gateways`, err),
@@ -278,7 +304,7 @@ export class WarmPods {
     return undefined;
   }
 
-  async #specialize(spec: FunctionSpec, podName: string, endpoint: Endpoint, fit: Extract<Fit, { fits: true }>): Promise<void> {
+  async #specialize(spec: FunctionSpec, podName: string, endpoint: Endpoint, fit: Extract<Fit, { fits: true }>, layer: Buffer | Readable, unpacked: () => void): Promise<void> {
     const deadline = Date.now() + this.#claimTimeoutMs;
     const names = [...new Set([...(spec.secrets ?? []), ...Object.values(spec.secretEnv ?? {})])];
     const secrets = names.length ? await this.#o.secrets.read(names) : new Map<string, Buffer>();
@@ -300,9 +326,9 @@ export class WarmPods {
     }
     const claim: WarmClaim = { pod: podName, function: spec.name, layer: { digest: fit.layer.digest, size: fit.layer.size }, bundle: fit.bundle, env, files, expires: deadline };
     const { head, signature } = signClaim(claim, this.#o.privateKey);
-    const blob = await this.#o.layerBlob(spec.image!, fit.layer.digest);
-    const answer = await postClaim(`${endpoint.adminUrl}${warmPaths.specialize}`, signature, head, blob, deadline - Date.now());
+    const answer = await postClaim(`${endpoint.adminUrl}${warmPaths.specialize}`, signature, head, layer, deadline - Date.now());
     if (answer.status !== 202) throw new Error(`pool pod ${podName} refused the claim: ${answer.status} ${answer.text}`);
+    unpacked();
     // The bundle loads now; the function's runtime then takes the admin port.
     for (;;) {
       const res = await fetch(`${endpoint.adminUrl}${adminPaths.ready}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
@@ -312,6 +338,34 @@ export class WarmPods {
       if (!this.pods.cache.get(podName, this.#o.objects.namespace) || this.#closed) throw new Error(`pool pod ${podName} went away while it specialized`);
       await new Promise((r) => setTimeout(r, 5));
     }
+  }
+
+  /**
+   * A layer's bytes: small ones from memory after their first fetch (most functions' layers are a
+   * bundle of some hundred KiB), large ones streamed from the registry each time.
+   */
+  async #layerBytes(image: string, layer: ImageFacts['layers'][number]): Promise<Buffer | Readable> {
+    const cached = this.#layers.get(layer.digest);
+    if (cached) {
+      // Most recently used last.
+      this.#layers.delete(layer.digest);
+      this.#layers.set(layer.digest, cached);
+      return cached;
+    }
+    const stream = await this.#o.layerBlob(image, layer.digest);
+    if (layer.size > layerCache.largestBytes) return stream;
+    const parts: Buffer[] = [];
+    for await (const chunk of stream) parts.push(chunk as Buffer);
+    const bytes = Buffer.concat(parts);
+    this.#layers.set(layer.digest, bytes);
+    let total = 0;
+    for (const b of this.#layers.values()) total += b.length;
+    for (const [digest, b] of this.#layers) {
+      if (total <= layerCache.totalBytes) break;
+      this.#layers.delete(digest);
+      total -= b.length;
+    }
+    return bytes;
   }
 
   #patch(name: string, ops: object[]): Promise<V1Pod> {
@@ -458,12 +512,12 @@ function escape(key: string): string {
 }
 
 /** POSTs the claim's head and then the blob; the answer's status and text. */
-function postClaim(url: string, signature: string, head: Buffer, blob: Readable, timeoutMs: number): Promise<{ status: number; text: string }> {
+function postClaim(url: string, signature: string, head: Buffer, blob: Buffer | Readable, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: 'POST', headers: { [warmSignatureHeader]: signature, 'content-type': 'application/octet-stream' }, timeout: Math.max(1, timeoutMs) });
     req.once('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.once('error', (err) => {
-      blob.destroy();
+      if (!Buffer.isBuffer(blob)) blob.destroy();
       reject(err);
     });
     req.once('response', (res) => {
@@ -472,6 +526,10 @@ function postClaim(url: string, signature: string, head: Buffer, blob: Readable,
       res.once('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8').slice(0, 500) }));
       res.once('error', reject);
     });
+    if (Buffer.isBuffer(blob)) {
+      req.end(Buffer.concat([head, blob]));
+      return;
+    }
     req.write(head);
     blob.once('error', (err) => req.destroy(err));
     blob.pipe(req);

@@ -41,6 +41,10 @@ describe('cluster benchmark smoke runs', () => {
       hasKeys(reconcile, ['fnDeployToReadyMs', 'putToReadyMs']);
       oneTry(reconcile.fnDeployToReadyMs);
       oneTry(reconcile.putToReadyMs);
-      oneTry(json.coldStartThroughGatewayMs);
+      const cold = json.coldStartThroughGatewayMs as Record<string, Record<string, unknown>>;
+      hasKeys(cold, ['poolOn', 'poolOff']);
+      hasKeys(cold.poolOn!, ['fromPool', 'gatewaySteps']);
+      oneTry(cold.poolOn);
+      oneTry(cold.poolOff);
     }));
 });
