@@ -10,13 +10,13 @@
 // the claim's JSON, then the layer blob itself (a gzip tar, as in the registry). The pod hashes
 // the blob as it unpacks it into its app directory and refuses the claim when the hash differs.
 
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 
 export interface WarmClaim {
@@ -36,6 +36,8 @@ export interface WarmClaim {
 }
 
 export { warmClaimEnv, warmSignatureHeader } from './runtime-contract.js';
+/** Files up to this size are unpacked in one write. */
+const smallFileBytes = 4 * 1024 * 1024;
 /** Longest claim JSON a pod reads (environment and secret files included). */
 export const warmClaimMaxBytes = 1024 * 1024;
 /** Most a layer may unpack to in a pool pod, and the most entries it may hold. */
@@ -157,8 +159,19 @@ export async function unpackLayer(blob: Readable, first: Buffer, layer: WarmClai
     } else if (header.type === 'file') {
       bytes += header.size ?? 0;
       if (bytes > warmLayerLimits.bytes) return fail(`unpacks to more than ${warmLayerLimits.bytes} bytes`);
+      const size = header.size ?? 0;
+      const options = { mode: mode | 0o400, flag: 'wx', flags: 'wx' };
+      // A small file is written at once; a large one streams.
+      const write =
+        size <= smallFileBytes
+          ? async () => {
+              const parts: Buffer[] = [];
+              for await (const chunk of stream) parts.push(chunk as Buffer);
+              await writeFile(target, Buffer.concat(parts), options);
+            }
+          : () => pipeline(stream, createWriteStream(target, options));
       mkdir(path.dirname(target), { recursive: true })
-        .then(() => pipeline(stream, createWriteStream(target, { mode: mode | 0o400, flags: 'wx' })))
+        .then(write)
         .then(() => done(), done);
     } else {
       fail(`a ${header.type}: only files, directories and symlinks`);
@@ -169,7 +182,7 @@ export async function unpackLayer(blob: Readable, first: Buffer, layer: WarmClai
     for await (const chunk of blob) yield chunk as Buffer;
   };
   try {
-    await pipeline(source, counted, createGunzip(), extract);
+    await pipeline(source, counted, createGunzip({ chunkSize: 256 * 1024 }), extract);
     const digest = `sha256:${hash.digest('hex')}`;
     if (size !== layer.size) throw new Error(`the layer is ${size} bytes, its manifest says ${layer.size}`);
     if (digest !== layer.digest) throw new Error(`the layer's digest is ${digest}, the claim's ${layer.digest}`);
@@ -187,5 +200,43 @@ export async function writeClaimFiles(files: WarmClaim['files'], dir: string): P
   for (const [name, content] of Object.entries(files)) {
     if (!/^[A-Za-z0-9._-]+$/.test(name) || name === '.' || name === '..') throw new Error(`secret file "${name}" is not a plain file name`);
     await writeFile(path.join(dir, name), Buffer.from(content, 'base64'), { mode: 0o444 });
+  }
+}
+
+/**
+ * Takes a made-up claim end to end in `scratch` (signed with a throwaway key, a small layer of a
+ * directory, a file and a symlink, a secret file), then removes it: run while a pool pod warms up,
+ * so the first real claim finds this code compiled and costs I/O, not parsing.
+ */
+export async function rehearseClaim(scratch: string): Promise<void> {
+  const pack = tar.pack();
+  pack.entry({ name: 'app', type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'app/lib', type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'app/lib/fn.cjs', mode: 0o644 }, 'module.exports = () => "rehearsal";\n');
+  pack.entry({ name: 'app/fn.cjs', type: 'symlink', linkname: 'lib/fn.cjs' });
+  pack.finalize();
+  const parts: Buffer[] = [];
+  for await (const chunk of pack) parts.push(chunk as Buffer);
+  const blob = gzipSync(Buffer.concat(parts));
+  const keys = generateKeyPairSync('ed25519');
+  const claim: WarmClaim = {
+    pod: 'rehearsal',
+    function: 'rehearsal',
+    layer: { digest: `sha256:${createHash('sha256').update(blob).digest('hex')}`, size: blob.length },
+    bundle: 'fn.cjs',
+    env: {},
+    files: { token: Buffer.from('rehearsal').toString('base64') },
+    expires: Date.now() + 60_000,
+  };
+  const { head, signature } = signClaim(claim, keys.privateKey);
+  const body = Readable.from([head, blob]);
+  try {
+    const read = await readClaimHead(body);
+    const taken = verifyClaim(read.json, signature, publicKeyOf(keys.publicKey.export({ type: 'spki', format: 'pem' }).toString()), 'rehearsal');
+    if (typeof taken === 'string') throw new Error(`rehearsal claim refused: ${taken}`);
+    await unpackLayer(body, read.rest, taken.layer, path.join(scratch, 'app'));
+    await writeClaimFiles(taken.files, path.join(scratch, 'secrets'));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
 }

@@ -12,6 +12,7 @@
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { warmClaimEnv, warmPaths, warmRunKey, warmSignatureHeader, warmTokenEnv, type SpecializeMessage, type WarmMessage } from '@kubefn/platform/runtime-contract';
@@ -140,7 +141,10 @@ class Refusal extends Error {
  * `take` accepts. The listener is closed before the bundle loads, so the function's runtime takes
  * the port. A refusal that spoiled the runtime (half an app unpacked) ends the process.
  */
-function listenUntilSpecialized(take: (req: http.IncomingMessage) => Promise<SpecializeMessage>): void {
+/** What a runtime took: the specialization, and what its 202 says (the default: "specializing"). */
+type Taken = SpecializeMessage & { said?: string };
+
+function listenUntilSpecialized(take: (req: http.IncomingMessage) => Promise<Taken>, rehearse?: () => Promise<void>): void {
   // The container's own PATH and HOME stay unless the function's environment names its own.
   const keep: Record<string, string> = {};
   for (const key of ['PATH', 'HOME']) if (process.env[key] !== undefined) keep[key] = process.env[key]!;
@@ -159,13 +163,13 @@ function listenUntilSpecialized(take: (req: http.IncomingMessage) => Promise<Spe
     busy = true;
     take(req).then(
       (m) => {
+        // The container's user stays: a uid or gid in the message is not this runtime's to take.
+        const { uid: _uid, gid: _gid, said, ...given } = m;
         res.once('finish', () => {
           server.closeAllConnections();
-          // The container's user stays: a uid or gid in the message is not this runtime's to take.
-          const { uid: _uid, gid: _gid, ...given } = m;
           server.close(() => specialize(given, keep));
         });
-        answer(202, 'specializing');
+        answer(202, said ?? 'specializing');
       },
       (err: unknown) => {
         const r = err instanceof Refusal ? err : new Refusal(400, err instanceof Error ? err.message : String(err), true);
@@ -182,10 +186,12 @@ function listenUntilSpecialized(take: (req: http.IncomingMessage) => Promise<Spe
   });
   server.listen(Number(process.env.ADMIN_PORT ?? 8081), process.env.KUBEFN_HOST ?? '0.0.0.0');
   server.once('error', fail);
-  warmUp().then(
-    () => (warm = true),
-    (err: unknown) => fail(err),
-  );
+  warmUp()
+    .then(rehearse)
+    .then(
+      () => (warm = true),
+      (err: unknown) => fail(err),
+    );
 }
 
 /** A podman pool's container: a SpecializeMessage as JSON, from whoever holds its token. */
@@ -216,7 +222,7 @@ function takeWithToken(token: Buffer): (req: http.IncomingMessage) => Promise<Sp
  * pod, then the function's app layer, unpacked here and checked against the claim's digest.
  * Only a pool pod loads the claim module (and its tar reader); other runtimes never do.
  */
-function takeSignedClaim(claims: WarmClaims, publicKey: KeyObject, self: string, appDir: string, secretsDir: string): (req: http.IncomingMessage) => Promise<SpecializeMessage> {
+function takeSignedClaim(claims: WarmClaims, publicKey: KeyObject, self: string, appDir: string, secretsDir: string): (req: http.IncomingMessage) => Promise<Taken> {
   const { readClaimHead, verifyClaim, unpackLayer, writeClaimFiles } = claims;
   return async (req) => {
     const signature = req.headers[warmSignatureHeader];
@@ -227,13 +233,15 @@ function takeSignedClaim(claims: WarmClaims, publicKey: KeyObject, self: string,
     const claim = verifyClaim(head.json, signature, publicKey, self);
     if (typeof claim === 'string') throw new Refusal(403, claim);
     // From here on the app directory is written: a failure spoils this runtime.
+    const unpacking = performance.now();
     try {
       await unpackLayer(req, head.rest, claim.layer, appDir);
       await writeClaimFiles(claim.files, secretsDir);
     } catch (err) {
       throw new Refusal(400, (err as Error).message, true);
     }
-    return { type: 'kubefn:specialize', file: path.join(appDir, claim.bundle), cwd: appDir, env: claim.env };
+    const said = `specializing: layer unpacked in ${(performance.now() - unpacking).toFixed(1)} ms`;
+    return { type: 'kubefn:specialize', file: path.join(appDir, claim.bundle), cwd: appDir, env: claim.env, said };
   };
 }
 
@@ -247,7 +255,8 @@ async function startPoolPod(publicKeyPem: string): Promise<void> {
   } catch (err) {
     fail(new Error(`${warmClaimEnv.publicKey} is not a public key: ${(err as Error).message}`));
   }
-  listenUntilSpecialized(takeSignedClaim(claims, key, self, process.env[warmClaimEnv.appDir] ?? '/app', process.env[warmClaimEnv.secretsDir] ?? '/var/openfaas/secrets'));
+    const rehearse = () => claims.rehearseClaim(path.join(os.tmpdir(), `kubefn-rehearsal-${process.pid}`));
+  listenUntilSpecialized(takeSignedClaim(claims, key, self, process.env[warmClaimEnv.appDir] ?? '/app', process.env[warmClaimEnv.secretsDir] ?? '/var/openfaas/secrets'), rehearse);
 }
 
 const httpToken = process.env[warmTokenEnv];

@@ -287,7 +287,9 @@ async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: 
         function: s.function,
         pod: s.pod,
         claimedMs: Math.round(s.claimedMs),
+        sentMs: Math.round(s.sentMs),
         unpackedMs: Math.round(s.unpackedMs),
+        ...(s.podUnpackMs !== undefined ? { podUnpackMs: s.podUnpackMs } : {}),
         readyMs: Math.round(s.readyMs),
       }),
     imageFacts: async (image) => {

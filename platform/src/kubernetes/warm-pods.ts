@@ -76,8 +76,12 @@ export interface WarmStart {
   pod: string;
   /** The pod relabelled (the claim's API call answered). */
   claimedMs: number;
+  /** The claim signed and its POST begun (the layer in hand). */
+  sentMs: number;
   /** The pod answered the claim: the layer sent, unpacked and checked. */
   unpackedMs: number;
+  /** The pod's own account of unpacking the layer, in ms, when its answer gave one. */
+  podUnpackMs?: number;
   /** The function's /readyz answered in the pod. */
   readyMs: number;
 }
@@ -256,9 +260,12 @@ export class WarmPods {
     const claimedMs = performance.now() - started;
     const podName = pod.metadata!.name!;
     const endpoint = endpointOf(podName, pod.status!.podIP!);
-    let unpackedMs = 0;
+    const steps = { sentMs: 0, unpackedMs: 0, podUnpackMs: undefined as number | undefined };
     try {
-      await this.#specialize(spec, podName, endpoint, fit, await blob, () => (unpackedMs = performance.now() - started));
+      await this.#specialize(spec, podName, endpoint, fit, await blob, (step, podUnpackMs) => {
+        steps[step] = performance.now() - started;
+        if (podUnpackMs !== undefined) steps.podUnpackMs = podUnpackMs;
+      });
     } catch (err) {
       void this.#delete(podName, 'its specialization failed');
       throw err;
@@ -267,7 +274,7 @@ export class WarmPods {
     if (!serving) this.#serving.set(name, (serving = new Map()));
     serving.set(podName, endpoint);
     this.#changed(name);
-    this.#o.onStarted?.({ function: name, pod: podName, claimedMs, unpackedMs, readyMs: performance.now() - started });
+    this.#o.onStarted?.({ function: name, pod: podName, claimedMs, ...steps, readyMs: performance.now() - started });
     // The other gateways route to it once they see this.
     await this.#patch(podName, [{ op: 'add', path: `/metadata/annotations/${escape(warmPodAnnotations.serving)}`, value: 'true' }]).catch((err: unknown) =>
       this.#o.objects.onWarning(`warm pool: could not mark pod ${podName} serving for the other gateways`, err),
@@ -304,7 +311,7 @@ export class WarmPods {
     return undefined;
   }
 
-  async #specialize(spec: FunctionSpec, podName: string, endpoint: Endpoint, fit: Extract<Fit, { fits: true }>, layer: Buffer | Readable, unpacked: () => void): Promise<void> {
+  async #specialize(spec: FunctionSpec, podName: string, endpoint: Endpoint, fit: Extract<Fit, { fits: true }>, layer: Buffer | Readable, step: (done: 'sentMs' | 'unpackedMs', podUnpackMs?: number) => void): Promise<void> {
     const deadline = Date.now() + this.#claimTimeoutMs;
     const names = [...new Set([...(spec.secrets ?? []), ...Object.values(spec.secretEnv ?? {})])];
     const secrets = names.length ? await this.#o.secrets.read(names) : new Map<string, Buffer>();
@@ -326,9 +333,11 @@ export class WarmPods {
     }
     const claim: WarmClaim = { pod: podName, function: spec.name, layer: { digest: fit.layer.digest, size: fit.layer.size }, bundle: fit.bundle, env, files, expires: deadline };
     const { head, signature } = signClaim(claim, this.#o.privateKey);
+    step('sentMs');
     const answer = await postClaim(`${endpoint.adminUrl}${warmPaths.specialize}`, signature, head, layer, deadline - Date.now());
     if (answer.status !== 202) throw new Error(`pool pod ${podName} refused the claim: ${answer.status} ${answer.text}`);
-    unpacked();
+    const podUnpackMs = /unpacked in ([\d.]+) ms/.exec(answer.text)?.[1];
+    step('unpackedMs', podUnpackMs === undefined ? undefined : Number(podUnpackMs));
     // The bundle loads now; the function's runtime then takes the admin port.
     for (;;) {
       const res = await fetch(`${endpoint.adminUrl}${adminPaths.ready}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);

@@ -110,18 +110,22 @@ async function main(): Promise<void> {
     };
     /** Where a pool start's time went, by the gateways' own account (their log lines), p50 per step. */
     const poolSteps = async (name: string) => {
-      const lines: { claimedMs: number; unpackedMs: number; readyMs: number }[] = [];
+      type Step = 'claimedMs' | 'sentMs' | 'unpackedMs' | 'podUnpackMs' | 'readyMs';
+      const lines: Partial<Record<Step, number>>[] = [];
       const gateways = (await core.listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-gateway' })).items;
       for (const gw of gateways) {
         const log = await core.readNamespacedPodLog({ name: gw.metadata!.name!, namespace: p.namespace, container: 'gateway' }).catch(() => '');
         for (const line of String(log).split('\n')) {
           if (!line.includes('a function started in a pool pod')) continue;
-          const entry = JSON.parse(line) as { function?: string; claimedMs: number; unpackedMs: number; readyMs: number };
+          const entry = JSON.parse(line) as { function?: string } & Partial<Record<Step, number>>;
           if (entry.function === name) lines.push(entry);
         }
       }
-      const p50 = (key: 'claimedMs' | 'unpackedMs' | 'readyMs') => (lines.length ? Math.round(percentile(lines.map((l) => l[key]), 50)) : undefined);
-      return { starts: lines.length, claimedMs: p50('claimedMs'), unpackedMs: p50('unpackedMs'), readyMs: p50('readyMs') };
+      const p50 = (key: Step) => {
+        const values = lines.flatMap((l) => (l[key] === undefined ? [] : [l[key]]));
+        return values.length ? Math.round(percentile(values, 50) * 10) / 10 : undefined;
+      };
+      return { starts: lines.length, claimedMs: p50('claimedMs'), sentMs: p50('sentMs'), unpackedMs: p50('unpackedMs'), podUnpackMs: p50('podUnpackMs'), readyMs: p50('readyMs') };
     };
     /** `coldTries` requests to `cold` at zero, alternating gateways; with the pool, each from a full pool. */
     const coldStarts = async (pool: boolean): Promise<{ ms: number[]; fromPool: number }> => {
@@ -179,7 +183,7 @@ async function main(): Promise<void> {
     console.log(['| measure | tries | p50 | max |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
     console.log(
       `\nwarm pool starts, by the gateways' log (${steps.starts} starts, p50 ms from the request's activation): pod claimed ${steps.claimedMs}, ` +
-        `layer sent and unpacked ${steps.unpackedMs}, function ready ${steps.readyMs}`,
+        `claim sent ${steps.sentMs}, layer unpacked ${steps.unpackedMs} (the pod's own unpacking: ${steps.podUnpackMs}), function ready ${steps.readyMs}`,
     );
     const manyRows = [
       ['Functions applied at once', String(many.count)],
