@@ -223,9 +223,12 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     await driver.scale(name, Math.max(1, fn.spec.scale.min));
     return true;
   };
-  gateway.onNoReplica = (name, body) => {
-    // A pool pod serves the function until the Deployment's own pod is ready.
-    warmPods?.activate(name);
+  gateway.onNoReplica = async (name, body) => {
+    // A pool pod serves the function until the Deployment's own pod is ready. That pod is asked
+    // for once the pool pod serves (or its claim failed, or after warmPokeDelayMs): a pod
+    // starting on the node beside the claim would take the CPU the claim needs.
+    const claim = warmPods?.activate(name);
+    if (claim) await settledWithin(claim, warmPokeDelayMs);
     return pokeOrStart({ peers: () => autoscalers.list(), token: env.componentToken, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
       (how) => {
         if (how === 'started') log.warn('scale from zero: no autoscaler took the poke; the gateway started the function itself', { function: name });
@@ -267,6 +270,20 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
  * kubefn-warm-key Secret that `fn install` creates, mounted): images are read from their
  * registries with the builder's client. Without the key the pool is off for this gateway.
  */
+/** The longest a claim for a pool pod holds back the poke that scales the function's Deployment. */
+const warmPokeDelayMs = 1000;
+
+/** Waits for `p` to settle, for at most `ms`; never throws. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = p.then(
+    () => {},
+    () => {},
+  );
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
+}
+
 async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: KubernetesSecretStore, log: Logger): Promise<WarmPods | undefined> {
   if (!env.warmKeyDir) return undefined;
   let privateKey: KeyObject;

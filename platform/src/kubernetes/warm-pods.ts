@@ -214,10 +214,12 @@ export class WarmPods {
   /**
    * A request found `name` at zero: claim a pool pod for it, unless this gateway already has a
    * claim in flight or a claimed pod serves it. Never throws; a failed claim leaves the function
-   * to its Deployment.
+   * to its Deployment. Settles once the claim does: a pool pod serves `name`, or none will.
    */
-  activate(name: string): void {
-    if (this.#closed || this.#claiming.has(name) || this.#claimedFor(name)) return;
+  activate(name: string): Promise<void> {
+    if (this.#closed || this.#claimedFor(name)) return Promise.resolve();
+    const inFlight = this.#claiming.get(name);
+    if (inFlight) return inFlight;
     const claim = this.#activate(name)
       .catch((err: unknown) => {
         this.claims.failed++;
@@ -225,6 +227,7 @@ export class WarmPods {
       })
       .finally(() => this.#claiming.delete(name));
     this.#claiming.set(name, claim);
+    return claim;
   }
 
   /** Whether a pod is claimed for `name` (by any gateway) and not on its way out: one is enough. */
