@@ -303,6 +303,7 @@ async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: 
       log.info('warm pool: a function started in a pool pod', {
         function: s.function,
         pod: s.pod,
+        fitMs: Math.round(s.fitMs),
         claimedMs: Math.round(s.claimedMs),
         sentMs: Math.round(s.sentMs),
         unpackedMs: Math.round(s.unpackedMs),

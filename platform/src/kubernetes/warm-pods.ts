@@ -74,6 +74,8 @@ export interface WarmPodsOptions {
 export interface WarmStart {
   function: string;
   pod: string;
+  /** The function's image checked against the pool's (read from the registry the first time). */
+  fitMs: number;
   /** The pod relabelled (the claim's API call answered). */
   claimedMs: number;
   /** The claim signed and its POST begun (the layer in hand). */
@@ -254,6 +256,7 @@ export class WarmPods {
     if (!shape || specUnfit(spec, shape)) return;
     const fit = await this.#fit(shape.image, spec.image);
     if (!fit.fits) return;
+    const fitMs = performance.now() - started;
     // The layer comes while the pod is claimed.
     const blob = this.#layerBytes(spec.image, fit.layer);
     blob.catch(() => {});
@@ -277,7 +280,7 @@ export class WarmPods {
     if (!serving) this.#serving.set(name, (serving = new Map()));
     serving.set(podName, endpoint);
     this.#changed(name);
-    this.#o.onStarted?.({ function: name, pod: podName, claimedMs, ...steps, readyMs: performance.now() - started });
+    this.#o.onStarted?.({ function: name, pod: podName, fitMs, claimedMs, ...steps, readyMs: performance.now() - started });
     // The other gateways route to it once they see this.
     await this.#patch(podName, [{ op: 'add', path: `/metadata/annotations/${escape(warmPodAnnotations.serving)}`, value: 'true' }]).catch((err: unknown) =>
       this.#o.objects.onWarning(`warm pool: could not mark pod ${podName} serving for the other gateways`, err),

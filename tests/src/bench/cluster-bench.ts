@@ -110,22 +110,22 @@ async function main(): Promise<void> {
     };
     /** Where a pool start's time went, by the gateways' own account (their log lines), p50 per step. */
     const poolSteps = async (name: string) => {
-      type Step = 'claimedMs' | 'sentMs' | 'unpackedMs' | 'podUnpackMs' | 'readyMs';
-      const lines: Partial<Record<Step, number>>[] = [];
+      type Step = 'fitMs' | 'claimedMs' | 'sentMs' | 'unpackedMs' | 'podUnpackMs' | 'readyMs';
+      const lines: ({ time?: string } & Partial<Record<Step, number>>)[] = [];
       const gateways = (await core.listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-gateway' })).items;
       for (const gw of gateways) {
         const log = await core.readNamespacedPodLog({ name: gw.metadata!.name!, namespace: p.namespace, container: 'gateway' }).catch(() => '');
         for (const line of String(log).split('\n')) {
           if (!line.includes('a function started in a pool pod')) continue;
-          const entry = JSON.parse(line) as { function?: string } & Partial<Record<Step, number>>;
-          if (entry.function === name) lines.push(entry);
+          const entry = JSON.parse(line) as { function?: string; time?: string } & Partial<Record<Step, number>>;
+          if (entry.function === name) lines.push({ time: entry.time, fitMs: entry.fitMs, claimedMs: entry.claimedMs, sentMs: entry.sentMs, unpackedMs: entry.unpackedMs, podUnpackMs: entry.podUnpackMs, readyMs: entry.readyMs });
         }
       }
       const p50 = (key: Step) => {
         const values = lines.flatMap((l) => (l[key] === undefined ? [] : [l[key]]));
         return values.length ? Math.round(percentile(values, 50) * 10) / 10 : undefined;
       };
-      return { starts: lines.length, claimedMs: p50('claimedMs'), sentMs: p50('sentMs'), unpackedMs: p50('unpackedMs'), podUnpackMs: p50('podUnpackMs'), readyMs: p50('readyMs') };
+      return { starts: lines.length, each: lines, fitMs: p50('fitMs'), claimedMs: p50('claimedMs'), sentMs: p50('sentMs'), unpackedMs: p50('unpackedMs'), podUnpackMs: p50('podUnpackMs'), readyMs: p50('readyMs') };
     };
     /** `coldTries` requests to `cold` at zero, alternating gateways; with the pool, each from a full pool. */
     const coldStarts = async (pool: boolean): Promise<{ ms: number[]; fromPool: number }> => {
@@ -155,6 +155,8 @@ async function main(): Promise<void> {
     await setPool(2);
     const poolOn = await coldStarts(true);
     const steps = await poolSteps('cold');
+    steps.each.sort((a, b) => String(a.time).localeCompare(String(b.time)));
+    for (const start of steps.each) console.error(`a pool start, by its gateway: ${JSON.stringify(start)}`);
     await setPool(0);
     const poolOff = await coldStarts(false);
     await setPool(2);
@@ -182,7 +184,7 @@ async function main(): Promise<void> {
     ];
     console.log(['| measure | tries | p50 | max |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
     console.log(
-      `\nwarm pool starts, by the gateways' log (${steps.starts} starts, p50 ms from the request's activation): pod claimed ${steps.claimedMs}, ` +
+      `\nwarm pool starts, by the gateways' log (${steps.starts} starts, p50 ms from the request's activation): image fit ${steps.fitMs}, pod claimed ${steps.claimedMs}, ` +
         `claim sent ${steps.sentMs}, layer unpacked ${steps.unpackedMs} (the pod's own unpacking: ${steps.podUnpackMs}), function ready ${steps.readyMs}`,
     );
     const manyRows = [
