@@ -29,8 +29,13 @@ import type { KubernetesSecretStore } from './secrets.js';
 /** The labels and annotations of pool pods. deploy/pool.yaml's selector is name + pool=warm. */
 export const warmPodLabels = {
   name: 'kubefn-pool',
-  /** "warm" while the pool's ReplicaSet owns it, "claimed" once a gateway took it. */
+  /** "warm" while it waits in the pool, "claimed" once a gateway took it. */
   pool: 'kubefn.dev/pool',
+  /**
+   * The pool's ReplicaSet selects on this, not on `pool`: a claimed pod stays its own (and is not
+   * replaced yet) until it serves, so the replacement's start does not compete with the claim.
+   */
+  member: 'kubefn.dev/pool-member',
   /** On a claimed pod: the function it was given. */
   warmFor: 'kubefn.dev/warm-for',
 } as const;
@@ -281,10 +286,11 @@ export class WarmPods {
     serving.set(podName, endpoint);
     this.#changed(name);
     this.#o.onStarted?.({ function: name, pod: podName, fitMs, claimedMs, ...steps, readyMs: performance.now() - started });
-    // The other gateways route to it once they see this.
-    await this.#patch(podName, [{ op: 'add', path: `/metadata/annotations/${escape(warmPodAnnotations.serving)}`, value: 'true' }]).catch((err: unknown) =>
-      this.#o.objects.onWarning(`warm pool: could not mark pod ${podName} serving for the other gateways`, err),
-    );
+    // The other gateways route to it once they see this; and it leaves the pool's ReplicaSet,
+    // which starts a replacement.
+    const ops: object[] = [{ op: 'add', path: `/metadata/annotations/${escape(warmPodAnnotations.serving)}`, value: 'true' }];
+    if (pod.metadata?.labels?.[warmPodLabels.member] !== undefined) ops.push({ op: 'remove', path: `/metadata/labels/${escape(warmPodLabels.member)}` });
+    await this.#patch(podName, ops).catch((err: unknown) => this.#o.objects.onWarning(`warm pool: could not mark pod ${podName} serving for the other gateways`, err));
   }
 
   /** Relabels one idle pod of `image` for `name`; undefined when none could be had. */

@@ -88,7 +88,14 @@ function suite(): void {
     const claimed = (await core().readNamespacedPod({ name: a.host, namespace: p.functionNamespace })).metadata!;
     assert.equal(claimed.labels?.['kubefn.dev/pool'], 'claimed');
     assert.equal(claimed.labels?.['kubefn.dev/warm-for'], 'pool-a');
-    assert.ok(!claimed.ownerReferences?.some((o) => o.kind === 'ReplicaSet'), 'it left the pool\'s ReplicaSet');
+    // Serving, it leaves the pool's ReplicaSet (its pool-member label removed), which replaces it.
+    await waitFor(
+      async () => {
+        const pod = (await core().readNamespacedPod({ name: a.host, namespace: p.functionNamespace })).metadata!;
+        return pod.labels?.['kubefn.dev/pool-member'] === undefined && !pod.ownerReferences?.some((o) => o.kind === 'ReplicaSet');
+      },
+      { timeoutMs: 30_000, what: "the claimed pod out of the pool's ReplicaSet" },
+    );
     // The other gateway routes to it too once it is marked serving, until the own pod is ready.
     const viaOther = await whoami(gw2!, 'pool-a');
     assert.equal(viaOther.fn, 'pool-a');
