@@ -145,8 +145,9 @@ function suite(): void {
     const res = await fetch(`${(await p.gateways())[1]}/function/hello?name=again`);
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'Hello, again!\n');
-    const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
-    assert.ok((d.spec?.replicas ?? 0) >= 1, 'the poke scaled the Deployment up');
+    // A warm pool pod may have answered; the poke scales the Deployment up once it serves.
+    const replicas = async () => (await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace })).spec?.replicas ?? 0;
+    await waitFor(async () => (await replicas()) >= 1, { timeoutMs: 30_000, what: 'the poke scaling the Deployment up' });
   });
 
   it('with no autoscaler running, a request to a function at zero still starts it: the gateway scales it itself', async () => {
@@ -164,8 +165,10 @@ function suite(): void {
       const res = await fetch(`${gateway}/function/hello?name=alone`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.equal(await res.text(), 'Hello, alone!\n');
-      const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
-      assert.equal(d.spec?.replicas, 1, 'the gateway scaled it 0 -> 1, no further');
+      // A warm pool pod may have answered; the gateway scales the Deployment once it serves.
+      const replicas = async () => (await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace })).spec?.replicas ?? 0;
+      await waitFor(async () => (await replicas()) >= 1, { timeoutMs: 30_000, what: 'the gateway scaling the Deployment up' });
+      assert.equal(await replicas(), 1, 'the gateway scaled it 0 -> 1, no further');
       // And said so, as a Kubernetes Event on the Function.
       await waitFor(
         async () =>
