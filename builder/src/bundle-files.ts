@@ -214,7 +214,9 @@ export class FoundFiles {
         hint: 'ship large data from object storage instead',
       });
     }
-    if (at === 'fn.cjs' || at === 'fn.mjs') throw new KubefnError('BUILD_FAILED', `a file named "${at}" (${why}) would replace the bundle`, { hint: 'rename it' });
+    if (at === 'fn.cjs' || at === 'fn.mjs' || at === 'fn.runtime.cjs') {
+      throw new KubefnError('BUILD_FAILED', `a file named "${at}" (${why}) would replace ${at === 'fn.runtime.cjs' ? "kubefn's runtime" : 'the bundle'}`, { hint: 'rename it' });
+    }
     this.files.set(at, real);
   }
 

@@ -3,10 +3,24 @@ import { spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { isKubefnError } from '@kubefn/platform';
-import { bundleFunction, type Bundle } from './bundle.js';
+import { bundleFunction, ownFiles, runtimeFileName, type Bundle } from './bundle.js';
+
+/** Runs `script` with node -e; its exit code and output. */
+function runNode(script: string): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', script], { env: { PATH: process.env.PATH, KUBEFN_FUNCTION: 'fn', PORT: '0', ADMIN_PORT: '0', KUBEFN_HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('close', (code) => (clearTimeout(timer), resolve({ code, out, err })));
+  });
+}
 
 describe('bundleFunction', () => {
   const dirs: string[] = [];
@@ -109,8 +123,33 @@ describe('bundle format, loaders and the files shipped with it', () => {
     const b = await bundleFunction({ dir, handler: 'handler.js' });
     assert.equal(b.format, 'cjs');
     assert.equal(path.basename(b.file), 'fn.cjs');
-    assert.deepEqual(b.files, []);
+    assert.deepEqual(ownFiles(b), []);
     assert.deepEqual(await call(b).then((r) => [r.status, r.body]), [200, 'count=1']);
+  });
+
+  it('ships kubefn\'s runtime beside the bundle, the same for every function, and a warm runtime never reads it', async () => {
+    const a = await bundleFunction({ dir: await fn({ 'handler.js': 'module.exports = () => "a";\n' }), handler: 'handler.js' });
+    const b = await bundleFunction({ dir: await fn({ 'handler.mjs': 'await Promise.resolve();\nexport default () => "b";\n' }), handler: 'handler.mjs' });
+    const runtimeOf = (x: Bundle) => x.files.find((f) => f.path === runtimeFileName)!.source;
+    assert.deepEqual(await readFile(runtimeOf(a)), await readFile(runtimeOf(b)));
+    assert.ok(a.bytes < 64 * 1024, `the bundle holds the handler, not the runtime (${a.bytes} bytes)`);
+    assert.deepEqual(await call(a).then((r) => r.body), 'a');
+    assert.deepEqual(await call(b).then((r) => r.body), 'b');
+
+    // Where a runtime is already running (a warm one), the bundle hands it the handler; without the
+    // runtime file beside it, that still works, and a plain start does not.
+    for (const x of [a, b]) {
+      const root = await mkdtemp(path.join(tmpdir(), 'kubefn-app-'));
+      dirs.push(root);
+      const file = path.join(root, path.basename(x.file));
+      await copyFile(x.file, file);
+      const load = x.format === 'cjs' ? `require(${JSON.stringify(file)})` : `import(${JSON.stringify(pathToFileURL(file).href)})`;
+      const warm = await runNode(`globalThis[Symbol.for('kubefn.warmRun')] = async (m) => { const h = m.default ?? m; console.log('handler:', await (h.default ?? h)()); }; ${load};`);
+      assert.match(warm.out, /handler: [ab]/, warm.err);
+      const plain = await runNode(`${load};`);
+      assert.notEqual(plain.code, 0);
+      assert.match(plain.out + plain.err, /fn\.runtime\.cjs/);
+    }
   });
 
   it('keeps an ES module (fn.mjs) only for top-level await, with import.meta.url and require working', async () => {
@@ -146,10 +185,10 @@ describe('bundle format, loaders and the files shipped with it', () => {
     });
     const b = await bundleFunction({ dir, handler: 'handler.js' });
     assert.deepEqual(
-      b.files.map((f) => f.path),
+      ownFiles(b).map((f) => f.path),
       ['data/x.csv', 'src/row.txt', 'templates/page.html'],
     );
-    for (const f of b.files) assert.equal(f.source, path.join(dir, f.path));
+    for (const f of ownFiles(b)) assert.equal(f.source, path.join(dir, f.path));
     assert.ok(b.warnings.some((w) => /shipping 3 file\(s\) the code reads next to itself/.test(w)), b.warnings.join('\n'));
     const r = await call(b);
     assert.equal(r.body, '<p>page</p>|row|src|a,b|handler.js|templates/page.html');
@@ -162,7 +201,7 @@ describe('bundle format, loaders and the files shipped with it', () => {
       'handler.js': "const path = require('path');\nmodule.exports = () => path.resolve(__dirname, 'missing.sql');\n",
     });
     const b = await bundleFunction({ dir, handler: 'handler.js' });
-    assert.deepEqual(b.files, []);
+    assert.deepEqual(ownFiles(b), []);
     assert.ok(b.warnings.some((w) => w.startsWith('handler.js reads "missing.sql" next to itself, which was not found') && w.includes('`assets`')), b.warnings.join('\n'));
   });
 
@@ -173,7 +212,7 @@ describe('bundle format, loaders and the files shipped with it', () => {
       'public/deep/b.txt': 'B',
     });
     const b = await bundleFunction({ dir, handler: 'handler.js', assets: ['public/'] });
-    assert.deepEqual(b.files.map((f) => f.path), ['public/a.txt', 'public/deep/b.txt']);
+    assert.deepEqual(ownFiles(b).map((f) => f.path), ['public/a.txt', 'public/deep/b.txt']);
     assert.ok(!b.warnings.some((w) => w.startsWith('shipping')), 'declared assets need no note');
     assert.equal((await call(b, '?f=deep/b.txt')).body, 'B');
     await assert.rejects(bundleFunction({ dir, handler: 'handler.js', assets: ['nope'] }), (err) => isKubefnError(err, 'BUILD_FAILED') && /assets\.0/.test(err.message));
@@ -195,7 +234,7 @@ describe('bundle format, loaders and the files shipped with it', () => {
       'logo.png': '\x89PNG',
     });
     const b = await bundleFunction({ dir, handler: 'handler.js' });
-    assert.deepEqual(b.files, [], 'imported files are inside the bundle');
+    assert.deepEqual(ownFiles(b), [], 'imported files are inside the bundle');
     assert.equal((await call(b)).body, '<h1>hi</h1> # notes select 1; true 5');
   });
 
@@ -203,6 +242,6 @@ describe('bundle format, loaders and the files shipped with it', () => {
     const source = { 'handler.js': "module.exports = () => require('fs').readFileSync(require('path').join(__dirname, 't.txt'), 'utf8');\n", 't.txt': 't' };
     const [a, b] = [await bundleFunction({ dir: await fn(source), handler: 'handler.js' }), await bundleFunction({ dir: await fn(source), handler: 'handler.js' })];
     assert.equal(a.digest, b.digest);
-    assert.deepEqual(a.files.map((f) => f.path), ['t.txt']);
+    assert.deepEqual(ownFiles(a).map((f) => f.path), ['t.txt']);
   });
 });

@@ -1,6 +1,8 @@
-// Bundles a function's handler together with runtime-node into one module with an inline source
-// map (CommonJS `fn.cjs`, or ES module `fn.mjs` when the code needs top-level await), and lists
-// the files shipped next to it: the artifact every driver runs. Packages with native code stay
+// Bundles a function's handler into one module with an inline source map (CommonJS `fn.cjs`, or
+// ES module `fn.mjs` when the code needs top-level await), and lists the files shipped next to
+// it: the artifact every driver runs. runtime-node ships beside it as `fn.runtime.cjs`, the same
+// for every function, loaded only when the bundle starts its own runtime: a warm runtime (a pool
+// process, container or pod) already runs one and never reads it. Packages with native code stay
 // out of the module and ship beside it as files (native-modules.ts).
 
 import { createHash } from 'node:crypto';
@@ -65,6 +67,13 @@ export type BundleFormat = 'cjs' | 'esm';
 
 /** The bundle's file name in the app root, by format. */
 export const bundleFileNames: Record<BundleFormat, string> = { cjs: 'fn.cjs', esm: 'fn.mjs' };
+/** runtime-node, bundled on its own, next to the bundle in the app root (one of `Bundle.files`). */
+export const runtimeFileName = 'fn.runtime.cjs';
+
+/** The files a bundle ships besides kubefn's runtime (which every bundle ships): the function's own. */
+export function ownFiles(bundle: Pick<Bundle, 'files'>): BundleFile[] {
+  return bundle.files.filter((f) => f.path !== runtimeFileName);
+}
 
 const runtimeSpecifier = 'kubefn:runtime';
 const loadGuardSpecifier = 'kubefn:runtime/load-guard';
@@ -100,13 +109,14 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   // The load guard is imported first so it is evaluated before the handler module: an error the
   // handler throws while loading is then reported as a load failure with its source location.
   // In a warm runtime (a pool process) the runtime is loaded already and takes the handler; the
-  // bundled copy is imported lazily, so there it is compiled but never evaluated.
+  // runtime file beside the bundle is imported only when no warm runtime took it, so a warm
+  // runtime reads and compiles the handler alone.
   const entry = [
     `import ${JSON.stringify(loadGuardSpecifier)};`,
     `import * as handlerModule from ${JSON.stringify('./' + rel.split(path.sep).join('/'))};`,
     "const warmRun = globalThis[Symbol.for('kubefn.warmRun')];",
     "if (typeof warmRun === 'function') warmRun(handlerModule);",
-    `else import(${JSON.stringify(runtimeSpecifier)}).then(({ run }) => run(handlerModule));`,
+    `else require(${JSON.stringify(runtimeSpecifier)}).run(handlerModule);`,
   ].join('\n');
 
   const build = async (format: BundleFormat) => {
@@ -182,6 +192,12 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   const ownPaths = new Set(own.map((f) => f.path));
   const files = [...own, ...shipped.files.filter((f) => !ownPaths.has(f.path))].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (confined) await refuseFilesOutside(files, confined);
+  // kubefn's own runtime, shipped with every function (built here, not taken from its directory).
+  const runtimeFile = path.join(outDir, runtimeFileName);
+  const runtime = await bundledRuntime();
+  if (!(await readFile(runtimeFile).catch(() => null))?.equals(runtime)) await writeAtomic(runtimeFile, runtime);
+  files.push({ path: runtimeFileName, source: runtimeFile });
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const notes = own.filter((f) => !(options.assets ?? []).some((a) => f.path === a.replace(/\/+$/, '') || f.path.startsWith(a.replace(/\/+$/, '') + '/')));
   return {
     file: outFile,
@@ -224,8 +240,7 @@ export function stablePath(dir: string, file: string): string {
  * keys and the source map's `sources` name files relative to the function directory, packages
  * from `node_modules/<pkg>` and kubefn's own as `kubefn/<pkg>`. The source map is then inlined.
  */
-function stableOutput(js: string, mapText: string, dir: string, outDir: string, inputs: string[]): string {
-  const stable = (file: string) => stablePath(dir, file);
+function stableOutput(js: string, mapText: string, dir: string, outDir: string, inputs: string[], stable = (file: string) => stablePath(dir, file)): string {
   const known = new Set(inputs);
   const map = JSON.parse(mapText) as { sources: string[]; mappings: string };
   const mappings = decode(map.mappings);
@@ -253,10 +268,47 @@ function stableOutput(js: string, mapText: string, dir: string, outDir: string, 
 const runtimePlugin: esbuild.Plugin = {
   name: 'kubefn-runtime',
   setup(build) {
-    build.onResolve({ filter: /^kubefn:runtime$/ }, () => ({ path: runtimeEntry }));
+    build.onResolve({ filter: /^kubefn:runtime$/ }, () => ({ path: `./${runtimeFileName}`, external: true }));
     build.onResolve({ filter: /^kubefn:runtime\/load-guard$/ }, () => ({ path: loadGuardEntry }));
   },
 };
+
+let runtimeBytes: Promise<Buffer> | undefined;
+
+/**
+ * runtime-node and its packages as one CommonJS module with an inline source map, its paths
+ * named as in a bundle (`kubefn/...`, `node_modules/...`): the same bytes for every function and
+ * on every machine. Built once per process.
+ */
+function bundledRuntime(): Promise<Buffer> {
+  runtimeBytes ??= (async () => {
+    const outfile = path.join(kubefnRoot, runtimeFileName);
+    const result = await esbuild.build({
+      entryPoints: [runtimeEntry],
+      absWorkingDir: kubefnRoot,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      sourcemap: 'external',
+      sourcesContent: false,
+      keepNames: true,
+      legalComments: 'none',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+      outfile,
+    });
+    const output = result.outputFiles.find((f) => f.path === outfile);
+    const map = result.outputFiles.find((f) => f.path === `${outfile}.map`);
+    if (!output || !map) throw new KubefnError('INTERNAL', 'esbuild produced no runtime output');
+    // Named as a function's bundle names them: kubefn's own files `kubefn/...`, packages `node_modules/...`.
+    const name = (file: string) => stablePath(path.join(kubefnRoot, '.runtime'), file);
+    return Buffer.from(stableOutput(output.text, map.text, kubefnRoot, kubefnRoot, Object.keys(result.metafile.inputs), name));
+  })();
+  runtimeBytes.catch(() => (runtimeBytes = undefined));
+  return runtimeBytes;
+}
 
 /** Marks the resolver's own look-ups, so the plugin does not inspect them a second time. */
 const nativeProbe = 'kubefnNativeProbe';

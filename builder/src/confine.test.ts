@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isKubefnError, KubefnError } from '@kubefn/platform';
-import { bundleFunction, type Bundle } from './bundle.js';
+import { bundleFunction, ownFiles, type Bundle } from './bundle.js';
 
 /** A line of /etc/passwd on every Linux machine, and what the foreign files made here hold. */
 const secret = 'root:x:0:0';
@@ -40,7 +40,7 @@ describe('a confined build (uploaded source) reads nothing outside its directory
   async function refused(dir: string, why: RegExp): Promise<KubefnError> {
     let caught: unknown;
     await bundle(dir).then(
-      (b) => assert.fail(`built ${b.file} shipping ${b.files.map((f) => f.path).join(', ')}`),
+      (b) => assert.fail(`built ${b.file} shipping ${ownFiles(b).map((f) => f.path).join(', ')}`),
       (err: unknown) => (caught = err),
     );
     assert.ok(isKubefnError(caught, 'BUILD_FAILED'), String(caught));
@@ -57,7 +57,7 @@ describe('a confined build (uploaded source) reads nothing outside its directory
     assertClean(await readFile(b.file, 'utf8'));
     assertClean(b.warnings.join('\n'));
     const root = path.join(outside, 'scratch', 'fn');
-    for (const f of b.files) assert.ok(f.source.startsWith(root + path.sep), `${f.path} ships ${f.source}`);
+    for (const f of ownFiles(b)) assert.ok(f.source.startsWith(root + path.sep), `${f.path} ships ${f.source}`);
   }
 
   it('refuses an absolute import of /etc/passwd, naming the import and the file', async () => {
@@ -112,7 +112,7 @@ describe('a confined build (uploaded source) reads nothing outside its directory
     // Built locally, the file above is shipped as node_modules/secret/passwd: a workspace's hoisted package.
     assert.ok((await bundle(dir, false)).files.some((f) => f.path === 'node_modules/secret/passwd'));
     const b = await bundle(dir);
-    assert.deepEqual(b.files, []);
+    assert.deepEqual(ownFiles(b), []);
     assert.ok(b.warnings.some((w) => /reads "\.\.\/\.\.\/node_modules\/secret\/passwd" next to itself, which is outside the function directory/.test(w)), b.warnings.join('\n'));
     await assertBuiltClean(b, outside);
   });
@@ -167,17 +167,18 @@ describe('a confined build (uploaded source) reads nothing outside its directory
 
   it('builds an upload with its own packages, tsconfig and extends inside it, like a local build', async () => {
     const files = {
-      'handler.ts': "import { shout } from 'inside-pkg';\nimport page from './page.html';\nexport default (): Response => new Response(shout(page));\n",
+      'handler.ts': "import { shout } from 'inside-pkg';\nimport page from './page.html';\nimport { view } from './view.tsx';\nexport default (): Response => new Response(shout(page) + typeof view());\n",
+      'view.tsx': 'export const view = () => <p>hi</p>;\n',
       'page.html': '<p>hi</p>\n',
       'node_modules/inside-pkg/package.json': '{ "name": "inside-pkg", "main": "index.js" }\n',
       'node_modules/inside-pkg/index.js': 'exports.shout = (s) => s.toUpperCase();\n',
-      'node_modules/@tsconfig/base/tsconfig.json': '{ "compilerOptions": { "strict": true } }\n',
+      'node_modules/@tsconfig/base/tsconfig.json': '{ "compilerOptions": { "strict": true, "jsxFactory": "shoutElement" } }\n',
       'tsconfig.json': '{ "extends": "@tsconfig/base/tsconfig.json" }\n',
     };
     const { dir } = await upload(files);
     const confined = await bundleFunction({ dir, handler: 'handler.ts', outDir: path.join(dir, '..', 'out1'), confine: true });
     const local = await bundleFunction({ dir, handler: 'handler.ts', outDir: path.join(dir, '..', 'out2') });
     assert.equal(confined.digest, local.digest);
-    assert.match(await readFile(confined.file, 'utf8'), /"use strict"/, 'the tsconfig chain inside applies');
+    assert.match(await readFile(confined.file, 'utf8'), /shoutElement\("p"/, 'the tsconfig chain inside applies');
   });
 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { isKubefnError } from '@kubefn/platform';
-import { bundleFunction } from './bundle.js';
+import { bundleFunction, ownFiles } from './bundle.js';
 import type { NativeTarget } from './native-platform.js';
 
 /** The start of an x86-64 ELF shared object that links glibc (or musl): what the header reader looks at. */
@@ -103,7 +103,7 @@ describe('native modules in bundles', () => {
     assert.match(text, /tiny-dep-one/, 'plain JavaScript is still bundled');
     assert.doesNotMatch(text, /node-gyp-build|bindings\.js/, 'what native packages load is not bundled');
 
-    const paths = b.files.map((f) => f.path);
+    const paths = ownFiles(b).map((f) => f.path);
     for (const p of [
       'node_modules/gyp-pkg/build/Release/gyp.node',
       'node_modules/gyp-pkg/index.js',
@@ -117,7 +117,7 @@ describe('native modules in bundles', () => {
       assert.ok(paths.includes(p), `${p} is shipped`);
     }
     assert.deepEqual(paths, [...paths].sort(), 'files are in a stable order');
-    const source = (p: string) => b.files.find((f) => f.path === p)?.source;
+    const source = (p: string) => ownFiles(b).find((f) => f.path === p)?.source;
     assert.equal(source('node_modules/gyp-pkg/index.js'), path.join(dir, 'node_modules', 'gyp-pkg', 'index.js'));
     // @fake/img needs tiny-dep 2 and gyp-pkg tiny-dep 1: the first (by name) takes the top, the other nests, as npm would.
     assert.equal(source('node_modules/tiny-dep/index.js'), path.join(dir, 'node_modules', '@fake', 'img', 'node_modules', 'tiny-dep', 'index.js'));
@@ -162,7 +162,7 @@ describe('native modules in bundles', () => {
     });
     const b = await bundleFunction({ dir, handler: 'src/handler.js', target: { os: 'linux', arch: 'x64', libc: 'musl' } });
     assert.deepEqual(b.natives, [{ name: 'native/own.node', version: '', platform: 'linux-x64-musl' }]);
-    assert.deepEqual(b.files, [{ path: 'native/own.node', source: path.join(dir, 'native', 'own.node') }]);
+    assert.deepEqual(ownFiles(b), [{ path: 'native/own.node', source: path.join(dir, 'native', 'own.node') }]);
     assert.match(await readFile(b.file, 'utf8'), /require\("\.\/native\/own\.node"\)/);
     await assert.rejects(bundleFunction({ dir, handler: 'src/handler.js', target: linuxGlibc }), /native\/own\.node is built for linux-x64-musl/);
   });
@@ -175,7 +175,7 @@ describe('native modules in bundles', () => {
     });
     const b = await bundleFunction({ dir, handler: 'handler.js', target: linuxGlibc });
     assert.deepEqual(b.natives, []);
-    assert.deepEqual(b.files, []);
+    assert.deepEqual(ownFiles(b), []);
     assert.ok(b.warnings.some((w) => /fsevents-like is only for \["darwin"\] and is left out/.test(w)), b.warnings.join('\n'));
   });
 
@@ -183,6 +183,6 @@ describe('native modules in bundles', () => {
     const dir = await project("import tiny from 'tiny-dep';\nexport default () => tiny;\n", packages);
     const b = await bundleFunction({ dir, handler: 'handler.js', target: linuxGlibc });
     assert.deepEqual(b.natives, []);
-    assert.deepEqual(b.files, []);
+    assert.deepEqual(ownFiles(b), []);
   });
 });

@@ -11,6 +11,7 @@ import {
   buildFunctionImage,
   buildWarmPoolImage,
   bundleFunction,
+  ownFiles,
   formatBytes,
   packApp,
   functionImageArchive,
@@ -47,7 +48,7 @@ export function appPublisher(store: AppStore): Publisher {
       const bundle = await bundleFunction({ dir, handler, outDir: out, assets: await declaredAssets(dir), confine: true });
       for (const warning of bundle.warnings) log(`warning: ${warning}`);
       const app = await packApp(bundle);
-      log(`bundled ${handler}: ${formatBytes(bundle.bytes)}, ${bundle.files.length} file(s) next to it, app ${formatBytes(app.tar.length)}`);
+      log(`bundled ${handler}: ${formatBytes(bundle.bytes)}, ${ownFiles(bundle).length} file(s) of its own next to it and kubefn's runtime, app ${formatBytes(app.tar.length)}`);
       if (!(await store.has(app.digest))) await store.put(app.digest, Readable.from([app.tar]));
       return { image: appImageRef(app.digest), digest: app.digest };
     } finally {
