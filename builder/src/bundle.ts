@@ -190,7 +190,7 @@ export async function bundleFunction(options: BundleOptions): Promise<Bundle> {
   await rm(path.join(outDir, bundleFileNames[format === 'cjs' ? 'esm' : 'cjs']), { force: true });
   const own = found.list();
   const ownPaths = new Set(own.map((f) => f.path));
-  const files = [...own, ...shipped.files.filter((f) => !ownPaths.has(f.path))].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const files = [...own, ...shipped.files.filter((f) => !ownPaths.has(f.path))];
   if (confined) await refuseFilesOutside(files, confined);
   // kubefn's own runtime, shipped with every function (built here, not taken from its directory).
   const runtimeFile = path.join(outDir, runtimeFileName);

@@ -48,6 +48,7 @@ import {
 import type { Logger } from './logger.js';
 import { NatsLink, type NatsServers } from './nats-link.js';
 import { registryPublisher } from './publish.js';
+import { settlesWithin } from './settles.js';
 
 export type ComponentName = 'gateway' | 'autoscaler' | 'builder';
 export const componentNames: readonly ComponentName[] = ['gateway', 'autoscaler', 'builder'];
@@ -228,7 +229,7 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
     // for once the pool pod serves (or its claim failed, or after warmPokeDelayMs): a pod
     // starting on the node beside the claim would take the CPU the claim needs.
     const claim = warmPods?.activate(name);
-    if (claim) await settledWithin(claim, warmPokeDelayMs);
+    if (claim) await settlesWithin(claim, warmPokeDelayMs);
     return pokeOrStart({ peers: () => autoscalers.list(), token: env.componentToken, what: `the ${componentServices.autoscaler} Service`, start: startFromZero }, name, body).then(
       (how) => {
         if (how === 'started') log.warn('scale from zero: no autoscaler took the poke; the gateway started the function itself', { function: name });
@@ -265,25 +266,14 @@ export async function startGateway(env: ComponentEnv, log: Logger): Promise<Runn
   };
 }
 
+/** The longest a claim for a pool pod holds back the poke that scales the function's Deployment. */
+const warmPokeDelayMs = 1000;
+
 /**
  * The warm pool's pods, when the gateway has the key that signs claims (KUBEFN_WARM_KEY_DIR, the
  * kubefn-warm-key Secret that `fn install` creates, mounted): images are read from their
  * registries with the builder's client. Without the key the pool is off for this gateway.
  */
-/** The longest a claim for a pool pod holds back the poke that scales the function's Deployment. */
-const warmPokeDelayMs = 1000;
-
-/** Waits for `p` to settle, for at most `ms`; never throws. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = p.then(
-    () => {},
-    () => {},
-  );
-  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([settled, late]).finally(() => clearTimeout(timer));
-}
-
 async function openWarmPods(env: ComponentEnv, objects: KubefnObjects, secrets: KubernetesSecretStore, log: Logger): Promise<WarmPods | undefined> {
   if (!env.warmKeyDir) return undefined;
   let privateKey: KeyObject;

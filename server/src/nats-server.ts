@@ -12,6 +12,7 @@ import { KubefnError } from '@kubefn/platform';
 import { isRunning } from './home-lock.js';
 import type { Logger } from './logger.js';
 import type { SupervisorMessage } from './nats-supervisor.js';
+import { settlesWithin } from './settles.js';
 
 export interface LocalNatsOptions {
   /** The platform's state directory: the server keeps its store, pid file and ports file in `<home>/nats`. */
@@ -232,15 +233,7 @@ async function gone(pid: number, withinMs: number): Promise<boolean> {
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Whether `work` settles within `ms`; the timer does not outlive the answer. */
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([work.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+
 
 function aborted(signal: AbortSignal): Promise<never> {
   return new Promise((_resolve, reject) => {

@@ -26,7 +26,7 @@ import { containerPorts, kubefnLabels } from './manifests.js';
 import type { KubefnObjects } from './objects.js';
 import type { KubernetesSecretStore } from './secrets.js';
 
-/** The labels and annotations of pool pods. deploy/pool.yaml's selector is name + pool=warm. */
+/** The labels and annotations of pool pods. deploy/pool.yaml's selector is name + pool-member. */
 export const warmPodLabels = {
   name: 'kubefn-pool',
   /** "warm" while it waits in the pool, "claimed" once a gateway took it. */
