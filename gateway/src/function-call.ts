@@ -13,6 +13,7 @@ import { hopByHop } from './headers.js';
 import { checkNamespace } from './openfaas.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { RouterPool } from './router-pool.js';
+import { ReplicaClient, ReplicaHopError, type ReplicaHandler } from './replica-client.js';
 import type { Lease } from './router.js';
 import type { ConcurrencyStats } from './stats.js';
 
@@ -57,8 +58,8 @@ export interface AnswerSink {
    * headers (a flat list); returns the headers the caller gets.
    */
   head(status: number, headers: string[]): string[];
-  /** Set by stream(): cuts the call now (the caller left). */
-  abort?: () => void;
+  /** Set by stream(): what cuts the call now (the caller left). An object, not a closure: see StreamTry. */
+  current?: { abort(): void } | undefined;
 }
 
 export interface ReplicaAnswer {
@@ -78,6 +79,8 @@ export class FunctionCaller {
    * maxReplicaPools (the endpoints they served are gone, or they are made again).
    */
   readonly #pools = new Map<string, Pool>();
+  /** The same for calls without a body, which replica-client.ts carries (see there why). */
+  readonly #replicas = new Map<string, ReplicaClient>();
 
   readonly #durations = new Map<string, { observe(seconds: number): void }>();
   readonly #requestCounters = new Map<string, { inc(): void }>();
@@ -213,7 +216,7 @@ export class FunctionCaller {
       if (!held) {
         waitStart = performance.now();
         const left = new AbortController();
-        sink.abort = () => left.abort(new Error('client disconnected'));
+        sink.current = { abort: () => left.abort(new Error('client disconnected')) };
         try {
           held = await router.acquire(left.signal, fn.timeoutMs, this.#ctx.routers.bodyBytes(req.body, headerValue(req.headers, 'content-length')));
         } catch (err) {
@@ -238,89 +241,40 @@ export class FunctionCaller {
   }
 
   /** One try of stream() on `lease`'s replica. */
-  #dispatch(lease: Lease, req: StreamedRequest, body: UntouchedBody | undefined, sink: AnswerSink, fnTimeoutMs: number): Promise<'answered' | 'left' | { err: unknown; unsent: boolean }> {
-    const res = sink.res;
+  #dispatch(lease: Lease, req: StreamedRequest, body: UntouchedBody | undefined, sink: AnswerSink, fnTimeoutMs: number): Promise<TryOutcome> {
     return new Promise((resolve) => {
-      let answered = false;
-      let done = false;
-      let abortCall: ((err: Error) => void) | undefined;
-      let resumeCall: (() => void) | undefined;
-      const finish = () => {
-        if (done) return;
-        done = true;
-        lease.release();
-      };
-      sink.abort = () => {
-        abortCall?.(new Error('client disconnected'));
-        if (!answered) resolve('left');
-        finish();
-      };
-      const onDrain = () => resumeCall?.();
-      const handler: Dispatcher.DispatchHandler = {
-        onConnect: (abort) => {
-          abortCall = abort as (err: Error) => void;
-        },
-        onHeaders: (status, raw, resume) => {
-          const headers: string[] = [];
-          let refusal = false;
-          for (let i = 0; i < raw.length; i += 2) {
-            const key = raw[i]!.toString('latin1').toLowerCase();
-            if (key === runtimeHeaders.overloaded || key === runtimeHeaders.draining) {
-              refusal = true;
-              continue;
-            }
-            if (hopByHop.has(key) || gatewaySets.has(key)) continue;
-            headers.push(key, raw[i + 1]!.toString('latin1'));
-          }
-          // Refused before the call ran (overloaded or draining): another replica may take it.
-          if (status === 503 && refusal && req.body === null) {
-            done = true;
-            abortCall?.(new Error('refused by the replica'));
-            resolve({ err: new KubefnError('UNAVAILABLE', 'the replica refused the call'), unsent: true });
-            return false;
-          }
-          answered = true;
-          resumeCall = resume;
-          res.writeHead(status, sink.head(status, headers));
-          resolve('answered');
-          return true;
-        },
-        onData: (chunk) => {
-          if (res.write(chunk)) return true;
-          // undici sends no more until resumed.
-          res.once('drain', onDrain);
-          return false;
-        },
-        onComplete: () => {
-          res.end();
-          finish();
-        },
-        onError: (err) => {
-          res.off('drain', onDrain);
-          if (answered) {
-            // The answer broke off mid-body: the caller sees its connection cut, as from the replica.
-            res.destroy(err);
-            finish();
-            return;
-          }
-          if (done) return;
-          const unsent = req.body === null ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
-          done = true;
-          resolve({ err, unsent });
-        },
-      };
+      const attempt = new StreamTry(lease, req.body === null, body, sink, resolve);
+      sink.current = attempt;
+      const timeoutMs = fnTimeoutMs + upstreamSlackMs;
+      if (body === undefined) {
+        this.#replicaFor(lease.endpoint.url).dispatch({ method: req.method, path: req.path, headers: req.headers, timeoutMs }, attempt);
+        return;
+      }
       this.#poolFor(lease.endpoint.url).dispatch(
         {
           path: req.path,
           method: req.method as Dispatcher.HttpMethod,
           headers: req.headers,
-          body: body ? body.attempt() : null,
-          headersTimeout: fnTimeoutMs + upstreamSlackMs,
-          bodyTimeout: fnTimeoutMs + upstreamSlackMs,
+          body: body.attempt(),
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
         },
-        handler,
+        undiciHandler(attempt),
       );
     });
+  }
+
+  #replicaFor(url: string): ReplicaClient {
+    let client = this.#replicas.get(url);
+    if (client) return client;
+    if (this.#replicas.size >= maxReplicaPools) {
+      const [oldest, old] = this.#replicas.entries().next().value as [string, ReplicaClient];
+      this.#replicas.delete(oldest);
+      void old.close();
+    }
+    client = new ReplicaClient(url, { keepAliveMs: replicaPoolOptions.keepAliveTimeout, connectTimeoutMs: replicaPoolOptions.connect.timeout });
+    this.#replicas.set(url, client);
+    return client;
   }
 
   #poolFor(url: string): Pool {
@@ -337,8 +291,117 @@ export class FunctionCaller {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#agent.close(), ...[...this.#pools.values()].map((p) => p.close())]);
+    await Promise.all([this.#agent.close(), ...[...this.#pools.values()].map((p) => p.close()), ...[...this.#replicas.values()].map((c) => c.close())]);
     this.#pools.clear();
+    this.#replicas.clear();
+  }
+}
+
+type TryOutcome = 'answered' | 'left' | { err: unknown; unsent: boolean };
+
+/**
+ * One try of a streamed call: the handler either client calls, writing the replica's answer into
+ * the caller's response. A class rather than closures around the try: a closure kept on the sink
+ * holds every variable of its scope, and V8, finding such objects alive at each young-generation
+ * collection, took to allocating them in the old generation, where they cost a full collection.
+ */
+class StreamTry implements ReplicaHandler {
+  #answered = false;
+  #done = false;
+  #released = false;
+  #abortCall: ((err: Error) => void) | undefined;
+  #resumeCall: (() => void) | undefined;
+  readonly #lease: Lease;
+  readonly #bodiless: boolean;
+  readonly #body: UntouchedBody | undefined;
+  readonly #sink: AnswerSink;
+  readonly #resolve: (outcome: TryOutcome) => void;
+
+  constructor(lease: Lease, bodiless: boolean, body: UntouchedBody | undefined, sink: AnswerSink, resolve: (outcome: TryOutcome) => void) {
+    this.#lease = lease;
+    this.#bodiless = bodiless;
+    this.#body = body;
+    this.#sink = sink;
+    this.#resolve = resolve;
+  }
+
+  /** The caller left: the call is cut, and stream() hears 'left' unless the answer had begun. */
+  abort(): void {
+    if (!this.#answered && !this.#done) {
+      this.#done = true;
+      this.#resolve('left');
+    }
+    this.#abortCall?.(new Error('client disconnected'));
+    this.#release();
+  }
+
+  onConnect(abort: (err: Error) => void): void {
+    this.#abortCall = abort;
+  }
+
+  onHeaders(status: number, raw: string[], resume: () => void): boolean {
+    const headers: string[] = [];
+    let refusal = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const key = raw[i]!;
+      if (key === runtimeHeaders.overloaded || key === runtimeHeaders.draining) {
+        refusal = true;
+        continue;
+      }
+      if (hopByHop.has(key) || gatewaySets.has(key)) continue;
+      headers.push(key, raw[i + 1]!);
+    }
+    // Refused before the call ran (overloaded or draining): another replica may take it.
+    if (status === 503 && refusal && this.#bodiless) {
+      this.#done = true;
+      this.#abortCall?.(new Error('refused by the replica'));
+      this.#resolve({ err: new KubefnError('UNAVAILABLE', 'the replica refused the call'), unsent: true });
+      return false;
+    }
+    this.#answered = true;
+    this.#resumeCall = resume;
+    const res = this.#sink.res;
+    res.writeHead(status, this.#sink.head(status, headers));
+    this.#resolve('answered');
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const res = this.#sink.res;
+    if (res.write(chunk)) return true;
+    // The replica's answer waits until the caller drains.
+    res.once('drain', this.#onDrain);
+    return false;
+  }
+
+  onComplete(): void {
+    this.#sink.res.end();
+    this.#release();
+  }
+
+  onError(err: Error): void {
+    const res = this.#sink.res;
+    res.off('drain', this.#onDrain);
+    if (this.#answered) {
+      // The answer broke off mid-body: the caller sees its connection cut, as from the replica.
+      res.destroy(err);
+      this.#release();
+      return;
+    }
+    if (this.#done) return;
+    const body = this.#body;
+    const unsent = this.#bodiless ? isConnectError(err) : body ? !body.touched && isConnectError(err) : isRefused(err);
+    this.#done = true;
+    this.#resolve({ err, unsent });
+  }
+
+  readonly #onDrain = (): void => this.#resumeCall?.();
+
+  /** Ends the lease once the answer is through (or cut). */
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#lease.release();
   }
 }
 
@@ -404,13 +467,32 @@ function isRefused(err: unknown): boolean {
 
 function isConnectError(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CONNECT_TIMEOUT';
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'REPLICA_CLOSED' || code === 'REPLICA_CONNECT_TIMEOUT';
+}
+
+/** `handler` as undici's dispatch calls it: header names and values arrive as Buffers. */
+function undiciHandler(handler: ReplicaHandler): Dispatcher.DispatchHandler {
+  return {
+    onConnect: (abort) => handler.onConnect(abort as (err: Error) => void),
+    onHeaders: (status, raw, resume) => {
+      const headers: string[] = new Array<string>(raw.length);
+      for (let i = 0; i < raw.length; i += 2) {
+        headers[i] = raw[i]!.toString('latin1').toLowerCase();
+        headers[i + 1] = raw[i + 1]!.toString('latin1');
+      }
+      return handler.onHeaders(status, headers, resume);
+    },
+    onData: (chunk) => handler.onData(chunk),
+    onComplete: () => handler.onComplete(),
+    onError: (err) => handler.onError(err),
+  };
 }
 
 function replicaError(name: string, lease: Lease, err: unknown, fnTimeoutMs: number): KubefnError {
   // The request's own body failed (over the limit): the replica is not at fault.
   if (isKubefnError(err)) return err as KubefnError;
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || (err instanceof ReplicaHopError && err.code === 'REPLICA_TIMEOUT')) {
     return new KubefnError('DEADLINE_EXCEEDED', `function "${name}" replica ${lease.endpoint.id} did not answer within ${fnTimeoutMs + upstreamSlackMs} ms`, { cause: err });
   }
   return new KubefnError('REPLICA_FAILED', `function "${name}" replica ${lease.endpoint.id} failed before answering: ${(err as Error).message}`, {

@@ -90,7 +90,7 @@ async function invoke(env: InvokeEnv, req: IncomingMessage, res: ServerResponse,
     };
     // One listener ends the call's accounting, and cuts the replica call if the caller left early.
     res.once('close', () => {
-      if (!res.writableFinished) sink.abort?.();
+      if (!res.writableFinished) sink.current?.abort();
       finished(res.statusCode);
       if (logLine && status !== 0) logRequest(env, req, res.statusCode, started, callId);
     });
