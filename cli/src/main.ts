@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { defaultWarmPoolMemoryBytes, defaultWarmPoolSize } from '@kubefn/platform/core';
+import { defaultPipelining, defaultWarmPoolMemoryBytes, defaultWarmPoolSize } from '@kubefn/platform/core';
 import { App, processIo, type Io } from './app.js';
 import { collect, parseCount, parseSize } from './args.js';
 import { registerBuild } from './build-command.js';
@@ -88,6 +88,7 @@ interface UpFlags {
   /** False for --no-request-log. */
   requestLog: boolean;
   workers: string;
+  pipelining: string;
 }
 
 /** Most gateway workers `fn up --workers` takes, per CPU: past a few per CPU they only add context switches. */
@@ -113,6 +114,7 @@ function registerUp(program: Command, app: App): void {
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
     .option('--pool <count>', 'warm runtimes (process driver) or containers (podman) kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
     .option('--pool-memory <size>', `most memory the idle warm runtimes or containers may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
+    .option('--pipelining <calls>', 'most GET and HEAD calls arriving together that share one connection to a replica, answered in order (1: a connection each)', String(defaultPipelining))
     .option('--workers <count>', `gateway processes serving the port (1 to ${maxWorkersPerCpu} per CPU); this process keeps the driver, autoscaler and build service`, '1')
     .option('--json', 'log one JSON object per event on stdout, a line per gateway request among them')
     .option('--no-request-log', 'with --json: leave out the line per gateway request')
@@ -181,6 +183,7 @@ Examples:
         maxBodyBytes: parseSize(opts.maxBody, '--max-body'),
         ...(opts.isolation === false ? { isolation: false } : {}),
         ...(workers > 1 ? { workers } : {}),
+        pipelining: parseCount(opts.pipelining, '--pipelining', 1, 256),
         pool: { size: parseCount(opts.pool, '--pool', 0, 64), ...(opts.poolMemory !== undefined ? { memoryBytes: parseSize(opts.poolMemory, '--pool-memory') } : {}) },
       };
       // A token from the token file is the previous run's; let `fn up` decide whether to reuse it.

@@ -4,7 +4,7 @@ import { KubefnError } from '@kubefn/platform/core';
 import type { WarmPoolStats } from '@kubefn/platform';
 import { createLogger, startEmbedded, type EmbeddedOptions, type IsolationStatus, type NatsStatus } from '@kubefn/server';
 
-export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'isolation' | 'pool' | 'workers'> {
+export interface UpOptions extends Pick<EmbeddedOptions, 'driver' | 'podman' | 'registry' | 'base' | 'insecureRegistries' | 'autoscalerConfig' | 'autoscalerConfigFile' | 'nats' | 'localNats' | 'maxBodyBytes' | 'pipelining' | 'isolation' | 'pool' | 'workers'> {
   port: number;
   home: string;
   host: string;

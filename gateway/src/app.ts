@@ -2,7 +2,7 @@
 
 import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
-import { KubefnError, type ActivationStall, type PokeBody } from '@kubefn/platform';
+import { defaultPipelining, KubefnError, type ActivationStall, type PokeBody } from '@kubefn/platform';
 import { adminPlugin } from './admin.js';
 import { FunctionCatalog } from './catalog.js';
 import { kubefnErrorHandler, kubefnFrameworkErrors, kubefnNotFound } from './error-handler.js';
@@ -108,7 +108,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     apps: options.apps,
     catalog,
     routers,
-    caller: new FunctionCaller({ catalog, routers, stats, metrics, invocations, options: { maxBodyBytes } }),
+    caller: new FunctionCaller({ catalog, routers, stats, metrics, invocations, options: { maxBodyBytes, pipelining: options.pipelining ?? defaultPipelining } }),
     stats,
     metrics,
     invocations,

@@ -52,6 +52,11 @@ export interface GatewayOptions {
   poke?: { growth?: number; minIntervalMs?: number };
   /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
   maxBodyBytes?: number;
+  /**
+   * Most GET and HEAD calls of one turn of the event loop sent together on one connection to a
+   * replica, pipelined (replica-client.ts); 1 sends each on a connection of its own. Default 16.
+   */
+  pipelining?: number;
   /** Largest bundle or app upload, bytes. Default 256 MiB. */
   maxBundleBytes?: number;
   /**

@@ -27,7 +27,7 @@ export interface CallerContext {
   stats: ConcurrencyStats;
   metrics: GatewayMetrics;
   invocations: Map<string, number>;
-  options: { maxBodyBytes: number };
+  options: { maxBodyBytes: number; pipelining?: number };
 }
 
 export interface ReplicaRequest {
@@ -272,7 +272,11 @@ export class FunctionCaller {
       this.#replicas.delete(oldest);
       void old.close();
     }
-    client = new ReplicaClient(url, { keepAliveMs: replicaPoolOptions.keepAliveTimeout, connectTimeoutMs: replicaPoolOptions.connect.timeout });
+    client = new ReplicaClient(url, {
+      keepAliveMs: replicaPoolOptions.keepAliveTimeout,
+      connectTimeoutMs: replicaPoolOptions.connect.timeout,
+      pipelining: this.#ctx.options.pipelining ?? 1,
+    });
     this.#replicas.set(url, client);
     return client;
   }

@@ -52,6 +52,11 @@ export interface ReplicaClientOptions {
   maxHeadBytes?: number;
   /** Most connections kept unused. */
   maxIdle?: number;
+  /**
+   * Most GET and HEAD calls sent together on one connection, pipelined, when they are sent in the
+   * same turn of the event loop (default 1: each call has a connection of its own).
+   */
+  pipelining?: number;
 }
 
 /** Bytes a chunk-size line may take (hex digits, extensions, CRLF) before the answer is refused. */
@@ -68,6 +73,10 @@ export class ReplicaClient {
   readonly #maxIdle: number;
   readonly #idle: Connection[] = [];
   readonly #all = new Set<Connection>();
+  readonly #maxBatch: number;
+  /** The connection this turn's GET and HEAD calls share (see #openBatch). */
+  #batch: Connection | undefined;
+  #batchScheduled = false;
   #closed = false;
 
   constructor(origin: string, options: ReplicaClientOptions = {}) {
@@ -80,6 +89,7 @@ export class ReplicaClient {
     this.#keepAliveMs = options.keepAliveMs ?? 30_000;
     this.#maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
     this.#maxIdle = options.maxIdle ?? 256;
+    this.#maxBatch = options.pipelining ?? 1;
   }
 
   /** Open connections, busy or not (for tests). */
@@ -99,6 +109,12 @@ export class ReplicaClient {
       handler.onError(new ReplicaHopError('REPLICA_CLOSED', 'the replica client is closed'));
       return;
     }
+    const batchable = this.#maxBatch > 1 && (call.method === 'GET' || call.method === 'HEAD');
+    const batch = this.#batch;
+    if (batchable && batch !== undefined && batch.usable && batch.calls > 0 && batch.calls < this.#maxBatch) {
+      batch.start(call, head, handler);
+      return;
+    }
     const now = Date.now();
     let conn: Connection | undefined;
     while ((conn = this.#idle.pop()) !== undefined) {
@@ -107,8 +123,32 @@ export class ReplicaClient {
       conn.destroy();
     }
     conn ??= this.#connect();
+    if (batchable) this.#openBatch(conn);
     conn.start(call, head, handler);
   }
+
+  /**
+   * Makes `conn` (unused until now) the connection the GET and HEAD calls sent in this turn of
+   * the event loop share: their requests leave in one write when the turn's I/O is done, and the
+   * replica reads them, and answers them, together. Calls of one turn arrived together; none
+   * waits behind a call sent in an earlier turn.
+   */
+  #openBatch(conn: Connection): void {
+    if (this.#batch !== undefined) this.#batch.uncork();
+    this.#batch = conn;
+    conn.cork();
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      setImmediate(this.#closeBatch);
+    }
+  }
+
+  readonly #closeBatch = (): void => {
+    this.#batchScheduled = false;
+    const conn = this.#batch;
+    this.#batch = undefined;
+    conn?.uncork();
+  };
 
   #connect(): Connection {
     const conn = new Connection(this, this.#host, this.#port, this.#connectTimeoutMs, this.#maxHeadBytes);
@@ -168,7 +208,7 @@ const methodToken = /^[A-Z]+$/;
 const pathChars = /^[\x21-\x7e]+$/;
 const headerToken = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const badValue = /[\0\r\n]/;
-const statusLine = /^HTTP\/1\.[01] (\d{3})(?: [^\r\n]*)?$/;
+const statusLine = /^HTTP\/1\.([01]) ([1-9]\d{2})(?: [^\r\n]*)?$/;
 const headerLine = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
 
 const enum State {
@@ -184,7 +224,16 @@ const enum State {
   Done,
 }
 
-/** One socket to the replica, carrying one call at a time. */
+/** A call sent on a connection and not yet answered in full; `handler` undefined once it is over or dropped. */
+interface Pending {
+  handler: ReplicaHandler | undefined;
+  method: string;
+}
+
+/**
+ * One socket to the replica. It carries one call at a time, or a batch of GET and HEAD calls
+ * pipelined together (see ReplicaClient.dispatch), answered in order.
+ */
 class Connection {
   usable = true;
   idleUntil = 0;
@@ -193,8 +242,8 @@ class Connection {
   readonly #socket: net.Socket;
   readonly #maxHeadBytes: number;
   #state = State.Connecting;
-  #handler: ReplicaHandler | undefined;
-  #method = '';
+  /** Calls sent and not yet answered in full, oldest (the one being answered) first. */
+  readonly #calls: Pending[] = [];
   /** Bytes received but not yet parsed (a head in pieces, or what a paused body left). */
   #pending: Buffer | undefined;
   /** Body bytes still to come: of the Content-Length, or of the current chunk. */
@@ -203,7 +252,7 @@ class Connection {
   #reuse = true;
   #paused = false;
   #timeoutMs = 0;
-  /** The current call's timeout (ReplicaCall.timeoutMs). */
+  /** The calls' timeout (ReplicaCall.timeoutMs). */
   #callTimeoutMs = 0;
   #trailerBytes = 0;
 
@@ -225,30 +274,33 @@ class Connection {
       resolve();
     }));
     socket.once('connect', () => {
-      if (this.#state === State.Connecting) this.#state = this.#handler ? State.Head : State.Idle;
+      if (this.#state === State.Connecting) this.#state = this.#calls.length > 0 ? State.Head : State.Idle;
+      this.#setTimeout(this.#calls.length > 0 ? this.#callTimeoutMs : 0);
     });
   }
 
+  /** Calls sent on this connection and not yet answered. */
+  get calls(): number {
+    return this.#calls.length;
+  }
+
+  /** Holds writes back until uncork(), so a batch leaves in one write. */
+  cork(): void {
+    this.#socket.cork();
+  }
+
+  uncork(): void {
+    this.#socket.uncork();
+  }
+
   start(call: ReplicaCall, head: string, handler: ReplicaHandler): void {
-    this.#handler = handler;
-    this.#method = call.method;
-    this.#remaining = 0;
-    this.#keepAliveMs = undefined;
-    this.#reuse = true;
-    this.#paused = false;
-    this.#trailerBytes = 0;
-    if (this.#state !== State.Connecting) this.#state = State.Head;
+    const pending: Pending = { handler, method: call.method };
+    this.#calls.push(pending);
+    if (this.#calls.length === 1) this.#nextAnswer();
     this.#callTimeoutMs = call.timeoutMs;
-    handler.onConnect((err) => {
-      if (this.#handler === handler) this.#abort(err);
-    });
-    if (this.#handler !== handler) return; // aborted at once
-    if (this.#state === State.Connecting) {
-      // The connect timeout stays until the socket connects; the call's own starts then.
-      this.#socket.once('connect', () => this.#setTimeout(call.timeoutMs));
-    } else {
-      this.#setTimeout(call.timeoutMs);
-    }
+    handler.onConnect((err) => this.#abort(pending, err));
+    if (pending.handler !== handler) return; // aborted at once
+    if (this.#state !== State.Connecting) this.#setTimeout(call.timeoutMs);
     this.#socket.write(head, 'latin1');
   }
 
@@ -257,33 +309,54 @@ class Connection {
     this.#socket.destroy();
   }
 
+  /** Readies the parser for the answer of the oldest call. */
+  #nextAnswer(): void {
+    this.#remaining = 0;
+    this.#paused = false;
+    this.#trailerBytes = 0;
+    if (this.#state !== State.Connecting) this.#state = State.Head;
+  }
+
   #setTimeout(ms: number): void {
     if (ms === this.#timeoutMs) return;
     this.#timeoutMs = ms;
     this.#socket.setTimeout(ms);
   }
 
-  #abort(err: Error): void {
-    const handler = this.#handler;
+  /**
+   * The caller cut `pending`. Alone on the connection, the connection goes with it, so the
+   * replica hears the caller left. Pipelined, the calls after it still have their answers to
+   * come on this connection: its own is read and dropped.
+   */
+  #abort(pending: Pending, err: Error): void {
+    const handler = pending.handler;
     if (!handler) return;
-    this.#handler = undefined;
-    this.destroy();
+    pending.handler = undefined;
+    if (this.#calls.length === 1) {
+      this.#calls.length = 0;
+      this.destroy();
+    } else if (this.#calls[0] === pending && this.#paused) {
+      this.#resume(pending);
+    }
     handler.onError(err);
   }
 
-  /** Ends the call with `err` (once) and the connection with it. */
+  /** Ends every call on the connection with `err`, and the connection with them. */
   #fail(err: Error): void {
     this.usable = false;
-    const handler = this.#handler;
-    this.#handler = undefined;
+    const calls = this.#calls.splice(0);
     if (!this.#socket.destroyed) this.#socket.destroy();
-    handler?.onError(err);
+    for (const pending of calls) {
+      const handler = pending.handler;
+      pending.handler = undefined;
+      handler?.onError(err);
+    }
   }
 
   #onTimeout(): void {
     if (this.#state === State.Connecting) {
       this.#fail(new ReplicaHopError('REPLICA_CONNECT_TIMEOUT', `could not connect within ${this.#timeoutMs} ms`));
-    } else if (this.#handler) {
+    } else if (this.#calls.length > 0) {
       this.#fail(new ReplicaHopError('REPLICA_TIMEOUT', `the replica was silent for ${this.#timeoutMs} ms`));
     } else {
       this.destroy(); // unused all this time
@@ -292,7 +365,7 @@ class Connection {
 
   #onEnd(): void {
     // A body that runs until the connection closes is complete now.
-    if (this.#state === State.UntilClose && this.#handler) {
+    if (this.#state === State.UntilClose && this.#calls.length > 0) {
       this.usable = false;
       this.#complete();
     }
@@ -300,7 +373,7 @@ class Connection {
   }
 
   #onData(chunk: Buffer): void {
-    if (!this.#handler) {
+    if (this.#calls.length === 0) {
       // Nothing was asked: a replica that talks out of turn is not trusted with another call.
       this.destroy();
       return;
@@ -309,10 +382,11 @@ class Connection {
     this.#parse();
   }
 
-  /** Parses what is pending until it runs out, the call is done, or the body is paused. */
+  /** Parses what is pending until it runs out, every call is answered, or a body is paused. */
   #parse(): void {
-    while (this.#pending !== undefined && this.#handler && !this.#paused) {
+    while (this.#pending !== undefined && this.#calls.length > 0 && !this.#paused && this.usable) {
       const buf = this.#pending;
+      const pending = this.#calls[0]!;
       switch (this.#state) {
         case State.Head: {
           const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
@@ -322,7 +396,7 @@ class Connection {
           }
           if (end > this.#maxHeadBytes) return this.#protocol(`an answer head over ${this.#maxHeadBytes} bytes`);
           this.#take(end + 4);
-          this.#head(buf.toString('latin1', 0, end));
+          this.#head(pending, buf.toString('latin1', 0, end));
           break;
         }
         case State.Body:
@@ -334,12 +408,12 @@ class Connection {
           this.#remaining -= n;
           if (this.#state === State.Body && this.#remaining === 0) {
             // The last piece: whether the caller wants a pause no longer matters here.
-            this.#handler.onData(piece);
-            if (this.#handler) this.#complete();
-            return;
+            pending.handler?.onData(piece);
+            if (this.#calls[0] === pending) this.#complete();
+            break;
           }
           if (this.#state === State.ChunkData && this.#remaining === 0) this.#state = State.ChunkDataEnd;
-          if (!this.#handler.onData(piece)) this.#pause();
+          if (pending.handler && !pending.handler.onData(piece) && this.#calls[0] === pending) this.#pause();
           break;
         }
         case State.ChunkSize: {
@@ -375,10 +449,7 @@ class Connection {
           this.#trailerBytes += eol + 2;
           if (this.#trailerBytes > this.#maxHeadBytes) return this.#protocol('trailers too long');
           this.#take(eol + 2);
-          if (eol === 0) {
-            this.#complete();
-            return;
-          }
+          if (eol === 0) this.#complete();
           break;
         }
         default:
@@ -393,11 +464,13 @@ class Connection {
     this.#pending = n >= buf.length ? undefined : buf.subarray(n);
   }
 
-  #head(text: string): void {
+  #head(pending: Pending, text: string): void {
     const lines = text.split('\r\n');
     const m = statusLine.exec(lines[0]!);
     if (!m) return this.#protocol('an invalid status line');
-    const status = Number(m[1]);
+    const status = Number(m[2]);
+    // HTTP/1.0 keeps a connection only when it says so.
+    let keepAlive = m[1] === '1';
     const headers: string[] = [];
     let length: number | undefined;
     let chunked = false;
@@ -414,13 +487,15 @@ class Connection {
         encoded = true;
         chunked = /(?:^|,)[ \t]*chunked[ \t]*$/i.test(value);
       } else if (name === 'connection') {
-        if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) this.#reuse = false;
+        if (/(?:^|,)[ \t]*close[ \t]*(?:,|$)/i.test(value)) keepAlive = false;
+        else if (/(?:^|,)[ \t]*keep-alive[ \t]*(?:,|$)/i.test(value)) keepAlive = true;
       } else if (name === 'keep-alive') {
         const t = /timeout=(\d+)/i.exec(value);
         if (t) this.#keepAliveMs = Number(t[1]) * 1000;
       }
       headers.push(name, value);
     }
+    if (!keepAlive) this.#reuse = false;
     if (status < 200) {
       // 100 Continue and the like come before the answer; no upgrade was asked for.
       if (status === 101) return this.#protocol('an upgrade that was not asked for');
@@ -428,8 +503,7 @@ class Connection {
     }
     // A length beside a transfer coding, or a coding that is not chunked last, is how answers are smuggled.
     if (encoded && (length !== undefined || !chunked)) return this.#protocol('a Transfer-Encoding the gateway does not take');
-    const handler = this.#handler!;
-    const bodiless = this.#method === 'HEAD' || status === 204 || status === 304;
+    const bodiless = pending.method === 'HEAD' || status === 204 || status === 304;
     if (bodiless) this.#state = State.Done;
     else if (chunked) this.#state = State.ChunkSize;
     else if (length !== undefined) {
@@ -439,11 +513,18 @@ class Connection {
       this.#state = State.UntilClose;
       this.#reuse = false;
     }
-    if (!handler.onHeaders(status, headers, () => this.#resume(handler))) {
-      this.#handler = undefined;
-      this.destroy();
-      return;
+    const handler = pending.handler;
+    if (handler && !handler.onHeaders(status, headers, () => this.#resume(pending))) {
+      // Dropped: alone, the connection goes; pipelined, this answer is read and let go.
+      pending.handler = undefined;
+      if (this.#calls.length === 1) {
+        this.#calls.length = 0;
+        this.destroy();
+        return;
+      }
     }
+    // onHeaders may have cut the call with the abort given to onConnect, and the connection with it.
+    if (this.#calls[0] !== pending) return;
     if (this.#state === State.Done || (this.#state === State.Body && this.#remaining === 0)) this.#complete();
   }
 
@@ -454,21 +535,29 @@ class Connection {
     this.#setTimeout(0);
   }
 
-  #resume(handler: ReplicaHandler): void {
-    if (this.#handler !== handler || !this.#paused) return;
+  #resume(pending: Pending): void {
+    if (this.#calls[0] !== pending || !this.#paused) return;
     this.#paused = false;
     this.#setTimeout(this.#callTimeoutMs);
     this.#socket.resume();
     this.#parse();
   }
 
+  /** The oldest call is answered in full. */
   #complete(): void {
-    const handler = this.#handler!;
-    this.#handler = undefined;
-    this.#state = State.Idle;
-    if (this.#pending !== undefined || !this.#reuse || !this.usable) this.destroy();
-    else this.#client.released(this, this.#keepAliveMs);
-    handler.onComplete();
+    const pending = this.#calls.shift()!;
+    const handler = pending.handler;
+    pending.handler = undefined;
+    if (this.#calls.length > 0) {
+      // Pipelined: the next answer follows; a replica that ends the connection here leaves the rest unanswered.
+      if (!this.#reuse || !this.usable) this.destroy();
+      else this.#nextAnswer();
+    } else {
+      this.#state = State.Idle;
+      if (this.#pending !== undefined || !this.#reuse || !this.usable) this.destroy();
+      else this.#client.released(this, this.#keepAliveMs);
+    }
+    handler?.onComplete();
   }
 
   #protocol(what: string): void {

@@ -45,6 +45,12 @@ export const defaultWarmPoolSize = 2;
 export const defaultWarmPoolMemoryBytes = 256 * 1024 * 1024;
 
 /**
+ * Most GET and HEAD calls arriving in one turn of the gateway's event loop that share one
+ * connection to a replica, pipelined and answered in order (`fn up --pipelining`; 1: a connection each).
+ */
+export const defaultPipelining = 16;
+
+/**
  * Where a warm runtime leaves its run(): a function bundle that finds it there hands it its
  * handler module rather than starting the runtime bundled with it.
  */

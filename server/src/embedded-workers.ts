@@ -23,6 +23,7 @@ export interface WorkerFrontOptions {
   poke: Autoscaler['poke'];
   internalToken: string;
   maxBodyBytes?: number;
+  pipelining?: number;
   json: boolean;
   requestLog: boolean;
   logger?: Logger;
@@ -108,6 +109,7 @@ export async function startWorkerFront(o: WorkerFrontOptions): Promise<WorkerFro
     primaryInternal,
     driverKind: o.driver.kind,
     ...(o.maxBodyBytes !== undefined ? { maxBodyBytes: o.maxBodyBytes } : {}),
+    ...(o.pipelining !== undefined ? { pipelining: o.pipelining } : {}),
     json: o.json,
     requestLog: o.requestLog,
   };

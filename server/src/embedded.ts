@@ -75,6 +75,8 @@ export interface EmbeddedOptions {
   nats?: string;
   /** Largest request body or event message sent to a function (default 32 MiB). */
   maxBodyBytes?: number;
+  /** The gateway's pipelining to replicas (GatewayOptions.pipelining; 1 turns it off). */
+  pipelining?: number;
   /**
    * Without `nats`: start a nats-server from PATH (JetStream on, store in `<home>/nats`) the first
    * time the gateway asks for NATS, and stop it on close (`fn up` does unless --no-nats). Default
@@ -254,6 +256,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
     scaleDefaults: scaleDefaultsOf(options.autoscalerConfig, options),
     ...(nats ? { nats } : local ? { nats: local.connect } : {}),
     ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
+    ...(options.pipelining !== undefined ? { pipelining: options.pipelining } : {}),
     // Without request lines, fastify's own info lines ("Server listening") are noise next to fn up's.
     ...(options.logger
       ? {
@@ -332,6 +335,7 @@ async function startOnHome(options: EmbeddedOptions): Promise<EmbeddedPlatform> 
         poke: (name, body) => autoscaler.poke(name, body),
         internalToken: workerToken,
         ...(options.maxBodyBytes !== undefined ? { maxBodyBytes: options.maxBodyBytes } : {}),
+        ...(options.pipelining !== undefined ? { pipelining: options.pipelining } : {}),
         json: options.logger?.json ?? false,
         requestLog: options.requestLog ?? false,
         ...(options.logger ? { logger: options.logger } : {}),

@@ -72,6 +72,7 @@ async function serve(config: WorkerConfig, send: (message: ToPrimary) => Promise
       return true;
     },
     ...(config.maxBodyBytes !== undefined ? { maxBodyBytes: config.maxBodyBytes } : {}),
+    ...(config.pipelining !== undefined ? { pipelining: config.pipelining } : {}),
     logger: log.pino.child({}, { level: config.requestLog ? 'info' : 'warn' }) as FastifyBaseLogger,
     requestLog: config.requestLog,
     // As a cluster gateway pokes the autoscaler's Service; the gateway keeps one poke in flight

@@ -26,6 +26,7 @@ export interface WorkerConfig {
   /** The primary's driver kind ("process", "podman"), for /system/info-like answers. */
   driverKind: string;
   maxBodyBytes?: number;
+  pipelining?: number;
   /** JSON log lines on stdout (`fn up --json`), else human lines on stderr. */
   json: boolean;
   /** A log line per request. */
