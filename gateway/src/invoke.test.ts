@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,6 +65,8 @@ describe('gateway invoke and management API', () => {
   let base: string;
   let driver: OneServerDriver;
   const token = 'secret-token';
+  /** Emits 'held' with each request to /hold, which the replica never answers. */
+  const holds = new EventEmitter();
 
   before(async () => {
     upstream = http.createServer((req, res) => {
@@ -73,6 +76,10 @@ describe('gateway invoke and management API', () => {
       }
       if (req.url === '/crash') {
         req.socket.destroy();
+        return;
+      }
+      if (req.url === '/hold') {
+        holds.emit('held', req);
         return;
       }
       const chunks: Buffer[] = [];
@@ -118,6 +125,29 @@ describe('gateway invoke and management API', () => {
       assert.deepEqual(requests.map((r) => [r.url, r.status]), [['/function/echo', 200], ['/function/echo.openfaas-fn', 200], ['/function/nope', 404]]);
     } finally {
       await logged.close();
+    }
+  });
+
+  it('cuts the replica\'s call when the caller leaves before the answer, without calling it a replica failure', async () => {
+    const lines: string[] = [];
+    const logger = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } } }).log;
+    const g = createGateway({ driver, token, logger });
+    const url = await g.app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const held = once(holds, 'held') as Promise<[http.IncomingMessage]>;
+      const caller = new AbortController();
+      const call = fetch(`${url}/function/echo/hold`, { signal: caller.signal }).catch((err: unknown) => err);
+      const [atReplica] = await held;
+      const cut = once(atReplica.socket, 'close');
+      assert.equal(g.stats.inFlight('echo'), 1);
+      caller.abort();
+      assert.equal(((await call) as Error).name, 'AbortError');
+      await cut; // the gateway closed its connection to the replica
+      assert.equal(g.stats.inFlight('echo'), 0);
+      const failures = lines.filter((l) => /REPLICA_FAILED|failed before answering/.test(l));
+      assert.deepEqual(failures, []);
+    } finally {
+      await g.close();
     }
   });
 

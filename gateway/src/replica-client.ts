@@ -208,8 +208,8 @@ const methodToken = /^[A-Z]+$/;
 const pathChars = /^[\x21-\x7e]+$/;
 const headerToken = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const badValue = /[\0\r\n]/;
-const statusLine = /^HTTP\/1\.([01]) ([1-9]\d{2})(?: [^\r\n]*)?$/;
-const headerLine = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
+const validStatusLine = /^HTTP\/1\.[01] [1-9]\d{2}(?: [^\r\n]*)?(?:\r\n|$)/;
+const validHead = /^HTTP\/1\.[01] [1-9]\d{2}(?: [^\r\n]*)?(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n\0]*)*$/;
 
 const enum State {
   Connecting,
@@ -465,21 +465,20 @@ class Connection {
   }
 
   #head(pending: Pending, text: string): void {
+    if (!validHead.test(text)) return this.#protocol(validStatusLine.test(text) ? 'an invalid header line' : 'an invalid status line');
     const lines = text.split('\r\n');
-    const m = statusLine.exec(lines[0]!);
-    if (!m) return this.#protocol('an invalid status line');
-    const status = Number(m[2]);
+    const status = (text.charCodeAt(9) - 48) * 100 + (text.charCodeAt(10) - 48) * 10 + (text.charCodeAt(11) - 48);
     // HTTP/1.0 keeps a connection only when it says so.
-    let keepAlive = m[1] === '1';
+    let keepAlive = text.charCodeAt(7) === 49; // '1'
     const headers: string[] = [];
     let length: number | undefined;
     let chunked = false;
     let encoded = false;
     for (let i = 1; i < lines.length; i++) {
-      const h = headerLine.exec(lines[i]!);
-      if (!h) return this.#protocol('an invalid header line');
-      const name = h[1]!.toLowerCase();
-      const value = h[2]!;
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      const name = line.slice(0, colon).toLowerCase();
+      const value = trimSpace(line, colon + 1);
       if (name === 'content-length') {
         if (!/^\d{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) return this.#protocol('an invalid Content-Length');
         length = Number(value);
@@ -563,6 +562,15 @@ class Connection {
   #protocol(what: string): void {
     this.#fail(new ReplicaHopError('REPLICA_PROTOCOL', `the replica sent ${what}`));
   }
+}
+
+/** `line` from `from` without the spaces and tabs around it (what HTTP calls optional whitespace). */
+function trimSpace(line: string, from: number): string {
+  let start = from;
+  let end = line.length;
+  while (start < end && (line.charCodeAt(start) === 32 || line.charCodeAt(start) === 9)) start++;
+  while (end > start && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--;
+  return line.slice(start, end);
 }
 
 const chunkSize = /^([0-9a-fA-F]{1,15})[ \t]*(?:;.*)?$/;
