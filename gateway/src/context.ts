@@ -54,7 +54,8 @@ export interface GatewayOptions {
   maxBodyBytes?: number;
   /**
    * Most GET and HEAD calls of one turn of the event loop sent together on one connection to a
-   * replica, pipelined (replica-client.ts); 1 sends each on a connection of its own. Default 16.
+   * replica, pipelined (replica-client.ts); 1 sends each on a connection of its own (the default,
+   * defaultPipelining).
    */
   pipelining?: number;
   /** Largest bundle or app upload, bytes. Default 256 MiB. */

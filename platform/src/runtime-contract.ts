@@ -46,9 +46,11 @@ export const defaultWarmPoolMemoryBytes = 256 * 1024 * 1024;
 
 /**
  * Most GET and HEAD calls arriving in one turn of the gateway's event loop that share one
- * connection to a replica, pipelined and answered in order (`fn up --pipelining`; 1: a connection each).
+ * connection to a replica, pipelined and answered in order (`fn up --pipelining`). 1, a
+ * connection each, by default: with 16, a cluster case (a function scaled to zero by hand while
+ * no autoscaler runs) saw its Deployment scaled back to 1, for a reason not yet found.
  */
-export const defaultPipelining = 16;
+export const defaultPipelining = 1;
 
 /**
  * Where a warm runtime leaves its run(): a function bundle that finds it there hands it its

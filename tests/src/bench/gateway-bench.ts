@@ -4,7 +4,8 @@
 // bench-results/gateway.json (`-- --json` prints only the JSON).
 //
 // Flags: --seconds=10 (per throughput row), --latency-calls=3000 (sequential calls timed at
-// concurrency 1), --warmup=2000 (calls per path before measuring), --json. Env BENCH_OUT: where
+// concurrency 1), --warmup=2000 (calls per path before measuring), --pipelining=N (fn up's
+// --pipelining; unset: its default), --json. Env BENCH_OUT: where
 // the JSON goes (default bench-results/).
 
 import os from 'node:os';
@@ -24,6 +25,8 @@ const seconds = Number(args.get('seconds') ?? 10);
 const latencyCalls = Number(args.get('latency-calls') ?? 3000);
 const warmupCalls = Number(args.get('warmup') ?? 2000);
 const jsonOnly = args.has('json');
+/** fn up --pipelining for the gateway; unset: the platform's default. */
+const pipelining = args.get('pipelining');
 for (const [flag, n] of Object.entries({ seconds, 'latency-calls': latencyCalls, warmup: warmupCalls })) {
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a whole number of at least 1 (got ${String(args.get(flag))})`);
 }
@@ -81,7 +84,7 @@ async function replicaUrl(api: Api, name: string): Promise<string> {
 
 async function main() {
   // No per-request log line: nginx runs with access_log off.
-  const platform = await startPlatform(await newHome(), { args: ['--no-request-log'] });
+  const platform = await startPlatform(await newHome(), { args: ['--no-request-log', ...(pipelining !== undefined ? ['--pipelining', pipelining] : [])] });
   const api = new Api(platform.url, platform.token);
   let nginx: Awaited<ReturnType<typeof startNginxProxy>> | undefined;
   try {
@@ -112,7 +115,7 @@ async function main() {
     });
     const results = {
       machine: { cpus: os.cpus().length, node: process.version },
-      settings: { seconds, latencyCalls, warmupCalls, nginxWorkers: 1 },
+      settings: { seconds, latencyCalls, warmupCalls, nginxWorkers: 1, pipelining: pipelining === undefined ? 'default' : Number(pipelining) },
       throughput,
       gatewayVsNginx: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c, 'gateway', 'nginx')])),
       gatewayVsDirect: Object.fromEntries(concurrencies.map((c) => [`c${c}`, ratio(c, 'gateway', 'direct')])),
@@ -126,7 +129,7 @@ async function main() {
       return `| ${c} | ${cell(t.direct!)} | ${cell(t.nginx!)} | ${cell(t.gateway!)} | ${ratio(c, 'gateway', 'nginx').toFixed(2)} | ${cpu(t.nginx!)} / ${cpu(t.gateway!)} | ${t.direct!.errors + t.nginx!.errors + t.gateway!.errors} |`;
     };
     const table = [
-      'req/s (latency p50 / p99 ms), hello through each path to the same replica',
+      `req/s (latency p50 / p99 ms), hello through each path to the same replica (gateway pipelining: ${pipelining ?? 'the default'})`,
       '',
       '| concurrency | direct | nginx (1 worker) | kubefn gateway | gateway / nginx | proxy CPU µs per request, nginx / gateway | errors |',
       '|---|---|---|---|---|---|---|',

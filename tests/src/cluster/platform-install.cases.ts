@@ -161,7 +161,13 @@ function suite(): void {
     try {
       await waitFor(async () => (await podsOf('app.kubernetes.io/name=kubefn-autoscaler')) === 0, { timeoutMs: 120_000, what: 'the autoscaler gone' });
       await fn('scale', 'hello', '0');
-      await waitFor(async () => (await podsOf('kubefn.dev/function=hello', p.functionNamespace)) === 0, { timeoutMs: 120_000, what: 'hello at zero' });
+      await waitFor(async () => (await podsOf('kubefn.dev/function=hello', p.functionNamespace)) === 0, { timeoutMs: 120_000, what: 'hello at zero' }).catch(async (err: unknown) => {
+        // Which pods are left, and why, says more than the timeout.
+        const left = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' })).items;
+        const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
+        const described = left.map((pod) => `${pod.metadata?.name} ${pod.status?.phase} deleting=${pod.metadata?.deletionTimestamp ?? '-'} labels=${JSON.stringify(pod.metadata?.labels)} owner=${pod.metadata?.ownerReferences?.[0]?.kind ?? '-'}`);
+        throw new Error(`${(err as Error).message}; Deployment replicas ${d.spec?.replicas}; pods left:\n${described.join('\n')}`);
+      });
       const res = await fetch(`${gateway}/function/hello?name=alone`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.equal(await res.text(), 'Hello, alone!\n');
