@@ -265,33 +265,15 @@ export class FunctionCaller {
   }
 
   #replicaFor(url: string): ReplicaClient {
-    let client = this.#replicas.get(url);
-    if (client) return client;
-    if (this.#replicas.size >= maxReplicaPools) {
-      const [oldest, old] = this.#replicas.entries().next().value as [string, ReplicaClient];
-      this.#replicas.delete(oldest);
-      void old.close();
-    }
-    client = new ReplicaClient(url, {
+    return keptFor(this.#replicas, url, () => new ReplicaClient(url, {
       keepAliveMs: replicaPoolOptions.keepAliveTimeout,
       connectTimeoutMs: replicaPoolOptions.connect.timeout,
       pipelining: this.#ctx.options.pipelining ?? 1,
-    });
-    this.#replicas.set(url, client);
-    return client;
+    }));
   }
 
   #poolFor(url: string): Pool {
-    let pool = this.#pools.get(url);
-    if (pool) return pool;
-    if (this.#pools.size >= maxReplicaPools) {
-      const [oldest, old] = this.#pools.entries().next().value as [string, Pool];
-      this.#pools.delete(oldest);
-      void old.close().catch(() => {});
-    }
-    pool = new Pool(url, replicaPoolOptions);
-    this.#pools.set(url, pool);
-    return pool;
+    return keptFor(this.#pools, url, () => new Pool(url, replicaPoolOptions));
   }
 
   async close(): Promise<void> {
@@ -413,6 +395,20 @@ class StreamTry implements ReplicaHandler {
 const replicaPoolOptions = { keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 1024, connect: { timeout: 5000 } };
 /** Replica pools the invoke path keeps at most (see FunctionCaller.#pools). */
 const maxReplicaPools = 4096;
+
+/** `kept`'s client for `url`, made on first use; past maxReplicaPools the oldest is closed (its replica is gone, or it is made again). */
+function keptFor<C extends { close(): Promise<void> }>(kept: Map<string, C>, url: string, make: () => C): C {
+  let client = kept.get(url);
+  if (client) return client;
+  if (kept.size >= maxReplicaPools) {
+    const [oldest, old] = kept.entries().next().value as [string, C];
+    kept.delete(oldest);
+    void old.close().catch(() => {});
+  }
+  client = make();
+  kept.set(url, client);
+  return client;
+}
 
 function headerValue(headers: string[], name: string): string | undefined {
   for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
