@@ -550,6 +550,9 @@ describe('ReplicaClient', () => {
   });
 
   describe('pipelining', () => {
+    /** A client that pipelines from its first call (steadyAfter 0). */
+    const steadyClient = (origin: string, pipelining: number, more: ReplicaClientOptions = {}) => client(origin, { pipelining, steadyAfter: 0, ...more });
+
     /** A raw server that holds each answer until release(n) (n: the request's number over all connections). */
     async function heldServer() {
       const waiting = new Map<number, net.Socket>();
@@ -563,10 +566,11 @@ describe('ReplicaClient', () => {
 
     it('sends the GET and HEAD calls of one turn on one connection and hands each its own answer in order', async () => {
       const srv = await httpServer((req, res) => res.end(`answer ${req.url}`));
-      const c = client(srv.origin, { pipelining: 8 });
-      const recs = ['/a', '/b', '/c', '/d'].map((path) => call(c, { path }));
-      const head = call(c, { method: 'HEAD', path: '/e' });
-      for (const [i, rec] of recs.entries()) assert.equal((await ok(rec)).body, `answer ${['/a', '/b', '/c', '/d'][i]}`);
+      const c = steadyClient(srv.origin, 8);
+      const paths = ['/f?a', '/f?b', '/f', '/f?d'];
+      const recs = paths.map((path) => call(c, { path }));
+      const head = call(c, { method: 'HEAD', path: '/f?e' });
+      for (const [i, rec] of recs.entries()) assert.equal((await ok(rec)).body, `answer ${paths[i]}`);
       await ok(head);
       assert.equal(srv.accepted, 1);
       assert.equal(c.connections, 1);
@@ -574,16 +578,16 @@ describe('ReplicaClient', () => {
 
     it('takes at most `pipelining` calls on one connection, and never a call with a method that may change state', async () => {
       const srv = await httpServer((req, res) => res.end(`${req.method} ${req.url}`));
-      const c = client(srv.origin, { pipelining: 2 });
-      const recs = [call(c, { path: '/1' }), call(c, { path: '/2' }), call(c, { path: '/3' }), call(c, { method: 'POST', path: '/4' }), call(c, { method: 'DELETE', path: '/5' })];
-      assert.deepEqual(await Promise.all(recs.map(async (r) => (await ok(r)).body)), ['GET /1', 'GET /2', 'GET /3', 'POST /4', 'DELETE /5']);
+      const c = steadyClient(srv.origin, 2);
+      const recs = [call(c, { path: '/?1' }), call(c, { path: '/?2' }), call(c, { path: '/?3' }), call(c, { method: 'POST', path: '/?4' }), call(c, { method: 'DELETE', path: '/?5' })];
+      assert.deepEqual(await Promise.all(recs.map(async (r) => (await ok(r)).body)), ['GET /?1', 'GET /?2', 'GET /?3', 'POST /?4', 'DELETE /?5']);
       // /1 and /2 share one; /3, the POST and the DELETE each have their own.
       assert.equal(srv.accepted, 4);
     });
 
     it('does not queue a call behind one sent in an earlier turn', async () => {
       const srv = await heldServer();
-      const c = client(srv.origin, { pipelining: 8 });
+      const c = steadyClient(srv.origin, 8);
       const slow = call(c, { path: '/slow' });
       await until(() => srv.heads.length === 1, 'the first request');
       const fast = call(c, { path: '/fast' });
@@ -598,8 +602,8 @@ describe('ReplicaClient', () => {
 
     it('drops the answer of a pipelined call its caller cut, and answers the others on the same connection', async () => {
       const srv = await heldServer();
-      const c = client(srv.origin, { pipelining: 8 });
-      const [a, b, d] = [call(c, { path: '/a' }), call(c, { path: '/b' }), call(c, { path: '/c' })];
+      const c = steadyClient(srv.origin, 8);
+      const [a, b, d] = [call(c, { path: '/?a' }), call(c, { path: '/?b' }), call(c, { path: '/?c' })];
       await until(() => srv.heads.length === 3, 'three requests');
       const cut = new Error('caller left');
       a.abort(cut);
@@ -622,10 +626,10 @@ describe('ReplicaClient', () => {
 
     it('reads past an answer a pipelined call refused in onHeaders, to the next one', async () => {
       const srv = await httpServer((req, res) => res.end(`answer ${req.url}`));
-      const c = client(srv.origin, { pipelining: 8 });
-      const refused = call(c, { path: '/a' }, { onHeaders: () => false });
-      const b = call(c, { path: '/b' });
-      assert.equal((await ok(b)).body, 'answer /b');
+      const c = steadyClient(srv.origin, 8);
+      const refused = call(c, { path: '/?a' }, { onHeaders: () => false });
+      const b = call(c, { path: '/?b' });
+      assert.equal((await ok(b)).body, 'answer /?b');
       assert.deepEqual(refused.events, ['connect', 'headers']);
       assert.equal(srv.accepted, 1);
     });
@@ -634,17 +638,64 @@ describe('ReplicaClient', () => {
       const srv = await rawServer((socket, n) => {
         if (n === 0) socket.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok');
       });
-      const c = client(srv.origin, { pipelining: 8 });
+      const c = steadyClient(srv.origin, 8);
       const [a, b] = [call(c), call(c)];
       assert.equal((await ok(a)).body, 'ok');
       await failed(b, 'REPLICA_CLOSED');
+    });
+
+    /** A server answering each call with the client port of its connection, so a test sees which calls shared one. */
+    const portServer = () =>
+      httpServer((req, res) => {
+        const port = String(req.socket.remotePort);
+        if (req.url === '/slow') setTimeout(() => res.end(port), 400);
+        else if (req.url === '/stream') (res.write(port), res.end());
+        else if (req.url === '/fail') req.socket.destroy();
+        else res.end(port);
+      });
+    /** Sends `paths` in one turn: the connections they went on, in the order of the calls. */
+    const turn = async (c: ReplicaClient, paths = ['/?1', '/?2', '/?3']) => Promise.all(paths.map((path) => call(c, { path })).map(async (r) => (await ok(r)).body));
+    const connectionsOf = (ports: string[]) => new Set(ports).size;
+
+    it('pipelines only after `steadyAfter` answers in a row, each quick and framed by a Content-Length', async () => {
+      const srv = await portServer();
+      const c = client(srv.origin, { pipelining: 8, steadyAfter: 4, slowCallMs: 10_000 });
+      assert.equal(connectionsOf(await turn(c)), 3, 'not steady yet: a connection each');
+      await ok(call(c)); // the fourth answer
+      assert.equal(connectionsOf(await turn(c)), 1, 'steady: the calls of one turn share a connection');
+    });
+
+    it('a slow answer, a streamed one or a failed call stops pipelining until `steadyAfter` more answers', async () => {
+      const srv = await portServer();
+      const c = client(srv.origin, { pipelining: 8, steadyAfter: 2, slowCallMs: 300 });
+      const two = ['/?1', '/?2'];
+      await ok(call(c));
+      await ok(call(c));
+      assert.equal(connectionsOf(await turn(c, two)), 1);
+      assert.equal((await ok(call(c, { path: '/slow' }))).events.at(-1), 'complete');
+      assert.equal(connectionsOf(await turn(c, two)), 2, 'after a slow answer');
+      assert.equal(connectionsOf(await turn(c, two)), 1, 'steady again after two quick ones');
+      await ok(call(c, { path: '/stream' }));
+      assert.equal(connectionsOf(await turn(c, two)), 2, 'after a streamed (chunked) answer');
+      assert.equal(connectionsOf(await turn(c, two)), 1);
+      await failed(call(c, { path: '/fail' }), 'REPLICA_CLOSED');
+      assert.equal(connectionsOf(await turn(c, two)), 2, 'after a failed call');
+    });
+
+    it('pipelines only calls to the same path: a call to another path has a connection of its own', async () => {
+      const srv = await portServer();
+      const c = steadyClient(srv.origin, 8);
+      const [a1, b, a2, a3] = await turn(c, ['/a?1', '/b', '/a?2', '/a']);
+      assert.equal(a1, a2);
+      assert.equal(a1, a3);
+      assert.notEqual(b, a1);
     });
 
     it('fails every call on the connection when the replica breaks the framing', async () => {
       const srv = await rawServer((socket, n) => {
         if (n === 1) socket.write(`${OK}HTTP/1.1 2x0 OK\r\n\r\n`);
       });
-      const c = client(srv.origin, { pipelining: 8 });
+      const c = steadyClient(srv.origin, 8);
       const [a, b, d] = [call(c), call(c), call(c)];
       assert.equal((await ok(a)).body, 'ok');
       await failed(b, 'REPLICA_PROTOCOL');

@@ -54,9 +54,20 @@ export interface ReplicaClientOptions {
   maxIdle?: number;
   /**
    * Most GET and HEAD calls sent together on one connection, pipelined, when they are sent in the
-   * same turn of the event loop (default 1: each call has a connection of its own).
+   * same turn of the event loop (default 1: each call has a connection of its own). Pipelined
+   * calls are answered in order, so a call waits for the answers before its own: they are
+   * pipelined only while the replica is steady (see steadyAfter) and only with calls to the same
+   * path.
    */
   pipelining?: number;
+  /**
+   * Answers in a row, each whole within slowCallMs and framed by a Content-Length (not streamed),
+   * before calls are pipelined; any other answer, or a failed call, starts the count again
+   * (default 32).
+   */
+  steadyAfter?: number;
+  /** An answer that took longer than this from its request, ms, is slow (default 20). */
+  slowCallMs?: number;
 }
 
 /** Bytes a chunk-size line may take (hex digits, extensions, CRLF) before the answer is refused. */
@@ -74,8 +85,13 @@ export class ReplicaClient {
   readonly #idle: Connection[] = [];
   readonly #all = new Set<Connection>();
   readonly #maxBatch: number;
-  /** The connection this turn's GET and HEAD calls share (see #openBatch). */
+  readonly #steadyAfter: number;
+  readonly #slowCallMs: number;
+  /** Answers in a row that were quick and not streamed (see steadyAfter), up to steadyAfter. */
+  #steady = 0;
+  /** The connection this turn's GET and HEAD calls to #batchPath share (see #openBatch). */
   #batch: Connection | undefined;
+  #batchPath = '';
   #batchScheduled = false;
   #closed = false;
 
@@ -90,6 +106,8 @@ export class ReplicaClient {
     this.#maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
     this.#maxIdle = options.maxIdle ?? 256;
     this.#maxBatch = options.pipelining ?? 1;
+    this.#steadyAfter = options.steadyAfter ?? 32;
+    this.#slowCallMs = options.slowCallMs ?? 20;
   }
 
   /** Open connections, busy or not (for tests). */
@@ -109,13 +127,21 @@ export class ReplicaClient {
       handler.onError(new ReplicaHopError('REPLICA_CLOSED', 'the replica client is closed'));
       return;
     }
-    const batchable = this.#maxBatch > 1 && (call.method === 'GET' || call.method === 'HEAD');
-    const batch = this.#batch;
-    if (batchable && batch !== undefined && batch.usable && batch.calls > 0 && batch.calls < this.#maxBatch) {
-      batch.start(call, head, handler);
-      return;
-    }
     const now = Date.now();
+    let route: string | undefined;
+    if (this.#maxBatch > 1 && this.#steady >= this.#steadyAfter && (call.method === 'GET' || call.method === 'HEAD')) {
+      const q = call.path.indexOf('?');
+      route = q < 0 ? call.path : call.path.slice(0, q);
+      const batch = this.#batch;
+      if (batch !== undefined) {
+        if (route === this.#batchPath && batch.usable && batch.calls > 0 && batch.calls < this.#maxBatch) {
+          batch.start(call, head, handler, now);
+          return;
+        }
+        // Another path has a connection of its own; this turn's batch stays the first path's.
+        if (route !== this.#batchPath) route = undefined;
+      }
+    }
     let conn: Connection | undefined;
     while ((conn = this.#idle.pop()) !== undefined) {
       // One the replica may be closing about now is not worth the race: close it and take another.
@@ -123,8 +149,18 @@ export class ReplicaClient {
       conn.destroy();
     }
     conn ??= this.#connect();
-    if (batchable) this.#openBatch(conn);
-    conn.start(call, head, handler);
+    if (route !== undefined) this.#openBatch(conn, route);
+    conn.start(call, head, handler, now);
+  }
+
+  /**
+   * A call on `conn` ended: answered (`streamed` when its body was not framed by a Content-Length)
+   * after it was sent at `sentAt`, or failed (sentAt undefined). Counts towards steadyAfter.
+   */
+  ended(sentAt: number | undefined, streamed: boolean): void {
+    if (this.#maxBatch <= 1) return;
+    if (sentAt === undefined || streamed || Date.now() - sentAt > this.#slowCallMs) this.#steady = 0;
+    else if (this.#steady < this.#steadyAfter) this.#steady++;
   }
 
   /**
@@ -133,9 +169,10 @@ export class ReplicaClient {
    * replica reads them, and answers them, together. Calls of one turn arrived together; none
    * waits behind a call sent in an earlier turn.
    */
-  #openBatch(conn: Connection): void {
+  #openBatch(conn: Connection, path: string): void {
     if (this.#batch !== undefined) this.#batch.uncork();
     this.#batch = conn;
+    this.#batchPath = path;
     conn.cork();
     if (!this.#batchScheduled) {
       this.#batchScheduled = true;
@@ -228,6 +265,8 @@ const enum State {
 interface Pending {
   handler: ReplicaHandler | undefined;
   method: string;
+  /** When its request was written (Date.now()). */
+  sentAt: number;
 }
 
 /**
@@ -255,6 +294,8 @@ class Connection {
   /** The calls' timeout (ReplicaCall.timeoutMs). */
   #callTimeoutMs = 0;
   #trailerBytes = 0;
+  /** Whether the answer being read streams (chunked, or until the connection closes). */
+  #streamed = false;
 
   constructor(client: ReplicaClient, host: string, port: number, connectTimeoutMs: number, maxHeadBytes: number) {
     this.#client = client;
@@ -293,8 +334,8 @@ class Connection {
     this.#socket.uncork();
   }
 
-  start(call: ReplicaCall, head: string, handler: ReplicaHandler): void {
-    const pending: Pending = { handler, method: call.method };
+  start(call: ReplicaCall, head: string, handler: ReplicaHandler, now: number): void {
+    const pending: Pending = { handler, method: call.method, sentAt: now };
     this.#calls.push(pending);
     if (this.#calls.length === 1) this.#nextAnswer();
     this.#callTimeoutMs = call.timeoutMs;
@@ -314,6 +355,7 @@ class Connection {
     this.#remaining = 0;
     this.#paused = false;
     this.#trailerBytes = 0;
+    this.#streamed = false;
     if (this.#state !== State.Connecting) this.#state = State.Head;
   }
 
@@ -346,6 +388,7 @@ class Connection {
     this.usable = false;
     const calls = this.#calls.splice(0);
     if (!this.#socket.destroyed) this.#socket.destroy();
+    if (calls.length > 0) this.#client.ended(undefined, true);
     for (const pending of calls) {
       const handler = pending.handler;
       pending.handler = undefined;
@@ -504,12 +547,15 @@ class Connection {
     if (encoded && (length !== undefined || !chunked)) return this.#protocol('a Transfer-Encoding the gateway does not take');
     const bodiless = pending.method === 'HEAD' || status === 204 || status === 304;
     if (bodiless) this.#state = State.Done;
-    else if (chunked) this.#state = State.ChunkSize;
-    else if (length !== undefined) {
+    else if (chunked) {
+      this.#state = State.ChunkSize;
+      this.#streamed = true;
+    } else if (length !== undefined) {
       this.#remaining = length;
       this.#state = State.Body;
     } else {
       this.#state = State.UntilClose;
+      this.#streamed = true;
       this.#reuse = false;
     }
     const handler = pending.handler;
@@ -547,6 +593,7 @@ class Connection {
     const pending = this.#calls.shift()!;
     const handler = pending.handler;
     pending.handler = undefined;
+    this.#client.ended(pending.sentAt, this.#streamed);
     if (this.#calls.length > 0) {
       // Pipelined: the next answer follows; a replica that ends the connection here leaves the rest unanswered.
       if (!this.#reuse || !this.usable) this.destroy();

@@ -148,6 +148,16 @@ function suite(): void {
     // A warm pool pod may have answered; the poke scales the Deployment up once it serves.
     const replicas = async () => (await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace })).spec?.replicas ?? 0;
     await waitFor(async () => (await replicas()) >= 1, { timeoutMs: 30_000, what: 'the poke scaling the Deployment up' });
+    // Then hello's own pod takes over from the pool pod, if one answered: the next case starts
+    // from that rest, not from a pool pod still serving hello or a poke still on its way.
+    await waitFor(
+      async () => {
+        const own = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' })).items;
+        const pooled = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/warm-for=hello' })).items;
+        return own.some((pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) && pooled.length === 0;
+      },
+      { timeoutMs: 120_000, what: "hello's own pod ready and no pool pod left serving it" },
+    );
   });
 
   it('with no autoscaler running, a request to a function at zero still starts it: the gateway scales it itself', async () => {
@@ -157,23 +167,32 @@ function suite(): void {
         p.cluster.k8s.setHeaderOptions('Content-Type', p.cluster.k8s.PatchStrategy.MergePatch),
       );
     const podsOf = async (selector: string, namespace = p.namespace) => (await core().listNamespacedPod({ namespace, labelSelector: selector })).items.length;
+    // A timeout says less than what hello's pods, its events and the gateways' logs say about it.
+    const explained = async (err: unknown): Promise<never> => {
+      const pods = (await core().listNamespacedPod({ namespace: p.functionNamespace })).items.filter((pod) => /hello/.test(JSON.stringify(pod.metadata?.labels)));
+      const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
+      const described = pods.map((pod) => `${pod.metadata?.name} ${pod.status?.phase} deleting=${pod.metadata?.deletionTimestamp ?? '-'} labels=${JSON.stringify(pod.metadata?.labels)}`);
+      const events = (await core().listNamespacedEvent({ namespace: p.functionNamespace, fieldSelector: 'involvedObject.name=hello' })).items.map(
+        (e) => `${e.lastTimestamp?.toISOString() ?? e.eventTime ?? '-'} ${e.source?.component ?? e.reportingComponent ?? '-'} ${e.involvedObject.kind} ${e.reason}: ${e.message}`,
+      );
+      const said: string[] = [];
+      for (const gw of (await core().listNamespacedPod({ namespace: p.namespace, labelSelector: 'app.kubernetes.io/name=kubefn-gateway' })).items) {
+        const log = await core().readNamespacedPodLog({ name: gw.metadata!.name!, namespace: p.namespace, container: 'gateway', sinceSeconds: 300 });
+        said.push(`${gw.metadata!.name}:`, ...log.split('\n').filter((l) => l.includes('hello')).slice(-40));
+      }
+      throw new Error(`${(err as Error).message}; Deployment replicas ${d.spec?.replicas}; pods of hello:\n${described.join('\n')}\nevents of hello:\n${events.join('\n')}\ngateway logs:\n${said.join('\n')}`);
+    };
     await scaleAutoscaler(0);
     try {
       await waitFor(async () => (await podsOf('app.kubernetes.io/name=kubefn-autoscaler')) === 0, { timeoutMs: 120_000, what: 'the autoscaler gone' });
       await fn('scale', 'hello', '0');
-      await waitFor(async () => (await podsOf('kubefn.dev/function=hello', p.functionNamespace)) === 0, { timeoutMs: 120_000, what: 'hello at zero' }).catch(async (err: unknown) => {
-        // Which pods are left, and why, says more than the timeout.
-        const left = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' })).items;
-        const d = await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace });
-        const described = left.map((pod) => `${pod.metadata?.name} ${pod.status?.phase} deleting=${pod.metadata?.deletionTimestamp ?? '-'} labels=${JSON.stringify(pod.metadata?.labels)} owner=${pod.metadata?.ownerReferences?.[0]?.kind ?? '-'}`);
-        throw new Error(`${(err as Error).message}; Deployment replicas ${d.spec?.replicas}; pods left:\n${described.join('\n')}`);
-      });
+      await waitFor(async () => (await podsOf('kubefn.dev/function=hello', p.functionNamespace)) === 0, { timeoutMs: 120_000, what: 'hello at zero' }).catch(explained);
       const res = await fetch(`${gateway}/function/hello?name=alone`);
       assert.equal(res.status, 200, await res.clone().text());
       assert.equal(await res.text(), 'Hello, alone!\n');
       // A warm pool pod may have answered; the gateway scales the Deployment once it serves.
       const replicas = async () => (await apps().readNamespacedDeployment({ name: 'hello', namespace: p.functionNamespace })).spec?.replicas ?? 0;
-      await waitFor(async () => (await replicas()) >= 1, { timeoutMs: 30_000, what: 'the gateway scaling the Deployment up' });
+      await waitFor(async () => (await replicas()) >= 1, { timeoutMs: 30_000, what: 'the gateway scaling the Deployment up' }).catch(explained);
       assert.equal(await replicas(), 1, 'the gateway scaled it 0 -> 1, no further');
       // And said so, as a Kubernetes Event on the Function.
       await waitFor(
