@@ -114,7 +114,7 @@ function registerUp(program: Command, app: App): void {
     .option('--no-isolation', 'process driver as root: run every function as root too, not as a user of its own')
     .option('--pool <count>', 'warm runtimes (process driver) or containers (podman) kept ready for functions scaling from zero (0 turns the pool off)', String(defaultWarmPoolSize))
     .option('--pool-memory <size>', `most memory the idle warm runtimes or containers may hold (default ${defaultWarmPoolMemoryBytes / 1024 / 1024}Mi)`)
-    .option('--pipelining <calls>', 'most GET and HEAD calls arriving together that share one connection to a replica, answered in order (1: a connection each)', String(defaultPipelining))
+    .option('--pipelining <calls>', 'most GET and HEAD calls to one path, arriving together, that share one connection to a replica answering quickly, answered in order (1: a connection each)', String(defaultPipelining))
     .option('--workers <count>', `gateway processes serving the port (1 to ${maxWorkersPerCpu} per CPU); this process keeps the driver, autoscaler and build service`, '1')
     .option('--json', 'log one JSON object per event on stdout, a line per gateway request among them')
     .option('--no-request-log', 'with --json: leave out the line per gateway request')

@@ -53,9 +53,9 @@ export interface GatewayOptions {
   /** Largest invocation body the gateway passes on, bytes. Default 32 MiB. */
   maxBodyBytes?: number;
   /**
-   * Most GET and HEAD calls of one turn of the event loop sent together on one connection to a
-   * replica, pipelined (replica-client.ts); 1 sends each on a connection of its own (the default,
-   * defaultPipelining).
+   * Most GET and HEAD calls to one path, of one turn of the event loop, sent together on one
+   * connection to a steady replica, pipelined (replica-client.ts); 1 sends each on a connection of
+   * its own. Default defaultPipelining (16).
    */
   pipelining?: number;
   /** Largest bundle or app upload, bytes. Default 256 MiB. */
