@@ -27,7 +27,7 @@ export interface CallerContext {
   stats: ConcurrencyStats;
   metrics: GatewayMetrics;
   invocations: Map<string, number>;
-  options: { maxBodyBytes: number; pipelining?: number };
+  options: { maxBodyBytes: number; pipelining: number };
 }
 
 export interface ReplicaRequest {
@@ -268,7 +268,7 @@ export class FunctionCaller {
     return keptFor(this.#replicas, url, () => new ReplicaClient(url, {
       keepAliveMs: replicaPoolOptions.keepAliveTimeout,
       connectTimeoutMs: replicaPoolOptions.connect.timeout,
-      pipelining: this.#ctx.options.pipelining ?? 1,
+      pipelining: this.#ctx.options.pipelining,
     }));
   }
 

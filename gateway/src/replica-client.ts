@@ -294,8 +294,6 @@ class Connection {
   /** The calls' timeout (ReplicaCall.timeoutMs). */
   #callTimeoutMs = 0;
   #trailerBytes = 0;
-  /** Whether the answer being read streams (chunked, or until the connection closes). */
-  #streamed = false;
 
   constructor(client: ReplicaClient, host: string, port: number, connectTimeoutMs: number, maxHeadBytes: number) {
     this.#client = client;
@@ -355,7 +353,6 @@ class Connection {
     this.#remaining = 0;
     this.#paused = false;
     this.#trailerBytes = 0;
-    this.#streamed = false;
     if (this.#state !== State.Connecting) this.#state = State.Head;
   }
 
@@ -547,15 +544,12 @@ class Connection {
     if (encoded && (length !== undefined || !chunked)) return this.#protocol('a Transfer-Encoding the gateway does not take');
     const bodiless = pending.method === 'HEAD' || status === 204 || status === 304;
     if (bodiless) this.#state = State.Done;
-    else if (chunked) {
-      this.#state = State.ChunkSize;
-      this.#streamed = true;
-    } else if (length !== undefined) {
+    else if (chunked) this.#state = State.ChunkSize;
+    else if (length !== undefined) {
       this.#remaining = length;
       this.#state = State.Body;
     } else {
       this.#state = State.UntilClose;
-      this.#streamed = true;
       this.#reuse = false;
     }
     const handler = pending.handler;
@@ -593,7 +587,8 @@ class Connection {
     const pending = this.#calls.shift()!;
     const handler = pending.handler;
     pending.handler = undefined;
-    this.#client.ended(pending.sentAt, this.#streamed);
+    // A chunked answer completes in Trailers, one read until close in UntilClose: both streamed.
+    this.#client.ended(pending.sentAt, this.#state === State.Trailers || this.#state === State.UntilClose);
     if (this.#calls.length > 0) {
       // Pipelined: the next answer follows; a replica that ends the connection here leaves the rest unanswered.
       if (!this.#reuse || !this.usable) this.destroy();

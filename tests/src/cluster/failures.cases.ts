@@ -15,7 +15,7 @@ import { parseFunctionSpec } from '@kubefn/platform';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
 import { applyManyFunctions, removeManyFunctions } from '../support/many-functions.js';
-import type { InstalledPlatform } from '../support/platform-install.js';
+import { isReadyPod, type InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
 const timeout = 900_000;
@@ -111,9 +111,7 @@ function suite(): void {
   /** Function pods are in the functions' namespace, the platform's in its own. */
   const nsOf = (selector: string) => (selector.startsWith('kubefn.dev/function') ? p.functionNamespace : p.namespace);
   const readyPods = async (selector: string) =>
-    (await core().listNamespacedPod({ namespace: nsOf(selector), labelSelector: selector })).items.filter(
-      (pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-    );
+    (await core().listNamespacedPod({ namespace: nsOf(selector), labelSelector: selector })).items.filter(isReadyPod);
   const waitReady = (selector: string, n: number, what: string) =>
     waitFor(async () => (await readyPods(selector)).length === n, { timeoutMs: 180_000, what });
   /** Changes `name`'s scale bounds through the management API (the same image and spec otherwise). */

@@ -17,7 +17,7 @@ import { renderKustomization } from '@kubefn/cli';
 import { waitFor } from '@kubefn/platform/testing';
 import { ensureBinaries } from '../support/control-plane.js';
 import type { TestCluster } from '../support/cluster.js';
-import { natsClaim, type InstalledPlatform } from '../support/platform-install.js';
+import { isReadyPod, natsClaim, type InstalledPlatform } from '../support/platform-install.js';
 import { examplesDir } from '../support/podman.js';
 
 const exec = promisify(execFile);
@@ -154,7 +154,7 @@ function suite(): void {
       async () => {
         const own = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' })).items;
         const pooled = (await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/warm-for=hello' })).items;
-        return own.some((pod) => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) && pooled.length === 0;
+        return own.some(isReadyPod) && pooled.length === 0;
       },
       { timeoutMs: 120_000, what: "hello's own pod ready and no pool pod left serving it" },
     );
@@ -231,7 +231,7 @@ function suite(): void {
         assert.equal(res.status, 200);
         await res.text();
         const pods = await core().listNamespacedPod({ namespace: p.functionNamespace, labelSelector: 'kubefn.dev/function=hello' });
-        return pods.items.some((pod) => !pod.metadata?.deletionTimestamp && pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+        return pods.items.some(isReadyPod);
       },
       { timeoutMs: 60_000, what: 'a ready replica of hello that is not terminating' },
     );

@@ -10,12 +10,11 @@ import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import type { V1Pod } from '@kubernetes/client-node';
 import { Agent, fetch } from 'undici';
 import YAML from 'yaml';
 import { waitFor } from '@kubefn/platform/testing';
 import { Api } from '../support/api.js';
-import type { InstalledPlatform } from '../support/platform-install.js';
+import { isReadyPod as isReady, type InstalledPlatform } from '../support/platform-install.js';
 import { whoamiDir, type Whoami } from '../support/whoami.js';
 
 const timeout = 600_000;
@@ -28,7 +27,6 @@ export function warmPoolCases(platform: () => Promise<InstalledPlatform>): void 
   describe('the warm pool on the test cluster', { timeout }, suite);
 }
 
-const isReady = (pod: V1Pod) => !pod.metadata?.deletionTimestamp && (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
 
 function suite(): void {
   let p: InstalledPlatform;

@@ -13,6 +13,7 @@ import { access, chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { V1Pod } from '@kubernetes/client-node';
 import { assembleImage, buildLayer, hostBaseName, parseReference, pushFunctionImage, RegistryClient, resolveBase } from '@kubefn/builder';
 import { startRegistry, type TestRegistry } from '@kubefn/builder/testing';
 import { waitFor } from '@kubefn/platform/testing';
@@ -54,6 +55,10 @@ export const platformNamespace = 'kubefn';
 export const functionNamespace = 'kubefn-fn';
 /** NATS's store claim: volumeClaimTemplate "data" of deploy/nats.yaml's StatefulSet kubefn-nats, pod 0. */
 export const natsClaim = 'data-kubefn-nats-0';
+
+/** Whether `pod` is Ready and not on its way out. */
+export const isReadyPod = (pod: V1Pod): boolean =>
+  !pod.metadata?.deletionTimestamp && (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
 
 /**
  * A hostPath PersistentVolume for NATS's store claim, in a directory of this machine (where the
